@@ -1,0 +1,144 @@
+//! Configuration values of a server. Parsing (file, environment, CLI) lives in the `hearth`
+//! crate; this is the validated result every plugin reads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bevy_ecs::resource::Resource;
+
+/// Which store backs the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSelection {
+    /// In-process memory: fast, not durable. The default for a first run and for tests.
+    Memory,
+    /// A Redis server, by URL (`redis://host:port/db`).
+    Redis(String),
+}
+
+impl StoreSelection {
+    /// Parses `memory` or a `redis://` / `rediss://` URL.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("memory") {
+            Ok(Self::Memory)
+        } else if text.starts_with("redis://") || text.starts_with("rediss://") {
+            Ok(Self::Redis(text.to_string()))
+        } else {
+            Err(format!("expected \"memory\" or a redis:// URL, got {text:?}"))
+        }
+    }
+}
+
+/// The validated configuration of one server process.
+#[derive(Resource, Clone, Debug)]
+pub struct ServerConfig {
+    /// Backing store.
+    pub store: StoreSelection,
+    /// How often dirty players are flushed in one batch.
+    pub flush_interval: Duration,
+    /// Lifetime of a session lease that is not refreshed.
+    pub lease_ttl: Duration,
+    /// How often all leases are refreshed in one batch. Must be well below `lease_ttl`.
+    pub lease_refresh_interval: Duration,
+    /// Fixed game ticks per second.
+    pub tick_rate: f64,
+    /// Prefix of every store key (`hearth:player:{42}`).
+    pub key_prefix: String,
+    /// This server's id; the value of every lease it holds.
+    pub instance_id: String,
+    /// How long shutdown may spend saving everyone before it gives up loudly.
+    pub shutdown_deadline: Duration,
+    /// Upper bound on any single store call (a Redis pipeline chunk, a login).
+    pub store_timeout: Duration,
+    /// Saves or refreshes per pipelined round trip.
+    pub batch_chunk: usize,
+    /// Verbose logging and periodic metric summaries.
+    pub verbose: bool,
+    /// How often verbose mode logs a metrics summary.
+    pub metrics_interval: Duration,
+    /// Verbose mode warns when a store p99 latency exceeds this.
+    pub latency_warn: Duration,
+    /// TCP address of the client front door.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreSelection::Memory,
+            flush_interval: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(60),
+            lease_refresh_interval: Duration::from_secs(20),
+            tick_rate: 60.0,
+            key_prefix: "hearth".into(),
+            instance_id: String::new(),
+            shutdown_deadline: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(2),
+            batch_chunk: 1000,
+            verbose: false,
+            metrics_interval: Duration::from_secs(120),
+            latency_warn: Duration::from_millis(50),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+        }
+    }
+}
+
+/// A configuration value that was refused, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The offending key, as written in server.toml.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `key`.
+    pub fn new(key: &'static str, reason: impl Into<String>) -> Self {
+        Self { key, reason: reason.into() }
+    }
+}
+
+impl ServerConfig {
+    /// Checks values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key, d: Duration| {
+            if d.is_zero() { Err(ConfigError::new(key, "must be greater than zero")) } else { Ok(()) }
+        };
+        positive("flush_interval", self.flush_interval)?;
+        positive("lease_ttl", self.lease_ttl)?;
+        positive("lease_refresh_interval", self.lease_refresh_interval)?;
+        positive("shutdown_deadline", self.shutdown_deadline)?;
+        positive("store_timeout", self.store_timeout)?;
+        positive("metrics_interval", self.metrics_interval)?;
+        if self.lease_ttl < Duration::from_millis(100) {
+            return Err(ConfigError::new("lease_ttl", "must be at least 100ms"));
+        }
+        if self.lease_refresh_interval >= self.lease_ttl {
+            return Err(ConfigError::new(
+                "lease_refresh_interval",
+                format!(
+                    "must be shorter than lease_ttl ({:?}), or leases expire between refreshes",
+                    self.lease_ttl
+                ),
+            ));
+        }
+        if !(self.tick_rate.is_finite() && self.tick_rate > 0.0 && self.tick_rate <= 1000.0) {
+            return Err(ConfigError::new("tick_rate", "must be between 0 and 1000 ticks per second"));
+        }
+        let prefix_ok = !self.key_prefix.is_empty()
+            && self.key_prefix.len() <= 64
+            && self.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+        if !prefix_ok {
+            return Err(ConfigError::new("key_prefix", "must be 1-64 characters of [A-Za-z0-9_-.:]"));
+        }
+        if self.instance_id.is_empty() || self.instance_id.len() > 128 || self.instance_id.chars().any(char::is_whitespace) {
+            return Err(ConfigError::new("instance_id", "must be 1-128 characters without whitespace"));
+        }
+        if !(1..=100_000).contains(&self.batch_chunk) {
+            return Err(ConfigError::new("batch_chunk", "must be between 1 and 100000"));
+        }
+        Ok(())
+    }
+}

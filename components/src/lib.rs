@@ -1,0 +1,20 @@
+//! Hearth's data: components, ECS messages, the persisted player record and config values.
+//!
+//! This crate holds no behaviour and does no I/O, so game code, systems and store adapters can
+//! all depend on it without pulling in tokio or Redis.
+
+pub mod config;
+pub mod game;
+pub mod messages;
+pub mod player;
+pub mod record;
+
+pub use config::{ConfigError, ServerConfig, StoreSelection};
+pub use game::{Position, Progress, Vitals};
+pub use messages::{
+    JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft, SaveNowRequest, SavedNow,
+};
+pub use player::{
+    Dirty, JustLoaded, Leaving, PlayerId, SaveInFlight, SaveNowPending, SaveSequence, SessionOwner, UnknownSections,
+};
+pub use record::{CURRENT_RECORD_VERSION, PlayerRecord, RecordError};

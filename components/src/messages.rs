@@ -1,0 +1,78 @@
+//! ECS messages of the player lifecycle. `origin` is an opaque number chosen by whoever asked
+//! (the network layer uses its connection id) and echoed back in the answer.
+
+use bevy_ecs::entity::Entity;
+use bevy_ecs::message::Message;
+
+use crate::PlayerId;
+
+/// Ask for a player to join: claim the session lease, load the record, spawn the entity.
+#[derive(Message, Clone, Debug)]
+pub struct JoinRequest {
+    pub player: PlayerId,
+    pub origin: u64,
+}
+
+/// A player's entity was spawned with its stored state.
+#[derive(Message, Clone, Debug)]
+pub struct PlayerJoined {
+    pub entity: Entity,
+    pub player: PlayerId,
+    pub origin: u64,
+}
+
+/// Why a join did not happen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefusal {
+    #[error("player is already online (lease held by {owner})")]
+    AlreadyOnline { owner: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record unusable: {0}")]
+    BadRecord(String),
+}
+
+/// A join was refused; nothing of any existing session was touched.
+#[derive(Message, Clone, Debug)]
+pub struct JoinRefused {
+    pub player: PlayerId,
+    pub origin: u64,
+    pub reason: JoinRefusal,
+}
+
+/// Ask for a player to leave: final save, release the lease, despawn.
+#[derive(Message, Clone, Debug)]
+pub struct LeaveRequest {
+    pub entity: Entity,
+    pub origin: u64,
+}
+
+/// A player left: the final save is durable and the lease released.
+#[derive(Message, Clone, Debug)]
+pub struct PlayerLeft {
+    pub player: PlayerId,
+    pub origin: u64,
+}
+
+/// Ask for an immediate (tier-1) save of a player, for critical events.
+#[derive(Message, Clone, Debug)]
+pub struct SaveNowRequest {
+    pub entity: Entity,
+    /// Echoed in [`SavedNow`].
+    pub tag: u64,
+}
+
+/// The state of the player at the time of the [`SaveNowRequest`] (or later) is durable.
+#[derive(Message, Clone, Debug)]
+pub struct SavedNow {
+    pub entity: Entity,
+    pub player: PlayerId,
+    pub tag: u64,
+}
+
+/// This server no longer owns the player's lease; the entity was removed without saving.
+#[derive(Message, Clone, Debug)]
+pub struct OwnershipLost {
+    pub entity: Entity,
+    pub player: PlayerId,
+}

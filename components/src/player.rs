@@ -1,0 +1,86 @@
+//! Components every player entity carries, independent of the game being played.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use bevy_ecs::component::Component;
+use serde::{Deserialize, Serialize};
+
+/// The stable identity of a player across sessions and servers (an account's numeric id).
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlayerId(pub u64);
+
+impl fmt::Display for PlayerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Marks a player whose persistent state changed since it was last snapshotted for saving.
+///
+/// A SparseSet marker: added and removed often, so it must not move entities between tables.
+#[derive(Component, Clone, Copy, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct Dirty;
+
+/// Marks a player whose snapshot is in a save that has not completed yet. The flush skips such
+/// players, so two saves of the same player are never in flight at once.
+#[derive(Component, Clone, Debug)]
+#[component(storage = "SparseSet")]
+pub struct SaveInFlight {
+    /// Sequence number carried by the in-flight save.
+    pub seq: u64,
+    /// Tags of the [`crate::SaveNowRequest`]s this save answers.
+    pub tags: Vec<u64>,
+}
+
+/// An immediate (tier-1) save was asked for and not yet sent. Sent as soon as no other save
+/// of the player is in flight.
+#[derive(Component, Clone, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct SaveNowPending {
+    /// Tags to answer with [`crate::SavedNow`].
+    pub tags: Vec<u64>,
+    /// Real time (since app start) before which a failed attempt is not retried.
+    pub retry_at: Duration,
+}
+
+/// The player is leaving (logout, disconnect, shutdown): a final save that releases the lease
+/// is pending or in flight. The entity is despawned once that save is durable.
+#[derive(Component, Clone, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct Leaving {
+    /// Who asked, echoed in [`crate::PlayerLeft`].
+    pub origin: u64,
+    /// Real time (since app start) before which a failed attempt is not retried.
+    pub retry_at: Duration,
+}
+
+/// Marks a player spawned from a stored record this frame, so spawning is not mistaken for a
+/// change that needs saving.
+#[derive(Component, Clone, Copy, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct JustLoaded;
+
+/// The session lease this server holds for the player: the lease key in the store, the owner
+/// id (this server's instance id) and when the lease was last confirmed.
+#[derive(Component, Clone, Debug, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// Store key of the lease (`hearth:session:{42}` on Redis).
+    pub lease_key: String,
+    /// Instance id of the owning server.
+    pub owner: String,
+    /// Real time since app start when the lease was last claimed or refreshed.
+    pub last_refresh: Duration,
+}
+
+/// The sequence number of the player's newest snapshot. Every snapshot takes the next number;
+/// the store refuses a write whose number is not newer than the stored one.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveSequence(pub u64);
+
+/// Record sections this build does not know (written by a newer build or a removed feature).
+/// They are written back unchanged with every save, never dropped.
+#[derive(Component, Clone, Debug, Default, PartialEq)]
+pub struct UnknownSections(pub BTreeMap<String, serde_json::Value>);

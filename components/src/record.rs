@@ -1,0 +1,153 @@
+//! The persisted player record: versioned JSON, one section per registered component.
+//!
+//! Layout (version 2): `{"version":2,"seq":7,"id":42,"sections":{"position":{..},..}}`.
+//! `version` and `seq` always come first and in that order: the Redis save script reads the
+//! stored sequence from the start of the string without decoding the whole record.
+//!
+//! Older versions migrate forward through [`MIGRATIONS`], one step per version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The record version this build writes.
+pub const CURRENT_RECORD_VERSION: u32 = 2;
+
+/// A decoded player record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlayerRecord {
+    /// Layout version; always [`CURRENT_RECORD_VERSION`] once decoded.
+    pub version: u32,
+    /// Save sequence of the snapshot this record was made from.
+    pub seq: u64,
+    /// The player's id.
+    pub id: u64,
+    /// One JSON value per persistent component, by registered name. Unknown names are kept.
+    pub sections: BTreeMap<String, Value>,
+}
+
+/// Why a stored record could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record is not valid JSON: {0}")]
+    Json(String),
+    #[error("record has no numeric \"version\" field")]
+    MissingVersion,
+    #[error("record version {found} is newer than this build understands ({CURRENT_RECORD_VERSION}); refusing to load it so it is not overwritten")]
+    FromNewerBuild { found: u32 },
+    #[error("record version {from} could not be migrated: {reason}")]
+    Migration { from: u32, reason: String },
+    #[error("section \"{section}\" is malformed: {reason}")]
+    Section { section: String, reason: String },
+}
+
+/// One migration step: turns a record of version `n` (its index + 1) into version `n + 1`.
+type Migration = fn(Value) -> Result<Value, String>;
+
+/// The explicit chain of migrations, `MIGRATIONS[n - 1]` takes version `n` to `n + 1`.
+pub const MIGRATIONS: &[Migration] = &[v1_to_v2];
+
+impl PlayerRecord {
+    /// An empty record for a player that has never been saved.
+    pub fn new(id: u64) -> Self {
+        Self { version: CURRENT_RECORD_VERSION, seq: 0, id, sections: BTreeMap::new() }
+    }
+
+    /// Encodes the record as stored (`version`, `seq` first).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record of JSON values always serialises")
+    }
+
+    /// Decodes a stored record of any known version, migrating it forward.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let mut value: Value = serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let mut version = read_version(&value)?;
+        if version > CURRENT_RECORD_VERSION {
+            return Err(RecordError::FromNewerBuild { found: version });
+        }
+        while version < CURRENT_RECORD_VERSION {
+            let step = MIGRATIONS[(version - 1) as usize];
+            value = step(value).map_err(|reason| RecordError::Migration { from: version, reason })?;
+            let next = read_version(&value)?;
+            if next != version + 1 {
+                return Err(RecordError::Migration { from: version, reason: format!("step produced version {next}") });
+            }
+            version = next;
+        }
+        serde_json::from_value(value).map_err(|e| RecordError::Json(e.to_string()))
+    }
+}
+
+fn read_version(value: &Value) -> Result<u32, RecordError> {
+    value
+        .get("version")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| *v >= 1)
+        .ok_or(RecordError::MissingVersion)
+}
+
+/// v1 (the flat record of the system Hearth replaces) to v2 (sections, save sequence):
+/// `{"version":1,"id":7,"x":1.0,"y":2.0,"hp":90,"max_hp":100,"xp":250,"level":3}`.
+/// Fields v1 did not have get their defaults; any other field is kept as a section so
+/// nothing is lost.
+fn v1_to_v2(value: Value) -> Result<Value, String> {
+    let Value::Object(mut old) = value else {
+        return Err("a v1 record must be a JSON object".into());
+    };
+    let id = old.remove("id").and_then(|v| v.as_u64()).ok_or("v1 record has no numeric \"id\"")?;
+    old.remove("version");
+    let mut take_f64 = |k: &str, d: f64| old.remove(k).and_then(|v| v.as_f64()).unwrap_or(d);
+    let (x, y) = (take_f64("x", 0.0), take_f64("y", 0.0));
+    let mut take_u64 = |k: &str, d: u64| old.remove(k).and_then(|v| v.as_u64()).unwrap_or(d);
+    let (hp, max_hp, xp, level) = (take_u64("hp", 100), take_u64("max_hp", 100), take_u64("xp", 0), take_u64("level", 1));
+    let mut sections = Map::new();
+    sections.insert("position".into(), json!({"x": x, "y": y}));
+    sections.insert("vitals".into(), json!({"hp": hp, "max_hp": max_hp}));
+    sections.insert("progress".into(), json!({"xp": xp, "level": level}));
+    for (k, v) in old {
+        sections.insert(format!("v1_{k}"), v);
+    }
+    Ok(json!({"version": 2, "seq": 0, "id": id, "sections": sections}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_starts_with_version_and_seq() {
+        let mut r = PlayerRecord::new(42);
+        r.seq = 7;
+        let text = String::from_utf8(r.encode()).unwrap();
+        assert!(text.starts_with(r#"{"version":2,"seq":7,"#), "{text}");
+    }
+
+    #[test]
+    fn v1_record_migrates_to_sections() {
+        let v1 = br#"{"version":1,"id":7,"x":1.5,"y":-2.0,"hp":90,"max_hp":120,"xp":250,"level":3,"guild":"owls"}"#;
+        let r = PlayerRecord::decode(v1).unwrap();
+        assert_eq!(r.version, CURRENT_RECORD_VERSION);
+        assert_eq!(r.id, 7);
+        assert_eq!(r.seq, 0);
+        assert_eq!(r.sections["position"], json!({"x": 1.5, "y": -2.0}));
+        assert_eq!(r.sections["vitals"], json!({"hp": 90, "max_hp": 120}));
+        assert_eq!(r.sections["progress"], json!({"xp": 250, "level": 3}));
+        assert_eq!(r.sections["v1_guild"], json!("owls"), "unknown v1 fields are kept");
+    }
+
+    #[test]
+    fn newer_and_broken_records_are_refused() {
+        assert_eq!(
+            PlayerRecord::decode(br#"{"version":99,"seq":1,"id":1,"sections":{}}"#),
+            Err(RecordError::FromNewerBuild { found: 99 })
+        );
+        assert_eq!(PlayerRecord::decode(br#"{"seq":1}"#), Err(RecordError::MissingVersion));
+        assert!(matches!(PlayerRecord::decode(b"not json"), Err(RecordError::Json(_))));
+        assert!(matches!(
+            PlayerRecord::decode(br#"{"version":1,"x":1}"#),
+            Err(RecordError::Migration { from: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! Hearth's behaviour: one Plugin per capability. Systems reach storage only through the
+//! port in [`storage`].
+
+pub mod metrics;
+pub mod persistence;
+pub mod sessions;
+pub mod storage;
+
+pub use metrics::{MetricsPlugin, TickMetrics};
+pub use persistence::{FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt, PersistentRegistry};
+pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
+pub use storage::{StorePort, StoragePlugin};

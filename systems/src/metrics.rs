@@ -1,0 +1,166 @@
+//! Tick timing and the periodic metrics summary (verbose mode).
+//!
+//! Store counters and latencies live in [`crate::storage::StoreMetrics`] (they are recorded
+//! off the tick, by the store's workers); tick timing lives here. [`MetricsReport`] puts
+//! both together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy_app::{App, First, Last, Plugin};
+use bevy_ecs::prelude::*;
+use bevy_time::{Real, Time, Timer, TimerMode};
+use hearth_components::{OwnershipLost, ServerConfig};
+
+use crate::persistence::FlushStats;
+use crate::sessions::OnlinePlayers;
+use crate::storage::{LatencyHistogram, LatencySummary, StoreMetrics, StorePort};
+
+/// Duration of every frame (all schedules), recorded in `Last`.
+#[derive(Resource, Default)]
+pub struct TickMetrics {
+    started: Option<Instant>,
+    /// Frame durations.
+    pub frame: LatencyHistogram,
+    /// Players dropped because another server owns their lease.
+    pub ownership_lost: u64,
+}
+
+fn start_frame(mut metrics: ResMut<TickMetrics>) {
+    metrics.started = Some(Instant::now());
+}
+
+fn end_frame(mut metrics: ResMut<TickMetrics>, mut lost: MessageReader<OwnershipLost>) {
+    metrics.ownership_lost += lost.read().count() as u64;
+    if let Some(started) = metrics.started.take() {
+        metrics.frame.record(started.elapsed());
+    }
+}
+
+/// A point-in-time view of every metric, for logs, tests and tools.
+#[derive(Clone, Debug)]
+pub struct MetricsReport {
+    pub players: usize,
+    pub saves: u64,
+    pub save_errors: u64,
+    pub saves_lease_lost: u64,
+    pub saves_stale: u64,
+    pub loads: u64,
+    pub load_errors: u64,
+    pub refreshes: u64,
+    pub refresh_errors: u64,
+    pub connections_opened: u64,
+    pub round_trips: u64,
+    pub flush_batches: u64,
+    pub last_flush_batch_size: usize,
+    pub ownership_lost: u64,
+    pub save_batch_latency: LatencySummary,
+    pub save_record_latency: LatencySummary,
+    pub load_latency: LatencySummary,
+    pub refresh_batch_latency: LatencySummary,
+    pub refresh_record_latency: LatencySummary,
+    pub tick: LatencySummary,
+}
+
+impl MetricsReport {
+    /// Reads every metric from the world.
+    pub fn read(world: &World) -> Option<Self> {
+        let store: &Arc<StoreMetrics> = world.get_resource::<StorePort>()?.metrics();
+        let tick = world.get_resource::<TickMetrics>();
+        let flush = world.get_resource::<FlushStats>().cloned().unwrap_or_default();
+        let get = StoreMetrics::get;
+        Some(Self {
+            players: world.get_resource::<OnlinePlayers>().map_or(0, OnlinePlayers::len),
+            saves: get(&store.saves),
+            save_errors: get(&store.save_errors),
+            saves_lease_lost: get(&store.saves_lease_lost),
+            saves_stale: get(&store.saves_stale),
+            loads: get(&store.loads),
+            load_errors: get(&store.load_errors),
+            refreshes: get(&store.refreshes),
+            refresh_errors: get(&store.refresh_errors),
+            connections_opened: get(&store.connections_opened),
+            round_trips: get(&store.round_trips),
+            flush_batches: flush.batches,
+            last_flush_batch_size: flush.last_batch_size,
+            ownership_lost: tick.map_or(0, |t| t.ownership_lost),
+            save_batch_latency: store.save_batch_latency.summary(),
+            save_record_latency: store.save_record_latency.summary(),
+            load_latency: store.load_latency.summary(),
+            refresh_batch_latency: store.refresh_batch_latency.summary(),
+            refresh_record_latency: store.refresh_record_latency.summary(),
+            tick: tick.map(|t| t.frame.summary()).unwrap_or_default(),
+        })
+    }
+
+    /// Logs the report, warning about store latencies whose p99 exceeds `warn_above`.
+    pub fn log(&self, warn_above: Duration) {
+        tracing::info!(
+            players = self.players,
+            saves = self.saves,
+            save_errors = self.save_errors,
+            loads = self.loads,
+            load_errors = self.load_errors,
+            refreshes = self.refreshes,
+            refresh_errors = self.refresh_errors,
+            connections_opened = self.connections_opened,
+            round_trips = self.round_trips,
+            flush_batches = self.flush_batches,
+            last_flush_batch = self.last_flush_batch_size,
+            ownership_lost = self.ownership_lost,
+            save_p50 = ?self.save_batch_latency.p50,
+            save_p99 = ?self.save_batch_latency.p99,
+            load_p50 = ?self.load_latency.p50,
+            load_p99 = ?self.load_latency.p99,
+            refresh_p50 = ?self.refresh_batch_latency.p50,
+            refresh_p99 = ?self.refresh_batch_latency.p99,
+            tick_p50 = ?self.tick.p50,
+            tick_p99 = ?self.tick.p99,
+            tick_max = ?self.tick.max,
+            "metrics"
+        );
+        for (what, summary) in [
+            ("save", self.save_batch_latency),
+            ("load", self.load_latency),
+            ("refresh", self.refresh_batch_latency),
+        ] {
+            if summary.count > 0 && summary.p99 > warn_above {
+                tracing::warn!(p99 = ?summary.p99, threshold = ?warn_above, "{what} latency p99 above threshold");
+            }
+        }
+    }
+}
+
+#[derive(Resource)]
+struct SummaryTimer(Timer);
+
+fn log_summary(world: &mut World) {
+    let delta = world.resource::<Time<Real>>().delta();
+    let finished = {
+        let mut timer = world.resource_mut::<SummaryTimer>();
+        timer.0.tick(delta);
+        timer.0.just_finished()
+    };
+    if finished {
+        let warn_above = world.resource::<ServerConfig>().latency_warn;
+        if let Some(report) = MetricsReport::read(world) {
+            report.log(warn_above);
+        }
+    }
+}
+
+/// Frame timing, plus a metrics summary in the log every `metrics_interval` in verbose mode.
+pub struct MetricsPlugin;
+
+impl Plugin for MetricsPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<TickMetrics>()
+            .add_systems(First, start_frame)
+            .add_systems(Last, end_frame);
+        if let Some(config) = app.world().get_resource::<ServerConfig>().filter(|c| c.verbose) {
+            let interval = config.metrics_interval;
+            app.insert_resource(SummaryTimer(Timer::new(interval, TimerMode::Repeating)))
+                .add_systems(Last, log_summary);
+        }
+    }
+}

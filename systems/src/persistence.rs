@@ -1,0 +1,352 @@
+//! Persistence by change detection.
+//!
+//! Any component registered with [`PersistentAppExt::register_persistent`] becomes a section
+//! of the player record. A change to it marks the player [`Dirty`]; the flush takes a
+//! snapshot of every dirty player once per flush interval and hands the batch to the store.
+//! Tier-1 (immediate) and final (leave) saves use the same snapshot path on the interactive
+//! lane. Results come back and are applied here: a failed write marks the player dirty again.
+
+use std::time::Duration;
+
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::prelude::*;
+use bevy_ecs::system::EntityCommands;
+use bevy_ecs::world::EntityRefExcept;
+use bevy_time::{Real, Time, Timer, TimerMode};
+use hearth_components::{
+    Dirty, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveInFlight, SaveNowPending, SaveNowRequest,
+    SaveSequence, SavedNow, ServerConfig, UnknownSections,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::storage::{Lane, PlayerSnapshot, SaveItem, SaveOutcome, SaveResult, SectionValue, StoreJob, StorePort};
+
+/// How long a failed immediate or final save waits before it is tried again.
+pub const PRIORITY_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Ordering points of persistence, so game systems can run before or after them.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PersistenceSystems {
+    /// `PreUpdate`: apply save results from the store.
+    ApplyResults,
+    /// `PostUpdate`: turn changes of persistent components into [`Dirty`].
+    MarkDirty,
+    /// `PostUpdate`, after `MarkDirty`: batch flush and immediate/final saves.
+    Save,
+}
+
+/// The entity view a snapshot reads components through.
+pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveSequence>;
+
+type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
+type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), String>;
+
+/// One registered persistent component.
+pub struct PersistentSection {
+    /// Section name in the record.
+    pub name: &'static str,
+    snapshot: SnapshotFn,
+    restore: RestoreFn,
+}
+
+/// Every registered persistent component, in registration order.
+#[derive(Resource, Default)]
+pub struct PersistentRegistry {
+    sections: Vec<PersistentSection>,
+}
+
+impl PersistentRegistry {
+    /// The registered sections.
+    pub fn sections(&self) -> &[PersistentSection] {
+        &self.sections
+    }
+
+    /// Finds a section by name.
+    pub fn get(&self, name: &str) -> Option<&PersistentSection> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// Clones every registered component of the entity into a snapshot (no serialisation).
+    pub fn snapshot(&self, player: PlayerId, seq: u64, source: &SnapshotSource) -> PlayerSnapshot {
+        PlayerSnapshot {
+            player,
+            seq,
+            sections: self.sections.iter().filter_map(|s| Some((s.name, (s.snapshot)(source)?))).collect(),
+            unknown: source.get::<UnknownSections>().map(|u| u.0.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl PersistentSection {
+    /// Inserts the component decoded from `value` on the entity.
+    pub fn restore(&self, entity: &mut EntityCommands, value: serde_json::Value) -> Result<(), String> {
+        (self.restore)(entity, value)
+    }
+}
+
+fn snapshot_section<T: Component + Serialize + Clone + Send + Sync>(source: &SnapshotSource) -> Option<SectionValue> {
+    source.get::<T>().map(|c| Box::new(c.clone()) as SectionValue)
+}
+
+fn restore_section<T: Component + DeserializeOwned>(entity: &mut EntityCommands, value: serde_json::Value) -> Result<(), String> {
+    let component: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    entity.insert(component);
+    Ok(())
+}
+
+/// Registers persistent player components.
+pub trait PersistentAppExt {
+    /// Makes `T` a section of the player record named `name`: changes mark the player dirty,
+    /// saves include it, joins restore it. Panics if `name` is registered twice (a build-time
+    /// programming error, not input).
+    fn register_persistent<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: Component + Serialize + DeserializeOwned + Clone + Send + Sync;
+}
+
+impl PersistentAppExt for App {
+    fn register_persistent<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: Component + Serialize + DeserializeOwned + Clone + Send + Sync,
+    {
+        let mut registry = self.world_mut().get_resource_or_init::<PersistentRegistry>();
+        assert!(registry.get(name).is_none(), "persistent section {name:?} registered twice");
+        registry.sections.push(PersistentSection {
+            name,
+            snapshot: snapshot_section::<T>,
+            restore: restore_section::<T>,
+        });
+        self.add_systems(PostUpdate, mark_dirty::<T>.in_set(PersistenceSystems::MarkDirty))
+    }
+}
+
+/// Marks players whose `T` changed since this system last ran.
+fn mark_dirty<T: Component>(
+    changed: Query<Entity, (Changed<T>, With<PlayerId>, Without<Dirty>, Without<JustLoaded>)>,
+    mut commands: Commands,
+) {
+    for entity in &changed {
+        commands.entity(entity).insert(Dirty);
+    }
+}
+
+fn clear_just_loaded(loaded: Query<Entity, With<JustLoaded>>, mut commands: Commands) {
+    for entity in &loaded {
+        commands.entity(entity).remove::<JustLoaded>();
+    }
+}
+
+/// The flush interval timer (real time) and a switch to flush at the next frame.
+#[derive(Resource)]
+pub struct FlushSchedule {
+    timer: Timer,
+    forced: bool,
+    next_batch: u64,
+}
+
+impl FlushSchedule {
+    /// A schedule that flushes every `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self { timer: Timer::new(interval, TimerMode::Repeating), forced: false, next_batch: 1 }
+    }
+
+    /// Flush at the next frame, whatever the timer says.
+    pub fn flush_now(&mut self) {
+        self.forced = true;
+    }
+
+    fn take_batch_id(&mut self) -> u64 {
+        self.next_batch += 1;
+        self.next_batch - 1
+    }
+}
+
+/// Statistics of batch flushes, for metrics and tests.
+#[derive(Resource, Default, Debug, Clone)]
+pub struct FlushStats {
+    /// Batches handed to the store.
+    pub batches: u64,
+    /// Players in the last batch.
+    pub last_batch_size: usize,
+    /// Players snapshotted by all batches.
+    pub players_flushed: u64,
+}
+
+/// Snapshots every dirty player not already being saved, once per flush interval.
+#[allow(clippy::too_many_arguments)]
+fn flush_dirty(
+    time: Res<Time<Real>>,
+    mut schedule: ResMut<FlushSchedule>,
+    mut stats: ResMut<FlushStats>,
+    registry: Res<PersistentRegistry>,
+    port: Res<StorePort>,
+    mut dirty: Query<
+        (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
+        (With<Dirty>, Without<SaveInFlight>, Without<Leaving>),
+    >,
+    mut commands: Commands,
+) {
+    schedule.timer.tick(time.delta());
+    let due = schedule.timer.just_finished() || std::mem::take(&mut schedule.forced);
+    if !due {
+        return;
+    }
+    let mut items = Vec::with_capacity(dirty.iter().len());
+    for (entity, player, mut seq, source) in &mut dirty {
+        seq.0 += 1;
+        items.push(SaveItem { entity, snapshot: registry.snapshot(*player, seq.0, &source), release: false });
+        commands.entity(entity).remove::<Dirty>().insert(SaveInFlight { seq: seq.0, tags: Vec::new() });
+    }
+    if items.is_empty() {
+        return;
+    }
+    stats.batches += 1;
+    stats.last_batch_size = items.len();
+    stats.players_flushed += items.len() as u64;
+    let batch = schedule.take_batch_id();
+    port.submit(StoreJob::Save { lane: Lane::Periodic, batch, items });
+}
+
+/// Sends immediate (tier-1) and final (leave) saves as soon as no other save of the player
+/// is in flight, in one batch per frame on the interactive lane.
+#[allow(clippy::type_complexity)]
+fn submit_priority_saves(
+    time: Res<Time<Real>>,
+    mut schedule: ResMut<FlushSchedule>,
+    registry: Res<PersistentRegistry>,
+    port: Res<StorePort>,
+    mut waiting: Query<
+        (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
+        (Or<(With<SaveNowPending>, With<Leaving>)>, Without<SaveInFlight>),
+    >,
+    mut commands: Commands,
+) {
+    let now = time.elapsed();
+    let mut items = Vec::new();
+    for (entity, player, mut seq, source) in &mut waiting {
+        let pending = source.get::<SaveNowPending>();
+        let leaving = source.get::<Leaving>();
+        let retry_at = pending.map(|p| p.retry_at).max(leaving.map(|l| l.retry_at)).unwrap_or_default();
+        if retry_at > now {
+            continue;
+        }
+        seq.0 += 1;
+        let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
+        items.push(SaveItem { entity, snapshot: registry.snapshot(*player, seq.0, &source), release: leaving.is_some() });
+        commands
+            .entity(entity)
+            .remove::<(Dirty, SaveNowPending)>()
+            .insert(SaveInFlight { seq: seq.0, tags });
+    }
+    if !items.is_empty() {
+        let batch = schedule.take_batch_id();
+        port.submit(StoreJob::Save { lane: Lane::Interactive, batch, items });
+    }
+}
+
+/// Turns [`SaveNowRequest`]s into pending immediate saves.
+fn queue_save_now(
+    mut requests: MessageReader<SaveNowRequest>,
+    mut players: Query<Option<&mut SaveNowPending>, With<PlayerId>>,
+    mut commands: Commands,
+) {
+    for request in requests.read() {
+        match players.get_mut(request.entity) {
+            Ok(Some(mut pending)) => pending.tags.push(request.tag),
+            Ok(None) => {
+                commands.entity(request.entity).insert(SaveNowPending { tags: vec![request.tag], retry_at: Duration::ZERO });
+            }
+            Err(_) => tracing::debug!(entity = ?request.entity, "save requested for an entity that is not a player"),
+        }
+    }
+}
+
+/// A batch of save results that came back from the store.
+#[derive(Message, Debug)]
+pub struct SavesCompleted(pub Vec<SaveResult>);
+
+/// Applies save results: clears in-flight markers, re-dirties failures, answers tier-1 and
+/// final saves, and drops players whose lease is gone.
+#[allow(clippy::too_many_arguments)]
+fn apply_save_results(
+    time: Res<Time<Real>>,
+    mut completed: MessageReader<SavesCompleted>,
+    mut players: Query<(&PlayerId, &SaveInFlight, Option<&mut Leaving>, Option<&mut SaveNowPending>)>,
+    mut saved_now: MessageWriter<SavedNow>,
+    mut left: MessageWriter<PlayerLeft>,
+    mut lost: MessageWriter<OwnershipLost>,
+    mut commands: Commands,
+) {
+    let retry_at = time.elapsed() + PRIORITY_RETRY_DELAY;
+    for result in completed.read().flat_map(|c| c.0.iter()) {
+        let Ok((player, in_flight, leaving, pending)) = players.get_mut(result.entity) else {
+            continue; // despawned meanwhile
+        };
+        if *player != result.player || in_flight.seq != result.seq {
+            continue;
+        }
+        let mut entity = commands.entity(result.entity);
+        entity.remove::<SaveInFlight>();
+        match &result.outcome {
+            SaveOutcome::Saved => {
+                for &tag in &in_flight.tags {
+                    saved_now.write(SavedNow { entity: result.entity, player: *player, tag });
+                }
+                if let Some(leaving) = leaving {
+                    left.write(PlayerLeft { player: *player, origin: leaving.origin });
+                    entity.despawn();
+                }
+            }
+            SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
+                tracing::warn!(player = %player, outcome = ?result.outcome, "lease lost or newer record stored elsewhere; dropping player without saving");
+                lost.write(OwnershipLost { entity: result.entity, player: *player });
+                entity.despawn();
+            }
+            SaveOutcome::Failed(_) => {
+                entity.insert(Dirty);
+                if !in_flight.tags.is_empty() {
+                    match pending {
+                        Some(mut p) => {
+                            p.tags.extend_from_slice(&in_flight.tags);
+                            p.retry_at = retry_at;
+                        }
+                        None => {
+                            entity.insert(SaveNowPending { tags: in_flight.tags.clone(), retry_at });
+                        }
+                    }
+                }
+                if let Some(mut leaving) = leaving {
+                    leaving.retry_at = retry_at;
+                }
+            }
+        }
+    }
+}
+
+/// Persistence by change detection, batch flush and save result handling.
+pub struct PersistencePlugin;
+
+impl Plugin for PersistencePlugin {
+    fn build(&self, app: &mut App) {
+        let interval = app.world().get_resource::<ServerConfig>().map(|c| c.flush_interval).unwrap_or(Duration::from_secs(30));
+        app.init_resource::<PersistentRegistry>()
+            .init_resource::<FlushStats>()
+            .insert_resource(FlushSchedule::new(interval))
+            .add_message::<SavesCompleted>()
+            .add_message::<SaveNowRequest>()
+            .add_message::<SavedNow>()
+            .add_message::<PlayerLeft>()
+            .add_message::<OwnershipLost>()
+            .configure_sets(PostUpdate, (PersistenceSystems::MarkDirty, PersistenceSystems::Save).chain())
+            .add_systems(PreUpdate, apply_save_results.in_set(PersistenceSystems::ApplyResults))
+            .add_systems(
+                PostUpdate,
+                (
+                    clear_just_loaded.after(PersistenceSystems::MarkDirty).before(PersistenceSystems::Save),
+                    queue_save_now.before(PersistenceSystems::MarkDirty),
+                    (flush_dirty, submit_priority_saves).chain().in_set(PersistenceSystems::Save),
+                ),
+            );
+    }
+}

@@ -1,0 +1,273 @@
+//! Session leases: joining (claim + load + spawn), leaving (final save + release), periodic
+//! refresh of every lease in one batch, and losing a lease to another server.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::lifecycle::{Add, Remove};
+use bevy_ecs::observer::On;
+use bevy_ecs::prelude::*;
+use bevy_time::{Real, Time, Timer, TimerMode};
+use hearth_components::{
+    JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
+    SaveSequence, ServerConfig, SessionOwner, UnknownSections,
+};
+
+use crate::persistence::{PersistenceSystems, PersistentRegistry};
+use crate::storage::{JoinCompleted, LeaseItem, RefreshOutcome, RefreshesCompleted, StoreJob, StorePort};
+
+/// Ordering points of the session lifecycle.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionSystems {
+    /// `PreUpdate`: spawn joined players, apply refresh results.
+    ApplyResults,
+    /// `PostUpdate`: send joins, start leaves, refresh leases.
+    Requests,
+}
+
+/// Players on this server by id, including those whose join is still in flight.
+#[derive(Resource, Default, Debug)]
+pub struct OnlinePlayers {
+    entities: HashMap<PlayerId, Entity>,
+    joining: HashSet<PlayerId>,
+}
+
+impl OnlinePlayers {
+    /// The entity of an online player.
+    pub fn entity(&self, player: PlayerId) -> Option<Entity> {
+        self.entities.get(&player).copied()
+    }
+
+    /// Whether the player is online or joining here.
+    pub fn is_present(&self, player: PlayerId) -> bool {
+        self.entities.contains_key(&player) || self.joining.contains(&player)
+    }
+
+    /// Number of spawned players.
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Whether no player is spawned.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+}
+
+/// The lease refresh timer and the batch in flight, if any.
+#[derive(Resource)]
+pub struct LeaseRefreshSchedule {
+    timer: Timer,
+    in_flight: Option<u64>,
+    next_batch: u64,
+}
+
+impl LeaseRefreshSchedule {
+    /// Refresh every `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self { timer: Timer::new(interval, TimerMode::Repeating), in_flight: None, next_batch: 1 }
+    }
+}
+
+/// Join requests waiting for the store, by ticket.
+#[derive(Resource, Default)]
+struct PendingJoins {
+    by_ticket: HashMap<u64, u64>,
+    next_ticket: u64,
+}
+
+fn index_player_added(add: On<Add<PlayerId>>, ids: Query<&PlayerId>, mut online: ResMut<OnlinePlayers>) {
+    if let Ok(id) = ids.get(add.entity) {
+        online.entities.insert(*id, add.entity);
+    }
+}
+
+fn index_player_removed(remove: On<Remove<PlayerId>>, ids: Query<&PlayerId>, mut online: ResMut<OnlinePlayers>) {
+    if let Ok(id) = ids.get(remove.entity)
+        && online.entities.get(id) == Some(&remove.entity)
+    {
+        online.entities.remove(id);
+    }
+}
+
+/// Sends a claim-and-load for each join request, refusing players already present here.
+fn request_joins(
+    mut requests: MessageReader<JoinRequest>,
+    mut online: ResMut<OnlinePlayers>,
+    mut pending: ResMut<PendingJoins>,
+    config: Res<ServerConfig>,
+    port: Res<StorePort>,
+    mut refused: MessageWriter<JoinRefused>,
+) {
+    for request in requests.read() {
+        if online.is_present(request.player) {
+            refused.write(JoinRefused {
+                player: request.player,
+                origin: request.origin,
+                reason: JoinRefusal::AlreadyOnline { owner: config.instance_id.clone() },
+            });
+            continue;
+        }
+        online.joining.insert(request.player);
+        pending.next_ticket += 1;
+        let ticket = pending.next_ticket;
+        pending.by_ticket.insert(ticket, request.origin);
+        port.submit(StoreJob::Join { ticket, player: request.player });
+    }
+}
+
+/// Spawns players whose lease was claimed, restoring every registered section.
+#[allow(clippy::too_many_arguments)]
+fn spawn_joined_players(
+    time: Res<Time<Real>>,
+    config: Res<ServerConfig>,
+    registry: Res<PersistentRegistry>,
+    port: Res<StorePort>,
+    mut completed: MessageReader<JoinCompleted>,
+    mut online: ResMut<OnlinePlayers>,
+    mut pending: ResMut<PendingJoins>,
+    mut joined: MessageWriter<PlayerJoined>,
+    mut refused: MessageWriter<JoinRefused>,
+    mut commands: Commands,
+) {
+    for done in completed.read() {
+        online.joining.remove(&done.player);
+        let origin = pending.by_ticket.remove(&done.ticket).unwrap_or_default();
+        let grant = match &done.result {
+            Ok(grant) => grant,
+            Err(reason) => {
+                refused.write(JoinRefused { player: done.player, origin, reason: reason.clone() });
+                continue;
+            }
+        };
+        let mut entity = commands.spawn((
+            done.player,
+            SaveSequence(grant.record.as_ref().map_or(0, |r| r.seq)),
+            SessionOwner {
+                lease_key: grant.lease_key.clone(),
+                owner: config.instance_id.clone(),
+                last_refresh: time.elapsed(),
+            },
+            JustLoaded,
+        ));
+        let mut unknown = UnknownSections::default();
+        let mut failure = None;
+        for (name, value) in grant.record.iter().flat_map(|r| r.sections.iter()) {
+            match registry.get(name) {
+                Some(section) => {
+                    if let Err(reason) = section.restore(&mut entity, value.clone()) {
+                        failure = Some(format!("section {name:?}: {reason}"));
+                        break;
+                    }
+                }
+                None => {
+                    unknown.0.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            tracing::error!(player = %done.player, %reason, "stored record does not fit this build; join refused, record left untouched");
+            entity.despawn();
+            port.submit(StoreJob::Release { player: done.player });
+            refused.write(JoinRefused { player: done.player, origin, reason: JoinRefusal::BadRecord(reason) });
+            continue;
+        }
+        if !unknown.0.is_empty() {
+            entity.insert(unknown);
+        }
+        // Index now so a join request in the same frame is refused.
+        online.entities.insert(done.player, entity.id());
+        joined.write(PlayerJoined { entity: entity.id(), player: done.player, origin });
+    }
+}
+
+/// Starts a leave: the final save (with release) is sent by persistence once nothing else
+/// is in flight; the entity is despawned when it is durable.
+fn start_leaves(mut requests: MessageReader<LeaveRequest>, players: Query<(), (With<PlayerId>, Without<Leaving>)>, mut commands: Commands) {
+    for request in requests.read() {
+        if players.contains(request.entity) {
+            commands.entity(request.entity).insert(Leaving { origin: request.origin, retry_at: Duration::ZERO });
+        }
+    }
+}
+
+/// Refreshes every lease in one batch per interval, never two batches at once.
+fn refresh_leases(
+    time: Res<Time<Real>>,
+    mut schedule: ResMut<LeaseRefreshSchedule>,
+    port: Res<StorePort>,
+    players: Query<(Entity, &PlayerId), With<SessionOwner>>,
+) {
+    schedule.timer.tick(time.delta());
+    if !schedule.timer.just_finished() || schedule.in_flight.is_some() {
+        return;
+    }
+    let leases: Vec<LeaseItem> = players.iter().map(|(entity, player)| LeaseItem { entity, player: *player }).collect();
+    if leases.is_empty() {
+        return;
+    }
+    let batch = schedule.next_batch;
+    schedule.next_batch += 1;
+    schedule.in_flight = Some(batch);
+    port.submit(StoreJob::Refresh { batch, leases });
+}
+
+/// Applies refresh results: confirmed leases get a new timestamp; leases owned by someone
+/// else drop the player without saving (unless its final save is deciding that already).
+fn apply_refresh_results(
+    time: Res<Time<Real>>,
+    mut schedule: ResMut<LeaseRefreshSchedule>,
+    mut completed: MessageReader<RefreshesCompleted>,
+    mut players: Query<(&PlayerId, &mut SessionOwner, Has<Leaving>)>,
+    mut lost: MessageWriter<OwnershipLost>,
+    mut commands: Commands,
+) {
+    for done in completed.read() {
+        if schedule.in_flight == Some(done.batch) {
+            schedule.in_flight = None;
+        }
+        for result in &done.results {
+            let Ok((player, mut owner, leaving)) = players.get_mut(result.entity) else { continue };
+            if *player != result.player {
+                continue;
+            }
+            match result.outcome {
+                RefreshOutcome::Refreshed => owner.last_refresh = time.elapsed(),
+                RefreshOutcome::LeaseLost if !leaving => {
+                    tracing::warn!(player = %player, "lease now owned elsewhere; dropping player without saving");
+                    lost.write(OwnershipLost { entity: result.entity, player: *player });
+                    commands.entity(result.entity).despawn();
+                }
+                RefreshOutcome::LeaseLost | RefreshOutcome::Failed(_) => {}
+            }
+        }
+    }
+}
+
+/// Joining, leaving and keeping session leases alive.
+pub struct SessionPlugin;
+
+impl Plugin for SessionPlugin {
+    fn build(&self, app: &mut App) {
+        let interval = app
+            .world()
+            .get_resource::<ServerConfig>()
+            .map(|c| c.lease_refresh_interval)
+            .unwrap_or(Duration::from_secs(20));
+        app.init_resource::<OnlinePlayers>()
+            .init_resource::<PendingJoins>()
+            .insert_resource(LeaseRefreshSchedule::new(interval))
+            .add_message::<JoinRequest>()
+            .add_message::<PlayerJoined>()
+            .add_message::<JoinRefused>()
+            .add_message::<LeaveRequest>()
+            .add_message::<OwnershipLost>()
+            .add_observer(index_player_added)
+            .add_observer(index_player_removed)
+            .configure_sets(PreUpdate, SessionSystems::ApplyResults.after(crate::storage::DrainStoreCompletions))
+            .configure_sets(PostUpdate, SessionSystems::Requests.before(PersistenceSystems::MarkDirty))
+            .add_systems(PreUpdate, (spawn_joined_players, apply_refresh_results).in_set(SessionSystems::ApplyResults))
+            .add_systems(PostUpdate, (request_joins, start_leaves, refresh_leases).in_set(SessionSystems::Requests));
+    }
+}
