@@ -24,7 +24,9 @@ impl StoreSelection {
         } else if text.starts_with("redis://") || text.starts_with("rediss://") {
             Ok(Self::Redis(text.to_string()))
         } else {
-            Err(format!("expected \"memory\" or a redis:// URL, got {text:?}"))
+            Err(format!(
+                "expected \"memory\" or a redis:// URL, got {text:?}"
+            ))
         }
     }
 }
@@ -96,7 +98,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error for `key`.
     pub fn new(key: &'static str, reason: impl Into<String>) -> Self {
-        Self { key, reason: reason.into() }
+        Self {
+            key,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -104,7 +109,11 @@ impl ServerConfig {
     /// Checks values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |key, d: Duration| {
-            if d.is_zero() { Err(ConfigError::new(key, "must be greater than zero")) } else { Ok(()) }
+            if d.is_zero() {
+                Err(ConfigError::new(key, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
         };
         positive("flush_interval", self.flush_interval)?;
         positive("lease_ttl", self.lease_ttl)?;
@@ -125,19 +134,37 @@ impl ServerConfig {
             ));
         }
         if !(self.tick_rate.is_finite() && self.tick_rate > 0.0 && self.tick_rate <= 1000.0) {
-            return Err(ConfigError::new("tick_rate", "must be between 0 and 1000 ticks per second"));
+            return Err(ConfigError::new(
+                "tick_rate",
+                "must be between 0 and 1000 ticks per second",
+            ));
         }
         let prefix_ok = !self.key_prefix.is_empty()
             && self.key_prefix.len() <= 64
-            && self.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+            && self
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
         if !prefix_ok {
-            return Err(ConfigError::new("key_prefix", "must be 1-64 characters of [A-Za-z0-9_-.:]"));
+            return Err(ConfigError::new(
+                "key_prefix",
+                "must be 1-64 characters of [A-Za-z0-9_-.:]",
+            ));
         }
-        if self.instance_id.is_empty() || self.instance_id.len() > 128 || self.instance_id.chars().any(char::is_whitespace) {
-            return Err(ConfigError::new("instance_id", "must be 1-128 characters without whitespace"));
+        if self.instance_id.is_empty()
+            || self.instance_id.len() > 128
+            || self.instance_id.chars().any(char::is_whitespace)
+        {
+            return Err(ConfigError::new(
+                "instance_id",
+                "must be 1-128 characters without whitespace",
+            ));
         }
         if !(1..=100_000).contains(&self.batch_chunk) {
-            return Err(ConfigError::new("batch_chunk", "must be between 1 and 100000"));
+            return Err(ConfigError::new(
+                "batch_chunk",
+                "must be between 1 and 100000",
+            ));
         }
         Ok(())
     }

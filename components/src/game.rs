@@ -19,7 +19,10 @@ pub struct Vitals {
 
 impl Default for Vitals {
     fn default() -> Self {
-        Self { hp: 100, max_hp: 100 }
+        Self {
+            hp: 100,
+            max_hp: 100,
+        }
     }
 }
 

@@ -12,9 +12,11 @@ pub mod record;
 pub use config::{ConfigError, ServerConfig, StoreSelection};
 pub use game::{Position, Progress, Vitals};
 pub use messages::{
-    JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft, SaveNowRequest, SavedNow,
+    JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
+    SaveNowRequest, SavedNow,
 };
 pub use player::{
-    Dirty, JustLoaded, Leaving, PlayerId, SaveInFlight, SaveNowPending, SaveSequence, SessionOwner, UnknownSections,
+    Dirty, JustLoaded, Leaving, PlayerId, SaveInFlight, SaveNowPending, SaveSequence, SessionOwner,
+    UnknownSections,
 };
 pub use record::{CURRENT_RECORD_VERSION, PlayerRecord, RecordError};

@@ -8,7 +8,9 @@ use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
 
 /// The stable identity of a player across sessions and servers (an account's numeric id).
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Component, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct PlayerId(pub u64);
 
 impl fmt::Display for PlayerId {

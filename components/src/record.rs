@@ -34,7 +34,9 @@ pub enum RecordError {
     Json(String),
     #[error("record has no numeric \"version\" field")]
     MissingVersion,
-    #[error("record version {found} is newer than this build understands ({CURRENT_RECORD_VERSION}); refusing to load it so it is not overwritten")]
+    #[error(
+        "record version {found} is newer than this build understands ({CURRENT_RECORD_VERSION}); refusing to load it so it is not overwritten"
+    )]
     FromNewerBuild { found: u32 },
     #[error("record version {from} could not be migrated: {reason}")]
     Migration { from: u32, reason: String },
@@ -51,7 +53,12 @@ pub const MIGRATIONS: &[Migration] = &[v1_to_v2];
 impl PlayerRecord {
     /// An empty record for a player that has never been saved.
     pub fn new(id: u64) -> Self {
-        Self { version: CURRENT_RECORD_VERSION, seq: 0, id, sections: BTreeMap::new() }
+        Self {
+            version: CURRENT_RECORD_VERSION,
+            seq: 0,
+            id,
+            sections: BTreeMap::new(),
+        }
     }
 
     /// Encodes the record as stored (`version`, `seq` first).
@@ -61,17 +68,24 @@ impl PlayerRecord {
 
     /// Decodes a stored record of any known version, migrating it forward.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        let mut value: Value = serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let mut value: Value =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
         let mut version = read_version(&value)?;
         if version > CURRENT_RECORD_VERSION {
             return Err(RecordError::FromNewerBuild { found: version });
         }
         while version < CURRENT_RECORD_VERSION {
             let step = MIGRATIONS[(version - 1) as usize];
-            value = step(value).map_err(|reason| RecordError::Migration { from: version, reason })?;
+            value = step(value).map_err(|reason| RecordError::Migration {
+                from: version,
+                reason,
+            })?;
             let next = read_version(&value)?;
             if next != version + 1 {
-                return Err(RecordError::Migration { from: version, reason: format!("step produced version {next}") });
+                return Err(RecordError::Migration {
+                    from: version,
+                    reason: format!("step produced version {next}"),
+                });
             }
             version = next;
         }
@@ -96,12 +110,20 @@ fn v1_to_v2(value: Value) -> Result<Value, String> {
     let Value::Object(mut old) = value else {
         return Err("a v1 record must be a JSON object".into());
     };
-    let id = old.remove("id").and_then(|v| v.as_u64()).ok_or("v1 record has no numeric \"id\"")?;
+    let id = old
+        .remove("id")
+        .and_then(|v| v.as_u64())
+        .ok_or("v1 record has no numeric \"id\"")?;
     old.remove("version");
     let mut take_f64 = |k: &str, d: f64| old.remove(k).and_then(|v| v.as_f64()).unwrap_or(d);
     let (x, y) = (take_f64("x", 0.0), take_f64("y", 0.0));
     let mut take_u64 = |k: &str, d: u64| old.remove(k).and_then(|v| v.as_u64()).unwrap_or(d);
-    let (hp, max_hp, xp, level) = (take_u64("hp", 100), take_u64("max_hp", 100), take_u64("xp", 0), take_u64("level", 1));
+    let (hp, max_hp, xp, level) = (
+        take_u64("hp", 100),
+        take_u64("max_hp", 100),
+        take_u64("xp", 0),
+        take_u64("level", 1),
+    );
     let mut sections = Map::new();
     sections.insert("position".into(), json!({"x": x, "y": y}));
     sections.insert("vitals".into(), json!({"hp": hp, "max_hp": max_hp}));
@@ -134,7 +156,11 @@ mod tests {
         assert_eq!(r.sections["position"], json!({"x": 1.5, "y": -2.0}));
         assert_eq!(r.sections["vitals"], json!({"hp": 90, "max_hp": 120}));
         assert_eq!(r.sections["progress"], json!({"xp": 250, "level": 3}));
-        assert_eq!(r.sections["v1_guild"], json!("owls"), "unknown v1 fields are kept");
+        assert_eq!(
+            r.sections["v1_guild"],
+            json!("owls"),
+            "unknown v1 fields are kept"
+        );
     }
 
     #[test]
@@ -143,8 +169,14 @@ mod tests {
             PlayerRecord::decode(br#"{"version":99,"seq":1,"id":1,"sections":{}}"#),
             Err(RecordError::FromNewerBuild { found: 99 })
         );
-        assert_eq!(PlayerRecord::decode(br#"{"seq":1}"#), Err(RecordError::MissingVersion));
-        assert!(matches!(PlayerRecord::decode(b"not json"), Err(RecordError::Json(_))));
+        assert_eq!(
+            PlayerRecord::decode(br#"{"seq":1}"#),
+            Err(RecordError::MissingVersion)
+        );
+        assert!(matches!(
+            PlayerRecord::decode(b"not json"),
+            Err(RecordError::Json(_))
+        ));
         assert!(matches!(
             PlayerRecord::decode(br#"{"version":1,"x":1}"#),
             Err(RecordError::Migration { from: 1, .. })

@@ -1,12 +1,17 @@
 //! Hearth's behaviour: one Plugin per capability. Systems reach storage only through the
 //! port in [`storage`].
 
+pub mod gameplay;
 pub mod metrics;
 pub mod persistence;
 pub mod sessions;
 pub mod storage;
 
+pub use gameplay::GameplayPlugin;
 pub use metrics::{MetricsPlugin, TickMetrics};
-pub use persistence::{FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt, PersistentRegistry};
+pub use persistence::{
+    FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
+    PersistentRegistry,
+};
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
-pub use storage::{StorePort, StoragePlugin};
+pub use storage::{StoragePlugin, StorePort};

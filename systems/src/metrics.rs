@@ -67,10 +67,15 @@ impl MetricsReport {
     pub fn read(world: &World) -> Option<Self> {
         let store: &Arc<StoreMetrics> = world.get_resource::<StorePort>()?.metrics();
         let tick = world.get_resource::<TickMetrics>();
-        let flush = world.get_resource::<FlushStats>().cloned().unwrap_or_default();
+        let flush = world
+            .get_resource::<FlushStats>()
+            .cloned()
+            .unwrap_or_default();
         let get = StoreMetrics::get;
         Some(Self {
-            players: world.get_resource::<OnlinePlayers>().map_or(0, OnlinePlayers::len),
+            players: world
+                .get_resource::<OnlinePlayers>()
+                .map_or(0, OnlinePlayers::len),
             saves: get(&store.saves),
             save_errors: get(&store.save_errors),
             saves_lease_lost: get(&store.saves_lease_lost),
@@ -157,7 +162,11 @@ impl Plugin for MetricsPlugin {
         app.init_resource::<TickMetrics>()
             .add_systems(First, start_frame)
             .add_systems(Last, end_frame);
-        if let Some(config) = app.world().get_resource::<ServerConfig>().filter(|c| c.verbose) {
+        if let Some(config) = app
+            .world()
+            .get_resource::<ServerConfig>()
+            .filter(|c| c.verbose)
+        {
             let interval = config.metrics_interval;
             app.insert_resource(SummaryTimer(Timer::new(interval, TimerMode::Repeating)))
                 .add_systems(Last, log_summary);

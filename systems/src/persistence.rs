@@ -10,17 +10,20 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
+use bevy_ecs::resource::IsResource;
 use bevy_ecs::system::EntityCommands;
 use bevy_ecs::world::EntityRefExcept;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    Dirty, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveInFlight, SaveNowPending, SaveNowRequest,
-    SaveSequence, SavedNow, ServerConfig, UnknownSections,
+    Dirty, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveInFlight, SaveNowPending,
+    SaveNowRequest, SaveSequence, SavedNow, ServerConfig, UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::storage::{Lane, PlayerSnapshot, SaveItem, SaveOutcome, SaveResult, SectionValue, StoreJob, StorePort};
+use crate::storage::{
+    Lane, PlayerSnapshot, SaveItem, SaveOutcome, SaveResult, SectionValue, StoreJob, StorePort,
+};
 
 /// How long a failed immediate or final save waits before it is tried again.
 pub const PRIORITY_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -36,7 +39,9 @@ pub enum PersistenceSystems {
     Save,
 }
 
-/// The entity view a snapshot reads components through.
+/// The entity view a snapshot reads components through. Queries using it also filter
+/// `Without<IsResource>`: resources are entities too, and reading "all components" would
+/// otherwise conflict with the system's own `ResMut`s.
 pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveSequence>;
 
 type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
@@ -72,24 +77,42 @@ impl PersistentRegistry {
         PlayerSnapshot {
             player,
             seq,
-            sections: self.sections.iter().filter_map(|s| Some((s.name, (s.snapshot)(source)?))).collect(),
-            unknown: source.get::<UnknownSections>().map(|u| u.0.clone()).unwrap_or_default(),
+            sections: self
+                .sections
+                .iter()
+                .filter_map(|s| Some((s.name, (s.snapshot)(source)?)))
+                .collect(),
+            unknown: source
+                .get::<UnknownSections>()
+                .map(|u| u.0.clone())
+                .unwrap_or_default(),
         }
     }
 }
 
 impl PersistentSection {
     /// Inserts the component decoded from `value` on the entity.
-    pub fn restore(&self, entity: &mut EntityCommands, value: serde_json::Value) -> Result<(), String> {
+    pub fn restore(
+        &self,
+        entity: &mut EntityCommands,
+        value: serde_json::Value,
+    ) -> Result<(), String> {
         (self.restore)(entity, value)
     }
 }
 
-fn snapshot_section<T: Component + Serialize + Clone + Send + Sync>(source: &SnapshotSource) -> Option<SectionValue> {
-    source.get::<T>().map(|c| Box::new(c.clone()) as SectionValue)
+fn snapshot_section<T: Component + Serialize + Clone + Send + Sync>(
+    source: &SnapshotSource,
+) -> Option<SectionValue> {
+    source
+        .get::<T>()
+        .map(|c| Box::new(c.clone()) as SectionValue)
 }
 
-fn restore_section<T: Component + DeserializeOwned>(entity: &mut EntityCommands, value: serde_json::Value) -> Result<(), String> {
+fn restore_section<T: Component + DeserializeOwned>(
+    entity: &mut EntityCommands,
+    value: serde_json::Value,
+) -> Result<(), String> {
     let component: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
     entity.insert(component);
     Ok(())
@@ -110,20 +133,36 @@ impl PersistentAppExt for App {
     where
         T: Component + Serialize + DeserializeOwned + Clone + Send + Sync,
     {
-        let mut registry = self.world_mut().get_resource_or_init::<PersistentRegistry>();
-        assert!(registry.get(name).is_none(), "persistent section {name:?} registered twice");
+        let mut registry = self
+            .world_mut()
+            .get_resource_or_init::<PersistentRegistry>();
+        assert!(
+            registry.get(name).is_none(),
+            "persistent section {name:?} registered twice"
+        );
         registry.sections.push(PersistentSection {
             name,
             snapshot: snapshot_section::<T>,
             restore: restore_section::<T>,
         });
-        self.add_systems(PostUpdate, mark_dirty::<T>.in_set(PersistenceSystems::MarkDirty))
+        self.add_systems(
+            PostUpdate,
+            mark_dirty::<T>.in_set(PersistenceSystems::MarkDirty),
+        )
     }
 }
 
 /// Marks players whose `T` changed since this system last ran.
 fn mark_dirty<T: Component>(
-    changed: Query<Entity, (Changed<T>, With<PlayerId>, Without<Dirty>, Without<JustLoaded>)>,
+    changed: Query<
+        Entity,
+        (
+            Changed<T>,
+            With<PlayerId>,
+            Without<Dirty>,
+            Without<JustLoaded>,
+        ),
+    >,
     mut commands: Commands,
 ) {
     for entity in &changed {
@@ -148,7 +187,11 @@ pub struct FlushSchedule {
 impl FlushSchedule {
     /// A schedule that flushes every `interval`.
     pub fn new(interval: Duration) -> Self {
-        Self { timer: Timer::new(interval, TimerMode::Repeating), forced: false, next_batch: 1 }
+        Self {
+            timer: Timer::new(interval, TimerMode::Repeating),
+            forced: false,
+            next_batch: 1,
+        }
     }
 
     /// Flush at the next frame, whatever the timer says.
@@ -183,7 +226,12 @@ fn flush_dirty(
     port: Res<StorePort>,
     mut dirty: Query<
         (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
-        (With<Dirty>, Without<SaveInFlight>, Without<Leaving>),
+        (
+            With<Dirty>,
+            Without<SaveInFlight>,
+            Without<Leaving>,
+            Without<IsResource>,
+        ),
     >,
     mut commands: Commands,
 ) {
@@ -195,8 +243,18 @@ fn flush_dirty(
     let mut items = Vec::with_capacity(dirty.iter().len());
     for (entity, player, mut seq, source) in &mut dirty {
         seq.0 += 1;
-        items.push(SaveItem { entity, snapshot: registry.snapshot(*player, seq.0, &source), release: false });
-        commands.entity(entity).remove::<Dirty>().insert(SaveInFlight { seq: seq.0, tags: Vec::new() });
+        items.push(SaveItem {
+            entity,
+            snapshot: registry.snapshot(*player, seq.0, &source),
+            release: false,
+        });
+        commands
+            .entity(entity)
+            .remove::<Dirty>()
+            .insert(SaveInFlight {
+                seq: seq.0,
+                tags: Vec::new(),
+            });
     }
     if items.is_empty() {
         return;
@@ -205,7 +263,11 @@ fn flush_dirty(
     stats.last_batch_size = items.len();
     stats.players_flushed += items.len() as u64;
     let batch = schedule.take_batch_id();
-    port.submit(StoreJob::Save { lane: Lane::Periodic, batch, items });
+    port.submit(StoreJob::Save {
+        lane: Lane::Periodic,
+        batch,
+        items,
+    });
 }
 
 /// Sends immediate (tier-1) and final (leave) saves as soon as no other save of the player
@@ -218,7 +280,11 @@ fn submit_priority_saves(
     port: Res<StorePort>,
     mut waiting: Query<
         (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
-        (Or<(With<SaveNowPending>, With<Leaving>)>, Without<SaveInFlight>),
+        (
+            Or<(With<SaveNowPending>, With<Leaving>)>,
+            Without<SaveInFlight>,
+            Without<IsResource>,
+        ),
     >,
     mut commands: Commands,
 ) {
@@ -227,13 +293,20 @@ fn submit_priority_saves(
     for (entity, player, mut seq, source) in &mut waiting {
         let pending = source.get::<SaveNowPending>();
         let leaving = source.get::<Leaving>();
-        let retry_at = pending.map(|p| p.retry_at).max(leaving.map(|l| l.retry_at)).unwrap_or_default();
+        let retry_at = pending
+            .map(|p| p.retry_at)
+            .max(leaving.map(|l| l.retry_at))
+            .unwrap_or_default();
         if retry_at > now {
             continue;
         }
         seq.0 += 1;
         let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
-        items.push(SaveItem { entity, snapshot: registry.snapshot(*player, seq.0, &source), release: leaving.is_some() });
+        items.push(SaveItem {
+            entity,
+            snapshot: registry.snapshot(*player, seq.0, &source),
+            release: leaving.is_some(),
+        });
         commands
             .entity(entity)
             .remove::<(Dirty, SaveNowPending)>()
@@ -241,7 +314,11 @@ fn submit_priority_saves(
     }
     if !items.is_empty() {
         let batch = schedule.take_batch_id();
-        port.submit(StoreJob::Save { lane: Lane::Interactive, batch, items });
+        port.submit(StoreJob::Save {
+            lane: Lane::Interactive,
+            batch,
+            items,
+        });
     }
 }
 
@@ -255,9 +332,14 @@ fn queue_save_now(
         match players.get_mut(request.entity) {
             Ok(Some(mut pending)) => pending.tags.push(request.tag),
             Ok(None) => {
-                commands.entity(request.entity).insert(SaveNowPending { tags: vec![request.tag], retry_at: Duration::ZERO });
+                commands.entity(request.entity).insert(SaveNowPending {
+                    tags: vec![request.tag],
+                    retry_at: Duration::ZERO,
+                });
             }
-            Err(_) => tracing::debug!(entity = ?request.entity, "save requested for an entity that is not a player"),
+            Err(_) => {
+                tracing::debug!(entity = ?request.entity, "save requested for an entity that is not a player")
+            }
         }
     }
 }
@@ -272,7 +354,12 @@ pub struct SavesCompleted(pub Vec<SaveResult>);
 fn apply_save_results(
     time: Res<Time<Real>>,
     mut completed: MessageReader<SavesCompleted>,
-    mut players: Query<(&PlayerId, &SaveInFlight, Option<&mut Leaving>, Option<&mut SaveNowPending>)>,
+    mut players: Query<(
+        &PlayerId,
+        &SaveInFlight,
+        Option<&mut Leaving>,
+        Option<&mut SaveNowPending>,
+    )>,
     mut saved_now: MessageWriter<SavedNow>,
     mut left: MessageWriter<PlayerLeft>,
     mut lost: MessageWriter<OwnershipLost>,
@@ -291,16 +378,26 @@ fn apply_save_results(
         match &result.outcome {
             SaveOutcome::Saved => {
                 for &tag in &in_flight.tags {
-                    saved_now.write(SavedNow { entity: result.entity, player: *player, tag });
+                    saved_now.write(SavedNow {
+                        entity: result.entity,
+                        player: *player,
+                        tag,
+                    });
                 }
                 if let Some(leaving) = leaving {
-                    left.write(PlayerLeft { player: *player, origin: leaving.origin });
+                    left.write(PlayerLeft {
+                        player: *player,
+                        origin: leaving.origin,
+                    });
                     entity.despawn();
                 }
             }
             SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
                 tracing::warn!(player = %player, outcome = ?result.outcome, "lease lost or newer record stored elsewhere; dropping player without saving");
-                lost.write(OwnershipLost { entity: result.entity, player: *player });
+                lost.write(OwnershipLost {
+                    entity: result.entity,
+                    player: *player,
+                });
                 entity.despawn();
             }
             SaveOutcome::Failed(_) => {
@@ -312,7 +409,10 @@ fn apply_save_results(
                             p.retry_at = retry_at;
                         }
                         None => {
-                            entity.insert(SaveNowPending { tags: in_flight.tags.clone(), retry_at });
+                            entity.insert(SaveNowPending {
+                                tags: in_flight.tags.clone(),
+                                retry_at,
+                            });
                         }
                     }
                 }
@@ -329,7 +429,11 @@ pub struct PersistencePlugin;
 
 impl Plugin for PersistencePlugin {
     fn build(&self, app: &mut App) {
-        let interval = app.world().get_resource::<ServerConfig>().map(|c| c.flush_interval).unwrap_or(Duration::from_secs(30));
+        let interval = app
+            .world()
+            .get_resource::<ServerConfig>()
+            .map(|c| c.flush_interval)
+            .unwrap_or(Duration::from_secs(30));
         app.init_resource::<PersistentRegistry>()
             .init_resource::<FlushStats>()
             .insert_resource(FlushSchedule::new(interval))
@@ -338,14 +442,24 @@ impl Plugin for PersistencePlugin {
             .add_message::<SavedNow>()
             .add_message::<PlayerLeft>()
             .add_message::<OwnershipLost>()
-            .configure_sets(PostUpdate, (PersistenceSystems::MarkDirty, PersistenceSystems::Save).chain())
-            .add_systems(PreUpdate, apply_save_results.in_set(PersistenceSystems::ApplyResults))
+            .configure_sets(
+                PostUpdate,
+                (PersistenceSystems::MarkDirty, PersistenceSystems::Save).chain(),
+            )
+            .add_systems(
+                PreUpdate,
+                apply_save_results.in_set(PersistenceSystems::ApplyResults),
+            )
             .add_systems(
                 PostUpdate,
                 (
-                    clear_just_loaded.after(PersistenceSystems::MarkDirty).before(PersistenceSystems::Save),
+                    clear_just_loaded
+                        .after(PersistenceSystems::MarkDirty)
+                        .before(PersistenceSystems::Save),
                     queue_save_now.before(PersistenceSystems::MarkDirty),
-                    (flush_dirty, submit_priority_saves).chain().in_set(PersistenceSystems::Save),
+                    (flush_dirty, submit_priority_saves)
+                        .chain()
+                        .in_set(PersistenceSystems::Save),
                 ),
             );
     }

@@ -10,12 +10,14 @@ use bevy_ecs::observer::On;
 use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
-    SaveSequence, ServerConfig, SessionOwner, UnknownSections,
+    JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost,
+    PlayerId, PlayerJoined, SaveSequence, ServerConfig, SessionOwner, UnknownSections,
 };
 
 use crate::persistence::{PersistenceSystems, PersistentRegistry};
-use crate::storage::{JoinCompleted, LeaseItem, RefreshOutcome, RefreshesCompleted, StoreJob, StorePort};
+use crate::storage::{
+    JoinCompleted, LeaseItem, RefreshOutcome, RefreshesCompleted, StoreJob, StorePort,
+};
 
 /// Ordering points of the session lifecycle.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,7 +68,11 @@ pub struct LeaseRefreshSchedule {
 impl LeaseRefreshSchedule {
     /// Refresh every `interval`.
     pub fn new(interval: Duration) -> Self {
-        Self { timer: Timer::new(interval, TimerMode::Repeating), in_flight: None, next_batch: 1 }
+        Self {
+            timer: Timer::new(interval, TimerMode::Repeating),
+            in_flight: None,
+            next_batch: 1,
+        }
     }
 }
 
@@ -77,13 +83,21 @@ struct PendingJoins {
     next_ticket: u64,
 }
 
-fn index_player_added(add: On<Add<PlayerId>>, ids: Query<&PlayerId>, mut online: ResMut<OnlinePlayers>) {
+fn index_player_added(
+    add: On<Add<PlayerId>>,
+    ids: Query<&PlayerId>,
+    mut online: ResMut<OnlinePlayers>,
+) {
     if let Ok(id) = ids.get(add.entity) {
         online.entities.insert(*id, add.entity);
     }
 }
 
-fn index_player_removed(remove: On<Remove<PlayerId>>, ids: Query<&PlayerId>, mut online: ResMut<OnlinePlayers>) {
+fn index_player_removed(
+    remove: On<Remove<PlayerId>>,
+    ids: Query<&PlayerId>,
+    mut online: ResMut<OnlinePlayers>,
+) {
     if let Ok(id) = ids.get(remove.entity)
         && online.entities.get(id) == Some(&remove.entity)
     {
@@ -105,7 +119,9 @@ fn request_joins(
             refused.write(JoinRefused {
                 player: request.player,
                 origin: request.origin,
-                reason: JoinRefusal::AlreadyOnline { owner: config.instance_id.clone() },
+                reason: JoinRefusal::AlreadyOnline {
+                    owner: config.instance_id.clone(),
+                },
             });
             continue;
         }
@@ -113,7 +129,10 @@ fn request_joins(
         pending.next_ticket += 1;
         let ticket = pending.next_ticket;
         pending.by_ticket.insert(ticket, request.origin);
-        port.submit(StoreJob::Join { ticket, player: request.player });
+        port.submit(StoreJob::Join {
+            ticket,
+            player: request.player,
+        });
     }
 }
 
@@ -137,7 +156,11 @@ fn spawn_joined_players(
         let grant = match &done.result {
             Ok(grant) => grant,
             Err(reason) => {
-                refused.write(JoinRefused { player: done.player, origin, reason: reason.clone() });
+                refused.write(JoinRefused {
+                    player: done.player,
+                    origin,
+                    reason: reason.clone(),
+                });
                 continue;
             }
         };
@@ -169,8 +192,14 @@ fn spawn_joined_players(
         if let Some(reason) = failure {
             tracing::error!(player = %done.player, %reason, "stored record does not fit this build; join refused, record left untouched");
             entity.despawn();
-            port.submit(StoreJob::Release { player: done.player });
-            refused.write(JoinRefused { player: done.player, origin, reason: JoinRefusal::BadRecord(reason) });
+            port.submit(StoreJob::Release {
+                player: done.player,
+            });
+            refused.write(JoinRefused {
+                player: done.player,
+                origin,
+                reason: JoinRefusal::BadRecord(reason),
+            });
             continue;
         }
         if !unknown.0.is_empty() {
@@ -178,16 +207,27 @@ fn spawn_joined_players(
         }
         // Index now so a join request in the same frame is refused.
         online.entities.insert(done.player, entity.id());
-        joined.write(PlayerJoined { entity: entity.id(), player: done.player, origin });
+        joined.write(PlayerJoined {
+            entity: entity.id(),
+            player: done.player,
+            origin,
+        });
     }
 }
 
 /// Starts a leave: the final save (with release) is sent by persistence once nothing else
 /// is in flight; the entity is despawned when it is durable.
-fn start_leaves(mut requests: MessageReader<LeaveRequest>, players: Query<(), (With<PlayerId>, Without<Leaving>)>, mut commands: Commands) {
+fn start_leaves(
+    mut requests: MessageReader<LeaveRequest>,
+    players: Query<(), (With<PlayerId>, Without<Leaving>)>,
+    mut commands: Commands,
+) {
     for request in requests.read() {
         if players.contains(request.entity) {
-            commands.entity(request.entity).insert(Leaving { origin: request.origin, retry_at: Duration::ZERO });
+            commands.entity(request.entity).insert(Leaving {
+                origin: request.origin,
+                retry_at: Duration::ZERO,
+            });
         }
     }
 }
@@ -203,7 +243,13 @@ fn refresh_leases(
     if !schedule.timer.just_finished() || schedule.in_flight.is_some() {
         return;
     }
-    let leases: Vec<LeaseItem> = players.iter().map(|(entity, player)| LeaseItem { entity, player: *player }).collect();
+    let leases: Vec<LeaseItem> = players
+        .iter()
+        .map(|(entity, player)| LeaseItem {
+            entity,
+            player: *player,
+        })
+        .collect();
     if leases.is_empty() {
         return;
     }
@@ -228,7 +274,9 @@ fn apply_refresh_results(
             schedule.in_flight = None;
         }
         for result in &done.results {
-            let Ok((player, mut owner, leaving)) = players.get_mut(result.entity) else { continue };
+            let Ok((player, mut owner, leaving)) = players.get_mut(result.entity) else {
+                continue;
+            };
             if *player != result.player {
                 continue;
             }
@@ -236,7 +284,10 @@ fn apply_refresh_results(
                 RefreshOutcome::Refreshed => owner.last_refresh = time.elapsed(),
                 RefreshOutcome::LeaseLost if !leaving => {
                     tracing::warn!(player = %player, "lease now owned elsewhere; dropping player without saving");
-                    lost.write(OwnershipLost { entity: result.entity, player: *player });
+                    lost.write(OwnershipLost {
+                        entity: result.entity,
+                        player: *player,
+                    });
                     commands.entity(result.entity).despawn();
                 }
                 RefreshOutcome::LeaseLost | RefreshOutcome::Failed(_) => {}
@@ -265,9 +316,35 @@ impl Plugin for SessionPlugin {
             .add_message::<OwnershipLost>()
             .add_observer(index_player_added)
             .add_observer(index_player_removed)
-            .configure_sets(PreUpdate, SessionSystems::ApplyResults.after(crate::storage::DrainStoreCompletions))
-            .configure_sets(PostUpdate, SessionSystems::Requests.before(PersistenceSystems::MarkDirty))
-            .add_systems(PreUpdate, (spawn_joined_players, apply_refresh_results).in_set(SessionSystems::ApplyResults))
-            .add_systems(PostUpdate, (request_joins, start_leaves, refresh_leases).in_set(SessionSystems::Requests));
+            .configure_sets(
+                PreUpdate,
+                SessionSystems::ApplyResults.after(crate::storage::DrainStoreCompletions),
+            )
+            .configure_sets(
+                PostUpdate,
+                SessionSystems::Requests.before(PersistenceSystems::MarkDirty),
+            )
+            .add_systems(
+                PreUpdate,
+                (spawn_joined_players, apply_refresh_results).in_set(SessionSystems::ApplyResults),
+            )
+            .add_systems(
+                PostUpdate,
+                (request_joins, start_leaves, refresh_leases).in_set(SessionSystems::Requests),
+            );
+    }
+}
+
+/// Starts a leave for every player (shutdown): each gets a final save that releases its lease.
+pub fn leave_everyone(world: &mut World) {
+    let players: Vec<Entity> = world
+        .query_filtered::<Entity, (With<PlayerId>, Without<Leaving>)>()
+        .iter(world)
+        .collect();
+    for entity in players {
+        world.entity_mut(entity).insert(Leaving {
+            origin: 0,
+            retry_at: Duration::ZERO,
+        });
     }
 }

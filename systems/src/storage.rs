@@ -7,8 +7,8 @@
 //! by the owner.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bevy_ecs::entity::Entity;
@@ -39,10 +39,14 @@ impl PlayerSnapshot {
         let mut out = Vec::with_capacity(256);
         let mut ser = serde_json::Serializer::new(&mut out);
         let mut map = ser.serialize_map(Some(4)).map_err(|e| e.to_string())?;
-        map.serialize_entry("version", &CURRENT_RECORD_VERSION).map_err(|e| e.to_string())?;
-        map.serialize_entry("seq", &self.seq).map_err(|e| e.to_string())?;
-        map.serialize_entry("id", &self.player.0).map_err(|e| e.to_string())?;
-        map.serialize_entry("sections", &Sections(self)).map_err(|e| e.to_string())?;
+        map.serialize_entry("version", &CURRENT_RECORD_VERSION)
+            .map_err(|e| e.to_string())?;
+        map.serialize_entry("seq", &self.seq)
+            .map_err(|e| e.to_string())?;
+        map.serialize_entry("id", &self.player.0)
+            .map_err(|e| e.to_string())?;
+        map.serialize_entry("sections", &Sections(self))
+            .map_err(|e| e.to_string())?;
         map.end().map_err(|e| e.to_string())?;
         Ok(out)
     }
@@ -94,7 +98,11 @@ pub enum Lane {
 /// Work for a store. `submit` never blocks; each job yields exactly one completion.
 pub enum StoreJob {
     /// Write records, each only if this server owns the lease and the sequence is newer.
-    Save { lane: Lane, batch: u64, items: Vec<SaveItem> },
+    Save {
+        lane: Lane,
+        batch: u64,
+        items: Vec<SaveItem>,
+    },
     /// Extend every lease this server still owns (periodic lane).
     Refresh { batch: u64, leases: Vec<LeaseItem> },
     /// Claim the player's lease and load the record (interactive lane). A record that cannot
@@ -155,10 +163,22 @@ pub struct JoinGrant {
 /// The answer to one [`StoreJob`].
 #[derive(Debug)]
 pub enum StoreCompletion {
-    Saved { batch: u64, results: Vec<SaveResult> },
-    Refreshed { batch: u64, results: Vec<RefreshResult> },
-    Joined { ticket: u64, player: PlayerId, result: Result<JoinGrant, JoinRefusal> },
-    Released { player: PlayerId },
+    Saved {
+        batch: u64,
+        results: Vec<SaveResult>,
+    },
+    Refreshed {
+        batch: u64,
+        results: Vec<RefreshResult>,
+    },
+    Joined {
+        ticket: u64,
+        player: PlayerId,
+        result: Result<JoinGrant, JoinRefusal>,
+    },
+    Released {
+        player: PlayerId,
+    },
 }
 
 /// What a store is, for logs and the startup banner.
@@ -180,6 +200,8 @@ pub trait PlayerStore: Send + Sync + 'static {
     fn submit(&self, job: StoreJob);
     /// The store's own counters and latency histograms.
     fn metrics(&self) -> &Arc<StoreMetrics>;
+    /// Jobs submitted whose completion has not been sent yet (the queue depth).
+    fn pending_jobs(&self) -> usize;
 }
 
 /// The port as systems see it: the store and the channel its completions arrive on.
@@ -205,6 +227,11 @@ impl StorePort {
         self.store.info()
     }
 
+    /// Jobs submitted whose completion has not been sent yet.
+    pub fn pending_jobs(&self) -> usize {
+        self.store.pending_jobs()
+    }
+
     /// The store's metrics.
     pub fn metrics(&self) -> &Arc<StoreMetrics> {
         self.store.metrics()
@@ -221,14 +248,18 @@ pub struct LatencyHistogram(Mutex<Histogram<u64>>);
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self(Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")))
+        Self(Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+        ))
     }
 }
 
 impl LatencyHistogram {
     /// Records `count` samples of `latency`.
     pub fn record_n(&self, latency: Duration, count: u64) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 3_600_000_000);
         if let Ok(mut h) = self.0.lock() {
             h.saturating_record_n(us, count);
         }
@@ -241,7 +272,11 @@ impl LatencyHistogram {
 
     /// (p50, p99, max, count).
     pub fn summary(&self) -> LatencySummary {
-        let h = self.0.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        let h = self
+            .0
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
         let d = |us: u64| Duration::from_micros(us);
         LatencySummary {
             p50: d(h.value_at_quantile(0.50)),
@@ -317,13 +352,19 @@ mod tests {
         let snap = PlayerSnapshot {
             player: PlayerId(9),
             seq: 3,
-            sections: vec![("progress", Box::new(hearth_components::Progress { xp: 5, level: 1 }))],
+            sections: vec![(
+                "progress",
+                Box::new(hearth_components::Progress { xp: 5, level: 1 }),
+            )],
             unknown: BTreeMap::from([("pet".to_string(), serde_json::json!({"name": "rex"}))]),
         };
         let bytes = snap.encode().unwrap();
         assert!(bytes.starts_with(br#"{"version":2,"seq":3,"id":9,"#));
         let record = PlayerRecord::decode(&bytes).unwrap();
-        assert_eq!(record.sections["progress"], serde_json::json!({"xp": 5, "level": 1}));
+        assert_eq!(
+            record.sections["progress"],
+            serde_json::json!({"xp": 5, "level": 1})
+        );
         assert_eq!(record.sections["pet"], serde_json::json!({"name": "rex"}));
     }
 }
@@ -363,8 +404,16 @@ pub fn drain_store_completions(
             StoreCompletion::Refreshed { batch, results } => {
                 refreshes.write(RefreshesCompleted { batch, results });
             }
-            StoreCompletion::Joined { ticket, player, result } => {
-                joins.write(JoinCompleted { ticket, player, result });
+            StoreCompletion::Joined {
+                ticket,
+                player,
+                result,
+            } => {
+                joins.write(JoinCompleted {
+                    ticket,
+                    player,
+                    result,
+                });
             }
             StoreCompletion::Released { player } => tracing::debug!(%player, "lease released"),
         }
@@ -380,7 +429,13 @@ impl bevy_app::Plugin for StoragePlugin {
         app.add_message::<crate::persistence::SavesCompleted>()
             .add_message::<RefreshesCompleted>()
             .add_message::<JoinCompleted>()
-            .configure_sets(bevy_app::PreUpdate, DrainStoreCompletions.before(crate::persistence::PersistenceSystems::ApplyResults))
-            .add_systems(bevy_app::PreUpdate, drain_store_completions.in_set(DrainStoreCompletions));
+            .configure_sets(
+                bevy_app::PreUpdate,
+                DrainStoreCompletions.before(crate::persistence::PersistenceSystems::ApplyResults),
+            )
+            .add_systems(
+                bevy_app::PreUpdate,
+                drain_store_completions.in_set(DrainStoreCompletions),
+            );
     }
 }

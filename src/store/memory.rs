@@ -1,0 +1,539 @@
+//! The in-memory store: the default for a first run and for fast tests. Not durable.
+//!
+//! It keeps the semantics of the Redis store (leases with a TTL that expire, owner-checked
+//! saves and refreshes, sequence-fenced writes, release only by the owner) so everything
+//! tested against it holds on Redis too. Jobs run on a worker thread, never on the tick.
+//! Several servers (apps) can share one [`MemoryBackend`] to test lease contention.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
+use hearth_systems::storage::{
+    JoinGrant, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
+    SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
+};
+
+/// Time as the memory store sees it: real, or advanced by hand in tests.
+#[derive(Clone)]
+pub enum StoreClock {
+    /// Wall-clock time since the backend was made.
+    Real(Instant),
+    /// Milliseconds advanced explicitly with [`StoreClock::advance`].
+    Manual(Arc<AtomicU64>),
+}
+
+impl StoreClock {
+    /// A clock that only moves when told to.
+    pub fn manual() -> Self {
+        Self::Manual(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Now, as a duration since the clock's start.
+    pub fn now(&self) -> Duration {
+        match self {
+            Self::Real(start) => start.elapsed(),
+            Self::Manual(ms) => Duration::from_millis(ms.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Moves a manual clock forward; a real clock ignores it.
+    pub fn advance(&self, by: Duration) {
+        if let Self::Manual(ms) = self {
+            ms.fetch_add(
+                u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
+                Ordering::SeqCst,
+            );
+        }
+    }
+}
+
+struct Lease {
+    owner: String,
+    expires: Duration,
+}
+
+#[derive(Default)]
+struct Data {
+    records: HashMap<PlayerId, (u64, Vec<u8>)>,
+    leases: HashMap<PlayerId, Lease>,
+}
+
+/// The shared data of the memory store: records and leases.
+pub struct MemoryBackend {
+    data: Mutex<Data>,
+    clock: StoreClock,
+}
+
+impl MemoryBackend {
+    /// A backend on the given clock.
+    pub fn new(clock: StoreClock) -> Arc<Self> {
+        Arc::new(Self {
+            data: Mutex::default(),
+            clock,
+        })
+    }
+
+    /// The backend's clock.
+    pub fn clock(&self) -> &StoreClock {
+        &self.clock
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored record of a player, decoded.
+    pub fn record(&self, player: PlayerId) -> Option<PlayerRecord> {
+        let bytes = self.data().records.get(&player)?.1.clone();
+        PlayerRecord::decode(&bytes).ok()
+    }
+
+    /// The stored record of a player, as bytes.
+    pub fn raw_record(&self, player: PlayerId) -> Option<Vec<u8>> {
+        self.data().records.get(&player).map(|r| r.1.clone())
+    }
+
+    /// Stores raw record bytes (seeding tests, migrations). The sequence is read from the
+    /// record the same way the Redis save script reads it.
+    pub fn put_raw_record(&self, player: PlayerId, bytes: Vec<u8>) {
+        let seq = stored_seq(&bytes);
+        self.data().records.insert(player, (seq, bytes));
+    }
+
+    /// The current owner of a player's lease, if it has not expired.
+    pub fn lease_owner(&self, player: PlayerId) -> Option<String> {
+        let now = self.clock.now();
+        self.data()
+            .leases
+            .get(&player)
+            .filter(|l| l.expires > now)
+            .map(|l| l.owner.clone())
+    }
+
+    /// Gives a player's lease to `owner` (simulates another server taking over).
+    pub fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration) {
+        let expires = self.clock.now() + ttl;
+        self.data().leases.insert(
+            player,
+            Lease {
+                owner: owner.to_string(),
+                expires,
+            },
+        );
+    }
+
+    fn live_owner<'a>(data: &'a Data, player: PlayerId, now: Duration) -> Option<&'a str> {
+        data.leases
+            .get(&player)
+            .filter(|l| l.expires > now)
+            .map(|l| l.owner.as_str())
+    }
+
+    fn claim(
+        &self,
+        player: PlayerId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, JoinRefusal> {
+        let now = self.clock.now();
+        let mut data = self.data();
+        if let Some(current) = Self::live_owner(&data, player, now).filter(|o| *o != owner) {
+            return Err(JoinRefusal::AlreadyOnline {
+                owner: current.to_string(),
+            });
+        }
+        data.leases.insert(
+            player,
+            Lease {
+                owner: owner.to_string(),
+                expires: now + ttl,
+            },
+        );
+        Ok(data.records.get(&player).map(|r| r.1.clone()))
+    }
+
+    fn save(
+        &self,
+        player: PlayerId,
+        owner: &str,
+        seq: u64,
+        bytes: Vec<u8>,
+        release: bool,
+    ) -> SaveOutcome {
+        let now = self.clock.now();
+        let mut data = self.data();
+        if Self::live_owner(&data, player, now) != Some(owner) {
+            return SaveOutcome::LeaseLost;
+        }
+        let outcome = match data.records.get(&player) {
+            Some((stored, _)) if *stored >= seq => SaveOutcome::StaleSequence,
+            _ => {
+                data.records.insert(player, (seq, bytes));
+                SaveOutcome::Saved
+            }
+        };
+        if release {
+            data.leases.remove(&player);
+        }
+        outcome
+    }
+
+    fn refresh(&self, player: PlayerId, owner: &str, ttl: Duration) -> RefreshOutcome {
+        let now = self.clock.now();
+        let mut data = self.data();
+        match data.leases.get_mut(&player) {
+            Some(lease) if lease.owner == owner && lease.expires > now => {
+                lease.expires = now + ttl;
+                RefreshOutcome::Refreshed
+            }
+            _ => RefreshOutcome::LeaseLost,
+        }
+    }
+
+    fn release(&self, player: PlayerId, owner: &str) {
+        let now = self.clock.now();
+        let mut data = self.data();
+        if Self::live_owner(&data, player, now) == Some(owner) {
+            data.leases.remove(&player);
+        }
+    }
+}
+
+/// Reads the save sequence from the start of a stored record (`{"version":N,"seq":S,...`),
+/// like the Redis save script; a record without one counts as sequence 0.
+pub fn stored_seq(bytes: &[u8]) -> u64 {
+    let text = std::str::from_utf8(bytes).unwrap_or("");
+    let Some(rest) = text.strip_prefix("{\"version\":") else {
+        return 0;
+    };
+    let Some(after) = rest
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .strip_prefix(",\"seq\":")
+    else {
+        return 0;
+    };
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// Faults a test can inject.
+#[derive(Default)]
+struct Faults {
+    paused: bool,
+    held: Vec<StoreJob>,
+    failing_saves: u64,
+    unavailable: bool,
+}
+
+/// One server's handle on a [`MemoryBackend`]: its instance id, lease TTL and job worker.
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+    jobs: Sender<StoreJob>,
+}
+
+struct Shared {
+    backend: Arc<MemoryBackend>,
+    instance: String,
+    lease_ttl: Duration,
+    key_prefix: String,
+    metrics: Arc<StoreMetrics>,
+    faults: Mutex<Faults>,
+    pending: AtomicUsize,
+}
+
+impl MemoryStore {
+    /// A store for server `instance` on `backend`, completing jobs on `completions`.
+    pub fn new(
+        backend: Arc<MemoryBackend>,
+        instance: &str,
+        lease_ttl: Duration,
+        key_prefix: &str,
+        completions: Sender<StoreCompletion>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            backend,
+            instance: instance.to_string(),
+            lease_ttl,
+            key_prefix: key_prefix.to_string(),
+            metrics: Arc::default(),
+            faults: Mutex::default(),
+            pending: AtomicUsize::new(0),
+        });
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let worker = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("hearth-memory-store".into())
+            .spawn(move || worker.run(queue, completions))
+            .expect("spawning the memory store worker");
+        Self { shared, jobs }
+    }
+
+    /// The data behind this store.
+    pub fn backend(&self) -> &Arc<MemoryBackend> {
+        &self.shared.backend
+    }
+
+    /// Jobs held by [`MemoryStore::pause`].
+    pub fn held_jobs(&self) -> usize {
+        self.shared.faults().held.len()
+    }
+
+    /// Holds every job from now on until [`MemoryStore::resume`] (a save "in flight").
+    pub fn pause(&self) {
+        self.shared.faults().paused = true;
+    }
+
+    /// Runs the held jobs and stops holding.
+    pub fn resume(&self) {
+        let held = {
+            let mut faults = self.shared.faults();
+            faults.paused = false;
+            std::mem::take(&mut faults.held)
+        };
+        for job in held {
+            self.jobs.send(job).ok();
+        }
+    }
+
+    /// Makes the next `count` record writes fail as if the store were unreachable.
+    pub fn fail_next_saves(&self, count: u64) {
+        self.shared.faults().failing_saves = count;
+    }
+
+    /// Makes every operation fail (store down) until set back.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.shared.faults().unavailable = unavailable;
+    }
+}
+
+impl Shared {
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self, queue: Receiver<StoreJob>, completions: Sender<StoreCompletion>) {
+        for job in queue {
+            let completion = self.execute(job);
+            if completions.send(completion).is_err() {
+                return; // the app is gone
+            }
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn execute(&self, job: StoreJob) -> StoreCompletion {
+        let started = Instant::now();
+        let unavailable = self.faults().unavailable;
+        let m = &self.metrics;
+        match job {
+            StoreJob::Save { batch, items, .. } => {
+                let results: Vec<SaveResult> = items
+                    .into_iter()
+                    .map(|item| self.save(item, unavailable))
+                    .collect();
+                m.save_batch_latency.record(started.elapsed());
+                m.save_record_latency
+                    .record_n(started.elapsed(), results.len() as u64);
+                StoreCompletion::Saved { batch, results }
+            }
+            StoreJob::Refresh { batch, leases } => {
+                let results: Vec<RefreshResult> = leases
+                    .into_iter()
+                    .map(|lease| self.refresh(lease, unavailable))
+                    .collect();
+                m.refresh_batch_latency.record(started.elapsed());
+                m.refresh_record_latency
+                    .record_n(started.elapsed(), results.len() as u64);
+                StoreCompletion::Refreshed { batch, results }
+            }
+            StoreJob::Join { ticket, player } => {
+                let result = self.join(player, unavailable);
+                m.load_latency.record(started.elapsed());
+                StoreCompletion::Joined {
+                    ticket,
+                    player,
+                    result,
+                }
+            }
+            StoreJob::Release { player } => {
+                if !unavailable {
+                    self.backend.release(player, &self.instance);
+                }
+                StoreCompletion::Released { player }
+            }
+        }
+    }
+
+    fn save(&self, item: SaveItem, unavailable: bool) -> SaveResult {
+        let snapshot = &item.snapshot;
+        let outcome = if unavailable || self.take_injected_failure() {
+            SaveOutcome::Failed("memory store unavailable (injected)".into())
+        } else {
+            match snapshot.encode() {
+                Ok(bytes) => self.backend.save(
+                    snapshot.player,
+                    &self.instance,
+                    snapshot.seq,
+                    bytes,
+                    item.release,
+                ),
+                Err(e) => SaveOutcome::Failed(format!("encoding the record: {e}")),
+            }
+        };
+        let m = &self.metrics;
+        let counter = match outcome {
+            SaveOutcome::Saved => &m.saves,
+            SaveOutcome::LeaseLost => &m.saves_lease_lost,
+            SaveOutcome::StaleSequence => &m.saves_stale,
+            SaveOutcome::Failed(_) => &m.save_errors,
+        };
+        StoreMetrics::add(counter, 1);
+        SaveResult {
+            entity: item.entity,
+            player: snapshot.player,
+            seq: snapshot.seq,
+            outcome,
+        }
+    }
+
+    fn take_injected_failure(&self) -> bool {
+        let mut faults = self.faults();
+        if faults.failing_saves > 0 {
+            faults.failing_saves -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn refresh(&self, lease: LeaseItem, unavailable: bool) -> RefreshResult {
+        let outcome = if unavailable {
+            StoreMetrics::add(&self.metrics.refresh_errors, 1);
+            RefreshOutcome::Failed("memory store unavailable (injected)".into())
+        } else {
+            let outcome = self
+                .backend
+                .refresh(lease.player, &self.instance, self.lease_ttl);
+            StoreMetrics::add(
+                &self.metrics.refreshes,
+                u64::from(outcome == RefreshOutcome::Refreshed),
+            );
+            outcome
+        };
+        RefreshResult {
+            entity: lease.entity,
+            player: lease.player,
+            outcome,
+        }
+    }
+
+    fn join(&self, player: PlayerId, unavailable: bool) -> Result<JoinGrant, JoinRefusal> {
+        if unavailable {
+            StoreMetrics::add(&self.metrics.load_errors, 1);
+            return Err(JoinRefusal::Unavailable(
+                "memory store unavailable (injected)".into(),
+            ));
+        }
+        let bytes = self.backend.claim(player, &self.instance, self.lease_ttl)?;
+        StoreMetrics::add(&self.metrics.loads, 1);
+        let record = match bytes.map(|b| PlayerRecord::decode(&b)).transpose() {
+            Ok(record) => record,
+            Err(e) => {
+                self.backend.release(player, &self.instance);
+                return Err(JoinRefusal::BadRecord(e.to_string()));
+            }
+        };
+        Ok(JoinGrant {
+            lease_key: format!("{}:session:{{{}}}", self.key_prefix, player.0),
+            record,
+        })
+    }
+}
+
+impl PlayerStore for MemoryStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            backend: "memory",
+            durable: false,
+            location: "process memory".into(),
+        }
+    }
+
+    fn submit(&self, job: StoreJob) {
+        self.shared.pending.fetch_add(1, Ordering::SeqCst);
+        let mut faults = self.shared.faults();
+        if faults.paused {
+            faults.held.push(job);
+            return;
+        }
+        drop(faults);
+        self.jobs.send(job).ok();
+    }
+
+    fn metrics(&self) -> &Arc<StoreMetrics> {
+        &self.shared.metrics
+    }
+
+    fn pending_jobs(&self) -> usize {
+        self.shared.pending.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_seq_reads_the_record_prefix() {
+        assert_eq!(
+            stored_seq(br#"{"version":2,"seq":17,"id":1,"sections":{}}"#),
+            17
+        );
+        assert_eq!(stored_seq(br#"{"version":1,"id":1}"#), 0);
+        assert_eq!(stored_seq(b"garbage"), 0);
+    }
+
+    #[test]
+    fn leases_expire_and_only_the_owner_saves_refreshes_and_releases() {
+        let backend = MemoryBackend::new(StoreClock::manual());
+        let ttl = Duration::from_secs(60);
+        let p = PlayerId(1);
+        assert!(backend.claim(p, "a", ttl).unwrap().is_none());
+        assert_eq!(
+            backend.claim(p, "b", ttl),
+            Err(JoinRefusal::AlreadyOnline { owner: "a".into() })
+        );
+        assert!(backend.claim(p, "a", ttl).is_ok(), "the owner may re-claim");
+        assert_eq!(
+            backend.save(p, "b", 1, b"{}".to_vec(), false),
+            SaveOutcome::LeaseLost
+        );
+        assert_eq!(
+            backend.save(p, "a", 2, b"{}".to_vec(), false),
+            SaveOutcome::Saved
+        );
+        assert_eq!(
+            backend.save(p, "a", 2, b"{}".to_vec(), false),
+            SaveOutcome::StaleSequence
+        );
+        assert_eq!(backend.refresh(p, "b", ttl), RefreshOutcome::LeaseLost);
+        backend.release(p, "b");
+        assert_eq!(
+            backend.lease_owner(p).as_deref(),
+            Some("a"),
+            "a non-owner cannot release"
+        );
+        backend.clock().advance(Duration::from_secs(61));
+        assert_eq!(backend.lease_owner(p), None, "an unrefreshed lease expires");
+        assert_eq!(backend.refresh(p, "a", ttl), RefreshOutcome::LeaseLost);
+        assert!(
+            backend.claim(p, "b", ttl).is_ok(),
+            "an expired lease can be claimed by another server"
+        );
+    }
+}

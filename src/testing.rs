@@ -1,0 +1,301 @@
+//! World fixtures for testing games built on Hearth (and Hearth itself).
+//!
+//! A [`TestServer`] is a complete server app with manual time: every frame advances real
+//! and game time by [`TestServer::FRAME`], and the store's clock moves with it, so a test can
+//! say "30 seconds pass" and check what the store holds. The store is a parameter
+//! ([`TestStore`]): the in-memory store by default, Redis where the test provides one.
+//!
+//! ```
+//! use hearth::testing::TestServer;
+//! use hearth::components::{PlayerId, Progress};
+//!
+//! let mut server = TestServer::new();
+//! let player = server.join(PlayerId(1));
+//! server.world_mut().get_mut::<Progress>(player).unwrap().xp = 42;
+//! server.advance_secs(31.0); // past the 30 s flush interval
+//! assert_eq!(server.stored(PlayerId(1)).unwrap().sections["progress"]["xp"], 42);
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy_app::App;
+use bevy_ecs::prelude::*;
+use bevy_time::TimeUpdateStrategy;
+use hearth_components::{
+    JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, PlayerId, PlayerJoined,
+    PlayerRecord, ServerConfig,
+};
+use hearth_systems::FlushSchedule;
+use hearth_systems::storage::StorePort;
+
+use crate::server::{self, ShutdownReport};
+use crate::store::{MemoryBackend, MemoryStore, StoreClock};
+
+/// A store as a test sees it: what it holds, and the faults a test can cause.
+pub trait TestStore: Send + Sync {
+    /// The stored record of a player.
+    fn record(&self, player: PlayerId) -> Option<PlayerRecord>;
+    /// Raw record bytes.
+    fn raw_record(&self, player: PlayerId) -> Option<Vec<u8>>;
+    /// Stores raw record bytes.
+    fn put_raw_record(&self, player: PlayerId, bytes: Vec<u8>);
+    /// Who holds a player's lease now.
+    fn lease_owner(&self, player: PlayerId) -> Option<String>;
+    /// Gives a player's lease to another owner (another server taking over).
+    fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration);
+    /// Lets time pass for the store's leases.
+    fn advance_clock(&self, by: Duration);
+    /// Holds writes in flight until [`TestStore::resume`].
+    fn pause(&self);
+    /// Lets held writes complete.
+    fn resume(&self);
+    /// Makes every operation fail until repaired.
+    fn set_unavailable(&self, unavailable: bool);
+    /// Jobs that will complete without help (not held by `pause`).
+    fn running_jobs(&self) -> usize;
+}
+
+/// The memory store as a [`TestStore`].
+pub struct MemoryTestStore {
+    store: Arc<MemoryStore>,
+}
+
+impl TestStore for MemoryTestStore {
+    fn record(&self, player: PlayerId) -> Option<PlayerRecord> {
+        self.store.backend().record(player)
+    }
+    fn raw_record(&self, player: PlayerId) -> Option<Vec<u8>> {
+        self.store.backend().raw_record(player)
+    }
+    fn put_raw_record(&self, player: PlayerId, bytes: Vec<u8>) {
+        self.store.backend().put_raw_record(player, bytes);
+    }
+    fn lease_owner(&self, player: PlayerId) -> Option<String> {
+        self.store.backend().lease_owner(player)
+    }
+    fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration) {
+        self.store.backend().force_lease(player, owner, ttl);
+    }
+    fn advance_clock(&self, by: Duration) {
+        self.store.backend().clock().advance(by);
+    }
+    fn pause(&self) {
+        self.store.pause();
+    }
+    fn resume(&self) {
+        self.store.resume();
+    }
+    fn set_unavailable(&self, unavailable: bool) {
+        self.store.set_unavailable(unavailable);
+    }
+    fn running_jobs(&self) -> usize {
+        use hearth_systems::storage::PlayerStore;
+        self.store.pending_jobs() - self.store.held_jobs()
+    }
+}
+
+impl MemoryTestStore {
+    /// The memory store itself (for memory-only faults such as failing N saves).
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.store
+    }
+}
+
+/// The config fixtures use: defaults, a fixed instance id, 60 Hz.
+pub fn test_config(instance_id: &str) -> ServerConfig {
+    ServerConfig {
+        instance_id: instance_id.to_string(),
+        ..ServerConfig::default()
+    }
+}
+
+/// A server app with manual time on a test store.
+pub struct TestServer {
+    app: App,
+    store: Arc<dyn TestStore>,
+}
+
+impl Default for TestServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestServer {
+    /// Time each frame advances.
+    pub const FRAME: Duration = Duration::from_millis(100);
+    /// How long the fixture waits for a store job before declaring the test stuck.
+    pub const STORE_WAIT: Duration = Duration::from_secs(20);
+
+    /// A server on a fresh memory store with default config.
+    pub fn new() -> Self {
+        Self::with_config(test_config("test-server"))
+    }
+
+    /// A server on a fresh memory store with the given config.
+    pub fn with_config(config: ServerConfig) -> Self {
+        Self::on_memory(MemoryBackend::new(StoreClock::manual()), config)
+    }
+
+    /// A server on an existing memory backend (several servers can share one).
+    pub fn on_memory(backend: Arc<MemoryBackend>, config: ServerConfig) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let store = Arc::new(MemoryStore::new(
+            backend,
+            &config.instance_id,
+            config.lease_ttl,
+            &config.key_prefix,
+            tx,
+        ));
+        let test_store = Arc::new(MemoryTestStore {
+            store: Arc::clone(&store),
+        });
+        Self::on_store(config, StorePort::new(store, rx), test_store)
+    }
+
+    /// A server on any store: `port` is what the app uses, `store` what the test inspects.
+    pub fn on_store(config: ServerConfig, port: StorePort, store: Arc<dyn TestStore>) -> Self {
+        let mut app = server::build_app(config, port);
+        app.insert_resource(TimeUpdateStrategy::ManualDuration(Self::FRAME));
+        app.finish();
+        app.cleanup();
+        app.update(); // the first frame has zero delta
+        Self { app, store }
+    }
+
+    /// The app.
+    pub fn app(&mut self) -> &mut App {
+        &mut self.app
+    }
+
+    /// The world.
+    pub fn world(&self) -> &World {
+        self.app.world()
+    }
+
+    /// The world, mutably.
+    pub fn world_mut(&mut self) -> &mut World {
+        self.app.world_mut()
+    }
+
+    /// The store, for inspection and faults.
+    pub fn store(&self) -> &Arc<dyn TestStore> {
+        &self.store
+    }
+
+    /// The stored record of a player.
+    pub fn stored(&self, player: PlayerId) -> Option<PlayerRecord> {
+        self.store.record(player)
+    }
+
+    /// Runs one frame, then waits for the store to finish what the frame asked of it (so
+    /// the next frame sees the results).
+    pub fn frame(&mut self) {
+        self.store.advance_clock(Self::FRAME);
+        self.app.update();
+        self.wait_for_store();
+    }
+
+    /// Runs frames until `secs` seconds have passed.
+    pub fn advance_secs(&mut self, secs: f64) {
+        self.advance(Duration::from_secs_f64(secs));
+    }
+
+    /// Runs frames until `by` has passed.
+    pub fn advance(&mut self, by: Duration) {
+        let frames = by.as_nanos().div_ceil(Self::FRAME.as_nanos());
+        for _ in 0..frames {
+            self.frame();
+        }
+    }
+
+    /// Waits until no store job is running (held jobs excluded).
+    pub fn wait_for_store(&self) {
+        let started = Instant::now();
+        while self.store.running_jobs() > 0 {
+            assert!(
+                started.elapsed() < Self::STORE_WAIT,
+                "store job did not complete within {:?}",
+                Self::STORE_WAIT
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Flushes dirty players at the next frame and runs frames until the results are applied.
+    pub fn flush_now(&mut self) {
+        self.world_mut().resource_mut::<FlushSchedule>().flush_now();
+        self.frame();
+        self.frame();
+    }
+
+    /// Asks for `player` to join and runs frames until it joined or was refused.
+    pub fn try_join(&mut self, player: PlayerId) -> Result<Entity, JoinRefusal> {
+        let origin = player.0 ^ 0x5eed;
+        self.world_mut()
+            .write_message(JoinRequest { player, origin });
+        for _ in 0..100 {
+            self.frame();
+            let joined = self
+                .read_messages::<PlayerJoined>()
+                .into_iter()
+                .find(|j| j.origin == origin);
+            if let Some(joined) = joined {
+                return Ok(joined.entity);
+            }
+            let refused = self
+                .read_messages::<JoinRefused>()
+                .into_iter()
+                .find(|r| r.origin == origin);
+            if let Some(refused) = refused {
+                return Err(refused.reason);
+            }
+        }
+        panic!("join of {player} neither succeeded nor was refused within 100 frames");
+    }
+
+    /// Joins `player`, panicking if refused.
+    pub fn join(&mut self, player: PlayerId) -> Entity {
+        self.try_join(player)
+            .unwrap_or_else(|e| panic!("join of {player} refused: {e}"))
+    }
+
+    /// Joins `player` and gives it `components` as if they had been loaded (not dirty).
+    pub fn spawn_player(&mut self, player: PlayerId, components: impl Bundle) -> Entity {
+        let entity = self.join(player);
+        self.world_mut()
+            .entity_mut(entity)
+            .insert((components, JustLoaded));
+        self.frame();
+        entity
+    }
+
+    /// Asks for a player to leave and runs frames until it left (final save durable).
+    pub fn leave(&mut self, entity: Entity) {
+        self.world_mut()
+            .write_message(LeaveRequest { entity, origin: 0 });
+        for _ in 0..100 {
+            self.frame();
+            if self.world().get_entity(entity).is_err() {
+                return;
+            }
+        }
+        panic!("player {entity} did not leave within 100 frames");
+    }
+
+    /// Saves everyone and releases every lease, as on Ctrl-C.
+    pub fn shutdown(&mut self, deadline: Duration) -> ShutdownReport {
+        let store = Arc::clone(&self.store);
+        server::shutdown(&mut self.app, deadline, move || {
+            store.advance_clock(Self::FRAME);
+            std::thread::sleep(Duration::from_millis(1));
+        })
+    }
+
+    /// Messages of type `M` still readable this frame.
+    pub fn read_messages<M: Message + Clone>(&mut self) -> Vec<M> {
+        let messages = self.world().resource::<Messages<M>>();
+        messages.iter_current_update_messages().cloned().collect()
+    }
+}

@@ -1,0 +1,50 @@
+//! Shared test support: store factories, so every ECS fixture test runs on each store.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use hearth::store::{MemoryBackend, StoreClock};
+use hearth::testing::{TestServer, test_config};
+use hearth_components::ServerConfig;
+
+/// Makes test servers that share one store (so two servers can contend for a lease).
+pub trait StoreFactory {
+    /// A server on the shared store with `config`.
+    fn server(&self, config: ServerConfig) -> TestServer;
+}
+
+/// Servers on one shared in-memory backend with a manual clock.
+pub struct MemoryStores(Arc<MemoryBackend>);
+
+impl MemoryStores {
+    pub fn new() -> Self {
+        Self(MemoryBackend::new(StoreClock::manual()))
+    }
+}
+
+impl StoreFactory for MemoryStores {
+    fn server(&self, config: ServerConfig) -> TestServer {
+        TestServer::on_memory(Arc::clone(&self.0), config)
+    }
+}
+
+/// The default config of server `name`.
+pub fn config(name: &str) -> ServerConfig {
+    test_config(name)
+}
+
+/// Runs each listed test function (`fn(&dyn StoreFactory)`) once per store.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::common::MemoryStores::new());
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,335 @@
+//! Persistence by change detection, batch flush, lease refresh and shutdown, through ECS
+//! world fixtures, on every store.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{StoreFactory, config};
+use hearth::testing::TestServer;
+use hearth_components::{
+    Dirty, OwnershipLost, PlayerId, Position, Progress, SaveInFlight, UnknownSections, Vitals,
+};
+
+fn xp(server: &TestServer, player: PlayerId) -> Option<u64> {
+    server
+        .stored(player)
+        .map(|r| r.sections["progress"]["xp"].as_u64().unwrap())
+}
+
+fn give_xp(server: &mut TestServer, entity: bevy_ecs::entity::Entity, amount: u64) {
+    server.world_mut().get_mut::<Progress>(entity).unwrap().xp += amount;
+}
+
+fn changed_player_is_flushed_at_the_interval_and_not_before(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 7);
+    server.frame();
+    assert!(
+        server.world().get::<Dirty>(e).is_some(),
+        "a change marks the player dirty"
+    );
+    server.advance_secs(25.0);
+    assert_eq!(
+        xp(&server, p),
+        None,
+        "nothing is written before the 30 s flush interval"
+    );
+    server.advance_secs(6.0);
+    assert_eq!(
+        xp(&server, p),
+        Some(7),
+        "the change is written once the interval passed"
+    );
+    assert!(server.world().get::<Dirty>(e).is_none());
+    assert!(server.world().get::<SaveInFlight>(e).is_none());
+}
+
+fn unchanged_player_is_not_flushed(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let changed = server.join(PlayerId(1));
+    server.join(PlayerId(2));
+    give_xp(&mut server, changed, 1);
+    server.advance_secs(31.0);
+    assert_eq!(xp(&server, PlayerId(1)), Some(1));
+    assert_eq!(
+        server.stored(PlayerId(2)),
+        None,
+        "a player without changes is not written"
+    );
+    let flush = server
+        .world()
+        .resource::<hearth::systems::FlushStats>()
+        .clone();
+    assert_eq!((flush.batches, flush.players_flushed), (1, 1));
+    server.advance_secs(31.0);
+    assert_eq!(
+        server
+            .world()
+            .resource::<hearth::systems::FlushStats>()
+            .batches,
+        1,
+        "no dirty player, no batch"
+    );
+}
+
+fn change_during_an_in_flight_batch_is_not_lost(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 1);
+    server.frame();
+    server.store().pause();
+    server.flush_now();
+    assert!(
+        server.world().get::<SaveInFlight>(e).is_some(),
+        "the batch is in flight"
+    );
+    give_xp(&mut server, e, 10);
+    server.frame();
+    assert!(
+        server.world().get::<Dirty>(e).is_some(),
+        "the change during the flight marks the player dirty again"
+    );
+    server.flush_now();
+    assert_eq!(
+        server
+            .world()
+            .resource::<hearth::systems::FlushStats>()
+            .batches,
+        1,
+        "a player in flight is not put in a second batch"
+    );
+    server.store().resume();
+    server.frame();
+    server.frame();
+    assert_eq!(
+        xp(&server, p),
+        Some(1),
+        "the in-flight batch landed with the old state"
+    );
+    server.advance_secs(31.0);
+    assert_eq!(
+        xp(&server, p),
+        Some(11),
+        "the change made in flight is written by the next flush"
+    );
+}
+
+fn failed_write_keeps_the_player_dirty_and_succeeds_later(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 5);
+    server.frame();
+    server.store().set_unavailable(true);
+    server.flush_now();
+    assert_eq!(xp(&server, p), None);
+    assert!(
+        server.world().get::<Dirty>(e).is_some(),
+        "a failed write leaves the player dirty"
+    );
+    server.store().set_unavailable(false);
+    server.advance_secs(31.0);
+    assert_eq!(xp(&server, p), Some(5), "the retry writes it");
+}
+
+fn lease_refresh_keeps_leases_alive_past_their_ttl(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    assert_eq!(server.store().lease_owner(p).as_deref(), Some("a"));
+    server.advance_secs(150.0); // 2.5 lease TTLs
+    assert_eq!(
+        server.store().lease_owner(p).as_deref(),
+        Some("a"),
+        "refreshed leases outlive their TTL"
+    );
+    assert!(server.world().get_entity(e).is_ok());
+    let other = stores.server(config("b"));
+    drop(other);
+}
+
+fn lease_taken_by_another_owner_removes_the_player_without_saving(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 3);
+    server.flush_now();
+    assert_eq!(xp(&server, p), Some(3));
+    give_xp(&mut server, e, 100);
+    server.store().force_lease(p, "b", Duration::from_secs(60));
+    server.advance_secs(21.0); // one refresh interval
+    assert!(
+        server.world().get_entity(e).is_err(),
+        "the player is removed"
+    );
+    let lost: Vec<OwnershipLost> = server.read_messages();
+    assert!(
+        lost.iter().any(|l| l.player == p)
+            || server
+                .world()
+                .resource::<hearth::systems::TickMetrics>()
+                .ownership_lost
+                == 1
+    );
+    server.advance_secs(31.0);
+    assert_eq!(
+        xp(&server, p),
+        Some(3),
+        "nothing was saved after the lease was lost"
+    );
+    assert_eq!(
+        server.store().lease_owner(p).as_deref(),
+        Some("b"),
+        "the other owner's lease is untouched"
+    );
+}
+
+fn older_sequence_never_overwrites_a_newer_one(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 1);
+    server.flush_now();
+    let newer = br#"{"version":2,"seq":50,"id":1,"sections":{"progress":{"xp":999,"level":10}}}"#;
+    server.store().put_raw_record(p, newer.to_vec());
+    give_xp(&mut server, e, 1);
+    server.flush_now();
+    assert_eq!(
+        xp(&server, p),
+        Some(999),
+        "the stale snapshot did not overwrite the newer record"
+    );
+    assert!(
+        server.world().get_entity(e).is_err(),
+        "a player whose record moved on elsewhere is dropped"
+    );
+}
+
+fn unknown_sections_survive_a_round_trip(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let stored = br#"{"version":2,"seq":4,"id":1,"sections":{"progress":{"xp":10,"level":1},"pet":{"name":"rex","age":3}}}"#;
+    server.store().put_raw_record(p, stored.to_vec());
+    let e = server.join(p);
+    assert!(server.world().get::<UnknownSections>(e).is_some());
+    give_xp(&mut server, e, 5);
+    server.flush_now();
+    let record = server.stored(p).unwrap();
+    assert_eq!(record.seq, 5);
+    assert_eq!(record.sections["progress"]["xp"], 15);
+    assert_eq!(
+        record.sections["pet"],
+        serde_json::json!({"name": "rex", "age": 3}),
+        "unknown section written back unchanged"
+    );
+}
+
+fn v1_record_migrates_on_load(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(7);
+    let v1 = br#"{"version":1,"id":7,"x":3.5,"y":-1.0,"hp":80,"max_hp":100,"xp":250,"level":3}"#;
+    server.store().put_raw_record(p, v1.to_vec());
+    let e = server.join(p);
+    assert_eq!(
+        *server.world().get::<Position>(e).unwrap(),
+        Position { x: 3.5, y: -1.0 }
+    );
+    assert_eq!(
+        *server.world().get::<Vitals>(e).unwrap(),
+        Vitals {
+            hp: 80,
+            max_hp: 100
+        }
+    );
+    assert_eq!(
+        *server.world().get::<Progress>(e).unwrap(),
+        Progress { xp: 250, level: 3 }
+    );
+    server.world_mut().get_mut::<Position>(e).unwrap().x = 4.0;
+    server.flush_now();
+    let raw = String::from_utf8(server.store().raw_record(p).unwrap()).unwrap();
+    assert!(
+        raw.starts_with(r#"{"version":2,"seq":1,"#),
+        "written back as v2: {raw}"
+    );
+}
+
+fn shutdown_saves_everyone_and_releases_leases(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let players: Vec<_> = (1..=50)
+        .map(PlayerId)
+        .map(|p| (p, server.join(p)))
+        .collect();
+    for (i, (_, e)) in players.iter().enumerate() {
+        give_xp(&mut server, *e, i as u64 + 1);
+    }
+    server.frame();
+    let report = server.shutdown(Duration::from_secs(10));
+    assert!(report.unsaved.is_empty(), "{report:?}");
+    for (i, (p, _)) in players.iter().enumerate() {
+        assert_eq!(
+            xp(&server, *p),
+            Some(i as u64 + 1),
+            "player {p} saved at shutdown"
+        );
+        assert_eq!(
+            server.store().lease_owner(*p),
+            None,
+            "lease of {p} released"
+        );
+    }
+}
+
+fn shutdown_that_cannot_save_reports_who_was_not_saved(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let e = server.join(PlayerId(1));
+    give_xp(&mut server, e, 1);
+    server.frame();
+    server.store().set_unavailable(true);
+    let report = server.shutdown(Duration::from_millis(500));
+    assert_eq!(report.unsaved, vec![PlayerId(1)]);
+    server.store().set_unavailable(false);
+}
+
+fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory) {
+    let mut a = stores.server(config("a"));
+    let mut b = stores.server(config("b"));
+    let p = PlayerId(1);
+    let e = a.join(p);
+    assert!(matches!(
+        a.try_join(p),
+        Err(hearth_components::JoinRefusal::AlreadyOnline { .. })
+    ));
+    assert!(matches!(
+        b.try_join(p),
+        Err(hearth_components::JoinRefusal::AlreadyOnline { .. })
+    ));
+    give_xp(&mut a, e, 9);
+    a.leave(e);
+    assert_eq!(a.store().lease_owner(p), None);
+    let e2 = b.join(p);
+    assert_eq!(
+        b.world().get::<Progress>(e2).unwrap().xp,
+        9,
+        "the second server gets the state saved at leave"
+    );
+}
+
+on_every_store!(
+    changed_player_is_flushed_at_the_interval_and_not_before,
+    unchanged_player_is_not_flushed,
+    change_during_an_in_flight_batch_is_not_lost,
+    failed_write_keeps_the_player_dirty_and_succeeds_later,
+    lease_refresh_keeps_leases_alive_past_their_ttl,
+    lease_taken_by_another_owner_removes_the_player_without_saving,
+    older_sequence_never_overwrites_a_newer_one,
+    unknown_sections_survive_a_round_trip,
+    v1_record_migrates_on_load,
+    shutdown_saves_everyone_and_releases_leases,
+    shutdown_that_cannot_save_reports_who_was_not_saved,
+    a_player_online_here_or_elsewhere_cannot_join_twice,
+);
