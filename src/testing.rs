@@ -255,6 +255,35 @@ impl TestServer {
         panic!("join of {player} neither succeeded nor was refused within 100 frames");
     }
 
+    /// Joins many players at once (one store job each, all in flight together), panicking
+    /// if any is refused. Returns the entities in the order of `players`.
+    pub fn join_many(&mut self, players: &[PlayerId]) -> Vec<Entity> {
+        let mut joined = std::collections::HashMap::new();
+        for &player in players {
+            self.world_mut().write_message(JoinRequest {
+                player,
+                origin: player.0,
+            });
+        }
+        for _ in 0..1000 {
+            self.frame();
+            for j in self.read_messages::<PlayerJoined>() {
+                joined.insert(j.player, j.entity);
+            }
+            if let Some(refused) = self.read_messages::<JoinRefused>().first() {
+                panic!("join of {} refused: {}", refused.player, refused.reason);
+            }
+            if joined.len() == players.len() {
+                return players.iter().map(|p| joined[p]).collect();
+            }
+        }
+        panic!(
+            "only {} of {} players joined within 1000 frames",
+            joined.len(),
+            players.len()
+        );
+    }
+
     /// Joins `player`, panicking if refused.
     pub fn join(&mut self, player: PlayerId) -> Entity {
         self.try_join(player)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{StoreFactory, config};
 use hearth::testing::TestServer;
 use hearth_components::{
-    Dirty, OwnershipLost, PlayerId, Position, Progress, SaveInFlight, UnknownSections, Vitals,
+    Dirty, OwnershipLost, PlayerId, Position, Progress, SaveState, UnknownSections, Vitals,
 };
 
 fn xp(server: &TestServer, player: PlayerId) -> Option<u64> {
@@ -44,7 +44,14 @@ fn changed_player_is_flushed_at_the_interval_and_not_before(stores: &dyn StoreFa
         "the change is written once the interval passed"
     );
     assert!(server.world().get::<Dirty>(e).is_none());
-    assert!(server.world().get::<SaveInFlight>(e).is_none());
+    assert!(
+        server
+            .world()
+            .get::<SaveState>(e)
+            .unwrap()
+            .in_flight
+            .is_none()
+    );
 }
 
 fn unchanged_player_is_not_flushed(stores: &dyn StoreFactory) {
@@ -84,7 +91,12 @@ fn change_during_an_in_flight_batch_is_not_lost(stores: &dyn StoreFactory) {
     server.store().pause();
     server.flush_now();
     assert!(
-        server.world().get::<SaveInFlight>(e).is_some(),
+        server
+            .world()
+            .get::<SaveState>(e)
+            .unwrap()
+            .in_flight
+            .is_some(),
         "the batch is in flight"
     );
     give_xp(&mut server, e, 10);

@@ -16,7 +16,7 @@ pub use messages::{
     SaveNowRequest, SavedNow,
 };
 pub use player::{
-    Dirty, JustLoaded, Leaving, PlayerId, SaveInFlight, SaveNowPending, SaveSequence, SessionOwner,
+    Dirty, InFlightSave, JustLoaded, Leaving, PlayerId, SaveNowPending, SaveState, SessionOwner,
     UnknownSections,
 };
 pub use record::{CURRENT_RECORD_VERSION, PlayerRecord, RecordError};

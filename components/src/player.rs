@@ -26,17 +26,6 @@ impl fmt::Display for PlayerId {
 #[component(storage = "SparseSet")]
 pub struct Dirty;
 
-/// Marks a player whose snapshot is in a save that has not completed yet. The flush skips such
-/// players, so two saves of the same player are never in flight at once.
-#[derive(Component, Clone, Debug)]
-#[component(storage = "SparseSet")]
-pub struct SaveInFlight {
-    /// Sequence number carried by the in-flight save.
-    pub seq: u64,
-    /// Tags of the [`crate::SaveNowRequest`]s this save answers.
-    pub tags: Vec<u64>,
-}
-
 /// An immediate (tier-1) save was asked for and not yet sent. Sent as soon as no other save
 /// of the player is in flight.
 #[derive(Component, Clone, Debug, Default)]
@@ -77,10 +66,26 @@ pub struct SessionOwner {
     pub last_refresh: Duration,
 }
 
-/// The sequence number of the player's newest snapshot. Every snapshot takes the next number;
-/// the store refuses a write whose number is not newer than the stored one.
-#[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SaveSequence(pub u64);
+/// Where the player's saves stand: the newest snapshot's sequence number and the save in
+/// flight, if any. A table component mutated in place, so starting and finishing a save
+/// does not move the entity between archetypes.
+#[derive(Component, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SaveState {
+    /// Sequence of the newest snapshot. Every snapshot takes the next number; the store
+    /// refuses a write whose number is not newer than the stored one.
+    pub seq: u64,
+    /// The save not yet answered by the store. While set, no other save of the player starts.
+    pub in_flight: Option<InFlightSave>,
+}
+
+/// A save of the player that the store has not answered yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlightSave {
+    /// Sequence number carried by the save.
+    pub seq: u64,
+    /// Tags of the [`crate::SaveNowRequest`]s this save answers.
+    pub tags: Vec<u64>,
+}
 
 /// Record sections this build does not know (written by a newer build or a removed feature).
 /// They are written back unchanged with every save, never dropped.

@@ -127,7 +127,7 @@ impl MemoryBackend {
         );
     }
 
-    fn live_owner<'a>(data: &'a Data, player: PlayerId, now: Duration) -> Option<&'a str> {
+    fn live_owner(data: &Data, player: PlayerId, now: Duration) -> Option<&str> {
         data.leases
             .get(&player)
             .filter(|l| l.expires > now)

@@ -15,8 +15,8 @@ use bevy_ecs::system::EntityCommands;
 use bevy_ecs::world::EntityRefExcept;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    Dirty, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveInFlight, SaveNowPending,
-    SaveNowRequest, SaveSequence, SavedNow, ServerConfig, UnknownSections,
+    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveNowPending,
+    SaveNowRequest, SaveState, SavedNow, ServerConfig, UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,7 +42,7 @@ pub enum PersistenceSystems {
 /// The entity view a snapshot reads components through. Queries using it also filter
 /// `Without<IsResource>`: resources are entities too, and reading "all components" would
 /// otherwise conflict with the system's own `ResMut`s.
-pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveSequence>;
+pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveState>;
 
 type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
 type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), String>;
@@ -153,6 +153,7 @@ impl PersistentAppExt for App {
 }
 
 /// Marks players whose `T` changed since this system last ran.
+#[allow(clippy::type_complexity)]
 fn mark_dirty<T: Component>(
     changed: Query<
         Entity,
@@ -217,7 +218,7 @@ pub struct FlushStats {
 }
 
 /// Snapshots every dirty player not already being saved, once per flush interval.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn flush_dirty(
     time: Res<Time<Real>>,
     mut schedule: ResMut<FlushSchedule>,
@@ -225,13 +226,8 @@ fn flush_dirty(
     registry: Res<PersistentRegistry>,
     port: Res<StorePort>,
     mut dirty: Query<
-        (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
-        (
-            With<Dirty>,
-            Without<SaveInFlight>,
-            Without<Leaving>,
-            Without<IsResource>,
-        ),
+        (Entity, &PlayerId, &mut SaveState, SnapshotSource),
+        (With<Dirty>, Without<Leaving>, Without<IsResource>),
     >,
     mut commands: Commands,
 ) {
@@ -241,24 +237,21 @@ fn flush_dirty(
         return;
     }
     let mut items = Vec::with_capacity(dirty.iter().len());
-    for (entity, player, mut seq, source) in &mut dirty {
-        seq.0 += 1;
+    for (entity, player, mut state, source) in &mut dirty {
+        if state.in_flight.is_some() {
+            continue; // stays dirty: the next interval saves it
+        }
         items.push(SaveItem {
             entity,
-            snapshot: registry.snapshot(*player, seq.0, &source),
+            snapshot: start_save(&registry, *player, &mut state, Vec::new(), &source),
             release: false,
         });
-        commands
-            .entity(entity)
-            .remove::<Dirty>()
-            .insert(SaveInFlight {
-                seq: seq.0,
-                tags: Vec::new(),
-            });
     }
     if items.is_empty() {
         return;
     }
+    let cleaned: Vec<Entity> = items.iter().map(|item| item.entity).collect();
+    commands.queue(move |world: &mut World| remove_dirty(world, cleaned));
     stats.batches += 1;
     stats.last_batch_size = items.len();
     stats.players_flushed += items.len() as u64;
@@ -270,6 +263,31 @@ fn flush_dirty(
     });
 }
 
+/// Takes the next sequence number, marks the save in flight and snapshots the player.
+fn start_save(
+    registry: &PersistentRegistry,
+    player: PlayerId,
+    state: &mut SaveState,
+    tags: Vec<u64>,
+    source: &SnapshotSource,
+) -> PlayerSnapshot {
+    state.seq += 1;
+    state.in_flight = Some(InFlightSave {
+        seq: state.seq,
+        tags,
+    });
+    registry.snapshot(player, state.seq, source)
+}
+
+/// Removes `Dirty` from many players in one command (cheaper than one command each).
+fn remove_dirty(world: &mut World, players: Vec<Entity>) {
+    for entity in players {
+        if let Ok(mut entity) = world.get_entity_mut(entity) {
+            entity.remove::<Dirty>();
+        }
+    }
+}
+
 /// Sends immediate (tier-1) and final (leave) saves as soon as no other save of the player
 /// is in flight, in one batch per frame on the interactive lane.
 #[allow(clippy::type_complexity)]
@@ -279,10 +297,9 @@ fn submit_priority_saves(
     registry: Res<PersistentRegistry>,
     port: Res<StorePort>,
     mut waiting: Query<
-        (Entity, &PlayerId, &mut SaveSequence, SnapshotSource),
+        (Entity, &PlayerId, &mut SaveState, SnapshotSource),
         (
             Or<(With<SaveNowPending>, With<Leaving>)>,
-            Without<SaveInFlight>,
             Without<IsResource>,
         ),
     >,
@@ -290,27 +307,23 @@ fn submit_priority_saves(
 ) {
     let now = time.elapsed();
     let mut items = Vec::new();
-    for (entity, player, mut seq, source) in &mut waiting {
+    for (entity, player, mut state, source) in &mut waiting {
         let pending = source.get::<SaveNowPending>();
         let leaving = source.get::<Leaving>();
         let retry_at = pending
             .map(|p| p.retry_at)
             .max(leaving.map(|l| l.retry_at))
             .unwrap_or_default();
-        if retry_at > now {
+        if state.in_flight.is_some() || retry_at > now {
             continue;
         }
-        seq.0 += 1;
         let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
         items.push(SaveItem {
             entity,
-            snapshot: registry.snapshot(*player, seq.0, &source),
+            snapshot: start_save(&registry, *player, &mut state, tags, &source),
             release: leaving.is_some(),
         });
-        commands
-            .entity(entity)
-            .remove::<(Dirty, SaveNowPending)>()
-            .insert(SaveInFlight { seq: seq.0, tags });
+        commands.entity(entity).remove::<(Dirty, SaveNowPending)>();
     }
     if !items.is_empty() {
         let batch = schedule.take_batch_id();
@@ -348,15 +361,15 @@ fn queue_save_now(
 #[derive(Message, Debug)]
 pub struct SavesCompleted(pub Vec<SaveResult>);
 
-/// Applies save results: clears in-flight markers, re-dirties failures, answers tier-1 and
+/// Applies save results: ends the in-flight save, re-dirties failures, answers tier-1 and
 /// final saves, and drops players whose lease is gone.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn apply_save_results(
     time: Res<Time<Real>>,
     mut completed: MessageReader<SavesCompleted>,
     mut players: Query<(
         &PlayerId,
-        &SaveInFlight,
+        &mut SaveState,
         Option<&mut Leaving>,
         Option<&mut SaveNowPending>,
     )>,
@@ -366,18 +379,24 @@ fn apply_save_results(
     mut commands: Commands,
 ) {
     let retry_at = time.elapsed() + PRIORITY_RETRY_DELAY;
+    let mut redirty = Vec::new();
     for result in completed.read().flat_map(|c| c.0.iter()) {
-        let Ok((player, in_flight, leaving, pending)) = players.get_mut(result.entity) else {
+        let Ok((player, mut state, leaving, pending)) = players.get_mut(result.entity) else {
             continue; // despawned meanwhile
         };
-        if *player != result.player || in_flight.seq != result.seq {
+        let answers_in_flight = state
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.seq == result.seq);
+        if *player != result.player || !answers_in_flight {
             continue;
         }
-        let mut entity = commands.entity(result.entity);
-        entity.remove::<SaveInFlight>();
+        let Some(InFlightSave { tags, .. }) = state.in_flight.take() else {
+            continue;
+        };
         match &result.outcome {
             SaveOutcome::Saved => {
-                for &tag in &in_flight.tags {
+                for tag in tags {
                     saved_now.write(SavedNow {
                         entity: result.entity,
                         player: *player,
@@ -389,7 +408,7 @@ fn apply_save_results(
                         player: *player,
                         origin: leaving.origin,
                     });
-                    entity.despawn();
+                    commands.entity(result.entity).despawn();
                 }
             }
             SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
@@ -398,21 +417,20 @@ fn apply_save_results(
                     entity: result.entity,
                     player: *player,
                 });
-                entity.despawn();
+                commands.entity(result.entity).despawn();
             }
             SaveOutcome::Failed(_) => {
-                entity.insert(Dirty);
-                if !in_flight.tags.is_empty() {
+                redirty.push(result.entity);
+                if !tags.is_empty() {
                     match pending {
                         Some(mut p) => {
-                            p.tags.extend_from_slice(&in_flight.tags);
+                            p.tags.extend_from_slice(&tags);
                             p.retry_at = retry_at;
                         }
                         None => {
-                            entity.insert(SaveNowPending {
-                                tags: in_flight.tags.clone(),
-                                retry_at,
-                            });
+                            commands
+                                .entity(result.entity)
+                                .insert(SaveNowPending { tags, retry_at });
                         }
                     }
                 }
@@ -421,6 +439,15 @@ fn apply_save_results(
                 }
             }
         }
+    }
+    if !redirty.is_empty() {
+        commands.queue(move |world: &mut World| {
+            for entity in redirty {
+                if let Ok(mut entity) = world.get_entity_mut(entity) {
+                    entity.insert(Dirty);
+                }
+            }
+        });
     }
 }
 

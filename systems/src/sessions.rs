@@ -11,7 +11,7 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost,
-    PlayerId, PlayerJoined, SaveSequence, ServerConfig, SessionOwner, UnknownSections,
+    PlayerId, PlayerJoined, SaveState, ServerConfig, SessionOwner, UnknownSections,
 };
 
 use crate::persistence::{PersistenceSystems, PersistentRegistry};
@@ -166,7 +166,10 @@ fn spawn_joined_players(
         };
         let mut entity = commands.spawn((
             done.player,
-            SaveSequence(grant.record.as_ref().map_or(0, |r| r.seq)),
+            SaveState {
+                seq: grant.record.as_ref().map_or(0, |r| r.seq),
+                in_flight: None,
+            },
             SessionOwner {
                 lease_key: grant.lease_key.clone(),
                 owner: config.instance_id.clone(),
