@@ -154,9 +154,37 @@ impl TestServer {
         Self::on_store(config, StorePort::new(store, rx), test_store)
     }
 
+    /// A server on a fresh memory store whose app `setup` extends before it starts (register
+    /// your persistent components and add your systems here).
+    pub fn with_setup(config: ServerConfig, setup: impl FnOnce(&mut App)) -> Self {
+        let backend = MemoryBackend::new(StoreClock::manual());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let store = Arc::new(MemoryStore::new(
+            backend,
+            &config.instance_id,
+            config.lease_ttl,
+            &config.key_prefix,
+            tx,
+        ));
+        let test_store = Arc::new(MemoryTestStore {
+            store: Arc::clone(&store),
+        });
+        Self::build(config, StorePort::new(store, rx), test_store, setup)
+    }
+
     /// A server on any store: `port` is what the app uses, `store` what the test inspects.
     pub fn on_store(config: ServerConfig, port: StorePort, store: Arc<dyn TestStore>) -> Self {
+        Self::build(config, port, store, |_| {})
+    }
+
+    fn build(
+        config: ServerConfig,
+        port: StorePort,
+        store: Arc<dyn TestStore>,
+        setup: impl FnOnce(&mut App),
+    ) -> Self {
         let mut app = server::build_app(config, port);
+        setup(&mut app);
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Self::FRAME));
         app.finish();
         app.cleanup();
