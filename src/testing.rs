@@ -32,6 +32,9 @@ use hearth_systems::storage::StorePort;
 use crate::server::{self, ShutdownReport};
 use crate::store::{MemoryBackend, MemoryStore, StoreClock};
 
+pub mod redis;
+pub use self::redis::RedisTestStore;
+
 /// A store as a test sees it: what it holds, and the faults a test can cause.
 pub trait TestStore: Send + Sync {
     /// The stored record of a player.

@@ -1,12 +1,14 @@
 //! Store adapters behind the storage port: memory (default) and Redis.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
 use hearth_components::{ServerConfig, StoreSelection};
 use hearth_systems::storage::{PlayerStore, StorePort};
 
+pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
 
 /// Why a store could not be opened at start.
@@ -16,7 +18,9 @@ pub enum OpenError {
     Redis { url: String, reason: String },
 }
 
-/// Opens the store the config selects and returns the port systems use.
+/// Opens the store the config selects and returns the port systems use. For Redis this
+/// connects (bounded by `store_timeout`) and fails with an error naming the URL when Redis
+/// cannot be reached.
 pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let store: Arc<dyn PlayerStore> = match &config.store {
@@ -27,12 +31,7 @@ pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
             &config.key_prefix,
             tx,
         )),
-        StoreSelection::Redis(url) => {
-            return Err(OpenError::Redis {
-                url: url.clone(),
-                reason: "the Redis store is not built yet".into(),
-            });
-        }
+        StoreSelection::Redis(url) => Arc::new(RedisStore::open(config, url, tx)?),
     };
     Ok(StorePort::new(store, rx))
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::sync::Arc;
 
 use hearth::store::{MemoryBackend, StoreClock};
@@ -29,12 +31,33 @@ impl StoreFactory for MemoryStores {
     }
 }
 
+/// Servers on one real `redis-server` started for the test (killed when this is dropped).
+/// Each server connects as its own ACL user, so faults stay per server.
+pub struct RedisStores {
+    pub redis: redis_server::RedisServer,
+}
+
+impl RedisStores {
+    pub fn new() -> Self {
+        Self {
+            redis: redis_server::RedisServer::start(),
+        }
+    }
+}
+
+impl StoreFactory for RedisStores {
+    fn server(&self, config: ServerConfig) -> TestServer {
+        TestServer::on_redis(&self.redis.url(), config)
+    }
+}
+
 /// The default config of server `name`.
 pub fn config(name: &str) -> ServerConfig {
     test_config(name)
 }
 
-/// Runs each listed test function (`fn(&dyn StoreFactory)`) once per store.
+/// Runs each listed test function (`fn(&dyn StoreFactory)`) once per store: `memory::<name>`
+/// and `redis::<name>` (a real redis-server per test).
 #[macro_export]
 macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {
@@ -43,6 +66,14 @@ macro_rules! on_every_store {
                 #[test]
                 fn $test() {
                     super::$test(&super::common::MemoryStores::new());
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::common::RedisStores::new());
                 }
             )*
         }

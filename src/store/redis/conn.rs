@@ -1,0 +1,225 @@
+//! One lane's connection: a `ConnectionManager` made once, every call bounded by the store
+//! timeout, reconnect accounting, and state-transition logging (down once, up once).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_systems::storage::StoreMetrics;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Pipeline, RedisError, Value};
+
+/// Why a request got no reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// No complete reply within the store timeout (a hung or unreachable Redis).
+    Timeout(Duration),
+    /// The connection failed or Redis refused the whole request.
+    Redis(RedisError),
+    /// The task carrying the request did not finish (store shutting down).
+    Worker(String),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(t) => write!(f, "no reply from Redis within {t:?}"),
+            Self::Redis(e) => write!(f, "{e}"),
+            Self::Worker(e) => write!(f, "store worker stopped: {e}"),
+        }
+    }
+}
+
+/// The reply to one request: one value per non-ignored command, or why there is none.
+pub struct Reply {
+    pub result: Result<Vec<Value>, CallError>,
+    pub latency: Duration,
+}
+
+impl Reply {
+    /// Whether Redis answered but refused every command (e.g. NOPERM, OOM, LOADING): as bad
+    /// as being down for the lane's health.
+    fn refused_all(&self) -> Option<String> {
+        let values = self.result.as_ref().ok()?;
+        let mut first = None;
+        for value in values {
+            match value {
+                Value::ServerError(e) => {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+                _ => return None,
+            }
+        }
+        first
+    }
+}
+
+/// Sends one pipeline on `conn`, bounded by `timeout` (which also bounds any wait for a
+/// reconnect inside the manager).
+pub async fn call(mut conn: ConnectionManager, pipe: Pipeline, timeout: Duration) -> Reply {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, pipe.query_async::<Value>(&mut conn)).await {
+        Ok(Ok(Value::Array(values))) => Ok(values),
+        Ok(Ok(other)) => Ok(vec![other]),
+        Ok(Err(e)) => Err(CallError::Redis(e)),
+        Err(_) => Err(CallError::Timeout(timeout)),
+    };
+    Reply {
+        result,
+        latency: started.elapsed(),
+    }
+}
+
+/// The connection of one lane (periodic or interactive).
+pub struct LaneConn {
+    lane: &'static str,
+    location: String,
+    client: redis::Client,
+    timeout: Duration,
+    metrics: Arc<StoreMetrics>,
+    manager: Option<ConnectionManager>,
+    /// The next reply proves a connection we have not counted yet was opened (a fresh
+    /// manager, or the manager's own reconnect after the old connection broke).
+    uncounted_connection: bool,
+    down_since: Option<Instant>,
+    failures_while_down: u64,
+}
+
+impl LaneConn {
+    /// A lane connection; nothing is connected until [`LaneConn::manager`] is first used.
+    pub fn new(
+        lane: &'static str,
+        location: &str,
+        client: redis::Client,
+        timeout: Duration,
+        metrics: Arc<StoreMetrics>,
+    ) -> Self {
+        Self {
+            lane,
+            location: location.to_string(),
+            client,
+            timeout,
+            metrics,
+            manager: None,
+            uncounted_connection: false,
+            down_since: None,
+            failures_while_down: 0,
+        }
+    }
+
+    /// The lane's name, for logs.
+    pub fn lane(&self) -> &'static str {
+        self.lane
+    }
+
+    /// The store timeout every call is bounded by.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The manager to send on, made on first use and after a timeout dropped the old one.
+    /// Must be called inside the store's runtime.
+    pub fn manager(&mut self) -> Result<ConnectionManager, CallError> {
+        if let Some(manager) = &self.manager {
+            return Ok(manager.clone());
+        }
+        // The manager's own response timeout stays off: every call is bounded by
+        // `tokio::time::timeout`, which also covers waiting for a reconnect.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None)
+            .set_number_of_retries(3)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(CallError::Redis)?;
+        self.uncounted_connection = true;
+        self.manager = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Sends one pipeline and accounts for it (round trip, connection, health).
+    pub async fn request(&mut self, pipe: Pipeline, what: &str) -> Reply {
+        let reply = match self.manager() {
+            Ok(conn) => {
+                StoreMetrics::add(&self.metrics.round_trips, 1);
+                call(conn, pipe, self.timeout).await
+            }
+            Err(e) => Reply {
+                result: Err(e),
+                latency: Duration::ZERO,
+            },
+        };
+        self.observe(&reply, what);
+        reply
+    }
+
+    /// Sends one pipeline on its own task (so several chunks of one batch can be in flight
+    /// while the next is encoded) and counts the round trip. The caller passes the reply to
+    /// [`LaneConn::observe`] in send order.
+    pub fn spawn(&mut self, pipe: Pipeline) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
+        let conn = self.manager()?;
+        StoreMetrics::add(&self.metrics.round_trips, 1);
+        Ok(tokio::spawn(call(conn, pipe, self.timeout)))
+    }
+
+    /// Updates connection accounting and health from a reply.
+    pub fn observe(&mut self, reply: &Reply, what: &str) {
+        match &reply.result {
+            Ok(_) => {
+                if std::mem::take(&mut self.uncounted_connection) {
+                    StoreMetrics::add(&self.metrics.connections_opened, 1);
+                }
+                match reply.refused_all() {
+                    Some(error) => self.failed(what, &error),
+                    None => self.succeeded(),
+                }
+            }
+            Err(CallError::Timeout(_)) => {
+                // A hung server, or a half-open connection that may never answer again:
+                // start over with a fresh connection on the next call. Replies still on
+                // their way to the old one are discarded; writes are safe to repeat.
+                self.manager = None;
+                let error = CallError::Timeout(self.timeout).to_string();
+                self.failed(what, &error);
+            }
+            Err(CallError::Worker(e)) => self.failed(what, e),
+            Err(CallError::Redis(e)) => {
+                if e.is_io_error() || e.is_unrecoverable_error() {
+                    // The manager reconnects by itself; the next reply comes over a new
+                    // connection.
+                    self.uncounted_connection = true;
+                }
+                self.failed(what, &e.to_string());
+            }
+        }
+    }
+
+    fn failed(&mut self, what: &str, error: &str) {
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            self.failures_while_down = 0;
+            tracing::error!(
+                lane = self.lane,
+                redis = %self.location,
+                %error,
+                "Redis unavailable ({what} failed): saves stay dirty and are retried, joins are refused; the game goes on. Logged once until Redis is back"
+            );
+        } else {
+            tracing::debug!(lane = self.lane, %error, "{what} failed; Redis still unavailable");
+        }
+        self.failures_while_down += 1;
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            tracing::info!(
+                lane = self.lane,
+                redis = %self.location,
+                down_for = ?since.elapsed(),
+                failed_requests = self.failures_while_down,
+                "Redis reachable again; pending saves are written at the next flush"
+            );
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! The Redis store: the durable backend behind the storage port.
+//!
+//! - Two connections (`redis::aio::ConnectionManager`), made once at start and kept for the
+//!   life of the store: one per [`Lane`]. Periodic work (batch flushes, lease refreshes) never
+//!   delays interactive work (joins, immediate and logout saves) through head-of-line
+//!   blocking on one multiplexed socket.
+//! - Each lane is one tokio task taking [`StoreJob`]s in FIFO order, one job at a time, so a
+//!   logout's save+release lands before a later join of the same player.
+//! - Every write is an owner-checked, sequence-fenced Lua script (`assets/redis/*.lua`).
+//!   Batches are pipelined in chunks of `batch_chunk` invocations: one round trip per chunk.
+//!   Every pipeline starts with `SCRIPT LOAD` of its script, so `SCRIPT FLUSH` or a Redis
+//!   restart never leaves it with `NOSCRIPT`.
+//! - Every request is bounded by `store_timeout`. A failed or timed-out chunk fails its items
+//!   (the ECS re-marks them dirty and retries); the store logs the transition to "down" once
+//!   and the recovery once per lane.
+//!
+//! Key layout and script semantics: docs/storage.md. Semantics equal the memory store's
+//! ([`super::memory::MemoryBackend`]).
+
+mod conn;
+pub mod scripts;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
+use hearth_systems::storage::{
+    JoinGrant, Lane, LatencyHistogram, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult,
+    SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
+};
+use redis::{Pipeline, Value};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use self::conn::{CallError, LaneConn, Reply};
+pub use self::scripts::{Keys, Scripts};
+use super::OpenError;
+
+/// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// A [`PlayerStore`] on Redis. Made with [`RedisStore::open`]; dropping it stops its runtime.
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    periodic: UnboundedSender<StoreJob>,
+    interactive: UnboundedSender<StoreJob>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// What both lanes share.
+struct Shared {
+    instance: String,
+    lease_ttl_ms: u64,
+    keys: Keys,
+    scripts: Scripts,
+    chunk: usize,
+    location: String,
+    metrics: Arc<StoreMetrics>,
+    pending: AtomicUsize,
+    completions: Sender<StoreCompletion>,
+}
+
+impl RedisStore {
+    /// Connects both lanes to the Redis at `url` (checking it answers and accepts the
+    /// scripts) and starts the lane workers. Completions go to `completions`.
+    pub fn open(
+        config: &ServerConfig,
+        url: &str,
+        completions: Sender<StoreCompletion>,
+    ) -> Result<Self, OpenError> {
+        let location = redact_url(url);
+        let error = |reason: String| OpenError::Redis {
+            url: location.clone(),
+            reason,
+        };
+        let client =
+            redis::Client::open(url).map_err(|e| error(format!("invalid Redis URL: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hearth-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| error(format!("cannot start the store's runtime: {e}")))?;
+        let metrics = Arc::new(StoreMetrics::default());
+        let shared = Arc::new(Shared {
+            instance: config.instance_id.clone(),
+            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            keys: Keys::new(&config.key_prefix),
+            scripts: Scripts::default(),
+            chunk: config.batch_chunk.max(1),
+            location: location.clone(),
+            metrics: Arc::clone(&metrics),
+            pending: AtomicUsize::new(0),
+            completions,
+        });
+        let lane = |name| {
+            LaneConn::new(
+                name,
+                &location,
+                client.clone(),
+                config.store_timeout,
+                Arc::clone(&metrics),
+            )
+        };
+        let (mut periodic, mut interactive) = (lane("periodic"), lane("interactive"));
+        runtime
+            .block_on(async {
+                startup_check(&shared, &mut periodic, true).await?;
+                startup_check(&shared, &mut interactive, false).await
+            })
+            .map_err(error)?;
+        let (periodic_tx, periodic_rx) = unbounded_channel();
+        let (interactive_tx, interactive_rx) = unbounded_channel();
+        for (conn, jobs) in [(periodic, periodic_rx), (interactive, interactive_rx)] {
+            let worker = LaneWorker {
+                conn,
+                shared: Arc::clone(&shared),
+            };
+            runtime.spawn(worker.run(jobs));
+        }
+        Ok(Self {
+            shared,
+            periodic: periodic_tx,
+            interactive: interactive_tx,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// The key layout this store writes.
+    pub fn keys(&self) -> &Keys {
+        &self.shared.keys
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PlayerStore for RedisStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            backend: "redis",
+            durable: true,
+            location: self.shared.location.clone(),
+        }
+    }
+
+    fn submit(&self, job: StoreJob) {
+        let lane = match &job {
+            StoreJob::Save { lane, .. } => *lane,
+            StoreJob::Refresh { .. } => Lane::Periodic,
+            StoreJob::Join { .. } | StoreJob::Release { .. } => Lane::Interactive,
+        };
+        let queue = match lane {
+            Lane::Periodic => &self.periodic,
+            Lane::Interactive => &self.interactive,
+        };
+        self.shared.pending.fetch_add(1, Ordering::SeqCst);
+        if let Err(refused) = queue.send(job) {
+            // The worker is gone (it cannot be while the store lives, unless it panicked):
+            // still answer the job, as failed.
+            let completion = failed_completion(refused.0, "the Redis store worker stopped");
+            self.shared.completions.send(completion).ok();
+            self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn metrics(&self) -> &Arc<StoreMetrics> {
+        &self.shared.metrics
+    }
+
+    fn pending_jobs(&self) -> usize {
+        self.shared.pending.load(Ordering::SeqCst)
+    }
+}
+
+/// Checks at start that the lane's connection works and the scripts load; on the periodic
+/// lane also warns when Redis does not persist with an append-only file.
+async fn startup_check(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    let s = &shared.scripts;
+    for script in [&s.claim, &s.refresh, &s.release, &s.save] {
+        pipe.load_script(script);
+    }
+    if periodic {
+        pipe.cmd("INFO").arg("persistence");
+    }
+    let manager = conn.manager().map_err(|e| e.to_string())?;
+    StoreMetrics::add(&shared.metrics.round_trips, 1);
+    let reply = conn::call(manager, pipe, conn.timeout()).await;
+    let values = match &reply.result {
+        Ok(values) => values,
+        Err(e) => return Err(e.to_string()),
+    };
+    if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_)))
+    {
+        return Err(format!("Redis refused the store's setup: {e}"));
+    }
+    conn.observe(&reply, "connecting");
+    if periodic
+        && let Some(Value::BulkString(info)) = values.last()
+        && String::from_utf8_lossy(info).contains("aof_enabled:0")
+    {
+        tracing::warn!(redis = %shared.location, "Redis runs without an append-only file (appendonly no): a Redis crash loses the writes since its last snapshot. See docs/operations.md");
+    }
+    Ok(())
+}
+
+/// The answer to a job that could not be carried out at all.
+fn failed_completion(job: StoreJob, reason: &str) -> StoreCompletion {
+    match job {
+        StoreJob::Save { batch, items, .. } => StoreCompletion::Saved {
+            batch,
+            results: items
+                .into_iter()
+                .map(|item| SaveResult {
+                    entity: item.entity,
+                    player: item.snapshot.player,
+                    seq: item.snapshot.seq,
+                    outcome: SaveOutcome::Failed(reason.to_string()),
+                })
+                .collect(),
+        },
+        StoreJob::Refresh { batch, leases } => StoreCompletion::Refreshed {
+            batch,
+            results: leases
+                .into_iter()
+                .map(|lease| RefreshResult {
+                    entity: lease.entity,
+                    player: lease.player,
+                    outcome: RefreshOutcome::Failed(reason.to_string()),
+                })
+                .collect(),
+        },
+        StoreJob::Join { ticket, player } => StoreCompletion::Joined {
+            ticket,
+            player,
+            result: Err(JoinRefusal::Unavailable(reason.to_string())),
+        },
+        StoreJob::Release { player } => StoreCompletion::Released { player },
+    }
+}
+
+/// A URL safe to print: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{shown}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What one item of a pipelined batch got back: its reply value, or why there is none.
+type ItemReply = Result<Value, String>;
+
+/// One save sent in a chunk, waiting for its reply.
+struct SentSave {
+    entity: bevy_ecs::entity::Entity,
+    player: PlayerId,
+    seq: u64,
+}
+
+/// A chunk on its way: the request task and the items it carries, in pipeline order.
+type InFlight<M> = (JoinHandle<Reply>, Vec<M>);
+
+/// Picks a batch kind's latency histograms (per chunk, per record).
+type Histograms = fn(&StoreMetrics) -> (&LatencyHistogram, &LatencyHistogram);
+
+/// The task of one lane.
+struct LaneWorker {
+    conn: LaneConn,
+    shared: Arc<Shared>,
+}
+
+impl LaneWorker {
+    async fn run(mut self, mut jobs: UnboundedReceiver<StoreJob>) {
+        while let Some(job) = jobs.recv().await {
+            let completion = self.execute(job).await;
+            // A closed channel means the app is gone; keep draining so nothing waits.
+            self.shared.completions.send(completion).ok();
+            self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn execute(&mut self, job: StoreJob) -> StoreCompletion {
+        match job {
+            StoreJob::Save { batch, items, .. } => StoreCompletion::Saved {
+                batch,
+                results: self.save(items).await,
+            },
+            StoreJob::Refresh { batch, leases } => StoreCompletion::Refreshed {
+                batch,
+                results: self.refresh(leases).await,
+            },
+            StoreJob::Join { ticket, player } => {
+                let started = Instant::now();
+                let result = self.join(player).await;
+                self.shared.metrics.load_latency.record(started.elapsed());
+                StoreCompletion::Joined {
+                    ticket,
+                    player,
+                    result,
+                }
+            }
+            StoreJob::Release { player } => {
+                self.release(player).await;
+                StoreCompletion::Released { player }
+            }
+        }
+    }
+
+    /// Sends `items` in pipelined chunks of `batch_chunk`, [`CHUNKS_IN_FLIGHT`] at a time,
+    /// building (and encoding) each chunk with `build` on this task. Returns one reply per
+    /// item. Once a chunk gets no reply, the chunks not yet sent fail without being sent:
+    /// the batch costs at most about one store timeout when Redis is down or hung.
+    async fn run_batch<I, M>(
+        &mut self,
+        items: Vec<I>,
+        what: &str,
+        histograms: Histograms,
+        mut build: impl FnMut(&Shared, Vec<I>, &mut Vec<(M, ItemReply)>) -> (Pipeline, Vec<M>),
+    ) -> Vec<(M, ItemReply)> {
+        let shared = Arc::clone(&self.shared);
+        let mut out = Vec::with_capacity(items.len());
+        let mut in_flight: VecDeque<InFlight<M>> = VecDeque::new();
+        let mut broken: Option<String> = None;
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<I> = items.by_ref().take(shared.chunk).collect();
+            let (pipe, sent) = build(&shared, chunk, &mut out);
+            if sent.is_empty() {
+                continue;
+            }
+            if let Some(reason) = &broken {
+                out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                continue;
+            }
+            match self.conn.spawn(pipe) {
+                Ok(handle) => in_flight.push_back((handle, sent)),
+                Err(e) => {
+                    let reason = e.to_string();
+                    out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                    broken = Some(reason);
+                }
+            }
+            if in_flight.len() >= CHUNKS_IN_FLIGHT
+                && let Some(chunk) = in_flight.pop_front()
+                && let Err(reason) = self.finish_chunk(chunk, what, histograms, &mut out).await
+            {
+                broken = Some(reason);
+            }
+        }
+        while let Some(chunk) = in_flight.pop_front() {
+            // Chunks already sent get their own answer even after an earlier one failed.
+            self.finish_chunk(chunk, what, histograms, &mut out)
+                .await
+                .ok();
+        }
+        out
+    }
+
+    /// Waits for one chunk's reply and hands each item its part of it. Returns the reason
+    /// when the chunk got no reply at all.
+    async fn finish_chunk<M>(
+        &mut self,
+        (handle, sent): InFlight<M>,
+        what: &str,
+        histograms: Histograms,
+        out: &mut Vec<(M, ItemReply)>,
+    ) -> Result<(), String> {
+        let reply = handle.await.unwrap_or_else(|e| Reply {
+            result: Err(CallError::Worker(e.to_string())),
+            latency: Duration::ZERO,
+        });
+        self.conn.observe(&reply, what);
+        let (per_chunk, per_record) = histograms(&self.shared.metrics);
+        per_chunk.record(reply.latency);
+        per_record.record_n(reply.latency, sent.len() as u64);
+        match reply.result {
+            Ok(values) if values.len() == sent.len() => {
+                let commands = sent.len();
+                let mut item_errors = 0usize;
+                for (meta, value) in sent.into_iter().zip(values) {
+                    let reply = match value {
+                        Value::ServerError(e) => {
+                            item_errors += 1;
+                            Err(e.to_string())
+                        }
+                        value => Ok(value),
+                    };
+                    out.push((meta, reply));
+                }
+                if item_errors > 0 && item_errors < commands {
+                    tracing::warn!(
+                        lane = self.conn.lane(),
+                        item_errors,
+                        "Redis refused some commands of a {what} chunk; those will be retried"
+                    );
+                }
+                Ok(())
+            }
+            Ok(values) => {
+                let reason = format!(
+                    "unexpected reply from Redis: {} values for {} commands",
+                    values.len(),
+                    sent.len()
+                );
+                tracing::error!(lane = self.conn.lane(), "{reason}");
+                out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                Ok(())
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                Err(reason)
+            }
+        }
+    }
+
+    async fn save(&mut self, items: Vec<SaveItem>) -> Vec<SaveResult> {
+        let replies = self
+            .run_batch(
+                items,
+                "saving records",
+                |m| (&m.save_batch_latency, &m.save_record_latency),
+                build_save_chunk,
+            )
+            .await;
+        let m = &self.shared.metrics;
+        replies
+            .into_iter()
+            .map(|(sent, reply)| {
+                let outcome = match reply {
+                    Ok(value) => match reply_text(&value).as_deref() {
+                        Some("saved") => SaveOutcome::Saved,
+                        Some("lost") => SaveOutcome::LeaseLost,
+                        Some("stale") => SaveOutcome::StaleSequence,
+                        _ => SaveOutcome::Failed(format!("unexpected reply to a save: {value:?}")),
+                    },
+                    Err(reason) => SaveOutcome::Failed(reason),
+                };
+                let counter = match outcome {
+                    SaveOutcome::Saved => &m.saves,
+                    SaveOutcome::LeaseLost => &m.saves_lease_lost,
+                    SaveOutcome::StaleSequence => &m.saves_stale,
+                    SaveOutcome::Failed(_) => &m.save_errors,
+                };
+                StoreMetrics::add(counter, 1);
+                SaveResult {
+                    entity: sent.entity,
+                    player: sent.player,
+                    seq: sent.seq,
+                    outcome,
+                }
+            })
+            .collect()
+    }
+
+    async fn refresh(&mut self, leases: Vec<LeaseItem>) -> Vec<RefreshResult> {
+        let replies = self
+            .run_batch(
+                leases,
+                "refreshing leases",
+                |m| (&m.refresh_batch_latency, &m.refresh_record_latency),
+                build_refresh_chunk,
+            )
+            .await;
+        let m = &self.shared.metrics;
+        replies
+            .into_iter()
+            .map(|(lease, reply)| {
+                let outcome = match reply {
+                    Ok(Value::Int(1)) => {
+                        StoreMetrics::add(&m.refreshes, 1);
+                        RefreshOutcome::Refreshed
+                    }
+                    Ok(Value::Int(0)) => RefreshOutcome::LeaseLost,
+                    Ok(other) => {
+                        StoreMetrics::add(&m.refresh_errors, 1);
+                        RefreshOutcome::Failed(format!("unexpected reply to a refresh: {other:?}"))
+                    }
+                    Err(reason) => {
+                        StoreMetrics::add(&m.refresh_errors, 1);
+                        RefreshOutcome::Failed(reason)
+                    }
+                };
+                RefreshResult {
+                    entity: lease.entity,
+                    player: lease.player,
+                    outcome,
+                }
+            })
+            .collect()
+    }
+
+    /// Claims the lease and loads the record in one round trip.
+    async fn join(&mut self, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
+        let shared = Arc::clone(&self.shared);
+        let claim = &shared.scripts.claim;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(claim).ignore();
+        pipe.cmd("EVALSHA")
+            .arg(claim.get_hash())
+            .arg(2)
+            .arg(shared.keys.session(player))
+            .arg(shared.keys.player(player))
+            .arg(&shared.instance)
+            .arg(shared.lease_ttl_ms);
+        let reply = self.conn.request(pipe, "claiming a lease").await;
+        let unavailable = |reason: String| {
+            StoreMetrics::add(&shared.metrics.load_errors, 1);
+            Err(JoinRefusal::Unavailable(reason))
+        };
+        let value = match reply.result {
+            Ok(mut values) if values.len() == 1 => values.remove(0),
+            Ok(values) => {
+                return unavailable(format!(
+                    "unexpected reply from Redis: {} values for 1 command",
+                    values.len()
+                ));
+            }
+            Err(e) => return unavailable(e.to_string()),
+        };
+        let (granted, payload) = match value {
+            Value::Array(parts) if parts.len() == 2 => {
+                let mut parts = parts.into_iter();
+                (parts.next(), parts.next())
+            }
+            Value::ServerError(e) => return unavailable(e.to_string()),
+            other => return unavailable(format!("unexpected reply to a claim: {other:?}")),
+        };
+        match (granted, payload) {
+            (Some(Value::Int(1)), payload) => {
+                StoreMetrics::add(&shared.metrics.loads, 1);
+                let bytes = match payload {
+                    Some(Value::BulkString(bytes)) => Some(bytes),
+                    _ => None,
+                };
+                let record = match bytes.map(|b| PlayerRecord::decode(&b)).transpose() {
+                    Ok(record) => record,
+                    Err(e) => {
+                        self.release(player).await;
+                        return Err(JoinRefusal::BadRecord(e.to_string()));
+                    }
+                };
+                Ok(JoinGrant {
+                    lease_key: shared.keys.session(player),
+                    record,
+                })
+            }
+            (Some(Value::Int(0)), Some(owner)) => Err(JoinRefusal::AlreadyOnline {
+                owner: reply_text(&owner).unwrap_or_default(),
+            }),
+            other => unavailable(format!("unexpected reply to a claim: {other:?}")),
+        }
+    }
+
+    /// Deletes the lease if it is ours. A failure is only logged (by the lane's health):
+    /// the lease then expires by its TTL.
+    async fn release(&mut self, player: PlayerId) {
+        let release = &self.shared.scripts.release;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(release).ignore();
+        pipe.cmd("EVALSHA")
+            .arg(release.get_hash())
+            .arg(1)
+            .arg(self.shared.keys.session(player))
+            .arg(&self.shared.instance);
+        self.conn.request(pipe, "releasing a lease").await;
+    }
+}
+
+/// One chunk of saves: `SCRIPT LOAD save.lua`, then one `EVALSHA` per record. Records are
+/// encoded here, on the store's task, never on the tick.
+fn build_save_chunk(
+    shared: &Shared,
+    chunk: Vec<SaveItem>,
+    out: &mut Vec<(SentSave, ItemReply)>,
+) -> (Pipeline, Vec<SentSave>) {
+    let script = &shared.scripts.save;
+    let mut pipe = Pipeline::with_capacity(chunk.len() + 1);
+    pipe.ignore_errors();
+    pipe.load_script(script).ignore();
+    let mut sent = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        let snapshot = &item.snapshot;
+        let meta = SentSave {
+            entity: item.entity,
+            player: snapshot.player,
+            seq: snapshot.seq,
+        };
+        match snapshot.encode() {
+            Ok(bytes) => {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(2)
+                    .arg(shared.keys.player(snapshot.player))
+                    .arg(shared.keys.session(snapshot.player))
+                    .arg(&shared.instance)
+                    .arg(snapshot.seq)
+                    .arg(bytes)
+                    .arg(if item.release { "1" } else { "0" });
+                sent.push(meta);
+            }
+            Err(e) => out.push((meta, Err(format!("encoding the record: {e}")))),
+        }
+    }
+    (pipe, sent)
+}
+
+/// One chunk of lease refreshes: `SCRIPT LOAD refresh.lua`, then one `EVALSHA` per lease.
+fn build_refresh_chunk(
+    shared: &Shared,
+    chunk: Vec<LeaseItem>,
+    _out: &mut Vec<(LeaseItem, ItemReply)>,
+) -> (Pipeline, Vec<LeaseItem>) {
+    let script = &shared.scripts.refresh;
+    let mut pipe = Pipeline::with_capacity(chunk.len() + 1);
+    pipe.ignore_errors();
+    pipe.load_script(script).ignore();
+    for lease in &chunk {
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(shared.keys.session(lease.player))
+            .arg(&shared.instance)
+            .arg(shared.lease_ttl_ms);
+    }
+    (pipe, chunk)
+}
+
+/// A string reply as text.
+fn reply_text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) => Some(text.clone()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_printed_without_their_password() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://app:s3cret@db.example:6379/2"),
+            "redis://app:***@db.example:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://:s3cret@db.example"),
+            "rediss://:***@db.example"
+        );
+    }
+
+    #[test]
+    fn keys_share_a_hash_tag_per_player() {
+        let keys = Keys::new("hearth");
+        assert_eq!(keys.player(PlayerId(42)), "hearth:player:{42}");
+        assert_eq!(keys.session(PlayerId(42)), "hearth:session:{42}");
+    }
+}

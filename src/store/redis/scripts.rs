@@ -1,0 +1,64 @@
+//! The Lua scripts of the Redis store (`assets/redis/*.lua`, embedded at build time so the
+//! binary works from any directory) and the key layout.
+
+use hearth_components::PlayerId;
+use redis::Script;
+
+/// `claim.lua`: claim (or re-claim and extend) a lease and load the record in one round trip.
+pub const CLAIM_LUA: &str = include_str!("../../../assets/redis/claim.lua");
+/// `refresh.lua`: extend a lease only if it is ours.
+pub const REFRESH_LUA: &str = include_str!("../../../assets/redis/refresh.lua");
+/// `release.lua`: delete a lease only if it is ours.
+pub const RELEASE_LUA: &str = include_str!("../../../assets/redis/release.lua");
+/// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
+pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
+
+/// The four scripts, with their SHA1s computed once.
+pub struct Scripts {
+    pub claim: Script,
+    pub refresh: Script,
+    pub release: Script,
+    pub save: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            claim: Script::new(CLAIM_LUA),
+            refresh: Script::new(REFRESH_LUA),
+            release: Script::new(RELEASE_LUA),
+            save: Script::new(SAVE_LUA),
+        }
+    }
+}
+
+/// Key names. The player id is a hash tag (`{42}`) so both keys of one player live in one
+/// cluster slot, which a script touching both needs.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (`hearth` by default).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// `<prefix>:player:{<id>}`: the JSON record.
+    pub fn player(&self, player: PlayerId) -> String {
+        format!("{}:player:{{{}}}", self.prefix, player.0)
+    }
+
+    /// `<prefix>:session:{<id>}`: the lease; value = owning instance id, with a TTL.
+    pub fn session(&self, player: PlayerId) -> String {
+        format!("{}:session:{{{}}}", self.prefix, player.0)
+    }
+
+    /// A `SCAN MATCH` pattern for every lease under the prefix.
+    pub fn session_pattern(&self) -> String {
+        format!("{}:session:*", self.prefix)
+    }
+}

@@ -1,0 +1,273 @@
+//! The Redis store as a [`TestStore`]: fixture tests run unchanged against a real
+//! `redis-server` (which the test starts; see `tests/common/redis_server.rs`).
+//!
+//! The fixture needs a few things Redis does not do by itself; each is done for real on the
+//! server, never by faking the store:
+//!
+//! - **Faults per server** (`set_unavailable`): every fixture server connects as its own ACL
+//!   user (`hearth-store-<instance id>`). Making the store unavailable removes that user's
+//!   permissions (`ACL SETUSER .. -@all`): every command of that store is refused by Redis
+//!   with `NOPERM`, immediately, on its existing connections. Other servers on the same Redis
+//!   are unaffected, as with the memory store.
+//! - **Writes in flight** (`pause`/`resume`): `CLIENT PAUSE <ms> WRITE` holds every write
+//!   (every store script counts as one) inside Redis until `CLIENT UNPAUSE`, so the store's
+//!   jobs are truly in flight. The pause is server-wide (it holds every server on that Redis)
+//!   and expires by itself after [`RedisTestStore::PAUSE_LIMIT`]. While paused,
+//!   `running_jobs` reports 0 (the held jobs cannot complete without help, like the memory
+//!   store's held jobs), the fixture's clock advances are applied at `resume`, and
+//!   `put_raw_record`/`force_lease` would block: do not call them while paused.
+//! - **Time** (`advance_clock`): lease TTLs run on Redis's wall clock while fixture frames
+//!   advance 100 ms instantly, so advancing the fixture clock shortens every lease TTL
+//!   under the key prefix by the same amount (`PTTL` - `by`, or `DEL` when it reaches 0),
+//!   in one script on the inspection connection. Leases therefore expire after the same
+//!   fixture time as on the memory store (slightly earlier, as wall time also passes).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::unbounded;
+use hearth_components::{PlayerId, PlayerRecord, ServerConfig, StoreSelection};
+use hearth_systems::storage::{PlayerStore, StorePort};
+use redis::{Commands, RedisResult, Script};
+
+use super::{TestServer, TestStore};
+use crate::store::RedisStore;
+use crate::store::redis::Keys;
+
+/// Shortens every lease TTL under a prefix by ARGV[2] ms; deletes leases that reach 0.
+const ADVANCE_LEASES_LUA: &str = r#"
+local cursor = '0'
+local by = tonumber(ARGV[2])
+local touched = 0
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local ttl = redis.call('PTTL', key)
+    if ttl >= 0 then
+      if ttl <= by then
+        redis.call('DEL', key)
+      else
+        redis.call('PEXPIRE', key, ttl - by)
+      end
+      touched = touched + 1
+    end
+  end
+until cursor == '0'
+return touched
+"#;
+
+/// Password of the per-server ACL users the fixture creates.
+const STORE_USER_PASSWORD: &str = "hearth-fixture";
+
+/// A [`RedisStore`] seen by a test: an inspection connection (as the admin user of the
+/// URL the test gave) plus the store itself.
+pub struct RedisTestStore {
+    store: Arc<RedisStore>,
+    admin: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+    keys: Keys,
+    store_user: String,
+    advance: Script,
+    paused: AtomicBool,
+    owed_ms: AtomicU64,
+}
+
+impl RedisTestStore {
+    /// Longest a [`TestStore::pause`] holds writes if the test never resumes.
+    pub const PAUSE_LIMIT: Duration = Duration::from_secs(15);
+
+    /// Opens a [`RedisStore`] for `config` on the Redis at `admin_url` (a URL without
+    /// credentials whose default user may run `ACL` and `CLIENT PAUSE`), connecting as the
+    /// server's own ACL user. Returns the port for the app and the store for the test.
+    /// `config.store` is ignored.
+    pub fn open(admin_url: &str, config: &ServerConfig) -> (StorePort, Arc<Self>) {
+        let admin = redis::Client::open(admin_url)
+            .unwrap_or_else(|e| panic!("invalid admin Redis URL {admin_url}: {e}"));
+        let rest = admin_url
+            .strip_prefix("redis://")
+            .filter(|rest| !rest.contains('@'))
+            .unwrap_or_else(|| {
+                panic!("the fixture needs a redis:// URL without credentials, got {admin_url}")
+            });
+        let store_user = format!("hearth-store-{}", config.instance_id);
+        let mut conn = connect(&admin).unwrap_or_else(|e| panic!("connecting to {admin_url}: {e}"));
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&store_user)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{STORE_USER_PASSWORD}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .exec(&mut conn)
+            .unwrap_or_else(|e| panic!("creating ACL user {store_user}: {e}"));
+        let store_url = format!("redis://{store_user}:{STORE_USER_PASSWORD}@{rest}");
+        let mut store_config = config.clone();
+        store_config.store = StoreSelection::Redis(store_url.clone());
+        let (tx, rx) = unbounded();
+        let store = Arc::new(
+            RedisStore::open(&store_config, &store_url, tx)
+                .unwrap_or_else(|e| panic!("opening the Redis store: {e}")),
+        );
+        let test_store = Arc::new(Self {
+            store: Arc::clone(&store),
+            admin,
+            conn: Mutex::new(Some(conn)),
+            keys: Keys::new(&config.key_prefix),
+            store_user,
+            advance: Script::new(ADVANCE_LEASES_LUA),
+            paused: AtomicBool::new(false),
+            owed_ms: AtomicU64::new(0),
+        });
+        (StorePort::new(store, rx), test_store)
+    }
+
+    /// The Redis store itself (metrics, pending jobs).
+    pub fn store(&self) -> &Arc<RedisStore> {
+        &self.store
+    }
+
+    /// The ACL user this server's store connects as.
+    pub fn store_user(&self) -> &str {
+        &self.store_user
+    }
+
+    /// Runs `f` on the inspection connection, reconnecting once if the connection broke
+    /// (e.g. Redis restarted).
+    pub fn with_conn<T>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = slot.as_mut() {
+            match f(conn) {
+                Err(e) if e.is_io_error() || e.is_unrecoverable_error() => *slot = None,
+                result => return result,
+            }
+        }
+        let mut conn = connect(&self.admin)?;
+        let result = f(&mut conn);
+        *slot = Some(conn);
+        result
+    }
+
+    fn expect<T>(&self, what: &str, result: RedisResult<T>) -> T {
+        result.unwrap_or_else(|e| panic!("inspecting Redis ({what}): {e}"))
+    }
+}
+
+fn connect(client: &redis::Client) -> RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(conn)
+}
+
+impl TestStore for RedisTestStore {
+    fn record(&self, player: PlayerId) -> Option<PlayerRecord> {
+        let bytes = self.raw_record(player)?;
+        PlayerRecord::decode(&bytes).ok()
+    }
+
+    fn raw_record(&self, player: PlayerId) -> Option<Vec<u8>> {
+        let key = self.keys.player(player);
+        let result = self.with_conn(|c| c.get::<_, Option<Vec<u8>>>(&key));
+        self.expect("GET record", result)
+    }
+
+    fn put_raw_record(&self, player: PlayerId, bytes: Vec<u8>) {
+        let key = self.keys.player(player);
+        let result = self.with_conn(|c| c.set::<_, _, ()>(&key, bytes.as_slice()));
+        self.expect("SET record", result);
+    }
+
+    fn lease_owner(&self, player: PlayerId) -> Option<String> {
+        let key = self.keys.session(player);
+        let result = self.with_conn(|c| c.get::<_, Option<String>>(&key));
+        self.expect("GET lease", result)
+    }
+
+    fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration) {
+        let key = self.keys.session(player);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let result = self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(owner)
+                .arg("PX")
+                .arg(ms)
+                .exec(c)
+        });
+        self.expect("SET lease", result);
+    }
+
+    fn advance_clock(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        if self.paused.load(Ordering::SeqCst) {
+            // Shortening TTLs is a write, which the pause would hold: owe it until resume.
+            self.owed_ms.fetch_add(ms, Ordering::SeqCst);
+            return;
+        }
+        let total = ms + self.owed_ms.swap(0, Ordering::SeqCst);
+        if total == 0 {
+            return;
+        }
+        let pattern = self.keys.session_pattern();
+        let result = self.with_conn(|c| self.advance.arg(&pattern).arg(total).invoke::<u64>(c));
+        if let Err(e) = result {
+            // Redis may be down on purpose (restart tests); the leases then keep their TTL.
+            tracing::debug!("advance_clock: cannot shorten lease TTLs: {e}");
+        }
+    }
+
+    fn pause(&self) {
+        let ms = u64::try_from(Self::PAUSE_LIMIT.as_millis()).unwrap_or(u64::MAX);
+        let result = self.with_conn(|c| {
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(ms)
+                .arg("WRITE")
+                .exec(c)
+        });
+        self.expect("CLIENT PAUSE", result);
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    fn resume(&self) {
+        let result = self.with_conn(|c| redis::cmd("CLIENT").arg("UNPAUSE").exec(c));
+        self.expect("CLIENT UNPAUSE", result);
+        self.paused.store(false, Ordering::SeqCst);
+        self.advance_clock(Duration::ZERO);
+    }
+
+    fn set_unavailable(&self, unavailable: bool) {
+        let permissions = if unavailable { "-@all" } else { "+@all" };
+        let result = self.with_conn(|c| {
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&self.store_user)
+                .arg(permissions)
+                .exec(c)
+        });
+        self.expect("ACL SETUSER", result);
+    }
+
+    fn running_jobs(&self) -> usize {
+        if self.paused.load(Ordering::SeqCst) {
+            0
+        } else {
+            self.store.pending_jobs()
+        }
+    }
+}
+
+impl TestServer {
+    /// A server on the Redis at `admin_url` (see [`RedisTestStore::open`]) with `config`.
+    pub fn on_redis(admin_url: &str, config: ServerConfig) -> Self {
+        let (port, store) = RedisTestStore::open(admin_url, &config);
+        Self::on_store(config, port, store)
+    }
+}
