@@ -5,6 +5,7 @@
 //! ([`testing`]).
 
 pub mod config;
+pub mod net;
 pub mod server;
 pub mod store;
 pub mod testing;

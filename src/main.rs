@@ -43,6 +43,22 @@ fn main() -> ExitCode {
         eprintln!("hearth: cannot install the Ctrl-C/SIGTERM handler: {e}");
         return ExitCode::from(1);
     }
-    let app = hearth::build_app(config, port);
+    let accounts = match hearth::net::account_stores(&config) {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut app = hearth::build_app(config.clone(), port);
+    match hearth::net::start(&mut app, accounts, hearth::net::IDLE_TIMEOUT) {
+        Ok(addr) => {
+            tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)")
+        }
+        Err(e) => {
+            eprintln!("hearth: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::from(u8::try_from(hearth::server::run(app, stop)).unwrap_or(1))
 }

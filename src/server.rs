@@ -51,6 +51,9 @@ pub struct ShutdownReport {
 /// Saves every player and releases every lease, updating the app until all have left or
 /// `deadline` passes. Runs the same leave path as a logout.
 pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut()) -> ShutdownReport {
+    if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
+        door.stop_accepting();
+    }
     sessions::leave_everyone(app.world_mut());
     let started = Instant::now();
     loop {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod game;
 pub mod messages;
 pub mod player;
+pub mod protocol;
 pub mod record;
 
 pub use config::{ConfigError, ServerConfig, StoreSelection};

@@ -3,12 +3,15 @@
 
 pub mod gameplay;
 pub mod metrics;
+pub mod net;
 pub mod persistence;
 pub mod sessions;
+pub mod spatial;
 pub mod storage;
 
 pub use gameplay::GameplayPlugin;
 pub use metrics::{MetricsPlugin, TickMetrics};
+pub use net::NetBridgePlugin;
 pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
     PersistentRegistry,

@@ -52,6 +52,22 @@ impl PlayerSnapshot {
     }
 }
 
+impl PlayerSnapshot {
+    /// The record's sections as JSON values (what a client is sent on login).
+    pub fn sections_json(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut out = self.unknown.clone();
+        for (name, value) in &self.sections {
+            match serde_json::to_value(value.as_ref()) {
+                Ok(json) => {
+                    out.insert((*name).to_string(), json);
+                }
+                Err(e) => tracing::error!(section = name, error = %e, "section does not serialise"),
+            }
+        }
+        out
+    }
+}
+
 struct Sections<'a>(&'a PlayerSnapshot);
 
 impl serde::Serialize for Sections<'_> {

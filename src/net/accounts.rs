@@ -1,0 +1,157 @@
+//! Accounts: username -> player id and password hash (argon2 PHC string, never plaintext).
+//!
+//! Each auth worker owns one [`AccountStore`]; on Redis that is one persistent connection
+//! per worker, reopened only after it fails.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A stored account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub player_id: u64,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccountError {
+    #[error("username is taken")]
+    Taken,
+    #[error("account storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Account storage as an auth worker uses it (blocking calls on the worker's own thread).
+pub trait AccountStore: Send {
+    /// Creates an account with a fresh player id from the atomic counter.
+    fn create(&mut self, username: &str, password_hash: &str) -> Result<u64, AccountError>;
+    /// Looks an account up by (normalised) username.
+    fn find(&mut self, username: &str) -> Result<Option<Account>, AccountError>;
+}
+
+/// Makes one account store per auth worker.
+pub type AccountStoreFactory = Arc<dyn Fn() -> Box<dyn AccountStore> + Send + Sync>;
+
+/// Accounts in process memory, shared by all workers.
+#[derive(Clone, Default)]
+pub struct MemoryAccounts {
+    accounts: Arc<Mutex<HashMap<String, Account>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl AccountStore for MemoryAccounts {
+    fn create(&mut self, username: &str, password_hash: &str) -> Result<u64, AccountError> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts.contains_key(username) {
+            return Err(AccountError::Taken);
+        }
+        let player_id = self.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+        accounts.insert(
+            username.to_string(),
+            Account {
+                player_id,
+                password_hash: password_hash.to_string(),
+            },
+        );
+        Ok(player_id)
+    }
+
+    fn find(&mut self, username: &str) -> Result<Option<Account>, AccountError> {
+        Ok(self
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(username)
+            .cloned())
+    }
+}
+
+/// Accounts in Redis: `<prefix>:account:{<username>}` holds the account JSON,
+/// `<prefix>:next_player_id` is the id counter (INCR).
+pub struct RedisAccounts {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisAccounts {
+    /// Accounts on the Redis at `url`; the connection opens on first use and persists.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, AccountError> {
+        let client =
+            redis::Client::open(url).map_err(|e| AccountError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            client,
+            connection: None,
+            prefix: prefix.to_string(),
+            timeout,
+        })
+    }
+
+    fn with_connection<T>(
+        &mut self,
+        op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, AccountError> {
+        if self.connection.is_none() {
+            let conn = self
+                .client
+                .get_connection_with_timeout(self.timeout)
+                .map_err(|e| AccountError::Unavailable(e.to_string()))?;
+            conn.set_read_timeout(Some(self.timeout)).ok();
+            conn.set_write_timeout(Some(self.timeout)).ok();
+            self.connection = Some(conn);
+        }
+        let conn = self.connection.as_mut().expect("connected above");
+        op(conn).map_err(|e| {
+            self.connection = None; // reconnect on next use
+            AccountError::Unavailable(e.to_string())
+        })
+    }
+
+    fn account_key(&self, username: &str) -> String {
+        format!("{}:account:{{{username}}}", self.prefix)
+    }
+}
+
+impl AccountStore for RedisAccounts {
+    fn create(&mut self, username: &str, password_hash: &str) -> Result<u64, AccountError> {
+        let key = self.account_key(username);
+        let counter = format!("{}:next_player_id", self.prefix);
+        let player_id: u64 = self.with_connection(|c| redis::cmd("INCR").arg(&counter).query(c))?;
+        let account = serde_json::to_string(&Account {
+            player_id,
+            password_hash: password_hash.to_string(),
+        })
+        .expect("an account always serialises");
+        let created: bool = self.with_connection(|c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(account)
+                .arg("NX")
+                .query::<Option<String>>(c)
+                .map(|r| r.is_some())
+        })?;
+        if created {
+            Ok(player_id)
+        } else {
+            Err(AccountError::Taken)
+        }
+    }
+
+    fn find(&mut self, username: &str) -> Result<Option<Account>, AccountError> {
+        let key = self.account_key(username);
+        let raw: Option<String> = self.with_connection(|c| redis::cmd("GET").arg(&key).query(c))?;
+        match raw {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                AccountError::Unavailable(format!("account {username:?} is malformed: {e}"))
+            }),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Auth workers: a small pool of threads off the tick that register accounts and check
+//! logins (argon2 is deliberately slow CPU work). Each worker owns its account store (on
+//! Redis: its own persistent connection). The queue is bounded: when it is full the client
+//! gets `server_busy` at once instead of waiting in an ever-growing line.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use crossbeam_channel::{Sender, TrySendError};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hearth_components::PlayerId;
+use hearth_components::protocol::{ErrorCode, ServerMessage};
+use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
+
+use super::accounts::{AccountError, AccountStore, AccountStoreFactory};
+
+/// Failed logins allowed per address per minute before a lockout.
+pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;
+/// Requests waiting for a worker before new ones are answered `server_busy`.
+pub const AUTH_QUEUE: usize = 64;
+
+/// Work for an auth worker.
+pub enum AuthRequest {
+    Register {
+        username: String,
+        password: String,
+        reply: Arc<dyn ClientOutbox>,
+    },
+    Login {
+        conn: ConnId,
+        addr: IpAddr,
+        username: String,
+        password: String,
+        reply: Arc<dyn ClientOutbox>,
+    },
+}
+
+/// The queue into the auth workers.
+#[derive(Clone)]
+pub struct AuthQueue(Sender<AuthRequest>);
+
+impl AuthQueue {
+    /// Queues a request; `false` when the queue is full (answer `server_busy`).
+    pub fn try_submit(&self, request: AuthRequest) -> bool {
+        !matches!(self.0.try_send(request), Err(TrySendError::Full(_)))
+    }
+}
+
+/// Per-address lockout after too many failed logins.
+pub struct LoginThrottle {
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    locked: Mutex<HashMap<IpAddr, Instant>>,
+    lockout: Duration,
+}
+
+impl LoginThrottle {
+    /// [`FAILED_LOGINS_PER_MINUTE`] failures per minute, then `lockout`.
+    pub fn new(lockout: Duration) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(FAILED_LOGINS_PER_MINUTE).expect("non-zero"));
+        Self {
+            failures: RateLimiter::keyed(quota),
+            locked: Mutex::default(),
+            lockout,
+        }
+    }
+
+    /// Whether the address is locked out now.
+    pub fn is_locked(&self, addr: IpAddr) -> bool {
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        match locked.get(&addr) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                locked.remove(&addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a failed login; past the quota the address is locked out.
+    pub fn record_failure(&self, addr: IpAddr) {
+        if self.failures.check_key(&addr).is_err() {
+            tracing::warn!(%addr, lockout = ?self.lockout, "too many failed logins; address locked out");
+            self.locked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(addr, Instant::now() + self.lockout);
+            self.failures.retain_recent();
+        }
+    }
+}
+
+/// Starts `workers` auth threads. Returns the queue into them; they stop when every queue
+/// handle is dropped.
+pub fn start_workers(
+    workers: usize,
+    accounts: AccountStoreFactory,
+    events: Sender<NetEvent>,
+    throttle: Arc<LoginThrottle>,
+) -> AuthQueue {
+    let (tx, rx) = crossbeam_channel::bounded(AUTH_QUEUE);
+    for n in 0..workers {
+        let (rx, accounts, events, throttle) = (
+            rx.clone(),
+            Arc::clone(&accounts),
+            events.clone(),
+            Arc::clone(&throttle),
+        );
+        thread::Builder::new()
+            .name(format!("hearth-auth-{n}"))
+            .spawn(move || {
+                let mut worker = Worker {
+                    accounts: accounts(),
+                    events,
+                    throttle,
+                    argon2: Argon2::default(),
+                };
+                for request in rx {
+                    worker.handle(request);
+                }
+            })
+            .expect("spawning an auth worker");
+    }
+    AuthQueue(tx)
+}
+
+struct Worker {
+    accounts: Box<dyn AccountStore>,
+    events: Sender<NetEvent>,
+    throttle: Arc<LoginThrottle>,
+    argon2: Argon2<'static>,
+}
+
+/// A hash to verify against when the username does not exist, so both failures take as long.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2tKhHnNiYUGmJcqGu8Y6OOl7mAgpq1z2T6xqMFMu0Cs";
+
+impl Worker {
+    fn handle(&mut self, request: AuthRequest) {
+        match request {
+            AuthRequest::Register {
+                username,
+                password,
+                reply,
+            } => {
+                let answer = self.register(&username, &password);
+                reply.send(answer).ok();
+            }
+            AuthRequest::Login {
+                conn,
+                addr,
+                username,
+                password,
+                reply,
+            } => {
+                if let Err(answer) = self.login(conn, addr, &username, &password) {
+                    reply.send(answer).ok();
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, username: &str, password: &str) -> ServerMessage {
+        let username = match validate_username(username)
+            .and_then(|u| validate_password(password).map(|()| u))
+        {
+            Ok(u) => u,
+            Err(message) => return ServerMessage::error(ErrorCode::BadRequest, message),
+        };
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = match self.argon2.hash_password(password.as_bytes(), &salt) {
+            Ok(hash) => hash.to_string(),
+            Err(e) => {
+                return ServerMessage::error(
+                    ErrorCode::BadRequest,
+                    format!("password cannot be hashed: {e}"),
+                );
+            }
+        };
+        match self.accounts.create(&username, &hash) {
+            Ok(player_id) => ServerMessage::Registered { player_id },
+            Err(AccountError::Taken) => {
+                ServerMessage::error(ErrorCode::UsernameTaken, "that username is taken")
+            }
+            Err(AccountError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "register failed: account storage unavailable");
+                ServerMessage::error(
+                    ErrorCode::Unavailable,
+                    "account storage is unavailable; try again",
+                )
+            }
+        }
+    }
+
+    fn login(
+        &mut self,
+        conn: ConnId,
+        addr: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ServerMessage> {
+        if self.throttle.is_locked(addr) {
+            return Err(ServerMessage::error(
+                ErrorCode::RateLimited,
+                "too many failed logins; try again later",
+            ));
+        }
+        let username = normalise(username);
+        let account = self.accounts.find(&username).map_err(|e| {
+            tracing::warn!(error = %e, "login failed: account storage unavailable");
+            ServerMessage::error(
+                ErrorCode::Unavailable,
+                "account storage is unavailable; try again",
+            )
+        })?;
+        let hash = account
+            .as_ref()
+            .map_or(DUMMY_HASH, |a| a.password_hash.as_str());
+        let verified = PasswordHash::new(hash)
+            .is_ok_and(|h| self.argon2.verify_password(password.as_bytes(), &h).is_ok());
+        match account {
+            Some(account) if verified => {
+                self.events
+                    .send(NetEvent::Authenticated {
+                        conn,
+                        player: PlayerId(account.player_id),
+                    })
+                    .ok();
+                Ok(())
+            }
+            _ => {
+                self.throttle.record_failure(addr);
+                Err(ServerMessage::error(
+                    ErrorCode::InvalidCredentials,
+                    "unknown username or wrong password",
+                ))
+            }
+        }
+    }
+}
+
+fn normalise(username: &str) -> String {
+    username.trim().to_ascii_lowercase()
+}
+
+/// 3-32 characters of `[A-Za-z0-9_-]`, compared case-insensitively.
+fn validate_username(username: &str) -> Result<String, String> {
+    let u = normalise(username);
+    let ok = (3..=32).contains(&u.len())
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(u)
+    } else {
+        Err("username must be 3-32 characters of letters, digits, '_' or '-'".into())
+    }
+}
+
+/// 8-128 characters.
+fn validate_password(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if (8..=128).contains(&n) {
+        Ok(())
+    } else {
+        Err("password must be 8-128 characters".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_is_a_valid_phc_string() {
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn lockout_after_the_quota_of_failures() {
+        let throttle = LoginThrottle::new(Duration::from_secs(300));
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..FAILED_LOGINS_PER_MINUTE {
+            throttle.record_failure(addr);
+            assert!(!throttle.is_locked(addr));
+        }
+        throttle.record_failure(addr);
+        assert!(throttle.is_locked(addr));
+        assert!(
+            !throttle.is_locked("10.0.0.2".parse().unwrap()),
+            "other addresses are unaffected"
+        );
+    }
+
+    #[test]
+    fn usernames_and_passwords_are_validated() {
+        assert_eq!(validate_username(" Alice ").unwrap(), "alice");
+        assert!(validate_username("a").is_err());
+        assert!(validate_username("no spaces").is_err());
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("long enough").is_ok());
+    }
+}

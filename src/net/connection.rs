@@ -1,0 +1,219 @@
+//! One client connection: reads newline-delimited JSON, answers what it can itself (`ping`,
+//! protocol errors), sends auth work to the auth queue and world work to the ECS, and writes
+//! whatever the ECS or auth workers queue for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use futures_util::StreamExt;
+use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
+use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{AuthQueue, AuthRequest};
+
+/// Messages queued for one client before it counts as too slow and is disconnected.
+pub const CLIENT_QUEUE: usize = 256;
+/// A write the client does not accept within this time closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection's outbound queue, shared by the ECS and auth workers.
+pub struct TokioOutbox {
+    queue: mpsc::Sender<ServerMessage>,
+    closed: CancellationToken,
+}
+
+impl ClientOutbox for TokioOutbox {
+    fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed> {
+        self.queue.try_send(message).map_err(|_| OutboxClosed)
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
+    }
+}
+
+/// What a connection needs from the server.
+#[derive(Clone)]
+pub struct ConnectionContext {
+    pub events: Sender<NetEvent>,
+    pub auth: AuthQueue,
+    pub idle_timeout: Duration,
+}
+
+/// Where the client's login stands, as far as this connection can tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Login {
+    No,
+    Pending,
+    Yes,
+}
+
+/// Serves one client until it leaves, misbehaves, idles out or is closed by the server.
+pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: ConnectionContext) {
+    stream.set_nodelay(true).ok();
+    let (reader, writer) = stream.into_split();
+    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let mut writer = BufWriter::new(writer);
+    let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
+    let closed = CancellationToken::new();
+    let outbox: Arc<dyn ClientOutbox> = Arc::new(TokioOutbox {
+        queue,
+        closed: closed.clone(),
+    });
+    if ctx
+        .events
+        .send(NetEvent::Connected {
+            conn,
+            outbox: Arc::clone(&outbox),
+        })
+        .is_err()
+    {
+        return; // server stopping
+    }
+    let mut login = Login::No;
+    loop {
+        tokio::select! {
+            biased;
+            () = closed.cancelled() => {
+                while let Ok(message) = outbound.try_recv() {
+                    if write(&mut writer, &message).await.is_err() { break; }
+                }
+                break;
+            }
+            Some(message) = outbound.recv() => {
+                login = match (&message, login) {
+                    (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
+                    (ServerMessage::LoggedOut {}, _) => Login::No,
+                    (ServerMessage::Error { .. }, Login::Pending) => Login::No,
+                    (_, state) => state,
+                };
+                let kicked = matches!(message, ServerMessage::Kicked { .. });
+                if write(&mut writer, &message).await.is_err() || kicked { break; }
+            }
+            line = tokio::time::timeout(ctx.idle_timeout, lines.next()) => {
+                let reply = match line {
+                    Err(_) => {
+                        let reason = format!("no message for {:?}", ctx.idle_timeout);
+                        write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+                        let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
+                        write(&mut writer, &ServerMessage::error(ErrorCode::TooLarge, message)).await.ok();
+                        break;
+                    }
+                    Ok(Some(Err(LinesCodecError::Io(e)))) => {
+                        if e.kind() == std::io::ErrorKind::InvalidData {
+                            let message = "a line must be valid UTF-8";
+                            write(&mut writer, &ServerMessage::error(ErrorCode::BadRequest, message)).await.ok();
+                        }
+                        break;
+                    }
+                    Ok(Some(Ok(line))) => handle_line(conn, peer, &line, &mut login, &outbox, &ctx),
+                };
+                if let Some(reply) = reply
+                    && write(&mut writer, &reply).await.is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+async fn write(
+    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    message: &ServerMessage,
+) -> std::io::Result<()> {
+    let line = message.to_line();
+    let io = async {
+        writer.write_all(line.as_bytes()).await?;
+        writer.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, io)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)?
+}
+
+/// Handles one line; returns an immediate reply, if any.
+fn handle_line(
+    conn: ConnId,
+    peer: SocketAddr,
+    line: &str,
+    login: &mut Login,
+    outbox: &Arc<dyn ClientOutbox>,
+    ctx: &ConnectionContext,
+) -> Option<ServerMessage> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    let message = match serde_json::from_str::<ClientMessage>(line) {
+        Ok(message) => message,
+        Err(e) => {
+            return Some(ServerMessage::error(
+                ErrorCode::BadRequest,
+                describe_parse_error(line, &e),
+            ));
+        }
+    };
+    let busy = || {
+        ServerMessage::error(
+            ErrorCode::ServerBusy,
+            "the server is busy; try again shortly",
+        )
+    };
+    match message {
+        ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
+        ClientMessage::Register { username, password } => {
+            let reply = Arc::clone(outbox);
+            (!ctx.auth.try_submit(AuthRequest::Register {
+                username,
+                password,
+                reply,
+            }))
+            .then(busy)
+        }
+        ClientMessage::Login { username, password } => {
+            if *login != Login::No {
+                return Some(ServerMessage::error(
+                    ErrorCode::BadRequest,
+                    "already logged in (or logging in)",
+                ));
+            }
+            let reply = Arc::clone(outbox);
+            let request = AuthRequest::Login {
+                conn,
+                addr: peer.ip(),
+                username,
+                password,
+                reply,
+            };
+            if !ctx.auth.try_submit(request) {
+                return Some(busy());
+            }
+            *login = Login::Pending;
+            None
+        }
+        message @ (ClientMessage::Move { .. } | ClientMessage::Logout {}) => {
+            ctx.events.send(NetEvent::Request { conn, message }).ok();
+            None
+        }
+    }
+}
+
+/// A parse error worded for the client, never echoing the password back.
+fn describe_parse_error(line: &str, e: &serde_json::Error) -> String {
+    if serde_json::from_str::<serde_json::Value>(line).is_err() {
+        return format!("not valid JSON: {e}");
+    }
+    format!("not a valid message: {e}")
+}

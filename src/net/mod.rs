@@ -1,0 +1,134 @@
+//! The front door: a tokio TCP listener for game clients, their connection tasks and the
+//! auth workers. Everything here talks to the ECS only through crossbeam channels
+//! ([`NetEvent`]) and per-client bounded queues.
+
+pub mod accounts;
+pub mod auth;
+pub mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bevy_app::App;
+use bevy_ecs::resource::Resource;
+use hearth_components::{ServerConfig, StoreSelection};
+use hearth_systems::NetBridgePlugin;
+use hearth_systems::net::NetInbox;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts, RedisAccounts};
+use auth::LoginThrottle;
+use connection::ConnectionContext;
+
+/// Auth worker threads.
+pub const AUTH_WORKERS: usize = 2;
+/// Idle clients are disconnected after this long without a line.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An address with too many failed logins is locked out this long.
+pub const LOGIN_LOCKOUT: Duration = Duration::from_secs(300);
+
+/// The running front door: its runtime and where it listens. Dropping it closes everything.
+#[derive(Resource)]
+pub struct FrontDoor {
+    /// Owns every connection task; dropping it ends them.
+    _runtime: tokio::runtime::Runtime,
+    local_addr: SocketAddr,
+    accepting: CancellationToken,
+}
+
+impl FrontDoor {
+    /// The address clients connect to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting new connections (shutdown); open ones keep being served.
+    pub fn stop_accepting(&self) {
+        self.accepting.cancel();
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        self.accepting.cancel();
+    }
+}
+
+/// Account storage matching the selected store: memory, or Redis at the same URL.
+pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, AccountError> {
+    match &config.store {
+        StoreSelection::Memory => {
+            let shared = MemoryAccounts::default();
+            Ok(Arc::new(move || {
+                Box::new(shared.clone()) as Box<dyn AccountStore>
+            }))
+        }
+        StoreSelection::Redis(url) => {
+            RedisAccounts::new(url, &config.key_prefix, config.store_timeout)?; // URL check at start
+            let (url, prefix, timeout) =
+                (url.clone(), config.key_prefix.clone(), config.store_timeout);
+            Ok(Arc::new(move || {
+                Box::new(
+                    RedisAccounts::new(&url, &prefix, timeout).expect("URL validated at start"),
+                ) as Box<dyn AccountStore>
+            }))
+        }
+    }
+}
+
+/// Binds the listener, starts auth workers and connection handling, and wires the bridge
+/// into the app. The returned [`FrontDoor`] is also inserted as a resource.
+pub fn start(
+    app: &mut App,
+    accounts: AccountStoreFactory,
+    idle_timeout: Duration,
+) -> std::io::Result<SocketAddr> {
+    let config = app.world().resource::<ServerConfig>().clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("hearth-net")
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(TcpListener::bind(config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (events, inbox) = crossbeam_channel::unbounded();
+    let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
+    let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
+    let ctx = ConnectionContext {
+        events,
+        auth,
+        idle_timeout,
+    };
+    let accepting = CancellationToken::new();
+    runtime.spawn(accept_loop(listener, ctx, accepting.clone()));
+    app.insert_resource(NetInbox(inbox))
+        .add_plugins(NetBridgePlugin)
+        .insert_resource(FrontDoor {
+            _runtime: runtime,
+            local_addr,
+            accepting,
+        });
+    Ok(local_addr)
+}
+
+async fn accept_loop(listener: TcpListener, ctx: ConnectionContext, accepting: CancellationToken) {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    loop {
+        tokio::select! {
+            () = accepting.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(connection::serve(conn, stream, peer, ctx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The front door over real TCP: accounts, login lifecycle, the small game, bad input.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::client::NetServer;
+use hearth::testing::test_config;
+use hearth_components::PlayerId;
+use serde_json::json;
+
+fn server() -> NetServer {
+    let mut config = test_config("net-a");
+    config.flush_interval = Duration::from_millis(300);
+    NetServer::memory(config)
+}
+
+/// Polls the memory store until `check` holds for the player's record.
+fn wait_for_record(
+    server: &NetServer,
+    player: u64,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let backend = server.backend.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(record) = backend.record(PlayerId(player)) {
+            let value = serde_json::to_value(&record).unwrap();
+            if check(&value) {
+                return value;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record of {player} never satisfied the check"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn register_login_move_and_see_the_state_stored_after_a_flush() {
+    let server = server();
+    let mut c = server.client();
+    let id = c.register("alice", "correct horse");
+    let logged_in = c.login("alice", "correct horse");
+    assert_eq!(logged_in["player_id"], id);
+    assert_eq!(logged_in["state"]["position"], json!({"x": 0.0, "y": 0.0}));
+    for _ in 0..3 {
+        c.send(json!({"type": "move", "dx": 1, "dy": 0}));
+        std::thread::sleep(Duration::from_millis(40)); // one step per tick at most
+    }
+    let record = wait_for_record(&server, id, |r| r["sections"]["position"]["x"] == 3.0);
+    assert_eq!(
+        record["sections"]["progress"]["xp"], 30,
+        "each step earned xp"
+    );
+    let snapshot = c.expect("snapshot");
+    assert!(
+        snapshot["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id),
+        "{snapshot}"
+    );
+}
+
+#[test]
+fn logout_then_login_returns_exactly_the_state_logged_out_with() {
+    let server = server();
+    let mut c = server.client();
+    c.register("bob", "password1");
+    c.login("bob", "password1");
+    for _ in 0..5 {
+        c.send(json!({"type": "move", "dx": 0, "dy": -1}));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    c.send(json!({"type": "ping", "nonce": 1}));
+    c.expect("pong");
+    c.send(json!({"type": "logout"}));
+    c.expect("logged_out");
+    let again = c.login("bob", "password1");
+    assert_eq!(
+        again["state"]["position"],
+        json!({"x": 0.0, "y": -5.0}),
+        "no rollback after logout"
+    );
+    assert_eq!(again["state"]["progress"]["xp"], 50);
+}
+
+#[test]
+fn a_second_login_of_an_online_player_is_refused_until_the_first_logs_out() {
+    let server = server();
+    let mut first = server.client();
+    first.register("carol", "password1");
+    first.login("carol", "password1");
+    let mut second = server.client();
+    second.send(json!({"type": "login", "username": "carol", "password": "password1"}));
+    second.expect_error("already_online");
+    first.send(json!({"type": "logout"}));
+    first.expect("logged_out");
+    second.login("carol", "password1");
+}
+
+#[test]
+fn a_disconnect_saves_and_releases_the_lease() {
+    let server = server();
+    let mut c = server.client();
+    let id = c.register("dave", "password1");
+    c.login("dave", "password1");
+    c.send(json!({"type": "move", "dx": -1, "dy": 0}));
+    std::thread::sleep(Duration::from_millis(100));
+    drop(c);
+    wait_for_record(&server, id, |r| r["sections"]["position"]["x"] == -1.0);
+    let backend = server.backend.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.lease_owner(PlayerId(id)).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "lease not released after disconnect"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut again = server.client();
+    assert_eq!(
+        again.login("dave", "password1")["state"]["position"]["x"],
+        -1.0
+    );
+}
+
+#[test]
+fn level_up_arrives_only_after_the_record_holds_the_level() {
+    let server = server();
+    let mut c = server.client();
+    let id = c.register("erin", "password1");
+    c.login("erin", "password1");
+    for _ in 0..10 {
+        c.send(json!({"type": "move", "dx": 1, "dy": 1}));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let level_up = c.expect("level_up");
+    assert_eq!(level_up["level"], 2);
+    let record = server
+        .backend
+        .as_ref()
+        .unwrap()
+        .record(PlayerId(id))
+        .expect("saved before level_up was sent");
+    assert!(
+        record.sections["progress"]["level"].as_u64().unwrap() >= 2,
+        "{record:?}"
+    );
+}
+
+#[test]
+fn malformed_input_gets_errors_and_other_players_are_unaffected() {
+    let server = server();
+    let mut other = server.client();
+    other.register("frank", "password1");
+    other.login("frank", "password1");
+
+    let mut c = server.client();
+    c.send_raw(b"this is not json\n");
+    c.expect_error("bad_request");
+    c.send(json!({"type": "fly"}));
+    c.expect_error("bad_request");
+    c.send(json!({"type": "login", "username": "x"}));
+    c.expect_error("bad_request");
+    c.send(json!({"type": "move", "dx": 1, "dy": 0}));
+    c.expect_error("not_logged_in");
+    c.send(json!({"type": "logout"}));
+    c.expect_error("not_logged_in");
+    c.send(json!({"type": "register", "username": "x", "password": "password1"}));
+    c.expect_error("bad_request");
+    c.send(json!({"type": "register", "username": "frank", "password": "password1"}));
+    c.expect_error("username_taken");
+    c.send(json!({"type": "login", "username": "frank", "password": "wrong-password"}));
+    c.expect_error("invalid_credentials");
+    c.send(json!({"type": "ping", "nonce": 7}));
+    assert_eq!(
+        c.expect("pong")["nonce"],
+        7,
+        "the connection still serves after errors"
+    );
+
+    let mut utf8 = server.client();
+    utf8.send_raw(b"{\"type\":\"ping\",\"nonce\":1}\xff\xfe\n");
+    utf8.expect_error("bad_request");
+    assert!(utf8.is_closed(), "invalid UTF-8 closes the connection");
+
+    let mut big = server.client();
+    let huge = vec![b'a'; 70 * 1024];
+    big.send_raw(&huge);
+    big.send_raw(b"\n");
+    big.expect_error("too_large");
+    assert!(big.is_closed(), "an oversized line closes the connection");
+
+    other.send(json!({"type": "ping", "nonce": 9}));
+    assert_eq!(
+        other.expect("pong")["nonce"],
+        9,
+        "other players are unaffected"
+    );
+    other.send(json!({"type": "move", "dx": 1, "dy": 0}));
+    other.send(json!({"type": "logout"}));
+    other.expect("logged_out");
+}
+
+#[test]
+fn failed_logins_are_rate_limited_per_address() {
+    let server = server();
+    let mut c = server.client();
+    c.register("gina", "password1");
+    for _ in 0..6 {
+        c.send(json!({"type": "login", "username": "gina", "password": "nope-nope"}));
+        c.expect_error("invalid_credentials");
+    }
+    c.send(json!({"type": "login", "username": "gina", "password": "password1"}));
+    c.expect_error("rate_limited");
+}
+
+#[test]
+fn idle_clients_are_disconnected() {
+    let mut config = test_config("net-idle");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let port = hearth::store::open(&config).unwrap();
+    let accounts = hearth::net::account_stores(&config).unwrap();
+    let server = NetServer::start(config, port, accounts, Duration::from_millis(300));
+    let mut c = server.client();
+    let kicked = c.expect("kicked");
+    assert!(
+        kicked["reason"].as_str().unwrap().contains("no message"),
+        "{kicked}"
+    );
+    assert!(c.is_closed());
+}
