@@ -32,7 +32,10 @@ fn feed_pets(mut pets: Query<&mut Pet>) {
 /// Gives every joining player a pet.
 fn adopt_pets(mut joined: MessageReader<hearth::components::PlayerJoined>, mut commands: Commands) {
     for j in joined.read() {
-        commands.entity(j.entity).insert_if_new(Pet { name: format!("pet of {}", j.player), meals: 0 });
+        commands.entity(j.entity).insert_if_new(Pet {
+            name: format!("pet of {}", j.player),
+            meals: 0,
+        });
     }
 }
 
@@ -48,7 +51,10 @@ fn main() {
     app.register_persistent::<Pet>("pet")
         .add_systems(FixedUpdate, feed_pets)
         .add_systems(bevy_app::Update, adopt_pets);
-    app.world_mut().write_message(JoinRequest { player: PlayerId(1), origin: 0 });
+    app.world_mut().write_message(JoinRequest {
+        player: PlayerId(1),
+        origin: 0,
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

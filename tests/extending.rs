@@ -22,7 +22,8 @@ fn feed_pets(mut pets: Query<&mut Pet>) {
 
 fn server() -> TestServer {
     TestServer::with_setup(test_config("a"), |app| {
-        app.register_persistent::<Pet>("pet").add_systems(FixedUpdate, feed_pets);
+        app.register_persistent::<Pet>("pet")
+            .add_systems(FixedUpdate, feed_pets);
     })
 }
 
@@ -31,9 +32,15 @@ fn a_registered_component_is_persisted_by_change_detection_alone() {
     let mut server = server();
     let p = PlayerId(3);
     let e = server.join(p);
-    server.world_mut().entity_mut(e).insert(Pet { name: "rex".into(), meals: 0 });
+    server.world_mut().entity_mut(e).insert(Pet {
+        name: "rex".into(),
+        meals: 0,
+    });
     server.frame();
-    assert!(server.world().get::<Dirty>(e).is_some(), "a change to a user component marks the player dirty");
+    assert!(
+        server.world().get::<Dirty>(e).is_some(),
+        "a change to a user component marks the player dirty"
+    );
     server.advance_secs(31.0);
     let record = server.stored(p).expect("flushed");
     assert_eq!(record.sections["pet"]["name"], "rex");
@@ -61,8 +68,19 @@ fn a_section_that_does_not_fit_the_component_refuses_the_join_and_keeps_the_reco
     let bad = br#"{"version":2,"seq":2,"id":4,"sections":{"pet":{"name":17}}}"#;
     server.store().put_raw_record(p, bad.to_vec());
     let refused = server.try_join(p).unwrap_err();
-    assert!(matches!(refused, hearth::components::JoinRefusal::BadRecord(_)), "{refused:?}");
-    assert_eq!(server.store().raw_record(p).unwrap(), bad.to_vec(), "the record is left untouched");
+    assert!(
+        matches!(refused, hearth::components::JoinRefusal::BadRecord(_)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        server.store().raw_record(p).unwrap(),
+        bad.to_vec(),
+        "the record is left untouched"
+    );
     server.frame();
-    assert_eq!(server.store().lease_owner(p), None, "the lease claimed for the join is released");
+    assert_eq!(
+        server.store().lease_owner(p),
+        None,
+        "the lease claimed for the join is released"
+    );
 }
