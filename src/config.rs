@@ -59,6 +59,9 @@ pub struct Cli {
     /// TCP address for game clients.
     #[arg(long, env = "HEARTH_LISTEN")]
     pub listen: Option<String>,
+    /// Clients silent this long are disconnected (e.g. 30s).
+    #[arg(long, env = "HEARTH_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
     /// Verbose logs and periodic metric summaries (HEARTH_VERBOSE=1).
     #[arg(long, short, env = "HEARTH_VERBOSE")]
     pub verbose: bool,
@@ -81,6 +84,7 @@ struct FileConfig {
     metrics_interval: Option<String>,
     latency_warn: Option<String>,
     listen: Option<String>,
+    idle_timeout: Option<String>,
     verbose: Option<bool>,
 }
 
@@ -192,6 +196,12 @@ fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigE
         parse_duration,
     )?;
     set(&mut config.listen, file.listen, "listen", parse_addr)?;
+    set(
+        &mut config.idle_timeout,
+        file.idle_timeout,
+        "idle_timeout",
+        parse_duration,
+    )?;
     if let Some(rate) = file.tick_rate {
         config.tick_rate = rate;
     }
@@ -255,6 +265,12 @@ fn apply_cli(config: &mut ServerConfig, cli: &Cli) -> Result<(), ConfigError> {
         parse_duration,
     )?;
     set(&mut config.listen, c.listen, "listen", parse_addr)?;
+    set(
+        &mut config.idle_timeout,
+        c.idle_timeout,
+        "idle_timeout",
+        parse_duration,
+    )?;
     set(&mut config.tick_rate, c.tick_rate, "tick_rate", |s| {
         s.trim().parse::<f64>().map_err(|e| e.to_string())
     })?;

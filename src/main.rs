@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     let mut app = hearth::build_app(config.clone(), port);
-    match hearth::net::start(&mut app, accounts, hearth::net::IDLE_TIMEOUT) {
+    match hearth::net::start(&mut app, accounts) {
         Ok(addr) => {
             tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)")
         }

@@ -224,9 +224,10 @@ fn failed_logins_are_rate_limited_per_address() {
 fn idle_clients_are_disconnected() {
     let mut config = test_config("net-idle");
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.idle_timeout = Duration::from_millis(300);
     let port = hearth::store::open(&config).unwrap();
     let accounts = hearth::net::account_stores(&config).unwrap();
-    let server = NetServer::start(config, port, accounts, Duration::from_millis(300));
+    let server = NetServer::start(config, port, accounts);
     let mut c = server.client();
     let kicked = c.expect("kicked");
     assert!(

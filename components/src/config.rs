@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub latency_warn: Duration,
     /// TCP address of the client front door.
     pub listen: SocketAddr,
+    /// A client that sends no line for this long is disconnected.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             metrics_interval: Duration::from_secs(120),
             latency_warn: Duration::from_millis(50),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -121,6 +124,7 @@ impl ServerConfig {
         positive("shutdown_deadline", self.shutdown_deadline)?;
         positive("store_timeout", self.store_timeout)?;
         positive("metrics_interval", self.metrics_interval)?;
+        positive("idle_timeout", self.idle_timeout)?;
         if self.lease_ttl < Duration::from_millis(100) {
             return Err(ConfigError::new("lease_ttl", "must be at least 100ms"));
         }

@@ -25,8 +25,6 @@ use connection::ConnectionContext;
 
 /// Auth worker threads.
 pub const AUTH_WORKERS: usize = 2;
-/// Idle clients are disconnected after this long without a line.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An address with too many failed logins is locked out this long.
 pub const LOGIN_LOCKOUT: Duration = Duration::from_secs(300);
 
@@ -80,12 +78,8 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
 }
 
 /// Binds the listener, starts auth workers and connection handling, and wires the bridge
-/// into the app. The returned [`FrontDoor`] is also inserted as a resource.
-pub fn start(
-    app: &mut App,
-    accounts: AccountStoreFactory,
-    idle_timeout: Duration,
-) -> std::io::Result<SocketAddr> {
+/// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
+pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
     let config = app.world().resource::<ServerConfig>().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -100,7 +94,7 @@ pub fn start(
     let ctx = ConnectionContext {
         events,
         auth,
-        idle_timeout,
+        idle_timeout: config.idle_timeout,
     };
     let accepting = CancellationToken::new();
     runtime.spawn(accept_loop(listener, ctx, accepting.clone()));

@@ -39,25 +39,20 @@ impl NetServer {
         );
         let port = StorePort::new(Arc::new(store), rx);
         let accounts = hearth::net::account_stores(&config).unwrap();
-        let mut server = Self::start(config, port, accounts, Duration::from_secs(30));
+        let mut server = Self::start(config, port, accounts);
         server.backend = Some(backend);
         server
     }
 
-    /// A server on the store and accounts given, with an idle timeout.
-    pub fn start(
-        config: ServerConfig,
-        port: StorePort,
-        accounts: AccountStoreFactory,
-        idle: Duration,
-    ) -> Self {
+    /// A server on the store and accounts given.
+    pub fn start(config: ServerConfig, port: StorePort, accounts: AccountStoreFactory) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         // The app is not Send: build it on the thread that runs it.
         let thread = std::thread::spawn(move || {
             let mut app = hearth::build_app(config, port);
-            let addr = hearth::net::start(&mut app, accounts, idle).expect("front door starts");
+            let addr = hearth::net::start(&mut app, accounts).expect("front door starts");
             addr_tx.send(addr).unwrap();
             hearth::server::run(app, flag)
         });
