@@ -236,3 +236,33 @@ fn idle_clients_are_disconnected() {
     );
     assert!(c.is_closed());
 }
+
+#[test]
+fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
+    let server = server();
+    let mut c = server.client();
+    let requests = 400;
+    for i in 0..requests {
+        c.send(
+            json!({"type": "register", "username": format!("user{i}"), "password": "password1"}),
+        );
+    }
+    let (mut registered, mut busy) = (0, 0);
+    for _ in 0..requests {
+        let answer = c.expect_any(&["registered", "error"]);
+        match answer["type"].as_str() {
+            Some("registered") => registered += 1,
+            _ => {
+                assert_eq!(answer["code"], "server_busy", "{answer}");
+                busy += 1;
+            }
+        }
+    }
+    assert!(
+        busy > 0,
+        "400 password hashes at once overflow the bounded queue"
+    );
+    assert!(registered > 0, "queued requests are still served");
+    c.send(json!({"type": "ping", "nonce": 3}));
+    assert_eq!(c.expect("pong")["nonce"], 3);
+}

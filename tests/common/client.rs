@@ -160,6 +160,20 @@ impl Client {
         }
     }
 
+    /// Reads until a message of one of `kinds` arrives (skipping snapshots).
+    pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
+        loop {
+            let message = self
+                .next(CLIENT_WAIT)
+                .expect("connection closed while waiting");
+            match message["type"].as_str() {
+                Some(t) if kinds.contains(&t) => return message,
+                Some("snapshot") => continue,
+                _ => panic!("expected one of {kinds:?}, got {message}"),
+            }
+        }
+    }
+
     /// Reads until an `error` with `code` arrives (skipping snapshots).
     pub fn expect_error(&mut self, code: &str) -> Value {
         let error = self.expect("error");

@@ -1,0 +1,215 @@
+//! Several `hearth` server processes sharing one real Redis: a player is never online twice,
+//! a crashed server's players come back once their lease expires, SIGTERM saves everyone,
+//! and bad configuration is refused at start.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::client::Client;
+use common::redis_server::{RedisServer, free_port};
+use serde_json::json;
+
+/// A `hearth` server process.
+struct Hearth {
+    child: Child,
+    addr: SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+impl Hearth {
+    fn start(redis: &RedisServer, instance: &str) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args([
+                "--store",
+                &redis.url(),
+                "--listen",
+                &addr.to_string(),
+                "--instance-id",
+                instance,
+            ])
+            .args([
+                "--lease-ttl",
+                "2s",
+                "--lease-refresh-interval",
+                "500ms",
+                "--flush-interval",
+                "500ms",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("starting the hearth binary");
+        let server = Self { child, addr, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "hearth did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    fn wait(&mut self) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "hearth did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[test]
+fn a_player_online_on_one_server_is_refused_on_another_until_logout() {
+    let redis = RedisServer::start();
+    let a = Hearth::start(&redis, "server-a");
+    let b = Hearth::start(&redis, "server-b");
+    let mut on_a = a.client();
+    on_a.register("alice", "password1");
+    on_a.login("alice", "password1");
+    for _ in 0..4 {
+        on_a.send(json!({"type": "move", "dx": 1, "dy": 0}));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let mut on_b = b.client();
+    on_b.send(json!({"type": "login", "username": "alice", "password": "password1"}));
+    on_b.expect_error("already_online");
+    on_a.send(json!({"type": "logout"}));
+    on_a.expect("logged_out");
+    let state = on_b.login("alice", "password1");
+    assert_eq!(
+        state["state"]["position"]["x"], 4.0,
+        "server b loads what server a saved at logout"
+    );
+    let mut again_on_a = a.client();
+    again_on_a.send(json!({"type": "login", "username": "alice", "password": "password1"}));
+    again_on_a.expect_error("already_online");
+}
+
+#[test]
+fn a_crashed_servers_player_can_log_in_elsewhere_once_the_lease_expires() {
+    let redis = RedisServer::start();
+    let mut a = Hearth::start(&redis, "server-a");
+    let b = Hearth::start(&redis, "server-b");
+    let mut on_a = a.client();
+    on_a.register("bob", "password1");
+    on_a.login("bob", "password1");
+    a.signal("-KILL");
+    a.wait();
+    let mut on_b = b.client();
+    on_b.send(json!({"type": "login", "username": "bob", "password": "password1"}));
+    on_b.expect_error("already_online");
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let mut retry = b.client();
+        retry.send(json!({"type": "login", "username": "bob", "password": "password1"}));
+        let answer = retry.expect_any(&["logged_in", "error"]);
+        if answer["type"] == "logged_in" {
+            break;
+        }
+        assert_eq!(answer["code"], "already_online");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "lease of the crashed server never expired"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the lease held until it expired"
+    );
+}
+
+#[test]
+fn sigterm_saves_every_player_releases_leases_and_exits_zero() {
+    let redis = RedisServer::start();
+    let mut a = Hearth::start(&redis, "server-a");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut c = a.client();
+        let name = format!("player{i}");
+        c.register(&name, "password1");
+        c.login(&name, "password1");
+        c.send(json!({"type": "move", "dx": 0, "dy": 1}));
+        clients.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    a.signal("-TERM");
+    assert_eq!(a.wait(), 0, "{}", a.log());
+    let mut conn = redis.connection();
+    let sessions: Vec<String> = redis::cmd("KEYS")
+        .arg("hearth:session:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(sessions.is_empty(), "every lease released: {sessions:?}");
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg("hearth:player:*")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(records.len(), 3, "every player saved");
+    for key in records {
+        let raw: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(record["sections"]["position"]["y"], 1.0, "{key}: {raw}");
+    }
+}
+
+fn run_hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .output()
+        .expect("running hearth")
+}
+
+#[test]
+fn bad_config_and_unreachable_redis_are_refused_at_start() {
+    let out = run_hearth(&["--flush-interval", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("flush_interval"), "{err}");
+
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let out = run_hearth(&["--store", &url, "--listen", "127.0.0.1:0"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&url), "the message names the URL: {err}");
+}
