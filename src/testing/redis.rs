@@ -93,16 +93,7 @@ impl RedisTestStore {
             });
         let store_user = format!("hearth-store-{}", config.instance_id);
         let mut conn = connect(&admin).unwrap_or_else(|e| panic!("connecting to {admin_url}: {e}"));
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(&store_user)
-            .arg("reset")
-            .arg("on")
-            .arg(format!(">{STORE_USER_PASSWORD}"))
-            .arg("~*")
-            .arg("&*")
-            .arg("+@all")
-            .exec(&mut conn)
+        create_store_user(&mut conn, &store_user)
             .unwrap_or_else(|e| panic!("creating ACL user {store_user}: {e}"));
         let store_url = format!("redis://{store_user}:{STORE_USER_PASSWORD}@{rest}");
         let mut store_config = config.clone();
@@ -154,9 +145,30 @@ impl RedisTestStore {
         result
     }
 
+    /// Creates the server's ACL user again. ACL users live in Redis's memory (the fixture
+    /// uses no ACL file), so a restarted redis-server has forgotten them: call this after a
+    /// restart, or the store cannot authenticate.
+    pub fn restore_store_user(&self) {
+        let result = self.with_conn(|c| create_store_user(c, &self.store_user));
+        self.expect("ACL SETUSER", result);
+    }
+
     fn expect<T>(&self, what: &str, result: RedisResult<T>) -> T {
         result.unwrap_or_else(|e| panic!("inspecting Redis ({what}): {e}"))
     }
+}
+
+fn create_store_user(conn: &mut redis::Connection, user: &str) -> RedisResult<()> {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(user)
+        .arg("reset")
+        .arg("on")
+        .arg(format!(">{STORE_USER_PASSWORD}"))
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .exec(conn)
 }
 
 fn connect(client: &redis::Client) -> RedisResult<redis::Connection> {

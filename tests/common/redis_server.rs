@@ -134,11 +134,16 @@ impl RedisServer {
         conn
     }
 
-    /// `INFO stats` field `name` as a number.
+    /// `INFO stats` field `name` as a number, asked on a new connection.
     pub fn info_stat(&self, name: &str) -> u64 {
+        self.info_stat_on(&mut self.connection(), name)
+    }
+
+    /// `INFO stats` field `name` as a number, asked on `conn` (opens no connection).
+    pub fn info_stat_on(&self, conn: &mut redis::Connection, name: &str) -> u64 {
         let info: String = redis::cmd("INFO")
             .arg("stats")
-            .query(&mut self.connection())
+            .query(conn)
             .expect("INFO stats");
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}:")))

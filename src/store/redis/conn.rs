@@ -9,6 +9,9 @@ use hearth_systems::storage::StoreMetrics;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Pipeline, RedisError, Value};
 
+/// While a lane stays down, how often it says so again (with the latest error).
+const STILL_DOWN_REPORT: Duration = Duration::from_secs(60);
+
 /// Why a request got no reply.
 #[derive(Debug)]
 pub enum CallError {
@@ -82,6 +85,7 @@ pub struct LaneConn {
     /// manager, or the manager's own reconnect after the old connection broke).
     uncounted_connection: bool,
     down_since: Option<Instant>,
+    last_report: Instant,
     failures_while_down: u64,
 }
 
@@ -103,6 +107,7 @@ impl LaneConn {
             manager: None,
             uncounted_connection: false,
             down_since: None,
+            last_report: Instant::now(),
             failures_while_down: 0,
         }
     }
@@ -123,14 +128,17 @@ impl LaneConn {
         if let Some(manager) = &self.manager {
             return Ok(manager.clone());
         }
-        // The manager's own response timeout stays off: every call is bounded by
-        // `tokio::time::timeout`, which also covers waiting for a reconnect.
+        // - The manager's own response timeout stays off: every call is bounded by
+        //   `tokio::time::timeout`, which also covers waiting for a reconnect.
+        // - After the connection breaks, the manager keeps trying to reconnect in the
+        //   background (every 0.5-1 s, without giving up), so the first call after Redis
+        //   returns finds a working connection. Calls made meanwhile fail at the timeout.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(None)
-            .set_number_of_retries(3)
+            .set_number_of_retries(usize::MAX)
             .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
+            .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(CallError::Redis)?;
         self.uncounted_connection = true;
@@ -171,7 +179,7 @@ impl LaneConn {
                     StoreMetrics::add(&self.metrics.connections_opened, 1);
                 }
                 match reply.refused_all() {
-                    Some(error) => self.failed(what, &error),
+                    Some(error) => self.failed(what, &error, false),
                     None => self.succeeded(),
                 }
             }
@@ -181,34 +189,85 @@ impl LaneConn {
                 // their way to the old one are discarded; writes are safe to repeat.
                 self.manager = None;
                 let error = CallError::Timeout(self.timeout).to_string();
-                self.failed(what, &error);
+                self.failed(what, &error, true);
             }
-            Err(CallError::Worker(e)) => self.failed(what, e),
+            Err(CallError::Worker(e)) => self.failed(what, e, false),
             Err(CallError::Redis(e)) => {
                 if e.is_io_error() || e.is_unrecoverable_error() {
                     // The manager reconnects by itself; the next reply comes over a new
                     // connection.
                     self.uncounted_connection = true;
                 }
-                self.failed(what, &e.to_string());
+                self.failed(what, &e.to_string(), false);
             }
         }
     }
 
-    fn failed(&mut self, what: &str, error: &str) {
-        if self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
-            self.failures_while_down = 0;
-            tracing::error!(
-                lane = self.lane,
-                redis = %self.location,
-                %error,
-                "Redis unavailable ({what} failed): saves stay dirty and are retried, joins are refused; the game goes on. Logged once until Redis is back"
-            );
-        } else {
-            tracing::debug!(lane = self.lane, %error, "{what} failed; Redis still unavailable");
-        }
+    fn failed(&mut self, what: &str, error: &str, timed_out: bool) {
+        let now = Instant::now();
         self.failures_while_down += 1;
+        match self.down_since {
+            None => {
+                self.down_since = Some(now);
+                self.last_report = now;
+                self.failures_while_down = 1;
+                tracing::error!(
+                    lane = self.lane,
+                    redis = %self.location,
+                    %error,
+                    "Redis unavailable ({what} failed): saves stay dirty and are retried, joins are refused; the game goes on. Reported again every {STILL_DOWN_REPORT:?} until Redis is back"
+                );
+            }
+            Some(since) if now.duration_since(self.last_report) >= STILL_DOWN_REPORT => {
+                self.last_report = now;
+                tracing::warn!(
+                    lane = self.lane,
+                    redis = %self.location,
+                    down_for = ?since.elapsed(),
+                    failed_requests = self.failures_while_down,
+                    last_error = %error,
+                    "Redis still unavailable"
+                );
+            }
+            Some(_) => {
+                tracing::debug!(lane = self.lane, %error, "{what} failed; Redis still unavailable");
+                return;
+            }
+        }
+        if timed_out {
+            self.diagnose();
+        }
+    }
+
+    /// After a timeout is reported, finds out what a fresh connection attempt says (a
+    /// refused connection, a wrong password and a hung server all look like a timeout from
+    /// a manager that retries quietly) and logs it. At most once per report.
+    fn diagnose(&self) {
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let lane = self.lane;
+        let location = self.location.clone();
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move {
+            let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
+            let attempt = tokio::time::timeout(
+                timeout,
+                client.get_multiplexed_async_connection_with_config(&config),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(_connection)) => {
+                    StoreMetrics::add(&metrics.connections_opened, 1);
+                    tracing::warn!(lane, redis = %location, "a fresh connection to Redis works: the lane's connection was hung or broken and is replaced");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(lane, redis = %location, error = %e, "a fresh connection to Redis fails too")
+                }
+                Err(_) => {
+                    tracing::error!(lane, redis = %location, "a fresh connection to Redis gets no answer within {timeout:?} either: Redis is hung or unreachable")
+                }
+            }
+        });
     }
 
     fn succeeded(&mut self) {

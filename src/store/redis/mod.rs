@@ -110,8 +110,14 @@ impl RedisStore {
         let (mut periodic, mut interactive) = (lane("periodic"), lane("interactive"));
         runtime
             .block_on(async {
-                startup_check(&shared, &mut periodic, true).await?;
-                startup_check(&shared, &mut interactive, false).await
+                let checked = match startup_check(&shared, &mut periodic, true).await {
+                    Ok(()) => startup_check(&shared, &mut interactive, false).await,
+                    failed => failed,
+                };
+                match checked {
+                    Ok(()) => Ok(()),
+                    Err(reason) => Err(diagnose(&client, config.store_timeout, reason).await),
+                }
             })
             .map_err(error)?;
         let (periodic_tx, periodic_rx) = unbounded_channel();
@@ -213,6 +219,22 @@ async fn startup_check(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> 
         tracing::warn!(redis = %shared.location, "Redis runs without an append-only file (appendonly no): a Redis crash loses the writes since its last snapshot. See docs/operations.md");
     }
     Ok(())
+}
+
+/// Why the start-up check failed, in the words of one plain connection attempt (the
+/// managers retry quietly, so a refused connection or a wrong password would otherwise
+/// only show as a timeout). Runs only when the store cannot start.
+async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> String {
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
+    let attempt = tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await;
+    match attempt {
+        Ok(Err(e)) => e.to_string(),
+        _ => reason,
+    }
 }
 
 /// The answer to a job that could not be carried out at all.

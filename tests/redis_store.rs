@@ -1,0 +1,663 @@
+//! The Redis store against a real `redis-server` per test (started on a free port by
+//! `common::redis_server`): key layout, script semantics, round trips, connections,
+//! recovery, NOSCRIPT, a hung server, and start-up errors.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bevy_ecs::entity::Entity;
+use common::redis_server::{RedisServer, free_port};
+use crossbeam_channel::Receiver;
+use hearth::store::{OpenError, RedisStore};
+use hearth::testing::{RedisTestStore, TestServer, test_config};
+use hearth_components::{
+    JoinRefusal, PlayerId, PlayerRecord, Progress, ServerConfig, StoreSelection,
+};
+use hearth_systems::storage::{
+    JoinGrant, Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, RefreshResult,
+    SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreJob, StoreMetrics,
+};
+use redis::Commands;
+
+/// How long a test waits for any one completion before declaring the store stuck. A bound
+/// against hanging forever, not a performance assertion.
+const STUCK: Duration = Duration::from_secs(60);
+
+fn config(instance: &str, url: &str) -> ServerConfig {
+    ServerConfig {
+        store: StoreSelection::Redis(url.to_string()),
+        ..test_config(instance)
+    }
+}
+
+/// A store opened directly (no ECS), with its completion channel.
+struct Store {
+    store: RedisStore,
+    completions: Receiver<StoreCompletion>,
+}
+
+impl Store {
+    fn open(config: &ServerConfig) -> Self {
+        let StoreSelection::Redis(url) = &config.store else {
+            panic!("not a Redis config")
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let store = RedisStore::open(config, url, tx).expect("opening the Redis store");
+        Self {
+            store,
+            completions: rx,
+        }
+    }
+
+    fn next(&self) -> StoreCompletion {
+        self.completions
+            .recv_timeout(STUCK)
+            .expect("the store answered the job")
+    }
+
+    fn join(&self, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
+        self.store.submit(StoreJob::Join { ticket: 1, player });
+        match self.next() {
+            StoreCompletion::Joined { result, .. } => result,
+            other => panic!("expected a join completion, got {other:?}"),
+        }
+    }
+
+    fn save(&self, lane: Lane, items: Vec<SaveItem>) -> Vec<SaveResult> {
+        self.store.submit(StoreJob::Save {
+            lane,
+            batch: 1,
+            items,
+        });
+        match self.next() {
+            StoreCompletion::Saved { results, .. } => results,
+            other => panic!("expected a save completion, got {other:?}"),
+        }
+    }
+
+    fn save_one(&self, player: PlayerId, seq: u64, xp: u64, release: bool) -> SaveOutcome {
+        let mut results = self.save(Lane::Interactive, vec![item(player, seq, xp, release)]);
+        assert_eq!(results.len(), 1);
+        results.remove(0).outcome
+    }
+
+    fn refresh(&self, players: impl IntoIterator<Item = PlayerId>) -> Vec<RefreshResult> {
+        let leases = players
+            .into_iter()
+            .map(|player| LeaseItem {
+                entity: Entity::PLACEHOLDER,
+                player,
+            })
+            .collect();
+        self.store.submit(StoreJob::Refresh { batch: 1, leases });
+        match self.next() {
+            StoreCompletion::Refreshed { results, .. } => results,
+            other => panic!("expected a refresh completion, got {other:?}"),
+        }
+    }
+
+    fn release(&self, player: PlayerId) {
+        self.store.submit(StoreJob::Release { player });
+        assert!(matches!(self.next(), StoreCompletion::Released { .. }));
+    }
+
+    fn metric(&self, counter: impl Fn(&StoreMetrics) -> &AtomicU64) -> u64 {
+        StoreMetrics::get(counter(self.store.metrics()))
+    }
+}
+
+fn item(player: PlayerId, seq: u64, xp: u64, release: bool) -> SaveItem {
+    SaveItem {
+        entity: Entity::PLACEHOLDER,
+        snapshot: PlayerSnapshot {
+            player,
+            seq,
+            sections: vec![("progress", Box::new(Progress { xp, level: 1 }))],
+            unknown: BTreeMap::new(),
+        },
+        release,
+    }
+}
+
+fn players(n: u64) -> impl Iterator<Item = PlayerId> {
+    (1..=n).map(PlayerId)
+}
+
+fn stored(conn: &mut redis::Connection, player: PlayerId) -> Option<PlayerRecord> {
+    let bytes: Option<Vec<u8>> = conn.get(format!("hearth:player:{{{}}}", player.0)).unwrap();
+    bytes.map(|b| PlayerRecord::decode(&b).expect("stored record decodes"))
+}
+
+fn owner(conn: &mut redis::Connection, player: PlayerId) -> Option<String> {
+    conn.get(format!("hearth:session:{{{}}}", player.0))
+        .unwrap()
+}
+
+fn pttl(conn: &mut redis::Connection, player: PlayerId) -> i64 {
+    conn.pttl(format!("hearth:session:{{{}}}", player.0))
+        .unwrap()
+}
+
+fn xp_of(record: &PlayerRecord) -> u64 {
+    record.sections["progress"]["xp"].as_u64().unwrap()
+}
+
+#[test]
+fn record_round_trip_is_plain_json_under_the_player_key() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let p = PlayerId(42);
+    let grant = store.join(p).expect("claim");
+    assert!(grant.record.is_none(), "a new player has no record");
+    assert_eq!(grant.lease_key, "hearth:session:{42}");
+    assert_eq!(store.save_one(p, 1, 250, false), SaveOutcome::Saved);
+
+    let mut conn = redis.connection();
+    let raw: Vec<u8> = conn.get("hearth:player:{42}").unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    assert!(
+        text.starts_with(r#"{"version":2,"seq":1,"id":42,"#),
+        "record layout: {text}"
+    );
+    let record = stored(&mut conn, p).unwrap();
+    assert_eq!(record.seq, 1);
+    assert_eq!(
+        record.sections["progress"],
+        serde_json::json!({"xp": 250, "level": 1})
+    );
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+
+    store.release(p);
+    let again = store.join(p).expect("re-join after release");
+    assert_eq!(
+        again.record,
+        Some(record),
+        "the join loads what was saved, in the same round trip as the claim"
+    );
+    assert_eq!(store.metric(|m| &m.saves), 1);
+    assert_eq!(store.metric(|m| &m.loads), 2);
+}
+
+#[test]
+fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
+    let redis = RedisServer::start();
+    let a = Store::open(&config("a", &redis.url()));
+    let b = Store::open(&config("b", &redis.url()));
+    let mut conn = redis.connection();
+    let p = PlayerId(1);
+
+    assert_eq!(
+        a.save_one(p, 1, 1, false),
+        SaveOutcome::LeaseLost,
+        "no lease at all: nothing written"
+    );
+    assert_eq!(stored(&mut conn, p), None);
+
+    a.join(p).unwrap();
+    assert_eq!(a.save_one(p, 1, 10, false), SaveOutcome::Saved);
+    assert_eq!(
+        b.save_one(p, 2, 99, true),
+        SaveOutcome::LeaseLost,
+        "b does not own the lease"
+    );
+    assert_eq!(
+        xp_of(&stored(&mut conn, p).unwrap()),
+        10,
+        "a's record intact"
+    );
+    assert_eq!(
+        owner(&mut conn, p).as_deref(),
+        Some("a"),
+        "b's release flag did not touch a's lease"
+    );
+    assert_eq!(b.metric(|m| &m.saves_lease_lost), 1);
+}
+
+#[test]
+fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    let p = PlayerId(1);
+    store.join(p).unwrap();
+    assert_eq!(store.save_one(p, 5, 50, false), SaveOutcome::Saved);
+    assert_eq!(store.save_one(p, 5, 51, false), SaveOutcome::StaleSequence);
+    assert_eq!(store.save_one(p, 3, 30, false), SaveOutcome::StaleSequence);
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 50);
+    assert_eq!(store.save_one(p, 6, 60, false), SaveOutcome::Saved);
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 60);
+
+    // A record written by a newer process (seq 50) fences every older snapshot.
+    let newer = br#"{"version":2,"seq":50,"id":1,"sections":{"progress":{"xp":999,"level":9}}}"#;
+    let _: () = conn.set("hearth:player:{1}", &newer[..]).unwrap();
+    assert_eq!(store.save_one(p, 7, 70, true), SaveOutcome::StaleSequence);
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 999);
+    assert_eq!(
+        owner(&mut conn, p),
+        None,
+        "a stale final save still releases the lease it owns"
+    );
+    assert_eq!(store.metric(|m| &m.saves_stale), 3);
+
+    // A record without a sequence (v1) counts as sequence 0.
+    let v1 = br#"{"version":1,"id":1,"xp":5}"#;
+    let _: () = conn.set("hearth:player:{1}", &v1[..]).unwrap();
+    store.join(p).unwrap();
+    assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
+}
+
+#[test]
+fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Store::open(&config("a", &url));
+    let b = Store::open(&config("b", &url));
+    let mut conn = redis.connection();
+    let p = PlayerId(7);
+    let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
+
+    a.join(p).expect("a claims a free lease");
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+    assert!(pttl(&mut conn, p) > 0 && pttl(&mut conn, p) <= ttl_ms);
+    assert_eq!(
+        b.join(p).unwrap_err(),
+        JoinRefusal::AlreadyOnline { owner: "a".into() }
+    );
+
+    let _: () = conn.pexpire("hearth:session:{7}", 5_000).unwrap();
+    a.join(p).expect("the owner may re-claim");
+    assert!(
+        pttl(&mut conn, p) > 5_000,
+        "re-claiming extends the lease to the full TTL"
+    );
+
+    let _: () = conn.pexpire("hearth:session:{7}", 5_000).unwrap();
+    let refreshed = b.refresh([p]);
+    assert_eq!(refreshed[0].outcome, RefreshOutcome::LeaseLost);
+    assert!(
+        pttl(&mut conn, p) <= 5_000,
+        "b's refresh did not extend a's lease"
+    );
+    let refreshed = a.refresh([p]);
+    assert_eq!(refreshed[0].outcome, RefreshOutcome::Refreshed);
+    assert!(pttl(&mut conn, p) > 5_000, "a's refresh extended it");
+
+    b.release(p);
+    assert_eq!(
+        owner(&mut conn, p).as_deref(),
+        Some("a"),
+        "a non-owner cannot release"
+    );
+    a.release(p);
+    assert_eq!(owner(&mut conn, p), None, "the owner releases");
+    assert_eq!(
+        a.refresh([p])[0].outcome,
+        RefreshOutcome::LeaseLost,
+        "a released lease is not refreshed back into existence"
+    );
+
+    // An expired lease can be claimed by another server.
+    a.join(p).unwrap();
+    let _: () = conn.pexpire("hearth:session:{7}", 1).unwrap();
+    while owner(&mut conn, p).is_some() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(a.refresh([p])[0].outcome, RefreshOutcome::LeaseLost);
+    b.join(p).expect("b claims the expired lease");
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+    assert_eq!(a.metric(|m| &m.refreshes), 1);
+}
+
+#[test]
+fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    let from_the_future = br#"{"version":99,"seq":3,"id":1,"sections":{}}"#;
+    let _: () = conn.set("hearth:player:{1}", &from_the_future[..]).unwrap();
+    assert!(matches!(
+        store.join(PlayerId(1)),
+        Err(JoinRefusal::BadRecord(_))
+    ));
+    assert_eq!(owner(&mut conn, PlayerId(1)), None, "lease released again");
+    let kept: Vec<u8> = conn.get("hearth:player:{1}").unwrap();
+    assert_eq!(kept, from_the_future.to_vec(), "the record is kept intact");
+}
+
+#[test]
+fn flush_and_refresh_cycles_open_no_new_connections() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection(); // opened before the baseline
+    for p in players(1_000) {
+        store.join(p).unwrap();
+    }
+    let baseline = redis.info_stat_on(&mut conn, "total_connections_received");
+    for cycle in 1..=5u64 {
+        let items = players(1_000)
+            .map(|p| item(p, cycle, cycle * 10, false))
+            .collect();
+        let results = store.save(Lane::Periodic, items);
+        assert!(results.iter().all(|r| r.outcome == SaveOutcome::Saved));
+        let refreshed = store.refresh(players(1_000));
+        assert!(
+            refreshed
+                .iter()
+                .all(|r| r.outcome == RefreshOutcome::Refreshed)
+        );
+    }
+    assert_eq!(
+        redis.info_stat_on(&mut conn, "total_connections_received"),
+        baseline,
+        "5 flush + refresh cycles of 1,000 players opened no connection"
+    );
+    assert_eq!(store.metric(|m| &m.connections_opened), 2);
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        clients.lines().count(),
+        3,
+        "the store's two lanes plus this test's connection:\n{clients}"
+    );
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(1_000)).unwrap()), 50);
+}
+
+#[test]
+fn a_10000_player_flush_costs_ceil_n_over_chunk_round_trips() {
+    let redis = RedisServer::start();
+    for chunk in [1_000usize, 1_500] {
+        let mut cfg = config("a", &redis.url());
+        cfg.batch_chunk = chunk;
+        cfg.key_prefix = "hearth".into();
+        let store = Store::open(&cfg);
+        let n = 10_000u64;
+        let expected = n.div_ceil(chunk as u64);
+        // Claim the leases directly: 10,000 joins would be 10,000 round trips.
+        let mut conn = redis.connection();
+        let mut pipe = redis::pipe();
+        for p in players(n) {
+            pipe.cmd("SET")
+                .arg(format!("hearth:session:{{{}}}", p.0))
+                .arg("a")
+                .arg("PX")
+                .arg(60_000)
+                .ignore();
+        }
+        pipe.exec(&mut conn).unwrap();
+
+        let before = store.metric(|m| &m.round_trips);
+        let seq = chunk as u64; // newer on every pass
+        let results = store.save(
+            Lane::Periodic,
+            players(n).map(|p| item(p, seq, p.0, false)).collect(),
+        );
+        assert_eq!(results.len(), n as usize);
+        assert!(results.iter().all(|r| r.outcome == SaveOutcome::Saved));
+        assert_eq!(
+            store.metric(|m| &m.round_trips) - before,
+            expected,
+            "a flush of {n} with chunk {chunk} costs ceil(n/chunk) round trips"
+        );
+
+        let before = store.metric(|m| &m.round_trips);
+        let refreshed = store.refresh(players(n));
+        assert!(
+            refreshed
+                .iter()
+                .all(|r| r.outcome == RefreshOutcome::Refreshed)
+        );
+        assert_eq!(store.metric(|m| &m.round_trips) - before, expected);
+        assert_eq!(
+            store.store.metrics().save_batch_latency.summary().count,
+            expected,
+            "one batch latency sample per chunk"
+        );
+        assert_eq!(
+            store.store.metrics().save_record_latency.summary().count,
+            n,
+            "one record latency sample per save"
+        );
+        assert_eq!(xp_of(&stored(&mut conn, PlayerId(n)).unwrap()), n);
+    }
+}
+
+#[test]
+fn the_store_recovers_after_client_kill_and_writes_what_was_dirty() {
+    let redis = RedisServer::start();
+    let mut server = TestServer::on_redis(&redis.url(), test_config("a"));
+    let players: Vec<_> = players(10).map(|p| (p, server.join(p))).collect();
+    for (_, e) in &players {
+        server.world_mut().get_mut::<Progress>(*e).unwrap().xp = 1;
+    }
+    server.flush_now();
+    let mut conn = redis.connection();
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(10)).unwrap()), 1);
+
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        killed >= 2,
+        "the store's connections were killed ({killed})"
+    );
+    for (_, e) in &players {
+        server.world_mut().get_mut::<Progress>(*e).unwrap().xp = 2;
+    }
+    server.flush_now(); // may fail on the dead connection: the players stay dirty
+    let mut joined = None;
+    for _ in 0..5 {
+        match server.try_join(PlayerId(11)) {
+            Ok(e) => {
+                joined = Some(e);
+                break;
+            }
+            Err(JoinRefusal::Unavailable(_)) => continue,
+            Err(other) => panic!("unexpected refusal {other}"),
+        }
+    }
+    assert!(joined.is_some(), "joins work again after the kill");
+    server.advance_secs(31.0);
+    let mut conn = redis.connection();
+    for (p, _) in &players {
+        assert_eq!(
+            xp_of(&stored(&mut conn, *p).unwrap()),
+            2,
+            "{p}: the change made around the kill was written after recovery"
+        );
+    }
+    let metrics = hearth::systems::metrics::MetricsReport::read(server.world()).unwrap();
+    assert_eq!(
+        metrics.connections_opened, 4,
+        "two at start, one reconnect per lane"
+    );
+}
+
+#[test]
+fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
+    let mut redis = RedisServer::start_durable();
+    let (port, fixture) = RedisTestStore::open(&redis.url(), &test_config("a"));
+    let mut server = TestServer::on_store(test_config("a"), port, fixture.clone());
+    let players: Vec<_> = players(20).map(|p| (p, server.join(p))).collect();
+    for (i, (_, e)) in players.iter().enumerate() {
+        server.world_mut().get_mut::<Progress>(*e).unwrap().xp = i as u64;
+    }
+    server.flush_now();
+
+    redis.kill();
+    for (i, (_, e)) in players.iter().enumerate() {
+        server.world_mut().get_mut::<Progress>(*e).unwrap().xp = 100 + i as u64;
+    }
+    server.flush_now();
+    let errors = |server: &TestServer| {
+        hearth::systems::metrics::MetricsReport::read(server.world())
+            .unwrap()
+            .save_errors
+    };
+    assert!(errors(&server) > 0, "saves failed while Redis was down");
+    assert!(
+        players
+            .iter()
+            .all(|(_, e)| server.world().get::<hearth_components::Dirty>(*e).is_some()),
+        "failed saves leave the players dirty"
+    );
+
+    redis.restart();
+    // The fixture's per-server ACL user is not persisted (no ACL file): create it again.
+    fixture.restore_store_user();
+    let mut conn = redis.connection();
+    let all_written = |conn: &mut redis::Connection| {
+        players
+            .iter()
+            .enumerate()
+            .all(|(i, (p, _))| stored(conn, *p).map(|r| xp_of(&r)) == Some(100 + i as u64))
+    };
+    for _ in 0..4 {
+        if all_written(&mut conn) {
+            break;
+        }
+        server.advance_secs(31.0);
+    }
+    if !all_written(&mut conn) {
+        let m = hearth::systems::metrics::MetricsReport::read(server.world()).unwrap();
+        for (p, e) in &players {
+            eprintln!(
+                "{p}: online {} stored {:?} owner {:?}",
+                server.world().get_entity(*e).is_ok(),
+                stored(&mut conn, *p).map(|r| xp_of(&r)),
+                owner(&mut conn, *p)
+            );
+        }
+        panic!("every change made during the outage was written after the restart: {m:#?}");
+    }
+    for (p, e) in &players {
+        assert!(server.world().get_entity(*e).is_ok(), "{p} still online");
+        assert_eq!(owner(&mut conn, *p).as_deref(), Some("a"), "{p} lease kept");
+    }
+}
+
+#[test]
+fn noscript_after_script_flush_is_handled_on_every_path() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    let p = PlayerId(1);
+    store.join(p).unwrap();
+    assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
+    for round in 2..=3u64 {
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        let results = store.save(Lane::Periodic, vec![item(p, round, round, false)]);
+        assert_eq!(results[0].outcome, SaveOutcome::Saved, "round {round}");
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        store.release(p);
+        assert_eq!(owner(&mut conn, p), None, "release ran after SCRIPT FLUSH");
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        store.join(p).expect("claim after SCRIPT FLUSH");
+    }
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 3);
+    assert_eq!(store.metric(|m| &m.save_errors), 0);
+}
+
+#[test]
+fn a_hung_redis_fails_calls_at_the_timeout_then_the_store_recovers() {
+    let redis = RedisServer::start();
+    let mut cfg = config("a", &redis.url());
+    cfg.store_timeout = Duration::from_millis(300);
+    let store = Store::open(&cfg);
+    let p = PlayerId(1);
+    store.join(p).unwrap();
+    assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
+
+    redis.freeze(); // SIGSTOP: the kernel still accepts connections, nothing answers
+    let results = store.save(Lane::Periodic, vec![item(p, 2, 2, false)]);
+    assert!(
+        matches!(&results[0].outcome, SaveOutcome::Failed(reason) if reason.contains("no reply")),
+        "{:?}",
+        results[0].outcome
+    );
+    assert!(matches!(
+        store.join(PlayerId(2)),
+        Err(JoinRefusal::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.refresh([p])[0].outcome,
+        RefreshOutcome::Failed(_)
+    ));
+    assert_eq!(store.metric(|m| &m.save_errors), 1);
+    assert_eq!(store.metric(|m| &m.load_errors), 1);
+    assert_eq!(store.metric(|m| &m.refresh_errors), 1);
+
+    redis.thaw();
+    let mut outcome = SaveOutcome::Failed(String::new());
+    for seq in 3..10 {
+        outcome = store.save_one(p, seq, seq, false);
+        if outcome == SaveOutcome::Saved {
+            break;
+        }
+    }
+    assert_eq!(
+        outcome,
+        SaveOutcome::Saved,
+        "saves work again after the hang"
+    );
+    store
+        .join(PlayerId(2))
+        .expect("joins work again after the hang");
+    let mut conn = redis.connection();
+    assert!(xp_of(&stored(&mut conn, p).unwrap()) >= 3);
+}
+
+#[test]
+fn opening_an_unreachable_redis_fails_naming_the_url() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let mut cfg = config("a", &url);
+    cfg.store_timeout = Duration::from_millis(500);
+    let error = RedisStore::open(&cfg, &url, tx)
+        .err()
+        .expect("opening must fail");
+    let OpenError::Redis { url: named, .. } = &error;
+    assert_eq!(named, &url);
+    let message = error.to_string();
+    assert!(message.contains(&url), "{message}");
+    assert!(message.to_lowercase().contains("refused"), "{message}");
+    assert!(
+        hearth::store::open(&cfg).is_err(),
+        "open() fails the same way"
+    );
+}
+
+#[test]
+fn the_fixture_store_fails_only_its_own_server() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (port_a, a) = RedisTestStore::open(&url, &test_config("a"));
+    let (port_b, _b) = RedisTestStore::open(&url, &test_config("b"));
+    use hearth::testing::TestStore;
+    a.set_unavailable(true);
+    let join = |port: &hearth_systems::storage::StorePort, p: u64| {
+        port.submit(StoreJob::Join {
+            ticket: p,
+            player: PlayerId(p),
+        });
+        match port.completions().recv_timeout(STUCK).unwrap() {
+            StoreCompletion::Joined { result, .. } => result,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(matches!(join(&port_a, 1), Err(JoinRefusal::Unavailable(_))));
+    assert!(join(&port_b, 2).is_ok(), "b is not affected by a's fault");
+    a.set_unavailable(false);
+    assert!(join(&port_a, 1).is_ok());
+}
