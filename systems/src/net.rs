@@ -19,7 +19,7 @@ use hearth_components::{
     PlayerLeft, Position, SaveState, SavedNow,
 };
 
-use crate::gameplay::{GameTick, MoveIntent};
+use crate::gameplay::{GameTick, MoveIntent, WORLD_HALF_EXTENT};
 use crate::persistence::{PersistentRegistry, SnapshotSource};
 use crate::sessions::SessionSystems;
 use crate::spatial::SpatialGrid;
@@ -367,7 +367,7 @@ impl Plugin for NetBridgePlugin {
                     Duration::from_secs_f64(1.0 / SNAPSHOT_HZ),
                     TimerMode::Repeating,
                 ),
-                grid: SpatialGrid::new(VIEW_RADIUS),
+                grid: SpatialGrid::new(VIEW_RADIUS, WORLD_HALF_EXTENT),
                 near: Vec::new(),
             })
             .add_systems(
