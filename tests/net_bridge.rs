@@ -1,0 +1,123 @@
+//! The ECS side of the front door, with fake client outboxes: a client that cannot keep up is
+//! disconnected (its player saved and released), never waited for.
+
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use hearth::components::PlayerId;
+use hearth::components::protocol::{ClientMessage, ServerMessage};
+use hearth::systems::NetBridgePlugin;
+use hearth::systems::net::{ClientOutbox, NetEvent, NetInbox, OutboxClosed};
+use hearth::testing::{TestServer, test_config};
+
+/// An outbox that holds at most `capacity` messages and records whether it was closed.
+struct FakeOutbox {
+    capacity: usize,
+    sent: Mutex<Vec<ServerMessage>>,
+    closed: Mutex<bool>,
+}
+
+impl FakeOutbox {
+    fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity,
+            sent: Mutex::default(),
+            closed: Mutex::default(),
+        })
+    }
+}
+
+impl ClientOutbox for FakeOutbox {
+    fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed> {
+        let mut sent = self.sent.lock().unwrap();
+        if sent.len() >= self.capacity {
+            return Err(OutboxClosed);
+        }
+        sent.push(message);
+        Ok(())
+    }
+
+    fn close(&self) {
+        *self.closed.lock().unwrap() = true;
+    }
+}
+
+fn server() -> (TestServer, Sender<NetEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let server = TestServer::with_setup(test_config("bridge"), move |app| {
+        app.insert_resource(NetInbox(rx))
+            .add_plugins(NetBridgePlugin);
+    });
+    (server, tx)
+}
+
+#[test]
+fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
+    let (mut server, events) = server();
+    let outbox = FakeOutbox::new(3); // logged_in plus two snapshots, then full
+    events
+        .send(NetEvent::Connected {
+            conn: 1,
+            outbox: outbox.clone(),
+        })
+        .unwrap();
+    events
+        .send(NetEvent::Authenticated {
+            conn: 1,
+            player: PlayerId(5),
+        })
+        .unwrap();
+    server.advance_secs(0.3);
+    assert!(matches!(
+        outbox.sent.lock().unwrap()[0],
+        ServerMessage::LoggedIn { player_id: 5, .. }
+    ));
+    events
+        .send(NetEvent::Request {
+            conn: 1,
+            message: ClientMessage::Move { dx: 1.0, dy: 0.0 },
+        })
+        .unwrap();
+    server.advance_secs(1.0); // 20 snapshots are due; only two fit
+    assert!(
+        *outbox.closed.lock().unwrap(),
+        "the slow client was disconnected"
+    );
+    assert_eq!(
+        server.store().lease_owner(PlayerId(5)),
+        None,
+        "its player left: lease released"
+    );
+    let record = server.stored(PlayerId(5)).expect("its player was saved");
+    assert_eq!(record.sections["position"]["x"], 1.0);
+}
+
+#[test]
+fn moving_before_login_is_answered_not_logged_in() {
+    let (mut server, events) = server();
+    let outbox = FakeOutbox::new(10);
+    events
+        .send(NetEvent::Connected {
+            conn: 2,
+            outbox: outbox.clone(),
+        })
+        .unwrap();
+    events
+        .send(NetEvent::Request {
+            conn: 2,
+            message: ClientMessage::Move { dx: 1.0, dy: 0.0 },
+        })
+        .unwrap();
+    server.frame();
+    let sent = outbox.sent.lock().unwrap();
+    assert!(
+        matches!(
+            &sent[..],
+            [ServerMessage::Error {
+                code: hearth::components::protocol::ErrorCode::NotLoggedIn,
+                ..
+            }]
+        ),
+        "{sent:?}"
+    );
+}
