@@ -63,7 +63,8 @@ pub struct Cli {
     #[arg(long, env = "HEARTH_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
     /// Verbose logs and periodic metric summaries (HEARTH_VERBOSE=1).
-    #[arg(long, short, env = "HEARTH_VERBOSE")]
+    #[arg(long, short, env = "HEARTH_VERBOSE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub verbose: bool,
 }
 

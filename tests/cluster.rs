@@ -207,6 +207,19 @@ fn bad_config_and_unreachable_redis_are_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("flush_interval"), "{err}");
 
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .env("HEARTH_VERBOSE", "1")
+        .env("HEARTH_LEASE_TTL", "10s")
+        .env("HEARTH_LEASE_REFRESH_INTERVAL", "20s")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lease_refresh_interval"),
+        "HEARTH_* variables are read and checked: {err}"
+    );
+
     let url = format!("redis://127.0.0.1:{}/", free_port());
     let out = run_hearth(&["--store", &url, "--listen", "127.0.0.1:0"]);
     assert_ne!(out.status.code(), Some(0));
