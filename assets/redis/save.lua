@@ -8,12 +8,15 @@
 -- The stored sequence is read from the start of the stored string, which every record of
 -- version >= 2 begins with: {"version":N,"seq":S,... A record without it (v1, foreign data)
 -- counts as sequence 0. Same rule as stored_seq() in src/store/memory.rs.
+-- Only the first 128 bytes are read (GETRANGE): Redis hashes every byte of every string that
+-- enters Lua, so loading the whole stored record would cost as much again as the new one.
+-- 128 bytes hold the prefix with any u32 version and u64 sequence.
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 'lost'
 end
 local stored_seq = 0
-local stored = redis.call('GET', KEYS[1])
-if stored then
+local stored = redis.call('GETRANGE', KEYS[1], 0, 127)
+if stored ~= '' then
   local digits = string.match(stored, '^{"version":%d*,"seq":(%d+)')
   if digits then
     stored_seq = tonumber(digits)

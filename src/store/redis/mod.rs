@@ -76,8 +76,7 @@ impl RedisStore {
             url: location.clone(),
             reason,
         };
-        let client =
-            redis::Client::open(url).map_err(|e| error(format!("invalid Redis URL: {e}")))?;
+        let client = client_for(url).map_err(|e| error(format!("invalid Redis URL: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
@@ -270,6 +269,24 @@ fn failed_completion(job: StoreJob, reason: &str) -> StoreCompletion {
         },
         StoreJob::Release { player } => StoreCompletion::Released { player },
     }
+}
+
+/// A client for `url` with the socket options the store relies on: `TCP_NODELAY` (a
+/// pipelined chunk is written in many segments; without it Nagle's algorithm and delayed
+/// ACKs stall the last one for ~40 ms) and TCP keepalive (a peer that vanished without a
+/// FIN is noticed on an idle connection too).
+fn client_for(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let info = url.into_connection_info()?.set_tcp_settings(
+        TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive),
+    );
+    redis::Client::open(info)
 }
 
 /// A URL safe to print: any password replaced by `***`.
