@@ -188,16 +188,19 @@ impl PlayerStore for RedisStore {
     }
 }
 
-/// Checks at start that the lane's connection works and the scripts load; on the periodic
-/// lane also warns when Redis does not persist with an append-only file.
+/// Checks at start that the lane's connection works and the scripts load. On the periodic
+/// lane it also reads `INFO persistence memory` (best effort: an ACL may forbid it) and warns
+/// about settings that lose data: no append-only file, or an eviction policy other than
+/// `noeviction` (Redis would delete records or leases under memory pressure).
 async fn startup_check(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Result<(), String> {
     let mut pipe = redis::pipe();
     let s = &shared.scripts;
-    for script in [&s.claim, &s.refresh, &s.release, &s.save] {
+    let scripts = [&s.claim, &s.refresh, &s.release, &s.save];
+    for script in scripts {
         pipe.load_script(script);
     }
     if periodic {
-        pipe.cmd("INFO").arg("persistence");
+        pipe.cmd("INFO").arg("persistence").arg("memory");
     }
     let manager = conn.manager().map_err(|e| e.to_string())?;
     StoreMetrics::add(&shared.metrics.round_trips, 1);
@@ -206,16 +209,27 @@ async fn startup_check(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> 
         Ok(values) => values,
         Err(e) => return Err(e.to_string()),
     };
-    if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_)))
+    if let Some(Value::ServerError(e)) = values
+        .iter()
+        .take(scripts.len())
+        .find(|v| matches!(v, Value::ServerError(_)))
     {
-        return Err(format!("Redis refused the store's setup: {e}"));
+        return Err(format!("Redis refused to load the store's scripts: {e}"));
     }
     conn.observe(&reply, "connecting");
-    if periodic
-        && let Some(Value::BulkString(info)) = values.last()
-        && String::from_utf8_lossy(info).contains("aof_enabled:0")
-    {
-        tracing::warn!(redis = %shared.location, "Redis runs without an append-only file (appendonly no): a Redis crash loses the writes since its last snapshot. See docs/operations.md");
+    if periodic && let Some(Value::BulkString(info)) = values.get(scripts.len()) {
+        let info = String::from_utf8_lossy(info);
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("aof_enabled") == Some("0") {
+            tracing::warn!(redis = %shared.location, "Redis runs without an append-only file (appendonly no): a Redis crash loses the writes since its last snapshot. See docs/operations.md");
+        }
+        if let Some(policy) = field("maxmemory_policy").filter(|p| *p != "noeviction") {
+            tracing::warn!(redis = %shared.location, policy, "Redis may evict keys under memory pressure (maxmemory-policy is not noeviction): player records or session leases could disappear. See docs/operations.md");
+        }
     }
     Ok(())
 }
