@@ -154,6 +154,11 @@ fn main() {
         "- raw pipelined EVALSHA save.lua, records encoded beforehand, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per save)",
         per_sec(raw)
     );
+    let (raw, raw_redis_us) = raw_pipelined_refresh(&redis, &keys, &scripts, &mut probe, 10_000);
+    println!(
+        "- raw pipelined EVALSHA refresh.lua, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per refresh)",
+        per_sec(raw)
+    );
     for args in [
         vec!["-q", "-n", "100000", "-P", "1000", "-t", "set"],
         vec![
@@ -542,6 +547,36 @@ fn own_cpu() -> f64 {
         })
         .sum::<f64>()
         / 1e9
+}
+
+/// Reference: pipelined `EVALSHA refresh.lua` in chunks of 1000.
+fn raw_pipelined_refresh(
+    redis: &RedisServer,
+    keys: &Keys,
+    scripts: &Scripts,
+    probe: &mut redis::Connection,
+    n: u64,
+) -> (f64, f64) {
+    let mut conn = fast_connection(redis);
+    scripts.refresh.load(&mut conn).unwrap();
+    let sessions: Vec<String> = players(n).map(|p| keys.session(p)).collect();
+    let redis_before = redis_cpu(probe);
+    let started = Instant::now();
+    for chunk in sessions.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("EVALSHA")
+                .arg(scripts.refresh.get_hash())
+                .arg(1)
+                .arg(key)
+                .arg(OWNER)
+                .arg(600_000);
+        }
+        let refreshed: Vec<i64> = pipe.query(&mut conn).unwrap();
+        assert!(refreshed.iter().all(|r| *r == 1));
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)
 }
 
 fn median(mut rates: Vec<f64>) -> f64 {
