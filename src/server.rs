@@ -54,19 +54,19 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
     if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
         door.stop_accepting();
     }
-    sessions::leave_everyone(app.world_mut());
     let started = Instant::now();
     loop {
-        app.update();
-        let remaining: Vec<PlayerId> = app
-            .world_mut()
-            .query::<&PlayerId>()
-            .iter(app.world())
-            .copied()
-            .collect();
-        if remaining.is_empty() || started.elapsed() >= deadline {
-            return ShutdownReport { unsaved: remaining };
+        let present = sessions::leave_everyone(app.world_mut());
+        if present == 0 || started.elapsed() >= deadline {
+            let unsaved = app
+                .world_mut()
+                .query::<&PlayerId>()
+                .iter(app.world())
+                .copied()
+                .collect();
+            return ShutdownReport { unsaved };
         }
+        app.update();
         wait_frame();
     }
 }

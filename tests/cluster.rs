@@ -107,8 +107,7 @@ fn a_player_online_on_one_server_is_refused_on_another_until_logout() {
     on_a.register("alice", "password1");
     on_a.login("alice", "password1");
     for _ in 0..4 {
-        on_a.send(json!({"type": "move", "dx": 1, "dy": 0}));
-        std::thread::sleep(Duration::from_millis(40));
+        on_a.step(1.0, 0.0);
     }
     let mut on_b = b.client();
     on_b.send(json!({"type": "login", "username": "alice", "password": "password1"}));
@@ -169,10 +168,9 @@ fn sigterm_saves_every_player_releases_leases_and_exits_zero() {
         let name = format!("player{i}");
         c.register(&name, "password1");
         c.login(&name, "password1");
-        c.send(json!({"type": "move", "dx": 0, "dy": 1}));
+        c.step(0.0, 1.0);
         clients.push(c);
     }
-    std::thread::sleep(Duration::from_millis(100));
     a.signal("-TERM");
     assert_eq!(a.wait(), 0, "{}", a.log());
     let mut conn = redis.connection();

@@ -47,8 +47,7 @@ fn register_login_move_and_see_the_state_stored_after_a_flush() {
     assert_eq!(logged_in["player_id"], id);
     assert_eq!(logged_in["state"]["position"], json!({"x": 0.0, "y": 0.0}));
     for _ in 0..3 {
-        c.send(json!({"type": "move", "dx": 1, "dy": 0}));
-        std::thread::sleep(Duration::from_millis(40)); // one step per tick at most
+        c.step(1.0, 0.0);
     }
     let record = wait_for_record(&server, id, |r| r["sections"]["position"]["x"] == 3.0);
     assert_eq!(
@@ -73,8 +72,7 @@ fn logout_then_login_returns_exactly_the_state_logged_out_with() {
     c.register("bob", "password1");
     c.login("bob", "password1");
     for _ in 0..5 {
-        c.send(json!({"type": "move", "dx": 0, "dy": -1}));
-        std::thread::sleep(Duration::from_millis(40));
+        c.step(0.0, -1.0);
     }
     c.send(json!({"type": "ping", "nonce": 1}));
     c.expect("pong");
@@ -109,8 +107,7 @@ fn a_disconnect_saves_and_releases_the_lease() {
     let mut c = server.client();
     let id = c.register("dave", "password1");
     c.login("dave", "password1");
-    c.send(json!({"type": "move", "dx": -1, "dy": 0}));
-    std::thread::sleep(Duration::from_millis(100));
+    c.step(-1.0, 0.0);
     drop(c);
     wait_for_record(&server, id, |r| r["sections"]["position"]["x"] == -1.0);
     let backend = server.backend.as_ref().unwrap();
@@ -136,8 +133,7 @@ fn level_up_arrives_only_after_the_record_holds_the_level() {
     let id = c.register("erin", "password1");
     c.login("erin", "password1");
     for _ in 0..10 {
-        c.send(json!({"type": "move", "dx": 1, "dy": 1}));
-        std::thread::sleep(Duration::from_millis(40));
+        c.step(1.0, 1.0);
     }
     let level_up = c.expect("level_up");
     assert_eq!(level_up["level"], 2);

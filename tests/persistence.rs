@@ -307,6 +307,34 @@ fn shutdown_that_cannot_save_reports_who_was_not_saved(stores: &dyn StoreFactory
     server.store().set_unavailable(false);
 }
 
+fn a_join_in_flight_at_shutdown_is_released_and_new_joins_are_refused(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    server.store().pause();
+    server
+        .world_mut()
+        .write_message(hearth_components::JoinRequest {
+            player: p,
+            origin: 1,
+        });
+    server.frame(); // the claim is in flight, held by the store
+    server.store().resume();
+    let report = server.shutdown(Duration::from_secs(10));
+    assert!(report.unsaved.is_empty(), "{report:?}");
+    assert_eq!(
+        server.store().lease_owner(p),
+        None,
+        "the lease claimed during shutdown was released"
+    );
+    assert!(
+        matches!(
+            server.try_join(PlayerId(2)),
+            Err(hearth_components::JoinRefusal::Unavailable(_))
+        ),
+        "no join once shutdown began"
+    );
+}
+
 fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory) {
     let mut a = stores.server(config("a"));
     let mut b = stores.server(config("b"));
@@ -344,4 +372,5 @@ on_every_store!(
     shutdown_saves_everyone_and_releases_leases,
     shutdown_that_cannot_save_reports_who_was_not_saved,
     a_player_online_here_or_elsewhere_cannot_join_twice,
+    a_join_in_flight_at_shutdown_is_released_and_new_joins_are_refused,
 );

@@ -76,6 +76,10 @@ impl LeaseRefreshSchedule {
     }
 }
 
+/// Present once the server is shutting down: new joins are refused.
+#[derive(Resource, Debug, Default)]
+pub struct ShuttingDown;
+
 /// Join requests waiting for the store, by ticket.
 #[derive(Resource, Default)]
 struct PendingJoins {
@@ -112,9 +116,18 @@ fn request_joins(
     mut pending: ResMut<PendingJoins>,
     config: Res<ServerConfig>,
     port: Res<StorePort>,
+    shutting_down: Option<Res<ShuttingDown>>,
     mut refused: MessageWriter<JoinRefused>,
 ) {
     for request in requests.read() {
+        if shutting_down.is_some() {
+            refused.write(JoinRefused {
+                player: request.player,
+                origin: request.origin,
+                reason: JoinRefusal::Unavailable("the server is shutting down".into()),
+            });
+            continue;
+        }
         if online.is_present(request.player) {
             refused.write(JoinRefused {
                 player: request.player,
@@ -338,8 +351,11 @@ impl Plugin for SessionPlugin {
     }
 }
 
-/// Starts a leave for every player (shutdown): each gets a final save that releases its lease.
-pub fn leave_everyone(world: &mut World) {
+/// Shutdown: refuses new joins and starts a leave for every player (each gets a final save
+/// that releases its lease). Call it every frame of the shutdown, so players whose join was
+/// already in flight leave too. Returns how many players are still here or joining.
+pub fn leave_everyone(world: &mut World) -> usize {
+    world.insert_resource(ShuttingDown);
     let players: Vec<Entity> = world
         .query_filtered::<Entity, (With<PlayerId>, Without<Leaving>)>()
         .iter(world)
@@ -350,4 +366,6 @@ pub fn leave_everyone(world: &mut World) {
             retry_at: Duration::ZERO,
         });
     }
+    let online = world.resource::<OnlinePlayers>();
+    online.entities.len() + online.joining.len()
 }

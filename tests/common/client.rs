@@ -1,5 +1,6 @@
 //! A line-protocol test client and an in-process server with its front door on a free port.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -95,6 +96,10 @@ impl Drop for NetServer {
 pub struct Client {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
+    /// Lines read while looking for something else, served first by [`Client::next`].
+    backlog: VecDeque<Value>,
+    /// Our player id and last known position, once logged in.
+    me: Option<(u64, Value)>,
 }
 
 impl Client {
@@ -104,7 +109,12 @@ impl Client {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        Self { stream, reader }
+        Self {
+            stream,
+            reader,
+            backlog: VecDeque::new(),
+            me: None,
+        }
     }
 
     /// Sends raw bytes.
@@ -119,9 +129,16 @@ impl Client {
         self.send_raw(line.as_bytes());
     }
 
-    /// The next line from the server, or `None` once the server closed the connection.
-    pub fn next(&mut self, wait: Duration) -> Option<Value> {
-        let deadline = Instant::now() + wait;
+    /// The next line (backlog first), or `None` once the server closed the connection.
+    /// Panics when nothing arrives before `deadline`.
+    fn next_before(&mut self, deadline: Instant) -> Option<Value> {
+        if let Some(message) = self.backlog.pop_front() {
+            return Some(message);
+        }
+        self.read_line(deadline)
+    }
+
+    fn read_line(&mut self, deadline: Instant) -> Option<Value> {
         let mut line = String::new();
         loop {
             match self.reader.read_line(&mut line) {
@@ -138,7 +155,7 @@ impl Client {
                 {
                     assert!(
                         Instant::now() < deadline,
-                        "no complete line from the server within {wait:?}"
+                        "nothing from the server within {CLIENT_WAIT:?}"
                     );
                 }
                 Err(_) => return None,
@@ -146,32 +163,33 @@ impl Client {
         }
     }
 
-    /// Reads until a message of `kind` arrives (skipping snapshots), failing on anything else.
-    pub fn expect(&mut self, kind: &str) -> Value {
+    /// The next line from the server, or `None` once it closed the connection.
+    pub fn next(&mut self, wait: Duration) -> Option<Value> {
+        self.next_before(Instant::now() + wait)
+    }
+
+    /// Reads until a message of one of `kinds` arrives (skipping snapshots), failing on
+    /// anything else or after [`CLIENT_WAIT`].
+    pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
+        let deadline = Instant::now() + CLIENT_WAIT;
         loop {
             let message = self
-                .next(CLIENT_WAIT)
-                .unwrap_or_else(|| panic!("connection closed while waiting for {kind}"));
+                .next_before(deadline)
+                .unwrap_or_else(|| panic!("connection closed while waiting for {kinds:?}"));
             match message["type"].as_str() {
-                Some(t) if t == kind => return message,
-                Some("snapshot") => continue,
-                _ => panic!("expected {kind}, got {message}"),
+                Some(t) if kinds.contains(&t) => return message,
+                Some("snapshot") => assert!(
+                    Instant::now() < deadline,
+                    "no {kinds:?} within {CLIENT_WAIT:?}"
+                ),
+                _ => panic!("expected one of {kinds:?}, got {message}"),
             }
         }
     }
 
-    /// Reads until a message of one of `kinds` arrives (skipping snapshots).
-    pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
-        loop {
-            let message = self
-                .next(CLIENT_WAIT)
-                .expect("connection closed while waiting");
-            match message["type"].as_str() {
-                Some(t) if kinds.contains(&t) => return message,
-                Some("snapshot") => continue,
-                _ => panic!("expected one of {kinds:?}, got {message}"),
-            }
-        }
+    /// Reads until a message of `kind` arrives (skipping snapshots).
+    pub fn expect(&mut self, kind: &str) -> Value {
+        self.expect_any(&[kind])
     }
 
     /// Reads until an `error` with `code` arrives (skipping snapshots).
@@ -181,13 +199,12 @@ impl Client {
         error
     }
 
-    /// Whether the server closed the connection (within the wait, skipping other lines).
+    /// Whether the server closes the connection (within [`CLIENT_WAIT`], skipping lines).
     pub fn is_closed(&mut self) -> bool {
         let deadline = Instant::now() + CLIENT_WAIT;
         while Instant::now() < deadline {
-            match self.next(CLIENT_WAIT) {
-                None => return true,
-                Some(_) => continue,
+            if self.next_before(deadline).is_none() {
+                return true;
             }
         }
         false
@@ -202,6 +219,44 @@ impl Client {
     /// Logs in and returns the `logged_in` message.
     pub fn login(&mut self, username: &str, password: &str) -> Value {
         self.send(json!({"type": "login", "username": username, "password": password}));
-        self.expect("logged_in")
+        let logged_in = self.expect("logged_in");
+        let id = logged_in["player_id"].as_u64().unwrap();
+        self.me = Some((id, logged_in["state"]["position"].clone()));
+        logged_in
+    }
+
+    /// Takes one step and waits until a snapshot shows it, so each `move` is exactly one
+    /// step however slow the server's frames are. Other messages are kept for later reads.
+    /// Returns the new position.
+    pub fn step(&mut self, dx: f32, dy: f32) -> Value {
+        let (id, before) = self.me.clone().expect("log in before stepping");
+        self.send(json!({"type": "move", "dx": dx, "dy": dy}));
+        let deadline = Instant::now() + CLIENT_WAIT;
+        loop {
+            let message = self
+                .read_line(deadline)
+                .expect("connection closed while stepping");
+            if message["type"] != "snapshot" {
+                self.backlog.push_back(message);
+                continue;
+            }
+            let mine = message["players"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == id)
+                .cloned();
+            if let Some(p) = mine {
+                let now = json!({"x": p["x"], "y": p["y"]});
+                if now != before {
+                    self.me = Some((id, now.clone()));
+                    return now;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the step never showed in a snapshot"
+            );
+        }
     }
 }
