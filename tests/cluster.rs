@@ -178,7 +178,11 @@ fn sigterm_saves_every_player_releases_leases_and_exits_zero() {
         .arg("hearth:session:*")
         .query(&mut conn)
         .unwrap();
-    assert!(sessions.is_empty(), "every lease released: {sessions:?}");
+    assert!(
+        sessions.is_empty(),
+        "every lease released: {sessions:?}\n{}",
+        a.log()
+    );
     let records: Vec<String> = redis::cmd("KEYS")
         .arg("hearth:player:*")
         .query(&mut conn)

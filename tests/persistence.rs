@@ -335,6 +335,38 @@ fn a_join_in_flight_at_shutdown_is_released_and_new_joins_are_refused(stores: &d
     );
 }
 
+fn a_leave_during_an_in_flight_batch_saves_the_latest_state_and_releases(
+    stores: &dyn StoreFactory,
+) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    give_xp(&mut server, e, 1);
+    server.frame();
+    server.store().pause();
+    server.flush_now(); // batch save of xp 1 in flight
+    give_xp(&mut server, e, 10);
+    server
+        .world_mut()
+        .write_message(hearth_components::LeaveRequest {
+            entity: e,
+            origin: 0,
+        });
+    server.frame(); // leaving now; the final save waits for the batch in flight
+    server.store().resume();
+    server.leave(e); // the batch lands, then the final save writes xp 11 and releases
+    assert_eq!(
+        xp(&server, p),
+        Some(11),
+        "the leave saved the state after the batch"
+    );
+    assert_eq!(
+        server.store().lease_owner(p),
+        None,
+        "the leave released the lease"
+    );
+}
+
 fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory) {
     let mut a = stores.server(config("a"));
     let mut b = stores.server(config("b"));
@@ -373,4 +405,5 @@ on_every_store!(
     shutdown_that_cannot_save_reports_who_was_not_saved,
     a_player_online_here_or_elsewhere_cannot_join_twice,
     a_join_in_flight_at_shutdown_is_released_and_new_joins_are_refused,
+    a_leave_during_an_in_flight_batch_saves_the_latest_state_and_releases,
 );

@@ -85,6 +85,8 @@ pub struct InFlightSave {
     pub seq: u64,
     /// Tags of the [`crate::SaveNowRequest`]s this save answers.
     pub tags: Vec<u64>,
+    /// Whether this is the final save of a leaving player (it releases the lease).
+    pub release: bool,
 }
 
 /// Record sections this build does not know (written by a newer build or a removed feature).

@@ -241,11 +241,15 @@ fn flush_dirty(
         if state.in_flight.is_some() {
             continue; // stays dirty: the next interval saves it
         }
-        items.push(SaveItem {
+        items.push(start_save(
+            &registry,
             entity,
-            snapshot: start_save(&registry, *player, &mut state, Vec::new(), &source),
-            release: false,
-        });
+            *player,
+            &mut state,
+            Vec::new(),
+            false,
+            &source,
+        ));
     }
     if items.is_empty() {
         return;
@@ -266,17 +270,24 @@ fn flush_dirty(
 /// Takes the next sequence number, marks the save in flight and snapshots the player.
 fn start_save(
     registry: &PersistentRegistry,
+    entity: Entity,
     player: PlayerId,
     state: &mut SaveState,
     tags: Vec<u64>,
+    release: bool,
     source: &SnapshotSource,
-) -> PlayerSnapshot {
+) -> SaveItem {
     state.seq += 1;
     state.in_flight = Some(InFlightSave {
         seq: state.seq,
         tags,
+        release,
     });
-    registry.snapshot(player, state.seq, source)
+    SaveItem {
+        entity,
+        snapshot: registry.snapshot(player, state.seq, source),
+        release,
+    }
 }
 
 /// Removes `Dirty` from many players in one command (cheaper than one command each).
@@ -318,11 +329,10 @@ fn submit_priority_saves(
             continue;
         }
         let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
-        items.push(SaveItem {
-            entity,
-            snapshot: start_save(&registry, *player, &mut state, tags, &source),
-            release: leaving.is_some(),
-        });
+        let release = leaving.is_some();
+        items.push(start_save(
+            &registry, entity, *player, &mut state, tags, release, &source,
+        ));
         commands.entity(entity).remove::<(Dirty, SaveNowPending)>();
     }
     if !items.is_empty() {
@@ -391,7 +401,7 @@ fn apply_save_results(
         if *player != result.player || !answers_in_flight {
             continue;
         }
-        let Some(InFlightSave { tags, .. }) = state.in_flight.take() else {
+        let Some(InFlightSave { tags, release, .. }) = state.in_flight.take() else {
             continue;
         };
         match &result.outcome {
@@ -403,7 +413,9 @@ fn apply_save_results(
                         tag,
                     });
                 }
-                if let Some(leaving) = leaving {
+                // Only the final save (the one that released the lease) ends a leave; a batch
+                // save that was in flight when the leave began does not.
+                if release && let Some(leaving) = leaving {
                     left.write(PlayerLeft {
                         player: *player,
                         origin: leaving.origin,
@@ -434,7 +446,7 @@ fn apply_save_results(
                         }
                     }
                 }
-                if let Some(mut leaving) = leaving {
+                if release && let Some(mut leaving) = leaving {
                     leaving.retry_at = retry_at;
                 }
             }
