@@ -143,36 +143,15 @@ impl TestServer {
 
     /// A server on an existing memory backend (several servers can share one).
     pub fn on_memory(backend: Arc<MemoryBackend>, config: ServerConfig) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let store = Arc::new(MemoryStore::new(
-            backend,
-            &config.instance_id,
-            config.lease_ttl,
-            &config.key_prefix,
-            tx,
-        ));
-        let test_store = Arc::new(MemoryTestStore {
-            store: Arc::clone(&store),
-        });
-        Self::on_store(config, StorePort::new(store, rx), test_store)
+        let (store, port) = MemoryStore::open(backend, &config);
+        Self::on_store(config, port, Arc::new(MemoryTestStore { store }))
     }
 
     /// A server on a fresh memory store whose app `setup` extends before it starts (register
     /// your persistent components and add your systems here).
     pub fn with_setup(config: ServerConfig, setup: impl FnOnce(&mut App)) -> Self {
-        let backend = MemoryBackend::new(StoreClock::manual());
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let store = Arc::new(MemoryStore::new(
-            backend,
-            &config.instance_id,
-            config.lease_ttl,
-            &config.key_prefix,
-            tx,
-        ));
-        let test_store = Arc::new(MemoryTestStore {
-            store: Arc::clone(&store),
-        });
-        Self::build(config, StorePort::new(store, rx), test_store, setup)
+        let (store, port) = MemoryStore::open(MemoryBackend::new(StoreClock::manual()), &config);
+        Self::build(config, port, Arc::new(MemoryTestStore { store }), setup)
     }
 
     /// A server on any store: `port` is what the app uses, `store` what the test inspects.

@@ -12,10 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
 use hearth_systems::storage::{
     JoinGrant, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
-    SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
+    SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics, StorePort,
 };
 
 /// Time as the memory store sees it: real, or advanced by hand in tests.
@@ -247,19 +247,15 @@ struct Shared {
 }
 
 impl MemoryStore {
-    /// A store for server `instance` on `backend`, completing jobs on `completions`.
-    pub fn new(
-        backend: Arc<MemoryBackend>,
-        instance: &str,
-        lease_ttl: Duration,
-        key_prefix: &str,
-        completions: Sender<StoreCompletion>,
-    ) -> Self {
+    /// A store for the server `config` describes, on `backend`, and the port its systems
+    /// use (the store completes jobs on the port's channel).
+    pub fn open(backend: Arc<MemoryBackend>, config: &ServerConfig) -> (Arc<Self>, StorePort) {
+        let (completions, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             backend,
-            instance: instance.to_string(),
-            lease_ttl,
-            key_prefix: key_prefix.to_string(),
+            instance: config.instance_id.clone(),
+            lease_ttl: config.lease_ttl,
+            key_prefix: config.key_prefix.clone(),
             metrics: Arc::default(),
             faults: Mutex::default(),
             pending: AtomicUsize::new(0),
@@ -270,7 +266,9 @@ impl MemoryStore {
             .name("hearth-memory-store".into())
             .spawn(move || worker.run(queue, completions))
             .expect("spawning the memory store worker");
-        Self { shared, jobs }
+        let store = Arc::new(Self { shared, jobs });
+        let port = StorePort::new(Arc::clone(&store) as Arc<dyn PlayerStore>, receiver);
+        (store, port)
     }
 
     /// The data behind this store.
@@ -385,14 +383,7 @@ impl Shared {
                 Err(e) => SaveOutcome::Failed(format!("encoding the record: {e}")),
             }
         };
-        let m = &self.metrics;
-        let counter = match outcome {
-            SaveOutcome::Saved => &m.saves,
-            SaveOutcome::LeaseLost => &m.saves_lease_lost,
-            SaveOutcome::StaleSequence => &m.saves_stale,
-            SaveOutcome::Failed(_) => &m.save_errors,
-        };
-        StoreMetrics::add(counter, 1);
+        self.metrics.count_save(&outcome);
         SaveResult {
             entity: item.entity,
             player: snapshot.player,

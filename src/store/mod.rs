@@ -22,16 +22,15 @@ pub enum OpenError {
 /// connects (bounded by `store_timeout`) and fails with an error naming the URL when Redis
 /// cannot be reached.
 pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let store: Arc<dyn PlayerStore> = match &config.store {
-        StoreSelection::Memory => Arc::new(MemoryStore::new(
-            MemoryBackend::new(StoreClock::Real(std::time::Instant::now())),
-            &config.instance_id,
-            config.lease_ttl,
-            &config.key_prefix,
-            tx,
-        )),
-        StoreSelection::Redis(url) => Arc::new(RedisStore::open(config, url, tx)?),
-    };
-    Ok(StorePort::new(store, rx))
+    match &config.store {
+        StoreSelection::Memory => {
+            let backend = MemoryBackend::new(StoreClock::Real(std::time::Instant::now()));
+            Ok(MemoryStore::open(backend, config).1)
+        }
+        StoreSelection::Redis(url) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let store: Arc<dyn PlayerStore> = Arc::new(RedisStore::open(config, url, tx)?);
+            Ok(StorePort::new(store, rx))
+        }
+    }
 }

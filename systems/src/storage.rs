@@ -357,6 +357,17 @@ impl StoreMetrics {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Counts one save under its outcome.
+    pub fn count_save(&self, outcome: &SaveOutcome) {
+        let counter = match outcome {
+            SaveOutcome::Saved => &self.saves,
+            SaveOutcome::LeaseLost => &self.saves_lease_lost,
+            SaveOutcome::StaleSequence => &self.saves_stale,
+            SaveOutcome::Failed(_) => &self.save_errors,
+        };
+        Self::add(counter, 1);
+    }
 }
 
 #[cfg(test)]

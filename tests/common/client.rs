@@ -30,15 +30,7 @@ impl NetServer {
     pub fn memory(mut config: ServerConfig) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let store = MemoryStore::new(
-            Arc::clone(&backend),
-            &config.instance_id,
-            config.lease_ttl,
-            &config.key_prefix,
-            tx,
-        );
-        let port = StorePort::new(Arc::new(store), rx);
+        let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
         let accounts = hearth::net::account_stores(&config).unwrap();
         let mut server = Self::start(config, port, accounts);
         server.backend = Some(backend);

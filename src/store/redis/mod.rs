@@ -513,13 +513,7 @@ impl LaneWorker {
                     },
                     Err(reason) => SaveOutcome::Failed(reason),
                 };
-                let counter = match outcome {
-                    SaveOutcome::Saved => &m.saves,
-                    SaveOutcome::LeaseLost => &m.saves_lease_lost,
-                    SaveOutcome::StaleSequence => &m.saves_stale,
-                    SaveOutcome::Failed(_) => &m.save_errors,
-                };
-                StoreMetrics::add(counter, 1);
+                m.count_save(&outcome);
                 SaveResult {
                     entity: sent.entity,
                     player: sent.player,
