@@ -1,15 +1,21 @@
-//! Tick cost of persistence for 10,000 players on the memory store:
+//! Tick cost of persistence for 10,000 players, on the memory store and on a real Redis
+//! (a redis-server this bench starts on a free port):
 //! - baseline frame (nothing changed),
 //! - frame in which every player changed (mark-dirty),
 //! - frame that snapshots all 10,000 dirty players and hands the batch to the store.
 //!
-//! Goal (docs/benchmarks.md): the flush snapshot adds under 5 ms to the tick.
+//! Goal (docs/benchmarks.md): the flush snapshot adds under 5 ms to the tick, and a Redis
+//! flush costs the tick no more than a memory one (the tick does no Redis I/O).
 //! Run: `cargo bench --bench tick`
+
+#[allow(dead_code)]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
 
 use std::time::{Duration, Instant};
 
 use bevy_ecs::entity::Entity;
-use hearth::testing::TestServer;
+use hearth::testing::{TestServer, test_config};
 use hearth_components::{PlayerId, Progress};
 use hearth_systems::FlushSchedule;
 
@@ -43,8 +49,7 @@ fn p_max(samples: &[Duration]) -> Duration {
     samples.iter().copied().max().unwrap_or_default()
 }
 
-fn main() {
-    let mut server = TestServer::new();
+fn measure(store: &str, mut server: TestServer) {
     let ids: Vec<PlayerId> = (1..=PLAYERS).map(PlayerId).collect();
     let entities = server.join_many(&ids);
     for _ in 0..5 {
@@ -75,7 +80,7 @@ fn main() {
         median(mark.clone()),
         median(flush.clone()),
     );
-    println!("tick cost, {PLAYERS} players, memory store, {ROUNDS} rounds (median / max)");
+    println!("tick cost, {PLAYERS} players, {store} store, {ROUNDS} rounds (median / max)");
     println!(
         "  baseline frame (no change)            {:>9.3?} / {:>9.3?}",
         b,
@@ -92,5 +97,14 @@ fn main() {
         f,
         p_max(&flush),
         f.saturating_sub(b)
+    );
+}
+
+fn main() {
+    measure("memory", TestServer::new());
+    let redis = redis_server::RedisServer::start();
+    measure(
+        "redis",
+        TestServer::on_redis(&redis.url(), test_config("bench")),
     );
 }

@@ -264,7 +264,10 @@ impl MemoryStore {
         let worker = Arc::clone(&shared);
         thread::Builder::new()
             .name("hearth-memory-store".into())
-            .spawn(move || worker.run(queue, completions))
+            .spawn(move || {
+                super::yield_to_the_tick();
+                worker.run(queue, completions)
+            })
             .expect("spawning the memory store worker");
         let store = Arc::new(Self { shared, jobs });
         let port = StorePort::new(Arc::clone(&store) as Arc<dyn PlayerStore>, receiver);

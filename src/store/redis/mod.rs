@@ -80,6 +80,7 @@ impl RedisStore {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
+            .on_thread_start(super::yield_to_the_tick)
             .enable_all()
             .build()
             .map_err(|e| error(format!("cannot start the store's runtime: {e}")))?;
