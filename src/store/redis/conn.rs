@@ -57,6 +57,20 @@ impl Reply {
     }
 }
 
+/// One plain connection attempt, bounded by `timeout` (the managers retry quietly, so this
+/// is how the store learns *why* Redis cannot be reached). `Err(_)` is no answer in time.
+pub async fn probe(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<redis::RedisResult<redis::aio::MultiplexedConnection>, tokio::time::error::Elapsed> {
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
+    tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+}
+
 /// Sends one pipeline on `conn`, bounded by `timeout` (which also bounds any wait for a
 /// reconnect inside the manager).
 pub async fn call(mut conn: ConnectionManager, pipe: Pipeline, timeout: Duration) -> Reply {
@@ -249,13 +263,7 @@ impl LaneConn {
         let location = self.location.clone();
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
-            let attempt = tokio::time::timeout(
-                timeout,
-                client.get_multiplexed_async_connection_with_config(&config),
-            )
-            .await;
-            match attempt {
+            match probe(&client, timeout).await {
                 Ok(Ok(_connection)) => {
                     StoreMetrics::add(&metrics.connections_opened, 1);
                     tracing::warn!(lane, redis = %location, "a fresh connection to Redis works: the lane's connection was hung or broken and is replaced");

@@ -239,13 +239,7 @@ async fn startup_check(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> 
 /// managers retry quietly, so a refused connection or a wrong password would otherwise
 /// only show as a timeout). Runs only when the store cannot start.
 async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> String {
-    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
-    let attempt = tokio::time::timeout(
-        timeout,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await;
-    match attempt {
+    match conn::probe(client, timeout).await {
         Ok(Err(e)) => e.to_string(),
         _ => reason,
     }
