@@ -91,16 +91,6 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Number of open connections.
-    pub fn len(&self) -> usize {
-        self.by_conn.len()
-    }
-
-    /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.by_conn.is_empty()
-    }
-
     /// Sends to a connection; a full queue disconnects the client. Returns whether it was
     /// queued.
     fn send(

@@ -221,8 +221,6 @@ fn spawn_joined_players(
         if !unknown.0.is_empty() {
             entity.insert(unknown);
         }
-        // Index now so a join request in the same frame is refused.
-        online.entities.insert(done.player, entity.id());
         joined.write(PlayerJoined {
             entity: entity.id(),
             player: done.player,
