@@ -62,7 +62,12 @@ fn main() {
     let mut seq = 0u64;
 
     if let Ok(what) = std::env::var("HEARTH_BENCH_PROFILE") {
-        // Only (c) at N = 10,000, repeated, for `perf record`: HEARTH_BENCH_PROFILE=save|refresh.
+        // Only (c) at N = 10,000, repeated, for `perf record`: HEARTH_BENCH_PROFILE=save|refresh;
+        // or only the record encoding: HEARTH_BENCH_PROFILE=encode.
+        if what == "encode" {
+            println!("{:.2} µs per record", encoding_cost(10_000) * 1e6);
+            return;
+        }
         claim_leases(&redis, &keys, 10_000);
         for _ in 0..30 {
             seq += 1;
@@ -144,6 +149,12 @@ fn main() {
     println!(
         "(c) latency per pipelined chunk of {}: save p50 {:?} p99 {:?}; refresh p50 {:?} p99 {:?}",
         config.batch_chunk, save.p50, save.p99, refresh.p50, refresh.p99
+    );
+    println!();
+
+    println!(
+        "Record encoding on the store's thread (1 KiB snapshot to JSON bytes), median of 5 x 10000: {:.2} µs per record",
+        encoding_cost(10_000) * 1e6
     );
     println!();
 
@@ -523,6 +534,20 @@ fn raw_pipelined_evalsha(
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)
+}
+
+/// Seconds to encode one snapshot (median of 5 rounds of `n`), as the store does per save.
+fn encoding_cost(n: u64) -> f64 {
+    let snapshots: Vec<PlayerSnapshot> = players(n).map(|p| snapshot(p, 1)).collect();
+    let rounds = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let bytes: usize = snapshots.iter().map(|s| s.encode().unwrap().len()).sum();
+            std::hint::black_box(bytes);
+            started.elapsed().as_secs_f64() / n as f64
+        })
+        .collect();
+    median(rounds)
 }
 
 /// CPU seconds redis-server has used (main thread and I/O), from `INFO cpu`.

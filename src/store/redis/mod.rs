@@ -500,10 +500,10 @@ impl LaneWorker {
             .into_iter()
             .map(|(sent, reply)| {
                 let outcome = match reply {
-                    Ok(value) => match reply_text(&value).as_deref() {
-                        Some("saved") => SaveOutcome::Saved,
-                        Some("lost") => SaveOutcome::LeaseLost,
-                        Some("stale") => SaveOutcome::StaleSequence,
+                    Ok(value) => match reply_bytes(&value) {
+                        Some(b"saved") => SaveOutcome::Saved,
+                        Some(b"lost") => SaveOutcome::LeaseLost,
+                        Some(b"stale") => SaveOutcome::StaleSequence,
                         _ => SaveOutcome::Failed(format!("unexpected reply to a save: {value:?}")),
                     },
                     Err(reason) => SaveOutcome::Failed(reason),
@@ -694,14 +694,19 @@ fn build_refresh_chunk(
     (pipe, chunk)
 }
 
-/// A string reply as text.
-fn reply_text(value: &Value) -> Option<String> {
+/// A string reply's bytes, without copying them.
+fn reply_bytes(value: &Value) -> Option<&[u8]> {
     match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Okay => Some("OK".into()),
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        Value::Okay => Some(b"OK"),
         _ => None,
     }
+}
+
+/// A string reply as text.
+fn reply_text(value: &Value) -> Option<String> {
+    reply_bytes(value).map(|bytes| String::from_utf8_lossy(bytes).into_owned())
 }
 
 #[cfg(test)]
