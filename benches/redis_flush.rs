@@ -99,6 +99,7 @@ fn main() {
         seq += 1;
         let b = persistent_one_at_a_time_save(&redis, &keys, &scripts, n, seq);
         let trips = StoreMetrics::get(&store.metrics().round_trips);
+        reset_command_stats(&mut probe);
         let mut samples = Vec::new();
         for run in 0..=RUNS {
             seq += 1;
@@ -108,11 +109,13 @@ fn main() {
             }
         }
         let trips = (StoreMetrics::get(&store.metrics().round_trips) - trips) / (RUNS as u64 + 1);
-        rows.push(Row::new("save", n, a, b, samples, trips));
+        let script_us = script_execution_us(&mut probe, n * (RUNS as u64 + 1));
+        rows.push(Row::new("save", n, a, b, samples, trips, script_us));
 
         let a = per_call_connection_refresh(&redis, &keys, n);
         let b = persistent_one_at_a_time_refresh(&redis, &keys, &scripts, n);
         let trips = StoreMetrics::get(&store.metrics().round_trips);
+        reset_command_stats(&mut probe);
         let mut samples = Vec::new();
         for run in 0..=RUNS {
             let sample = store_refresh(&store, &rx, &mut probe, n);
@@ -121,16 +124,17 @@ fn main() {
             }
         }
         let trips = (StoreMetrics::get(&store.metrics().round_trips) - trips) / (RUNS as u64 + 1);
-        rows.push(Row::new("refresh", n, a, b, samples, trips));
+        let script_us = script_execution_us(&mut probe, n * (RUNS as u64 + 1));
+        rows.push(Row::new("refresh", n, a, b, samples, trips, script_us));
     }
 
     println!(
-        "| operation | N | (a) connection per call (save: verify-then-write) | (b) persistent, one call at a time | (c) Hearth: persistent, pipelined scripts | (c)/(a) | (c) round trips per batch | (c) CPU per op: redis-server / store |"
+        "| operation | N | (a) connection per call (save: verify-then-write) | (b) persistent, one call at a time | (c) Hearth: persistent, pipelined scripts | (c)/(a) | (c) round trips per batch | (c) CPU per op: redis-server / store | (c) of which script execution |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.0}x | {} | {:.1} µs / {:.1} µs |",
+            "| {} | {} | {} | {} | {} | {:.0}x | {} | {:.1} µs / {:.1} µs | {:.1} µs |",
             row.op,
             row.n,
             per_sec(row.a),
@@ -139,7 +143,8 @@ fn main() {
             row.c / row.a,
             row.trips,
             row.redis_us,
-            row.store_us
+            row.store_us,
+            row.script_us
         );
     }
     println!();
@@ -162,12 +167,12 @@ fn main() {
     let (raw, raw_redis_us) =
         raw_pipelined_evalsha(&redis, &keys, &scripts, &mut probe, 10_000, seq + 1);
     println!(
-        "- raw pipelined EVALSHA save.lua, records encoded beforehand, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per save)",
+        "- raw pipelined EVALSHA save.lua, one player per call, records encoded beforehand, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per save)",
         per_sec(raw)
     );
     let (raw, raw_redis_us) = raw_pipelined_refresh(&redis, &keys, &scripts, &mut probe, 10_000);
     println!(
-        "- raw pipelined EVALSHA refresh.lua, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per refresh)",
+        "- raw pipelined EVALSHA refresh.lua, one lease per call, chunks of 1000, N = 10000: {} (redis-server CPU {raw_redis_us:.1} µs per refresh)",
         per_sec(raw)
     );
     for args in [
@@ -205,10 +210,19 @@ struct Row {
     trips: u64,
     redis_us: f64,
     store_us: f64,
+    script_us: f64,
 }
 
 impl Row {
-    fn new(op: &'static str, n: u64, a: f64, b: f64, samples: Vec<Sample>, trips: u64) -> Self {
+    fn new(
+        op: &'static str,
+        n: u64,
+        a: f64,
+        b: f64,
+        samples: Vec<Sample>,
+        trips: u64,
+        script_us: f64,
+    ) -> Self {
         let ops = (n * samples.len() as u64) as f64;
         let redis_us = samples.iter().map(|s| s.redis_cpu).sum::<f64>() * 1e6 / ops;
         let store_us = samples.iter().map(|s| s.own_cpu).sum::<f64>() * 1e6 / ops;
@@ -221,6 +235,7 @@ impl Row {
             trips,
             redis_us,
             store_us,
+            script_us,
         }
     }
 }
@@ -386,7 +401,7 @@ fn persistent_one_at_a_time_save(
         .collect();
     let started = Instant::now();
     for (p, record) in players(n).zip(&records) {
-        let outcome: String = redis::cmd("EVALSHA")
+        let outcome: Vec<String> = redis::cmd("EVALSHA")
             .arg(scripts.save.get_hash())
             .arg(2)
             .arg(keys.player(p))
@@ -397,7 +412,7 @@ fn persistent_one_at_a_time_save(
             .arg("0")
             .query(&mut conn)
             .unwrap();
-        assert_eq!(outcome, "saved");
+        assert_eq!(outcome, ["saved"]);
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
@@ -413,7 +428,7 @@ fn persistent_one_at_a_time_refresh(
     scripts.refresh.load(&mut conn).unwrap();
     let started = Instant::now();
     for p in players(n) {
-        let refreshed: i64 = redis::cmd("EVALSHA")
+        let refreshed: Vec<i64> = redis::cmd("EVALSHA")
             .arg(scripts.refresh.get_hash())
             .arg(1)
             .arg(keys.session(p))
@@ -421,7 +436,7 @@ fn persistent_one_at_a_time_refresh(
             .arg(600_000)
             .query(&mut conn)
             .unwrap();
-        assert_eq!(refreshed, 1);
+        assert_eq!(refreshed, [1]);
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
@@ -500,7 +515,8 @@ fn store_refresh(
     sample
 }
 
-/// Reference: pipelined `EVALSHA save.lua` in chunks of 1000, records encoded beforehand.
+/// Reference: pipelined `EVALSHA save.lua`, one player per call, in chunks of 1000, records
+/// encoded beforehand.
 fn raw_pipelined_evalsha(
     redis: &RedisServer,
     keys: &Keys,
@@ -529,8 +545,8 @@ fn raw_pipelined_evalsha(
                 .arg(record.as_slice())
                 .arg("0");
         }
-        let outcomes: Vec<String> = pipe.query(&mut conn).unwrap();
-        assert!(outcomes.iter().all(|o| o == "saved"));
+        let outcomes: Vec<Vec<String>> = pipe.query(&mut conn).unwrap();
+        assert!(outcomes.iter().all(|o| o == &["saved"]));
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)
@@ -548,6 +564,27 @@ fn encoding_cost(n: u64) -> f64 {
         })
         .collect();
     median(rounds)
+}
+
+/// Clears redis-server's per-command statistics (`CONFIG RESETSTAT`).
+fn reset_command_stats(conn: &mut redis::Connection) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(conn)
+        .expect("CONFIG RESETSTAT");
+}
+
+/// Microseconds redis-server spent executing `EVALSHA`s since the last reset, per player of
+/// `ops` (`INFO commandstats`: execution only, without reading, parsing and replying).
+fn script_execution_us(conn: &mut redis::Connection, ops: u64) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    let total: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|stats| stats.split(',').find_map(|f| f.strip_prefix("usec=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    total / ops as f64
 }
 
 /// CPU seconds redis-server has used (main thread and I/O), from `INFO cpu`.
@@ -574,7 +611,7 @@ fn own_cpu() -> f64 {
         / 1e9
 }
 
-/// Reference: pipelined `EVALSHA refresh.lua` in chunks of 1000.
+/// Reference: pipelined `EVALSHA refresh.lua`, one lease per call, in chunks of 1000.
 fn raw_pipelined_refresh(
     redis: &RedisServer,
     keys: &Keys,
@@ -597,8 +634,8 @@ fn raw_pipelined_refresh(
                 .arg(OWNER)
                 .arg(600_000);
         }
-        let refreshed: Vec<i64> = pipe.query(&mut conn).unwrap();
-        assert!(refreshed.iter().all(|r| *r == 1));
+        let refreshed: Vec<Vec<i64>> = pipe.query(&mut conn).unwrap();
+        assert!(refreshed.iter().all(|r| r == &[1]));
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)

@@ -312,6 +312,123 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
 }
 
 #[test]
+fn a_batch_save_answers_each_player_in_order_across_script_calls() {
+    // 90 players span several save.lua calls (the last one partial), each call mixing every
+    // outcome; one record that cannot be encoded sits in the middle and is answered alone.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Store::open(&config("a", &url));
+    let b = Store::open(&config("b", &url));
+    let mut conn = redis.connection();
+    let unencodable = PlayerId(44);
+    for p in players(90) {
+        if p.0 % 4 == 1 {
+            b.join(p).map(drop).expect("b claims");
+        } else {
+            a.join(p).map(drop).expect("a claims");
+        }
+        if p.0 % 4 == 2 {
+            assert_eq!(a.save_one(p, 50, 1, false), SaveOutcome::Saved);
+        }
+    }
+    let items = players(90)
+        .map(|p| {
+            let mut item = item(p, 10, 1000 + p.0, p.0 % 4 == 3);
+            if p == unencodable {
+                // JSON object keys must be strings: this section cannot be written.
+                let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
+                item.snapshot.sections.push(("bad", Box::new(bad)));
+            }
+            item
+        })
+        .collect();
+
+    let results = a.save(Lane::Periodic, items);
+
+    assert_eq!(results.len(), 90);
+    let mut results: Vec<_> = results.into_iter().map(|r| (r.player, r)).collect();
+    results.sort_by_key(|(p, _)| p.0);
+    for (p, result) in &results {
+        let p = *p;
+        assert_eq!(result.seq, 10);
+        if p == unencodable {
+            assert!(
+                matches!(&result.outcome, SaveOutcome::Failed(e) if e.contains("encoding")),
+                "{result:?}"
+            );
+            assert_eq!(stored(&mut conn, p), None, "nothing written for it");
+            continue;
+        }
+        let expected = match p.0 % 4 {
+            1 => SaveOutcome::LeaseLost,
+            2 => SaveOutcome::StaleSequence,
+            _ => SaveOutcome::Saved,
+        };
+        assert_eq!(result.outcome, expected, "{p:?}");
+        let record = stored(&mut conn, p);
+        match p.0 % 4 {
+            1 => assert_eq!(record, None, "{p:?}: b's player not written"),
+            2 => assert_eq!(xp_of(&record.unwrap()), 1, "{p:?}: newer record kept"),
+            _ => assert_eq!(xp_of(&record.unwrap()), 1000 + p.0, "{p:?}: written"),
+        }
+        let expected_owner = match p.0 % 4 {
+            1 => Some("b"),
+            3 => None,
+            _ => Some("a"),
+        };
+        assert_eq!(owner(&mut conn, p).as_deref(), expected_owner, "{p:?}");
+    }
+}
+
+#[test]
+fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
+    // 130 leases span several refresh.lua calls (the last one partial); every third is
+    // another server's and every third missing, so each call mixes all outcomes.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Store::open(&config("a", &url));
+    let b = Store::open(&config("b", &url));
+    let mut conn = redis.connection();
+    let whose = |p: PlayerId| p.0 % 3;
+    for p in players(130) {
+        match whose(p) {
+            0 => a.join(p).map(drop).expect("a claims"),
+            1 => b.join(p).map(drop).expect("b claims"),
+            _ => {}
+        }
+        if whose(p) != 2 {
+            let _: () = conn
+                .pexpire(format!("hearth:session:{{{}}}", p.0), 5_000)
+                .unwrap();
+        }
+    }
+
+    let results = a.refresh(players(130));
+
+    assert_eq!(results.len(), 130);
+    for (p, result) in players(130).zip(&results) {
+        assert_eq!(result.player, p, "results come back in submission order");
+        match whose(p) {
+            0 => {
+                assert_eq!(result.outcome, RefreshOutcome::Refreshed, "{p:?}");
+                assert!(pttl(&mut conn, p) > 5_000, "{p:?}: a's lease extended");
+            }
+            1 => {
+                assert_eq!(result.outcome, RefreshOutcome::LeaseLost, "{p:?}");
+                assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+                assert!(pttl(&mut conn, p) <= 5_000, "{p:?}: b's lease untouched");
+            }
+            _ => {
+                assert_eq!(result.outcome, RefreshOutcome::LeaseLost, "{p:?}");
+                assert_eq!(owner(&mut conn, p), None, "{p:?}: not re-created");
+            }
+        }
+    }
+    assert_eq!(a.metric(|m| &m.refreshes), 43);
+    assert_eq!(a.metric(|m| &m.refresh_errors), 0);
+}
+
+#[test]
 fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released() {
     let redis = RedisServer::start();
     let store = Store::open(&config("a", &redis.url()));
