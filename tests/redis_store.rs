@@ -247,6 +247,24 @@ fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
     let _: () = conn.set("hearth:player:{1}", &v1[..]).unwrap();
     store.join(p).unwrap();
     assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
+
+    // Sequences are compared exactly over the whole u64 range: 2^53 + 1 is newer than 2^53,
+    // though both are the same double-precision number (Lua's own number type).
+    let big = 1u64 << 53;
+    assert_eq!(store.save_one(p, big, 2, false), SaveOutcome::Saved);
+    assert_eq!(store.save_one(p, big + 1, 3, false), SaveOutcome::Saved);
+    assert_eq!(store.save_one(p, big, 4, false), SaveOutcome::StaleSequence);
+    assert_eq!(store.save_one(p, u64::MAX, 5, false), SaveOutcome::Saved);
+    assert_eq!(
+        store.save_one(p, u64::MAX - 1, 6, false),
+        SaveOutcome::StaleSequence
+    );
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 5);
+    // A stored sequence written with leading zeros (foreign data) still reads as its value.
+    let padded = br#"{"version":2,"seq":0007,"id":1,"sections":{}}"#;
+    let _: () = conn.set("hearth:player:{1}", &padded[..]).unwrap();
+    assert_eq!(store.save_one(p, 7, 7, false), SaveOutcome::StaleSequence);
+    assert_eq!(store.save_one(p, 8, 8, false), SaveOutcome::Saved);
 }
 
 #[test]

@@ -18,6 +18,15 @@
 -- Several players per call because starting a call costs redis-server about as much as the
 -- work of one save (see docs/benchmarks.md). The keys then span cluster slots: Redis
 -- Cluster, which Hearth does not support yet, would need calls grouped by slot.
+
+-- Whether decimal sequence a is less than b. Compared as digit strings (shorter is smaller,
+-- then by digits), which is exact for any u64, unlike Lua's double-precision numbers, and
+-- costs no number conversion. Neither has leading zeros: Hearth writes none, and a stored
+-- one's are skipped by the pattern below.
+local function older(a, b)
+  return #a < #b or (#a == #b and a < b)
+end
+
 local owner = ARGV[1]
 local statuses = {}
 for i = 1, #KEYS / 2 do
@@ -26,16 +35,13 @@ for i = 1, #KEYS / 2 do
   if redis.call('GET', lease_key) ~= owner then
     statuses[i] = 'lost'
   else
-    local stored_seq = 0
-    local stored = redis.call('GETRANGE', record_key, 0, 63)
+    local stored_seq = '0'
+    local stored = redis.call('GETRANGE', record_key, '0', '63')
     if stored ~= '' then
-      local digits = string.match(stored, '^{"version":%d*,"seq":(%d+)')
-      if digits then
-        stored_seq = tonumber(digits)
-      end
+      stored_seq = string.match(stored, '^{"version":%d*,"seq":0*(%d+)') or '0'
     end
     statuses[i] = 'stale'
-    if stored_seq < tonumber(seq) then
+    if older(stored_seq, seq) then
       redis.call('SET', record_key, record)
       statuses[i] = 'saved'
     end
