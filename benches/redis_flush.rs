@@ -407,7 +407,9 @@ fn persistent_one_at_a_time_save(
             .arg(keys.player(p))
             .arg(keys.session(p))
             .arg(OWNER)
+            .arg(600_000)
             .arg(seq)
+            .arg(seq - 1)
             .arg(record.as_slice())
             .arg("0")
             .query(&mut conn)
@@ -454,6 +456,7 @@ fn store_save(
             entity: Entity::PLACEHOLDER,
             snapshot: snapshot(p, seq),
             release: false,
+            last_stored_seq: seq - 1,
         })
         .collect();
     let (redis_before, own_before) = (redis_cpu(probe), own_cpu());
@@ -541,7 +544,9 @@ fn raw_pipelined_evalsha(
                 .arg(keys.player(*p))
                 .arg(keys.session(*p))
                 .arg(OWNER)
+                .arg(600_000)
                 .arg(seq)
+                .arg(seq - 1)
                 .arg(record.as_slice())
                 .arg("0");
         }

@@ -198,6 +198,82 @@ fn lease_taken_by_another_owner_removes_the_player_without_saving(stores: &dyn S
     );
 }
 
+/// Joins a player, saves 5 xp, gains 7 more unsaved, then runs 90 s (1.5 lease TTLs) with the
+/// store unavailable: refreshes and saves fail and the lease expires in the store.
+fn outage_longer_than_the_lease(server: &mut TestServer, p: PlayerId) -> bevy_ecs::entity::Entity {
+    let e = server.join(p);
+    give_xp(server, e, 5);
+    server.flush_now();
+    assert_eq!(xp(server, p), Some(5));
+    give_xp(server, e, 7);
+    server.frame();
+    server.store().set_unavailable(true);
+    server.advance_secs(90.0);
+    assert_eq!(
+        server.store().lease_owner(p),
+        None,
+        "the lease expired during the outage"
+    );
+    e
+}
+
+fn an_outage_longer_than_the_lease_ttl_loses_nothing_if_nobody_took_the_player(
+    stores: &dyn StoreFactory,
+) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = outage_longer_than_the_lease(&mut server, p);
+    assert!(
+        server.world().get_entity(e).is_ok(),
+        "online through the outage"
+    );
+
+    server.store().set_unavailable(false);
+    server.advance_secs(31.0); // a lease refresh and a flush
+
+    assert!(server.world().get_entity(e).is_ok(), "still online");
+    assert_eq!(
+        xp(&server, p),
+        Some(12),
+        "the progress made before and during the outage is saved"
+    );
+    assert_eq!(
+        server.store().lease_owner(p).as_deref(),
+        Some("a"),
+        "the lease is ours again"
+    );
+    server.advance_secs(70.0); // more than a lease TTL
+    assert_eq!(
+        server.store().lease_owner(p).as_deref(),
+        Some("a"),
+        "and refreshed as before"
+    );
+}
+
+fn after_a_long_outage_a_player_written_elsewhere_meanwhile_is_dropped(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = outage_longer_than_the_lease(&mut server, p);
+    // Meanwhile another server claimed the player, played and saved it, and released it.
+    let elsewhere =
+        br#"{"version":2,"seq":50,"id":1,"sections":{"progress":{"xp":999,"level":10}}}"#;
+    server.store().put_raw_record(p, elsewhere.to_vec());
+
+    server.store().set_unavailable(false);
+    server.advance_secs(31.0);
+
+    assert!(
+        server.world().get_entity(e).is_err(),
+        "the player is dropped"
+    );
+    assert_eq!(
+        xp(&server, p),
+        Some(999),
+        "the other server's record is kept"
+    );
+    assert_eq!(server.store().lease_owner(p), None, "no lease was taken");
+}
+
 fn older_sequence_never_overwrites_a_newer_one(stores: &dyn StoreFactory) {
     let mut server = stores.server(config("a"));
     let p = PlayerId(1);
@@ -404,4 +480,6 @@ on_every_store!(
     a_player_online_here_or_elsewhere_cannot_join_twice,
     a_join_in_flight_at_shutdown_is_released_and_new_joins_are_refused,
     a_leave_during_an_in_flight_batch_saves_the_latest_state_and_releases,
+    an_outage_longer_than_the_lease_ttl_loses_nothing_if_nobody_took_the_player,
+    after_a_long_outage_a_player_written_elsewhere_meanwhile_is_dropped,
 );

@@ -119,6 +119,7 @@ fn item(player: PlayerId, seq: u64, xp: u64, release: bool) -> SaveItem {
             unknown: BTreeMap::new(),
         },
         release,
+        last_stored_seq: 0,
     }
 }
 
@@ -189,12 +190,16 @@ fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
     let mut conn = redis.connection();
     let p = PlayerId(1);
 
+    let foreign = br#"{"version":2,"seq":5,"id":1,"sections":{"progress":{"xp":7,"level":1}}}"#;
+    let _: () = conn.set("hearth:player:{1}", &foreign[..]).unwrap();
     assert_eq!(
-        a.save_one(p, 1, 1, false),
+        a.save_one(p, 6, 1, false),
         SaveOutcome::LeaseLost,
-        "no lease at all: nothing written"
+        "no lease, and a record this server never stored: nothing written"
     );
-    assert_eq!(stored(&mut conn, p), None);
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 7);
+    assert_eq!(owner(&mut conn, p), None, "no lease taken");
+    let _: () = conn.del("hearth:player:{1}").unwrap();
 
     a.join(p).unwrap();
     assert_eq!(a.save_one(p, 1, 10, false), SaveOutcome::Saved);
@@ -214,6 +219,48 @@ fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
         "b's release flag did not touch a's lease"
     );
     assert_eq!(b.metric(|m| &m.saves_lease_lost), 1);
+}
+
+#[test]
+fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
+    let redis = RedisServer::start();
+    let a = Store::open(&config("a", &redis.url()));
+    let b = Store::open(&config("b", &redis.url()));
+    let mut conn = redis.connection();
+    let p = PlayerId(1);
+    let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
+    let save = |store: &Store, seq, last_stored_seq, xp| {
+        let mut item = item(p, seq, xp, false);
+        item.last_stored_seq = last_stored_seq;
+        store.save(Lane::Periodic, vec![item]).remove(0).outcome
+    };
+    a.join(p).unwrap();
+    assert_eq!(save(&a, 1, 0, 10), SaveOutcome::Saved);
+
+    // The lease expires (an outage longer than its TTL); nobody writes the player meanwhile.
+    let _: () = conn.del("hearth:session:{1}").unwrap();
+    assert_eq!(
+        save(&a, 2, 1, 20),
+        SaveOutcome::Saved,
+        "re-claimed and saved"
+    );
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+    let pttl = pttl(&mut conn, p);
+    assert!(pttl > 0 && pttl <= ttl_ms, "re-claimed with the lease TTL");
+
+    // Expired again, and the record moved on since what this save believes was stored last:
+    // another server had the player. Nothing is written and no lease is taken.
+    let _: () = conn.del("hearth:session:{1}").unwrap();
+    assert_eq!(save(&a, 3, 1, 30), SaveOutcome::LeaseLost);
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
+    assert_eq!(owner(&mut conn, p), None);
+
+    // Another server holds the lease: never taken, whatever the record.
+    b.join(p).unwrap();
+    assert_eq!(save(&a, 3, 2, 30), SaveOutcome::LeaseLost);
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
 }
 
 #[test]

@@ -1,12 +1,20 @@
 -- Write players' records, each only if this server owns its lease AND the record is newer.
+-- ARGV[1] = owner   ARGV[2] = lease TTL in milliseconds (for a re-claim, below)
 -- For each player i (one or many):
 --   KEYS[2i-1] = <prefix>:player:{<id>}   KEYS[2i] = <prefix>:session:{<id>}
---   ARGV[3i-1] = save sequence of this record   ARGV[3i] = the record (JSON)
---   ARGV[3i+1] = '1' to release the lease afterwards (logout, shutdown), '0' otherwise
--- ARGV[1] = owner
+--   ARGV[4i-1] = save sequence of this record
+--   ARGV[4i]   = sequence of the newest record this server knows is stored
+--   ARGV[4i+1] = the record (JSON)
+--   ARGV[4i+2] = '1' to release the lease afterwards (logout, shutdown), '0' otherwise
 -- Returns one status per player, in order: 'saved', 'lost' (lease not ours: nothing
 -- written, lease untouched) or 'stale' (stored sequence >= ours: nothing written; the lease
 -- is still released if asked).
+--
+-- Re-claim: a lease that expired (during a Redis outage longer than the lease TTL, say) and
+-- that nobody has claimed since is ours again if the stored record is still the one this
+-- server last stored (its sequence equals ARGV[4i]): then no other server has written the
+-- player since, and the save goes on after SET-ting the lease with the full TTL. If the record
+-- moved on, another server had the player meanwhile: 'lost'.
 --
 -- The stored sequence is read from the start of the stored string, which every record of
 -- version >= 2 begins with: {"version":N,"seq":S,... A record without it (v1, foreign data)
@@ -27,21 +35,33 @@ local function older(a, b)
   return #a < #b or (#a == #b and a < b)
 end
 
-local owner = ARGV[1]
+-- The stored record's sequence, as digits ('0' when there is none).
+local function stored_seq(record_key)
+  local prefix = redis.call('GETRANGE', record_key, '0', '63')
+  return string.match(prefix, '^{"version":%d*,"seq":0*(%d+)') or '0'
+end
+
+local owner, ttl = ARGV[1], ARGV[2]
 local statuses = {}
 for i = 1, #KEYS / 2 do
   local record_key, lease_key = KEYS[2 * i - 1], KEYS[2 * i]
-  local seq, record, release = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
-  if redis.call('GET', lease_key) ~= owner then
+  local seq, last_stored = ARGV[4 * i - 1], ARGV[4 * i]
+  local record, release = ARGV[4 * i + 1], ARGV[4 * i + 2]
+  local lease = redis.call('GET', lease_key)
+  local stored = nil
+  if not lease then
+    stored = stored_seq(record_key)
+    if stored == last_stored then
+      redis.call('SET', lease_key, owner, 'PX', ttl)
+      lease = owner
+    end
+  end
+  if lease ~= owner then
     statuses[i] = 'lost'
   else
-    local stored_seq = '0'
-    local stored = redis.call('GETRANGE', record_key, '0', '63')
-    if stored ~= '' then
-      stored_seq = string.match(stored, '^{"version":%d*,"seq":0*(%d+)') or '0'
-    end
+    stored = stored or stored_seq(record_key)
     statuses[i] = 'stale'
-    if older(stored_seq, seq) then
+    if older(stored, seq) then
       redis.call('SET', record_key, record)
       statuses[i] = 'saved'
     end

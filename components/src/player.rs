@@ -74,6 +74,10 @@ pub struct SaveState {
     /// Sequence of the newest snapshot. Every snapshot takes the next number; the store
     /// refuses a write whose number is not newer than the stored one.
     pub seq: u64,
+    /// Sequence of the newest record this server knows the store holds (loaded at join, or
+    /// confirmed saved). A save may re-claim an expired lease only while the store still
+    /// holds exactly this: then nobody else has written the player since.
+    pub stored: u64,
     /// The save not yet answered by the store. While set, no other save of the player starts.
     pub in_flight: Option<InFlightSave>,
 }

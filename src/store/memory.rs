@@ -157,18 +157,34 @@ impl MemoryBackend {
         Ok(data.records.get(&player).map(|r| r.1.clone()))
     }
 
-    fn save(
-        &self,
-        player: PlayerId,
-        owner: &str,
-        seq: u64,
-        bytes: Vec<u8>,
-        release: bool,
-    ) -> SaveOutcome {
+    /// `save.lua`'s rule: write only with the lease ours (or expired, not taken, and the
+    /// record unchanged since `last_stored_seq`: then re-claim it) and a newer sequence.
+    fn save(&self, owner: &str, ttl: Duration, write: RecordWrite) -> SaveOutcome {
+        let RecordWrite {
+            player,
+            seq,
+            last_stored_seq,
+            bytes,
+            release,
+        } = write;
         let now = self.clock.now();
         let mut data = self.data();
-        if Self::live_owner(&data, player, now) != Some(owner) {
-            return SaveOutcome::LeaseLost;
+        match Self::live_owner(&data, player, now) {
+            Some(current) if current == owner => {}
+            Some(_) => return SaveOutcome::LeaseLost,
+            None => {
+                let stored = data.records.get(&player).map_or(0, |r| r.0);
+                if stored != last_stored_seq {
+                    return SaveOutcome::LeaseLost;
+                }
+                data.leases.insert(
+                    player,
+                    Lease {
+                        owner: owner.to_string(),
+                        expires: now + ttl,
+                    },
+                );
+            }
         }
         let outcome = match data.records.get(&player) {
             Some((stored, _)) if *stored >= seq => SaveOutcome::StaleSequence,
@@ -219,6 +235,15 @@ pub fn stored_seq(bytes: &[u8]) -> u64 {
     };
     let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap_or(0)
+}
+
+/// One record write asked of [`MemoryBackend::save`].
+struct RecordWrite {
+    player: PlayerId,
+    seq: u64,
+    last_stored_seq: u64,
+    bytes: Vec<u8>,
+    release: bool,
 }
 
 /// Faults a test can inject.
@@ -377,11 +402,15 @@ impl Shared {
         } else {
             match snapshot.encode() {
                 Ok(bytes) => self.backend.save(
-                    snapshot.player,
                     &self.instance,
-                    snapshot.seq,
-                    bytes,
-                    item.release,
+                    self.lease_ttl,
+                    RecordWrite {
+                        player: snapshot.player,
+                        seq: snapshot.seq,
+                        last_stored_seq: item.last_stored_seq,
+                        bytes,
+                        release: item.release,
+                    },
                 ),
                 Err(e) => SaveOutcome::Failed(format!("encoding the record: {e}")),
             }
@@ -504,15 +533,12 @@ mod tests {
         );
         assert!(backend.claim(p, "a", ttl).is_ok(), "the owner may re-claim");
         assert_eq!(
-            backend.save(p, "b", 1, b"{}".to_vec(), false),
+            backend.save("b", ttl, write(p, 1, 0)),
             SaveOutcome::LeaseLost
         );
+        assert_eq!(backend.save("a", ttl, write(p, 2, 0)), SaveOutcome::Saved);
         assert_eq!(
-            backend.save(p, "a", 2, b"{}".to_vec(), false),
-            SaveOutcome::Saved
-        );
-        assert_eq!(
-            backend.save(p, "a", 2, b"{}".to_vec(), false),
+            backend.save("a", ttl, write(p, 2, 0)),
             SaveOutcome::StaleSequence
         );
         assert_eq!(backend.refresh(p, "b", ttl), RefreshOutcome::LeaseLost);
@@ -528,6 +554,41 @@ mod tests {
         assert!(
             backend.claim(p, "b", ttl).is_ok(),
             "an expired lease can be claimed by another server"
+        );
+    }
+
+    fn write(player: PlayerId, seq: u64, last_stored_seq: u64) -> RecordWrite {
+        RecordWrite {
+            player,
+            seq,
+            last_stored_seq,
+            bytes: format!(r#"{{"version":2,"seq":{seq},"id":1,"sections":{{}}}}"#).into_bytes(),
+            release: false,
+        }
+    }
+
+    #[test]
+    fn a_save_re_claims_an_expired_lease_only_if_nobody_wrote_since() {
+        let backend = MemoryBackend::new(StoreClock::manual());
+        let ttl = Duration::from_secs(60);
+        let p = PlayerId(1);
+        backend.claim(p, "a", ttl).unwrap();
+        assert_eq!(backend.save("a", ttl, write(p, 3, 0)), SaveOutcome::Saved);
+        backend.clock().advance(Duration::from_secs(61));
+        assert_eq!(
+            backend.save("a", ttl, write(p, 4, 2)),
+            SaveOutcome::LeaseLost,
+            "the record moved on since this server's last save: not re-claimed"
+        );
+        assert_eq!(backend.lease_owner(p), None);
+        assert_eq!(backend.save("a", ttl, write(p, 4, 3)), SaveOutcome::Saved);
+        assert_eq!(backend.lease_owner(p).as_deref(), Some("a"), "re-claimed");
+        backend.claim(p, "a", ttl).unwrap();
+        backend.clock().advance(Duration::from_secs(30));
+        assert_eq!(
+            backend.save("b", ttl, write(p, 5, 4)),
+            SaveOutcome::LeaseLost,
+            "a live lease of another server is never taken"
         );
     }
 }

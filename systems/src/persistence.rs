@@ -287,6 +287,7 @@ fn start_save(
         entity,
         snapshot: registry.snapshot(player, state.seq, source),
         release,
+        last_stored_seq: state.stored,
     }
 }
 
@@ -406,6 +407,7 @@ fn apply_save_results(
         };
         match &result.outcome {
             SaveOutcome::Saved => {
+                state.stored = state.stored.max(result.seq);
                 for tag in tags {
                     saved_now.write(SavedNow {
                         entity: result.entity,

@@ -11,7 +11,7 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost,
-    PlayerId, PlayerJoined, SaveState, ServerConfig, SessionOwner, UnknownSections,
+    PlayerId, PlayerJoined, SaveNowPending, SaveState, ServerConfig, SessionOwner, UnknownSections,
 };
 
 use crate::persistence::{PersistenceSystems, PersistentRegistry};
@@ -177,10 +177,12 @@ fn spawn_joined_players(
                 continue;
             }
         };
+        let loaded_seq = grant.record.as_ref().map_or(0, |r| r.seq);
         let mut entity = commands.spawn((
             done.player,
             SaveState {
-                seq: grant.record.as_ref().map_or(0, |r| r.seq),
+                seq: loaded_seq,
+                stored: loaded_seq,
                 in_flight: None,
             },
             SessionOwner {
@@ -273,14 +275,20 @@ fn refresh_leases(
     port.submit(StoreJob::Refresh { batch, leases });
 }
 
-/// Applies refresh results: confirmed leases get a new timestamp; leases owned by someone
-/// else drop the player without saving (unless its final save is deciding that already).
+/// Applies refresh results: confirmed leases get a new timestamp. A lease found gone or
+/// owned by someone else does not drop the player yet: an immediate save decides (unless a
+/// final save is deciding already). The save re-claims a lease that merely expired if nobody
+/// has written the player since, and otherwise comes back lost, which drops the player.
 fn apply_refresh_results(
     time: Res<Time<Real>>,
     mut schedule: ResMut<LeaseRefreshSchedule>,
     mut completed: MessageReader<RefreshesCompleted>,
-    mut players: Query<(&PlayerId, &mut SessionOwner, Has<Leaving>)>,
-    mut lost: MessageWriter<OwnershipLost>,
+    mut players: Query<(
+        &PlayerId,
+        &mut SessionOwner,
+        Has<Leaving>,
+        Has<SaveNowPending>,
+    )>,
     mut commands: Commands,
 ) {
     for done in completed.read() {
@@ -288,7 +296,8 @@ fn apply_refresh_results(
             schedule.in_flight = None;
         }
         for result in &done.results {
-            let Ok((player, mut owner, leaving)) = players.get_mut(result.entity) else {
+            let Ok((player, mut owner, leaving, save_pending)) = players.get_mut(result.entity)
+            else {
                 continue;
             };
             if *player != result.player {
@@ -296,13 +305,12 @@ fn apply_refresh_results(
             }
             match result.outcome {
                 RefreshOutcome::Refreshed => owner.last_refresh = time.elapsed(),
-                RefreshOutcome::LeaseLost if !leaving => {
-                    tracing::warn!(player = %player, "lease now owned elsewhere; dropping player without saving");
-                    lost.write(OwnershipLost {
-                        entity: result.entity,
-                        player: *player,
+                RefreshOutcome::LeaseLost if !leaving && !save_pending => {
+                    tracing::warn!(player = %player, "lease expired or taken; saving now, which re-claims it only if nobody else has written the player");
+                    commands.entity(result.entity).insert(SaveNowPending {
+                        tags: Vec::new(),
+                        retry_at: Duration::ZERO,
                     });
-                    commands.entity(result.entity).despawn();
                 }
                 RefreshOutcome::LeaseLost | RefreshOutcome::Failed(_) => {}
             }

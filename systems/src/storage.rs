@@ -112,6 +112,12 @@ pub struct SaveItem {
     pub snapshot: PlayerSnapshot,
     /// Release the session lease once the record is written (logout, shutdown).
     pub release: bool,
+    /// Sequence of the newest record this server knows is stored ([`SaveState::stored`]).
+    /// If the lease has expired (not taken by anyone) and the stored record is still at this
+    /// sequence, the store re-claims the lease and writes; otherwise the save is `LeaseLost`.
+    ///
+    /// [`SaveState::stored`]: hearth_components::SaveState::stored
+    pub last_stored_seq: u64,
 }
 
 /// One lease to refresh within a batch.

@@ -651,7 +651,7 @@ fn build_save_chunk(
     let mut items = chunk.into_iter().peekable();
     while items.peek().is_some() {
         let mut keys = Vec::with_capacity(2 * PLAYERS_PER_SAVE_CALL);
-        let mut args = Vec::with_capacity(3 * PLAYERS_PER_SAVE_CALL);
+        let mut args = Vec::with_capacity(4 * PLAYERS_PER_SAVE_CALL);
         let mut group = Vec::with_capacity(PLAYERS_PER_SAVE_CALL);
         for item in items.by_ref() {
             let snapshot = &item.snapshot;
@@ -665,6 +665,7 @@ fn build_save_chunk(
                     keys.push(shared.keys.player(snapshot.player));
                     keys.push(shared.keys.session(snapshot.player));
                     args.push(snapshot.seq.to_string().into_bytes());
+                    args.push(item.last_stored_seq.to_string().into_bytes());
                     args.push(record);
                     args.push(if item.release { b"1" } else { b"0" }.to_vec());
                     group.push(meta);
@@ -683,6 +684,7 @@ fn build_save_chunk(
             .arg(keys.len())
             .arg(keys)
             .arg(&shared.instance)
+            .arg(shared.lease_ttl_ms)
             .arg(args);
         groups.push(group);
     }
