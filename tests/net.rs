@@ -217,6 +217,53 @@ fn failed_logins_are_rate_limited_per_address() {
 }
 
 #[test]
+fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
+    let server = server();
+    let mut other = server.client();
+    other.register("hank", "password1");
+    other.login("hank", "password1");
+    let mut c = server.client();
+    c.register("ivy", "password1");
+    c.login("ivy", "password1");
+
+    // 1,000 moves in one write: far beyond 120 per second.
+    let flood = r#"{"type":"move","dx":1,"dy":0}"#.to_string() + "\n";
+    c.send_raw(flood.repeat(1_000).as_bytes());
+    let mut limited = 0;
+    while limited < 500 {
+        let message = c.expect_any(&["error", "level_up"]);
+        if message["type"] == "error" {
+            assert_eq!(message["code"], "rate_limited", "{message}");
+            limited += 1;
+        }
+    }
+
+    std::thread::sleep(Duration::from_millis(1_100));
+    c.send(json!({"type": "ping", "nonce": 3}));
+    loop {
+        let message = c.expect_any(&["pong", "error", "level_up"]);
+        if message["type"] == "pong" {
+            assert_eq!(message["nonce"], 3);
+            break;
+        }
+    }
+    other.send(json!({"type": "ping", "nonce": 4}));
+    assert_eq!(
+        other.expect("pong")["nonce"],
+        4,
+        "other players are unaffected"
+    );
+    c.send(json!({"type": "logout"}));
+    while c.expect_any(&["logged_out", "error", "level_up"])["type"] != "logged_out" {}
+    let state = &c.login("ivy", "password1")["state"];
+    let x = state["position"]["x"].as_f64().unwrap();
+    assert!(
+        (1.0..500.0).contains(&x),
+        "some moves were applied and most of the flood dropped: x = {x}"
+    );
+}
+
+#[test]
 fn idle_clients_are_disconnected() {
     let mut config = test_config("net-idle");
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -236,21 +283,29 @@ fn idle_clients_are_disconnected() {
 #[test]
 fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     let server = server();
-    let mut c = server.client();
-    let requests = 400;
-    for i in 0..requests {
-        c.send(
-            json!({"type": "register", "username": format!("user{i}"), "password": "password1"}),
-        );
+    // 4 connections x 100 requests: within each connection's message rate, far beyond the
+    // auth queue.
+    let mut clients: Vec<_> = (0..4).map(|_| server.client()).collect();
+    let per_client = 100;
+    for (n, c) in clients.iter_mut().enumerate() {
+        let lines: String = (0..per_client)
+            .map(|i| {
+                let register = json!({"type": "register", "username": format!("user{n}x{i}"), "password": "password1"});
+                format!("{register}\n")
+            })
+            .collect();
+        c.send_raw(lines.as_bytes());
     }
     let (mut registered, mut busy) = (0, 0);
-    for _ in 0..requests {
-        let answer = c.expect_any(&["registered", "error"]);
-        match answer["type"].as_str() {
-            Some("registered") => registered += 1,
-            _ => {
-                assert_eq!(answer["code"], "server_busy", "{answer}");
-                busy += 1;
+    for c in &mut clients {
+        for _ in 0..per_client {
+            let answer = c.expect_any(&["registered", "error"]);
+            match answer["type"].as_str() {
+                Some("registered") => registered += 1,
+                _ => {
+                    assert_eq!(answer["code"], "server_busy", "{answer}");
+                    busy += 1;
+                }
             }
         }
     }
@@ -259,6 +314,7 @@ fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
         "400 password hashes at once overflow the bounded queue"
     );
     assert!(registered > 0, "queued requests are still served");
+    let c = &mut clients[0];
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3);
 }

@@ -94,7 +94,8 @@ pub enum ErrorCode {
     UsernameTaken,
     /// The player is online on this or another server.
     AlreadyOnline,
-    /// Too many failed logins from this address; try again later.
+    /// Too many failed logins from this address, or too many messages on this connection
+    /// (the message was dropped); try again later.
     RateLimited,
     /// The server cannot take the request now (auth queue full); retry shortly.
     ServerBusy,

@@ -3,11 +3,13 @@
 //! whatever the ECS or auth workers queue for it.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
+use governor::{Quota, RateLimiter};
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -22,6 +24,10 @@ use super::auth::{AuthQueue, AuthRequest};
 pub const CLIENT_QUEUE: usize = 256;
 /// A write the client does not accept within this time closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages one connection may send per second (and in one burst) before the excess is
+/// refused with `rate_limited`: twice the default tick rate, so a client moving every frame
+/// never meets it, while a flooding one costs the ECS no more than that.
+pub const CLIENT_MESSAGES_PER_SECOND: u32 = 120;
 
 /// A connection's outbound queue, shared by the ECS and auth workers.
 pub struct TokioOutbox {
@@ -78,6 +84,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         return; // server stopping
     }
     let mut login = Login::No;
+    let limit = RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
+    ));
     loop {
         tokio::select! {
             biased;
@@ -116,6 +125,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                             write(&mut writer, &ServerMessage::error(ErrorCode::BadRequest, message)).await.ok();
                         }
                         break;
+                    }
+                    Ok(Some(Ok(line))) if limit.check().is_err() && !line.trim().is_empty() => {
+                        let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
+                        Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }
                     Ok(Some(Ok(line))) => handle_line(conn, peer, &line, &mut login, &outbox, &ctx),
                 };
