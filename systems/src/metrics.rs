@@ -98,8 +98,9 @@ impl MetricsReport {
         })
     }
 
-    /// Logs the report, warning about store latencies whose p99 exceeds `warn_above`.
-    pub fn log(&self, warn_above: Duration) {
+    /// Logs the report's totals with the latencies of the last window, warning about store
+    /// latencies whose p99 in that window exceeds `warn_above`.
+    pub fn log(&self, window: &WindowLatencies, warn_above: Duration) {
         tracing::info!(
             players = self.players,
             saves = self.saves,
@@ -113,26 +114,61 @@ impl MetricsReport {
             flush_batches = self.flush_batches,
             last_flush_batch = self.last_flush_batch_size,
             ownership_lost = self.ownership_lost,
-            save_p50 = ?self.save_batch_latency.p50,
-            save_p99 = ?self.save_batch_latency.p99,
-            load_p50 = ?self.load_latency.p50,
-            load_p99 = ?self.load_latency.p99,
-            refresh_p50 = ?self.refresh_batch_latency.p50,
-            refresh_p99 = ?self.refresh_batch_latency.p99,
-            tick_p50 = ?self.tick.p50,
-            tick_p99 = ?self.tick.p99,
-            tick_max = ?self.tick.max,
-            "metrics"
+            save_p50 = ?window.save.p50,
+            save_p99 = ?window.save.p99,
+            load_p50 = ?window.load.p50,
+            load_p99 = ?window.load.p99,
+            refresh_p50 = ?window.refresh.p50,
+            refresh_p99 = ?window.refresh.p99,
+            tick_p50 = ?window.tick.p50,
+            tick_p99 = ?window.tick.p99,
+            tick_max = ?window.tick.max,
+            "metrics (latencies: since the previous summary)"
         );
-        for (what, summary) in [
-            ("save", self.save_batch_latency),
-            ("load", self.load_latency),
-            ("refresh", self.refresh_batch_latency),
-        ] {
-            if summary.count > 0 && summary.p99 > warn_above {
-                tracing::warn!(p99 = ?summary.p99, threshold = ?warn_above, "{what} latency p99 above threshold");
-            }
+        for (what, summary) in window.above(warn_above) {
+            tracing::warn!(p99 = ?summary.p99, threshold = ?warn_above, samples = summary.count, "{what} latency p99 above threshold since the previous summary");
         }
+    }
+}
+
+/// Latency percentiles over one reporting window: the samples since the previous summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WindowLatencies {
+    /// Per pipelined save chunk.
+    pub save: LatencySummary,
+    /// Per join (claim + load).
+    pub load: LatencySummary,
+    /// Per pipelined refresh chunk.
+    pub refresh: LatencySummary,
+    /// Per frame.
+    pub tick: LatencySummary,
+}
+
+impl WindowLatencies {
+    /// Takes the current window of every latency histogram and starts new ones.
+    pub fn take(world: &World) -> Option<Self> {
+        let store = world.get_resource::<StorePort>()?.metrics();
+        Some(Self {
+            save: store.save_batch_latency.take_window(),
+            load: store.load_latency.take_window(),
+            refresh: store.refresh_batch_latency.take_window(),
+            tick: world
+                .get_resource::<TickMetrics>()
+                .map(|t| t.frame.take_window())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The store latencies with samples whose p99 exceeds `threshold`, by name.
+    pub fn above(&self, threshold: Duration) -> Vec<(&'static str, LatencySummary)> {
+        [
+            ("save", self.save),
+            ("load", self.load),
+            ("refresh", self.refresh),
+        ]
+        .into_iter()
+        .filter(|(_, s)| s.count > 0 && s.p99 > threshold)
+        .collect()
     }
 }
 
@@ -148,8 +184,10 @@ fn log_summary(world: &mut World) {
     };
     if finished {
         let warn_above = world.resource::<ServerConfig>().latency_warn;
-        if let Some(report) = MetricsReport::read(world) {
-            report.log(warn_above);
+        if let (Some(report), Some(window)) =
+            (MetricsReport::read(world), WindowLatencies::take(world))
+        {
+            report.log(&window, warn_above);
         }
     }
 }
@@ -171,5 +209,40 @@ impl Plugin for MetricsPlugin {
             app.insert_resource(SummaryTimer(Timer::new(interval, TimerMode::Repeating)))
                 .add_systems(Last, log_summary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_store_latencies_with_samples_above_the_threshold_warn() {
+        let slow = LatencySummary {
+            p50: Duration::from_millis(10),
+            p99: Duration::from_millis(80),
+            max: Duration::from_millis(90),
+            count: 5,
+        };
+        let window = WindowLatencies {
+            save: slow,
+            load: LatencySummary {
+                p99: Duration::from_millis(20),
+                count: 5,
+                ..slow
+            },
+            refresh: LatencySummary { count: 0, ..slow },
+            tick: slow,
+        };
+        let names: Vec<_> = window
+            .above(Duration::from_millis(50))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            ["save"],
+            "load is fast, refresh has no samples, tick is no store latency"
+        );
     }
 }

@@ -285,14 +285,25 @@ impl StorePort {
     }
 }
 
-/// A latency histogram in microseconds (1 µs to 1 h, 3 significant digits).
-pub struct LatencyHistogram(Mutex<Histogram<u64>>);
+/// A latency histogram in microseconds (1 µs to 1 h, 3 significant digits), kept twice: since
+/// start, and over the current reporting window. The summary log and its p99 warning read
+/// the window, so an old spike does not warn forever and a new one is not diluted by hours
+/// of good samples.
+pub struct LatencyHistogram(Mutex<Windowed>);
+
+struct Windowed {
+    all: Histogram<u64>,
+    window: Histogram<u64>,
+}
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self(Mutex::new(
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-        ))
+        let histogram =
+            || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+        Self(Mutex::new(Windowed {
+            all: histogram(),
+            window: histogram(),
+        }))
     }
 }
 
@@ -302,9 +313,9 @@ impl LatencyHistogram {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, 3_600_000_000);
-        if let Ok(mut h) = self.0.lock() {
-            h.saturating_record_n(us, count);
-        }
+        let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        h.all.saturating_record_n(us, count);
+        h.window.saturating_record_n(us, count);
     }
 
     /// Records one sample.
@@ -312,20 +323,27 @@ impl LatencyHistogram {
         self.record_n(latency, 1);
     }
 
-    /// (p50, p99, max, count).
+    /// Percentiles of every sample since start.
     pub fn summary(&self) -> LatencySummary {
-        let h = self
-            .0
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        let d = |us: u64| Duration::from_micros(us);
-        LatencySummary {
-            p50: d(h.value_at_quantile(0.50)),
-            p99: d(h.value_at_quantile(0.99)),
-            max: d(h.max()),
-            count: h.len(),
-        }
+        summarize(&self.0.lock().unwrap_or_else(|p| p.into_inner()).all)
+    }
+
+    /// Percentiles of the samples since the previous call (or start), and a new window.
+    pub fn take_window(&self) -> LatencySummary {
+        let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let summary = summarize(&h.window);
+        h.window.reset();
+        summary
+    }
+}
+
+fn summarize(h: &Histogram<u64>) -> LatencySummary {
+    let d = Duration::from_micros;
+    LatencySummary {
+        p50: d(h.value_at_quantile(0.50)),
+        p99: d(h.value_at_quantile(0.99)),
+        max: d(h.max()),
+        count: h.len(),
     }
 }
 
@@ -399,6 +417,22 @@ impl StoreMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latency_window_forgets_what_the_all_time_histogram_keeps() {
+        let h = LatencyHistogram::default();
+        h.record_n(Duration::from_millis(100), 100);
+        let first = h.take_window();
+        assert_eq!((first.count, first.p99.as_millis()), (100, 100));
+        h.record_n(Duration::from_millis(1), 100);
+        let second = h.take_window();
+        assert_eq!(second.count, 100);
+        assert_eq!(second.p99.as_millis(), 1, "the old slow samples are gone");
+        assert_eq!(h.take_window().count, 0, "a new, empty window");
+        let all = h.summary();
+        assert_eq!(all.count, 200);
+        assert_eq!(all.p99.as_millis(), 100, "since start, they are kept");
+    }
 
     #[test]
     fn snapshot_encodes_as_a_decodable_record_keeping_unknown_sections() {
