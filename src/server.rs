@@ -41,6 +41,9 @@ pub fn build_app(config: ServerConfig, port: StorePort) -> App {
     app
 }
 
+/// How long a shutdown waits for connections to write their last message.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// How a shutdown ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -58,6 +61,9 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
     loop {
         let present = sessions::leave_everyone(app.world_mut());
         if present == 0 || started.elapsed() >= deadline {
+            if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
+                door.close_all(CLOSE_GRACE);
+            }
             let unsaved = app
                 .world_mut()
                 .query::<&PlayerId>()

@@ -264,6 +264,39 @@ fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
 }
 
 #[test]
+fn shutdown_tells_every_client_why_and_players_that_their_progress_is_saved() {
+    let server = server();
+    let mut player = server.client();
+    let id = player.register("jade", "password1");
+    player.login("jade", "password1");
+    player.step(1.0, 0.0);
+    let mut anonymous = server.client();
+    anonymous.send(json!({"type": "ping", "nonce": 1}));
+    anonymous.expect("pong");
+    let backend = server.backend.clone().unwrap();
+
+    assert_eq!(server.stop(), 0, "everyone saved");
+
+    let kicked = player.expect("kicked");
+    assert!(
+        kicked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("progress is saved"),
+        "{kicked}"
+    );
+    assert!(player.is_closed());
+    let record = backend.record(PlayerId(id)).expect("saved");
+    assert_eq!(record.sections["position"]["x"], 1.0);
+    let kicked = anonymous.expect("kicked");
+    assert!(
+        kicked["reason"].as_str().unwrap().contains("shutting down"),
+        "{kicked}"
+    );
+    assert!(anonymous.is_closed());
+}
+
+#[test]
 fn idle_clients_are_disconnected() {
     let mut config = test_config("net-idle");
     config.listen = "127.0.0.1:0".parse().unwrap();

@@ -50,6 +50,8 @@ pub struct LeaveRequest {
 /// A player left: the final save is durable and the lease released.
 #[derive(Message, Clone, Debug)]
 pub struct PlayerLeft {
+    /// The entity the player had (despawned by now).
+    pub entity: Entity,
     pub player: PlayerId,
     pub origin: u64,
 }

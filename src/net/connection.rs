@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -51,6 +52,26 @@ pub struct ConnectionContext {
     pub events: Sender<NetEvent>,
     pub auth: AuthQueue,
     pub idle_timeout: Duration,
+    /// Cancelled at the end of a shutdown: every connection says so and closes.
+    pub closing: CancellationToken,
+    /// Connections being served.
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Where the client's login stands, as far as this connection can tell.
@@ -63,6 +84,7 @@ enum Login {
 
 /// Serves one client until it leaves, misbehaves, idles out or is closed by the server.
 pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: ConnectionContext) {
+    let _open = OpenConnection::new(&ctx.open);
     stream.set_nodelay(true).ok();
     let (reader, writer) = stream.into_split();
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
@@ -94,6 +116,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 while let Ok(message) = outbound.try_recv() {
                     if write(&mut writer, &message).await.is_err() { break; }
                 }
+                break;
+            }
+            () = ctx.closing.cancelled() => {
+                let reason = "the server is shutting down".to_string();
+                write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
                 break;
             }
             Some(message) = outbound.recv() => {

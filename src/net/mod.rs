@@ -8,7 +8,7 @@ pub mod connection;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bevy_app::App;
@@ -35,6 +35,8 @@ pub struct FrontDoor {
     _runtime: tokio::runtime::Runtime,
     local_addr: SocketAddr,
     accepting: CancellationToken,
+    closing: CancellationToken,
+    open: Arc<AtomicUsize>,
 }
 
 impl FrontDoor {
@@ -46,6 +48,18 @@ impl FrontDoor {
     /// Stops accepting new connections (shutdown); open ones keep being served.
     pub fn stop_accepting(&self) {
         self.accepting.cancel();
+    }
+
+    /// Tells every open connection the server is shutting down and closes it, waiting up to
+    /// `grace` for them to finish writing. The last step of a shutdown, once every player
+    /// has left (each was told its progress is saved).
+    pub fn close_all(&self, grace: Duration) {
+        self.accepting.cancel();
+        self.closing.cancel();
+        let started = std::time::Instant::now();
+        while self.open.load(Ordering::SeqCst) > 0 && started.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -91,10 +105,14 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let (events, inbox) = crossbeam_channel::unbounded();
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
     let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
+    let closing = CancellationToken::new();
+    let open = Arc::new(AtomicUsize::new(0));
     let ctx = ConnectionContext {
         events,
         auth,
         idle_timeout: config.idle_timeout,
+        closing: closing.clone(),
+        open: Arc::clone(&open),
     };
     let accepting = CancellationToken::new();
     runtime.spawn(accept_loop(listener, ctx, accepting.clone()));
@@ -104,6 +122,8 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             _runtime: runtime,
             local_addr,
             accepting,
+            closing,
+            open,
         });
     Ok(local_addr)
 }

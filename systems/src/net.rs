@@ -264,13 +264,20 @@ fn answer_lifecycle(
         connections.send(r.origin, ServerMessage::error(code, message), &mut leaves);
     }
     for l in left.read() {
-        let Some(c) = connections.by_conn.get_mut(&l.origin) else {
-            continue;
-        };
-        if let Session::LoggingOut(entity) = c.session {
+        if let Some(c) = connections.by_conn.get_mut(&l.origin)
+            && let Session::LoggingOut(entity) = c.session
+        {
             c.session = Session::Anonymous;
             connections.by_entity.remove(&entity);
             connections.send(l.origin, ServerMessage::LoggedOut {}, &mut leaves);
+        } else if let Some(conn) = connections.by_entity.remove(&l.entity)
+            && let Some(c) = connections.by_conn.get_mut(&conn)
+        {
+            // The server ended the session (shutdown): say so once the save is durable.
+            c.session = Session::Anonymous;
+            let reason = "the server is shutting down; your progress is saved".to_string();
+            c.outbox.send(ServerMessage::Kicked { reason }).ok();
+            c.outbox.close();
         }
     }
     for s in saved.read() {

@@ -419,6 +419,7 @@ fn apply_save_results(
                 // save that was in flight when the leave began does not.
                 if release && let Some(leaving) = leaving {
                     left.write(PlayerLeft {
+                        entity: result.entity,
                         player: *player,
                         origin: leaving.origin,
                     });
