@@ -8,6 +8,30 @@ use clap::Parser;
 use hearth::config::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+/// Why the server could not start: the exit code and what to print.
+struct StartError {
+    code: u8,
+    message: String,
+}
+
+impl StartError {
+    /// Exit code 2: the configuration is invalid.
+    fn config(e: impl std::fmt::Display) -> Self {
+        Self {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+
+    /// Exit code 1: something the server needs is not available.
+    fn startup(e: impl std::fmt::Display) -> Self {
+        Self {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if cli.verbose { "debug" } else { "info" };
@@ -18,21 +42,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    match serve(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("hearth: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
 
-    let config = match config::load(&cli) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let port = match hearth::store::open(&config) {
-        Ok(port) => port,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            return ExitCode::from(1);
-        }
-    };
+/// Starts the server and runs it until Ctrl-C or SIGTERM; returns the exit code.
+fn serve(cli: &Cli) -> Result<u8, StartError> {
+    let config = config::load(cli).map_err(StartError::config)?;
+    let port = hearth::store::open(&config).map_err(StartError::startup)?;
     let info = port.info();
     if info.durable {
         tracing::info!(store = info.backend, location = %info.location, instance = %config.instance_id, "store ready");
@@ -43,26 +65,13 @@ fn main() -> ExitCode {
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
-        eprintln!("hearth: cannot install the Ctrl-C/SIGTERM handler: {e}");
-        return ExitCode::from(1);
-    }
-    let accounts = match hearth::net::account_stores(&config) {
-        Ok(accounts) => accounts,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| {
+        StartError::startup(format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))
+    })?;
+    let accounts = hearth::net::account_stores(&config).map_err(StartError::startup)?;
     let mut app = hearth::build_app(config.clone(), port);
-    match hearth::net::start(&mut app, accounts) {
-        Ok(addr) => {
-            tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)")
-        }
-        Err(e) => {
-            eprintln!("hearth: cannot listen on {}: {e}", config.listen);
-            return ExitCode::from(1);
-        }
-    }
-    ExitCode::from(u8::try_from(hearth::server::run(app, stop)).unwrap_or(1))
+    let addr = hearth::net::start(&mut app, accounts)
+        .map_err(|e| StartError::startup(format!("cannot listen on {}: {e}", config.listen)))?;
+    tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
+    Ok(u8::try_from(hearth::server::run(app, stop)).unwrap_or(1))
 }
