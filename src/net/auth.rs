@@ -139,6 +139,14 @@ struct Worker {
     argon2: Argon2<'static>,
 }
 
+/// Queues an answer for the client; a client whose queue is full is not reading, and is
+/// disconnected rather than left without its answer (as the world does with slow clients).
+fn answer_or_close(reply: &dyn ClientOutbox, answer: ServerMessage) {
+    if reply.send(answer).is_err() {
+        reply.close();
+    }
+}
+
 /// A hash to verify against when the username does not exist, so both failures take as long.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2tKhHnNiYUGmJcqGu8Y6OOl7mAgpq1z2T6xqMFMu0Cs";
 
@@ -151,7 +159,7 @@ impl Worker {
                 reply,
             } => {
                 let answer = self.register(&username, &password);
-                reply.send(answer).ok();
+                answer_or_close(reply.as_ref(), answer);
             }
             AuthRequest::Login {
                 conn,
@@ -161,7 +169,7 @@ impl Worker {
                 reply,
             } => {
                 if let Err(answer) = self.login(conn, addr, &username, &password) {
-                    reply.send(answer).ok();
+                    answer_or_close(reply.as_ref(), answer);
                 }
             }
         }
@@ -276,6 +284,36 @@ fn validate_password(password: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_systems::net::OutboxClosed;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// An outbox that is full (or open and accepting), recording whether it was closed.
+    struct TestOutbox {
+        full: bool,
+        closed: AtomicBool,
+    }
+
+    impl ClientOutbox for TestOutbox {
+        fn send(&self, _: ServerMessage) -> Result<(), OutboxClosed> {
+            if self.full { Err(OutboxClosed) } else { Ok(()) }
+        }
+
+        fn close(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_client_whose_queue_is_full_is_disconnected_not_left_without_its_answer() {
+        for full in [false, true] {
+            let outbox = TestOutbox {
+                full,
+                closed: AtomicBool::new(false),
+            };
+            answer_or_close(&outbox, ServerMessage::Pong { nonce: 1 });
+            assert_eq!(outbox.closed.load(Ordering::SeqCst), full);
+        }
+    }
 
     #[test]
     fn dummy_hash_is_a_valid_phc_string() {
