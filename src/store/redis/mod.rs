@@ -42,13 +42,13 @@ use super::OpenError;
 /// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
 const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// Players one `save.lua` call writes, at most. Starting a script costs Redis about as much
-/// as one save's work; 20 saves keep one call around 0.2 ms.
+/// Players one `save.lua` call writes, at most. A call per player cost redis-server 1.3-1.8x
+/// the CPU per save (docs/benchmarks.md); 20 saves keep one call around 0.2 ms.
 const PLAYERS_PER_SAVE_CALL: usize = 20;
 
 /// Leases one `refresh.lua` call extends. Redis spends more on starting a script than on the
-/// two commands per lease, so a call per lease cost about a third more server CPU per
-/// refresh (docs/benchmarks.md). 50 leases keep one call well under a millisecond.
+/// two commands per lease: a call per lease cost redis-server 2.3-3.2x the CPU per refresh
+/// (docs/benchmarks.md). 50 leases keep one call well under a millisecond.
 const LEASES_PER_REFRESH_CALL: usize = 50;
 
 /// A [`PlayerStore`] on Redis. Made with [`RedisStore::open`]; dropping it stops its runtime.
@@ -392,8 +392,9 @@ impl LaneWorker {
 
     /// Sends `items` in pipelined chunks of `batch_chunk`, [`CHUNKS_IN_FLIGHT`] at a time,
     /// building (and encoding) each chunk with `build` on this task, which groups the items
-    /// into script calls. Returns one reply per call with its items. Once a chunk gets no reply, the chunks not yet sent fail without being sent:
-    /// the batch costs at most about one store timeout when Redis is down or hung.
+    /// into script calls. Returns one reply per call with its items. Once a chunk gets no
+    /// reply, the chunks not yet sent fail without being sent: the batch costs at most about
+    /// one store timeout when Redis is down or hung.
     async fn run_batch<I, M>(
         &mut self,
         items: Vec<I>,
@@ -511,7 +512,7 @@ impl LaneWorker {
             )
             .await;
         let m = &self.shared.metrics;
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(replies.len());
         for (group, reply) in replies {
             let outcomes = save_outcomes(reply, group.len());
             for (sent, outcome) in group.into_iter().zip(outcomes) {
@@ -537,7 +538,7 @@ impl LaneWorker {
             )
             .await;
         let m = &self.shared.metrics;
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(replies.len());
         for (group, reply) in replies {
             let outcomes = refresh_outcomes(reply, group.len());
             for (lease, outcome) in group.into_iter().zip(outcomes) {
