@@ -274,6 +274,29 @@ fn after_a_long_outage_a_player_written_elsewhere_meanwhile_is_dropped(stores: &
     assert_eq!(server.store().lease_owner(p), None, "no lease was taken");
 }
 
+fn a_lost_save_and_a_lost_refresh_in_one_frame_drop_the_player_without_a_panic(
+    stores: &dyn StoreFactory,
+) {
+    use bevy_app::PreUpdate;
+    use bevy_ecs::schedule::IntoScheduleConfigs;
+    use hearth::systems::{PersistenceSystems, SessionSystems};
+    let mut server = stores.server(config("a"));
+    // Save results first, with no command flush before refresh results: the order the
+    // scheduler may pick (the refresh's follow-up save must tolerate the despawn).
+    server.app().configure_sets(
+        PreUpdate,
+        SessionSystems::ApplyResults.after_ignore_deferred(PersistenceSystems::ApplyResults),
+    );
+    let p = PlayerId(1);
+    let e = server.join(p);
+    server.advance_secs(45.0); // past the refresh at 40 s and the flush at 30 s
+    give_xp(&mut server, e, 5); // dirty for the flush at 60 s
+    server.store().force_lease(p, "b", Duration::from_secs(60));
+    server.advance_secs(20.0); // 60 s: the refresh and the flush both come back lost
+    assert!(server.world().get_entity(e).is_err(), "dropped");
+    assert_eq!(server.store().lease_owner(p).as_deref(), Some("b"));
+}
+
 fn older_sequence_never_overwrites_a_newer_one(stores: &dyn StoreFactory) {
     let mut server = stores.server(config("a"));
     let p = PlayerId(1);
@@ -482,4 +505,5 @@ on_every_store!(
     a_leave_during_an_in_flight_batch_saves_the_latest_state_and_releases,
     an_outage_longer_than_the_lease_ttl_loses_nothing_if_nobody_took_the_player,
     after_a_long_outage_a_player_written_elsewhere_meanwhile_is_dropped,
+    a_lost_save_and_a_lost_refresh_in_one_frame_drop_the_player_without_a_panic,
 );

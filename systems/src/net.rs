@@ -168,7 +168,7 @@ fn receive_net_events(
                     (_, None) => {}
                     (ClientMessage::Move { dx, dy }, Some(Session::Playing(entity))) => {
                         if let Some(intent) = MoveIntent::new(dx, dy) {
-                            commands.entity(entity).insert(intent);
+                            commands.entity(entity).try_insert(intent);
                         }
                     }
                     (ClientMessage::Logout {}, Some(Session::Playing(entity))) => {

@@ -356,7 +356,7 @@ fn queue_save_now(
         match players.get_mut(request.entity) {
             Ok(Some(mut pending)) => pending.tags.push(request.tag),
             Ok(None) => {
-                commands.entity(request.entity).insert(SaveNowPending {
+                commands.entity(request.entity).try_insert(SaveNowPending {
                     tags: vec![request.tag],
                     retry_at: Duration::ZERO,
                 });

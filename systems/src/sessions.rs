@@ -307,7 +307,7 @@ fn apply_refresh_results(
                 RefreshOutcome::Refreshed => owner.last_refresh = time.elapsed(),
                 RefreshOutcome::LeaseLost if !leaving && !save_pending => {
                     tracing::warn!(player = %player, "lease expired or taken; saving now, which re-claims it only if nobody else has written the player");
-                    commands.entity(result.entity).insert(SaveNowPending {
+                    commands.entity(result.entity).try_insert(SaveNowPending {
                         tags: Vec::new(),
                         retry_at: Duration::ZERO,
                     });
