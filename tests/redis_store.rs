@@ -446,6 +446,45 @@ fn a_batch_save_answers_each_player_in_order_across_script_calls() {
 }
 
 #[test]
+fn a_player_redis_refuses_fails_alone_within_its_script_call() {
+    // Redis does not undo a script that fails half-way: one player's error must not turn the
+    // players before it (written) and after it into failures.
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    for p in players(3) {
+        store.join(p).unwrap();
+    }
+    let _: () = conn.hset("hearth:player:{2}", "not", "a string").unwrap();
+
+    let results = store.save(
+        Lane::Periodic,
+        players(3).map(|p| item(p, 5, 50, p.0 == 3)).collect(),
+    );
+
+    assert_eq!(results[0].outcome, SaveOutcome::Saved);
+    assert!(
+        matches!(&results[1].outcome, SaveOutcome::Failed(e) if e.contains("WRONGTYPE")),
+        "{:?}",
+        results[1].outcome
+    );
+    assert_eq!(results[2].outcome, SaveOutcome::Saved);
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(1)).unwrap()), 50);
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(3)).unwrap()), 50);
+    assert_eq!(
+        owner(&mut conn, PlayerId(2)).as_deref(),
+        Some("a"),
+        "its lease untouched"
+    );
+    assert_eq!(
+        owner(&mut conn, PlayerId(3)),
+        None,
+        "the release after the error happened"
+    );
+    assert_eq!(store.metric(|m| &m.save_errors), 1);
+}
+
+#[test]
 fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
     // 130 leases span several refresh.lua calls (the last one partial); every third is
     // another server's and every third missing, so each call mixes all outcomes.

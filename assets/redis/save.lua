@@ -7,8 +7,8 @@
 --   ARGV[4i+1] = the record (JSON)
 --   ARGV[4i+2] = '1' to release the lease afterwards (logout, shutdown), '0' otherwise
 -- Returns one status per player, in order: 'saved', 'lost' (lease not ours: nothing
--- written, lease untouched) or 'stale' (stored sequence >= ours: nothing written; the lease
--- is still released if asked).
+-- written, lease untouched), 'stale' (stored sequence >= ours: nothing written; the lease
+-- is still released if asked) or 'error: <reason>' (Redis refused a command for this player).
 --
 -- Re-claim: a lease that expired (during a Redis outage longer than the lease TTL, say) and
 -- that nobody has claimed since is ours again if the stored record is still the one this
@@ -41,12 +41,9 @@ local function stored_seq(record_key)
   return string.match(prefix, '^{"version":%d*,"seq":0*(%d+)') or '0'
 end
 
-local owner, ttl = ARGV[1], ARGV[2]
-local statuses = {}
-for i = 1, #KEYS / 2 do
-  local record_key, lease_key = KEYS[2 * i - 1], KEYS[2 * i]
-  local seq, last_stored = ARGV[4 * i - 1], ARGV[4 * i]
-  local record, release = ARGV[4 * i + 1], ARGV[4 * i + 2]
+-- One player's save; returns its status. Raises if Redis refuses a command (a key of the
+-- wrong type, out of memory).
+local function save(owner, ttl, record_key, lease_key, seq, last_stored, record, release)
   local lease = redis.call('GET', lease_key)
   local stored = nil
   if not lease then
@@ -57,17 +54,34 @@ for i = 1, #KEYS / 2 do
     end
   end
   if lease ~= owner then
-    statuses[i] = 'lost'
+    return 'lost'
+  end
+  stored = stored or stored_seq(record_key)
+  local status = 'stale'
+  if older(stored, seq) then
+    redis.call('SET', record_key, record)
+    status = 'saved'
+  end
+  if release == '1' then
+    redis.call('DEL', lease_key)
+  end
+  return status
+end
+
+-- Each player in its own pcall: Redis does not undo a script that fails half-way, so one
+-- player's error must not fail the players before it (already written) or after it. The
+-- failed player gets 'error: <reason>' and is retried.
+local owner, ttl = ARGV[1], ARGV[2]
+local statuses = {}
+for i = 1, #KEYS / 2 do
+  local ok, status = pcall(save, owner, ttl, KEYS[2 * i - 1], KEYS[2 * i],
+    ARGV[4 * i - 1], ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2])
+  if ok then
+    statuses[i] = status
+  elseif type(status) == 'table' and status.err then
+    statuses[i] = 'error: ' .. status.err
   else
-    stored = stored or stored_seq(record_key)
-    statuses[i] = 'stale'
-    if older(stored, seq) then
-      redis.call('SET', record_key, record)
-      statuses[i] = 'saved'
-    end
-    if release == '1' then
-      redis.call('DEL', lease_key)
-    end
+    statuses[i] = 'error: ' .. tostring(status)
   end
 end
 return statuses

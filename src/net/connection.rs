@@ -119,6 +119,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break;
             }
             () = ctx.closing.cancelled() => {
+                // What the world queued last (a logout answer, say) goes first.
+                while let Ok(message) = outbound.try_recv() {
+                    if write(&mut writer, &message).await.is_err() { break; }
+                }
                 let reason = "the server is shutting down".to_string();
                 write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
                 break;
@@ -153,7 +157,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         }
                         break;
                     }
-                    Ok(Some(Ok(line))) if limit.check().is_err() && !line.trim().is_empty() => {
+                    Ok(Some(Ok(line))) if !line.trim().is_empty() && limit.check().is_err() => {
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }

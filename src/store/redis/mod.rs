@@ -727,6 +727,9 @@ fn save_outcomes(reply: ItemReply, players: usize) -> Vec<SaveOutcome> {
                 Some(b"saved") => SaveOutcome::Saved,
                 Some(b"lost") => SaveOutcome::LeaseLost,
                 Some(b"stale") => SaveOutcome::StaleSequence,
+                Some(status) if status.starts_with(b"error: ") => {
+                    SaveOutcome::Failed(String::from_utf8_lossy(&status[7..]).into_owned())
+                }
                 _ => SaveOutcome::Failed(format!("unexpected reply to a save: {value:?}")),
             })
             .collect(),
