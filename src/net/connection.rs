@@ -25,9 +25,15 @@ use super::auth::{AuthQueue, AuthRequest};
 pub const CLIENT_QUEUE: usize = 256;
 /// A write the client does not accept within this time closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection closed for flooding keeps discarding what the client still sends,
+/// so the close does not reset the connection before the client reads why.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// Messages one connection may send per second (and in one burst) before the excess is
 /// refused with `rate_limited`: twice the default tick rate, so a client moving every frame
-/// never meets it, while a flooding one costs the ECS no more than that.
+/// never meets it, while a flooding one costs the ECS no more than that. A client that has
+/// more than this many messages refused in a row is disconnected (`kicked`), so a flood
+/// does not keep the front door busy answering it either.
 pub const CLIENT_MESSAGES_PER_SECOND: u32 = 120;
 
 /// A connection's outbound queue, shared by the ECS and auth workers.
@@ -109,6 +115,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     let limit = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
     ));
+    let mut refused_in_a_row = 0u32;
     loop {
         tokio::select! {
             biased;
@@ -157,11 +164,26 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         }
                         break;
                     }
-                    Ok(Some(Ok(line))) if !line.trim().is_empty() && limit.check().is_err() => {
+                    Ok(Some(Ok(line))) if line.trim().is_empty() => None,
+                    Ok(Some(Ok(_))) if limit.check().is_err() => {
+                        refused_in_a_row += 1;
+                        if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
+                            let reason = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long");
+                            write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
+                            // Closing with the flood unread would reset the connection and
+                            // could destroy the notice before the client reads it.
+                            writer.shutdown().await.ok();
+                            let discard = async { while lines.next().await.is_some() {} };
+                            tokio::time::timeout(LINGER, discard).await.ok();
+                            break;
+                        }
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }
-                    Ok(Some(Ok(line))) => handle_line(conn, peer, &line, &mut login, &outbox, &ctx),
+                    Ok(Some(Ok(line))) => {
+                        refused_in_a_row = 0;
+                        handle_line(conn, peer, &line, &mut login, &outbox, &ctx)
+                    }
                 };
                 if let Some(reply) = reply
                     && write(&mut writer, &reply).await.is_err()
