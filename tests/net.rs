@@ -226,8 +226,9 @@ fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
     c.register("ivy", "password1");
     c.login("ivy", "password1");
 
-    // 1,000 moves in one write: far beyond 120 per second. The first 120 are taken, the
-    // next 120 refused one by one, then the client is disconnected.
+    // 1,000 moves in one write: far beyond 120 per second. A burst is taken, the rest refused
+    // one by one (a few more taken as the rate allows) until 120 in a row were refused; then
+    // the client is disconnected.
     let flood = r#"{"type":"move","dx":1,"dy":0}"#.to_string() + "\n";
     c.send_raw(flood.repeat(1_000).as_bytes());
     let mut limited = 0;
@@ -242,9 +243,9 @@ fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
             _ => {}
         }
     };
-    assert_eq!(
-        limited, 120,
-        "each refused message was answered until the kick"
+    assert!(
+        limited >= 120,
+        "at least 120 refused in a row before the kick, each answered: {limited}"
     );
     assert!(
         kicked["reason"]
@@ -274,8 +275,8 @@ fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
     };
     let x = state["position"]["x"].as_f64().unwrap();
     assert!(
-        (1.0..=240.0).contains(&x),
-        "some moves were applied and the rest of the flood dropped: x = {x}"
+        x >= 1.0 && x <= 1_000.0 - f64::from(limited),
+        "some moves were applied, none of the refused ones: x = {x}, refused {limited}"
     );
 }
 
