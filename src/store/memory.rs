@@ -436,18 +436,12 @@ impl Shared {
 
     fn refresh(&self, lease: LeaseItem, unavailable: bool) -> RefreshResult {
         let outcome = if unavailable {
-            StoreMetrics::add(&self.metrics.refresh_errors, 1);
             RefreshOutcome::Failed("memory store unavailable (injected)".into())
         } else {
-            let outcome = self
-                .backend
-                .refresh(lease.player, &self.instance, self.lease_ttl);
-            StoreMetrics::add(
-                &self.metrics.refreshes,
-                u64::from(outcome == RefreshOutcome::Refreshed),
-            );
-            outcome
+            self.backend
+                .refresh(lease.player, &self.instance, self.lease_ttl)
         };
+        self.metrics.count_refresh(&outcome);
         RefreshResult {
             entity: lease.entity,
             player: lease.player,

@@ -412,6 +412,15 @@ impl StoreMetrics {
         };
         Self::add(counter, 1);
     }
+
+    /// Counts one lease refresh under its outcome (a lost lease is neither done nor failed).
+    pub fn count_refresh(&self, outcome: &RefreshOutcome) {
+        match outcome {
+            RefreshOutcome::Refreshed => Self::add(&self.refreshes, 1),
+            RefreshOutcome::LeaseLost => {}
+            RefreshOutcome::Failed(_) => Self::add(&self.refresh_errors, 1),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -512,20 +512,15 @@ impl LaneWorker {
             )
             .await;
         let m = &self.shared.metrics;
-        let mut results = Vec::with_capacity(replies.len());
-        for (group, reply) in replies {
-            let outcomes = save_outcomes(reply, group.len());
-            for (sent, outcome) in group.into_iter().zip(outcomes) {
-                m.count_save(&outcome);
-                results.push(SaveResult {
-                    entity: sent.entity,
-                    player: sent.player,
-                    seq: sent.seq,
-                    outcome,
-                });
+        per_item(replies, save_outcomes, |sent, outcome| {
+            m.count_save(&outcome);
+            SaveResult {
+                entity: sent.entity,
+                player: sent.player,
+                seq: sent.seq,
+                outcome,
             }
-        }
-        results
+        })
     }
 
     async fn refresh(&mut self, leases: Vec<LeaseItem>) -> Vec<RefreshResult> {
@@ -538,23 +533,14 @@ impl LaneWorker {
             )
             .await;
         let m = &self.shared.metrics;
-        let mut results = Vec::with_capacity(replies.len());
-        for (group, reply) in replies {
-            let outcomes = refresh_outcomes(reply, group.len());
-            for (lease, outcome) in group.into_iter().zip(outcomes) {
-                match outcome {
-                    RefreshOutcome::Refreshed => StoreMetrics::add(&m.refreshes, 1),
-                    RefreshOutcome::LeaseLost => {}
-                    RefreshOutcome::Failed(_) => StoreMetrics::add(&m.refresh_errors, 1),
-                }
-                results.push(RefreshResult {
-                    entity: lease.entity,
-                    player: lease.player,
-                    outcome,
-                });
+        per_item(replies, refresh_outcomes, |lease, outcome| {
+            m.count_refresh(&outcome);
+            RefreshResult {
+                entity: lease.entity,
+                player: lease.player,
+                outcome,
             }
-        }
-        results
+        })
     }
 
     /// Claims the lease and loads the record in one round trip.
@@ -715,6 +701,26 @@ fn build_refresh_chunk(
         call.arg(&shared.instance).arg(shared.lease_ttl_ms);
     }
     (pipe, groups)
+}
+
+/// One result per item of a batch, in order: each call's reply split into its items'
+/// outcomes by `outcomes`, each paired with its item by `result`.
+fn per_item<M, O, R>(
+    replies: Vec<CallReply<M>>,
+    outcomes: fn(ItemReply, usize) -> Vec<O>,
+    mut result: impl FnMut(M, O) -> R,
+) -> Vec<R> {
+    let mut results = Vec::new();
+    for (items, reply) in replies {
+        let outcomes = outcomes(reply, items.len());
+        results.extend(
+            items
+                .into_iter()
+                .zip(outcomes)
+                .map(|(item, outcome)| result(item, outcome)),
+        );
+    }
+    results
 }
 
 /// Each player's outcome from the reply to one `save.lua` call of `players` players: an
