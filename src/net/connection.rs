@@ -25,8 +25,8 @@ use super::auth::{AuthQueue, AuthRequest};
 pub const CLIENT_QUEUE: usize = 256;
 /// A write the client does not accept within this time closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connection closed for flooding keeps discarding what the client still sends,
-/// so the close does not reset the connection before the client reads why.
+/// How long a closing connection keeps discarding what the client still sends, so the close
+/// does not reset the connection before the client reads the last message.
 const LINGER: Duration = Duration::from_millis(500);
 
 /// Messages one connection may send per second (and in one burst) before the excess is
@@ -116,23 +116,18 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
     ));
     let mut refused_in_a_row = 0u32;
-    loop {
+    // Runs until the connection ends, with the last word for the client, if any.
+    let farewell = loop {
         tokio::select! {
             biased;
             () = closed.cancelled() => {
-                while let Ok(message) = outbound.try_recv() {
-                    if write(&mut writer, &message).await.is_err() { break; }
-                }
-                break;
+                write_queued(&mut writer, &mut outbound).await;
+                break None;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                while let Ok(message) = outbound.try_recv() {
-                    if write(&mut writer, &message).await.is_err() { break; }
-                }
-                let reason = "the server is shutting down".to_string();
-                write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
-                break;
+                write_queued(&mut writer, &mut outbound).await;
+                break Some(kicked("the server is shutting down"));
             }
             Some(message) = outbound.recv() => {
                 login = match (&message, login) {
@@ -141,41 +136,29 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     (ServerMessage::Error { .. }, Login::Pending) => Login::No,
                     (_, state) => state,
                 };
-                let kicked = matches!(message, ServerMessage::Kicked { .. });
-                if write(&mut writer, &message).await.is_err() || kicked { break; }
+                if matches!(message, ServerMessage::Kicked { .. }) {
+                    break Some(message);
+                }
+                if write(&mut writer, &message).await.is_err() { break None; }
             }
             line = tokio::time::timeout(ctx.idle_timeout, lines.next()) => {
                 let reply = match line {
-                    Err(_) => {
-                        let reason = format!("no message for {:?}", ctx.idle_timeout);
-                        write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
-                        break;
-                    }
-                    Ok(None) => break,
+                    Err(_) => break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout))),
+                    Ok(None) => break None,
                     Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
                         let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
-                        write(&mut writer, &ServerMessage::error(ErrorCode::TooLarge, message)).await.ok();
-                        break;
+                        break Some(ServerMessage::error(ErrorCode::TooLarge, message));
                     }
                     Ok(Some(Err(LinesCodecError::Io(e)))) => {
-                        if e.kind() == std::io::ErrorKind::InvalidData {
-                            let message = "a line must be valid UTF-8";
-                            write(&mut writer, &ServerMessage::error(ErrorCode::BadRequest, message)).await.ok();
-                        }
-                        break;
+                        break (e.kind() == std::io::ErrorKind::InvalidData).then(|| {
+                            ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8")
+                        });
                     }
                     Ok(Some(Ok(line))) if line.trim().is_empty() => None,
                     Ok(Some(Ok(_))) if limit.check().is_err() => {
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
-                            let reason = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long");
-                            write(&mut writer, &ServerMessage::Kicked { reason }).await.ok();
-                            // Closing with the flood unread would reset the connection and
-                            // could destroy the notice before the client reads it.
-                            writer.shutdown().await.ok();
-                            let discard = async { while lines.next().await.is_some() {} };
-                            tokio::time::timeout(LINGER, discard).await.ok();
-                            break;
+                            break Some(kicked(&format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
                         }
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
@@ -188,12 +171,40 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 if let Some(reply) = reply
                     && write(&mut writer, &reply).await.is_err()
                 {
-                    break;
+                    break None;
                 }
             }
         }
+    };
+    if let Some(message) = farewell {
+        write(&mut writer, &message).await.ok();
     }
+    // Closing with input unread (a flood, the rest of an oversized line) would reset the
+    // connection and could destroy the last message before the client reads it: end our side,
+    // then discard what still arrives for a moment.
+    writer.shutdown().await.ok();
+    let discard = async { while lines.next().await.is_some() {} };
+    tokio::time::timeout(LINGER, discard).await.ok();
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+/// A `kicked` message.
+fn kicked(reason: &str) -> ServerMessage {
+    ServerMessage::Kicked {
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes what is queued for the client, stopping at the first failed write.
+async fn write_queued(
+    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    outbound: &mut mpsc::Receiver<ServerMessage>,
+) {
+    while let Ok(message) = outbound.try_recv() {
+        if write(writer, &message).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn write(
