@@ -443,6 +443,30 @@ fn persistent_one_at_a_time_refresh(
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Submits `job` (of `n` players) and waits for its completion: the rate, and the CPU
+/// redis-server and this process spent meanwhile.
+fn timed_job(
+    store: &RedisStore,
+    rx: &Receiver<StoreCompletion>,
+    probe: &mut redis::Connection,
+    n: u64,
+    job: StoreJob,
+) -> (Sample, StoreCompletion) {
+    let (redis_before, own_before) = (redis_cpu(probe), own_cpu());
+    let started = Instant::now();
+    store.submit(job);
+    let completion = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("completion");
+    let elapsed = started.elapsed();
+    let sample = Sample {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        own_cpu: own_cpu() - own_before,
+        redis_cpu: redis_cpu(probe) - redis_before,
+    };
+    (sample, completion)
+}
+
 /// (c) save: one `StoreJob::Save` of n players through the store, submit to completion.
 fn store_save(
     store: &RedisStore,
@@ -459,22 +483,12 @@ fn store_save(
             last_stored_seq: seq - 1,
         })
         .collect();
-    let (redis_before, own_before) = (redis_cpu(probe), own_cpu());
-    let started = Instant::now();
-    store.submit(StoreJob::Save {
+    let job = StoreJob::Save {
         lane: Lane::Periodic,
         batch: seq,
         items,
-    });
-    let completion = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("completion");
-    let elapsed = started.elapsed();
-    let sample = Sample {
-        rate: n as f64 / elapsed.as_secs_f64(),
-        own_cpu: own_cpu() - own_before,
-        redis_cpu: redis_cpu(probe) - redis_before,
     };
+    let (sample, completion) = timed_job(store, rx, probe, n, job);
     let StoreCompletion::Saved { results, .. } = completion else {
         panic!("expected saves")
     };
@@ -495,18 +509,8 @@ fn store_refresh(
             player,
         })
         .collect();
-    let (redis_before, own_before) = (redis_cpu(probe), own_cpu());
-    let started = Instant::now();
-    store.submit(StoreJob::Refresh { batch: 1, leases });
-    let completion = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("completion");
-    let elapsed = started.elapsed();
-    let sample = Sample {
-        rate: n as f64 / elapsed.as_secs_f64(),
-        own_cpu: own_cpu() - own_before,
-        redis_cpu: redis_cpu(probe) - redis_before,
-    };
+    let job = StoreJob::Refresh { batch: 1, leases };
+    let (sample, completion) = timed_job(store, rx, probe, n, job);
     let StoreCompletion::Refreshed { results, .. } = completion else {
         panic!("expected refreshes")
     };
