@@ -43,7 +43,7 @@ use super::OpenError;
 const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Players one `save.lua` call writes, at most. A call per player cost redis-server 1.3-1.8x
-/// the CPU per save (docs/benchmarks.md); 20 saves keep one call around 0.2 ms.
+/// the CPU per save (docs/benchmarks.md); 20 saves hold Redis for about 0.15-0.25 ms.
 const PLAYERS_PER_SAVE_CALL: usize = 20;
 
 /// Leases one `refresh.lua` call extends. Redis spends more on starting a script than on the
