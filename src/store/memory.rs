@@ -16,6 +16,7 @@ use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
 use hearth_systems::storage::{
     JoinGrant, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
     SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics, StorePort,
+    record_batch_latency,
 };
 
 /// Time as the memory store sees it: real, or advanced by hand in tests.
@@ -362,9 +363,11 @@ impl Shared {
                     .into_iter()
                     .map(|item| self.save(item, unavailable))
                     .collect();
-                m.save_batch_latency.record(started.elapsed());
-                m.save_record_latency
-                    .record_n(started.elapsed(), results.len() as u64);
+                record_batch_latency(
+                    (&m.save_batch_latency, &m.save_record_latency),
+                    started.elapsed(),
+                    results.len(),
+                );
                 StoreCompletion::Saved { batch, results }
             }
             StoreJob::Refresh { batch, leases } => {
@@ -372,9 +375,11 @@ impl Shared {
                     .into_iter()
                     .map(|lease| self.refresh(lease, unavailable))
                     .collect();
-                m.refresh_batch_latency.record(started.elapsed());
-                m.refresh_record_latency
-                    .record_n(started.elapsed(), results.len() as u64);
+                record_batch_latency(
+                    (&m.refresh_batch_latency, &m.refresh_record_latency),
+                    started.elapsed(),
+                    results.len(),
+                );
                 StoreCompletion::Refreshed { batch, results }
             }
             StoreJob::Join { ticket, player } => {

@@ -337,6 +337,17 @@ impl LatencyHistogram {
     }
 }
 
+/// Records one batch's latency: once in its per-batch histogram, and once per record in its
+/// per-record one (every record of a batch waited as long as the batch).
+pub fn record_batch_latency(
+    (per_batch, per_record): (&LatencyHistogram, &LatencyHistogram),
+    latency: Duration,
+    records: usize,
+) {
+    per_batch.record(latency);
+    per_record.record_n(latency, records as u64);
+}
+
 fn summarize(h: &Histogram<u64>) -> LatencySummary {
     let d = Duration::from_micros;
     LatencySummary {

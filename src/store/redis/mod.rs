@@ -30,6 +30,7 @@ use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
 use hearth_systems::storage::{
     JoinGrant, Lane, LatencyHistogram, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult,
     SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
+    record_batch_latency,
 };
 use redis::{Pipeline, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -455,11 +456,10 @@ impl LaneWorker {
             latency: Duration::ZERO,
         });
         self.conn.observe(&reply, what);
-        let (per_chunk, per_record) = histograms(&self.shared.metrics);
-        per_chunk.record(reply.latency);
-        per_record.record_n(
+        record_batch_latency(
+            histograms(&self.shared.metrics),
             reply.latency,
-            sent.iter().map(Vec::len).sum::<usize>() as u64,
+            sent.iter().map(Vec::len).sum(),
         );
         match reply.result {
             Ok(values) if values.len() == sent.len() => {
