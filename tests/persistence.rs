@@ -367,6 +367,42 @@ fn v1_record_migrates_on_load(stores: &dyn StoreFactory) {
     );
 }
 
+/// Records a join must refuse: each is left exactly as stored, the lease is released, and the
+/// refusal names the reason.
+fn unusable_records_are_refused_untouched_and_their_lease_released(stores: &dyn StoreFactory) {
+    use hearth_components::JoinRefusal;
+    let mut server = stores.server(config("a"));
+    let cases: [(&str, &str); 4] = [
+        // A v1 field of the wrong type used to load as its default (xp 0) and be overwritten.
+        (r#"{"version":1,"id":1,"x":3.5,"xp":"650","level":7}"#, "xp"),
+        // A record stored under another player's key.
+        (r#"{"version":2,"seq":4,"id":99,"sections":{}}"#, "player 99"),
+        // A sequence near u64::MAX used to load, then wrap and never save again.
+        (
+            r#"{"version":2,"seq":18446744073709551614,"id":3,"sections":{}}"#,
+            "sequence",
+        ),
+        (r#"{"version":2,"seq":"5","id":4,"sections":{}}"#, "layout"),
+    ];
+    for (i, (raw, why)) in cases.iter().enumerate() {
+        let p = PlayerId(i as u64 + 1);
+        server.store().put_raw_record(p, raw.as_bytes().to_vec());
+        match server.try_join(p) {
+            Err(JoinRefusal::BadRecord(reason)) => {
+                assert!(reason.contains(why), "{raw}: refused for {reason}")
+            }
+            other => panic!("{raw}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(server.store().lease_owner(p), None, "{raw}: lease released");
+        server.advance_secs(31.0);
+        assert_eq!(
+            server.store().raw_record(p).as_deref(),
+            Some(raw.as_bytes()),
+            "{raw}: left untouched"
+        );
+    }
+}
+
 fn shutdown_saves_everyone_and_releases_leases(stores: &dyn StoreFactory) {
     let mut server = stores.server(config("a"));
     let players: Vec<_> = (1..=50)
@@ -490,6 +526,7 @@ fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory
 
 on_every_store!(
     changed_player_is_flushed_at_the_interval_and_not_before,
+    unusable_records_are_refused_untouched_and_their_lease_released,
     unchanged_player_is_not_flushed,
     change_during_an_in_flight_batch_is_not_lost,
     failed_write_keeps_the_player_dirty_and_succeeds_later,

@@ -20,4 +20,4 @@ pub use player::{
     Dirty, InFlightSave, JustLoaded, Leaving, PlayerId, SaveNowPending, SaveState, SessionOwner,
     UnknownSections,
 };
-pub use record::{CURRENT_RECORD_VERSION, PlayerRecord, RecordError};
+pub use record::{CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, RecordError};

@@ -14,6 +14,12 @@ use serde_json::{Map, Value, json};
 /// The record version this build writes.
 pub const CURRENT_RECORD_VERSION: u32 = 2;
 
+/// Highest save sequence a loaded record may carry (2^63 - 1). Every save takes the next
+/// number, so a real player never comes near it (a save every millisecond for 292 million
+/// years); a record above it is corrupt or forged, and accepting it would leave the player
+/// one wrap-around away from saves the store refuses as stale. Refused at load instead.
+pub const MAX_RECORD_SEQ: u64 = i64::MAX as u64;
+
 /// A decoded player record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlayerRecord {
@@ -32,6 +38,8 @@ pub struct PlayerRecord {
 pub enum RecordError {
     #[error("record is not valid JSON: {0}")]
     Json(String),
+    #[error("record does not fit the layout of its version: {0}")]
+    Layout(String),
     #[error("record has no numeric \"version\" field")]
     MissingVersion,
     #[error(
@@ -42,6 +50,12 @@ pub enum RecordError {
     Migration { from: u32, reason: String },
     #[error("section \"{section}\" is malformed: {reason}")]
     Section { section: String, reason: String },
+    #[error(
+        "record sequence {seq} is above {MAX_RECORD_SEQ}: later saves could not be fenced against it; refusing to load it"
+    )]
+    SequenceExhausted { seq: u64 },
+    #[error("record belongs to player {found}, not to player {expected} whose key holds it")]
+    WrongPlayer { expected: u64, found: u64 },
 }
 
 /// One migration step: turns a record of version `n` (its index + 1) into version `n + 1`.
@@ -89,7 +103,26 @@ impl PlayerRecord {
             }
             version = next;
         }
-        serde_json::from_value(value).map_err(|e| RecordError::Json(e.to_string()))
+        let record: Self =
+            serde_json::from_value(value).map_err(|e| RecordError::Layout(e.to_string()))?;
+        if record.seq > MAX_RECORD_SEQ {
+            return Err(RecordError::SequenceExhausted { seq: record.seq });
+        }
+        Ok(record)
+    }
+
+    /// Decodes the record stored under `player`'s key: [`PlayerRecord::decode`], and the
+    /// record must name that player (a record copied under another key is refused, never
+    /// loaded into the wrong player).
+    pub fn decode_for(bytes: &[u8], player: u64) -> Result<Self, RecordError> {
+        let record = Self::decode(bytes)?;
+        if record.id != player {
+            return Err(RecordError::WrongPlayer {
+                expected: player,
+                found: record.id,
+            });
+        }
+        Ok(record)
     }
 }
 
@@ -105,7 +138,9 @@ fn read_version(value: &Value) -> Result<u32, RecordError> {
 /// v1 (the flat record of the system Hearth replaces) to v2 (sections, save sequence):
 /// `{"version":1,"id":7,"x":1.0,"y":2.0,"hp":90,"max_hp":100,"xp":250,"level":3}`.
 /// Fields v1 did not have get their defaults; any other field is kept as a section so
-/// nothing is lost.
+/// nothing is lost. A known field of the wrong type (`"xp":"650"`) fails the migration: the
+/// record is refused and left as it is, never loaded with a default in its place (the next
+/// save would overwrite the original).
 fn v1_to_v2(value: Value) -> Result<Value, String> {
     let Value::Object(mut old) = value else {
         return Err("a v1 record must be a JSON object".into());
@@ -115,17 +150,24 @@ fn v1_to_v2(value: Value) -> Result<Value, String> {
         .and_then(|v| v.as_u64())
         .ok_or("v1 record has no numeric \"id\"")?;
     old.remove("version");
-    let mut take_f64 = |k: &str, d: f64| old.remove(k).and_then(|v| v.as_f64()).unwrap_or(d);
-    let (x, y) = (take_f64("x", 0.0), take_f64("y", 0.0));
-    let mut take_u64 = |k: &str, d: u64| old.remove(k).and_then(|v| v.as_u64()).unwrap_or(d);
-    let (hp, max_hp, xp, level) = (
-        take_u64("hp", 100),
-        take_u64("max_hp", 100),
-        take_u64("xp", 0),
-        take_u64("level", 1),
-    );
+    let mut take = |key: &str, default: Value, kind: &str, fits: fn(&Value) -> bool| {
+        match old.remove(key) {
+            None => Ok(default),
+            Some(v) if fits(&v) => Ok(v),
+            Some(v) => Err(format!("v1 field \"{key}\" must be {kind}, got {v}")),
+        }
+    };
+    let number = ("a number", Value::is_number as fn(&Value) -> bool);
+    let unsigned = ("an unsigned integer", Value::is_u64 as fn(&Value) -> bool);
+    let x = take("x", json!(0.0), number.0, number.1)?;
+    let y = take("y", json!(0.0), number.0, number.1)?;
+    let hp = take("hp", json!(100), unsigned.0, unsigned.1)?;
+    let max_hp = take("max_hp", json!(100), unsigned.0, unsigned.1)?;
+    let xp = take("xp", json!(0), unsigned.0, unsigned.1)?;
+    let level = take("level", json!(1), unsigned.0, unsigned.1)?;
+    let as_f64 = |v: Value| json!(v.as_f64().unwrap_or_default());
     let mut sections = Map::new();
-    sections.insert("position".into(), json!({"x": x, "y": y}));
+    sections.insert("position".into(), json!({"x": as_f64(x), "y": as_f64(y)}));
     sections.insert("vitals".into(), json!({"hp": hp, "max_hp": max_hp}));
     sections.insert("progress".into(), json!({"xp": xp, "level": level}));
     for (k, v) in old {
@@ -181,5 +223,50 @@ mod tests {
             PlayerRecord::decode(br#"{"version":1,"x":1}"#),
             Err(RecordError::Migration { from: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_v1_field_of_the_wrong_type_fails_the_migration_instead_of_defaulting() {
+        for bad in [
+            r#"{"version":1,"id":7,"xp":"650"}"#,
+            r#"{"version":1,"id":7,"level":-2}"#,
+            r#"{"version":1,"id":7,"x":"left"}"#,
+            r#"{"version":1,"id":7,"hp":null}"#,
+            r#"{"version":1,"id":7,"max_hp":1.5}"#,
+        ] {
+            let err = PlayerRecord::decode(bad.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, RecordError::Migration { from: 1, reason } if reason.contains("must be")),
+                "{bad}: {err}"
+            );
+        }
+        let ok = PlayerRecord::decode(br#"{"version":1,"id":7,"x":3,"xp":650}"#).unwrap();
+        assert_eq!(ok.sections["position"], json!({"x": 3.0, "y": 0.0}));
+        assert_eq!(ok.sections["progress"], json!({"xp": 650, "level": 1}));
+    }
+
+    #[test]
+    fn a_sequence_beyond_the_fencing_range_is_refused() {
+        let at = |seq: u64| format!(r#"{{"version":2,"seq":{seq},"id":1,"sections":{{}}}}"#);
+        assert!(PlayerRecord::decode(at(MAX_RECORD_SEQ).as_bytes()).is_ok());
+        for seq in [MAX_RECORD_SEQ + 1, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                PlayerRecord::decode(at(seq).as_bytes()),
+                Err(RecordError::SequenceExhausted { seq })
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_under_another_players_key_is_refused() {
+        let bytes = br#"{"version":2,"seq":1,"id":8,"sections":{}}"#;
+        assert!(PlayerRecord::decode_for(bytes, 8).is_ok());
+        assert_eq!(
+            PlayerRecord::decode_for(bytes, 9),
+            Err(RecordError::WrongPlayer {
+                expected: 9,
+                found: 8
+            })
+        );
     }
 }

@@ -463,7 +463,10 @@ impl Shared {
         }
         let bytes = self.backend.claim(player, &self.instance, self.lease_ttl)?;
         StoreMetrics::add(&self.metrics.loads, 1);
-        let record = match bytes.map(|b| PlayerRecord::decode(&b)).transpose() {
+        let record = match bytes
+            .map(|b| PlayerRecord::decode_for(&b, player.0))
+            .transpose()
+        {
             Ok(record) => record,
             Err(e) => {
                 self.backend.release(player, &self.instance);

@@ -169,6 +169,9 @@ fn spawn_joined_players(
         let grant = match &done.result {
             Ok(grant) => grant,
             Err(reason) => {
+                if let JoinRefusal::BadRecord(why) = reason {
+                    tracing::error!(player = %done.player, reason = %why, "stored record cannot be loaded; join refused, record left untouched, lease released");
+                }
                 refused.write(JoinRefused {
                     player: done.player,
                     origin,

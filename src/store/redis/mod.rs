@@ -587,7 +587,10 @@ impl LaneWorker {
                     Some(Value::BulkString(bytes)) => Some(bytes),
                     _ => None,
                 };
-                let record = match bytes.map(|b| PlayerRecord::decode(&b)).transpose() {
+                let record = match bytes
+                    .map(|b| PlayerRecord::decode_for(&b, player.0))
+                    .transpose()
+                {
                     Ok(record) => record,
                     Err(e) => {
                         self.release(player).await;
