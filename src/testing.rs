@@ -194,6 +194,11 @@ impl TestServer {
         &self.store
     }
 
+    /// The value this server's leases hold ([`ServerConfig::lease_owner`]).
+    pub fn lease_owner(&self) -> String {
+        self.world().resource::<ServerConfig>().lease_owner()
+    }
+
     /// The stored record of a player.
     pub fn stored(&self, player: PlayerId) -> Option<PlayerRecord> {
         self.store.record(player)

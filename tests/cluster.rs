@@ -4,99 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::client::Client;
+use common::process::{Hearth, run_hearth};
 use common::redis_server::{RedisServer, free_port};
 use serde_json::json;
-
-/// A `hearth` server process.
-struct Hearth {
-    child: Child,
-    addr: SocketAddr,
-    log: tempfile::NamedTempFile,
-}
-
-impl Hearth {
-    fn start(redis: &RedisServer, instance: &str) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args([
-                "--store",
-                &redis.url(),
-                "--listen",
-                &addr.to_string(),
-                "--instance-id",
-                instance,
-            ])
-            .args([
-                "--lease-ttl",
-                "2s",
-                "--lease-refresh-interval",
-                "500ms",
-                "--flush-interval",
-                "500ms",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("starting the hearth binary");
-        let server = Self { child, addr, log };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "hearth did not listen:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(self.addr)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} failed");
-    }
-
-    /// Waits for the process to exit and returns its exit code.
-    fn wait(&mut self) -> i32 {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "hearth did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Hearth {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
 
 #[test]
 fn a_player_online_on_one_server_is_refused_on_another_until_logout() {
@@ -193,13 +106,6 @@ fn sigterm_saves_every_player_releases_leases_and_exits_zero() {
         let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(record["sections"]["position"]["y"], 1.0, "{key}: {raw}");
     }
-}
-
-fn run_hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .expect("running hearth")
 }
 
 #[test]

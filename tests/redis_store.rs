@@ -26,9 +26,14 @@ use redis::Commands;
 /// against hanging forever, not a performance assertion.
 const STUCK: Duration = Duration::from_secs(60);
 
+/// The boot token of every store these tests open directly, so a test can name the lease
+/// owner of store `a` as `a/boot` (see [`ServerConfig::lease_owner`]).
+const BOOT: &str = "boot";
+
 fn config(instance: &str, url: &str) -> ServerConfig {
     ServerConfig {
         store: StoreSelection::Redis(url.to_string()),
+        boot_token: BOOT.into(),
         ..test_config(instance)
     }
 }
@@ -169,7 +174,7 @@ fn record_round_trip_is_plain_json_under_the_player_key() {
         record.sections["progress"],
         serde_json::json!({"xp": 250, "level": 1})
     );
-    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a/boot"));
 
     store.release(p);
     let again = store.join(p).expect("re-join after release");
@@ -215,7 +220,7 @@ fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
     );
     assert_eq!(
         owner(&mut conn, p).as_deref(),
-        Some("a"),
+        Some("a/boot"),
         "b's release flag did not touch a's lease"
     );
     assert_eq!(b.metric(|m| &m.saves_lease_lost), 1);
@@ -245,7 +250,7 @@ fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
         "re-claimed and saved"
     );
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
-    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a/boot"));
     let pttl = pttl(&mut conn, p);
     assert!(pttl > 0 && pttl <= ttl_ms, "re-claimed with the lease TTL");
 
@@ -259,7 +264,7 @@ fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
     // Another server holds the lease: never taken, whatever the record.
     b.join(p).unwrap();
     assert_eq!(save(&a, 3, 2, 30), SaveOutcome::LeaseLost);
-    assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("b/boot"));
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
 }
 
@@ -306,7 +311,11 @@ fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
         store.save_one(p, u64::MAX - 1, 6, false),
         SaveOutcome::StaleSequence
     );
-    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 5);
+    let raw: String = conn.get("hearth:player:{1}").unwrap();
+    assert!(
+        raw.starts_with(r#"{"version":2,"seq":18446744073709551615,"#),
+        "{raw}"
+    );
     // A stored sequence written with leading zeros (foreign data) still reads as its value.
     let padded = br#"{"version":2,"seq":0007,"id":1,"sections":{}}"#;
     let _: () = conn.set("hearth:player:{1}", &padded[..]).unwrap();
@@ -325,11 +334,13 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
     let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
 
     a.join(p).expect("a claims a free lease");
-    assert_eq!(owner(&mut conn, p).as_deref(), Some("a"));
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("a/boot"));
     assert!(pttl(&mut conn, p) > 0 && pttl(&mut conn, p) <= ttl_ms);
     assert_eq!(
         b.join(p).unwrap_err(),
-        JoinRefusal::AlreadyOnline { owner: "a".into() }
+        JoinRefusal::AlreadyOnline {
+            owner: "a/boot".into()
+        }
     );
 
     let _: () = conn.pexpire("hearth:session:{7}", 5_000).unwrap();
@@ -353,7 +364,7 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
     b.release(p);
     assert_eq!(
         owner(&mut conn, p).as_deref(),
-        Some("a"),
+        Some("a/boot"),
         "a non-owner cannot release"
     );
     a.release(p);
@@ -372,7 +383,7 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
     }
     assert_eq!(a.refresh([p])[0].outcome, RefreshOutcome::LeaseLost);
     b.join(p).expect("b claims the expired lease");
-    assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+    assert_eq!(owner(&mut conn, p).as_deref(), Some("b/boot"));
     assert_eq!(a.metric(|m| &m.refreshes), 1);
 }
 
@@ -437,9 +448,9 @@ fn a_batch_save_answers_each_player_in_order_across_script_calls() {
             _ => assert_eq!(xp_of(&record.unwrap()), 1000 + p.0, "{p:?}: written"),
         }
         let expected_owner = match p.0 % 4 {
-            1 => Some("b"),
+            1 => Some("b/boot"),
             3 => None,
-            _ => Some("a"),
+            _ => Some("a/boot"),
         };
         assert_eq!(owner(&mut conn, p).as_deref(), expected_owner, "{p:?}");
     }
@@ -473,7 +484,7 @@ fn a_player_redis_refuses_fails_alone_within_its_script_call() {
     assert_eq!(xp_of(&stored(&mut conn, PlayerId(3)).unwrap()), 50);
     assert_eq!(
         owner(&mut conn, PlayerId(2)).as_deref(),
-        Some("a"),
+        Some("a/boot"),
         "its lease untouched"
     );
     assert_eq!(
@@ -519,7 +530,7 @@ fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
             }
             1 => {
                 assert_eq!(result.outcome, RefreshOutcome::LeaseLost, "{p:?}");
-                assert_eq!(owner(&mut conn, p).as_deref(), Some("b"));
+                assert_eq!(owner(&mut conn, p).as_deref(), Some("b/boot"));
                 assert!(pttl(&mut conn, p) <= 5_000, "{p:?}: b's lease untouched");
             }
             _ => {
@@ -606,7 +617,7 @@ fn a_10000_player_flush_costs_ceil_n_over_chunk_round_trips() {
         for p in players(n) {
             pipe.cmd("SET")
                 .arg(format!("hearth:session:{{{}}}", p.0))
-                .arg("a")
+                .arg("a/boot")
                 .arg("PX")
                 .arg(60_000)
                 .ignore();
@@ -706,8 +717,9 @@ fn the_store_recovers_after_client_kill_and_writes_what_was_dirty() {
 #[test]
 fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
     let mut redis = RedisServer::start_durable();
-    let (port, fixture) = RedisTestStore::open(&redis.url(), &test_config("a"));
-    let mut server = TestServer::on_store(test_config("a"), port, fixture.clone());
+    let cfg = test_config("a");
+    let (port, fixture) = RedisTestStore::open(&redis.url(), &cfg);
+    let mut server = TestServer::on_store(cfg.clone(), port, fixture.clone());
     let players: Vec<_> = players(20).map(|p| (p, server.join(p))).collect();
     for (i, (_, e)) in players.iter().enumerate() {
         server.world_mut().get_mut::<Progress>(*e).unwrap().xp = i as u64;
@@ -762,7 +774,11 @@ fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
     }
     for (p, e) in &players {
         assert!(server.world().get_entity(*e).is_ok(), "{p} still online");
-        assert_eq!(owner(&mut conn, *p).as_deref(), Some("a"), "{p} lease kept");
+        assert_eq!(
+            owner(&mut conn, *p),
+            Some(cfg.lease_owner()),
+            "{p} lease kept"
+        );
     }
 }
 
@@ -848,7 +864,9 @@ fn opening_an_unreachable_redis_fails_naming_the_url() {
     let error = RedisStore::open(&cfg, &url, tx)
         .err()
         .expect("opening must fail");
-    let OpenError::Redis { url: named, .. } = &error;
+    let OpenError::Redis { url: named, .. } = &error else {
+        panic!("expected an unreachable Redis, got {error}");
+    };
     assert_eq!(named, &url);
     let message = error.to_string();
     assert!(message.contains(&url), "{message}");

@@ -46,8 +46,13 @@ pub struct ServerConfig {
     pub tick_rate: f64,
     /// Prefix of every store key (`hearth:player:{42}`).
     pub key_prefix: String,
-    /// This server's id; the value of every lease it holds.
+    /// This server's name, chosen by the operator (or generated); registered in the store
+    /// while the process runs, so a second process started with the same id refuses to start.
     pub instance_id: String,
+    /// Random per process start (fresh in every `ServerConfig::default()`). With
+    /// `instance_id` it makes the lease owner ([`ServerConfig::lease_owner`]), so a lease
+    /// belongs to one running process, never to a name that two processes could share.
+    pub boot_token: String,
     /// How long shutdown may spend saving everyone before it gives up loudly.
     pub shutdown_deadline: Duration,
     /// Upper bound on any single store call (a Redis pipeline chunk, a login).
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             tick_rate: 60.0,
             key_prefix: "hearth".into(),
             instance_id: String::new(),
+            boot_token: fresh_boot_token(),
             shutdown_deadline: Duration::from_secs(10),
             store_timeout: Duration::from_secs(2),
             batch_chunk: 1000,
@@ -108,7 +114,23 @@ impl ConfigError {
     }
 }
 
+/// 16 hex digits that differ between process starts: a randomly keyed hasher (std seeds its
+/// keys from the OS) over the process id and the time.
+fn fresh_boot_token() -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
 impl ServerConfig {
+    /// The value of every lease this process holds: `<instance_id>/<boot_token>`. Two
+    /// processes never share it, even when misconfigured with the same instance id.
+    pub fn lease_owner(&self) -> String {
+        format!("{}/{}", self.instance_id, self.boot_token)
+    }
+
     /// Checks values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |key, d: Duration| {
@@ -162,6 +184,12 @@ impl ServerConfig {
             return Err(ConfigError::new(
                 "instance_id",
                 "must be 1-128 characters without whitespace",
+            ));
+        }
+        if self.boot_token.is_empty() || self.boot_token.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "boot_token",
+                "must be non-empty without whitespace",
             ));
         }
         if !(1..=100_000).contains(&self.batch_chunk) {

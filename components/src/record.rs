@@ -150,13 +150,12 @@ fn v1_to_v2(value: Value) -> Result<Value, String> {
         .and_then(|v| v.as_u64())
         .ok_or("v1 record has no numeric \"id\"")?;
     old.remove("version");
-    let mut take = |key: &str, default: Value, kind: &str, fits: fn(&Value) -> bool| {
-        match old.remove(key) {
+    let mut take =
+        |key: &str, default: Value, kind: &str, fits: fn(&Value) -> bool| match old.remove(key) {
             None => Ok(default),
             Some(v) if fits(&v) => Ok(v),
             Some(v) => Err(format!("v1 field \"{key}\" must be {kind}, got {v}")),
-        }
-    };
+        };
     let number = ("a number", Value::is_number as fn(&Value) -> bool);
     let unsigned = ("an unsigned integer", Value::is_u64 as fn(&Value) -> bool);
     let x = take("x", json!(0.0), number.0, number.1)?;

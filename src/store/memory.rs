@@ -279,7 +279,7 @@ impl MemoryStore {
         let (completions, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             backend,
-            instance: config.instance_id.clone(),
+            instance: config.lease_owner(),
             lease_ttl: config.lease_ttl,
             key_prefix: config.key_prefix.clone(),
             metrics: Arc::default(),

@@ -27,6 +27,15 @@ pub fn yield_to_the_tick() {
 pub enum OpenError {
     #[error("cannot reach Redis at {url}: {reason}")]
     Redis { url: String, reason: String },
+    /// Another running process is registered under this instance id.
+    #[error(
+        "instance id {id:?} is in use by another running process ({holder}). A session lease belongs to one running process, so this one does not start: give each process its own --instance-id (or leave it unset to generate one). If that process is gone, its registration expires in {expires_in:?}"
+    )]
+    InstanceTaken {
+        id: String,
+        holder: String,
+        expires_in: std::time::Duration,
+    },
 }
 
 /// Opens the store the config selects and returns the port systems use. For Redis this

@@ -133,7 +133,7 @@ fn request_joins(
                 player: request.player,
                 origin: request.origin,
                 reason: JoinRefusal::AlreadyOnline {
-                    owner: config.instance_id.clone(),
+                    owner: config.lease_owner(),
                 },
             });
             continue;
@@ -190,7 +190,7 @@ fn spawn_joined_players(
             },
             SessionOwner {
                 lease_key: grant.lease_key.clone(),
-                owner: config.instance_id.clone(),
+                owner: config.lease_owner(),
                 last_refresh: time.elapsed(),
             },
             JustLoaded,

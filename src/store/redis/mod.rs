@@ -18,6 +18,7 @@
 //! ([`super::memory::MemoryBackend`]).
 
 mod conn;
+mod registration;
 pub mod scripts;
 
 use std::collections::VecDeque;
@@ -37,6 +38,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use self::conn::{CallError, LaneConn, Reply};
+use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
 use super::OpenError;
 
@@ -58,6 +60,9 @@ pub struct RedisStore {
     periodic: UnboundedSender<StoreJob>,
     interactive: UnboundedSender<StoreJob>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Signalled by the periodic worker once it stopped (after releasing the registration).
+    stopped: crossbeam_channel::Receiver<()>,
+    timeout: Duration,
 }
 
 /// What both lanes share.
@@ -71,6 +76,9 @@ struct Shared {
     metrics: Arc<StoreMetrics>,
     pending: AtomicUsize,
     completions: Sender<StoreCompletion>,
+    registration: Registration,
+    /// How often the periodic lane refreshes the registration (the lease refresh interval).
+    heartbeat: Duration,
 }
 
 impl RedisStore {
@@ -95,12 +103,16 @@ impl RedisStore {
             .build()
             .map_err(|e| error(format!("cannot start the store's runtime: {e}")))?;
         let metrics = Arc::new(StoreMetrics::default());
+        let keys = Keys::new(&config.key_prefix);
+        let lease_ttl_ms = u64::try_from(config.lease_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let shared = Arc::new(Shared {
-            instance: config.instance_id.clone(),
-            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-            keys: Keys::new(&config.key_prefix),
+            instance: config.lease_owner(),
+            lease_ttl_ms,
+            registration: Registration::new(config, &keys, lease_ttl_ms),
+            heartbeat: config.lease_refresh_interval,
+            keys,
             scripts: Scripts::default(),
             chunk: config.batch_chunk.max(1),
             location: location.clone(),
@@ -130,20 +142,38 @@ impl RedisStore {
                 }
             })
             .map_err(error)?;
+        let held = runtime.block_on(shared.registration.hold(&mut periodic, &shared.scripts));
+        match held.map_err(|reason| error(format!("registering the instance: {reason}")))? {
+            Held::Ours => {}
+            Held::Taken { holder, expires_in } => {
+                return Err(OpenError::InstanceTaken {
+                    id: config.instance_id.clone(),
+                    holder,
+                    expires_in,
+                });
+            }
+        }
         let (periodic_tx, periodic_rx) = unbounded_channel();
         let (interactive_tx, interactive_rx) = unbounded_channel();
-        for (conn, jobs) in [(periodic, periodic_rx), (interactive, interactive_rx)] {
+        let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
+        let workers = [
+            (periodic, periodic_rx, Some(stopped_tx)),
+            (interactive, interactive_rx, None),
+        ];
+        for (conn, jobs, stopped) in workers {
             let worker = LaneWorker {
                 conn,
                 shared: Arc::clone(&shared),
             };
-            runtime.spawn(worker.run(jobs));
+            runtime.spawn(worker.run(jobs, stopped));
         }
         Ok(Self {
             shared,
             periodic: periodic_tx,
             interactive: interactive_tx,
             runtime: Some(runtime),
+            stopped,
+            timeout: config.store_timeout,
         })
     }
 
@@ -154,7 +184,16 @@ impl RedisStore {
 }
 
 impl Drop for RedisStore {
+    /// Closes the lanes; the periodic worker finishes its jobs and releases the instance
+    /// registration (waited for up to the store timeout), then the runtime stops.
     fn drop(&mut self) {
+        let (closed, _) = unbounded_channel();
+        drop(std::mem::replace(&mut self.periodic, closed));
+        let (closed, _) = unbounded_channel();
+        drop(std::mem::replace(&mut self.interactive, closed));
+        self.stopped
+            .recv_timeout(self.timeout + Duration::from_millis(100))
+            .ok();
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -355,12 +394,53 @@ struct LaneWorker {
 }
 
 impl LaneWorker {
-    async fn run(mut self, mut jobs: UnboundedReceiver<StoreJob>) {
-        while let Some(job) = jobs.recv().await {
-            let completion = self.execute(job).await;
-            // A closed channel means the app is gone; keep draining so nothing waits.
-            self.shared.completions.send(completion).ok();
-            self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+    /// Runs jobs until the store closes the lane. The periodic worker (the one given
+    /// `stopped`) also keeps the instance registration alive between jobs, releases it at the
+    /// end and then signals `stopped`.
+    async fn run(mut self, mut jobs: UnboundedReceiver<StoreJob>, stopped: Option<Sender<()>>) {
+        let heartbeat = self.shared.heartbeat;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    let completion = self.execute(job).await;
+                    // A closed channel means the app is gone; keep draining so nothing waits.
+                    self.shared.completions.send(completion).ok();
+                    self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ = beat.tick(), if stopped.is_some() => self.hold_registration().await,
+            }
+        }
+        if let Some(stopped) = stopped {
+            let shared = Arc::clone(&self.shared);
+            shared
+                .registration
+                .release(&mut self.conn, &shared.scripts)
+                .await;
+            stopped.send(()).ok();
+        }
+    }
+
+    /// Refreshes the instance registration. Finding it held by another process means two
+    /// processes run under one instance id (the other started while this one could not reach
+    /// Redis): leases stay safe, as each process owns them under its own boot token, but the
+    /// operator must know.
+    async fn hold_registration(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        match shared
+            .registration
+            .hold(&mut self.conn, &shared.scripts)
+            .await
+        {
+            Ok(Held::Ours) => {}
+            Ok(Held::Taken { holder, .. }) => tracing::error!(
+                instance = %shared.registration.instance_id,
+                other = %holder,
+                "another process now runs under this instance id; each process still owns only its own leases, but give each its own --instance-id"
+            ),
+            Err(e) => tracing::debug!(error = %e, "instance registration not refreshed"),
         }
     }
 

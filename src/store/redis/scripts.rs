@@ -10,12 +10,15 @@ pub const CLAIM_LUA: &str = include_str!("../../../assets/redis/claim.lua");
 pub const REFRESH_LUA: &str = include_str!("../../../assets/redis/refresh.lua");
 /// `release.lua`: delete a lease only if it is ours.
 pub const RELEASE_LUA: &str = include_str!("../../../assets/redis/release.lua");
+/// `instance.lua`: register this process under its instance id, refresh or release it.
+pub const INSTANCE_LUA: &str = include_str!("../../../assets/redis/instance.lua");
 /// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
 pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
 
-/// The four scripts, with their SHA1s computed once.
+/// The scripts, with their SHA1s computed once.
 pub struct Scripts {
     pub claim: Script,
+    pub instance: Script,
     pub refresh: Script,
     pub release: Script,
     pub save: Script,
@@ -25,6 +28,7 @@ impl Default for Scripts {
     fn default() -> Self {
         Self {
             claim: Script::new(CLAIM_LUA),
+            instance: Script::new(INSTANCE_LUA),
             refresh: Script::new(REFRESH_LUA),
             release: Script::new(RELEASE_LUA),
             save: Script::new(SAVE_LUA),
@@ -52,9 +56,16 @@ impl Keys {
         format!("{}:player:{{{}}}", self.prefix, player.0)
     }
 
-    /// `<prefix>:session:{<id>}`: the lease; value = owning instance id, with a TTL.
+    /// `<prefix>:session:{<id>}`: the lease; value = the owning process's lease owner
+    /// (`<instance id>/<boot token>`), with a TTL.
     pub fn session(&self, player: PlayerId) -> String {
         format!("{}:session:{{{}}}", self.prefix, player.0)
+    }
+
+    /// `<prefix>:instance:{<instance id>}`: the registration of the process running under
+    /// that instance id (JSON), with a TTL; see `instance.lua`.
+    pub fn instance(&self, instance_id: &str) -> String {
+        format!("{}:instance:{{{instance_id}}}", self.prefix)
     }
 
     /// A `SCAN MATCH` pattern for every lease under the prefix.

@@ -1,0 +1,153 @@
+//! The process's registration under its instance id (`<prefix>:instance:{<id>}`, see
+//! `assets/redis/instance.lua`): claimed at start, so a second process started with the same
+//! instance id refuses to start naming the first; kept alive on the periodic lane like a
+//! lease; released on a clean stop, so a restart under the same id starts at once.
+
+use std::time::{Duration, SystemTime};
+
+use hearth_components::ServerConfig;
+use redis::Value;
+
+use super::conn::LaneConn;
+use super::scripts::{Keys, Scripts};
+
+/// This process's registration: where it is stored and what it says.
+pub struct Registration {
+    pub instance_id: String,
+    pub key: String,
+    /// JSON: lease owner, host, pid, client address, start time. Unique per process start
+    /// (it carries the boot token), so "ours" is an exact string comparison in Lua.
+    pub value: String,
+    pub ttl_ms: u64,
+}
+
+/// What holding the registration found.
+pub enum Held {
+    /// The instance id is registered to this process (now, or still).
+    Ours,
+    /// Another running process holds the instance id.
+    Taken {
+        /// Who, in words (host, pid, address, start time).
+        holder: String,
+        /// When its registration expires unless it is refreshed.
+        expires_in: Duration,
+    },
+}
+
+impl Registration {
+    /// The registration of the process `config` describes, starting now.
+    pub fn new(config: &ServerConfig, keys: &Keys, ttl_ms: u64) -> Self {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let value = serde_json::json!({
+            "owner": config.lease_owner(),
+            "host": host,
+            "pid": std::process::id(),
+            "listen": config.listen.to_string(),
+            "started": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        })
+        .to_string();
+        Self {
+            instance_id: config.instance_id.clone(),
+            key: keys.instance(&config.instance_id),
+            value,
+            ttl_ms,
+        }
+    }
+
+    /// Registers, or extends the registration. `Err` when Redis did not answer.
+    pub async fn hold(&self, conn: &mut LaneConn, scripts: &Scripts) -> Result<Held, String> {
+        let reply = self
+            .call(conn, scripts, "hold", "registering the instance")
+            .await?;
+        match reply {
+            Value::Array(parts) if matches!(parts.first(), Some(Value::Int(1))) => Ok(Held::Ours),
+            Value::Array(parts) if parts.len() == 3 => {
+                let holder = match &parts[1] {
+                    Value::BulkString(bytes) => describe(&String::from_utf8_lossy(bytes)),
+                    other => format!("{other:?}"),
+                };
+                let expires_in = match parts[2] {
+                    Value::Int(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+                    _ => Duration::ZERO,
+                };
+                Ok(Held::Taken { holder, expires_in })
+            }
+            other => Err(format!("unexpected reply to instance.lua: {other:?}")),
+        }
+    }
+
+    /// Deletes the registration if it is still ours (a clean stop).
+    pub async fn release(&self, conn: &mut LaneConn, scripts: &Scripts) {
+        if let Err(e) = self
+            .call(conn, scripts, "release", "releasing the instance")
+            .await
+        {
+            tracing::warn!(instance = %self.instance_id, error = %e, "could not release the instance registration; it expires by its TTL");
+        }
+    }
+
+    async fn call(
+        &self,
+        conn: &mut LaneConn,
+        scripts: &Scripts,
+        mode: &str,
+        what: &str,
+    ) -> Result<Value, String> {
+        let script = &scripts.instance;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(script).ignore();
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(&self.key)
+            .arg(mode)
+            .arg(&self.value)
+            .arg(self.ttl_ms);
+        let reply = conn.request(pipe, what).await;
+        match reply.result {
+            Ok(mut values) if values.len() == 1 => match values.remove(0) {
+                Value::ServerError(e) => Err(e.to_string()),
+                value => Ok(value),
+            },
+            Ok(values) => Err(format!("{} replies to one command", values.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A registration in words: "host h, pid 12, listening on 127.0.0.1:7777, started at ...".
+pub fn describe(registration: &str) -> String {
+    let Ok(fields) = serde_json::from_str::<serde_json::Value>(registration) else {
+        return format!("registration {registration:?}");
+    };
+    let field = |name: &str| match &fields[name] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "?".to_string(),
+        other => other.to_string(),
+    };
+    format!(
+        "host {}, pid {}, listening on {}, started at {}",
+        field("host"),
+        field("pid"),
+        field("listen"),
+        field("started")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_is_described_in_words() {
+        let text = r#"{"owner":"eu-1/ab","host":"box","pid":12,"listen":"0.0.0.0:7777","started":"2026-11-28T06:00:00Z"}"#;
+        assert_eq!(
+            describe(text),
+            "host box, pid 12, listening on 0.0.0.0:7777, started at 2026-11-28T06:00:00Z"
+        );
+        assert_eq!(describe("junk"), "registration \"junk\"");
+    }
+}

@@ -1,0 +1,135 @@
+//! The `hearth` binary as a child process on a real Redis, for tests of whole servers
+//! (several sharing one Redis, signals, start-up refusals).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+use super::redis_server::{RedisServer, free_port};
+
+/// A `hearth` server process.
+pub struct Hearth {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+impl Hearth {
+    /// A server on `redis` named `instance`, with short lease and flush timings.
+    pub fn start(redis: &RedisServer, instance: &str) -> Self {
+        Self::start_with(redis, instance, &[])
+    }
+
+    /// Like [`Hearth::start`], with more flags as `--flag value` pairs (replacing a default).
+    pub fn start_with(redis: &RedisServer, instance: &str, extra: &[&str]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let (url, listen) = (redis.url(), addr.to_string());
+        let mut flags: Vec<(&str, &str)> = vec![
+            ("--store", &url),
+            ("--listen", &listen),
+            ("--instance-id", instance),
+            ("--lease-ttl", "2s"),
+            ("--lease-refresh-interval", "500ms"),
+            ("--flush-interval", "500ms"),
+        ];
+        for pair in extra.chunks(2) {
+            let [flag, value] = pair else {
+                panic!("extra flags come in pairs: {extra:?}")
+            };
+            flags.retain(|(f, _)| f != flag);
+            flags.push((flag, value));
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(flags.iter().flat_map(|(f, v)| [*f, *v]))
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("starting the hearth binary");
+        let server = Self { child, addr, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "hearth did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A client connected to it.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Sends it a signal (`-TERM`, `-KILL`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait(&mut self) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "hearth did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Runs the binary to completion with `args` (killed, failing the test, if it still runs
+/// after 30 s: every use expects it to stop by itself).
+pub fn run_hearth(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running hearth");
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output().expect("waiting for hearth");
+        done.send(()).ok();
+        output
+    });
+    if finished.recv_timeout(Duration::from_secs(30)).is_err() {
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .ok();
+        let output = waiter.join().expect("hearth waiter");
+        panic!(
+            "hearth {args:?} still ran after 30 s:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    waiter.join().expect("hearth waiter")
+}
