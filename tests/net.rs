@@ -368,3 +368,25 @@ fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3);
 }
+
+#[test]
+fn a_line_of_exactly_the_limit_is_accepted_with_either_line_ending() {
+    let server = server();
+    // A ping padded with spaces to exactly 65,536 bytes, the newline excluded.
+    let line = |len: usize| {
+        let mut line = json!({"type": "ping", "nonce": len}).to_string();
+        line.push_str(&" ".repeat(len - line.len()));
+        line
+    };
+    let mut c = server.client();
+    for ending in ["\n", "\r\n"] {
+        c.send_raw(format!("{}{ending}", line(65_536)).as_bytes());
+        assert_eq!(c.expect("pong")["nonce"], 65_536, "ending {ending:?}");
+    }
+    for ending in ["\n", "\r\n"] {
+        let mut c = server.client();
+        c.send_raw(format!("{}{ending}", line(65_537)).as_bytes());
+        c.expect_error("too_large");
+        assert!(c.is_closed(), "ending {ending:?}");
+    }
+}

@@ -93,7 +93,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     let _open = OpenConnection::new(&ctx.open);
     stream.set_nodelay(true).ok();
     let (reader, writer) = stream.into_split();
-    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    // One byte over the limit, so a line of exactly MAX_LINE_BYTES still fits with the `\r`
+    // of a CRLF ending (the codec counts it, then strips it); the limit itself is checked on
+    // the line the codec returns.
+    let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES + 1);
+    let mut lines = FramedRead::new(reader, codec);
     let mut writer = BufWriter::new(writer);
     let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
     let closed = CancellationToken::new();
@@ -116,6 +120,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
     ));
     let mut refused_in_a_row = 0u32;
+    // Only complete lines from the client count as activity: what we send it (snapshots) and
+    // bytes without a newline do not, so a silent or half-open connection ends.
+    let idle = tokio::time::sleep(ctx.idle_timeout);
+    tokio::pin!(idle);
     // Runs until the connection ends, with the last word for the client, if any.
     let farewell = loop {
         tokio::select! {
@@ -129,6 +137,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 write_queued(&mut writer, &mut outbound).await;
                 break Some(kicked("the server is shutting down"));
             }
+            () = &mut idle => {
+                break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
+            }
             Some(message) = outbound.recv() => {
                 login = match (&message, login) {
                     (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
@@ -141,21 +152,21 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 }
                 if write(&mut writer, &message).await.is_err() { break None; }
             }
-            line = tokio::time::timeout(ctx.idle_timeout, lines.next()) => {
+            line = lines.next() => {
+                if let Some(Ok(_)) = line {
+                    idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
+                }
                 let reply = match line {
-                    Err(_) => break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout))),
-                    Ok(None) => break None,
-                    Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
-                        let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
-                        break Some(ServerMessage::error(ErrorCode::TooLarge, message));
-                    }
-                    Ok(Some(Err(LinesCodecError::Io(e)))) => {
+                    None => break None,
+                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => break Some(too_large()),
+                    Some(Ok(line)) if line.len() > MAX_LINE_BYTES => break Some(too_large()),
+                    Some(Err(LinesCodecError::Io(e))) => {
                         break (e.kind() == std::io::ErrorKind::InvalidData).then(|| {
                             ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8")
                         });
                     }
-                    Ok(Some(Ok(line))) if line.trim().is_empty() => None,
-                    Ok(Some(Ok(_))) if limit.check().is_err() => {
+                    Some(Ok(line)) if line.trim().is_empty() => None,
+                    Some(Ok(_)) if limit.check().is_err() => {
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
                             break Some(kicked(&format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
@@ -163,7 +174,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }
-                    Ok(Some(Ok(line))) => {
+                    Some(Ok(line)) => {
                         refused_in_a_row = 0;
                         handle_line(conn, peer, &line, &mut login, &outbox, &ctx)
                     }
@@ -186,6 +197,12 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     let discard = async { while lines.next().await.is_some() {} };
     tokio::time::timeout(LINGER, discard).await.ok();
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+/// The answer to a line over [`MAX_LINE_BYTES`] (the connection closes after it).
+fn too_large() -> ServerMessage {
+    let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
+    ServerMessage::error(ErrorCode::TooLarge, message)
 }
 
 /// A `kicked` message.
