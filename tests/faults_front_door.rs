@@ -106,3 +106,54 @@ fn a_client_that_pings_stays_connected_past_the_idle_timeout() {
     assert!(backend.lease_owner(PlayerId(id)).is_some(), "still online");
     c.step(1.0, 0.0);
 }
+
+#[test]
+fn registrations_over_the_per_address_limit_are_refused_rate_limited() {
+    let mut config = test_config("reg-limit");
+    config.registrations_per_minute = 3;
+    let server = NetServer::memory(config);
+    let mut c = server.client();
+    for n in 0..3 {
+        c.register(&format!("reg{n}"), "password1");
+    }
+    c.send(json!({"type": "register", "username": "reg-over", "password": "password1"}));
+    let refused = c.expect_error("rate_limited");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("registrations"),
+        "{refused}"
+    );
+    // Per address, not per connection; and logins are not registrations.
+    let mut other = server.client();
+    other.send(json!({"type": "register", "username": "reg-over", "password": "password1"}));
+    other.expect_error("rate_limited");
+    other.login("reg0", "password1");
+}
+
+#[test]
+fn a_registration_flood_from_one_address_leaves_room_for_another_addresss_login() {
+    let mut config = test_config("fair-queue");
+    config.registrations_per_minute = 1_000; // the flood must reach the auth queue
+    let server = NetServer::memory(config);
+    let mut alice = Client::connect_from("127.0.0.2".parse().unwrap(), server.addr);
+    alice.register("alice", "password1");
+    // 4 connections x 100 registrations from 127.0.0.1, each within its message rate, all
+    // at once: far more than the auth workers hash in the meantime.
+    let mut flooders: Vec<_> = (0..4).map(|_| server.client()).collect();
+    for (n, c) in flooders.iter_mut().enumerate() {
+        let lines: String = (0..100)
+            .map(|i| {
+                let register = json!({"type": "register", "username": format!("flood{n}x{i}"), "password": "password1"});
+                format!("{register}\n")
+            })
+            .collect();
+        c.send_raw(lines.as_bytes());
+    }
+    // The first answer to the flood means it is being served: the queue is as full as it gets.
+    flooders[0].expect_any(&["registered", "error"]);
+    alice.send(json!({"type": "login", "username": "alice", "password": "password1"}));
+    let answer = alice.expect_any(&["logged_in", "error"]);
+    assert_eq!(answer["type"], "logged_in", "{answer}");
+}

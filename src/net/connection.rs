@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
+use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
 
 /// Messages queued for one client before it counts as too slow and is disconnected.
@@ -57,6 +58,8 @@ impl ClientOutbox for TokioOutbox {
 pub struct ConnectionContext {
     pub events: Sender<NetEvent>,
     pub auth: AuthQueue,
+    /// Registrations per address, counted before they take a place in the auth queue.
+    pub registrations: Arc<RegistrationLimit>,
     pub idle_timeout: Duration,
     /// Cancelled at the end of a shutdown: every connection says so and closes.
     pub closing: CancellationToken,
@@ -259,22 +262,19 @@ fn handle_line(
             ));
         }
     };
-    let busy = || {
-        ServerMessage::error(
-            ErrorCode::ServerBusy,
-            "the server is busy; try again shortly",
-        )
-    };
     match message {
         ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
         ClientMessage::Register { username, password } => {
+            if let Err(refused) = ctx.registrations.check(peer.ip()) {
+                return Some(refused);
+            }
             let reply = Arc::clone(outbox);
-            (!ctx.auth.try_submit(AuthRequest::Register {
+            let request = AuthRequest::Register {
                 username,
                 password,
                 reply,
-            }))
-            .then(busy)
+            };
+            ctx.auth.try_submit(peer.ip(), request).err()
         }
         ClientMessage::Login { username, password } => {
             if *login != Login::No {
@@ -291,8 +291,8 @@ fn handle_line(
                 password,
                 reply,
             };
-            if !ctx.auth.try_submit(request) {
-                return Some(busy());
+            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
+                return Some(busy);
             }
             *login = Login::Pending;
             None

@@ -3,8 +3,10 @@
 //! ([`NetEvent`]) and per-client bounded queues.
 
 pub mod accounts;
+pub mod admission;
 pub mod auth;
 pub mod connection;
+pub mod fair_queue;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +112,9 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let ctx = ConnectionContext {
         events,
         auth,
+        registrations: Arc::new(admission::RegistrationLimit::new(
+            config.registrations_per_minute,
+        )),
         idle_timeout: config.idle_timeout,
         closing: closing.clone(),
         open: Arc::clone(&open),
