@@ -6,11 +6,14 @@
 mod common;
 
 use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::client::{Client, NetServer};
+use common::redis_server::free_port;
 use hearth::testing::test_config;
 use hearth_components::{PlayerId, ServerConfig};
 use serde_json::json;
@@ -156,4 +159,97 @@ fn a_registration_flood_from_one_address_leaves_room_for_another_addresss_login(
     alice.send(json!({"type": "login", "username": "alice", "password": "password1"}));
     let answer = alice.expect_any(&["logged_in", "error"]);
     assert_eq!(answer["type"], "logged_in", "{answer}");
+}
+
+/// Opens `n` connections and checks each is served (answers a ping).
+fn served_clients(server: &NetServer, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let mut c = server.client();
+            c.send(json!({"type": "ping", "nonce": i}));
+            assert_eq!(c.expect("pong")["nonce"], i);
+            c
+        })
+        .collect()
+}
+
+/// The next connection is refused: `server_busy` with `why` in the message, then closed.
+fn assert_refused(mut c: Client, why: &str) {
+    let refused = c.expect_error("server_busy");
+    assert!(
+        refused["message"].as_str().unwrap().contains(why),
+        "{refused}"
+    );
+    assert!(c.is_closed());
+}
+
+#[test]
+fn connections_over_the_per_address_limit_are_refused_server_busy() {
+    let mut config = test_config("conn-per-address");
+    config.max_connections_per_address = 3;
+    let server = NetServer::memory(config);
+    let mut held = served_clients(&server, 3);
+    assert_refused(server.client(), "from your address");
+    // Another address still gets in.
+    let mut other = Client::connect_from("127.0.0.2".parse().unwrap(), server.addr);
+    other.send(json!({"type": "ping", "nonce": 1}));
+    other.expect("pong");
+    // A closed connection frees its slot (once the server has seen it close).
+    drop(held.pop());
+    wait_until("a slot is free again", || {
+        let mut c = server.client();
+        c.send(json!({"type": "ping", "nonce": 2}));
+        c.expect_any(&["pong", "error"])["type"] == "pong"
+    });
+}
+
+#[test]
+fn connections_over_the_total_limit_are_refused_server_busy() {
+    let mut config = test_config("conn-total");
+    config.max_connections = 3;
+    let server = NetServer::memory(config);
+    let _held = served_clients(&server, 2);
+    let mut third = Client::connect_from("127.0.0.3".parse().unwrap(), server.addr);
+    third.send(json!({"type": "ping", "nonce": 3}));
+    third.expect("pong");
+    let refused = Client::connect_from("127.0.0.4".parse().unwrap(), server.addr);
+    assert_refused(refused, "the server is full");
+}
+
+#[test]
+fn the_binary_under_a_low_file_limit_still_serves_a_fresh_client() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // 256 open files for the whole process; connection limits far beyond what fits in them.
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -n 256 && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_hearth"))
+        .args(["--store", "memory", "--listen", &addr.to_string()])
+        .args(["--instance-id", "fd-limit", "--idle-timeout", "60s"])
+        .args(["--max-connections", "100000"])
+        .args(["--max-connections-per-address", "100000"])
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("starting the hearth binary");
+    let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    wait_until("hearth listens", || TcpStream::connect(addr).is_ok());
+    // More connections than the process has files for, all held open.
+    let held: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    // The server fitted its limit into the files it has, so it is full, and says so.
+    let mut fresh = Client::connect(addr);
+    fresh.send(json!({"type": "ping", "nonce": 1}));
+    assert_refused(fresh, "the server is full");
+    child.kill().ok();
+    child.wait().ok();
+    drop(held);
+    let log = read_log();
+    let emfile = log.matches("Too many open files").count();
+    assert!(emfile < 5, "{emfile} 'Too many open files' lines:\n{log}");
+    assert!(
+        log.contains("does not fit"),
+        "the clamp of max_connections is logged:\n{log}"
+    );
 }

@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use governor::{Quota, RateLimiter};
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
@@ -190,16 +191,33 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
         }
     };
-    if let Some(message) = farewell {
+    close(writer, lines.into_inner(), farewell).await;
+    ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+/// Tells a connection refused at the door why (`server_busy`), then closes it.
+pub async fn refuse(stream: TcpStream, message: ServerMessage) {
+    stream.set_nodelay(true).ok();
+    let (reader, writer) = stream.into_split();
+    close(BufWriter::new(writer), reader, Some(message)).await;
+}
+
+/// Every close: the last message, if any, then our side ends. Closing with input unread (a
+/// flood, the rest of an oversized line, a request sent right after connecting) would reset
+/// the connection and could destroy the last message before the client reads it, so what
+/// still arrives is discarded for a moment (until the client closes, at most [`LINGER`]).
+async fn close(
+    mut writer: BufWriter<OwnedWriteHalf>,
+    mut reader: OwnedReadHalf,
+    last: Option<ServerMessage>,
+) {
+    if let Some(message) = last {
         write(&mut writer, &message).await.ok();
     }
-    // Closing with input unread (a flood, the rest of an oversized line) would reset the
-    // connection and could destroy the last message before the client reads it: end our side,
-    // then discard what still arrives for a moment.
     writer.shutdown().await.ok();
-    let discard = async { while lines.next().await.is_some() {} };
+    let mut sink = [0u8; 4096];
+    let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
     tokio::time::timeout(LINGER, discard).await.ok();
-    ctx.events.send(NetEvent::Disconnected { conn }).ok();
 }
 
 /// The answer to a line over [`MAX_LINE_BYTES`] (the connection closes after it).
@@ -217,7 +235,7 @@ fn kicked(reason: &str) -> ServerMessage {
 
 /// Writes what is queued for the client, stopping at the first failed write.
 async fn write_queued(
-    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: &mut BufWriter<OwnedWriteHalf>,
     outbound: &mut mpsc::Receiver<ServerMessage>,
 ) {
     while let Ok(message) = outbound.try_recv() {
@@ -228,7 +246,7 @@ async fn write_queued(
 }
 
 async fn write(
-    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: &mut BufWriter<OwnedWriteHalf>,
     message: &ServerMessage,
 ) -> std::io::Result<()> {
     let line = message.to_line();
