@@ -62,6 +62,15 @@ pub struct Cli {
     /// Clients silent this long are disconnected (e.g. 30s).
     #[arg(long, env = "HEARTH_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
+    /// Accounts one client address may register per minute.
+    #[arg(long, env = "HEARTH_REGISTRATIONS_PER_MINUTE")]
+    pub registrations_per_minute: Option<String>,
+    /// Client connections served at once.
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Client connections served at once from one address.
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<String>,
     /// Verbose logs and periodic metric summaries (HEARTH_VERBOSE=1).
     #[arg(long, short, env = "HEARTH_VERBOSE", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -86,6 +95,9 @@ struct FileConfig {
     latency_warn: Option<String>,
     listen: Option<String>,
     idle_timeout: Option<String>,
+    registrations_per_minute: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_address: Option<u64>,
     verbose: Option<bool>,
 }
 
@@ -203,6 +215,24 @@ fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigE
         "idle_timeout",
         parse_duration,
     )?;
+    set(
+        &mut config.registrations_per_minute,
+        file.registrations_per_minute.map(|n| n.to_string()),
+        "registrations_per_minute",
+        parse_count,
+    )?;
+    set(
+        &mut config.max_connections,
+        file.max_connections.map(|n| n.to_string()),
+        "max_connections",
+        parse_count,
+    )?;
+    set(
+        &mut config.max_connections_per_address,
+        file.max_connections_per_address.map(|n| n.to_string()),
+        "max_connections_per_address",
+        parse_count,
+    )?;
     if let Some(rate) = file.tick_rate {
         config.tick_rate = rate;
     }
@@ -272,6 +302,24 @@ fn apply_cli(config: &mut ServerConfig, cli: &Cli) -> Result<(), ConfigError> {
         "idle_timeout",
         parse_duration,
     )?;
+    set(
+        &mut config.registrations_per_minute,
+        c.registrations_per_minute,
+        "registrations_per_minute",
+        parse_count,
+    )?;
+    set(
+        &mut config.max_connections,
+        c.max_connections,
+        "max_connections",
+        parse_count,
+    )?;
+    set(
+        &mut config.max_connections_per_address,
+        c.max_connections_per_address,
+        "max_connections_per_address",
+        parse_count,
+    )?;
     set(&mut config.tick_rate, c.tick_rate, "tick_rate", |s| {
         s.trim().parse::<f64>().map_err(|e| e.to_string())
     })?;
@@ -305,6 +353,15 @@ fn set<T>(
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("expected a duration with a unit such as 500ms, 30s or 2m: {e}"))
+}
+
+/// Parses a whole number (a count or a limit) that fits the field.
+fn parse_count<T: std::str::FromStr<Err = std::num::ParseIntError>>(
+    text: &str,
+) -> Result<T, String> {
+    text.trim()
+        .parse::<T>()
+        .map_err(|e| format!("expected a whole number: {e}"))
 }
 
 fn parse_store(text: &str) -> Result<StoreSelection, String> {

@@ -332,7 +332,9 @@ fn idle_clients_are_disconnected() {
 
 #[test]
 fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
-    let server = server();
+    let mut config = test_config("net-busy");
+    config.registrations_per_minute = 1_000; // the queue's limit is under test, not this one
+    let server = NetServer::memory(config);
     // 4 connections x 100 requests: within each connection's message rate, far beyond the
     // auth queue.
     let mut clients: Vec<_> = (0..4).map(|_| server.client()).collect();
@@ -367,4 +369,26 @@ fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     let c = &mut clients[0];
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3);
+}
+
+#[test]
+fn a_line_of_exactly_the_limit_is_accepted_with_either_line_ending() {
+    let server = server();
+    // A ping padded with spaces to exactly 65,536 bytes, the newline excluded.
+    let line = |len: usize| {
+        let mut line = json!({"type": "ping", "nonce": len}).to_string();
+        line.push_str(&" ".repeat(len - line.len()));
+        line
+    };
+    let mut c = server.client();
+    for ending in ["\n", "\r\n"] {
+        c.send_raw(format!("{}{ending}", line(65_536)).as_bytes());
+        assert_eq!(c.expect("pong")["nonce"], 65_536, "ending {ending:?}");
+    }
+    for ending in ["\n", "\r\n"] {
+        let mut c = server.client();
+        c.send_raw(format!("{}{ending}", line(65_537)).as_bytes());
+        c.expect_error("too_large");
+        assert!(c.is_closed(), "ending {ending:?}");
+    }
 }

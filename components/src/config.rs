@@ -69,6 +69,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// A client that sends no line for this long is disconnected.
     pub idle_timeout: Duration,
+    /// Accounts one client address may register per minute (bursts up to this many), so one
+    /// address cannot fill the account store or keep the auth workers hashing for it.
+    pub registrations_per_minute: u32,
+    /// Client connections served at once; beyond it new ones get `server_busy` and are
+    /// closed, so the server never runs out of file descriptors.
+    pub max_connections: usize,
+    /// Client connections served at once from one address, so one address cannot take
+    /// every slot of `max_connections`.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +99,9 @@ impl Default for ServerConfig {
             latency_warn: Duration::from_millis(50),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             idle_timeout: Duration::from_secs(30),
+            registrations_per_minute: 10,
+            max_connections: 10_000,
+            max_connections_per_address: 64,
         }
     }
 }
@@ -190,6 +202,21 @@ impl ServerConfig {
             return Err(ConfigError::new(
                 "boot_token",
                 "must be non-empty without whitespace",
+            ));
+        }
+        if self.registrations_per_minute == 0 {
+            return Err(ConfigError::new(
+                "registrations_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("max_connections", "must be at least 1"));
+        }
+        if self.max_connections_per_address == 0 {
+            return Err(ConfigError::new(
+                "max_connections_per_address",
+                "must be at least 1",
             ));
         }
         if !(1..=100_000).contains(&self.batch_chunk) {

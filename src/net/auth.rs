@@ -1,7 +1,9 @@
 //! Auth workers: a small pool of threads off the tick that register accounts and check
 //! logins (argon2 is deliberately slow CPU work). Each worker owns its account store (on
-//! Redis: its own persistent connection). The queue is bounded: when it is full the client
-//! gets `server_busy` at once instead of waiting in an ever-growing line.
+//! Redis: its own persistent connection). The queue is bounded and fair between client
+//! addresses ([`super::fair_queue`]): when the caller's share or the whole queue is full the
+//! client gets `server_busy` at once instead of waiting in an ever-growing line, and a flood
+//! from one address never stands between another address and a worker.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,18 +16,22 @@ use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hearth_components::PlayerId;
 use hearth_components::protocol::{ErrorCode, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
 
 use super::accounts::{AccountError, AccountStore, AccountStoreFactory};
+use super::fair_queue::{FairSender, Full, fair_queue};
 
 /// Failed logins allowed per address per minute before a lockout.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;
 /// Requests waiting for a worker before new ones are answered `server_busy`.
 pub const AUTH_QUEUE: usize = 64;
+/// Requests one address may have waiting: enough for a few clients behind one NAT logging
+/// in together, small enough that one address cannot fill the queue.
+pub const AUTH_QUEUE_PER_ADDRESS: usize = 4;
 
 /// Work for an auth worker.
 pub enum AuthRequest {
@@ -43,14 +49,23 @@ pub enum AuthRequest {
     },
 }
 
-/// The queue into the auth workers.
+/// The queue into the auth workers, fair between client addresses.
 #[derive(Clone)]
-pub struct AuthQueue(Sender<AuthRequest>);
+pub struct AuthQueue(FairSender<IpAddr, AuthRequest>);
 
 impl AuthQueue {
-    /// Queues a request; `false` when the queue is full (answer `server_busy`).
-    pub fn try_submit(&self, request: AuthRequest) -> bool {
-        !matches!(self.0.try_send(request), Err(TrySendError::Full(_)))
+    /// Queues a request from `addr`; the `server_busy` answer when that address already has
+    /// its share waiting or the whole queue is full.
+    pub fn try_submit(&self, addr: IpAddr, request: AuthRequest) -> Result<(), ServerMessage> {
+        self.0.try_push(addr, request).map_err(|full| {
+            let message = match full {
+                Full::Key => format!(
+                    "{AUTH_QUEUE_PER_ADDRESS} requests from your address are already waiting; try again shortly"
+                ),
+                Full::Total => "the server is busy; try again shortly".to_string(),
+            };
+            ServerMessage::error(ErrorCode::ServerBusy, message)
+        })
     }
 }
 
@@ -106,7 +121,7 @@ pub fn start_workers(
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
 ) -> AuthQueue {
-    let (tx, rx) = crossbeam_channel::bounded(AUTH_QUEUE);
+    let (tx, rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
     for n in 0..workers {
         let (rx, accounts, events, throttle) = (
             rx.clone(),
@@ -123,7 +138,7 @@ pub fn start_workers(
                     throttle,
                     argon2: Argon2::default(),
                 };
-                for request in rx {
+                while let Some(request) = rx.pop() {
                     worker.handle(request);
                 }
             })

@@ -13,12 +13,14 @@ use futures_util::StreamExt;
 use governor::{Quota, RateLimiter};
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
+use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
 
 /// Messages queued for one client before it counts as too slow and is disconnected.
@@ -57,6 +59,8 @@ impl ClientOutbox for TokioOutbox {
 pub struct ConnectionContext {
     pub events: Sender<NetEvent>,
     pub auth: AuthQueue,
+    /// Registrations per address, counted before they take a place in the auth queue.
+    pub registrations: Arc<RegistrationLimit>,
     pub idle_timeout: Duration,
     /// Cancelled at the end of a shutdown: every connection says so and closes.
     pub closing: CancellationToken,
@@ -93,7 +97,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     let _open = OpenConnection::new(&ctx.open);
     stream.set_nodelay(true).ok();
     let (reader, writer) = stream.into_split();
-    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    // One byte over the limit, so a line of exactly MAX_LINE_BYTES still fits with the `\r`
+    // of a CRLF ending (the codec counts it, then strips it); the limit itself is checked on
+    // the line the codec returns.
+    let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES + 1);
+    let mut lines = FramedRead::new(reader, codec);
     let mut writer = BufWriter::new(writer);
     let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
     let closed = CancellationToken::new();
@@ -116,6 +124,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
     ));
     let mut refused_in_a_row = 0u32;
+    // Only complete lines from the client count as activity: what we send it (snapshots) and
+    // bytes without a newline do not, so a silent or half-open connection ends.
+    let idle = tokio::time::sleep(ctx.idle_timeout);
+    tokio::pin!(idle);
     // Runs until the connection ends, with the last word for the client, if any.
     let farewell = loop {
         tokio::select! {
@@ -129,6 +141,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 write_queued(&mut writer, &mut outbound).await;
                 break Some(kicked("the server is shutting down"));
             }
+            () = &mut idle => {
+                break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
+            }
             Some(message) = outbound.recv() => {
                 login = match (&message, login) {
                     (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
@@ -141,21 +156,21 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 }
                 if write(&mut writer, &message).await.is_err() { break None; }
             }
-            line = tokio::time::timeout(ctx.idle_timeout, lines.next()) => {
+            line = lines.next() => {
+                if let Some(Ok(_)) = line {
+                    idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
+                }
                 let reply = match line {
-                    Err(_) => break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout))),
-                    Ok(None) => break None,
-                    Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
-                        let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
-                        break Some(ServerMessage::error(ErrorCode::TooLarge, message));
-                    }
-                    Ok(Some(Err(LinesCodecError::Io(e)))) => {
+                    None => break None,
+                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => break Some(too_large()),
+                    Some(Ok(line)) if line.len() > MAX_LINE_BYTES => break Some(too_large()),
+                    Some(Err(LinesCodecError::Io(e))) => {
                         break (e.kind() == std::io::ErrorKind::InvalidData).then(|| {
                             ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8")
                         });
                     }
-                    Ok(Some(Ok(line))) if line.trim().is_empty() => None,
-                    Ok(Some(Ok(_))) if limit.check().is_err() => {
+                    Some(Ok(line)) if line.trim().is_empty() => None,
+                    Some(Ok(_)) if limit.check().is_err() => {
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
                             break Some(kicked(&format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
@@ -163,7 +178,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }
-                    Ok(Some(Ok(line))) => {
+                    Some(Ok(line)) => {
                         refused_in_a_row = 0;
                         handle_line(conn, peer, &line, &mut login, &outbox, &ctx)
                     }
@@ -176,16 +191,39 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
         }
     };
-    if let Some(message) = farewell {
+    close(writer, lines.into_inner(), farewell).await;
+    ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+/// Tells a connection refused at the door why (`server_busy`), then closes it.
+pub async fn refuse(stream: TcpStream, message: ServerMessage) {
+    stream.set_nodelay(true).ok();
+    let (reader, writer) = stream.into_split();
+    close(BufWriter::new(writer), reader, Some(message)).await;
+}
+
+/// Every close: the last message, if any, then our side ends. Closing with input unread (a
+/// flood, the rest of an oversized line, a request sent right after connecting) would reset
+/// the connection and could destroy the last message before the client reads it, so what
+/// still arrives is discarded for a moment (until the client closes, at most [`LINGER`]).
+async fn close(
+    mut writer: BufWriter<OwnedWriteHalf>,
+    mut reader: OwnedReadHalf,
+    last: Option<ServerMessage>,
+) {
+    if let Some(message) = last {
         write(&mut writer, &message).await.ok();
     }
-    // Closing with input unread (a flood, the rest of an oversized line) would reset the
-    // connection and could destroy the last message before the client reads it: end our side,
-    // then discard what still arrives for a moment.
     writer.shutdown().await.ok();
-    let discard = async { while lines.next().await.is_some() {} };
+    let mut sink = [0u8; 4096];
+    let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
     tokio::time::timeout(LINGER, discard).await.ok();
-    ctx.events.send(NetEvent::Disconnected { conn }).ok();
+}
+
+/// The answer to a line over [`MAX_LINE_BYTES`] (the connection closes after it).
+fn too_large() -> ServerMessage {
+    let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
+    ServerMessage::error(ErrorCode::TooLarge, message)
 }
 
 /// A `kicked` message.
@@ -197,7 +235,7 @@ fn kicked(reason: &str) -> ServerMessage {
 
 /// Writes what is queued for the client, stopping at the first failed write.
 async fn write_queued(
-    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: &mut BufWriter<OwnedWriteHalf>,
     outbound: &mut mpsc::Receiver<ServerMessage>,
 ) {
     while let Ok(message) = outbound.try_recv() {
@@ -208,7 +246,7 @@ async fn write_queued(
 }
 
 async fn write(
-    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    writer: &mut BufWriter<OwnedWriteHalf>,
     message: &ServerMessage,
 ) -> std::io::Result<()> {
     let line = message.to_line();
@@ -242,22 +280,19 @@ fn handle_line(
             ));
         }
     };
-    let busy = || {
-        ServerMessage::error(
-            ErrorCode::ServerBusy,
-            "the server is busy; try again shortly",
-        )
-    };
     match message {
         ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
         ClientMessage::Register { username, password } => {
+            if let Err(refused) = ctx.registrations.check(peer.ip()) {
+                return Some(refused);
+            }
             let reply = Arc::clone(outbox);
-            (!ctx.auth.try_submit(AuthRequest::Register {
+            let request = AuthRequest::Register {
                 username,
                 password,
                 reply,
-            }))
-            .then(busy)
+            };
+            ctx.auth.try_submit(peer.ip(), request).err()
         }
         ClientMessage::Login { username, password } => {
             if *login != Login::No {
@@ -274,8 +309,8 @@ fn handle_line(
                 password,
                 reply,
             };
-            if !ctx.auth.try_submit(request) {
-                return Some(busy());
+            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
+                return Some(busy);
             }
             *login = Login::Pending;
             None

@@ -2,13 +2,17 @@
 //! auth workers. Everything here talks to the ECS only through crossbeam channels
 //! ([`NetEvent`]) and per-client bounded queues.
 
+pub mod accept;
 pub mod accounts;
+pub mod admission;
 pub mod auth;
 pub mod connection;
+pub mod fair_queue;
+pub mod fd_limit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bevy_app::App;
@@ -110,12 +114,18 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let ctx = ConnectionContext {
         events,
         auth,
+        registrations: Arc::new(admission::RegistrationLimit::new(
+            config.registrations_per_minute,
+        )),
         idle_timeout: config.idle_timeout,
         closing: closing.clone(),
         open: Arc::clone(&open),
     };
+    let max_connections = fd_limit::fit_max_connections(config.max_connections);
+    let limits =
+        admission::ConnectionLimits::new(max_connections, config.max_connections_per_address);
     let accepting = CancellationToken::new();
-    runtime.spawn(accept_loop(listener, ctx, accepting.clone()));
+    runtime.spawn(accept::run(listener, ctx, limits, accepting.clone()));
     app.insert_resource(NetInbox(inbox))
         .add_plugins(NetBridgePlugin)
         .insert_resource(FrontDoor {
@@ -126,23 +136,4 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             open,
         });
     Ok(local_addr)
-}
-
-async fn accept_loop(listener: TcpListener, ctx: ConnectionContext, accepting: CancellationToken) {
-    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-    loop {
-        tokio::select! {
-            () = accepting.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(connection::serve(conn, stream, peer, ctx.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
 }

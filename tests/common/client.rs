@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -96,7 +96,29 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect to server");
+        Self::from_stream(TcpStream::connect(addr).expect("connect to server"))
+    }
+
+    /// Connects from a chosen local address (on Linux every 127.x.y.z is this machine), so
+    /// a test can be several client addresses at once.
+    pub fn connect_from(local: IpAddr, addr: SocketAddr) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(SocketAddr::new(local, 0))
+                .unwrap_or_else(|e| panic!("binding to {local} (loopback alias): {e}"));
+            socket.connect(addr).await.expect("connect to server")
+        });
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        Self::from_stream(stream)
+    }
+
+    fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -107,6 +129,11 @@ impl Client {
             backlog: VecDeque::new(),
             me: None,
         }
+    }
+
+    /// A second handle on the socket, to write from another thread while this one reads.
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().unwrap()
     }
 
     /// Sends raw bytes.

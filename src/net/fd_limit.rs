@@ -1,0 +1,116 @@
+//! The process's open-file limit: every client connection costs a file descriptor, and a
+//! server that runs out of them cannot accept anyone (not even to say it is full). At start
+//! the soft limit is raised to the hard one, and `max_connections` is fitted inside it.
+
+/// Descriptors kept out of `max_connections`: the listener, the store's and auth workers'
+/// connections, log files, and connections being refused (see [`super::accept`]).
+pub const FD_RESERVE: u64 = 128;
+
+/// The open-file limit after [`raise_to_hard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimit {
+    /// The limit in effect now.
+    pub soft: u64,
+    /// The most it could be raised to without privileges.
+    pub hard: u64,
+    /// The soft limit before it was raised, when it was.
+    pub raised_from: Option<u64>,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (when that fails, the limit stays as
+/// it was) and reports the result.
+pub fn raise_to_hard() -> std::io::Result<FileLimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    let mut raised_from = None;
+    if limit.rlim_cur < limit.rlim_max {
+        let wanted = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            raised_from = Some(before);
+        }
+    }
+    Ok(FileLimit {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+        raised_from,
+    })
+}
+
+/// How many connections fit in `soft` open files, keeping [`FD_RESERVE`] (or half of a very
+/// small limit) for everything else.
+pub fn connections_that_fit(soft: u64) -> u64 {
+    soft.saturating_sub(FD_RESERVE).max(soft / 2)
+}
+
+/// Raises the limit, logs it, and returns `max_connections` fitted inside it (with a
+/// warning when it had to be lowered).
+pub fn fit_max_connections(max_connections: usize) -> usize {
+    let limit = match raise_to_hard() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, max_connections, "cannot read the open-file limit; max_connections is used as configured");
+            return max_connections;
+        }
+    };
+    match limit.raised_from {
+        Some(from) => tracing::info!(
+            open_files = limit.soft,
+            raised_from = from,
+            "open-file limit raised to the hard limit"
+        ),
+        None => tracing::info!(
+            open_files = limit.soft,
+            hard = limit.hard,
+            "open-file limit"
+        ),
+    }
+    let fit = usize::try_from(connections_that_fit(limit.soft)).unwrap_or(usize::MAX);
+    if max_connections > fit {
+        tracing::warn!(
+            max_connections,
+            open_files = limit.soft,
+            serving_at_most = fit,
+            "max_connections does not fit in the open-file limit ({FD_RESERVE} files are kept for \
+             the store, auth workers and refusals); serving at most {fit} connections, so new \
+             ones are answered server_busy instead of failing to be accepted. Raise the limit \
+             (ulimit -n, systemd LimitNOFILE=) to serve more"
+        );
+        return fit;
+    }
+    max_connections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserve_is_kept_and_tiny_limits_still_serve_someone() {
+        assert_eq!(connections_that_fit(1_048_576), 1_048_576 - FD_RESERVE);
+        assert_eq!(connections_that_fit(256), 128);
+        assert_eq!(connections_that_fit(64), 32);
+    }
+
+    #[test]
+    fn raising_leaves_the_soft_limit_at_the_hard_one() {
+        let limit = raise_to_hard().unwrap();
+        assert_eq!(limit.soft, limit.hard);
+        assert_eq!(
+            raise_to_hard().unwrap().raised_from,
+            None,
+            "nothing left to raise"
+        );
+    }
+}
