@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::process::{Hearth, run_hearth};
 use common::redis_server::RedisServer;
 use serde_json::json;
@@ -77,5 +79,44 @@ fn a_lease_belongs_to_one_process_start_not_to_a_shared_instance_id() {
     assert!(
         owner.starts_with("same-id/"),
         "the lease is the first process's: {owner}"
+    );
+}
+
+#[test]
+fn logins_right_after_redis_closed_idle_connections_or_restarted_succeed() {
+    let mut redis = RedisServer::start_durable();
+    let server = Hearth::start(&redis, "a");
+    let names: Vec<String> = (0..6).map(|i| format!("player{i}")).collect();
+    let mut setup = server.client();
+    for name in &names {
+        setup.register(name, "password1");
+    }
+    drop(setup);
+    let login_and_out = |name: &str| {
+        let mut client = server.client();
+        client.login(name, "password1");
+        client.send(json!({"type": "logout"}));
+        client.expect("logged_out");
+    };
+    // Redis closes every connection idle for 1 s: the auth workers' and the store's.
+    let mut conn = redis.connection();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("timeout")
+        .arg("1")
+        .exec(&mut conn)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    for name in &names[..3] {
+        login_and_out(name); // one per auth worker and then some: none is refused
+    }
+    redis.restart();
+    for name in &names[3..] {
+        login_and_out(name);
+    }
+    assert!(
+        !server.log().contains("account storage unavailable"),
+        "{}",
+        server.log()
     );
 }

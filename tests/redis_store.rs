@@ -900,3 +900,75 @@ fn the_fixture_store_fails_only_its_own_server() {
     a.set_unavailable(false);
     assert!(join(&port_a, 1).is_ok());
 }
+
+/// Polls until `player`'s lease is gone, or fails after `within`.
+fn wait_until_released(conn: &mut redis::Connection, player: PlayerId, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while let Some(holder) = owner(conn, player) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease of {player} is still held by {holder} after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_claim_answered_unavailable_that_redis_runs_later_is_undone() {
+    let redis = RedisServer::start();
+    let mut cfg = config("a", &redis.url());
+    cfg.store_timeout = Duration::from_millis(300);
+    let a = Store::open(&cfg);
+    let b = Store::open(&config("b", &redis.url()));
+    let p = PlayerId(1);
+    redis.freeze(); // the claim reaches Redis's socket and waits there
+    assert!(
+        matches!(a.join(p), Err(JoinRefusal::Unavailable(_))),
+        "no reply within the store timeout"
+    );
+    redis.thaw(); // Redis runs the queued claim now, after the client was told `unavailable`
+    let mut conn = redis.connection();
+    // Without the undo the lease would stay held for its whole TTL (60 s).
+    wait_until_released(&mut conn, p, Duration::from_secs(10));
+    b.join(p)
+        .expect("another server can take the player at once");
+}
+
+#[test]
+fn a_claim_redis_refuses_leaves_no_lease_held() {
+    let redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    let p = PlayerId(1);
+    // Foreign data of the wrong type under the record key: Redis refuses GET (WRONGTYPE).
+    let _: () = conn.hset("hearth:player:{1}", "field", "value").unwrap();
+    assert!(
+        matches!(store.join(p), Err(JoinRefusal::Unavailable(reason)) if reason.contains("WRONGTYPE")),
+    );
+    assert_eq!(owner(&mut conn, p), None, "no lease left behind");
+}
+
+#[test]
+fn the_first_join_after_redis_closed_idle_connections_or_restarted_succeeds() {
+    let mut redis = RedisServer::start();
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.connection();
+    store.join(PlayerId(1)).expect("join before");
+    // Redis closes connections idle for 1 s (its `timeout` setting)...
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("timeout")
+        .arg("1")
+        .exec(&mut conn)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    store
+        .join(PlayerId(2))
+        .expect("a connection closed while idle does not fail a login");
+    // ... or restarts.
+    redis.restart();
+    store
+        .join(PlayerId(3))
+        .expect("the first login after a Redis restart succeeds");
+    assert_eq!(store.metric(|m| &m.load_errors), 0);
+}

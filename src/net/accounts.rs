@@ -94,24 +94,41 @@ impl RedisAccounts {
         })
     }
 
+    /// Runs `op` on the worker's connection, opening one if there is none. A connection
+    /// that was already open and fails with a connection error (Redis restarted, or closed it
+    /// while idle under its `timeout` setting) is replaced and `op` runs once more, so the
+    /// first login after that does not fail for it. Every `op` here is safe to repeat: `GET`
+    /// reads, `INCR` at worst skips an id, and a repeated `SET NX` of our own account is
+    /// recognised as ours (see `create`).
     fn with_connection<T>(
         &mut self,
-        op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, AccountError> {
-        if self.connection.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(|e| AccountError::Unavailable(e.to_string()))?;
-            conn.set_read_timeout(Some(self.timeout)).ok();
-            conn.set_write_timeout(Some(self.timeout)).ok();
-            self.connection = Some(conn);
+        let mut reused = self.connection.is_some();
+        loop {
+            if self.connection.is_none() {
+                let conn = self
+                    .client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(|e| AccountError::Unavailable(e.to_string()))?;
+                conn.set_read_timeout(Some(self.timeout)).ok();
+                conn.set_write_timeout(Some(self.timeout)).ok();
+                self.connection = Some(conn);
+            }
+            let conn = self.connection.as_mut().expect("connected above");
+            match op(conn) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    self.connection = None; // reconnect on next use
+                    let broken = e.is_io_error() || e.is_unrecoverable_error();
+                    if std::mem::take(&mut reused) && broken {
+                        tracing::debug!(error = %e, "account storage connection had closed; retrying on a new one");
+                        continue;
+                    }
+                    return Err(AccountError::Unavailable(e.to_string()));
+                }
+            }
         }
-        let conn = self.connection.as_mut().expect("connected above");
-        op(conn).map_err(|e| {
-            self.connection = None; // reconnect on next use
-            AccountError::Unavailable(e.to_string())
-        })
     }
 
     fn account_key(&self, username: &str) -> String {
@@ -129,15 +146,17 @@ impl AccountStore for RedisAccounts {
             password_hash: password_hash.to_string(),
         })
         .expect("an account always serialises");
-        let created: bool = self.with_connection(|c| {
+        // SET NX, then read back: a SET repeated after a lost reply finds our own account
+        // (the fresh player id makes it unique) and is a success, not "taken".
+        let stored: Option<String> = self.with_connection(|c| {
             redis::cmd("SET")
                 .arg(&key)
-                .arg(account)
+                .arg(&account)
                 .arg("NX")
-                .query::<Option<String>>(c)
-                .map(|r| r.is_some())
+                .query::<Option<String>>(c)?;
+            redis::cmd("GET").arg(&key).query(c)
         })?;
-        if created {
+        if stored.as_deref() == Some(account.as_str()) {
             Ok(player_id)
         } else {
             Err(AccountError::Taken)

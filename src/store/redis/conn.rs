@@ -40,6 +40,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Whether the request failed because the connection broke (closed by Redis, reset): the
+    /// manager reconnects, and a request safe to repeat can be sent again at once.
+    pub fn broke_the_connection(&self) -> bool {
+        matches!(&self.result, Err(CallError::Redis(e)) if e.is_io_error() || e.is_unrecoverable_error())
+    }
+
     /// Whether Redis answered but refused every command (e.g. NOPERM, OOM, LOADING): as bad
     /// as being down for the lane's health.
     fn refused_all(&self) -> Option<String> {
@@ -160,9 +166,30 @@ impl LaneConn {
         Ok(manager)
     }
 
-    /// Sends one pipeline and accounts for it (round trip, connection, health).
+    /// Sends one pipeline that is safe to repeat (a claim, a release, the instance
+    /// registration) and accounts for it (round trip, connection, health). A connection that
+    /// broke while idle (Redis restarted, or closed idle clients under its `timeout` setting)
+    /// fails the first request sent on it; such a request is sent once more on the
+    /// reconnected connection instead of failing a login for it. Saves are not repeated here:
+    /// a repeated save that had been applied would come back `stale`, so failed saves are
+    /// retried by the world with a new sequence instead.
     pub async fn request(&mut self, pipe: Pipeline, what: &str) -> Reply {
-        let reply = match self.manager() {
+        let mut reply = self.send_once(pipe.clone()).await;
+        if reply.broke_the_connection() {
+            // The manager reconnects by itself; the next reply comes over a new connection.
+            self.uncounted_connection = true;
+            tracing::debug!(
+                lane = self.lane,
+                "{what}: the connection had closed; sending again on a new one"
+            );
+            reply = self.send_once(pipe).await;
+        }
+        self.observe(&reply, what);
+        reply
+    }
+
+    async fn send_once(&mut self, pipe: Pipeline) -> Reply {
+        match self.manager() {
             Ok(conn) => {
                 StoreMetrics::add(&self.metrics.round_trips, 1);
                 call(conn, pipe, self.timeout).await
@@ -171,18 +198,32 @@ impl LaneConn {
                 result: Err(e),
                 latency: Duration::ZERO,
             },
-        };
-        self.observe(&reply, what);
-        reply
+        }
     }
 
     /// Sends one pipeline on its own task (so several chunks of one batch can be in flight
     /// while the next is encoded) and counts the round trip. The caller passes the reply to
     /// [`LaneConn::observe`] in send order.
     pub fn spawn(&mut self, pipe: Pipeline) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
+        let timeout = self.timeout;
+        self.spawn_with_limit(pipe, timeout)
+    }
+
+    /// Like [`LaneConn::spawn`], waiting up to `limit` for the reply: a caller that stops
+    /// waiting at the store timeout can still learn what a late reply says.
+    pub fn spawn_with_limit(
+        &mut self,
+        pipe: Pipeline,
+        limit: Duration,
+    ) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
         let conn = self.manager()?;
         StoreMetrics::add(&self.metrics.round_trips, 1);
-        Ok(tokio::spawn(call(conn, pipe, self.timeout)))
+        Ok(tokio::spawn(call(conn, pipe, limit)))
+    }
+
+    /// Notes that the connection broke (the next reply comes over a new one).
+    pub fn connection_broke(&mut self) {
+        self.uncounted_connection = true;
     }
 
     /// Updates connection accounting and health from a reply.

@@ -20,6 +20,7 @@
 mod conn;
 mod registration;
 pub mod scripts;
+mod uncertain;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 use self::conn::{CallError, LaneConn, Reply};
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
+use self::uncertain::{UncertainClaims, Undo};
 use super::OpenError;
 
 /// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
@@ -69,6 +71,8 @@ pub struct RedisStore {
 struct Shared {
     instance: String,
     lease_ttl_ms: u64,
+    /// Longest a claim's late reply is waited for (see [`uncertain`]): the lease TTL.
+    lease_ttl: Duration,
     keys: Keys,
     scripts: Scripts,
     chunk: usize,
@@ -110,6 +114,7 @@ impl RedisStore {
         let shared = Arc::new(Shared {
             instance: config.lease_owner(),
             lease_ttl_ms,
+            lease_ttl: config.lease_ttl,
             registration: Registration::new(config, &keys, lease_ttl_ms),
             heartbeat: config.lease_refresh_interval,
             keys,
@@ -164,6 +169,7 @@ impl RedisStore {
             let worker = LaneWorker {
                 conn,
                 shared: Arc::clone(&shared),
+                uncertain: UncertainClaims::new(config.lease_ttl),
             };
             runtime.spawn(worker.run(jobs, stopped));
         }
@@ -391,6 +397,8 @@ type Histograms = fn(&StoreMetrics) -> (&LatencyHistogram, &LatencyHistogram);
 struct LaneWorker {
     conn: LaneConn,
     shared: Arc<Shared>,
+    /// Claims answered `unavailable` that Redis may still have run (interactive lane).
+    uncertain: UncertainClaims,
 }
 
 impl LaneWorker {
@@ -411,6 +419,7 @@ impl LaneWorker {
                     self.shared.pending.fetch_sub(1, Ordering::SeqCst);
                 }
                 _ = beat.tick(), if stopped.is_some() => self.hold_registration().await,
+                Some(undo) = self.uncertain.due_rx.recv() => self.undo_claim(undo).await,
             }
         }
         if let Some(stopped) = stopped {
@@ -456,7 +465,7 @@ impl LaneWorker {
             },
             StoreJob::Join { ticket, player } => {
                 let started = Instant::now();
-                let result = self.join(player).await;
+                let result = self.join(ticket, player).await;
                 self.shared.metrics.load_latency.record(started.elapsed());
                 StoreCompletion::Joined {
                     ticket,
@@ -623,9 +632,14 @@ impl LaneWorker {
         })
     }
 
-    /// Claims the lease and loads the record in one round trip.
-    async fn join(&mut self, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
+    /// Claims the lease and loads the record in one round trip. A claim Redis may have run
+    /// without this join learning its result (no reply within the store timeout, or the
+    /// connection broke after sending) is answered `unavailable` and undone once Redis
+    /// answers (see [`uncertain`]); a connection found broken (closed while idle) is retried
+    /// once at once, which is safe: a repeated claim re-claims our own lease.
+    async fn join(&mut self, ticket: u64, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
         let shared = Arc::clone(&self.shared);
+        self.uncertain.superseded(player);
         let claim = &shared.scripts.claim;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -637,7 +651,18 @@ impl LaneWorker {
             .arg(shared.keys.player(player))
             .arg(&shared.instance)
             .arg(shared.lease_ttl_ms);
-        let reply = self.conn.request(pipe, "claiming a lease").await;
+        let mut reply = self.claim_once(pipe.clone(), ticket, player).await;
+        if reply.broke_the_connection() {
+            self.conn.connection_broke();
+            tracing::debug!(
+                "claiming a lease: the connection had closed; sending again on a new one"
+            );
+            reply = self.claim_once(pipe, ticket, player).await;
+            if reply.broke_the_connection() {
+                self.uncertain.undo_now(player, ticket);
+            }
+        }
+        self.conn.observe(&reply, "claiming a lease");
         let unavailable = |reason: String| {
             StoreMetrics::add(&shared.metrics.load_errors, 1);
             Err(JoinRefusal::Unavailable(reason))
@@ -657,6 +682,8 @@ impl LaneWorker {
                 let mut parts = parts.into_iter();
                 (parts.next(), parts.next())
             }
+            // claim.lua reads the record before it writes the lease: a refused command (a
+            // key of the wrong type) leaves nothing held.
             Value::ServerError(e) => return unavailable(e.to_string()),
             other => return unavailable(format!("unexpected reply to a claim: {other:?}")),
         };
@@ -673,7 +700,9 @@ impl LaneWorker {
                 {
                     Ok(record) => record,
                     Err(e) => {
-                        self.release(player).await;
+                        if self.release(player).await.is_none() {
+                            self.uncertain.undo_now(player, ticket);
+                        }
                         return Err(JoinRefusal::BadRecord(e.to_string()));
                     }
                 };
@@ -689,9 +718,59 @@ impl LaneWorker {
         }
     }
 
-    /// Deletes the lease if it is ours. A failure is only logged (by the lane's health):
-    /// the lease then expires by its TTL.
-    async fn release(&mut self, player: PlayerId) {
+    /// Sends one claim and waits up to the store timeout. If that passes, the claim is left
+    /// to finish on its own (up to the lease TTL) and undone when it does.
+    async fn claim_once(&mut self, pipe: Pipeline, ticket: u64, player: PlayerId) -> Reply {
+        let started = Instant::now();
+        let timeout = self.conn.timeout();
+        let mut late = match self.conn.spawn_with_limit(pipe, self.shared.lease_ttl) {
+            Ok(late) => late,
+            Err(e) => {
+                return Reply {
+                    result: Err(e),
+                    latency: Duration::ZERO,
+                };
+            }
+        };
+        match tokio::time::timeout(timeout, &mut late).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Reply {
+                result: Err(CallError::Worker(e.to_string())),
+                latency: started.elapsed(),
+            }),
+            Err(_) => {
+                self.uncertain.undo_after(player, ticket, late);
+                Reply {
+                    result: Err(CallError::Timeout(timeout)),
+                    latency: started.elapsed(),
+                }
+            }
+        }
+    }
+
+    /// Releases the lease of a claim that was answered `unavailable` but may have run,
+    /// unless a later join of the player here took over; retried while Redis stays away.
+    async fn undo_claim(&mut self, undo: Undo) {
+        if !self.uncertain.wanted(&undo) {
+            return;
+        }
+        match self.release(undo.player).await {
+            Some(released) => {
+                if released {
+                    tracing::info!(player = %undo.player, "a login answered `unavailable` had claimed the lease after all; released it");
+                }
+                self.uncertain.done(&undo);
+            }
+            None => {
+                if !self.uncertain.retry_later(undo) {
+                    tracing::warn!(player = %undo.player, "could not release the lease of an unanswered claim; if the claim ran, the lease expires by its TTL");
+                }
+            }
+        }
+    }
+
+    /// Deletes the lease if it is ours. Returns whether it was deleted, or `None` when Redis
+    /// did not answer (logged by the lane's health; the lease then expires by its TTL).
+    async fn release(&mut self, player: PlayerId) -> Option<bool> {
         let release = &self.shared.scripts.release;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -701,7 +780,13 @@ impl LaneWorker {
             .arg(1)
             .arg(self.shared.keys.session(player))
             .arg(&self.shared.instance);
-        self.conn.request(pipe, "releasing a lease").await;
+        match self.conn.request(pipe, "releasing a lease").await.result {
+            Ok(values) => match values.first() {
+                Some(Value::Int(deleted)) => Some(*deleted == 1),
+                _ => None,
+            },
+            Err(_) => None,
+        }
     }
 }
 
