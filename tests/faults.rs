@@ -120,3 +120,104 @@ fn logins_right_after_redis_closed_idle_connections_or_restarted_succeed() {
         server.log()
     );
 }
+
+/// How Redis fails in an outage test.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// SIGKILL, then a restart (AOF keeps the data).
+    Crash,
+    /// SIGSTOP, then SIGCONT: nothing answers meanwhile.
+    Hang,
+    /// Over `maxmemory`: writes refused with OOM, lease refreshes still work.
+    OutOfMemory,
+}
+
+/// Players keep walking (a level-up, an immediate save, every second) through a 3 s outage
+/// and after it, until every lane that reported the outage reported its end.
+fn an_outage_is_logged_once_per_lane(outage: Outage) {
+    let mut redis = RedisServer::start_durable();
+    let server = Hearth::start(&redis, "a");
+    let mut players = Vec::new();
+    for i in 0..2 {
+        let mut client = server.client();
+        let name = format!("walker{i}");
+        client.register(&name, "password1");
+        client.login(&name, "password1");
+        players.push(client);
+    }
+    let mut admin = redis.connection();
+    let set_maxmemory = |conn: &mut redis::Connection, bytes: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .exec(conn)
+            .unwrap();
+    };
+    match outage {
+        Outage::Crash => redis.kill(),
+        Outage::Hang => redis.freeze(),
+        Outage::OutOfMemory => set_maxmemory(&mut admin, "1"),
+    }
+    let mut walk = |players: &mut Vec<common::client::Client>, rounds: usize| {
+        for _ in 0..rounds {
+            for client in players.iter_mut() {
+                client.send(json!({"type": "move", "dx": 1, "dy": 0}));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    walk(&mut players, 30);
+    match outage {
+        Outage::Crash => redis.restart(),
+        Outage::Hang => redis.thaw(),
+        Outage::OutOfMemory => set_maxmemory(&mut admin, "0"),
+    }
+    let lines = |log: &str, what: &str, lane: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains(&format!("lane=\"{lane}\"")))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        walk(&mut players, 5);
+        let log = server.log();
+        let settled = ["periodic", "interactive"].iter().all(|lane| {
+            lines(&log, "Redis unavailable", lane) == lines(&log, "Redis reachable again", lane)
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{outage:?}: an outage never ended in the log:\n{log}"
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.contains("Redis unavailable"),
+        "{outage:?}: the outage was reported:\n{log}"
+    );
+    for lane in ["periodic", "interactive"] {
+        let down = lines(&log, "Redis unavailable", lane);
+        assert!(
+            down <= 1,
+            "{outage:?}: {down} reports on the {lane} lane for one outage:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_redis_crash_is_logged_once_per_lane() {
+    an_outage_is_logged_once_per_lane(Outage::Crash);
+}
+
+#[test]
+fn a_hung_redis_is_logged_once_per_lane() {
+    an_outage_is_logged_once_per_lane(Outage::Hang);
+}
+
+#[test]
+fn a_redis_out_of_memory_is_logged_once_per_lane() {
+    an_outage_is_logged_once_per_lane(Outage::OutOfMemory);
+}

@@ -12,6 +12,13 @@ use redis::{Pipeline, RedisError, Value};
 /// While a lane stays down, how often it says so again (with the latest error).
 const STILL_DOWN_REPORT: Duration = Duration::from_secs(60);
 
+/// How long a lane must work without a failure before an outage counts as over. Redis can
+/// be half-available (over `maxmemory` it refuses writes but still extends leases; a restart
+/// answers `LOADING` to some requests): without this, every success between two failures
+/// would end the outage and the next failure start a new one, logging a down/up pair per
+/// request instead of one per outage.
+const RECOVERY_SETTLES: Duration = Duration::from_secs(5);
+
 /// Why a request got no reply.
 #[derive(Debug)]
 pub enum CallError {
@@ -46,8 +53,8 @@ impl Reply {
         matches!(&self.result, Err(CallError::Redis(e)) if e.is_io_error() || e.is_unrecoverable_error())
     }
 
-    /// Whether Redis answered but refused every command (e.g. NOPERM, OOM, LOADING): as bad
-    /// as being down for the lane's health.
+    /// Whether Redis answered but refused every command (e.g. NOPERM, OOM, LOADING), or
+    /// every player of every save call: as bad as being down for the lane's health.
     fn refused_all(&self) -> Option<String> {
         let values = self.result.as_ref().ok()?;
         let mut first = None;
@@ -55,6 +62,20 @@ impl Reply {
             match value {
                 Value::ServerError(e) => {
                     first.get_or_insert_with(|| e.to_string());
+                }
+                // A save.lua call runs each player in its own pcall: a Redis that refuses
+                // writes (out of memory, read-only) answers every player with `error: ...`.
+                Value::Array(statuses) if !statuses.is_empty() => {
+                    for status in statuses {
+                        match status {
+                            Value::BulkString(text) if text.starts_with(b"error: ") => {
+                                first.get_or_insert_with(|| {
+                                    String::from_utf8_lossy(&text[7..]).into_owned()
+                                });
+                            }
+                            _ => return None,
+                        }
+                    }
                 }
                 _ => return None,
             }
@@ -105,6 +126,9 @@ pub struct LaneConn {
     /// manager, or the manager's own reconnect after the old connection broke).
     uncounted_connection: bool,
     down_since: Option<Instant>,
+    /// While down: the first success since the last failure (the outage ends once the lane
+    /// has worked for [`RECOVERY_SETTLES`] from here).
+    working_since: Option<Instant>,
     last_report: Instant,
     failures_while_down: u64,
 }
@@ -127,6 +151,7 @@ impl LaneConn {
             manager: None,
             uncounted_connection: false,
             down_since: None,
+            working_since: None,
             last_report: Instant::now(),
             failures_while_down: 0,
         }
@@ -261,6 +286,7 @@ impl LaneConn {
     fn failed(&mut self, what: &str, error: &str, timed_out: bool) {
         let now = Instant::now();
         self.failures_while_down += 1;
+        self.working_since = None;
         match self.down_since {
             None => {
                 self.down_since = Some(now);
@@ -319,15 +345,25 @@ impl LaneConn {
         });
     }
 
+    /// A request worked. An outage ends (logged once) when the lane has worked since at
+    /// least [`RECOVERY_SETTLES`] ago without a failure in between.
     fn succeeded(&mut self) {
-        if let Some(since) = self.down_since.take() {
-            tracing::info!(
-                lane = self.lane,
-                redis = %self.location,
-                down_for = ?since.elapsed(),
-                failed_requests = self.failures_while_down,
-                "Redis reachable again; pending saves are written at the next flush"
-            );
+        let Some(since) = self.down_since else {
+            return;
+        };
+        let now = Instant::now();
+        let working_since = *self.working_since.get_or_insert(now);
+        if now.duration_since(working_since) < RECOVERY_SETTLES {
+            return;
         }
+        self.down_since = None;
+        self.working_since = None;
+        tracing::info!(
+            lane = self.lane,
+            redis = %self.location,
+            down_for = ?working_since.duration_since(since),
+            failed_requests = self.failures_while_down,
+            "Redis reachable again; pending saves are written at the next flush"
+        );
     }
 }
