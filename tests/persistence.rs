@@ -148,6 +148,60 @@ fn failed_write_keeps_the_player_dirty_and_succeeds_later(stores: &dyn StoreFact
     assert_eq!(xp(&server, p), Some(5), "the retry writes it");
 }
 
+/// Critical-event saves answer in the order they were asked for, also when one failed while
+/// later ones waited behind it (a client hears level 2, 3, 4, never 3, 4, 2).
+fn immediate_saves_answer_in_request_order_across_a_failed_save(stores: &dyn StoreFactory) {
+    use hearth_components::{SaveNowRequest, SavedNow};
+    let mut server = stores.server(config("a"));
+    let e = server.join(PlayerId(1));
+    let mut answered = Vec::new();
+    let mut frame = |server: &mut TestServer, answered: &mut Vec<u64>| {
+        server.frame();
+        answered.extend(server.read_messages::<SavedNow>().iter().map(|s| s.tag));
+    };
+    server.store().pause();
+    server
+        .world_mut()
+        .write_message(SaveNowRequest { entity: e, tag: 2 });
+    frame(&mut server, &mut answered); // the save of tag 2 is in flight, held
+    for tag in [3, 4] {
+        server
+            .world_mut()
+            .write_message(SaveNowRequest { entity: e, tag });
+        frame(&mut server, &mut answered); // waiting behind it
+    }
+    server.store().set_unavailable(true);
+    server.store().resume(); // the save of tag 2 fails
+    frame(&mut server, &mut answered);
+    server.store().set_unavailable(false);
+    for _ in 0..30 {
+        frame(&mut server, &mut answered);
+    }
+    assert_eq!(answered, [2, 3, 4]);
+}
+
+fn a_player_whose_save_is_refused_as_stale_is_dropped_and_its_lease_released(
+    stores: &dyn StoreFactory,
+) {
+    let mut server = stores.server(config("a"));
+    let p = PlayerId(1);
+    let e = server.join(p);
+    // A newer record appears under the player (an operator's import, say).
+    let newer = br#"{"version":2,"seq":50,"id":1,"sections":{"progress":{"xp":999,"level":10}}}"#;
+    server.store().put_raw_record(p, newer.to_vec());
+    give_xp(&mut server, e, 5);
+    server.flush_now();
+    server.frame();
+    assert!(server.world().get_entity(e).is_err(), "dropped");
+    assert_eq!(xp(&server, p), Some(999), "the newer record is kept");
+    assert_eq!(
+        server.store().lease_owner(p),
+        None,
+        "the lease is not left held"
+    );
+    server.join(p);
+}
+
 fn lease_refresh_keeps_leases_alive_past_their_ttl(stores: &dyn StoreFactory) {
     let mut server = stores.server(config("a"));
     let p = PlayerId(1);
@@ -530,6 +584,8 @@ fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory
 on_every_store!(
     changed_player_is_flushed_at_the_interval_and_not_before,
     unusable_records_are_refused_untouched_and_their_lease_released,
+    immediate_saves_answer_in_request_order_across_a_failed_save,
+    a_player_whose_save_is_refused_as_stale_is_dropped_and_its_lease_released,
     unchanged_player_is_not_flushed,
     change_during_an_in_flight_batch_is_not_lost,
     failed_write_keeps_the_player_dirty_and_succeeds_later,

@@ -387,6 +387,7 @@ fn apply_save_results(
     mut saved_now: MessageWriter<SavedNow>,
     mut left: MessageWriter<PlayerLeft>,
     mut lost: MessageWriter<OwnershipLost>,
+    port: Res<StorePort>,
     mut commands: Commands,
 ) {
     let retry_at = time.elapsed() + PRIORITY_RETRY_DELAY;
@@ -428,6 +429,11 @@ fn apply_save_results(
             }
             SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
                 tracing::warn!(player = %player, outcome = ?result.outcome, "lease lost or newer record stored elsewhere; dropping player without saving");
+                if result.outcome == SaveOutcome::StaleSequence {
+                    // The lease is still ours: give it up, or the player could not log in
+                    // anywhere until it expired.
+                    port.submit(StoreJob::Release { player: *player });
+                }
                 lost.write(OwnershipLost {
                     entity: result.entity,
                     player: *player,
@@ -439,7 +445,9 @@ fn apply_save_results(
                 if !tags.is_empty() {
                     match pending {
                         Some(mut p) => {
-                            p.tags.extend_from_slice(&tags);
+                            // The failed save's tags were asked for before the waiting ones:
+                            // they go first, so answers keep request order.
+                            p.tags.splice(0..0, tags);
                             p.retry_at = retry_at;
                         }
                         None => {
