@@ -159,7 +159,7 @@ fn an_outage_is_logged_once_per_lane(outage: Outage) {
         Outage::Hang => redis.freeze(),
         Outage::OutOfMemory => set_maxmemory(&mut admin, "1"),
     }
-    let mut walk = |players: &mut Vec<common::client::Client>, rounds: usize| {
+    let walk = |players: &mut Vec<common::client::Client>, rounds: usize| {
         for _ in 0..rounds {
             for client in players.iter_mut() {
                 client.send(json!({"type": "move", "dx": 1, "dy": 0}));
