@@ -155,7 +155,7 @@ fn immediate_saves_answer_in_request_order_across_a_failed_save(stores: &dyn Sto
     let mut server = stores.server(config("a"));
     let e = server.join(PlayerId(1));
     let mut answered = Vec::new();
-    let mut frame = |server: &mut TestServer, answered: &mut Vec<u64>| {
+    let frame = |server: &mut TestServer, answered: &mut Vec<u64>| {
         server.frame();
         answered.extend(server.read_messages::<SavedNow>().iter().map(|s| s.tag));
     };
