@@ -35,7 +35,11 @@ use hearth_systems::storage::{
 };
 use redis_server::RedisServer;
 
-const OWNER: &str = "bench";
+/// The bench server's instance id and boot token, fixed so the leases it claims by hand hold
+/// the store's lease owner (`<instance id>/<boot token>`).
+const INSTANCE: &str = "bench";
+const BOOT: &str = "run";
+const OWNER: &str = "bench/run";
 /// Inventory items per record, for records of about 1 KiB.
 const INVENTORY_ITEMS: u64 = 24;
 const SIZES: [u64; 2] = [1_000, 10_000];
@@ -52,10 +56,12 @@ fn main() {
         .unwrap_or_default();
     let config = ServerConfig {
         store: StoreSelection::Redis(redis.url()),
-        instance_id: OWNER.into(),
+        instance_id: INSTANCE.into(),
+        boot_token: BOOT.into(),
         store_timeout: Duration::from_secs(10),
         ..ServerConfig::default()
     };
+    assert_eq!(config.lease_owner(), OWNER);
     let (tx, rx) = crossbeam_channel::unbounded();
     let store = RedisStore::open(&config, &redis.url(), tx).expect("opening the Redis store");
     let mut probe = redis.connection();
