@@ -228,3 +228,27 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_process_start_has_its_own_lease_owner() {
+        let a = ServerConfig {
+            instance_id: "eu-1".into(),
+            ..ServerConfig::default()
+        };
+        let b = ServerConfig {
+            instance_id: "eu-1".into(),
+            ..ServerConfig::default()
+        };
+        assert!(a.lease_owner().starts_with("eu-1/"), "{}", a.lease_owner());
+        assert_ne!(
+            a.lease_owner(),
+            b.lease_owner(),
+            "one instance id, two starts, two owners"
+        );
+        assert_eq!(a.clone().lease_owner(), a.lease_owner(), "stable within one");
+    }
+}
