@@ -129,18 +129,24 @@ struct Walk {
 /// Promise: a crash loses at most one flush interval of play, and nothing acknowledged.
 ///
 /// The bound asserted: with `flush_interval` F = 500 ms and each player taking at most one
-/// step per PACE = 100 ms (it sleeps PACE after each step it was shown), a player's stored x
-/// is at least its last shown x minus F/PACE + 1 = 6 steps (60 xp), and at most one step
-/// ahead (a move applied, flushed, but never shown). Why it holds: every flush snapshots all
-/// dirty players and the flush timer fires every F, so at the kill the newest stored
-/// snapshot is at most F plus one write's latency old; in F a player walks at most F/PACE
-/// steps, and the extra step covers the frame the flush waits for and the write in flight.
-/// Acknowledged progress is exact: a player that got `logged_out` is stored as last shown,
-/// and every `level_up` received is stored.
+/// step per PACE = 150 ms (it sleeps PACE after each step it was shown), a player's stored x
+/// is at least its last shown x minus floor(F/PACE) + 1 = 4 steps (40 xp), and at most one
+/// step ahead (a move applied, flushed, but never shown). Why it holds: every flush
+/// snapshots all dirty players and the flush timer fires every F, so at the kill the newest
+/// stored snapshot is at most F plus one write's latency old; in F a player walks at most
+/// floor(F/PACE) steps, and the extra step covers the frame the flush waits for and the
+/// write in flight. A level-up is saved at once, which would hide a slow flush: the walkers
+/// are killed 7 to 9 steps past their last level-up (steps 27-29), so only the flush can
+/// keep them within 4 steps. Acknowledged progress is exact: a player that got `logged_out`
+/// is stored as last shown, and every `level_up` received is stored.
 #[test]
 fn a_killed_server_loses_at_most_one_flush_interval_and_nothing_acknowledged() {
-    const PACE: Duration = Duration::from_millis(100);
+    const PACE: Duration = Duration::from_millis(150);
     const FLUSH: Duration = Duration::from_millis(500);
+    /// Steps the walkers reach before the kill, and the last one they take (the 30th would
+    /// be a level-up, saved at once).
+    const KILL_AT: u64 = 27;
+    const LAST_STEP: u64 = 29;
     let bound_steps = (FLUSH.as_millis() / PACE.as_millis()) as f64 + 1.0;
     let redis = RedisServer::start();
     let mut doomed = Hearth::start_with(
@@ -153,12 +159,14 @@ fn a_killed_server_loses_at_most_one_flush_interval_and_nothing_acknowledged() {
             "100",
         ],
     );
-    let steps_taken = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut walkers = Vec::new();
+    let mut counters = Vec::new();
     for i in 0..4 {
         let (mut client, id) = player(&doomed, &format!("walker{i}"));
-        let (steps_taken, stop) = (Arc::clone(&steps_taken), Arc::clone(&stop));
+        let steps_taken = Arc::new(AtomicU64::new(0));
+        counters.push(Arc::clone(&steps_taken));
+        let stop = Arc::clone(&stop);
         // Two log out after 12 steps (one level up); two walk until the server dies.
         let leaves_after = (i < 2).then_some(12);
         walkers.push(thread::spawn(move || {
@@ -175,6 +183,10 @@ fn a_killed_server_loses_at_most_one_flush_interval_and_nothing_acknowledged() {
                     walk.logged_out = true;
                     return walk;
                 }
+                if steps == LAST_STEP {
+                    thread::sleep(Duration::from_millis(20)); // wait for the kill
+                    continue;
+                }
                 let Some(position) = client.try_step(1.0, 0.0) else {
                     break; // the server is gone
                 };
@@ -188,9 +200,13 @@ fn a_killed_server_loses_at_most_one_flush_interval_and_nothing_acknowledged() {
             walk
         }));
     }
-    // Kill once everyone has walked a while (the walkers past 20 steps: two level-ups).
+    // Kill once the first two logged out and the others walked KILL_AT steps.
     let started = Instant::now();
-    while steps_taken.load(Ordering::SeqCst) < 2 * 12 + 2 * 20 {
+    while !(walkers[..2].iter().all(|w| w.is_finished())
+        && counters[2..]
+            .iter()
+            .all(|c| c.load(Ordering::SeqCst) >= KILL_AT))
+    {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "walkers stalled"
