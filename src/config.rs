@@ -120,6 +120,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "assets/server.toml";
 
 /// Loads file, then applies the CLI/environment on top, then validates.
 pub fn load(cli: &Cli) -> Result<ServerConfig, LoadError> {
+    load_with_source(cli).map(|(config, _)| config)
+}
+
+/// Like [`load`], also returning the config file that was read (`None`: no file, built-in
+/// defaults under the environment and flags), so the server can say at start which it used.
+pub fn load_with_source(cli: &Cli) -> Result<(ServerConfig, Option<PathBuf>), LoadError> {
     let path = cli.config.clone().or_else(|| {
         Path::new(DEFAULT_CONFIG_PATH)
             .exists()
@@ -145,7 +151,7 @@ pub fn load(cli: &Cli) -> Result<ServerConfig, LoadError> {
         config.instance_id = generate_instance_id();
     }
     config.validate()?;
-    Ok(config)
+    Ok((config, path))
 }
 
 /// A fresh instance id: host name plus a random suffix, so restarts never reuse a lease.
@@ -165,7 +171,7 @@ pub fn generate_instance_id() -> String {
 }
 
 fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigError> {
-    set(&mut config.store, file.store, "store", parse_store)?;
+    set_store(&mut config.store, file.store)?;
     set(
         &mut config.flush_interval,
         file.flush_interval,
@@ -252,7 +258,7 @@ fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigE
 
 fn apply_cli(config: &mut ServerConfig, cli: &Cli) -> Result<(), ConfigError> {
     let c = cli.clone();
-    set(&mut config.store, c.store, "store", parse_store)?;
+    set_store(&mut config.store, c.store)?;
     set(
         &mut config.flush_interval,
         c.flush_interval,
@@ -364,8 +370,15 @@ fn parse_count<T: std::str::FromStr<Err = std::num::ParseIntError>>(
         .map_err(|e| format!("expected a whole number: {e}"))
 }
 
-fn parse_store(text: &str) -> Result<StoreSelection, String> {
-    StoreSelection::parse(text)
+/// Sets the store from `value`; a refusal quotes the value once, password redacted.
+fn set_store(slot: &mut StoreSelection, value: Option<String>) -> Result<(), ConfigError> {
+    if let Some(text) = value {
+        *slot = StoreSelection::parse(&text).map_err(|reason| {
+            let shown = crate::store::redis::redact_url(text.trim());
+            ConfigError::new("store", format!("{reason} (got {shown:?})"))
+        })?;
+    }
+    Ok(())
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
@@ -480,5 +493,42 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("tick_rate"), "{err}");
+    }
+
+    #[test]
+    fn a_store_value_not_understood_is_quoted_once() {
+        let err = load(&Cli {
+            config: Some(empty_config()),
+            store: Some("postgres://db.example/game".into()),
+            ..Cli::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`store`"), "{err}");
+        assert_eq!(
+            err.matches("postgres://db.example/game").count(),
+            1,
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rediss_url_is_refused_naming_the_key_without_its_password() {
+        let err = load(&Cli {
+            config: Some(empty_config()),
+            store: Some("rediss://app:s3cret@db.example:6380/0".into()),
+            ..Cli::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`store`") && err.contains("TLS"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    /// An empty config file (so a test does not depend on assets/server.toml).
+    fn empty_config() -> PathBuf {
+        let path = std::env::temp_dir().join(format!("hearth-empty-{}.toml", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        path
     }
 }

@@ -53,7 +53,17 @@ fn main() -> ExitCode {
 
 /// Starts the server and runs it until Ctrl-C or SIGTERM; returns the exit code.
 fn serve(cli: &Cli) -> Result<u8, StartError> {
-    let config = config::load(cli).map_err(StartError::config)?;
+    let (config, source) = config::load_with_source(cli).map_err(StartError::config)?;
+    match &source {
+        Some(path) => tracing::info!(path = %path.display(), "config file read"),
+        None => tracing::info!(
+            "no config file ({} not found, no --config): built-in defaults apply, under HEARTH_* variables and flags",
+            config::DEFAULT_CONFIG_PATH
+        ),
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let port = hearth::store::open(&config).map_err(StartError::startup)?;
     let info = port.info();
     if info.durable {
@@ -61,7 +71,6 @@ fn serve(cli: &Cli) -> Result<u8, StartError> {
     } else {
         tracing::warn!(store = info.backend, instance = %config.instance_id, "store ready: the {} store is NOT durable; everything is lost when the process exits (use --store redis://...)", info.backend);
     }
-    tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -72,6 +81,8 @@ fn serve(cli: &Cli) -> Result<u8, StartError> {
     let mut app = hearth::build_app(config.clone(), port);
     let addr = hearth::net::start(&mut app, accounts)
         .map_err(|e| StartError::startup(format!("cannot listen on {}: {e}", config.listen)))?;
+    // Announced only now: a server that cannot listen never says it is running.
+    tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
     tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
     Ok(u8::try_from(hearth::server::run(app, stop)).unwrap_or(1))
 }

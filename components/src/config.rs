@@ -16,17 +16,24 @@ pub enum StoreSelection {
 }
 
 impl StoreSelection {
-    /// Parses `memory` or a `redis://` / `rediss://` URL.
+    /// Parses `memory` or a `redis://` URL. `rediss://` (TLS) is refused here, as a
+    /// configuration error, because this build's Redis client has no TLS support: better
+    /// than a server that starts and then finds its store unreachable. The reason never
+    /// repeats the value (it may hold a password); the caller shows it, redacted.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("memory") {
             Ok(Self::Memory)
-        } else if text.starts_with("redis://") || text.starts_with("rediss://") {
+        } else if text.starts_with("redis://") {
             Ok(Self::Redis(text.to_string()))
+        } else if text.starts_with("rediss://") {
+            Err(
+                "rediss:// (Redis over TLS) is not supported: TLS is not built into this \
+                 server; reach Redis with redis:// (over a TLS tunnel if needed)"
+                    .into(),
+            )
         } else {
-            Err(format!(
-                "expected \"memory\" or a redis:// URL, got {text:?}"
-            ))
+            Err("expected \"memory\" or a redis:// URL".into())
         }
     }
 }
@@ -143,6 +150,35 @@ impl ServerConfig {
         format!("{}/{}", self.instance_id, self.boot_token)
     }
 
+    /// Settings that are valid but risky, one sentence each naming the keys and values, for
+    /// the server to log at start: a risk nobody is told about is found in an outage.
+    /// - `lease_refresh_interval` over a third of `lease_ttl`: one lost refresh leaves the
+    ///   lease one refresh from expiry (operations.md recommends at most a third);
+    /// - `store_timeout` not shorter than `lease_refresh_interval`: a refresh that times out
+    ///   can still be in flight when the next one starts.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let over_a_third = self
+            .lease_refresh_interval
+            .checked_mul(3)
+            .is_none_or(|thrice| thrice > self.lease_ttl);
+        if over_a_third {
+            warnings.push(format!(
+                "lease_refresh_interval ({:?}) is over a third of lease_ttl ({:?}): one lost \
+                 refresh leaves a lease one refresh from expiry; keep it at most a third",
+                self.lease_refresh_interval, self.lease_ttl
+            ));
+        }
+        if self.store_timeout >= self.lease_refresh_interval {
+            warnings.push(format!(
+                "store_timeout ({:?}) is not shorter than lease_refresh_interval ({:?}): a \
+                 refresh can still be in flight when the next one is due; keep it well below",
+                self.store_timeout, self.lease_refresh_interval
+            ));
+        }
+        warnings
+    }
+
     /// Checks values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |key, d: Duration| {
@@ -174,7 +210,7 @@ impl ServerConfig {
         if !(self.tick_rate.is_finite() && self.tick_rate > 0.0 && self.tick_rate <= 1000.0) {
             return Err(ConfigError::new(
                 "tick_rate",
-                "must be between 0 and 1000 ticks per second",
+                "must be greater than 0 and at most 1000 ticks per second",
             ));
         }
         let prefix_ok = !self.key_prefix.is_empty()
@@ -250,5 +286,96 @@ mod tests {
             "one instance id, two starts, two owners"
         );
         assert_eq!(a.clone().lease_owner(), a.lease_owner(), "stable within one");
+    }
+
+    fn valid() -> ServerConfig {
+        ServerConfig {
+            instance_id: "test".into(),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_zero_tick_rate_is_refused_with_a_range_that_excludes_it() {
+        for rate in [0.0, -1.0, 1000.5, f64::NAN] {
+            let err = ServerConfig {
+                tick_rate: rate,
+                ..valid()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(err.key, "tick_rate");
+            assert!(
+                err.reason.contains("greater than 0 and at most 1000"),
+                "{rate}: {err}"
+            );
+        }
+        for rate in [0.5, 60.0, 1000.0] {
+            let config = ServerConfig {
+                tick_rate: rate,
+                ..valid()
+            };
+            assert_eq!(config.validate(), Ok(()), "{rate}");
+        }
+    }
+
+    #[test]
+    fn rediss_is_refused_because_tls_is_not_built_in() {
+        let err = StoreSelection::parse("rediss://:pw@db.example:6380/0").unwrap_err();
+        assert!(err.contains("TLS"), "{err}");
+        assert!(!err.contains("pw@"), "no password in the reason: {err}");
+        assert_eq!(
+            StoreSelection::parse(" redis://127.0.0.1:6379/0 "),
+            Ok(StoreSelection::Redis("redis://127.0.0.1:6379/0".into()))
+        );
+        assert_eq!(StoreSelection::parse("Memory"), Ok(StoreSelection::Memory));
+    }
+
+    #[test]
+    fn the_defaults_are_not_risky() {
+        assert_eq!(valid().warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_refresh_interval_over_a_third_of_the_ttl_is_warned_about() {
+        let config = ServerConfig {
+            lease_ttl: Duration::from_secs(60),
+            lease_refresh_interval: Duration::from_secs(21),
+            ..valid()
+        };
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("lease_refresh_interval (21s)"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("lease_ttl (60s)"), "{warnings:?}");
+        // Exactly a third is what operations.md recommends: no warning.
+        let config = ServerConfig {
+            lease_refresh_interval: Duration::from_secs(20),
+            ..config
+        };
+        assert_eq!(config.warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_store_timeout_not_below_the_refresh_interval_is_warned_about() {
+        let config = ServerConfig {
+            lease_refresh_interval: Duration::from_secs(2),
+            store_timeout: Duration::from_secs(2),
+            ..valid()
+        };
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("store_timeout (2s)"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("lease_refresh_interval (2s)"),
+            "{warnings:?}"
+        );
+        let config = ServerConfig {
+            store_timeout: Duration::from_millis(1999),
+            ..config
+        };
+        assert_eq!(config.warnings(), Vec::<String>::new());
     }
 }

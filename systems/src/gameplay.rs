@@ -27,12 +27,23 @@ pub struct MoveIntent {
 }
 
 impl MoveIntent {
-    /// Normalises a requested direction; `None` for a zero or non-finite vector.
+    /// Normalises a requested direction; `None` for a zero or non-finite vector. Every other
+    /// direction, however large or small its components, is a unit step: the vector is first
+    /// scaled by its largest component, so squaring cannot overflow (`1e38` would square to
+    /// infinity) nor underflow to zero.
     pub fn new(dx: f32, dy: f32) -> Option<Self> {
-        let len = (dx * dx + dy * dy).sqrt();
-        (len.is_finite() && len > f32::EPSILON).then(|| Self {
-            dx: dx / len,
-            dy: dy / len,
+        if !(dx.is_finite() && dy.is_finite()) {
+            return None;
+        }
+        let largest = dx.abs().max(dy.abs());
+        if largest == 0.0 {
+            return None;
+        }
+        let (sx, sy) = (dx / largest, dy / largest);
+        let len = sx.hypot(sy);
+        Some(Self {
+            dx: sx / len,
+            dy: sy / len,
         })
     }
 }
@@ -86,5 +97,50 @@ impl Plugin for GameplayPlugin {
             .register_required_components::<PlayerId, Progress>()
             .init_resource::<GameTick>()
             .add_systems(FixedUpdate, (count_ticks, apply_moves));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(intent: MoveIntent, dx: f32, dy: f32) -> bool {
+        (intent.dx - dx).abs() < 1e-6 && (intent.dy - dy).abs() < 1e-6
+    }
+
+    #[test]
+    fn any_finite_nonzero_direction_is_one_unit_step() {
+        let cases = [
+            (1e38, 0.0, 1.0, 0.0),
+            (0.0, -3e38, 0.0, -1.0),
+            (
+                f32::MAX,
+                f32::MAX,
+                std::f32::consts::FRAC_1_SQRT_2,
+                std::f32::consts::FRAC_1_SQRT_2,
+            ),
+            (-2.4e38, 3.2e38, -0.6, 0.8),
+            (3.0, 4.0, 0.6, 0.8),
+            (1e-30, 0.0, 1.0, 0.0),
+            (f32::MIN_POSITIVE / 8.0, 0.0, 1.0, 0.0),
+        ];
+        for (dx, dy, ux, uy) in cases {
+            let intent =
+                MoveIntent::new(dx, dy).unwrap_or_else(|| panic!("({dx}, {dy}) is a direction"));
+            assert!(close(intent, ux, uy), "({dx}, {dy}) -> {intent:?}");
+        }
+    }
+
+    #[test]
+    fn zero_and_non_finite_directions_are_ignored() {
+        for (dx, dy) in [
+            (0.0, 0.0),
+            (-0.0, 0.0),
+            (f32::NAN, 1.0),
+            (1.0, f32::INFINITY),
+            (f32::NEG_INFINITY, 0.0),
+        ] {
+            assert_eq!(MoveIntent::new(dx, dy), None, "({dx}, {dy})");
+        }
     }
 }

@@ -248,13 +248,23 @@ impl Client {
     /// step however slow the server's frames are. Other messages are kept for later reads.
     /// Returns the new position.
     pub fn step(&mut self, dx: f32, dy: f32) -> Value {
+        self.try_step(dx, dy)
+            .expect("connection closed while stepping")
+    }
+
+    /// Like [`Client::step`], but `None` when the connection closes first (the server died).
+    pub fn try_step(&mut self, dx: f32, dy: f32) -> Option<Value> {
         let (id, before) = self.me.clone().expect("log in before stepping");
-        self.send(json!({"type": "move", "dx": dx, "dy": dy}));
+        if self
+            .stream
+            .write_all(format!("{}\n", json!({"type": "move", "dx": dx, "dy": dy})).as_bytes())
+            .is_err()
+        {
+            return None;
+        }
         let deadline = Instant::now() + CLIENT_WAIT;
         loop {
-            let message = self
-                .read_line(deadline)
-                .expect("connection closed while stepping");
+            let message = self.read_line(deadline)?;
             if message["type"] != "snapshot" {
                 self.backlog.push_back(message);
                 continue;
@@ -269,7 +279,7 @@ impl Client {
                 let now = json!({"x": p["x"], "y": p["y"]});
                 if now != before {
                     self.me = Some((id, now.clone()));
-                    return now;
+                    return Some(now);
                 }
             }
             assert!(
@@ -277,5 +287,50 @@ impl Client {
                 "the step never showed in a snapshot"
             );
         }
+    }
+
+    /// Removes and returns the messages of type `kind` read so far but not yet consumed
+    /// (e.g. the `level_up`s that arrived while stepping).
+    pub fn take(&mut self, kind: &str) -> Vec<Value> {
+        let (taken, kept): (Vec<Value>, Vec<Value>) =
+            self.backlog.drain(..).partition(|m| m["type"] == kind);
+        self.backlog = kept.into();
+        taken
+    }
+
+    /// The next `snapshot` (waiting up to [`CLIENT_WAIT`]); other messages are kept for later.
+    pub fn snapshot(&mut self) -> Value {
+        let deadline = Instant::now() + CLIENT_WAIT;
+        loop {
+            let message = self
+                .read_line(deadline)
+                .expect("connection closed while waiting for a snapshot");
+            if message["type"] == "snapshot" {
+                return message;
+            }
+            self.backlog.push_back(message);
+        }
+    }
+
+    /// Sends a `ping` and waits (up to [`CLIENT_WAIT`]) for its `pong`; snapshots are
+    /// skipped, other messages kept for later.
+    pub fn ping(&mut self, nonce: u64) {
+        self.send(json!({"type": "ping", "nonce": nonce}));
+        let deadline = Instant::now() + CLIENT_WAIT;
+        loop {
+            let message = self
+                .read_line(deadline)
+                .expect("connection closed while waiting for a pong");
+            match message["type"].as_str() {
+                Some("pong") if message["nonce"] == nonce => return,
+                Some("snapshot") => {}
+                _ => self.backlog.push_back(message),
+            }
+        }
+    }
+
+    /// Our last known position (from `logged_in` or the last step), once logged in.
+    pub fn position(&self) -> Option<Value> {
+        self.me.as_ref().map(|(_, position)| position.clone())
     }
 }

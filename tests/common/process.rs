@@ -2,6 +2,7 @@
 //! (several sharing one Redis, signals, start-up refusals).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,12 +24,9 @@ impl Hearth {
 
     /// Like [`Hearth::start`], with more flags as `--flag value` pairs (replacing a default).
     pub fn start_with(redis: &RedisServer, instance: &str, extra: &[&str]) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let (url, listen) = (redis.url(), addr.to_string());
+        let url = redis.url();
         let mut flags: Vec<(&str, &str)> = vec![
             ("--store", &url),
-            ("--listen", &listen),
             ("--instance-id", instance),
             ("--lease-ttl", "2s"),
             ("--lease-refresh-interval", "500ms"),
@@ -41,15 +39,35 @@ impl Hearth {
             flags.retain(|(f, _)| f != flag);
             flags.push((flag, value));
         }
+        let args: Vec<&str> = flags.iter().flat_map(|(f, v)| [*f, *v]).collect();
+        Self::start_args(&args)
+    }
+
+    /// The binary with exactly `args` plus `--listen` on a free port, once it listens.
+    pub fn start_args(args: &[&str]) -> Self {
+        Self::start_args_in(Path::new("."), args)
+    }
+
+    /// Like [`Hearth::start_args`], run in directory `cwd` (where `assets/server.toml` is
+    /// looked for).
+    pub fn start_args_in(cwd: &Path, args: &[&str]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let listen = addr.to_string();
         let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(flags.iter().flat_map(|(f, v)| [*f, *v]))
+            .current_dir(cwd)
+            .args(args)
+            .args(["--listen", &listen])
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
             .expect("starting the hearth binary");
-        let server = Self { child, addr, log };
+        let mut server = Self { child, addr, log };
         let started = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("hearth exited with {status}:\n{}", server.log());
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "hearth did not listen:\n{}",
@@ -68,6 +86,22 @@ impl Hearth {
     /// Its log (stderr) so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Waits (up to 20 s) until its log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no {needle:?} in the log within 20 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sends it a signal (`-TERM`, `-KILL`, ...).
@@ -107,7 +141,11 @@ impl Drop for Hearth {
 /// Runs the binary to completion with `args` (killed, failing the test, if it still runs
 /// after 30 s: every use expects it to stop by itself).
 pub fn run_hearth(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+    run_command(&mut Command::new(env!("CARGO_BIN_EXE_hearth")), args)
+}
+
+fn run_command(command: &mut Command, args: &[&str]) -> Output {
+    let child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,4 +170,22 @@ pub fn run_hearth(args: &[&str]) -> Output {
         );
     }
     waiter.join().expect("hearth waiter")
+}
+
+/// The record of player `id` as stored in `redis` (default key prefix), or `None` when
+/// nothing is stored: what any server would load for that player.
+pub fn stored_record(redis: &RedisServer, id: u64) -> Option<serde_json::Value> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(format!("hearth:player:{{{id}}}"))
+        .query(&mut redis.connection())
+        .expect("GET the player record");
+    raw.map(|raw| serde_json::from_str(&raw).expect("a stored record is JSON"))
+}
+
+/// Runs the binary to completion with `args` in directory `cwd` (see [`run_hearth`]).
+pub fn run_hearth_in(cwd: &Path, args: &[&str]) -> Output {
+    run_command(
+        Command::new(env!("CARGO_BIN_EXE_hearth")).current_dir(cwd),
+        args,
+    )
 }
