@@ -285,7 +285,11 @@ mod tests {
             b.lease_owner(),
             "one instance id, two starts, two owners"
         );
-        assert_eq!(a.clone().lease_owner(), a.lease_owner(), "stable within one");
+        assert_eq!(
+            a.clone().lease_owner(),
+            a.lease_owner(),
+            "stable within one"
+        );
     }
 
     fn valid() -> ServerConfig {
