@@ -7,8 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use hearth_systems::gameplay::WORLD_HALF_EXTENT;
-use hearth_systems::net::{SNAPSHOT_LIMIT, VIEW_RADIUS};
+use hearth::demo_game::{SNAPSHOT_LIMIT, VIEW_RADIUS, WORLD_HALF_EXTENT};
 use hearth_systems::spatial::SpatialGrid;
 
 /// Deterministic positions (a small LCG), uniform over the world.

@@ -1,11 +1,32 @@
 //! Hearth: a headless ECS game server whose players persist themselves.
 //!
+//! A game is a Bevy plugin on top of [`HearthPlugins`]:
+//!
+//! ```no_run
+//! use hearth::prelude::*;
+//!
+//! struct MyGame;
+//! impl Plugin for MyGame {
+//!     fn build(&self, app: &mut App) {
+//!         // register_persistent, add_client_message, add_server_message, add_systems...
+//!     }
+//! }
+//!
+//! let config = hearth::config::load(&hearth::config::Cli::default()).unwrap();
+//! App::new()
+//!     .add_plugins(HearthPlugins::new(config))
+//!     .add_plugins(MyGame)
+//!     .run();
+//! ```
+//!
 //! This crate assembles the server: store adapters ([`store`]), configuration ([`config`]),
-//! the plugin group and runner ([`server`]) and the world fixtures users test games with
-//! ([`testing`]).
+//! the plugin group and runner ([`server`]), the built-in [`demo_game`], and the world
+//! fixtures games are tested with ([`testing`]). [`prelude`] is what a game imports.
 
 pub mod config;
+pub mod demo_game;
 pub mod net;
+pub mod prelude;
 pub mod server;
 pub mod store;
 pub mod testing;

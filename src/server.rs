@@ -1,43 +1,174 @@
-//! Assembling a server: the plugins of every capability, the runner with its fixed-rate
-//! loop, and graceful shutdown.
+//! Assembling a server the Bevy way: `App::new().add_plugins(HearthPlugins::new(config))
+//! .add_plugins(MyGame).run()`. [`HearthPlugins`] holds every capability, configured from
+//! one [`ServerConfig`]; its runner opens the store and the front door, runs the fixed-rate
+//! loop until Ctrl-C or SIGTERM, saves everyone and returns the exit code.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bevy_app::{App, PluginGroup, PluginGroupBuilder, TaskPoolPlugin};
+use bevy_app::{App, AppExit, Plugin, PluginGroup, PluginGroupBuilder, TaskPoolPlugin};
+use bevy_ecs::resource::Resource;
 use bevy_time::{Fixed, Time, TimePlugin};
 use hearth_components::{PlayerId, ServerConfig};
 use hearth_systems::storage::StorePort;
 use hearth_systems::{
-    GameplayPlugin, MetricsPlugin, PersistencePlugin, SessionPlugin, StoragePlugin, sessions,
+    GameMessagesPlugin, MetricsPlugin, PersistencePlugin, SessionPlugin, SpatialPlugin,
+    StoragePlugin, sessions,
 };
 
-/// Every capability of a Hearth server, in build order. Needs [`ServerConfig`] and a
-/// [`StorePort`] inserted first (see [`build_app`]).
-pub struct HearthPlugins;
+/// Every capability of a Hearth server, configured from one [`ServerConfig`] (each plugin's
+/// settings are its fields, built from it). Add your game's plugin after it. Leave out the
+/// network or the runner with `.build().disable::<FrontDoorPlugin>()` (as the test fixtures
+/// do, which also bring their own store).
+pub struct HearthPlugins {
+    config: ServerConfig,
+}
 
-impl PluginGroup for HearthPlugins {
-    fn build(self) -> PluginGroupBuilder {
-        PluginGroupBuilder::start::<Self>()
-            .add(TaskPoolPlugin::default())
-            .add(TimePlugin)
-            .add(StoragePlugin)
-            .add(PersistencePlugin)
-            .add(SessionPlugin)
-            .add(GameplayPlugin)
-            .add(MetricsPlugin)
+impl HearthPlugins {
+    /// The plugins of a server with this configuration.
+    pub fn new(config: ServerConfig) -> Self {
+        Self { config }
     }
 }
 
-/// A server app on the given config and store, not yet running.
-pub fn build_app(config: ServerConfig, port: StorePort) -> App {
+impl PluginGroup for HearthPlugins {
+    fn build(self) -> PluginGroupBuilder {
+        let config = &self.config;
+        PluginGroupBuilder::start::<Self>()
+            .add(TaskPoolPlugin::default())
+            .add(TimePlugin)
+            .add(ServerConfigPlugin {
+                config: config.clone(),
+            })
+            .add(StoragePlugin)
+            .add(PersistencePlugin::from(config))
+            .add(SessionPlugin::from(config))
+            .add(SpatialPlugin::default())
+            .add(GameMessagesPlugin)
+            .add(MetricsPlugin::from(config))
+            .add(FrontDoorPlugin)
+            .add(RunnerPlugin)
+    }
+}
+
+/// Makes the configuration a resource (systems read it) and sets the fixed tick rate.
+pub struct ServerConfigPlugin {
+    pub config: ServerConfig,
+}
+
+impl Plugin for ServerConfigPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.config.clone())
+            .insert_resource(Time::<Fixed>::from_hz(self.config.tick_rate));
+    }
+}
+
+/// Asks the runner to open the client front door (TCP, `ServerConfig::listen`) before the
+/// loop starts.
+pub struct FrontDoorPlugin;
+
+/// Present when the runner should start the front door.
+#[derive(Resource)]
+struct FrontDoorWanted;
+
+impl Plugin for FrontDoorPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(FrontDoorWanted);
+    }
+}
+
+/// Sets Hearth's runner: opens the store (unless one was inserted) and the front door, runs
+/// the fixed-rate loop until Ctrl-C/SIGTERM (or a [`StopSignal`] the embedder set), then the
+/// graceful shutdown. `App::run` returns `AppExit::Success` when every player was saved, an
+/// error code otherwise (1: could not start or could not save everyone).
+pub struct RunnerPlugin;
+
+impl Plugin for RunnerPlugin {
+    fn build(&self, app: &mut App) {
+        app.set_runner(run_server);
+    }
+}
+
+/// A flag that stops a running server (graceful shutdown) when set. Insert one to stop the
+/// server from code; without it the runner stops on Ctrl-C and SIGTERM.
+#[derive(Resource, Clone)]
+pub struct StopSignal(pub Arc<AtomicBool>);
+
+/// The process-wide Ctrl-C/SIGTERM flag (a handler can be installed once per process).
+fn termination_signal() -> Result<Arc<AtomicBool>, String> {
+    static FLAG: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = Arc::clone(&flag);
+        ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
+            .map(|()| flag)
+            .map_err(|e| format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))
+    })
+    .clone()
+}
+
+/// Hearth's runner (see [`RunnerPlugin`]).
+fn run_server(mut app: App) -> AppExit {
+    match start(&mut app) {
+        Ok(stop) => match u8::try_from(run(app, stop)) {
+            Ok(0) => AppExit::Success,
+            Ok(code) => AppExit::from_code(code),
+            Err(_) => AppExit::from_code(1),
+        },
+        Err(message) => {
+            eprintln!("hearth: {message}");
+            AppExit::from_code(1)
+        }
+    }
+}
+
+/// Opens what the server needs before its first frame; returns its stop flag.
+fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
+    let config = app.world().resource::<ServerConfig>().clone();
+    if !app.world().contains_resource::<StorePort>() {
+        let port = crate::store::open(&config).map_err(|e| e.to_string())?;
+        let info = port.info();
+        if info.durable {
+            tracing::info!(store = info.backend, location = %info.location, instance = %config.instance_id, "store ready");
+        } else {
+            tracing::warn!(store = info.backend, instance = %config.instance_id, "store ready: the {} store is NOT durable; everything is lost when the process exits (use --store redis://...)", info.backend);
+        }
+        app.insert_resource(port);
+    }
+    let stop = match app.world().get_resource::<StopSignal>() {
+        Some(signal) => Arc::clone(&signal.0),
+        None => termination_signal()?,
+    };
+    if app.world().contains_resource::<FrontDoorWanted>() {
+        let accounts = crate::net::account_stores(&config).map_err(|e| e.to_string())?;
+        let addr = crate::net::start(app, accounts)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        // Announced only now: a server that cannot listen never says it is running.
+        tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
+        tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
+    }
+    Ok(stop)
+}
+
+/// A server app on the given config and store, without a game, a front door or a runner:
+/// what test fixtures and embedders build on ([`crate::net::start`] adds the front door,
+/// [`run`] runs it).
+pub fn build_core_app(config: ServerConfig, port: StorePort) -> App {
     let mut app = App::new();
-    let tick = Time::<Fixed>::from_hz(config.tick_rate);
-    app.insert_resource(config)
-        .insert_resource(port)
-        .add_plugins(HearthPlugins)
-        .insert_resource(tick);
+    app.insert_resource(port).add_plugins(
+        HearthPlugins::new(config)
+            .build()
+            .disable::<FrontDoorPlugin>()
+            .disable::<RunnerPlugin>(),
+    );
+    app
+}
+
+/// [`build_core_app`] with the built-in demo game: the default server, not running.
+pub fn build_app(config: ServerConfig, port: StorePort) -> App {
+    let mut app = build_core_app(config, port);
+    app.add_plugins(crate::demo_game::DemoGamePlugin);
     app
 }
 

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bevy_app::App;
+use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
 use hearth_components::{
@@ -148,24 +148,43 @@ impl TestServer {
     }
 
     /// A server on a fresh memory store whose app `setup` extends before it starts (register
-    /// your persistent components and add your systems here).
+    /// your persistent components and add your systems here). It runs the built-in demo game
+    /// too; a game of its own uses [`TestServer::for_game`].
     pub fn with_setup(config: ServerConfig, setup: impl FnOnce(&mut App)) -> Self {
         let (store, port) = MemoryStore::open(MemoryBackend::new(StoreClock::manual()), &config);
-        Self::build(config, port, Arc::new(MemoryTestStore { store }), setup)
+        let app = server::build_app(config, port);
+        Self::build(app, Arc::new(MemoryTestStore { store }), setup)
+    }
+
+    /// A server running `game` (and not the built-in demo game) on a fresh memory store:
+    /// how a game tests its systems, messages and persistence.
+    pub fn for_game(config: ServerConfig, game: impl Plugin) -> Self {
+        let (store, port) = MemoryStore::open(MemoryBackend::new(StoreClock::manual()), &config);
+        let app = server::build_core_app(config, port);
+        Self::build(app, Arc::new(MemoryTestStore { store }), |app| {
+            app.add_plugins(game);
+        })
+    }
+
+    /// A server running `game` (not the demo game) on any store (see [`TestServer::on_store`]).
+    pub fn for_game_on_store(
+        config: ServerConfig,
+        port: StorePort,
+        store: Arc<dyn TestStore>,
+        game: impl Plugin,
+    ) -> Self {
+        let app = server::build_core_app(config, port);
+        Self::build(app, store, |app| {
+            app.add_plugins(game);
+        })
     }
 
     /// A server on any store: `port` is what the app uses, `store` what the test inspects.
     pub fn on_store(config: ServerConfig, port: StorePort, store: Arc<dyn TestStore>) -> Self {
-        Self::build(config, port, store, |_| {})
+        Self::build(server::build_app(config, port), store, |_| {})
     }
 
-    fn build(
-        config: ServerConfig,
-        port: StorePort,
-        store: Arc<dyn TestStore>,
-        setup: impl FnOnce(&mut App),
-    ) -> Self {
-        let mut app = server::build_app(config, port);
+    fn build(mut app: App, store: Arc<dyn TestStore>, setup: impl FnOnce(&mut App)) -> Self {
         setup(&mut app);
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Self::FRAME));
         app.finish();

@@ -351,10 +351,21 @@ fn fuzz_line(rng: &mut Rng) -> String {
     }
 }
 
-/// Whether the server could take `line` for a real request (those are not fuzz cases).
+/// Whether the server could take `line` for a real request (those are not fuzz cases): a
+/// core message, or a `move` of the demo game, decoded as the front door decodes it.
 fn is_a_request(line: &str) -> bool {
+    use hearth::systems::GameMessagesAppExt;
+    use hearth::systems::game_messages::ClientMessageTypes;
+    thread_local! {
+        static GAME: ClientMessageTypes = {
+            let mut app = bevy_app::App::new();
+            app.add_client_message::<hearth::demo_game::Move>("move");
+            app.world().resource::<ClientMessageTypes>().clone()
+        };
+    }
     line.trim().is_empty()
         || serde_json::from_str::<hearth_components::protocol::ClientMessage>(line).is_ok()
+        || GAME.with(|game| matches!(game.decode("move", line), Some(Ok(_))))
 }
 
 #[test]

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 use hearth::components::PlayerId;
-use hearth::components::protocol::{ClientMessage, ServerMessage};
+use hearth::components::protocol::ServerMessage;
 use hearth::systems::NetBridgePlugin;
+use hearth::systems::game_messages::ClientMessageTypes;
 use hearth::systems::net::{ClientOutbox, NetEvent, NetInbox, OutboxClosed};
 use hearth::testing::{TestServer, test_config};
 
@@ -42,6 +43,17 @@ impl ClientOutbox for FakeOutbox {
     }
 }
 
+/// A `move` one step along x from connection `conn`, decoded as the front door does.
+fn move_from(server: &TestServer, conn: u64) -> NetEvent {
+    let request = server
+        .world()
+        .resource::<ClientMessageTypes>()
+        .decode("move", r#"{"type":"move","dx":1.0,"dy":0.0}"#)
+        .expect("the demo game registers move")
+        .expect("a valid move");
+    NetEvent::Game { conn, request }
+}
+
 fn server() -> (TestServer, Sender<NetEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let server = TestServer::with_setup(test_config("bridge"), move |app| {
@@ -72,12 +84,7 @@ fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
         outbox.sent.lock().unwrap()[0],
         ServerMessage::LoggedIn { player_id: 5, .. }
     ));
-    events
-        .send(NetEvent::Request {
-            conn: 1,
-            message: ClientMessage::Move { dx: 1.0, dy: 0.0 },
-        })
-        .unwrap();
+    events.send(move_from(&server, 1)).unwrap();
     server.advance_secs(1.0); // 20 snapshots are due; only two fit
     assert!(
         *outbox.closed.lock().unwrap(),
@@ -102,12 +109,7 @@ fn moving_before_login_is_answered_not_logged_in() {
             outbox: outbox.clone(),
         })
         .unwrap();
-    events
-        .send(NetEvent::Request {
-            conn: 2,
-            message: ClientMessage::Move { dx: 1.0, dy: 0.0 },
-        })
-        .unwrap();
+    events.send(move_from(&server, 2)).unwrap();
     server.frame();
     let sent = outbox.sent.lock().unwrap();
     assert!(

@@ -1,14 +1,33 @@
 //! The client protocol: newline-delimited JSON, one object per line, each with a `"type"`.
 //! See docs/protocol.md. Only data here; the front door (tokio) lives in the `hearth` crate.
+//!
+//! These are the core's messages (accounts, sessions, liveness, errors). A game adds its own
+//! by name (`add_client_message`, `add_server_message` in `hearth_systems::game_messages`);
+//! they travel as [`ServerMessage::Game`] lines, encoded once for every recipient.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted line, in bytes (without the newline).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// A message from a client.
+/// The `type`s of [`ClientMessage`]: a game cannot register these names.
+pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "logout", "ping"];
+
+/// The `type`s of [`ServerMessage`]'s own variants: a game cannot register these names.
+pub const CORE_SERVER_MESSAGES: &[&str] = &[
+    "registered",
+    "logged_in",
+    "logged_out",
+    "pong",
+    "kicked",
+    "error",
+];
+
+/// A message from a client that the core handles.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
@@ -16,20 +35,36 @@ pub enum ClientMessage {
     Register { username: String, password: String },
     /// Log in and join the world.
     Login { username: String, password: String },
-    /// Take one step in a direction; the server owns speed and position.
-    Move { dx: f32, dy: f32 },
     /// Save, release the session and leave the world (the connection stays open).
     Logout {},
     /// Liveness check, answered with `pong`.
     Ping { nonce: u64 },
 }
 
-/// One player in a snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotEntry {
-    pub id: u64,
-    pub x: f32,
-    pub y: f32,
+/// A game-defined server message as one protocol line (`{"type":"<name>",...}\n`), encoded
+/// once and shared by every recipient (a broadcast costs one encoding, not one per player).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GameLine(Arc<str>);
+
+impl GameLine {
+    /// Encodes `message` (which must serialise as a JSON object) as a line of type `name`:
+    /// `{"type":"<name>"` followed by the object's own fields, in their order.
+    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<Self, String> {
+        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        let fields = body.strip_prefix('{').ok_or_else(|| {
+            format!("a {name} message must serialise as a JSON object, got {body}")
+        })?;
+        let kind = serde_json::to_string(name).map_err(|e| e.to_string())?;
+        let separator = if fields == "}" { "" } else { "," };
+        Ok(Self(
+            format!("{{\"type\":{kind}{separator}{fields}\n").into(),
+        ))
+    }
+
+    /// The line, newline included.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A message to a client.
@@ -43,13 +78,6 @@ pub enum ServerMessage {
         player_id: u64,
         state: BTreeMap<String, serde_json::Value>,
     },
-    Snapshot {
-        tick: u64,
-        players: Vec<SnapshotEntry>,
-    },
-    LevelUp {
-        level: u32,
-    },
     LoggedOut {},
     Pong {
         nonce: u64,
@@ -61,6 +89,9 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    /// A game-defined message, already encoded (see [`GameLine`]).
+    #[serde(skip)]
+    Game(GameLine),
 }
 
 impl ServerMessage {
@@ -72,11 +103,15 @@ impl ServerMessage {
         }
     }
 
-    /// The message as one protocol line, newline included.
-    pub fn to_line(&self) -> String {
+    /// The message as one protocol line, newline included (borrowed for a game line, which
+    /// is encoded already).
+    pub fn to_line(&self) -> Cow<'_, str> {
+        if let Self::Game(line) = self {
+            return Cow::Borrowed(line.as_str());
+        }
         let mut line = serde_json::to_string(self).expect("server messages always serialise");
         line.push('\n');
-        line
+        Cow::Owned(line)
     }
 }
 
@@ -111,8 +146,8 @@ mod tests {
 
     #[test]
     fn client_messages_parse_by_type() {
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"move","dx":1,"dy":-0.5}"#).unwrap();
-        assert_eq!(m, ClientMessage::Move { dx: 1.0, dy: -0.5 });
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"ping","nonce":7}"#).unwrap();
+        assert_eq!(m, ClientMessage::Ping { nonce: 7 });
         let m: ClientMessage = serde_json::from_str(r#"{"type":"logout"}"#).unwrap();
         assert_eq!(m, ClientMessage::Logout {});
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"fly"}"#).is_err());
@@ -131,5 +166,34 @@ mod tests {
             ServerMessage::error(ErrorCode::AlreadyOnline, "x").to_line(),
             "{\"type\":\"error\",\"code\":\"already_online\",\"message\":\"x\"}\n"
         );
+    }
+
+    #[test]
+    fn a_game_line_is_its_type_then_the_fields_of_the_message() {
+        #[derive(Serialize)]
+        struct ChatLine<'a> {
+            from: u64,
+            text: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Ping {}
+        let line = GameLine::encode(
+            "chat_line",
+            &ChatLine {
+                from: 3,
+                text: "hi",
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            line.as_str(),
+            "{\"type\":\"chat_line\",\"from\":3,\"text\":\"hi\"}\n"
+        );
+        assert_eq!(
+            GameLine::encode("nudge", &Ping {}).unwrap().as_str(),
+            "{\"type\":\"nudge\"}\n"
+        );
+        assert!(GameLine::encode("number", &5).is_err(), "not an object");
+        assert_eq!(ServerMessage::Game(line.clone()).to_line(), line.as_str());
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use governor::{Quota, RateLimiter};
+use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
+use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -59,6 +61,8 @@ impl ClientOutbox for TokioOutbox {
 pub struct ConnectionContext {
     pub events: Sender<NetEvent>,
     pub auth: AuthQueue,
+    /// The client messages the game registered, decoded here, off the tick.
+    pub game_messages: Arc<ClientMessageTypes>,
     /// Registrations per address, counted before they take a place in the auth queue.
     pub registrations: Arc<RegistrationLimit>,
     pub idle_timeout: Duration,
@@ -271,14 +275,13 @@ fn handle_line(
     if line.trim().is_empty() {
         return None;
     }
-    let message = match serde_json::from_str::<ClientMessage>(line) {
-        Ok(message) => message,
-        Err(e) => {
-            return Some(ServerMessage::error(
-                ErrorCode::BadRequest,
-                describe_parse_error(line, &e),
-            ));
+    let message = match parse(line, &ctx.game_messages) {
+        Ok(Parsed::Core(message)) => message,
+        Ok(Parsed::Game(request)) => {
+            ctx.events.send(NetEvent::Game { conn, request }).ok();
+            return None;
         }
+        Err(reason) => return Some(ServerMessage::error(ErrorCode::BadRequest, reason)),
     };
     match message {
         ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
@@ -315,7 +318,7 @@ fn handle_line(
             *login = Login::Pending;
             None
         }
-        message @ (ClientMessage::Move { .. } | ClientMessage::Logout {}) => {
+        message @ ClientMessage::Logout {} => {
             ctx.events.send(NetEvent::Request { conn, message }).ok();
             None
         }
@@ -323,9 +326,51 @@ fn handle_line(
 }
 
 /// A parse error worded for the client, never echoing the password back.
-fn describe_parse_error(line: &str, e: &serde_json::Error) -> String {
-    if serde_json::from_str::<serde_json::Value>(line).is_err() {
-        return format!("not valid JSON: {e}");
+/// A line, understood.
+enum Parsed {
+    /// One of the core's own messages.
+    Core(ClientMessage),
+    /// A message a game registered, decoded for the world.
+    Game(hearth_systems::game_messages::GameRequest),
+}
+
+/// The `type` of a line, read without building a JSON tree.
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// Parses one line: a JSON object whose `type` is a core message or one a game registered.
+/// The error says what is wrong (not JSON, no `type`, an unknown one, or the field at fault).
+fn parse(line: &str, game: &ClientMessageTypes) -> Result<Parsed, String> {
+    let kind = match serde_json::from_str::<Kind>(line) {
+        Ok(Kind { kind }) => kind,
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(format!("not valid JSON: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "a message must be a JSON object with a string \"type\": {e}"
+            ));
+        }
+    };
+    if CORE_CLIENT_MESSAGES.contains(&kind.as_ref()) {
+        return serde_json::from_str(line)
+            .map(Parsed::Core)
+            .map_err(|e| format!("not a valid message: {e}"));
     }
-    format!("not a valid message: {e}")
+    match game.decode(&kind, line) {
+        Some(Ok(request)) => Ok(Parsed::Game(request)),
+        Some(Err(reason)) => Err(format!("not a valid {kind}: {reason}")),
+        None => {
+            let known: Vec<&str> = CORE_CLIENT_MESSAGES
+                .iter()
+                .copied()
+                .chain(game.names())
+                .collect();
+            Err(format!(
+                "unknown message type {kind:?}; known types: {}",
+                known.join(", ")
+            ))
+        }
+    }
 }

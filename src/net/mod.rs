@@ -19,6 +19,7 @@ use bevy_app::App;
 use bevy_ecs::resource::Resource;
 use hearth_components::{ServerConfig, StoreSelection};
 use hearth_systems::NetBridgePlugin;
+use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -111,9 +112,16 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
     let closing = CancellationToken::new();
     let open = Arc::new(AtomicUsize::new(0));
+    let game_messages = Arc::new(
+        app.world()
+            .get_resource::<ClientMessageTypes>()
+            .cloned()
+            .unwrap_or_default(),
+    );
     let ctx = ConnectionContext {
         events,
         auth,
+        game_messages,
         registrations: Arc::new(admission::RegistrationLimit::new(
             config.registrations_per_minute,
         )),

@@ -1,7 +1,7 @@
 //! Hearth's behaviour: one Plugin per capability. Systems reach storage only through the
 //! port in [`storage`].
 
-pub mod gameplay;
+pub mod game_messages;
 pub mod metrics;
 pub mod net;
 pub mod persistence;
@@ -9,12 +9,13 @@ pub mod sessions;
 pub mod spatial;
 pub mod storage;
 
-pub use gameplay::GameplayPlugin;
+pub use game_messages::{FromClient, GameMessagesAppExt, GameMessagesPlugin, ToClients};
 pub use metrics::{MetricsPlugin, TickMetrics};
-pub use net::NetBridgePlugin;
+pub use net::{NetBridgePlugin, NetSystems};
 pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
     PersistentRegistry,
 };
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
+pub use spatial::{FrameCount, Nearby, NearbyPlayers, SpatialIndex, SpatialPlugin};
 pub use storage::{StoragePlugin, StorePort};

@@ -172,8 +172,9 @@ impl WindowLatencies {
     }
 }
 
+/// The summary's timer and the p99 above which it warns.
 #[derive(Resource)]
-struct SummaryTimer(Timer);
+struct SummaryTimer(Timer, Duration);
 
 fn log_summary(world: &mut World) {
     let delta = world.resource::<Time<Real>>().delta();
@@ -183,7 +184,7 @@ fn log_summary(world: &mut World) {
         timer.0.just_finished()
     };
     if finished {
-        let warn_above = world.resource::<ServerConfig>().latency_warn;
+        let warn_above = world.resource::<SummaryTimer>().1;
         if let (Some(report), Some(window)) =
             (MetricsReport::read(world), WindowLatencies::take(world))
         {
@@ -193,21 +194,41 @@ fn log_summary(world: &mut World) {
 }
 
 /// Frame timing, plus a metrics summary in the log every `metrics_interval` in verbose mode.
-pub struct MetricsPlugin;
+pub struct MetricsPlugin {
+    /// Log a summary this often (`ServerConfig::verbose` and `metrics_interval`); `None`: no
+    /// summary.
+    pub summary_interval: Option<Duration>,
+    /// The summary warns when a store p99 exceeds this (`ServerConfig::latency_warn`).
+    pub latency_warn: Duration,
+}
+
+impl From<&ServerConfig> for MetricsPlugin {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            summary_interval: config.verbose.then_some(config.metrics_interval),
+            latency_warn: config.latency_warn,
+        }
+    }
+}
+
+impl Default for MetricsPlugin {
+    /// The settings of `ServerConfig::default()`: one place holds every default.
+    fn default() -> Self {
+        Self::from(&ServerConfig::default())
+    }
+}
 
 impl Plugin for MetricsPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<TickMetrics>()
             .add_systems(First, start_frame)
             .add_systems(Last, end_frame);
-        if let Some(config) = app
-            .world()
-            .get_resource::<ServerConfig>()
-            .filter(|c| c.verbose)
-        {
-            let interval = config.metrics_interval;
-            app.insert_resource(SummaryTimer(Timer::new(interval, TimerMode::Repeating)))
-                .add_systems(Last, log_summary);
+        if let Some(interval) = self.summary_interval {
+            app.insert_resource(SummaryTimer(
+                Timer::new(interval, TimerMode::Repeating),
+                self.latency_warn,
+            ))
+            .add_systems(Last, log_summary);
         }
     }
 }

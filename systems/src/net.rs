@@ -3,33 +3,27 @@
 //! Connection tasks send [`NetEvent`]s over a crossbeam channel; a `PreUpdate` system drains
 //! it without waiting. The ECS answers through each connection's [`ClientOutbox`], a bounded
 //! queue: a client that cannot keep up is disconnected, never waited for.
+//!
+//! The bridge knows sessions and bytes, not the game: a game's own requests arrive as
+//! [`GameRequest`]s and are handed to the world as the game's messages
+//! ([`crate::game_messages`]); a game's pushes leave through the same outboxes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
-use bevy_time::{Real, Time, Timer, TimerMode};
 use crossbeam_channel::Receiver;
-use hearth_components::protocol::{ClientMessage, ErrorCode, ServerMessage, SnapshotEntry};
+use hearth_components::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerId, PlayerJoined,
-    PlayerLeft, Position, SaveState, SavedNow,
+    PlayerLeft, SaveState,
 };
 
-use crate::gameplay::{GameTick, MoveIntent, WORLD_HALF_EXTENT};
+use crate::game_messages::GameRequest;
 use crate::persistence::{PersistentRegistry, SnapshotSource};
 use crate::sessions::SessionSystems;
-use crate::spatial::SpatialGrid;
-
-/// Snapshots per second sent to each player.
-pub const SNAPSHOT_HZ: f64 = 20.0;
-/// Players within this distance appear in a snapshot.
-pub const VIEW_RADIUS: f32 = 50.0;
-/// Most players listed in one snapshot.
-pub const SNAPSHOT_LIMIT: usize = 64;
 
 /// Id of a client connection, unique for the process lifetime.
 pub type ConnId = u64;
@@ -56,11 +50,13 @@ pub enum NetEvent {
     },
     /// The client proved who it is (auth worker): join the world as this player.
     Authenticated { conn: ConnId, player: PlayerId },
-    /// A request that needs the world (`move`, `logout`).
+    /// A core request that needs the world (`logout`).
     Request {
         conn: ConnId,
         message: ClientMessage,
     },
+    /// A game-defined request, decoded by the front door.
+    Game { conn: ConnId, request: GameRequest },
     /// The connection closed (or was closed).
     Disconnected { conn: ConnId },
 }
@@ -88,9 +84,50 @@ struct Connection {
 pub struct Connections {
     by_conn: HashMap<ConnId, Connection>,
     by_entity: HashMap<Entity, ConnId>,
+    /// Connections told to close by a send through a shared reference ([`Connections::queue`]);
+    /// the bridge forgets them, and their players leave, at its next run.
+    overflowed: std::sync::Mutex<Vec<ConnId>>,
 }
 
 impl Connections {
+    /// Queues a message for the player on `entity`, if it has a connection. A client whose
+    /// queue is full is told to close (its connection ends, and its player leaves with a
+    /// final save when the bridge hears of it). Returns whether it was queued. Used by
+    /// `ToClients`, which only reads `Connections`, so game systems sending messages can run
+    /// in parallel.
+    pub fn queue(&self, entity: Entity, message: ServerMessage) -> bool {
+        let Some((&conn, connection)) = self
+            .by_entity
+            .get(&entity)
+            .and_then(|conn| self.by_conn.get_key_value(conn))
+        else {
+            return false;
+        };
+        if connection.outbox.send(message).is_ok() {
+            return true;
+        }
+        tracing::info!(
+            conn,
+            "client cannot keep up (outbound queue full); disconnecting it"
+        );
+        connection.outbox.close();
+        self.overflowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        false
+    }
+
+    /// Whether the player on `entity` has a connection.
+    pub fn is_connected(&self, entity: Entity) -> bool {
+        self.by_entity.contains_key(&entity)
+    }
+
+    /// Entities of every player with a connection.
+    pub fn players(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.by_entity.keys().copied()
+    }
+
     /// Sends to a connection; a full queue disconnects the client. Returns whether it was
     /// queued.
     fn send(
@@ -135,10 +172,20 @@ impl Connections {
 fn receive_net_events(
     inbox: Res<NetInbox>,
     mut connections: ResMut<Connections>,
+    players: Query<&PlayerId>,
     mut joins: MessageWriter<JoinRequest>,
     mut leaves: MessageWriter<LeaveRequest>,
     mut commands: Commands,
 ) {
+    let overflowed = std::mem::take(
+        connections
+            .overflowed
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for conn in overflowed {
+        connections.drop_connection(conn, &mut leaves);
+    }
     for event in inbox.0.try_iter() {
         match event {
             NetEvent::Connected { conn, outbox } => {
@@ -166,11 +213,6 @@ fn receive_net_events(
                 let session = connections.by_conn.get(&conn).map(|c| c.session);
                 match (message, session) {
                     (_, None) => {}
-                    (ClientMessage::Move { dx, dy }, Some(Session::Playing(entity))) => {
-                        if let Some(intent) = MoveIntent::new(dx, dy) {
-                            commands.entity(entity).try_insert(intent);
-                        }
-                    }
                     (ClientMessage::Logout {}, Some(Session::Playing(entity))) => {
                         if let Some(c) = connections.by_conn.get_mut(&conn) {
                             c.session = Session::LoggingOut(entity);
@@ -180,12 +222,35 @@ fn receive_net_events(
                             origin: conn,
                         });
                     }
-                    (ClientMessage::Move { .. } | ClientMessage::Logout {}, Some(_)) => {
+                    (ClientMessage::Logout {}, Some(_)) => {
                         let error = ServerMessage::error(ErrorCode::NotLoggedIn, "log in first");
                         connections.send(conn, error, &mut leaves);
                     }
                     (other, Some(_)) => {
                         tracing::debug!(conn, ?other, "request not meant for the world")
+                    }
+                }
+            }
+            NetEvent::Game { conn, request } => {
+                let session = connections.by_conn.get(&conn).map(|c| c.session);
+                match session {
+                    None => {}
+                    Some(Session::Playing(entity)) => {
+                        // Handed over only while the sender plays on this entity: a request
+                        // of a player who left meanwhile is dropped here, never delivered to
+                        // another entity.
+                        if let Ok(&player) = players.get(entity) {
+                            commands.queue(move |world: &mut World| {
+                                request.deliver(world, player, entity);
+                            });
+                        }
+                    }
+                    Some(_) => {
+                        let error = ServerMessage::error(
+                            ErrorCode::NotLoggedIn,
+                            format!("log in first ({} needs a player)", request.kind()),
+                        );
+                        connections.send(conn, error, &mut leaves);
                     }
                 }
             }
@@ -203,7 +268,6 @@ fn answer_lifecycle(
     mut joined: MessageReader<PlayerJoined>,
     mut refused: MessageReader<JoinRefused>,
     mut left: MessageReader<PlayerLeft>,
-    mut saved: MessageReader<SavedNow>,
     mut lost: MessageReader<OwnershipLost>,
     mut leaves: MessageWriter<LeaveRequest>,
 ) {
@@ -280,12 +344,6 @@ fn answer_lifecycle(
             c.outbox.close();
         }
     }
-    for s in saved.read() {
-        if let Some(&conn) = connections.by_entity.get(&s.entity) {
-            let level = u32::try_from(s.tag).unwrap_or(u32::MAX);
-            connections.send(conn, ServerMessage::LevelUp { level }, &mut leaves);
-        }
-    }
     for l in lost.read() {
         if let Some(conn) = connections.by_entity.remove(&l.entity)
             && let Some(c) = connections.by_conn.get_mut(&conn)
@@ -298,58 +356,11 @@ fn answer_lifecycle(
     }
 }
 
-/// The snapshot timer and a reusable spatial grid.
-#[derive(Resource)]
-struct SnapshotState {
-    timer: Timer,
-    grid: SpatialGrid<u64>,
-    near: Vec<(f32, f32, u64)>,
-}
-
-/// Sends each player the players near it, at [`SNAPSHOT_HZ`].
-fn send_snapshots(
-    time: Res<Time<Real>>,
-    tick: Res<GameTick>,
-    mut state: ResMut<SnapshotState>,
-    mut connections: ResMut<Connections>,
-    players: Query<(Entity, &PlayerId, &Position)>,
-    mut leaves: MessageWriter<LeaveRequest>,
-) {
-    state.timer.tick(time.delta());
-    if !state.timer.just_finished() || connections.by_entity.is_empty() {
-        return;
-    }
-    let SnapshotState { grid, near, .. } = &mut *state;
-    grid.clear();
-    for (_, id, p) in &players {
-        grid.insert(p.x, p.y, id.0);
-    }
-    let recipients: Vec<(Entity, ConnId)> = connections
-        .by_entity
-        .iter()
-        .map(|(e, c)| (*e, *c))
-        .collect();
-    for (entity, conn) in recipients {
-        let Ok((_, _, p)) = players.get(entity) else {
-            continue;
-        };
-        grid.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, near);
-        let players = near
-            .iter()
-            .map(|&(x, y, id)| SnapshotEntry { id, x, y })
-            .collect();
-        connections.send(
-            conn,
-            ServerMessage::Snapshot {
-                tick: tick.0,
-                players,
-            },
-            &mut leaves,
-        );
-    }
-}
-
-/// Ordering point of the bridge (`PreUpdate`, before sessions apply store results).
+/// Ordering points of the bridge: in `PreUpdate` it hands client requests to the world
+/// (after sessions applied store results); in `PostUpdate` it answers the lifecycle
+/// (`logged_in`, `logged_out`, kicks, refusals). A game's systems that read client messages
+/// run after the first; a player appears to `ToClients` once the second has sent its
+/// `logged_in`.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NetSystems;
 
@@ -359,14 +370,6 @@ pub struct NetBridgePlugin;
 impl Plugin for NetBridgePlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Connections>()
-            .insert_resource(SnapshotState {
-                timer: Timer::new(
-                    Duration::from_secs_f64(1.0 / SNAPSHOT_HZ),
-                    TimerMode::Repeating,
-                ),
-                grid: SpatialGrid::new(VIEW_RADIUS, WORLD_HALF_EXTENT),
-                near: Vec::new(),
-            })
             .add_systems(
                 PreUpdate,
                 receive_net_events
@@ -375,8 +378,8 @@ impl Plugin for NetBridgePlugin {
             )
             .add_systems(
                 PostUpdate,
-                (answer_lifecycle, send_snapshots)
-                    .chain()
+                answer_lifecycle
+                    .in_set(NetSystems)
                     .before(SessionSystems::Requests),
             );
     }

@@ -475,15 +475,29 @@ fn apply_save_results(
 }
 
 /// Persistence by change detection, batch flush and save result handling.
-pub struct PersistencePlugin;
+pub struct PersistencePlugin {
+    /// How often dirty players are saved in one batch (`ServerConfig::flush_interval`).
+    pub flush_interval: Duration,
+}
+
+impl From<&ServerConfig> for PersistencePlugin {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            flush_interval: config.flush_interval,
+        }
+    }
+}
+
+impl Default for PersistencePlugin {
+    /// The settings of `ServerConfig::default()`: one place holds every default.
+    fn default() -> Self {
+        Self::from(&ServerConfig::default())
+    }
+}
 
 impl Plugin for PersistencePlugin {
     fn build(&self, app: &mut App) {
-        let interval = app
-            .world()
-            .get_resource::<ServerConfig>()
-            .map(|c| c.flush_interval)
-            .unwrap_or(Duration::from_secs(30));
+        let interval = self.flush_interval;
         app.init_resource::<PersistentRegistry>()
             .init_resource::<FlushStats>()
             .insert_resource(FlushSchedule::new(interval))

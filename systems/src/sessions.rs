@@ -322,15 +322,29 @@ fn apply_refresh_results(
 }
 
 /// Joining, leaving and keeping session leases alive.
-pub struct SessionPlugin;
+pub struct SessionPlugin {
+    /// How often every lease is refreshed (`ServerConfig::lease_refresh_interval`).
+    pub lease_refresh_interval: Duration,
+}
+
+impl From<&ServerConfig> for SessionPlugin {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            lease_refresh_interval: config.lease_refresh_interval,
+        }
+    }
+}
+
+impl Default for SessionPlugin {
+    /// The settings of `ServerConfig::default()`: one place holds every default.
+    fn default() -> Self {
+        Self::from(&ServerConfig::default())
+    }
+}
 
 impl Plugin for SessionPlugin {
     fn build(&self, app: &mut App) {
-        let interval = app
-            .world()
-            .get_resource::<ServerConfig>()
-            .map(|c| c.lease_refresh_interval)
-            .unwrap_or(Duration::from_secs(20));
+        let interval = self.lease_refresh_interval;
         app.init_resource::<OnlinePlayers>()
             .init_resource::<PendingJoins>()
             .insert_resource(LeaseRefreshSchedule::new(interval))

@@ -1,5 +1,13 @@
 //! A uniform grid over the bounded world, so "who is near me" costs the neighbours of one
-//! cell, not every player.
+//! cell, not every player; and the world's index of players by [`Position`], which
+//! [`NearbyPlayers`] (and `ToClients::send_near`) query.
+
+use std::sync::Mutex;
+
+use bevy_app::{App, First, Plugin};
+use bevy_ecs::prelude::*;
+use bevy_ecs::system::SystemParam;
+use hearth_components::{PlayerId, Position};
 
 /// Items of one cell with their positions.
 type Cell<T> = Vec<(f32, f32, T)>;
@@ -45,13 +53,18 @@ impl<T: Copy> SpatialGrid<T> {
         self.cells[index].push((x, y, item));
     }
 
-    /// Items within `radius` (at most the grid's cell size) of a point, up to `limit`.
+    /// Items within `radius` of a point, up to `limit`. A radius up to the cell size visits
+    /// the 3 x 3 cells around the point; a larger one as many rings as it spans.
     pub fn near(&self, x: f32, y: f32, radius: f32, limit: usize, out: &mut Vec<(f32, f32, T)>) {
         out.clear();
+        if limit == 0 || radius.is_nan() || radius < 0.0 {
+            return;
+        }
         let (cx, cy) = (self.coord(x), self.coord(y));
+        let reach = ((radius / self.cell).ceil() as usize).clamp(1, self.side);
         let r2 = radius * radius;
-        for gy in cy.saturating_sub(1)..=(cy + 1).min(self.side - 1) {
-            for gx in cx.saturating_sub(1)..=(cx + 1).min(self.side - 1) {
+        for gy in cy.saturating_sub(reach)..=(cy + reach).min(self.side - 1) {
+            for gx in cx.saturating_sub(reach)..=(cx + reach).min(self.side - 1) {
                 for &(px, py, item) in &self.cells[gy * self.side + gx] {
                     if (px - x).powi(2) + (py - y).powi(2) <= r2 {
                         out.push((px, py, item));
@@ -62,6 +75,106 @@ impl<T: Copy> SpatialGrid<T> {
                 }
             }
         }
+    }
+}
+
+/// Frames since start, counted in `First`: lets per-frame caches know when they are stale.
+#[derive(Resource, Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCount(pub u64);
+
+fn count_frames(mut frames: ResMut<FrameCount>) {
+    frames.0 += 1;
+}
+
+/// Every player's position in a [`SpatialGrid`], rebuilt at most once per frame and only in
+/// frames where someone asks (a game that never asks pays nothing).
+#[derive(Resource)]
+pub struct SpatialIndex {
+    state: Mutex<IndexState>,
+}
+
+struct IndexState {
+    built_in: Option<u64>,
+    grid: SpatialGrid<(Entity, PlayerId)>,
+}
+
+impl SpatialIndex {
+    /// An index with cells of side `cell` over `[-half_extent, half_extent]²` (positions
+    /// outside land in the edge cells: still found, only slower to search).
+    pub fn new(cell: f32, half_extent: f32) -> Self {
+        Self {
+            state: Mutex::new(IndexState {
+                built_in: None,
+                grid: SpatialGrid::new(cell, half_extent),
+            }),
+        }
+    }
+}
+
+/// Who is near a point: players (entity, id, position) within a radius, from the world's
+/// [`SpatialIndex`] as of this frame.
+#[derive(SystemParam)]
+pub struct NearbyPlayers<'w, 's> {
+    index: Res<'w, SpatialIndex>,
+    frame: Res<'w, FrameCount>,
+    players: Query<'w, 's, (Entity, &'static PlayerId, &'static Position)>,
+}
+
+/// One player found near a point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Nearby {
+    pub entity: Entity,
+    pub player: PlayerId,
+    pub x: f32,
+    pub y: f32,
+}
+
+impl NearbyPlayers<'_, '_> {
+    /// Players within `radius` of `(x, y)`, at most `limit`, into `out` (cleared first).
+    pub fn near(&self, x: f32, y: f32, radius: f32, limit: usize, out: &mut Vec<Nearby>) {
+        let mut state = self.index.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.built_in != Some(self.frame.0) {
+            state.grid.clear();
+            for (entity, player, p) in &self.players {
+                state.grid.insert(p.x, p.y, (entity, *player));
+            }
+            state.built_in = Some(self.frame.0);
+        }
+        let mut found = Vec::new();
+        state.grid.near(x, y, radius, limit, &mut found);
+        out.clear();
+        out.extend(found.into_iter().map(|(x, y, (entity, player))| Nearby {
+            entity,
+            player,
+            x,
+            y,
+        }));
+    }
+}
+
+/// The world's spatial index of players. Cell size and extent are the plugin's fields
+/// (defaults: 50-unit cells over a 2,000-unit square).
+pub struct SpatialPlugin {
+    /// Side of a cell: best near the radius most queries use.
+    pub cell: f32,
+    /// Half the side of the square the grid covers.
+    pub half_extent: f32,
+}
+
+impl Default for SpatialPlugin {
+    fn default() -> Self {
+        Self {
+            cell: 50.0,
+            half_extent: 1000.0,
+        }
+    }
+}
+
+impl Plugin for SpatialPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<FrameCount>()
+            .insert_resource(SpatialIndex::new(self.cell, self.half_extent))
+            .add_systems(First, count_frames);
     }
 }
 
@@ -86,5 +199,19 @@ mod tests {
         assert_eq!(out.len(), 2, "limit respected");
         grid.near(999.0, 999.0, 50.0, 10, &mut out);
         assert_eq!(out.len(), 1, "the world's edge is a cell too");
+    }
+
+    #[test]
+    fn a_radius_wider_than_a_cell_searches_as_many_rings_as_it_spans() {
+        let mut grid = SpatialGrid::new(10.0, 1000.0);
+        grid.insert(0.0, 0.0, 1);
+        grid.insert(35.0, 0.0, 2);
+        grid.insert(0.0, -49.0, 3);
+        grid.insert(80.0, 0.0, 4);
+        let mut out = Vec::new();
+        grid.near(0.0, 0.0, 50.0, usize::MAX, &mut out);
+        let mut ids: Vec<i32> = out.iter().map(|e| e.2).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2, 3]);
     }
 }

@@ -1,13 +1,12 @@
-//! The small built-in game: players walk a bounded world, walking earns xp, every 100 xp is
-//! a level, and a level-up is saved immediately (tier 1) before the client hears of it.
-//! Position, vitals and progress are persisted through the same
-//! [`PersistentAppExt::register_persistent`] API users have.
+//! The built-in demo game, written only on Hearth's public extension points, as any game is
+//! (proof that they suffice): players walk a bounded world (`move`), walking earns xp, every
+//! 100 xp is a level, a level-up is saved immediately and announced (`level_up`) only once it
+//! is durable, and every player sees who is near 20 times a second (`snapshot`).
+//! docs/protocol.md describes its messages. A game of your own leaves it out.
 
-use bevy_app::{App, FixedUpdate, Plugin};
-use bevy_ecs::prelude::*;
-use hearth_components::{Leaving, PlayerId, Position, Progress, SaveNowRequest, Vitals};
+use std::time::Duration;
 
-use crate::persistence::PersistentAppExt;
+use crate::prelude::*;
 
 /// Half the side of the square world: positions stay within `[-WORLD_HALF_EXTENT, +..]`.
 pub const WORLD_HALF_EXTENT: f32 = 1000.0;
@@ -15,6 +14,41 @@ pub const WORLD_HALF_EXTENT: f32 = 1000.0;
 pub const STEP: f32 = 1.0;
 /// Experience earned by one move that covered ground.
 pub const XP_PER_STEP: u64 = 10;
+/// Snapshots per second sent to each player.
+pub const SNAPSHOT_HZ: f64 = 20.0;
+/// Players within this distance appear in a snapshot.
+pub const VIEW_RADIUS: f32 = 50.0;
+/// Most players listed in one snapshot.
+pub const SNAPSHOT_LIMIT: usize = 64;
+
+/// `move`: take one step in a direction; the server owns speed and position.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Move {
+    pub dx: f32,
+    pub dy: f32,
+}
+
+/// `snapshot`: the players near the recipient (itself included), at [`SNAPSHOT_HZ`].
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Fixed ticks since the server started.
+    pub tick: u64,
+    pub players: Vec<SnapshotEntry>,
+}
+
+/// One player in a snapshot.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotEntry {
+    pub id: u64,
+    pub x: f32,
+    pub y: f32,
+}
+
+/// `level_up`: the recipient reached `level`, durably saved.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct LevelUp {
+    pub level: u32,
+}
 
 /// A step the player asked for, applied at the next fixed tick. Several requests within one
 /// tick collapse into the latest, so sending faster than the tick rate gains no speed.
@@ -56,6 +90,15 @@ fn count_ticks(mut tick: ResMut<GameTick>) {
     tick.0 += 1;
 }
 
+/// Turns `move` requests into the step applied at the next fixed tick.
+fn take_moves(mut moves: MessageReader<FromClient<Move>>, mut commands: Commands) {
+    for request in moves.read() {
+        if let Some(intent) = MoveIntent::new(request.message.dx, request.message.dy) {
+            commands.entity(request.entity).try_insert(intent);
+        }
+    }
+}
+
 /// Applies pending steps: moves within the world bounds, earns xp for ground covered, and
 /// asks for an immediate save on level-up (tagged with the new level).
 fn apply_moves(
@@ -83,11 +126,58 @@ fn apply_moves(
     }
 }
 
-/// Registers the built-in persistent components (every player gets their defaults) and the
-/// walking game.
-pub struct GameplayPlugin;
+/// Announces level-ups once they are saved: the immediate save asked for on level-up was
+/// tagged with the level.
+fn announce_level_ups(mut saved: MessageReader<SavedNow>, to_clients: ToClients<LevelUp>) {
+    for s in saved.read() {
+        let level = u32::try_from(s.tag).unwrap_or(u32::MAX);
+        to_clients.send(s.entity, &LevelUp { level });
+    }
+}
 
-impl Plugin for GameplayPlugin {
+/// The snapshot timer and the buffer of nearby players, kept between runs.
+#[derive(Resource)]
+struct SnapshotTimer(Timer);
+
+/// Sends each player the players near it, at [`SNAPSHOT_HZ`].
+fn send_snapshots(
+    time: Res<Time<Real>>,
+    tick: Res<GameTick>,
+    mut timer: ResMut<SnapshotTimer>,
+    players: Query<(Entity, &Position), With<PlayerId>>,
+    to_clients: ToClients<Snapshot>,
+    nearby: NearbyPlayers,
+    mut near: Local<Vec<Nearby>>,
+) {
+    timer.0.tick(time.delta());
+    if !timer.0.just_finished() {
+        return;
+    }
+    for (entity, p) in &players {
+        if !to_clients.is_connected(entity) {
+            continue;
+        }
+        nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, &mut near);
+        let snapshot = Snapshot {
+            tick: tick.0,
+            players: near
+                .iter()
+                .map(|n| SnapshotEntry {
+                    id: n.player.0,
+                    x: n.x,
+                    y: n.y,
+                })
+                .collect(),
+        };
+        to_clients.send(entity, &snapshot);
+    }
+}
+
+/// The walking game: its persistent components (every player gets their defaults), its
+/// messages and its systems.
+pub struct DemoGamePlugin;
+
+impl Plugin for DemoGamePlugin {
     fn build(&self, app: &mut App) {
         app.register_persistent::<Position>("position")
             .register_persistent::<Vitals>("vitals")
@@ -95,8 +185,20 @@ impl Plugin for GameplayPlugin {
             .register_required_components::<PlayerId, Position>()
             .register_required_components::<PlayerId, Vitals>()
             .register_required_components::<PlayerId, Progress>()
+            .add_client_message::<Move>("move")
+            .add_server_message::<Snapshot>("snapshot")
+            .add_server_message::<LevelUp>("level_up")
             .init_resource::<GameTick>()
-            .add_systems(FixedUpdate, (count_ticks, apply_moves));
+            .insert_resource(SnapshotTimer(Timer::new(
+                Duration::from_secs_f64(1.0 / SNAPSHOT_HZ),
+                TimerMode::Repeating,
+            )))
+            .add_systems(PreUpdate, take_moves.after(NetSystems))
+            .add_systems(FixedUpdate, (count_ticks, apply_moves))
+            .add_systems(
+                PostUpdate,
+                (announce_level_ups, send_snapshots).after(NetSystems),
+            );
     }
 }
 

@@ -1,0 +1,29 @@
+//! What a game needs, in one import: `use hearth::prelude::*;`. A game crate depends on
+//! `hearth` (and `serde` for its message types) and never has to match Bevy versions: the
+//! Bevy crates Hearth is built on are re-exported here, and Bevy's derives (`Component`,
+//! `Resource`, `Message`, `SystemParam`) find them through this import.
+
+pub use bevy_app;
+pub use bevy_ecs;
+pub use bevy_time;
+
+pub use bevy_app::{
+    App, AppExit, First, FixedUpdate, Last, Plugin, PluginGroup, PostUpdate, PreUpdate, Startup,
+    Update,
+};
+pub use bevy_ecs::prelude::*;
+pub use bevy_time::{Real, Time, Timer, TimerMode};
+pub use serde::{Deserialize, Serialize};
+
+pub use hearth_components::{
+    JoinRefusal, JoinRefused, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
+    PlayerLeft, Position, Progress, SaveNowRequest, SavedNow, ServerConfig, Vitals,
+};
+pub use hearth_systems::{
+    FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems, PersistenceSystems,
+    PersistentAppExt, SessionSystems, ToClients,
+};
+
+pub use crate::HearthPlugins;
+pub use crate::server::{FrontDoorPlugin, RunnerPlugin, StopSignal};
+pub use crate::testing::TestServer;

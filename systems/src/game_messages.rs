@@ -1,0 +1,384 @@
+//! Game-defined messages on the wire. A game registers its own client requests and server
+//! pushes by name, with one line each, and never edits Hearth:
+//!
+//! - `app.add_client_message::<Chat>("chat")` makes `{"type":"chat",...}` valid for logged-in
+//!   players; systems read [`FromClient<Chat>`] messages carrying the sender's [`PlayerId`]
+//!   and entity.
+//! - `app.add_server_message::<ChatLine>("chat_line")` lets systems send it with the
+//!   [`ToClients<ChatLine>`] system parameter: to a player, to many, or to everyone near a
+//!   point. A message is encoded once, whatever the number of recipients; sends only queue
+//!   (a client whose queue is full is disconnected, as any slow client).
+//!
+//! The front door decodes a game's client messages on its own threads with the
+//! [`ClientMessageTypes`] registry; the bridge hands them to the world without knowing them.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+
+use bevy_app::App;
+use bevy_ecs::prelude::*;
+use bevy_ecs::system::SystemParam;
+use hearth_components::PlayerId;
+use hearth_components::protocol::{
+    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, ServerMessage,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::net::Connections;
+use crate::spatial::{Nearby, NearbyPlayers};
+
+/// A client message a game registered, as the world receives it: who sent it and what.
+#[derive(Message, Debug, Clone)]
+pub struct FromClient<T: Send + Sync + 'static> {
+    /// The sender.
+    pub player: PlayerId,
+    /// The sender's entity when the message was handed to the world (it was playing then).
+    pub entity: Entity,
+    /// The message.
+    pub message: T,
+}
+
+/// A decoded game message on its way to the world, type-erased for the trip.
+pub struct GameRequest {
+    kind: &'static str,
+    deliver: DeliverFn,
+    message: Box<dyn Any + Send>,
+}
+
+type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, String>;
+type DeliverFn = fn(&mut World, PlayerId, Entity, Box<dyn Any + Send>);
+
+impl GameRequest {
+    /// The message's `type`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Writes it into the world as a [`FromClient`] message from `player`'s `entity`.
+    pub fn deliver(self, world: &mut World, player: PlayerId, entity: Entity) {
+        (self.deliver)(world, player, entity, self.message);
+    }
+}
+
+impl std::fmt::Debug for GameRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GameRequest({})", self.kind)
+    }
+}
+
+/// One registered client message type.
+#[derive(Clone, Copy)]
+struct ClientMessageType {
+    decode: DecodeFn,
+    deliver: DeliverFn,
+}
+
+/// The client messages games registered, by `type`. The front door decodes with it.
+#[derive(Resource, Clone, Default)]
+pub struct ClientMessageTypes {
+    by_name: HashMap<&'static str, (&'static str, ClientMessageType)>,
+}
+
+impl ClientMessageTypes {
+    /// Whether a game registered `kind`.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.by_name.contains_key(kind)
+    }
+
+    /// Decodes `line`, a message of type `kind`: its fields other than `type` make a `T`.
+    /// `None` when no game registered `kind`; `Some(Err(reason))` when the fields do not fit:
+    /// an unknown field, a missing or repeated one, or a value of the wrong type, each named.
+    pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, String>> {
+        let (name, t) = self.by_name.get(kind)?;
+        Some((t.decode)(line).map(|message| GameRequest {
+            kind: name,
+            deliver: t.deliver,
+            message,
+        }))
+    }
+
+    /// Every registered `type`, sorted (for error messages).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.by_name.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// Decodes a `T` straight from the line (no intermediate JSON tree), refusing every field
+/// `T` does not know except `type`, and naming the field a bad value is in.
+fn decode<T: DeserializeOwned + Send + 'static>(line: &str) -> Result<Box<dyn Any + Send>, String> {
+    let mut unknown = Vec::new();
+    let mut note_unknown = |path: serde_ignored::Path| {
+        let path = path.to_string();
+        if path != "type" {
+            unknown.push(path);
+        }
+    };
+    let mut json = serde_json::Deserializer::from_str(line);
+    let fields = serde_ignored::Deserializer::new(&mut json, &mut note_unknown);
+    let message: T = serde_path_to_error::deserialize(fields).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("field `{path}`: {}", e.inner())
+        }
+    })?;
+    json.end().map_err(|e| e.to_string())?;
+    if let Some(field) = unknown.first() {
+        return Err(format!("unknown field `{field}`"));
+    }
+    Ok(Box::new(message))
+}
+
+fn deliver<T: Send + Sync + 'static>(
+    world: &mut World,
+    player: PlayerId,
+    entity: Entity,
+    message: Box<dyn Any + Send>,
+) {
+    if let Ok(message) = message.downcast::<T>() {
+        world.write_message(FromClient {
+            player,
+            entity,
+            message: *message,
+        });
+    }
+}
+
+/// The name a server message type was registered under.
+#[derive(Resource)]
+pub struct ServerMessageName<T> {
+    name: &'static str,
+    _type: PhantomData<fn(T)>,
+}
+
+/// Server message names taken, so a name is registered once.
+#[derive(Resource, Default)]
+struct ServerMessageNames(HashSet<&'static str>);
+
+/// Registering a game's messages on the app.
+pub trait GameMessagesAppExt {
+    /// Makes `{"type":"<name>",...}` a valid request for logged-in players: its fields decode
+    /// into `T`, and systems read it as [`FromClient<T>`]. Panics (a programming error at
+    /// start-up, not input) if `name` is registered twice or is a core message's type.
+    fn add_client_message<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: DeserializeOwned + Send + Sync + 'static;
+
+    /// Lets systems send `T` as `{"type":"<name>",...}` with [`ToClients<T>`]. `T` must
+    /// serialise as a JSON object. Panics if `name` is registered twice or is a core
+    /// message's type.
+    fn add_server_message<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: Serialize + Send + Sync + 'static;
+}
+
+impl GameMessagesAppExt for App {
+    fn add_client_message<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        assert!(
+            !CORE_CLIENT_MESSAGES.contains(&name),
+            "client message type {name:?} is one of Hearth's own ({CORE_CLIENT_MESSAGES:?}); pick another name"
+        );
+        let mut types = self
+            .world_mut()
+            .get_resource_or_init::<ClientMessageTypes>();
+        assert!(
+            !types.contains(name),
+            "client message type {name:?} registered twice"
+        );
+        types.by_name.insert(
+            name,
+            (
+                name,
+                ClientMessageType {
+                    decode: decode::<T>,
+                    deliver: deliver::<T>,
+                },
+            ),
+        );
+        self.add_message::<FromClient<T>>()
+    }
+
+    fn add_server_message<T>(&mut self, name: &'static str) -> &mut Self
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        assert!(
+            !CORE_SERVER_MESSAGES.contains(&name),
+            "server message type {name:?} is one of Hearth's own ({CORE_SERVER_MESSAGES:?}); pick another name"
+        );
+        let mut names = self
+            .world_mut()
+            .get_resource_or_init::<ServerMessageNames>();
+        assert!(
+            names.0.insert(name),
+            "server message type {name:?} registered twice"
+        );
+        self.insert_resource(ServerMessageName::<T> {
+            name,
+            _type: PhantomData,
+        })
+    }
+}
+
+/// Sends a game's server message `T` to players. Sending only queues (never blocks the
+/// tick); a player with no connection (a test world, a client gone meanwhile) is skipped.
+#[derive(SystemParam)]
+pub struct ToClients<'w, 's, T: Serialize + Send + Sync + 'static> {
+    name: Res<'w, ServerMessageName<T>>,
+    connections: Res<'w, Connections>,
+    nearby: NearbyPlayers<'w, 's>,
+    found: Local<'s, Vec<Nearby>>,
+}
+
+impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
+    /// Encodes `message` once; `None` (logged) if it does not serialise as an object.
+    fn encode(&self, message: &T) -> Option<ServerMessage> {
+        match GameLine::encode(self.name.name, message) {
+            Ok(line) => Some(ServerMessage::Game(line)),
+            Err(e) => {
+                tracing::error!(message = self.name.name, error = %e, "a server message could not be encoded; not sent");
+                None
+            }
+        }
+    }
+
+    /// Whether the player on `entity` has a connection to send to (skip building a message
+    /// nobody would receive).
+    pub fn is_connected(&self, player: Entity) -> bool {
+        self.connections.is_connected(player)
+    }
+
+    /// Sends to one player's connection. Returns whether it was queued.
+    pub fn send(&self, player: Entity, message: &T) -> bool {
+        self.encode(message)
+            .is_some_and(|m| self.connections.queue(player, m))
+    }
+
+    /// Sends to each of `players` (encoded once). Returns how many were queued.
+    pub fn send_to_many(&self, players: impl IntoIterator<Item = Entity>, message: &T) -> usize {
+        let Some(encoded) = self.encode(message) else {
+            return 0;
+        };
+        players
+            .into_iter()
+            .filter(|&p| self.connections.queue(p, encoded.clone()))
+            .count()
+    }
+
+    /// Sends to every player within `radius` of `(x, y)` (encoded once). Returns how many
+    /// were queued.
+    pub fn send_near(&mut self, x: f32, y: f32, radius: f32, message: &T) -> usize {
+        let mut found = std::mem::take(&mut *self.found);
+        self.nearby.near(x, y, radius, usize::MAX, &mut found);
+        let sent = self.send_to_many(found.iter().map(|n| n.entity), message);
+        *self.found = found;
+        sent
+    }
+
+    /// Sends to every connected player.
+    pub fn send_to_all(&self, message: &T) -> usize {
+        let players: Vec<Entity> = self.connections.players().collect();
+        self.send_to_many(players, message)
+    }
+}
+
+/// Game messages: their registries, and the connections table [`ToClients`] reads (empty in
+/// a world without a front door, such as a test fixture's: sends then go nowhere).
+pub struct GameMessagesPlugin;
+
+impl bevy_app::Plugin for GameMessagesPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<ClientMessageTypes>()
+            .init_resource::<ServerMessageNames>()
+            .init_resource::<Connections>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    struct Chat {
+        text: String,
+        #[serde(default)]
+        loud: bool,
+    }
+
+    fn types() -> ClientMessageTypes {
+        let mut app = App::new();
+        app.add_client_message::<Chat>("chat");
+        app.world().resource::<ClientMessageTypes>().clone()
+    }
+
+    #[test]
+    fn a_decoded_message_reaches_the_world_from_its_sender() {
+        let request = types()
+            .decode("chat", r#"{"type":"chat","text":"hi","loud":true}"#)
+            .expect("registered")
+            .expect("valid");
+        assert_eq!(request.kind(), "chat");
+        let mut world = World::new();
+        world.init_resource::<Messages<FromClient<Chat>>>();
+        let entity = world.spawn_empty().id();
+        request.deliver(&mut world, PlayerId(7), entity);
+        let messages = world.resource::<Messages<FromClient<Chat>>>();
+        let got: Vec<_> = messages
+            .iter_current_update_messages()
+            .map(|m| (m.player, m.entity, m.message.text.as_str(), m.message.loud))
+            .collect();
+        assert_eq!(got, [(PlayerId(7), entity, "hi", true)]);
+    }
+
+    #[test]
+    fn unknown_missing_or_mistyped_fields_are_refused_by_name() {
+        let types = types();
+        let err = |line| match types.decode("chat", line) {
+            Some(Err(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert_eq!(
+            err(r#"{"type":"chat","text":"hi","colour":"red"}"#),
+            "unknown field `colour`"
+        );
+        let mistyped = err(r#"{"type":"chat","text":5}"#);
+        assert!(
+            mistyped.starts_with("field `text`: invalid type"),
+            "{mistyped}"
+        );
+        assert!(err(r#"{"type":"chat"}"#).contains("missing field `text`"));
+        assert!(err(r#"{"type":"chat","text":"a","text":"b"}"#).contains("duplicate field `text`"));
+        assert!(types.decode("shout", r#"{"type":"shout"}"#).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn a_client_message_name_is_registered_once() {
+        App::new()
+            .add_client_message::<Chat>("chat")
+            .add_client_message::<Chat>("chat");
+    }
+
+    #[test]
+    #[should_panic(expected = "one of Hearth's own")]
+    fn a_core_client_message_name_cannot_be_taken() {
+        App::new().add_client_message::<Chat>("login");
+    }
+
+    #[test]
+    #[should_panic(expected = "one of Hearth's own")]
+    fn a_core_server_message_name_cannot_be_taken() {
+        #[derive(Serialize)]
+        struct Fake {}
+        App::new().add_server_message::<Fake>("kicked");
+    }
+}
