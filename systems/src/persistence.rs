@@ -15,15 +15,14 @@ use bevy_ecs::system::EntityCommands;
 use bevy_ecs::world::EntityRefExcept;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveNowPending,
-    SaveNowRequest, SaveState, SavedNow, ServerConfig, UnknownSections,
+    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerSnapshot,
+    SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue, ServerConfig,
+    UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::storage::{
-    Lane, PlayerSnapshot, SaveItem, SaveOutcome, SaveResult, SectionValue, StoreJob, StorePort,
-};
+use crate::storage::{Lane, SaveItem, SaveOutcome, SaveResult, StoreJob, StorePort};
 
 /// How long a failed immediate or final save waits before it is tried again.
 pub const PRIORITY_RETRY_DELAY: Duration = Duration::from_secs(1);

@@ -6,8 +6,6 @@
 //! leases with a TTL, owner-checked saves and refreshes, sequence-fenced writes, release only
 //! by the owner.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,93 +14,9 @@ use bevy_ecs::entity::Entity;
 use bevy_ecs::resource::Resource;
 use crossbeam_channel::Receiver;
 use hdrhistogram::Histogram;
-use hearth_components::{CURRENT_RECORD_VERSION, JoinRefusal, PlayerId, PlayerRecord};
-
-/// A clone of one persistent component, serialised later, off the tick.
-pub type SectionValue = Box<dyn SectionData>;
-
-/// A section's value as the store sees it: something that writes itself as JSON.
-///
-/// Implemented for every `Serialize` type, so each component's serialiser is compiled for
-/// its own type and writes straight into the record buffer. (Type-erased serde, which this
-/// replaced, paid a dynamic call per field and was half of the store's CPU per save.)
-pub trait SectionData: Send + Sync {
-    /// Appends this value's JSON to `out`.
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-    /// This value as a JSON tree.
-    fn to_json(&self) -> serde_json::Result<serde_json::Value>;
-}
-
-impl<T: serde::Serialize + Send + Sync> SectionData for T {
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(out, self)
-    }
-
-    fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
-    }
-}
-
-/// Everything needed to write one player's record, taken on the tick without serialising.
-pub struct PlayerSnapshot {
-    /// Whose record.
-    pub player: PlayerId,
-    /// The save sequence this snapshot carries; the store refuses it unless newer than stored.
-    pub seq: u64,
-    /// Registered sections by name.
-    pub sections: Vec<(&'static str, SectionValue)>,
-    /// Sections this build does not know, written back unchanged.
-    pub unknown: BTreeMap<String, serde_json::Value>,
-}
-
-impl PlayerSnapshot {
-    /// Serialises the snapshot in the stored record layout (see `hearth_components::record`):
-    /// `{"version":V,"seq":S,"id":I,"sections":{...}}`, registered sections first, then the
-    /// unknown ones. The store's save script reads the sequence from that prefix.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(1024);
-        write!(
-            out,
-            r#"{{"version":{},"seq":{},"id":{},"sections":{{"#,
-            CURRENT_RECORD_VERSION, self.seq, self.player.0
-        )
-        .map_err(|e| e.to_string())?;
-        let registered = self
-            .sections
-            .iter()
-            .map(|(name, value)| (*name, value.as_ref() as &dyn SectionData));
-        let unknown = self
-            .unknown
-            .iter()
-            .map(|(name, value)| (name.as_str(), value as &dyn SectionData));
-        for (i, (name, value)) in registered.chain(unknown).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, name).map_err(|e| e.to_string())?;
-            out.push(b':');
-            value
-                .write_json(&mut out)
-                .map_err(|e| format!("section {name}: {e}"))?;
-        }
-        out.extend_from_slice(b"}}");
-        Ok(out)
-    }
-
-    /// The record's sections as JSON values (what a client is sent on login).
-    pub fn sections_json(&self) -> BTreeMap<String, serde_json::Value> {
-        let mut out = self.unknown.clone();
-        for (name, value) in &self.sections {
-            match value.to_json() {
-                Ok(json) => {
-                    out.insert((*name).to_string(), json);
-                }
-                Err(e) => tracing::error!(section = name, error = %e, "section does not serialise"),
-            }
-        }
-        out
-    }
-}
+/// What a save carries; encoded by the store, next to the record layout it writes.
+pub use hearth_components::PlayerSnapshot;
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
 
 /// One save within a batch.
 pub struct SaveItem {
@@ -452,30 +366,6 @@ mod tests {
         let all = h.summary();
         assert_eq!(all.count, 200);
         assert_eq!(all.p99.as_millis(), 100, "since start, they are kept");
-    }
-
-    #[test]
-    fn snapshot_encodes_as_a_decodable_record_keeping_unknown_sections() {
-        let snap = PlayerSnapshot {
-            player: PlayerId(9),
-            seq: 3,
-            sections: vec![(
-                "progress",
-                Box::new(hearth_components::Progress { xp: 5, level: 1 }),
-            )],
-            unknown: BTreeMap::from([("pet".to_string(), serde_json::json!({"name": "rex"}))]),
-        };
-        let bytes = snap.encode().unwrap();
-        assert_eq!(
-            String::from_utf8(bytes.clone()).unwrap(),
-            r#"{"version":2,"seq":3,"id":9,"sections":{"progress":{"xp":5,"level":1},"pet":{"name":"rex"}}}"#
-        );
-        let record = PlayerRecord::decode(&bytes).unwrap();
-        assert_eq!(
-            record.sections["progress"],
-            serde_json::json!({"xp": 5, "level": 1})
-        );
-        assert_eq!(record.sections["pet"], serde_json::json!({"name": "rex"}));
     }
 }
 
