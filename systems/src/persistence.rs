@@ -22,7 +22,9 @@ use hearth_components::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::storage::{Lane, SaveItem, SaveOutcome, SaveResult, StoreJob, StorePort};
+use crate::storage::{
+    DrainStoreCompletions, Lane, SaveItem, SaveOutcome, SavesCompleted, StoreJob, StorePort,
+};
 
 /// How long a failed immediate or final save waits before it is tried again.
 pub const PRIORITY_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -367,10 +369,6 @@ fn queue_save_now(
     }
 }
 
-/// A batch of save results that came back from the store.
-#[derive(Message, Debug)]
-pub struct SavesCompleted(pub Vec<SaveResult>);
-
 /// Applies save results: ends the in-flight save, re-dirties failures, answers tier-1 and
 /// final saves, and drops players whose lease is gone.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -491,6 +489,10 @@ impl Plugin for PersistencePlugin {
             .add_message::<SavedNow>()
             .add_message::<PlayerLeft>()
             .add_message::<OwnershipLost>()
+            .configure_sets(
+                PreUpdate,
+                PersistenceSystems::ApplyResults.after(DrainStoreCompletions),
+            )
             .configure_sets(
                 PostUpdate,
                 (PersistenceSystems::MarkDirty, PersistenceSystems::Save).chain(),
