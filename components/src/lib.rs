@@ -20,4 +20,7 @@ pub use player::{
     Dirty, InFlightSave, JustLoaded, Leaving, PlayerId, SaveNowPending, SaveState, SessionOwner,
     UnknownSections,
 };
-pub use record::{CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, RecordError};
+pub use record::{
+    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, PlayerSnapshot, RecordError, SectionData,
+    SectionValue,
+};

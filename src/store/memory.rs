@@ -12,12 +12,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use futures_util::FutureExt;
 use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
 use hearth_systems::storage::{
     JoinGrant, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
     SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics, StorePort,
-    record_batch_latency,
 };
+
+use super::dispatch::{self, RoundTrips, StoreOperations};
 
 /// Time as the memory store sees it: real, or advanced by hand in tests.
 #[derive(Clone)]
@@ -353,51 +355,16 @@ impl Shared {
         }
     }
 
+    /// Runs one job through the shared dispatch. Every operation here returns without
+    /// waiting, so one poll finishes it.
     fn execute(&self, job: StoreJob) -> StoreCompletion {
-        let started = Instant::now();
-        let unavailable = self.faults().unavailable;
-        let m = &self.metrics;
-        match job {
-            StoreJob::Save { batch, items, .. } => {
-                let results: Vec<SaveResult> = items
-                    .into_iter()
-                    .map(|item| self.save(item, unavailable))
-                    .collect();
-                record_batch_latency(
-                    (&m.save_batch_latency, &m.save_record_latency),
-                    started.elapsed(),
-                    results.len(),
-                );
-                StoreCompletion::Saved { batch, results }
-            }
-            StoreJob::Refresh { batch, leases } => {
-                let results: Vec<RefreshResult> = leases
-                    .into_iter()
-                    .map(|lease| self.refresh(lease, unavailable))
-                    .collect();
-                record_batch_latency(
-                    (&m.refresh_batch_latency, &m.refresh_record_latency),
-                    started.elapsed(),
-                    results.len(),
-                );
-                StoreCompletion::Refreshed { batch, results }
-            }
-            StoreJob::Join { ticket, player } => {
-                let result = self.join(player, unavailable);
-                m.load_latency.record(started.elapsed());
-                StoreCompletion::Joined {
-                    ticket,
-                    player,
-                    result,
-                }
-            }
-            StoreJob::Release { player } => {
-                if !unavailable {
-                    self.backend.release(player, &self.instance);
-                }
-                StoreCompletion::Released { player }
-            }
-        }
+        let mut ops = MemoryOps {
+            shared: self,
+            unavailable: self.faults().unavailable,
+        };
+        dispatch::execute(&mut ops, &self.metrics, job)
+            .now_or_never()
+            .expect("the memory store's operations never wait")
     }
 
     fn save(&self, item: SaveItem, unavailable: bool) -> SaveResult {
@@ -420,7 +387,6 @@ impl Shared {
                 Err(e) => SaveOutcome::Failed(format!("encoding the record: {e}")),
             }
         };
-        self.metrics.count_save(&outcome);
         SaveResult {
             entity: item.entity,
             player: snapshot.player,
@@ -446,7 +412,6 @@ impl Shared {
             self.backend
                 .refresh(lease.player, &self.instance, self.lease_ttl)
         };
-        self.metrics.count_refresh(&outcome);
         RefreshResult {
             entity: lease.entity,
             player: lease.player,
@@ -477,6 +442,51 @@ impl Shared {
             lease_key: format!("{}:session:{{{}}}", self.key_prefix, player.0),
             record,
         })
+    }
+}
+
+/// One job's operations on the memory store. Whether the store is "down" (an injected
+/// fault) is read once per job, so a job never half fails.
+struct MemoryOps<'a> {
+    shared: &'a Shared,
+    unavailable: bool,
+}
+
+impl StoreOperations for MemoryOps<'_> {
+    /// The whole batch is one round trip: one pass over the shared data.
+    async fn save(&mut self, items: Vec<SaveItem>, round_trips: RoundTrips<'_>) -> Vec<SaveResult> {
+        let started = Instant::now();
+        let results: Vec<SaveResult> = items
+            .into_iter()
+            .map(|item| self.shared.save(item, self.unavailable))
+            .collect();
+        round_trips.record(started.elapsed(), results.len());
+        results
+    }
+
+    /// The whole batch is one round trip: one pass over the shared data.
+    async fn refresh(
+        &mut self,
+        leases: Vec<LeaseItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<RefreshResult> {
+        let started = Instant::now();
+        let results: Vec<RefreshResult> = leases
+            .into_iter()
+            .map(|lease| self.shared.refresh(lease, self.unavailable))
+            .collect();
+        round_trips.record(started.elapsed(), results.len());
+        results
+    }
+
+    async fn join(&mut self, _ticket: u64, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
+        self.shared.join(player, self.unavailable)
+    }
+
+    async fn release(&mut self, player: PlayerId) {
+        if !self.unavailable {
+            self.shared.backend.release(player, &self.shared.instance);
+        }
     }
 }
 

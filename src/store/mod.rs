@@ -1,5 +1,6 @@
 //! Store adapters behind the storage port: memory (default) and Redis.
 
+mod dispatch;
 pub mod memory;
 pub mod redis;
 

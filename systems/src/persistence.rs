@@ -15,14 +15,15 @@ use bevy_ecs::system::EntityCommands;
 use bevy_ecs::world::EntityRefExcept;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, SaveNowPending,
-    SaveNowRequest, SaveState, SavedNow, ServerConfig, UnknownSections,
+    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerSnapshot,
+    SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue, ServerConfig,
+    UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::storage::{
-    Lane, PlayerSnapshot, SaveItem, SaveOutcome, SaveResult, SectionValue, StoreJob, StorePort,
+    DrainStoreCompletions, Lane, SaveItem, SaveOutcome, SavesCompleted, StoreJob, StorePort,
 };
 
 /// How long a failed immediate or final save waits before it is tried again.
@@ -368,10 +369,6 @@ fn queue_save_now(
     }
 }
 
-/// A batch of save results that came back from the store.
-#[derive(Message, Debug)]
-pub struct SavesCompleted(pub Vec<SaveResult>);
-
 /// Applies save results: ends the in-flight save, re-dirties failures, answers tier-1 and
 /// final saves, and drops players whose lease is gone.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -506,6 +503,10 @@ impl Plugin for PersistencePlugin {
             .add_message::<SavedNow>()
             .add_message::<PlayerLeft>()
             .add_message::<OwnershipLost>()
+            .configure_sets(
+                PreUpdate,
+                PersistenceSystems::ApplyResults.after(DrainStoreCompletions),
+            )
             .configure_sets(
                 PostUpdate,
                 (PersistenceSystems::MarkDirty, PersistenceSystems::Save).chain(),

@@ -30,9 +30,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
 use hearth_systems::storage::{
-    JoinGrant, Lane, LatencyHistogram, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult,
-    SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
-    record_batch_latency,
+    JoinGrant, Lane, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
+    SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
 };
 use redis::{Pipeline, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -43,6 +42,7 @@ use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
 use self::uncertain::{UncertainClaims, Undo};
 use super::OpenError;
+use super::dispatch::{self, RoundTrips, StoreOperations, failed_completion};
 
 /// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
 const CHUNKS_IN_FLIGHT: usize = 2;
@@ -300,41 +300,6 @@ async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> 
     }
 }
 
-/// The answer to a job that could not be carried out at all.
-fn failed_completion(job: StoreJob, reason: &str) -> StoreCompletion {
-    match job {
-        StoreJob::Save { batch, items, .. } => StoreCompletion::Saved {
-            batch,
-            results: items
-                .into_iter()
-                .map(|item| SaveResult {
-                    entity: item.entity,
-                    player: item.snapshot.player,
-                    seq: item.snapshot.seq,
-                    outcome: SaveOutcome::Failed(reason.to_string()),
-                })
-                .collect(),
-        },
-        StoreJob::Refresh { batch, leases } => StoreCompletion::Refreshed {
-            batch,
-            results: leases
-                .into_iter()
-                .map(|lease| RefreshResult {
-                    entity: lease.entity,
-                    player: lease.player,
-                    outcome: RefreshOutcome::Failed(reason.to_string()),
-                })
-                .collect(),
-        },
-        StoreJob::Join { ticket, player } => StoreCompletion::Joined {
-            ticket,
-            player,
-            result: Err(JoinRefusal::Unavailable(reason.to_string())),
-        },
-        StoreJob::Release { player } => StoreCompletion::Released { player },
-    }
-}
-
 /// A client for `url` with the socket options the store relies on: `TCP_NODELAY` (a
 /// pipelined chunk is written in many segments; without it Nagle's algorithm and delayed
 /// ACKs stall the last one for ~40 ms) and TCP keepalive (a peer that vanished without a
@@ -390,9 +355,6 @@ struct SentSave {
 /// A chunk on its way: the request task and the items of each call, in pipeline order.
 type InFlight<M> = (JoinHandle<Reply>, Vec<Vec<M>>);
 
-/// Picks a batch kind's latency histograms (per chunk, per record).
-type Histograms = fn(&StoreMetrics) -> (&LatencyHistogram, &LatencyHistogram);
-
 /// The task of one lane.
 struct LaneWorker {
     conn: LaneConn,
@@ -413,7 +375,8 @@ impl LaneWorker {
             tokio::select! {
                 job = jobs.recv() => {
                     let Some(job) = job else { break };
-                    let completion = self.execute(job).await;
+                    let shared = Arc::clone(&self.shared);
+                    let completion = dispatch::execute(&mut self, &shared.metrics, job).await;
                     // A closed channel means the app is gone; keep draining so nothing waits.
                     self.shared.completions.send(completion).ok();
                     self.shared.pending.fetch_sub(1, Ordering::SeqCst);
@@ -453,33 +416,6 @@ impl LaneWorker {
         }
     }
 
-    async fn execute(&mut self, job: StoreJob) -> StoreCompletion {
-        match job {
-            StoreJob::Save { batch, items, .. } => StoreCompletion::Saved {
-                batch,
-                results: self.save(items).await,
-            },
-            StoreJob::Refresh { batch, leases } => StoreCompletion::Refreshed {
-                batch,
-                results: self.refresh(leases).await,
-            },
-            StoreJob::Join { ticket, player } => {
-                let started = Instant::now();
-                let result = self.join(ticket, player).await;
-                self.shared.metrics.load_latency.record(started.elapsed());
-                StoreCompletion::Joined {
-                    ticket,
-                    player,
-                    result,
-                }
-            }
-            StoreJob::Release { player } => {
-                self.release(player).await;
-                StoreCompletion::Released { player }
-            }
-        }
-    }
-
     /// Sends `items` in pipelined chunks of `batch_chunk`, [`CHUNKS_IN_FLIGHT`] at a time,
     /// building (and encoding) each chunk with `build` on this task, which groups the items
     /// into script calls. Returns one reply per call with its items. Once a chunk gets no
@@ -489,7 +425,7 @@ impl LaneWorker {
         &mut self,
         items: Vec<I>,
         what: &str,
-        histograms: Histograms,
+        round_trips: RoundTrips<'_>,
         mut build: impl FnMut(&Shared, Vec<I>, &mut Vec<CallReply<M>>) -> (Pipeline, Vec<Vec<M>>),
     ) -> Vec<CallReply<M>> {
         let shared = Arc::clone(&self.shared);
@@ -517,14 +453,14 @@ impl LaneWorker {
             }
             if in_flight.len() >= CHUNKS_IN_FLIGHT
                 && let Some(chunk) = in_flight.pop_front()
-                && let Err(reason) = self.finish_chunk(chunk, what, histograms, &mut out).await
+                && let Err(reason) = self.finish_chunk(chunk, what, round_trips, &mut out).await
             {
                 broken = Some(reason);
             }
         }
         while let Some(chunk) = in_flight.pop_front() {
             // Chunks already sent get their own answer even after an earlier one failed.
-            self.finish_chunk(chunk, what, histograms, &mut out)
+            self.finish_chunk(chunk, what, round_trips, &mut out)
                 .await
                 .ok();
         }
@@ -537,7 +473,7 @@ impl LaneWorker {
         &mut self,
         (handle, sent): InFlight<M>,
         what: &str,
-        histograms: Histograms,
+        round_trips: RoundTrips<'_>,
         out: &mut Vec<CallReply<M>>,
     ) -> Result<(), String> {
         let reply = handle.await.unwrap_or_else(|e| Reply {
@@ -545,11 +481,7 @@ impl LaneWorker {
             latency: Duration::ZERO,
         });
         self.conn.observe(&reply, what);
-        record_batch_latency(
-            histograms(&self.shared.metrics),
-            reply.latency,
-            sent.iter().map(Vec::len).sum(),
-        );
+        round_trips.record(reply.latency, sent.iter().map(Vec::len).sum());
         match reply.result {
             Ok(values) if values.len() == sent.len() => {
                 let commands = sent.len();
@@ -590,45 +522,40 @@ impl LaneWorker {
             }
         }
     }
+}
 
-    async fn save(&mut self, items: Vec<SaveItem>) -> Vec<SaveResult> {
+impl StoreOperations for LaneWorker {
+    /// A round trip is one pipelined chunk.
+    async fn save(&mut self, items: Vec<SaveItem>, round_trips: RoundTrips<'_>) -> Vec<SaveResult> {
         let replies = self
-            .run_batch(
-                items,
-                "saving records",
-                |m| (&m.save_batch_latency, &m.save_record_latency),
-                build_save_chunk,
-            )
+            .run_batch(items, "saving records", round_trips, build_save_chunk)
             .await;
-        let m = &self.shared.metrics;
-        per_item(replies, save_outcomes, |sent, outcome| {
-            m.count_save(&outcome);
-            SaveResult {
-                entity: sent.entity,
-                player: sent.player,
-                seq: sent.seq,
-                outcome,
-            }
+        per_item(replies, save_outcomes, |sent, outcome| SaveResult {
+            entity: sent.entity,
+            player: sent.player,
+            seq: sent.seq,
+            outcome,
         })
     }
 
-    async fn refresh(&mut self, leases: Vec<LeaseItem>) -> Vec<RefreshResult> {
+    /// A round trip is one pipelined chunk.
+    async fn refresh(
+        &mut self,
+        leases: Vec<LeaseItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<RefreshResult> {
         let replies = self
             .run_batch(
                 leases,
                 "refreshing leases",
-                |m| (&m.refresh_batch_latency, &m.refresh_record_latency),
+                round_trips,
                 build_refresh_chunk,
             )
             .await;
-        let m = &self.shared.metrics;
-        per_item(replies, refresh_outcomes, |lease, outcome| {
-            m.count_refresh(&outcome);
-            RefreshResult {
-                entity: lease.entity,
-                player: lease.player,
-                outcome,
-            }
+        per_item(replies, refresh_outcomes, |lease, outcome| RefreshResult {
+            entity: lease.entity,
+            player: lease.player,
+            outcome,
         })
     }
 
@@ -700,7 +627,7 @@ impl LaneWorker {
                 {
                     Ok(record) => record,
                     Err(e) => {
-                        if self.release(player).await.is_none() {
+                        if self.release_if_ours(player).await.is_none() {
                             self.uncertain.undo_now(player, ticket);
                         }
                         return Err(JoinRefusal::BadRecord(e.to_string()));
@@ -718,6 +645,12 @@ impl LaneWorker {
         }
     }
 
+    async fn release(&mut self, player: PlayerId) {
+        self.release_if_ours(player).await;
+    }
+}
+
+impl LaneWorker {
     /// Sends one claim and waits up to the store timeout. If that passes, the claim is left
     /// to finish on its own (up to the lease TTL) and undone when it does.
     async fn claim_once(&mut self, pipe: Pipeline, ticket: u64, player: PlayerId) -> Reply {
@@ -753,7 +686,7 @@ impl LaneWorker {
         if !self.uncertain.wanted(&undo) {
             return;
         }
-        match self.release(undo.player).await {
+        match self.release_if_ours(undo.player).await {
             Some(released) => {
                 if released {
                     tracing::info!(player = %undo.player, "a login answered `unavailable` had claimed the lease after all; released it");
@@ -770,7 +703,7 @@ impl LaneWorker {
 
     /// Deletes the lease if it is ours. Returns whether it was deleted, or `None` when Redis
     /// did not answer (logged by the lane's health; the lease then expires by its TTL).
-    async fn release(&mut self, player: PlayerId) -> Option<bool> {
+    async fn release_if_ours(&mut self, player: PlayerId) -> Option<bool> {
         let release = &self.shared.scripts.release;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

@@ -1,10 +1,16 @@
 //! The persisted player record: versioned JSON, one section per registered component.
 //!
 //! Layout (version 2): `{"version":2,"seq":7,"id":42,"sections":{"position":{..},..}}`.
-//! `version` and `seq` always come first and in that order: the Redis save script reads the
-//! stored sequence from the start of the string without decoding the whole record.
+//! `version` and `seq` always come first and in that order: the record prefix
+//! `{"version":V,"seq":S,...}` is what `save.lua` (`assets/redis/save.lua`) reads the stored
+//! sequence from, without decoding the whole record.
 //!
-//! Older versions migrate forward through [`MIGRATIONS`], one step per version.
+//! Records are written from a [`PlayerSnapshot`] and read back as a [`PlayerRecord`]. Older
+//! versions migrate forward through [`MIGRATIONS`], one step per version.
+
+mod snapshot;
+
+pub use snapshot::{PlayerSnapshot, SectionData, SectionValue};
 
 use std::collections::BTreeMap;
 
