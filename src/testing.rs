@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
+use hearth_components::protocol::ServerMessage;
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, PlayerId, PlayerJoined,
     PlayerRecord, ServerConfig,
 };
 use hearth_systems::FlushSchedule;
+use hearth_systems::game_messages::FromClient;
+use hearth_systems::net::{ClientOutbox, Connections, OutboxClosed};
 use hearth_systems::storage::StorePort;
 
 use crate::server::{self, ShutdownReport};
@@ -111,6 +114,46 @@ pub fn test_config(instance_id: &str) -> ServerConfig {
         instance_id: instance_id.to_string(),
         ..ServerConfig::default()
     }
+}
+
+/// A client connected to a test world's player ([`TestServer::connect`]): it records every
+/// message the world sends, as the JSON a real client would read.
+#[derive(Clone, Default)]
+pub struct TestClient {
+    received: Arc<std::sync::Mutex<Vec<ServerMessage>>>,
+}
+
+impl TestClient {
+    /// The messages received since the last call, oldest first, as JSON values.
+    pub fn take(&self) -> Vec<serde_json::Value> {
+        let received =
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(|p| p.into_inner()));
+        received
+            .iter()
+            .map(|m| serde_json::from_str(&m.to_line()).expect("server messages are JSON"))
+            .collect()
+    }
+
+    /// The messages of `type` `kind` received since the last [`TestClient::take`] (the others
+    /// are dropped).
+    pub fn take_kind(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.take()
+            .into_iter()
+            .filter(|m| m["type"] == kind)
+            .collect()
+    }
+}
+
+impl ClientOutbox for TestClient {
+    fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+        Ok(())
+    }
+
+    fn close(&self) {}
 }
 
 /// A server app with manual time on a test store.
@@ -354,6 +397,33 @@ impl TestServer {
             store.advance_clock(Self::FRAME);
             std::thread::sleep(Duration::from_millis(1));
         })
+    }
+
+    /// Hands the world a game-defined client message from the player on `entity`, as the
+    /// front door would (systems read it as `FromClient<T>` this frame).
+    pub fn client_message<T: Send + Sync + 'static>(&mut self, entity: Entity, message: T) {
+        let player = *self
+            .world()
+            .get::<PlayerId>(entity)
+            .expect("client_message: the entity is not a player");
+        self.world_mut().write_message(FromClient {
+            player,
+            entity,
+            message,
+        });
+    }
+
+    /// Connects a recording client to the player on `entity`: what the world sends it
+    /// (game messages through `ToClients`, kicks) can be read with [`TestClient::take`].
+    pub fn connect(&mut self, entity: Entity) -> TestClient {
+        let client = TestClient::default();
+        let conn = u64::MAX - entity.to_bits();
+        self.world_mut().resource_mut::<Connections>().attach(
+            conn,
+            entity,
+            Arc::new(client.clone()),
+        );
+        client
     }
 
     /// Messages of type `M` still readable this frame.

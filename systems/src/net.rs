@@ -151,6 +151,20 @@ impl Connections {
         false
     }
 
+    /// Connects `outbox` to the player already playing on `entity`, as connection `conn`:
+    /// for test fixtures and embedders that bring their own transport. What the world sends
+    /// the player (`ToClients`, kicks) then goes to `outbox`.
+    pub fn attach(&mut self, conn: ConnId, entity: Entity, outbox: Arc<dyn ClientOutbox>) {
+        self.by_conn.insert(
+            conn,
+            Connection {
+                outbox,
+                session: Session::Playing(entity),
+            },
+        );
+        self.by_entity.insert(entity, conn);
+    }
+
     /// Forgets a connection; its player (if any) leaves with a final save.
     fn drop_connection(&mut self, conn: ConnId, leaves: &mut MessageWriter<LeaveRequest>) {
         let Some(connection) = self.by_conn.remove(&conn) else {

@@ -37,14 +37,40 @@ impl NetServer {
         server
     }
 
+    /// A server on a fresh memory store whose app `setup` extends (a game's plugin, say)
+    /// before the front door opens.
+    pub fn memory_with(
+        mut config: ServerConfig,
+        setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
+    ) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
+        let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
+        let accounts = hearth::net::account_stores(&config).unwrap();
+        let mut server = Self::start_with(config, port, accounts, setup);
+        server.backend = Some(backend);
+        server
+    }
+
     /// A server on the store and accounts given.
     pub fn start(config: ServerConfig, port: StorePort, accounts: AccountStoreFactory) -> Self {
+        Self::start_with(config, port, accounts, |_| {})
+    }
+
+    /// A server on the store and accounts given, whose app `setup` extends first.
+    pub fn start_with(
+        config: ServerConfig,
+        port: StorePort,
+        accounts: AccountStoreFactory,
+        setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         // The app is not Send: build it on the thread that runs it.
         let thread = std::thread::spawn(move || {
             let mut app = hearth::build_app(config, port);
+            setup(&mut app);
             let addr = hearth::net::start(&mut app, accounts).expect("front door starts");
             addr_tx.send(addr).unwrap();
             hearth::server::run(app, flag)
