@@ -1,13 +1,18 @@
 //! Cost of building every player's snapshot (players within the view radius) with the
 //! spatial grid, against the naive all-pairs scan it replaces, for 1,000 and 10,000 players
-//! spread uniformly over the world.
+//! spread uniformly over the world; and of encoding them as protocol lines: as a
+//! game-defined message (`GameLine::encode` of the demo game's `Snapshot`, what the server
+//! sends) against serialising a plain tagged struct plus a newline (what the core's own
+//! `ServerMessage::to_line` does, and what snapshots cost before they became the demo game's
+//! messages).
 //!
 //! Run: `cargo bench --bench snapshots`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use hearth::demo_game::{SNAPSHOT_LIMIT, VIEW_RADIUS, WORLD_HALF_EXTENT};
+use hearth::components::protocol::GameLine;
+use hearth::demo_game::{SNAPSHOT_LIMIT, Snapshot, SnapshotEntry, VIEW_RADIUS, WORLD_HALF_EXTENT};
 use hearth_systems::spatial::SpatialGrid;
 
 /// Deterministic positions (a small LCG), uniform over the world.
@@ -63,6 +68,70 @@ fn median_of(rounds: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
     (samples[rounds / 2], result)
 }
 
+/// The shape snapshots were serialised in before (an internally tagged enum variant).
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Tagged<'a> {
+    Snapshot {
+        tick: u64,
+        players: &'a [SnapshotEntry],
+    },
+}
+
+/// What every player's snapshot lists: the players near it, as the grid returns them.
+fn near_lists(players: &[(f32, f32, u64)]) -> Vec<Vec<(f32, f32, u64)>> {
+    let mut grid = SpatialGrid::new(VIEW_RADIUS, WORLD_HALF_EXTENT);
+    for &(x, y, id) in players {
+        grid.insert(x, y, id);
+    }
+    players
+        .iter()
+        .map(|&(x, y, _)| {
+            let mut near = Vec::new();
+            grid.near(x, y, VIEW_RADIUS, SNAPSHOT_LIMIT, &mut near);
+            near
+        })
+        .collect()
+}
+
+fn entries(near: &[(f32, f32, u64)]) -> Vec<SnapshotEntry> {
+    near.iter()
+        .map(|&(x, y, id)| SnapshotEntry { id, x, y })
+        .collect()
+}
+
+/// Each snapshot built and encoded as the demo game does now: a game line.
+fn encode_as_game_lines(all: &[Vec<(f32, f32, u64)>]) -> usize {
+    all.iter()
+        .map(|near| {
+            let snapshot = Snapshot {
+                tick: 42,
+                players: entries(near),
+            };
+            GameLine::encode("snapshot", &snapshot)
+                .expect("a snapshot encodes")
+                .as_str()
+                .len()
+        })
+        .sum()
+}
+
+/// Each snapshot built and encoded as before: a tagged enum variant plus a newline.
+fn encode_as_tagged_lines(all: &[Vec<(f32, f32, u64)>]) -> usize {
+    all.iter()
+        .map(|near| {
+            let players = entries(near);
+            let mut line = serde_json::to_string(&Tagged::Snapshot {
+                tick: 42,
+                players: &players,
+            })
+            .expect("a snapshot encodes");
+            line.push('\n');
+            line.len()
+        })
+        .sum()
+}
+
 fn main() {
     println!(
         "snapshot building for every player (radius {VIEW_RADIUS}, limit {SNAPSHOT_LIMIT}), median of rounds"
@@ -81,6 +150,29 @@ fn main() {
         println!(
             "{n:>8}  {grid_time:>14.3?}  {naive_time:>14.3?}  {:>7.0}x",
             naive_time.as_secs_f64() / grid_time.as_secs_f64()
+        );
+    }
+    println!();
+    println!(
+        "building and encoding every player's snapshot as one protocol line (players clustered on a 4-unit lattice), median of 21 rounds"
+    );
+    println!(
+        "{:>8}  {:>12}  {:>16}  {:>16}  {:>10}",
+        "players", "per snapshot", "game line", "tagged struct", "game/tagged"
+    );
+    for n in [1_000, 10_000] {
+        let clustered: Vec<(f32, f32, u64)> = positions(n)
+            .into_iter()
+            .map(|(x, y, id)| ((x / 40.0).round() * 4.0, (y / 40.0).round() * 4.0, id))
+            .collect();
+        let all = near_lists(&clustered);
+        let per_snapshot = all.iter().map(Vec::len).sum::<usize>() / all.len();
+        let (game, game_bytes) = median_of(21, || encode_as_game_lines(&all));
+        let (tagged, tagged_bytes) = median_of(21, || encode_as_tagged_lines(&all));
+        assert_eq!(game_bytes, tagged_bytes, "the same lines, byte for byte");
+        println!(
+            "{n:>8}  {per_snapshot:>12}  {game:>16.3?}  {tagged:>16.3?}  {:>10.2}",
+            game.as_secs_f64() / tagged.as_secs_f64()
         );
     }
 }

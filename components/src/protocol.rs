@@ -44,21 +44,24 @@ pub enum ClientMessage {
 /// A game-defined server message as one protocol line (`{"type":"<name>",...}\n`), encoded
 /// once and shared by every recipient (a broadcast costs one encoding, not one per player).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GameLine(Arc<str>);
+pub struct GameLine(Arc<String>);
 
 impl GameLine {
     /// Encodes `message` (which must serialise as a JSON object) as a line of type `name`:
-    /// `{"type":"<name>"` followed by the object's own fields, in their order.
+    /// `{"type":"<name>"` followed by the object's own fields, in their order. The message's
+    /// opening brace is replaced by the type in place (a short move, no second encoding).
     pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<Self, String> {
-        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
-        let fields = body.strip_prefix('{').ok_or_else(|| {
-            format!("a {name} message must serialise as a JSON object, got {body}")
-        })?;
+        let mut line = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        if !line.starts_with('{') {
+            return Err(format!(
+                "a {name} message must serialise as a JSON object, got {line}"
+            ));
+        }
         let kind = serde_json::to_string(name).map_err(|e| e.to_string())?;
-        let separator = if fields == "}" { "" } else { "," };
-        Ok(Self(
-            format!("{{\"type\":{kind}{separator}{fields}\n").into(),
-        ))
+        let separator = if line == "{}" { "" } else { "," };
+        line.replace_range(0..1, &format!("{{\"type\":{kind}{separator}"));
+        line.push('\n');
+        Ok(Self(Arc::new(line)))
     }
 
     /// The line, newline included.
