@@ -123,3 +123,52 @@ fn moving_before_login_is_answered_not_logged_in() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn a_game_request_arriving_after_its_player_began_leaving_is_dropped() {
+    use hearth::components::protocol::{ClientMessage, ErrorCode};
+    let (mut server, events) = server();
+    let outbox = FakeOutbox::new(1000);
+    events
+        .send(NetEvent::Connected {
+            conn: 3,
+            outbox: outbox.clone(),
+        })
+        .unwrap();
+    events
+        .send(NetEvent::Authenticated {
+            conn: 3,
+            player: PlayerId(9),
+        })
+        .unwrap();
+    server.advance_secs(0.3);
+    // In one batch: the logout, then a move that is still on its way.
+    events
+        .send(NetEvent::Request {
+            conn: 3,
+            message: ClientMessage::Logout {},
+        })
+        .unwrap();
+    events.send(move_from(&server, 3)).unwrap();
+    server.advance_secs(1.0);
+    let record = server.stored(PlayerId(9)).expect("saved at logout");
+    assert_eq!(
+        record.sections["position"]["x"], 0.0,
+        "the move was not applied to the leaving player"
+    );
+    let sent = outbox.sent.lock().unwrap();
+    assert!(
+        sent.iter().any(|m| matches!(
+            m,
+            ServerMessage::Error {
+                code: ErrorCode::NotLoggedIn,
+                ..
+            }
+        )),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, ServerMessage::LoggedOut {}))
+    );
+}
