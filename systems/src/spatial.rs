@@ -96,6 +96,8 @@ pub struct SpatialIndex {
 struct IndexState {
     built_in: Option<u64>,
     grid: SpatialGrid<(Entity, PlayerId)>,
+    /// The grid's answer to the last query, kept to reuse its allocation.
+    found: Vec<(f32, f32, (Entity, PlayerId))>,
 }
 
 impl SpatialIndex {
@@ -106,6 +108,7 @@ impl SpatialIndex {
             state: Mutex::new(IndexState {
                 built_in: None,
                 grid: SpatialGrid::new(cell, half_extent),
+                found: Vec::new(),
             }),
         }
     }
@@ -133,17 +136,21 @@ impl NearbyPlayers<'_, '_> {
     /// Players within `radius` of `(x, y)`, at most `limit`, into `out` (cleared first).
     pub fn near(&self, x: f32, y: f32, radius: f32, limit: usize, out: &mut Vec<Nearby>) {
         let mut state = self.index.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.built_in != Some(self.frame.0) {
-            state.grid.clear();
+        let IndexState {
+            built_in,
+            grid,
+            found,
+        } = &mut *state;
+        if *built_in != Some(self.frame.0) {
+            grid.clear();
             for (entity, player, p) in &self.players {
-                state.grid.insert(p.x, p.y, (entity, *player));
+                grid.insert(p.x, p.y, (entity, *player));
             }
-            state.built_in = Some(self.frame.0);
+            *built_in = Some(self.frame.0);
         }
-        let mut found = Vec::new();
-        state.grid.near(x, y, radius, limit, &mut found);
+        grid.near(x, y, radius, limit, found);
         out.clear();
-        out.extend(found.into_iter().map(|(x, y, (entity, player))| Nearby {
+        out.extend(found.iter().map(|&(x, y, (entity, player))| Nearby {
             entity,
             player,
             x,
