@@ -1,8 +1,8 @@
 //! Cost of building every player's snapshot (players within the view radius) with the
 //! spatial grid, against the naive all-pairs scan it replaces, for 1,000 and 10,000 players
 //! spread uniformly over the world; and of encoding them as protocol lines: as a
-//! game-defined message (`GameLine::encode` of the demo game's `Snapshot`, what the server
-//! sends) against serialising a plain tagged struct plus a newline (what the core's own
+//! game-defined message (a `GameLine` of the demo game's `Snapshot`, what the server sends,
+//! encoded by the connection task that writes it) against serialising a plain tagged struct plus a newline (what the core's own
 //! `ServerMessage::to_line` does, and what snapshots cost before they became the demo game's
 //! messages).
 //!
@@ -108,10 +108,8 @@ fn encode_as_game_lines(all: &[Vec<(f32, f32, u64)>]) -> usize {
                 tick: 42,
                 players: entries(near),
             };
-            GameLine::encode("snapshot", &snapshot)
-                .expect("a snapshot encodes")
-                .as_str()
-                .len()
+            let line = GameLine::new("snapshot", snapshot);
+            line.line().expect("a snapshot encodes").len()
         })
         .sum()
 }

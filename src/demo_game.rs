@@ -131,7 +131,7 @@ fn apply_moves(
 fn announce_level_ups(mut saved: MessageReader<SavedNow>, to_clients: ToClients<LevelUp>) {
     for s in saved.read() {
         let level = u32::try_from(s.tag).unwrap_or(u32::MAX);
-        to_clients.send(s.entity, &LevelUp { level });
+        to_clients.send(s.entity, LevelUp { level });
     }
 }
 
@@ -169,7 +169,7 @@ fn send_snapshots(
                 })
                 .collect(),
         };
-        to_clients.send(entity, &snapshot);
+        to_clients.send(entity, snapshot);
     }
 }
 

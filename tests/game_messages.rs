@@ -42,7 +42,7 @@ fn relay_chat(
             from: chat.player.0,
             text: chat.message.text.clone(),
         };
-        to_clients.send_near(at.x, at.y, HEARING, &line);
+        to_clients.send_near(at.x, at.y, HEARING, line);
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,16 +41,31 @@ pub enum ClientMessage {
     Ping { nonce: u64 },
 }
 
-/// A game-defined server message as one protocol line (`{"type":"<name>",...}\n`), encoded
-/// once and shared by every recipient (a broadcast costs one encoding, not one per player).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GameLine(Arc<String>);
+/// A game-defined server message on its way to one or many clients. It is encoded as one
+/// protocol line (`{"type":"<name>",...}\n`) on first use — by the connection task that
+/// writes it, off the tick — and that line is then shared by every recipient: a broadcast
+/// costs one encoding, and the tick never pays for JSON.
+#[derive(Clone)]
+pub struct GameLine(Arc<DeferredLine>);
+
+struct DeferredLine {
+    encode: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
+    line: OnceLock<Result<String, String>>,
+}
 
 impl GameLine {
+    /// `message` as a message of type `name`, to be encoded when first written.
+    pub fn new<T: Serialize + Send + Sync + 'static>(name: &'static str, message: T) -> Self {
+        Self(Arc::new(DeferredLine {
+            encode: Box::new(move || Self::encode(name, &message)),
+            line: OnceLock::new(),
+        }))
+    }
+
     /// Encodes `message` (which must serialise as a JSON object) as a line of type `name`:
     /// `{"type":"<name>"` followed by the object's own fields, in their order. The message's
     /// opening brace is replaced by the type in place (a short move, no second encoding).
-    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<Self, String> {
+    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<String, String> {
         let mut line = serde_json::to_string(message).map_err(|e| e.to_string())?;
         if !line.starts_with('{') {
             return Err(format!(
@@ -61,12 +76,31 @@ impl GameLine {
         let separator = if line == "{}" { "" } else { "," };
         line.replace_range(0..1, &format!("{{\"type\":{kind}{separator}"));
         line.push('\n');
-        Ok(Self(Arc::new(line)))
+        Ok(line)
     }
 
-    /// The line, newline included.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The line, newline included, encoded now if no recipient needed it yet; or why the
+    /// message does not encode.
+    pub fn line(&self) -> Result<&str, &str> {
+        match self.0.line.get_or_init(|| (self.0.encode)()) {
+            Ok(line) => Ok(line),
+            Err(reason) => Err(reason),
+        }
+    }
+}
+
+impl PartialEq for GameLine {
+    fn eq(&self, other: &Self) -> bool {
+        self.line() == other.line()
+    }
+}
+
+impl std::fmt::Debug for GameLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line() {
+            Ok(line) => write!(f, "GameLine({})", line.trim_end()),
+            Err(reason) => write!(f, "GameLine(not encodable: {reason})"),
+        }
     }
 }
 
@@ -106,11 +140,18 @@ impl ServerMessage {
         }
     }
 
-    /// The message as one protocol line, newline included (borrowed for a game line, which
-    /// is encoded already).
+    /// The message as one protocol line, newline included (borrowed for a game line, encoded
+    /// once for all its recipients). A game line whose message does not serialise as a JSON
+    /// object (a game's programming error) is an empty string, logged, and not sent.
     pub fn to_line(&self) -> Cow<'_, str> {
         if let Self::Game(line) = self {
-            return Cow::Borrowed(line.as_str());
+            return match line.line() {
+                Ok(line) => Cow::Borrowed(line),
+                Err(reason) => {
+                    tracing::error!(%reason, "a game message could not be encoded; not sent");
+                    Cow::Borrowed("")
+                }
+            };
         }
         let mut line = serde_json::to_string(self).expect("server messages always serialise");
         line.push('\n');
@@ -189,14 +230,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            line.as_str(),
+            line,
             "{\"type\":\"chat_line\",\"from\":3,\"text\":\"hi\"}\n"
         );
         assert_eq!(
-            GameLine::encode("nudge", &Ping {}).unwrap().as_str(),
+            GameLine::encode("nudge", &Ping {}).unwrap(),
             "{\"type\":\"nudge\"}\n"
         );
         assert!(GameLine::encode("number", &5).is_err(), "not an object");
-        assert_eq!(ServerMessage::Game(line.clone()).to_line(), line.as_str());
+        let deferred = GameLine::new("nudge", serde_json::json!({"n": 1}));
+        assert_eq!(
+            ServerMessage::Game(deferred).to_line(),
+            "{\"type\":\"nudge\",\"n\":1}\n"
+        );
+        assert_eq!(ServerMessage::Game(GameLine::new("n", 5)).to_line(), "");
     }
 }

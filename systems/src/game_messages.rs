@@ -6,8 +6,9 @@
 //!   and entity.
 //! - `app.add_server_message::<ChatLine>("chat_line")` lets systems send it with the
 //!   [`ToClients<ChatLine>`] system parameter: to a player, to many, or to everyone near a
-//!   point. A message is encoded once, whatever the number of recipients; sends only queue
-//!   (a client whose queue is full is disconnected, as any slow client).
+//!   point. A message is encoded once, whatever the number of recipients, and not on the
+//!   tick (by the first connection task that writes it); sends only queue (a client whose
+//!   queue is full is disconnected, as any slow client).
 //!
 //! The front door decodes a game's client messages on its own threads with the
 //! [`ClientMessageTypes`] registry; the bridge hands them to the world without knowing them.
@@ -239,15 +240,10 @@ pub struct ToClients<'w, 's, T: Serialize + Send + Sync + 'static> {
 }
 
 impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
-    /// Encodes `message` once; `None` (logged) if it does not serialise as an object.
-    fn encode(&self, message: &T) -> Option<ServerMessage> {
-        match GameLine::encode(self.name.name, message) {
-            Ok(line) => Some(ServerMessage::Game(line)),
-            Err(e) => {
-                tracing::error!(message = self.name.name, error = %e, "a server message could not be encoded; not sent");
-                None
-            }
-        }
+    /// The message as it travels: encoded later, by the first connection task that writes it
+    /// (off the tick), once for all its recipients.
+    fn line(&self, message: T) -> ServerMessage {
+        ServerMessage::Game(GameLine::new(self.name.name, message))
     }
 
     /// Whether the player on `entity` has a connection to send to (skip building a message
@@ -257,25 +253,22 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
     }
 
     /// Sends to one player's connection. Returns whether it was queued.
-    pub fn send(&self, player: Entity, message: &T) -> bool {
-        self.encode(message)
-            .is_some_and(|m| self.connections.queue(player, m))
+    pub fn send(&self, player: Entity, message: T) -> bool {
+        self.connections.queue(player, self.line(message))
     }
 
     /// Sends to each of `players` (encoded once). Returns how many were queued.
-    pub fn send_to_many(&self, players: impl IntoIterator<Item = Entity>, message: &T) -> usize {
-        let Some(encoded) = self.encode(message) else {
-            return 0;
-        };
+    pub fn send_to_many(&self, players: impl IntoIterator<Item = Entity>, message: T) -> usize {
+        let line = self.line(message);
         players
             .into_iter()
-            .filter(|&p| self.connections.queue(p, encoded.clone()))
+            .filter(|&p| self.connections.queue(p, line.clone()))
             .count()
     }
 
     /// Sends to every player within `radius` of `(x, y)` (encoded once). Returns how many
     /// were queued.
-    pub fn send_near(&mut self, x: f32, y: f32, radius: f32, message: &T) -> usize {
+    pub fn send_near(&mut self, x: f32, y: f32, radius: f32, message: T) -> usize {
         let mut found = std::mem::take(&mut *self.found);
         self.nearby.near(x, y, radius, usize::MAX, &mut found);
         let sent = self.send_to_many(found.iter().map(|n| n.entity), message);
@@ -283,8 +276,8 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
         sent
     }
 
-    /// Sends to every connected player.
-    pub fn send_to_all(&self, message: &T) -> usize {
+    /// Sends to every connected player (encoded once).
+    pub fn send_to_all(&self, message: T) -> usize {
         let players: Vec<Entity> = self.connections.players().collect();
         self.send_to_many(players, message)
     }
