@@ -20,11 +20,12 @@
 //! ```
 //!
 //! This crate assembles the server: store adapters ([`store`]), configuration ([`config`]),
-//! the plugin group and runner ([`server`]), the built-in [`demo_game`], and the world
-//! fixtures games are tested with ([`testing`]). [`prelude`] is what a game imports.
+//! the plugin group and runner ([`server`]), the built-in [`demo_game`], log output for a
+//! binary ([`logging`]), and the world fixtures games are tested with ([`testing`]). [`prelude`] is what a game imports.
 
 pub mod config;
 pub mod demo_game;
+pub mod logging;
 pub mod net;
 pub mod prelude;
 pub mod server;

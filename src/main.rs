@@ -7,7 +7,6 @@ use clap::Parser;
 use hearth::HearthPlugins;
 use hearth::config::{self, Cli};
 use hearth::demo_game::DemoGamePlugin;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code of a configuration the server refuses (1 is for a start that failed on
 /// something outside: Redis, the listen address).
@@ -15,14 +14,7 @@ const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if cli.verbose { "debug" } else { "info" };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    hearth::logging::init(cli.verbose);
     match serve(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

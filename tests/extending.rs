@@ -1,5 +1,6 @@
 //! A user's own persistent component, registered with `register_persistent`, is saved and
-//! restored with no persistence code of its own (the pattern of examples/pets.rs).
+//! restored with no persistence code of its own (as the arena's `Inventory` is, in
+//! examples/arena).
 
 use bevy_app::FixedUpdate;
 use bevy_ecs::prelude::*;

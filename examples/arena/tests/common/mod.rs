@@ -1,0 +1,147 @@
+//! The arena over real TCP: the arena app running in this process on real time with its
+//! front door on a free port, and a line client that reads what a player would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arena::ArenaPlugin;
+use hearth::prelude::*;
+use serde_json::{Value, json};
+
+/// How long a client waits for a line before failing the test (a guard against a hang, not
+/// a timing assertion).
+pub const CLIENT_WAIT: Duration = Duration::from_secs(15);
+
+/// The arena server in this process, on the store `config` selects, until stopped or dropped.
+pub struct ArenaServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<i32>>,
+}
+
+impl ArenaServer {
+    /// Opens the store and accounts `config` selects (as the binary does) and starts the
+    /// arena listening on a free port of 127.0.0.1.
+    pub fn start(mut config: ServerConfig) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let port = hearth::store::open(&config).expect("the store opens");
+        let accounts = hearth::net::account_stores(&config).expect("the accounts open");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // The app is not Send: build it on the thread that runs it.
+        let thread = std::thread::spawn(move || {
+            let mut app = hearth::server::build_core_app(config, port);
+            app.add_plugins(ArenaPlugin);
+            let addr = hearth::net::start(&mut app, accounts).expect("the front door opens");
+            addr_tx.send(addr).unwrap();
+            hearth::server::run(app, flag)
+        });
+        let addr = addr_rx
+            .recv()
+            .expect("the server thread reports its address");
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Stops the server gracefully (everyone saved) and returns its exit code.
+    pub fn stop(mut self) -> i32 {
+        self.stop_thread()
+    }
+
+    fn stop_thread(&mut self) -> i32 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("the server thread"))
+    }
+}
+
+impl Drop for ArenaServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_thread();
+        }
+    }
+}
+
+/// One connection speaking newline-delimited JSON.
+pub struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to the arena");
+        stream.set_read_timeout(Some(CLIENT_WAIT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Self { stream, reader }
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, message: Value) {
+        let line = format!("{message}\n");
+        self.stream
+            .write_all(line.as_bytes())
+            .expect("write to the arena");
+    }
+
+    /// The next message, which must be of type `kind` (anything else fails the test: the
+    /// arena sends nothing unasked, so every line a test does not expect is a bug).
+    pub fn expect(&mut self, kind: &str) -> Value {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the connection closed while waiting for {kind}"),
+            Ok(_) => {}
+            Err(e) => panic!("no {kind} within {CLIENT_WAIT:?}: {e}"),
+        }
+        let message: Value = serde_json::from_str(&line).expect("the server sends JSON");
+        assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+        message
+    }
+
+    /// Sends `message` and returns the answer, which must be of type `kind`.
+    pub fn ask(&mut self, message: Value, kind: &str) -> Value {
+        self.send(message);
+        self.expect(kind)
+    }
+
+    /// Registers an account; returns its player id.
+    pub fn register(&mut self, username: &str, password: &str) -> u64 {
+        let request = json!({"type": "register", "username": username, "password": password});
+        self.ask(request, "registered")["player_id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Logs in; returns the player's stored state (the record's sections).
+    pub fn login(&mut self, username: &str, password: &str) -> Value {
+        let request = json!({"type": "login", "username": username, "password": password});
+        self.ask(request, "logged_in")["state"].clone()
+    }
+
+    /// Logs out; returns once the final save is durable (`logged_out`).
+    pub fn logout(&mut self) {
+        self.ask(json!({"type": "logout"}), "logged_out");
+    }
+
+    /// Picks one `item` up; returns the count now carried.
+    pub fn pickup(&mut self, item: &str) -> u64 {
+        let reply = self.ask(json!({"type": "pickup", "item": item}), "picked_up");
+        assert_eq!(reply["item"], item, "{reply}");
+        reply["count"].as_u64().unwrap()
+    }
+}
