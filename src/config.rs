@@ -77,6 +77,21 @@ pub struct Cli {
     pub verbose: bool,
 }
 
+/// The command line and `HEARTH_*` environment of this process, as the `hearth` binary reads
+/// them (exits with clap's usage message on a bad flag, and prints `--help`). A game's own
+/// binary calls this so it takes the same flags without depending on `clap`.
+pub fn parse_cli() -> Cli {
+    Cli::parse()
+}
+
+/// [`parse_cli`] under another program's name and description (what `--help` shows), for a
+/// game's own binary.
+pub fn parse_cli_as(name: &'static str, about: &'static str) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().name(name).bin_name(name).about(about);
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// The config file: every key optional, unknown keys refused.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]

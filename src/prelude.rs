@@ -1,11 +1,14 @@
 //! What a game needs, in one import: `use hearth::prelude::*;`. A game crate depends on
 //! `hearth` (and `serde` for its message types) and never has to match Bevy versions: the
 //! Bevy crates Hearth is built on are re-exported here, and Bevy's derives (`Component`,
-//! `Resource`, `Message`, `SystemParam`) find them through this import.
+//! `Resource`, `Message`, `SystemParam`) find them through this import. `tracing` is here for
+//! its logging macros (`tracing::info!`), and [`crate::config::parse_cli`] reads the
+//! server's flags without a `clap` dependency.
 
 pub use bevy_app;
 pub use bevy_ecs;
 pub use bevy_time;
+pub use tracing;
 
 pub use bevy_app::{
     App, AppExit, First, FixedUpdate, Last, Plugin, PluginGroup, PostUpdate, PreUpdate, Startup,

@@ -7,7 +7,8 @@ mod common;
 use bevy_ecs::prelude::*;
 use common::client::NetServer;
 use hearth::prelude::{
-    App, FromClient, GameMessagesAppExt, NetSystems, Plugin, Position, PostUpdate, ToClients,
+    App, FromClient, GameMessagesAppExt, NearbyPlayers, NetSystems, Plugin, Position, PostUpdate,
+    ToClients,
 };
 use hearth::testing::{TestServer, test_config};
 use hearth_components::PlayerId;
@@ -32,6 +33,7 @@ const HEARING: f32 = 30.0;
 fn relay_chat(
     mut said: MessageReader<FromClient<Chat>>,
     speakers: Query<&Position>,
+    nearby: NearbyPlayers,
     mut to_clients: ToClients<ChatLine>,
 ) {
     for chat in said.read() {
@@ -42,7 +44,7 @@ fn relay_chat(
             from: chat.player.0,
             text: chat.message.text.clone(),
         };
-        to_clients.send_near(at.x, at.y, HEARING, line);
+        to_clients.send_near(&nearby, at.x, at.y, HEARING, line);
     }
 }
 

@@ -231,11 +231,14 @@ impl GameMessagesAppExt for App {
 
 /// Sends a game's server message `T` to players. Sending only queues (never blocks the
 /// tick); a player with no connection (a test world, a client gone meanwhile) is skipped.
+///
+/// It reads no component, so a system may hold it next to any query (moving players and
+/// answering them in one system); [`ToClients::send_near`] takes the positions from a
+/// [`NearbyPlayers`] the system asks for alongside.
 #[derive(SystemParam)]
 pub struct ToClients<'w, 's, T: Serialize + Send + Sync + 'static> {
     name: Res<'w, ServerMessageName<T>>,
     connections: Res<'w, Connections>,
-    nearby: NearbyPlayers<'w, 's>,
     found: Local<'s, Vec<Nearby>>,
 }
 
@@ -266,11 +269,18 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
             .count()
     }
 
-    /// Sends to every player within `radius` of `(x, y)` (encoded once). Returns how many
-    /// were queued.
-    pub fn send_near(&mut self, x: f32, y: f32, radius: f32, message: T) -> usize {
+    /// Sends to every player within `radius` of `(x, y)`, as `nearby` finds them (encoded
+    /// once). Returns how many were queued.
+    pub fn send_near(
+        &mut self,
+        nearby: &NearbyPlayers,
+        x: f32,
+        y: f32,
+        radius: f32,
+        message: T,
+    ) -> usize {
         let mut found = std::mem::take(&mut *self.found);
-        self.nearby.near(x, y, radius, usize::MAX, &mut found);
+        nearby.near(x, y, radius, usize::MAX, &mut found);
         let sent = self.send_to_many(found.iter().map(|n| n.entity), message);
         *self.found = found;
         sent

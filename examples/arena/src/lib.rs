@@ -205,9 +205,8 @@ fn apply_walks(mut walkers: Query<(&WalkIntent, &mut Position), Without<Leaving>
 /// Players whose walk [`apply_walks`] just took (a leaving player's walk is never taken).
 type WalkedThisTick = (With<WalkIntent>, Without<Leaving>);
 
-/// Tells each walker where it stands now and retires its intent. A system of its own:
-/// `ToClients` reads every `Position` (for `send_near`), so it cannot sit beside the
-/// `&mut Position` of [`apply_walks`].
+/// Tells each walker where it stands now and retires its intent, after [`apply_walks`]
+/// moved it.
 fn answer_walks(
     walkers: Query<(Entity, &Position), WalkedThisTick>,
     to_clients: ToClients<Walked>,
@@ -219,7 +218,7 @@ fn answer_walks(
             x: position.x,
             y: position.y,
         };
-        to_clients.send(entity, &reply);
+        to_clients.send(entity, reply);
     }
 }
 
@@ -244,7 +243,7 @@ fn pick_up(
                     item: item.clone(),
                     count,
                 };
-                picked_up.send(request.entity, &reply);
+                picked_up.send(request.entity, reply);
             }
             Err(reason) => {
                 let message = match reason {
@@ -261,7 +260,7 @@ fn pick_up(
                     reason,
                     message,
                 };
-                refused.send(request.entity, &reply);
+                refused.send(request.entity, reply);
             }
         }
     }
@@ -272,6 +271,7 @@ fn pick_up(
 fn relay_chat(
     mut said: MessageReader<FromClient<Chat>>,
     speakers: Query<&Position, Without<Leaving>>,
+    nearby: NearbyPlayers,
     mut lines: ToClients<ChatLine>,
     refused: ToClients<ChatRefused>,
 ) {
@@ -287,16 +287,17 @@ fn relay_chat(
                 }
             };
             tracing::debug!(player = %chat.player, ?reason, "chat refused");
-            refused.send(chat.entity, &ChatRefused { reason, message });
+            refused.send(chat.entity, ChatRefused { reason, message });
             continue;
         }
         let line = ChatLine {
             from: chat.player.0,
             text: chat.message.text.clone(),
         };
-        let heard = lines.send_near(at.x, at.y, HEARING, &line);
-        tracing::info!(player = %chat.player, heard, chars = line.text.chars().count(), "chat");
+        let chars = line.text.chars().count();
         tracing::debug!(player = %chat.player, text = %line.text, "chat text");
+        let heard = lines.send_near(&nearby, at.x, at.y, HEARING, line);
+        tracing::info!(player = %chat.player, heard, chars, "chat");
     }
 }
 

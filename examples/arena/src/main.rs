@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use arena::ArenaPlugin;
-use clap::{CommandFactory, FromArgMatches};
 use hearth::config::{self, Cli};
 use hearth::prelude::*;
 
@@ -15,11 +14,10 @@ const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     // Hearth's flags under this binary's name, so `--help` describes the arena.
-    let command = Cli::command()
-        .name("arena")
-        .bin_name("arena")
-        .about("The arena game on Hearth: pick items up, chat with who is near");
-    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    let cli = config::parse_cli_as(
+        "arena",
+        "The arena game on Hearth: pick items up, chat with who is near",
+    );
     hearth::logging::init(cli.verbose);
     match serve(&cli) {
         Ok(code) => ExitCode::from(code),
