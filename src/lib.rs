@@ -32,6 +32,11 @@ pub mod server;
 pub mod store;
 pub mod testing;
 
+/// docs/extending.md, included so `cargo test --doc` compiles and runs its snippets.
+#[doc = include_str!("../docs/extending.md")]
+#[doc(hidden)]
+mod extending_guide {}
+
 pub use hearth_components as components;
 pub use hearth_systems as systems;
 pub use server::{HearthPlugins, build_app};
