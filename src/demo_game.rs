@@ -139,12 +139,12 @@ fn announce_level_ups(mut saved: MessageReader<SavedNow>, to_clients: ToClients<
 #[derive(Resource)]
 struct SnapshotTimer(Timer);
 
-/// Sends each player the players near it, at [`SNAPSHOT_HZ`].
+/// Sends each connected player the players near it, at [`SNAPSHOT_HZ`].
 fn send_snapshots(
     time: Res<Time<Real>>,
     tick: Res<GameTick>,
     mut timer: ResMut<SnapshotTimer>,
-    players: Query<(Entity, &Position), With<PlayerId>>,
+    positions: Query<&Position, With<PlayerId>>,
     to_clients: ToClients<Snapshot>,
     nearby: NearbyPlayers,
     mut near: Local<Vec<Nearby>>,
@@ -153,10 +153,10 @@ fn send_snapshots(
     if !timer.0.just_finished() {
         return;
     }
-    for (entity, p) in &players {
-        if !to_clients.is_connected(entity) {
+    for entity in to_clients.connected() {
+        let Ok(p) = positions.get(entity) else {
             continue;
-        }
+        };
         nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, &mut near);
         let snapshot = Snapshot {
             tick: tick.0,

@@ -255,6 +255,12 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
         self.connections.is_connected(player)
     }
 
+    /// The entities of every player with a connection (what a per-player push such as a
+    /// snapshot iterates, rather than every player in the world).
+    pub fn connected(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.connections.players()
+    }
+
     /// Sends to one player's connection. Returns whether it was queued.
     pub fn send(&self, player: Entity, message: T) -> bool {
         self.connections.queue(player, self.line(message))
