@@ -29,4 +29,4 @@ pub use hearth_systems::{
 
 pub use crate::HearthPlugins;
 pub use crate::server::{FrontDoorPlugin, RunnerPlugin, StopSignal};
-pub use crate::testing::TestServer;
+pub use crate::testing::{TestClient, TestServer, test_config};
