@@ -17,11 +17,14 @@ use serde::Deserialize;
     about = "A headless ECS game server whose players persist themselves"
 )]
 pub struct Cli {
+    /// Without a command: run the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Config file; defaults to assets/server.toml when it exists.
-    #[arg(long, env = "HEARTH_CONFIG")]
+    #[arg(long, env = "HEARTH_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// `memory` or a Redis URL such as redis://127.0.0.1:6379/0.
-    #[arg(long, env = "HEARTH_STORE")]
+    #[arg(long, env = "HEARTH_STORE", global = true)]
     pub store: Option<String>,
     /// How often dirty players are saved in one batch (e.g. 30s).
     #[arg(long, env = "HEARTH_FLUSH_INTERVAL")]
@@ -36,7 +39,7 @@ pub struct Cli {
     #[arg(long, env = "HEARTH_TICK_RATE")]
     pub tick_rate: Option<String>,
     /// Prefix of every store key.
-    #[arg(long, env = "HEARTH_KEY_PREFIX")]
+    #[arg(long, env = "HEARTH_KEY_PREFIX", global = true)]
     pub key_prefix: Option<String>,
     /// This server's instance id (generated when unset).
     #[arg(long, env = "HEARTH_INSTANCE_ID")]
@@ -90,6 +93,14 @@ pub fn parse_cli_as(name: &'static str, about: &'static str) -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command().name(name).bin_name(name).about(about);
     Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// What the binary does besides serving.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Look at and repair what the store holds (players, leases, accounts, records), with the
+    /// server's configuration. See docs/operations.md.
+    Admin(crate::admin::AdminArgs),
 }
 
 /// The config file: every key optional, unknown keys refused.

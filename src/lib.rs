@@ -23,6 +23,7 @@
 //! the plugin group and runner ([`server`]), the built-in [`demo_game`], log output for a
 //! binary ([`logging`]), and the world fixtures games are tested with ([`testing`]). [`prelude`] is what a game imports.
 
+pub mod admin;
 pub mod config;
 pub mod demo_game;
 pub mod logging;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use bevy_app::{App, AppExit};
 use clap::Parser;
 use hearth::HearthPlugins;
-use hearth::config::{self, Cli};
+use hearth::config::{self, Cli, Command};
 use hearth::demo_game::DemoGamePlugin;
 
 /// Exit code of a configuration the server refuses (1 is for a start that failed on
@@ -14,12 +14,36 @@ const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Admin(args)) = &cli.command {
+        return admin(&cli, &args.command);
+    }
     hearth::logging::init(cli.verbose);
     match serve(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("hearth: {e}");
             ExitCode::from(INVALID_CONFIG)
+        }
+    }
+}
+
+/// `hearth admin ...`: one command against the configured store; its result on stdout, an
+/// error on stderr, the exit code of `hearth::admin`.
+fn admin(cli: &Cli, command: &hearth::admin::AdminCommand) -> ExitCode {
+    let config = match config::load(cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hearth admin: {e}");
+            return ExitCode::from(INVALID_CONFIG);
+        }
+    };
+    let mut input = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    match hearth::admin::run(&config, command, &mut input, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth admin: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -132,7 +132,7 @@ impl RedisAccounts {
     }
 
     fn account_key(&self, username: &str) -> String {
-        format!("{}:account:{{{username}}}", self.prefix)
+        crate::store::redis::Keys::new(&self.prefix).account(username)
     }
 }
 

@@ -269,7 +269,8 @@ impl Worker {
     }
 }
 
-fn normalise(username: &str) -> String {
+/// A username as stored: trimmed, lower case.
+pub(crate) fn normalise(username: &str) -> String {
     username.trim().to_ascii_lowercase()
 }
 
@@ -287,7 +288,7 @@ fn validate_username(username: &str) -> Result<String, String> {
 }
 
 /// 8-128 characters.
-fn validate_password(password: &str) -> Result<(), String> {
+pub(crate) fn validate_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if (8..=128).contains(&n) {
         Ok(())

@@ -18,7 +18,7 @@
 //! ([`super::memory::MemoryBackend`]).
 
 mod conn;
-mod registration;
+pub(crate) mod registration;
 pub mod scripts;
 mod uncertain;
 

@@ -12,6 +12,8 @@ pub const REFRESH_LUA: &str = include_str!("../../../assets/redis/refresh.lua");
 pub const RELEASE_LUA: &str = include_str!("../../../assets/redis/release.lua");
 /// `instance.lua`: register this process under its instance id, refresh or release it.
 pub const INSTANCE_LUA: &str = include_str!("../../../assets/redis/instance.lua");
+/// `import.lua`: write an imported record unless a newer one is stored (`hearth admin`).
+pub const IMPORT_LUA: &str = include_str!("../../../assets/redis/import.lua");
 /// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
 pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
 
@@ -66,6 +68,16 @@ impl Keys {
     /// that instance id (JSON), with a TTL; see `instance.lua`.
     pub fn instance(&self, instance_id: &str) -> String {
         format!("{}:instance:{{{instance_id}}}", self.prefix)
+    }
+
+    /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.
+    pub fn account(&self, username: &str) -> String {
+        format!("{}:account:{{{username}}}", self.prefix)
+    }
+
+    /// A `SCAN MATCH` pattern for every record under the prefix.
+    pub fn player_pattern(&self) -> String {
+        format!("{}:player:*", self.prefix)
     }
 
     /// A `SCAN MATCH` pattern for every lease under the prefix.
