@@ -1,15 +1,157 @@
 //! Configuration: `assets/server.toml`, overridden by `HEARTH_*` environment variables,
 //! overridden by command-line flags. Invalid values are refused with the key named.
+//!
+//! Every key is declared once, in [`KEYS`]: its name (the file key; the flag is the name
+//! with dashes, the variable `HEARTH_` and the name in capitals), its `--help` line and how
+//! its text sets [`ServerConfig`]. Its default is `ServerConfig::default()`'s, its checks
+//! are `ServerConfig::validate`'s: the file, the environment and the flags all go through
+//! the same table.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use hearth_components::{ConfigError, ServerConfig, StoreSelection};
-use serde::Deserialize;
 
-/// Command line (and environment) of the server. Every flag also reads `HEARTH_<NAME>`.
+/// One configuration key.
+pub struct Key {
+    /// The key in the config file; `--name-with-dashes` on the command line,
+    /// `HEARTH_NAME` in the environment.
+    pub name: &'static str,
+    /// What it sets (the `--help` line).
+    pub help: &'static str,
+    set: fn(&mut ServerConfig, &str) -> Result<(), String>,
+}
+
+impl Key {
+    /// The command-line flag, without its dashes.
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The environment variable.
+    pub fn env(&self) -> String {
+        format!("HEARTH_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// Sets `config` from `text`; a refusal names the key and quotes the value.
+    fn apply(&self, config: &mut ServerConfig, text: &str) -> Result<(), ConfigError> {
+        (self.set)(config, text).map_err(|reason| {
+            // A store URL may carry a password: quoted redacted, and only once.
+            let shown = if self.name == "store" {
+                crate::store::redis::redact_url(text.trim())
+            } else {
+                text.to_string()
+            };
+            if reason.contains(&shown) {
+                ConfigError::new(self.name, reason)
+            } else {
+                ConfigError::new(self.name, format!("{reason} (got {shown:?})"))
+            }
+        })
+    }
+}
+
+/// A [`Key`] for the field of the same name, parsed by `$parse`.
+macro_rules! key {
+    ($name:ident, $help:literal, $parse:expr) => {
+        Key {
+            name: stringify!($name),
+            help: $help,
+            set: |config, text| {
+                config.$name = ($parse)(text)?;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every configuration key, in `--help` order.
+pub const KEYS: &[Key] = &[
+    key!(
+        store,
+        "`memory` or a Redis URL such as redis://127.0.0.1:6379/0.",
+        parse_store
+    ),
+    key!(
+        flush_interval,
+        "How often dirty players are saved in one batch (e.g. 30s).",
+        parse_duration
+    ),
+    key!(
+        lease_ttl,
+        "Session lease lifetime without refresh (e.g. 60s).",
+        parse_duration
+    ),
+    key!(
+        lease_refresh_interval,
+        "How often all leases are refreshed (e.g. 20s).",
+        parse_duration
+    ),
+    key!(tick_rate, "Game ticks per second.", parse_number::<f64>),
+    key!(key_prefix, "Prefix of every store key.", parse_text),
+    key!(
+        instance_id,
+        "This server's instance id (generated when unset).",
+        parse_text
+    ),
+    key!(
+        shutdown_deadline,
+        "How long shutdown may spend saving everyone.",
+        parse_duration
+    ),
+    key!(
+        store_timeout,
+        "Upper bound on any single store call.",
+        parse_duration
+    ),
+    key!(
+        batch_chunk,
+        "Saves or refreshes per pipelined round trip.",
+        parse_count::<usize>
+    ),
+    key!(
+        metrics_interval,
+        "How often verbose mode logs a metrics summary.",
+        parse_duration
+    ),
+    key!(
+        latency_warn,
+        "Verbose mode warns when a store p99 latency exceeds this.",
+        parse_duration
+    ),
+    key!(listen, "TCP address for game clients.", parse_addr),
+    key!(
+        idle_timeout,
+        "Clients silent this long are disconnected (e.g. 30s).",
+        parse_duration
+    ),
+    key!(
+        registrations_per_minute,
+        "Accounts one client address may register per minute.",
+        parse_count::<u32>
+    ),
+    key!(
+        max_connections,
+        "Client connections served at once.",
+        parse_count::<usize>
+    ),
+    key!(
+        max_connections_per_address,
+        "Client connections served at once from one address.",
+        parse_count::<usize>
+    ),
+    key!(
+        verbose,
+        "Verbose logs and periodic metric summaries (also -v).",
+        parse_switch
+    ),
+];
+
+/// Command line (and environment) of the server: the file to read, a subcommand, and the
+/// value of every [`KEYS`] entry given as a flag or `HEARTH_*` variable.
 #[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "hearth",
@@ -23,76 +165,30 @@ pub struct Cli {
     /// Config file; defaults to assets/server.toml when it exists.
     #[arg(long, env = "HEARTH_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// `memory` or a Redis URL such as redis://127.0.0.1:6379/0.
-    #[arg(long, env = "HEARTH_STORE", global = true)]
-    pub store: Option<String>,
-    /// How often dirty players are saved in one batch (e.g. 30s).
-    #[arg(long, env = "HEARTH_FLUSH_INTERVAL")]
-    pub flush_interval: Option<String>,
-    /// Session lease lifetime without refresh (e.g. 60s).
-    #[arg(long, env = "HEARTH_LEASE_TTL")]
-    pub lease_ttl: Option<String>,
-    /// How often all leases are refreshed (e.g. 20s).
-    #[arg(long, env = "HEARTH_LEASE_REFRESH_INTERVAL")]
-    pub lease_refresh_interval: Option<String>,
-    /// Game ticks per second.
-    #[arg(long, env = "HEARTH_TICK_RATE")]
-    pub tick_rate: Option<String>,
-    /// Prefix of every store key.
-    #[arg(long, env = "HEARTH_KEY_PREFIX", global = true)]
-    pub key_prefix: Option<String>,
-    /// This server's instance id (generated when unset).
-    #[arg(long, env = "HEARTH_INSTANCE_ID")]
-    pub instance_id: Option<String>,
-    /// How long shutdown may spend saving everyone.
-    #[arg(long, env = "HEARTH_SHUTDOWN_DEADLINE")]
-    pub shutdown_deadline: Option<String>,
-    /// Upper bound on any single store call.
-    #[arg(long, env = "HEARTH_STORE_TIMEOUT")]
-    pub store_timeout: Option<String>,
-    /// Saves or refreshes per pipelined round trip.
-    #[arg(long, env = "HEARTH_BATCH_CHUNK")]
-    pub batch_chunk: Option<String>,
-    /// How often verbose mode logs a metrics summary.
-    #[arg(long, env = "HEARTH_METRICS_INTERVAL")]
-    pub metrics_interval: Option<String>,
-    /// Verbose mode warns when a store p99 latency exceeds this.
-    #[arg(long, env = "HEARTH_LATENCY_WARN")]
-    pub latency_warn: Option<String>,
-    /// TCP address for game clients.
-    #[arg(long, env = "HEARTH_LISTEN")]
-    pub listen: Option<String>,
-    /// Clients silent this long are disconnected (e.g. 30s).
-    #[arg(long, env = "HEARTH_IDLE_TIMEOUT")]
-    pub idle_timeout: Option<String>,
-    /// Accounts one client address may register per minute.
-    #[arg(long, env = "HEARTH_REGISTRATIONS_PER_MINUTE")]
-    pub registrations_per_minute: Option<String>,
-    /// Client connections served at once.
-    #[arg(long, env = "HEARTH_MAX_CONNECTIONS")]
-    pub max_connections: Option<String>,
-    /// Client connections served at once from one address.
-    #[arg(long, env = "HEARTH_MAX_CONNECTIONS_PER_ADDRESS")]
-    pub max_connections_per_address: Option<String>,
-    /// Verbose logs and periodic metric summaries (HEARTH_VERBOSE=1).
-    #[arg(long, short, env = "HEARTH_VERBOSE", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub verbose: bool,
+    /// Key values from flags and `HEARTH_*` variables, by key name (filled by
+    /// [`parse_cli`] from [`KEYS`]; a program may set them too).
+    #[arg(skip)]
+    pub settings: BTreeMap<&'static str, String>,
 }
 
-/// The command line and `HEARTH_*` environment of this process, as the `hearth` binary reads
-/// them (exits with clap's usage message on a bad flag, and prints `--help`). A game's own
-/// binary calls this so it takes the same flags without depending on `clap`.
-pub fn parse_cli() -> Cli {
-    Cli::parse()
-}
+impl Cli {
+    /// A command line that sets `settings` (key name, value), for programs and tests.
+    pub fn with(settings: &[(&'static str, &str)]) -> Self {
+        Self {
+            settings: settings
+                .iter()
+                .map(|(key, value)| (*key, value.to_string()))
+                .collect(),
+            ..Self::default()
+        }
+    }
 
-/// [`parse_cli`] under another program's name and description (what `--help` shows), for a
-/// game's own binary.
-pub fn parse_cli_as(name: &'static str, about: &'static str) -> Cli {
-    use clap::{CommandFactory, FromArgMatches};
-    let command = Cli::command().name(name).bin_name(name).about(about);
-    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    /// Whether verbose logging was asked for on the command line or in the environment.
+    pub fn verbose(&self) -> bool {
+        self.settings
+            .get("verbose")
+            .is_some_and(|v| parse_switch(v).unwrap_or(false))
+    }
 }
 
 /// What the binary does besides serving.
@@ -103,28 +199,62 @@ pub enum Command {
     Admin(crate::admin::AdminArgs),
 }
 
-/// The config file: every key optional, unknown keys refused.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    store: Option<String>,
-    flush_interval: Option<String>,
-    lease_ttl: Option<String>,
-    lease_refresh_interval: Option<String>,
-    tick_rate: Option<f64>,
-    key_prefix: Option<String>,
-    instance_id: Option<String>,
-    shutdown_deadline: Option<String>,
-    store_timeout: Option<String>,
-    batch_chunk: Option<u64>,
-    metrics_interval: Option<String>,
-    latency_warn: Option<String>,
-    listen: Option<String>,
-    idle_timeout: Option<String>,
-    registrations_per_minute: Option<u64>,
-    max_connections: Option<u64>,
-    max_connections_per_address: Option<u64>,
-    verbose: Option<bool>,
+/// The command line and `HEARTH_*` environment of this process, as the `hearth` binary reads
+/// them (exits with clap's usage message on a bad flag, and prints `--help`). A game's own
+/// binary calls this so it takes the same flags without depending on `clap`.
+pub fn parse_cli() -> Cli {
+    parse_cli_as(
+        "hearth",
+        "A headless ECS game server whose players persist themselves",
+    )
+}
+
+/// [`parse_cli`] under another program's name and description (what `--help` shows), for a
+/// game's own binary.
+pub fn parse_cli_as(name: &'static str, about: &'static str) -> Cli {
+    let command = Cli::command().name(name).bin_name(name).about(about);
+    let matches = with_keys(command).get_matches();
+    from_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program name first) as [`parse_cli`] parses the process's own.
+pub fn try_parse_cli_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = with_keys(Cli::command()).try_get_matches_from(args)?;
+    from_matches(&matches)
+}
+
+/// The command with a flag (and variable) for every key, global so they may follow a
+/// subcommand (`hearth admin online --store ...`).
+fn with_keys(command: clap::Command) -> clap::Command {
+    command.args(KEYS.iter().map(|key| {
+        let arg = Arg::new(key.name)
+            .long(key.flag())
+            .env(key.env())
+            .help(key.help)
+            .global(true);
+        if key.name == "verbose" {
+            arg.short('v')
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .value_name("BOOL")
+        } else {
+            arg.value_name("VALUE")
+        }
+    }))
+}
+
+fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+    let mut cli = Cli::from_arg_matches(matches)?;
+    for key in KEYS {
+        if let Some(value) = matches.get_one::<String>(key.name) {
+            cli.settings.insert(key.name, value.clone());
+        }
+    }
+    Ok(cli)
 }
 
 /// Why the configuration could not be loaded.
@@ -157,22 +287,49 @@ pub fn load_with_source(cli: &Cli) -> Result<(ServerConfig, Option<PathBuf>), Lo
             .exists()
             .then(|| DEFAULT_CONFIG_PATH.into())
     });
-    let file = match &path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            toml::from_str::<FileConfig>(&text).map_err(|e| LoadError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
-        }
-        None => FileConfig::default(),
-    };
     let mut config = ServerConfig::default();
-    apply_file(&mut config, file)?;
-    apply_cli(&mut config, cli)?;
+    if let Some(path) = &path {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file = text.parse::<toml::Table>().map_err(|e| LoadError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        for (name, value) in file {
+            let key = KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
+                let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+                LoadError::File {
+                    path: path.clone(),
+                    message: format!("unknown key `{name}`; known keys: {}", known.join(", ")),
+                }
+            })?;
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        key.name,
+                        format!("expected a string, number or boolean, got {other}"),
+                    )
+                    .into());
+                }
+            };
+            key.apply(&mut config, &text)?;
+        }
+    }
+    for key in KEYS {
+        if let Some(text) = cli.settings.get(key.name) {
+            // A switch given on the command line adds to the file's, never turns it off.
+            if key.name == "verbose" && config.verbose {
+                continue;
+            }
+            key.apply(&mut config, text)?;
+        }
+    }
     if config.instance_id.is_empty() {
         config.instance_id = generate_instance_id();
     }
@@ -196,191 +353,6 @@ pub fn generate_instance_id() -> String {
     )
 }
 
-fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigError> {
-    set_store(&mut config.store, file.store)?;
-    set(
-        &mut config.flush_interval,
-        file.flush_interval,
-        "flush_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.lease_ttl,
-        file.lease_ttl,
-        "lease_ttl",
-        parse_duration,
-    )?;
-    set(
-        &mut config.lease_refresh_interval,
-        file.lease_refresh_interval,
-        "lease_refresh_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.shutdown_deadline,
-        file.shutdown_deadline,
-        "shutdown_deadline",
-        parse_duration,
-    )?;
-    set(
-        &mut config.store_timeout,
-        file.store_timeout,
-        "store_timeout",
-        parse_duration,
-    )?;
-    set(
-        &mut config.metrics_interval,
-        file.metrics_interval,
-        "metrics_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.latency_warn,
-        file.latency_warn,
-        "latency_warn",
-        parse_duration,
-    )?;
-    set(&mut config.listen, file.listen, "listen", parse_addr)?;
-    set(
-        &mut config.idle_timeout,
-        file.idle_timeout,
-        "idle_timeout",
-        parse_duration,
-    )?;
-    set(
-        &mut config.registrations_per_minute,
-        file.registrations_per_minute.map(|n| n.to_string()),
-        "registrations_per_minute",
-        parse_count,
-    )?;
-    set(
-        &mut config.max_connections,
-        file.max_connections.map(|n| n.to_string()),
-        "max_connections",
-        parse_count,
-    )?;
-    set(
-        &mut config.max_connections_per_address,
-        file.max_connections_per_address.map(|n| n.to_string()),
-        "max_connections_per_address",
-        parse_count,
-    )?;
-    if let Some(rate) = file.tick_rate {
-        config.tick_rate = rate;
-    }
-    if let Some(chunk) = file.batch_chunk {
-        config.batch_chunk =
-            usize::try_from(chunk).map_err(|_| ConfigError::new("batch_chunk", "too large"))?;
-    }
-    config.key_prefix = file
-        .key_prefix
-        .unwrap_or(std::mem::take(&mut config.key_prefix));
-    config.instance_id = file
-        .instance_id
-        .unwrap_or(std::mem::take(&mut config.instance_id));
-    config.verbose |= file.verbose.unwrap_or(false);
-    Ok(())
-}
-
-fn apply_cli(config: &mut ServerConfig, cli: &Cli) -> Result<(), ConfigError> {
-    let c = cli.clone();
-    set_store(&mut config.store, c.store)?;
-    set(
-        &mut config.flush_interval,
-        c.flush_interval,
-        "flush_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.lease_ttl,
-        c.lease_ttl,
-        "lease_ttl",
-        parse_duration,
-    )?;
-    set(
-        &mut config.lease_refresh_interval,
-        c.lease_refresh_interval,
-        "lease_refresh_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.shutdown_deadline,
-        c.shutdown_deadline,
-        "shutdown_deadline",
-        parse_duration,
-    )?;
-    set(
-        &mut config.store_timeout,
-        c.store_timeout,
-        "store_timeout",
-        parse_duration,
-    )?;
-    set(
-        &mut config.metrics_interval,
-        c.metrics_interval,
-        "metrics_interval",
-        parse_duration,
-    )?;
-    set(
-        &mut config.latency_warn,
-        c.latency_warn,
-        "latency_warn",
-        parse_duration,
-    )?;
-    set(&mut config.listen, c.listen, "listen", parse_addr)?;
-    set(
-        &mut config.idle_timeout,
-        c.idle_timeout,
-        "idle_timeout",
-        parse_duration,
-    )?;
-    set(
-        &mut config.registrations_per_minute,
-        c.registrations_per_minute,
-        "registrations_per_minute",
-        parse_count,
-    )?;
-    set(
-        &mut config.max_connections,
-        c.max_connections,
-        "max_connections",
-        parse_count,
-    )?;
-    set(
-        &mut config.max_connections_per_address,
-        c.max_connections_per_address,
-        "max_connections_per_address",
-        parse_count,
-    )?;
-    set(&mut config.tick_rate, c.tick_rate, "tick_rate", |s| {
-        s.trim().parse::<f64>().map_err(|e| e.to_string())
-    })?;
-    set(&mut config.batch_chunk, c.batch_chunk, "batch_chunk", |s| {
-        s.trim().parse::<usize>().map_err(|e| e.to_string())
-    })?;
-    set(&mut config.key_prefix, c.key_prefix, "key_prefix", |s| {
-        Ok(s.to_string())
-    })?;
-    set(&mut config.instance_id, c.instance_id, "instance_id", |s| {
-        Ok(s.to_string())
-    })?;
-    config.verbose |= c.verbose;
-    Ok(())
-}
-
-fn set<T>(
-    slot: &mut T,
-    value: Option<String>,
-    key: &'static str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<(), ConfigError> {
-    if let Some(text) = value {
-        *slot = parse(&text)
-            .map_err(|reason| ConfigError::new(key, format!("{reason} (got {text:?})")))?;
-    }
-    Ok(())
-}
-
 /// Parses a duration with a unit: `500ms`, `30s`, `2m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -396,15 +368,33 @@ fn parse_count<T: std::str::FromStr<Err = std::num::ParseIntError>>(
         .map_err(|e| format!("expected a whole number: {e}"))
 }
 
-/// Sets the store from `value`; a refusal quotes the value once, password redacted.
-fn set_store(slot: &mut StoreSelection, value: Option<String>) -> Result<(), ConfigError> {
-    if let Some(text) = value {
-        *slot = StoreSelection::parse(&text).map_err(|reason| {
-            let shown = crate::store::redis::redact_url(text.trim());
-            ConfigError::new("store", format!("{reason} (got {shown:?})"))
-        })?;
+/// Parses a number.
+fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.trim()
+        .parse::<T>()
+        .map_err(|e| format!("expected a number: {e}"))
+}
+
+/// Any text, as given.
+fn parse_text(text: &str) -> Result<String, String> {
+    Ok(text.to_string())
+}
+
+/// `true`/`false` and their usual spellings (`1`/`0`, `yes`/`no`, `on`/`off`).
+fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
     }
-    Ok(())
+}
+
+/// A store selection; the refusal is quoted (password redacted) by [`Key::apply`].
+fn parse_store(text: &str) -> Result<StoreSelection, String> {
+    StoreSelection::parse(text)
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
@@ -418,7 +408,7 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("hearth").chain(args.iter().copied())).unwrap()
+        try_parse_cli_from(std::iter::once("hearth").chain(args.iter().copied())).unwrap()
     }
 
     #[test]
@@ -512,12 +502,9 @@ mod tests {
                 "{text:?} should be refused naming {key}: {err}"
             );
         }
-        let err = load(&Cli {
-            tick_rate: Some("fast".into()),
-            ..Cli::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let err = load(&Cli::with(&[("tick_rate", "fast")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tick_rate"), "{err}");
     }
 
@@ -525,8 +512,7 @@ mod tests {
     fn a_store_value_not_understood_is_quoted_once() {
         let err = load(&Cli {
             config: Some(empty_config()),
-            store: Some("postgres://db.example/game".into()),
-            ..Cli::default()
+            ..Cli::with(&[("store", "postgres://db.example/game")])
         })
         .unwrap_err()
         .to_string();
@@ -542,8 +528,7 @@ mod tests {
     fn a_rediss_url_is_refused_naming_the_key_without_its_password() {
         let err = load(&Cli {
             config: Some(empty_config()),
-            store: Some("rediss://app:s3cret@db.example:6380/0".into()),
-            ..Cli::default()
+            ..Cli::with(&[("store", "rediss://app:s3cret@db.example:6380/0")])
         })
         .unwrap_err()
         .to_string();
@@ -556,5 +541,43 @@ mod tests {
         let path = std::env::temp_dir().join(format!("hearth-empty-{}.toml", std::process::id()));
         std::fs::write(&path, "").unwrap();
         path
+    }
+
+    #[test]
+    fn every_key_sets_its_field_from_the_file_the_environment_and_a_flag() {
+        // One key per kind, through each source; the table is the only place they are named.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "batch_chunk = 250\nverbose = true\n").unwrap();
+        let mut args = cli(&["--max-connections-per-address", "7", "--tick-rate", "30"]);
+        args.config = Some(path);
+        let config = load(&args).unwrap();
+        assert_eq!(config.batch_chunk, 250);
+        assert!(config.verbose);
+        assert_eq!(config.max_connections_per_address, 7);
+        assert_eq!(config.tick_rate, 30.0);
+        for key in KEYS {
+            assert!(
+                args.settings
+                    .keys()
+                    .all(|k| KEYS.iter().any(|k2| k2.name == *k)),
+                "{}",
+                key.name
+            );
+        }
+        let flags = cli(&["-v"]);
+        assert!(flags.verbose(), "-v is the verbose switch");
+    }
+
+    #[test]
+    fn every_field_of_the_config_file_is_a_key() {
+        // assets/server.toml lists the keys an operator sets; each must be in the table.
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/server.toml"))
+                .unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        for name in table.keys() {
+            assert!(KEYS.iter().any(|k| k.name == name), "{name} has no key");
+        }
     }
 }

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use bevy_app::{App, AppExit};
-use clap::Parser;
 use hearth::HearthPlugins;
 use hearth::config::{self, Cli, Command};
 use hearth::demo_game::DemoGamePlugin;
@@ -13,11 +12,11 @@ use hearth::demo_game::DemoGamePlugin;
 const INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = config::parse_cli();
     if let Some(Command::Admin(args)) = &cli.command {
         return admin(&cli, &args.command);
     }
-    hearth::logging::init(cli.verbose);
+    hearth::logging::init(cli.verbose());
     match serve(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         "arena",
         "The arena game on Hearth: pick items up, chat with who is near",
     );
-    hearth::logging::init(cli.verbose);
+    hearth::logging::init(cli.verbose());
     match serve(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
