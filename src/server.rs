@@ -211,12 +211,17 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
     {
         door.stop_accepting();
     }
+    let farewell = if app.world().contains_resource::<Draining>() {
+        hearth_systems::net::DRAINING_REFUSAL
+    } else {
+        crate::net::connection::SHUTTING_DOWN
+    };
     let started = Instant::now();
     loop {
         let present = sessions::leave_everyone(app.world_mut());
         if present == 0 || started.elapsed() >= deadline {
             if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
-                door.close_all(CLOSE_GRACE);
+                door.close_all(farewell, CLOSE_GRACE);
             }
             let unsaved = app
                 .world_mut()

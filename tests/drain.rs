@@ -102,12 +102,22 @@ fn a_drain_refuses_logins_and_kicks_each_player_once_saved_and_released() {
     assert_eq!(backend.lease_owner(PlayerId(joining_id)), None);
     assert!(joining.is_closed());
 
+    // A connection without a player hears it too, as the door closes at the end.
+    let kicked = late.expect("kicked");
+    assert!(
+        kicked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another server"),
+        "{kicked}"
+    );
     assert_eq!(server.join(), 0, "a drain that saved everyone exits 0");
 }
 
 /// Two processes on one Redis with a 30 s lease TTL: SIGUSR1 drains A; its players are
 /// kicked with a reason to reconnect, A exits 0, and every drained player logs in on B at
-/// the first try (its lease was released, not left to expire) with its progress.
+/// the first try (its lease was released, not left to expire) with its progress; the new
+/// version of A starts at once under the same instance id.
 #[test]
 fn sigusr1_drains_a_server_and_its_players_continue_on_another_at_once() {
     let redis = RedisServer::start();
@@ -152,4 +162,9 @@ fn sigusr1_drains_a_server_and_its_players_continue_on_another_at_once() {
         let xp = 10 * (steps as u64 + 1);
         assert_eq!(state["progress"]["xp"], xp, "{name}");
     }
+    // The next version starts under the same instance id at once: the drain unregistered A.
+    let next = Hearth::start_with(&redis, "server-a", &long_lease);
+    let mut on_next = next.client();
+    on_next.register("eve", "password1");
+    on_next.login("eve", "password1");
 }
