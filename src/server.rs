@@ -151,11 +151,7 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
         Some(signal) => Arc::clone(&signal.0),
         None => termination_signal()?,
     };
-    let drain = Arc::clone(
-        &app.world_mut()
-            .get_resource_or_insert_with(DrainSignal::default)
-            .0,
-    );
+    let drain = Arc::clone(&app.world().resource::<DrainSignal>().0); // RunnerPlugin's
     // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
         .map_err(|e| format!("cannot install the SIGUSR1 (drain) handler: {e}"))?;
