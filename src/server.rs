@@ -1,7 +1,8 @@
 //! Assembling a server the Bevy way: `App::new().add_plugins(HearthPlugins::new(config))
 //! .add_plugins(MyGame).run()`. [`HearthPlugins`] holds every capability, configured from
 //! one [`ServerConfig`]; its runner opens the store and the front door, runs the fixed-rate
-//! loop until Ctrl-C or SIGTERM, saves everyone and returns the exit code.
+//! loop until Ctrl-C or SIGTERM (shutdown) or SIGUSR1 (drain), saves everyone and returns
+//! the exit code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,7 @@ use hearth_systems::{
     GameMessagesPlugin, MetricsPlugin, PersistencePlugin, SessionPlugin, SpatialPlugin,
     StoragePlugin, sessions,
 };
+use sessions::Draining;
 
 /// Every capability of a Hearth server, configured from one [`ServerConfig`] (each plugin's
 /// settings are its fields, built from it). Add your game's plugin after it. Leave out the
@@ -80,15 +82,24 @@ impl Plugin for FrontDoorPlugin {
 
 /// Sets Hearth's runner: opens the store (unless one was inserted) and the front door, runs
 /// the fixed-rate loop until Ctrl-C/SIGTERM (or a [`StopSignal`] the embedder set), then the
-/// graceful shutdown. `App::run` returns `AppExit::Success` when every player was saved, an
-/// error code otherwise (1: could not start or could not save everyone).
+/// graceful shutdown; or until SIGUSR1 (or the [`DrainSignal`] set from code), then the
+/// same shutdown as a drain. `App::run` returns `AppExit::Success` when every player was
+/// saved, an error code otherwise (1: could not start or could not save everyone).
 pub struct RunnerPlugin;
 
 impl Plugin for RunnerPlugin {
     fn build(&self, app: &mut App) {
-        app.set_runner(run_server);
+        app.init_resource::<DrainSignal>().set_runner(run_server);
     }
 }
+
+/// A flag that drains a running server when set, for rolling deploys: logins are refused
+/// with `draining`, every player is saved, released and told to reconnect (so it can log in
+/// on another server at once), then [`run`] returns. The runner sets it on SIGUSR1; set it
+/// from code to drain without a signal. It stays set from the drain request to the exit, so
+/// a readiness probe can clone the `Arc` and report not ready while it is set.
+#[derive(Resource, Clone, Default)]
+pub struct DrainSignal(pub Arc<AtomicBool>);
 
 /// A flag that stops a running server (graceful shutdown) when set. Insert one to stop the
 /// server from code; without it the runner stops on Ctrl-C and SIGTERM.
@@ -140,12 +151,16 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
         Some(signal) => Arc::clone(&signal.0),
         None => termination_signal()?,
     };
+    let drain = Arc::clone(&app.world().resource::<DrainSignal>().0); // RunnerPlugin's
+    // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
+        .map_err(|e| format!("cannot install the SIGUSR1 (drain) handler: {e}"))?;
     if app.world().contains_resource::<FrontDoorWanted>() {
         let accounts = crate::net::account_stores(&config).map_err(|e| e.to_string())?;
         let addr = crate::net::start(app, accounts)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         // Announced only now: a server that cannot listen never says it is running.
-        tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
+        tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain");
         tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
     }
     Ok(stop)
@@ -183,17 +198,26 @@ pub struct ShutdownReport {
 }
 
 /// Saves every player and releases every lease, updating the app until all have left or
-/// `deadline` passes. Runs the same leave path as a logout.
+/// `deadline` passes. Runs the same leave path as a logout. During a drain (the [`Draining`]
+/// resource is present) the front door keeps accepting until the end, so a late login hears
+/// `draining` (go elsewhere) rather than finding the port closed.
 pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut()) -> ShutdownReport {
-    if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
+    if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>()
+        && !app.world().contains_resource::<Draining>()
+    {
         door.stop_accepting();
     }
+    let farewell = if app.world().contains_resource::<Draining>() {
+        hearth_systems::net::DRAINING_REFUSAL
+    } else {
+        crate::net::connection::SHUTTING_DOWN
+    };
     let started = Instant::now();
     loop {
         let present = sessions::leave_everyone(app.world_mut());
         if present == 0 || started.elapsed() >= deadline {
             if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
-                door.close_all(CLOSE_GRACE);
+                door.close_all(farewell, CLOSE_GRACE);
             }
             let unsaved = app
                 .world_mut()
@@ -208,10 +232,17 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
     }
 }
 
-/// Runs the app at its tick rate until `stop` is set, then shuts down gracefully.
-/// Returns the process exit code: 0 when every player was saved.
+/// Runs the app at its tick rate until `stop` is set, then shuts down gracefully; or until
+/// the app's [`DrainSignal`] (if any) is set, then drains: the same shutdown, with the
+/// [`Draining`] resource telling clients to reconnect elsewhere. Returns the process exit
+/// code: 0 when every player was saved.
 pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
     let config = app.world().resource::<ServerConfig>().clone();
+    let drain = app
+        .world()
+        .get_resource::<DrainSignal>()
+        .map(|signal| Arc::clone(&signal.0))
+        .unwrap_or_default();
     let frame = Duration::from_secs_f64(1.0 / config.tick_rate);
     app.finish();
     app.cleanup();
@@ -225,7 +256,7 @@ pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
             *next = now; // behind: do not try to catch up with a burst
         }
     };
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) && !drain.load(Ordering::SeqCst) {
         app.update();
         pace(&mut next);
     }
@@ -233,7 +264,12 @@ pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
         .world()
         .resource::<hearth_systems::OnlinePlayers>()
         .len();
-    tracing::info!(players, deadline = ?config.shutdown_deadline, "shutting down: saving every player and releasing leases");
+    if drain.load(Ordering::SeqCst) {
+        app.world_mut().insert_resource(Draining);
+        tracing::info!(players, deadline = ?config.shutdown_deadline, "draining: refusing logins, saving every player, releasing leases and telling each to reconnect");
+    } else {
+        tracing::info!(players, deadline = ?config.shutdown_deadline, "shutting down: saving every player and releasing leases");
+    }
     let report = shutdown(&mut app, config.shutdown_deadline, || pace(&mut next));
     if report.unsaved.is_empty() {
         tracing::info!(

@@ -30,6 +30,9 @@ pub enum JoinRefusal {
     Unavailable(String),
     #[error("stored record unusable: {0}")]
     BadRecord(String),
+    /// The server is draining for a deploy: the player should join on another server.
+    #[error("server is draining")]
+    Draining,
 }
 
 /// A join was refused; nothing of any existing session was touched.

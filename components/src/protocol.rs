@@ -182,6 +182,10 @@ pub enum ErrorCode {
     NotLoggedIn,
     /// Storage is unavailable; nothing was changed.
     Unavailable,
+    /// This server is draining for a deploy and takes no logins: connect to another server
+    /// (or this one once it is back). Distinct from `unavailable` so a client moves on
+    /// instead of retrying here.
+    Draining,
 }
 
 #[cfg(test)]

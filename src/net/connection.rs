@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+
+/// The `kicked` reason of a connection without a player when the server shuts down.
+pub const SHUTTING_DOWN: &str = "the server is shutting down";
 
 /// Messages queued for one client before it counts as too slow and is disconnected.
 pub const CLIENT_QUEUE: usize = 256;
@@ -68,6 +71,9 @@ pub struct ConnectionContext {
     pub idle_timeout: Duration,
     /// Cancelled at the end of a shutdown: every connection says so and closes.
     pub closing: CancellationToken,
+    /// Why `closing` closes connections, set just before it is cancelled (a drain tells
+    /// clients to go elsewhere; a shutdown just that the server stops).
+    pub farewell: Arc<OnceLock<&'static str>>,
     /// Connections being served.
     pub open: Arc<AtomicUsize>,
 }
@@ -143,7 +149,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
                 write_queued(&mut writer, &mut outbound).await;
-                break Some(kicked("the server is shutting down"));
+                break Some(kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN)));
             }
             () = &mut idle => {
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));

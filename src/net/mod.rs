@@ -11,8 +11,8 @@ pub mod fair_queue;
 pub mod fd_limit;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bevy_app::App;
@@ -41,6 +41,7 @@ pub struct FrontDoor {
     local_addr: SocketAddr,
     accepting: CancellationToken,
     closing: CancellationToken,
+    farewell: Arc<OnceLock<&'static str>>,
     open: Arc<AtomicUsize>,
 }
 
@@ -55,10 +56,11 @@ impl FrontDoor {
         self.accepting.cancel();
     }
 
-    /// Tells every open connection the server is shutting down and closes it, waiting up to
-    /// `grace` for them to finish writing. The last step of a shutdown, once every player
-    /// has left (each was told its progress is saved).
-    pub fn close_all(&self, grace: Duration) {
+    /// Tells every open connection `reason` (with `kicked`) and closes it, waiting up to
+    /// `grace` for them to finish writing. The last step of a shutdown or drain, once every
+    /// player has left (each was told its progress is saved).
+    pub fn close_all(&self, reason: &'static str, grace: Duration) {
+        self.farewell.set(reason).ok();
         self.accepting.cancel();
         self.closing.cancel();
         let started = std::time::Instant::now();
@@ -111,6 +113,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
     let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
     let closing = CancellationToken::new();
+    let farewell = Arc::new(OnceLock::new());
     let open = Arc::new(AtomicUsize::new(0));
     let game_messages = Arc::new(
         app.world()
@@ -127,6 +130,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
         )),
         idle_timeout: config.idle_timeout,
         closing: closing.clone(),
+        farewell: Arc::clone(&farewell),
         open: Arc::clone(&open),
     };
     let max_connections = fd_limit::fit_max_connections(config.max_connections);
@@ -141,6 +145,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             local_addr,
             accepting,
             closing,
+            farewell,
             open,
         });
     Ok(local_addr)

@@ -23,7 +23,16 @@ use hearth_components::{
 
 use crate::game_messages::GameRequest;
 use crate::persistence::{PersistentRegistry, SnapshotSource};
-use crate::sessions::SessionSystems;
+use crate::sessions::{Draining, SessionSystems};
+
+/// The `kicked` reason of a player drained off this server: its save is durable and its
+/// lease released, so it can log in on another server right away.
+pub const DRAINED_KICK_REASON: &str =
+    "this server is draining for maintenance; reconnect to continue, your progress is saved";
+
+/// The message of the `draining` error a login gets during a drain.
+pub const DRAINING_REFUSAL: &str =
+    "this server is draining for maintenance; connect to another server";
 
 /// Id of a client connection, unique for the process lifetime.
 pub type ConnId = u64;
@@ -284,6 +293,7 @@ fn answer_lifecycle(
     mut left: MessageReader<PlayerLeft>,
     mut lost: MessageReader<OwnershipLost>,
     mut leaves: MessageWriter<LeaveRequest>,
+    draining: Option<Res<Draining>>,
 ) {
     for j in joined.read() {
         let conn = j.origin;
@@ -338,6 +348,7 @@ fn answer_lifecycle(
                 ErrorCode::Unavailable,
                 "this player's record cannot be loaded".to_string(),
             ),
+            JoinRefusal::Draining => (ErrorCode::Draining, DRAINING_REFUSAL.to_string()),
         };
         connections.send(r.origin, ServerMessage::error(code, message), &mut leaves);
     }
@@ -351,10 +362,19 @@ fn answer_lifecycle(
         } else if let Some(conn) = connections.by_entity.remove(&l.entity)
             && let Some(c) = connections.by_conn.get_mut(&conn)
         {
-            // The server ended the session (shutdown): say so once the save is durable.
+            // The server ended the session (shutdown or drain): say so once the save is
+            // durable and the lease released, so the client can log in elsewhere at once.
             c.session = Session::Anonymous;
-            let reason = "the server is shutting down; your progress is saved".to_string();
-            c.outbox.send(ServerMessage::Kicked { reason }).ok();
+            let reason = if draining.is_some() {
+                DRAINED_KICK_REASON
+            } else {
+                "the server is shutting down; your progress is saved"
+            };
+            c.outbox
+                .send(ServerMessage::Kicked {
+                    reason: reason.to_string(),
+                })
+                .ok();
             c.outbox.close();
         }
     }

@@ -80,6 +80,12 @@ impl LeaseRefreshSchedule {
 #[derive(Resource, Debug, Default)]
 pub struct ShuttingDown;
 
+/// Present while the server drains for a rolling deploy (a shutdown whose players move to
+/// other servers): joins are refused with [`JoinRefusal::Draining`] and players who leave
+/// are told to reconnect, so clients know to go elsewhere rather than retry here.
+#[derive(Resource, Debug, Default)]
+pub struct Draining;
+
 /// Join requests waiting for the store, by ticket.
 #[derive(Resource, Default)]
 struct PendingJoins {
@@ -116,15 +122,20 @@ fn request_joins(
     mut pending: ResMut<PendingJoins>,
     config: Res<ServerConfig>,
     port: Res<StorePort>,
-    shutting_down: Option<Res<ShuttingDown>>,
+    (shutting_down, draining): (Option<Res<ShuttingDown>>, Option<Res<Draining>>),
     mut refused: MessageWriter<JoinRefused>,
 ) {
     for request in requests.read() {
-        if shutting_down.is_some() {
+        if draining.is_some() || shutting_down.is_some() {
+            let reason = if draining.is_some() {
+                JoinRefusal::Draining
+            } else {
+                JoinRefusal::Unavailable("the server is shutting down".into())
+            };
             refused.write(JoinRefused {
                 player: request.player,
                 origin: request.origin,
-                reason: JoinRefusal::Unavailable("the server is shutting down".into()),
+                reason,
             });
             continue;
         }

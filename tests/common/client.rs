@@ -94,6 +94,13 @@ impl NetServer {
         self.stop_inner()
     }
 
+    /// Waits for the server to stop by itself (a drain) and returns its exit code.
+    pub fn join(mut self) -> i32 {
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("server thread"))
+    }
+
     fn stop_inner(&mut self) -> i32 {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
