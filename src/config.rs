@@ -59,6 +59,10 @@ pub struct Cli {
     /// TCP address for game clients.
     #[arg(long, env = "HEARTH_LISTEN")]
     pub listen: Option<String>,
+    /// HTTP address for /metrics, /healthz and /readyz (e.g. 127.0.0.1:9477); `off` (the
+    /// default): no metrics listener.
+    #[arg(long, env = "HEARTH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Clients silent this long are disconnected (e.g. 30s).
     #[arg(long, env = "HEARTH_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
@@ -109,6 +113,7 @@ struct FileConfig {
     metrics_interval: Option<String>,
     latency_warn: Option<String>,
     listen: Option<String>,
+    metrics_listen: Option<String>,
     idle_timeout: Option<String>,
     registrations_per_minute: Option<u64>,
     max_connections: Option<u64>,
@@ -231,6 +236,12 @@ fn apply_file(config: &mut ServerConfig, file: FileConfig) -> Result<(), ConfigE
     )?;
     set(&mut config.listen, file.listen, "listen", parse_addr)?;
     set(
+        &mut config.metrics_listen,
+        file.metrics_listen,
+        "metrics_listen",
+        parse_optional_addr,
+    )?;
+    set(
         &mut config.idle_timeout,
         file.idle_timeout,
         "idle_timeout",
@@ -318,6 +329,12 @@ fn apply_cli(config: &mut ServerConfig, cli: &Cli) -> Result<(), ConfigError> {
     )?;
     set(&mut config.listen, c.listen, "listen", parse_addr)?;
     set(
+        &mut config.metrics_listen,
+        c.metrics_listen,
+        "metrics_listen",
+        parse_optional_addr,
+    )?;
+    set(
         &mut config.idle_timeout,
         c.idle_timeout,
         "idle_timeout",
@@ -402,9 +419,32 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("expected host:port: {e}"))
 }
 
+/// `off` (or nothing) for no listener, else `host:port`.
+fn parse_optional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "" | "off" => Ok(None),
+        addr => parse_addr(addr).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_listener_is_off_unless_an_address_is_given() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.metrics_listen, None, "off by default");
+        apply_cli(&mut config, &cli(&["--metrics-listen", "127.0.0.1:9477"])).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9477".parse().unwrap())
+        );
+        apply_cli(&mut config, &cli(&["--metrics-listen", "off"])).unwrap();
+        assert_eq!(config.metrics_listen, None);
+        let refused = apply_cli(&mut config, &cli(&["--metrics-listen", "9477"])).unwrap_err();
+        assert_eq!(refused.key, "metrics_listen");
+    }
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("hearth").chain(args.iter().copied())).unwrap()

@@ -148,6 +148,13 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
         tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
         tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
     }
+    app.world_mut()
+        .get_resource_or_init::<crate::observability::Readiness>();
+    if let Some(addr) = config.metrics_listen {
+        let addr = crate::observability::start(app, addr)
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
+    }
     Ok(stop)
 }
 

@@ -68,6 +68,35 @@ impl FrontDoor {
     }
 }
 
+impl FrontDoor {
+    /// A read-only view for the operations endpoints (readiness, metrics).
+    pub fn observer(&self) -> FrontDoorObserver {
+        FrontDoorObserver {
+            accepting: self.accepting.clone(),
+            open: Arc::clone(&self.open),
+        }
+    }
+}
+
+/// What the operations endpoints read about the front door, from their own thread.
+#[derive(Clone)]
+pub struct FrontDoorObserver {
+    accepting: CancellationToken,
+    open: Arc<AtomicUsize>,
+}
+
+impl FrontDoorObserver {
+    /// Whether it accepts new connections (and so logins): false once shutdown began.
+    pub fn accepting(&self) -> bool {
+        !self.accepting.is_cancelled()
+    }
+
+    /// Client connections open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
 impl Drop for FrontDoor {
     fn drop(&mut self) {
         self.accepting.cancel();
