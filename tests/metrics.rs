@@ -39,7 +39,14 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     let server = Hearth::start_with(
         &redis,
         "metrics-1",
-        &["--metrics-listen", &metrics.to_string()],
+        &[
+            "--metrics-listen",
+            &metrics.to_string(),
+            "--registrations-per-minute",
+            "1",
+            "--max-connections-per-address",
+            "2",
+        ],
     );
     assert_eq!(wait_for_status(metrics, "/healthz", 200, WAIT), "ok\n");
     wait_for_status(metrics, "/readyz", 200, WAIT);
@@ -79,6 +86,30 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
         sample(&text, "hearth_store_lane_down{lane=\"periodic\"}"),
         Some(0.0)
     );
+    assert!(sample(&text, "hearth_client_messages_received_total").unwrap() >= 3.0);
+    assert!(sample(&text, "hearth_client_messages_sent_total").unwrap() >= 3.0);
+    assert_eq!(
+        sample(&text, "hearth_auth_duration_seconds_count"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&text, "hearth_auth_queue_depth"), Some(0.0));
+
+    // Over the limits: a second registration this minute, a third connection.
+    client.send(serde_json::json!({"type": "register", "username": "bob", "password": "correct horse battery"}));
+    client.expect_error("rate_limited");
+    let _second = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut third = server.client();
+    third.expect_error("server_busy");
+    let text = scrape_until(
+        metrics,
+        "hearth_client_connections_refused_total{reason=\"address_full\"}",
+        1.0,
+    );
+    assert_eq!(
+        sample(&text, "hearth_rate_limited_total{limit=\"registrations\"}"),
+        Some(1.0)
+    );
+    assert_eq!(promtool_problems(&text), Vec::<String>::new(), "{text}");
 
     // A hung Redis: the lease refreshes time out, the store is unreachable.
     redis.freeze();

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts, RedisAccounts};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
+use stats::NetStats;
 
 /// Auth worker threads.
 pub const AUTH_WORKERS: usize = 2;
@@ -42,6 +44,7 @@ pub struct FrontDoor {
     accepting: CancellationToken,
     closing: CancellationToken,
     open: Arc<AtomicUsize>,
+    stats: Arc<NetStats>,
 }
 
 impl FrontDoor {
@@ -74,6 +77,7 @@ impl FrontDoor {
         FrontDoorObserver {
             accepting: self.accepting.clone(),
             open: Arc::clone(&self.open),
+            stats: Arc::clone(&self.stats),
         }
     }
 }
@@ -83,6 +87,8 @@ impl FrontDoor {
 pub struct FrontDoorObserver {
     accepting: CancellationToken,
     open: Arc<AtomicUsize>,
+    /// The front door's counters.
+    pub stats: Arc<NetStats>,
 }
 
 impl FrontDoorObserver {
@@ -138,7 +144,14 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let local_addr = listener.local_addr()?;
     let (events, inbox) = crossbeam_channel::unbounded();
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
-    let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
+    let stats = Arc::new(NetStats::default());
+    let auth = auth::start_workers(
+        AUTH_WORKERS,
+        accounts,
+        events.clone(),
+        throttle,
+        Arc::clone(&stats),
+    );
     let closing = CancellationToken::new();
     let open = Arc::new(AtomicUsize::new(0));
     let game_messages = Arc::new(
@@ -157,6 +170,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
         idle_timeout: config.idle_timeout,
         closing: closing.clone(),
         open: Arc::clone(&open),
+        stats: Arc::clone(&stats),
     };
     let max_connections = fd_limit::fit_max_connections(config.max_connections);
     let limits =
@@ -171,6 +185,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             accepting,
             closing,
             open,
+            stats,
         });
     Ok(local_addr)
 }

@@ -276,11 +276,64 @@ impl HearthCollector {
         e: &mut DescriptorEncoder,
         door: &FrontDoorObserver,
     ) -> fmt::Result {
+        let n = &door.stats;
         gauge(
             e,
             "hearth_client_connections",
             "Client connections open.",
             door.open_connections() as f64,
+        )?;
+        counters(
+            e,
+            "hearth_client_connections_refused",
+            "New connections refused with server_busy, by reason.",
+            "reason",
+            &[
+                ("server_full", get(&n.refused_server_full)),
+                ("address_full", get(&n.refused_address_full)),
+            ],
+        )?;
+        counter(
+            e,
+            "hearth_client_messages_received",
+            "Lines received from clients.",
+            get(&n.messages_in),
+        )?;
+        counter(
+            e,
+            "hearth_client_messages_sent",
+            "Messages written to clients (answers and pushes).",
+            get(&n.messages_out),
+        )?;
+        counters(
+            e,
+            "hearth_rate_limited",
+            "Requests refused with rate_limited, by limit.",
+            "limit",
+            &[
+                ("messages", get(&n.rate_limited_messages)),
+                ("registrations", get(&n.rate_limited_registrations)),
+                ("logins", get(&n.rate_limited_logins)),
+            ],
+        )?;
+        gauge(
+            e,
+            "hearth_auth_queue_depth",
+            "Auth requests waiting for a worker.",
+            get(&n.auth_queued) as f64,
+        )?;
+        counter(
+            e,
+            "hearth_auth_queue_full",
+            "Auth requests refused with server_busy: the queue or the address's share was full.",
+            get(&n.auth_queue_full),
+        )?;
+        histograms(
+            e,
+            "hearth_auth_duration_seconds",
+            "Time an auth worker spent on a request (hashing, account lookup, session claim and load).",
+            "",
+            &[("", &n.auth_latency)],
         )
     }
 }
