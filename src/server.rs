@@ -140,19 +140,29 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
         Some(signal) => Arc::clone(&signal.0),
         None => termination_signal()?,
     };
-    if app.world().contains_resource::<FrontDoorWanted>() {
+    let door = if app.world().contains_resource::<FrontDoorWanted>() {
         let accounts = crate::net::account_stores(&config).map_err(|e| e.to_string())?;
         let addr = crate::net::start(app, accounts)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        Some(addr)
+    } else {
+        None
+    };
+    app.world_mut()
+        .get_resource_or_init::<crate::observability::Readiness>();
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::observability::start(app, addr)
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(addr) = door {
         // Announced only now: a server that cannot listen never says it is running.
         tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop");
         tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
     }
-    app.world_mut()
-        .get_resource_or_init::<crate::observability::Readiness>();
-    if let Some(addr) = config.metrics_listen {
-        let addr = crate::observability::start(app, addr)
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    if let Some(addr) = metrics {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
     }
     Ok(stop)

@@ -42,11 +42,6 @@ impl NetStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Reads a counter or gauge.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
     /// Counts a refused connection under its reason.
     pub fn count_refused(&self, refused: Refused) {
         Self::count(match refused {
