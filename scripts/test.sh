@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs redis-server (Debian/Ubuntu apt) when it is missing:
-# the Redis tests start their own redis-server on free ports and never skip.
+# Runs the whole test suite. Installs redis-server and promtool (Debian/Ubuntu apt) when
+# missing: the Redis tests start their own redis-server on free ports, the metrics tests
+# check the exposition with `promtool check metrics`; neither ever skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not found; installing it with apt-get" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool not found; installing the prometheus package with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq prometheus
 fi
 cargo test --workspace "$@"

@@ -124,6 +124,11 @@ pub const KEYS: &[Key] = &[
     ),
     key!(listen, "TCP address for game clients.", parse_addr),
     key!(
+        metrics_listen,
+        "HTTP address for /metrics, /healthz and /readyz (off when unset or `off`).",
+        parse_optional_addr
+    ),
+    key!(
         idle_timeout,
         "Clients silent this long are disconnected (e.g. 30s).",
         parse_duration
@@ -403,9 +408,39 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("expected host:port: {e}"))
 }
 
+/// `off` (or nothing) for no listener, else `host:port`.
+fn parse_optional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "" | "off" => Ok(None),
+        addr => parse_addr(addr).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_listener_is_off_unless_an_address_is_given() {
+        let with = |args: &[&str]| {
+            let mut cli = cli(args);
+            cli.config = Some(empty_config());
+            load(&cli)
+        };
+        assert_eq!(with(&[]).unwrap().metrics_listen, None, "off by default");
+        assert_eq!(
+            with(&["--metrics-listen", "127.0.0.1:9477"])
+                .unwrap()
+                .metrics_listen,
+            Some("127.0.0.1:9477".parse().unwrap())
+        );
+        assert_eq!(
+            with(&["--metrics-listen", "off"]).unwrap().metrics_listen,
+            None
+        );
+        let refused = with(&["--metrics-listen", "9477"]).unwrap_err().to_string();
+        assert!(refused.contains("metrics_listen"), "{refused}");
+    }
 
     fn cli(args: &[&str]) -> Cli {
         try_parse_cli_from(std::iter::once("hearth").chain(args.iter().copied())).unwrap()

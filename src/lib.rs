@@ -28,6 +28,7 @@ pub mod config;
 pub mod demo_game;
 pub mod logging;
 pub mod net;
+pub mod observability;
 pub mod prelude;
 pub mod server;
 pub mod store;

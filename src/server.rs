@@ -155,13 +155,30 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
     // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
         .map_err(|e| format!("cannot install the SIGUSR1 (drain) handler: {e}"))?;
-    if app.world().contains_resource::<FrontDoorWanted>() {
+    let door = if app.world().contains_resource::<FrontDoorWanted>() {
         let accounts = crate::net::account_stores(&config).map_err(|e| e.to_string())?;
         let addr = crate::net::start(app, accounts)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        Some(addr)
+    } else {
+        None
+    };
+    app.world_mut()
+        .get_resource_or_init::<crate::observability::Readiness>();
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::observability::start(app, addr)
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(addr) = door {
         // Announced only now: a server that cannot listen never says it is running.
         tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain");
         tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
+    }
+    if let Some(addr) = metrics {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
     }
     Ok(stop)
 }
@@ -266,6 +283,13 @@ pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
         .len();
     if drain.load(Ordering::SeqCst) {
         app.world_mut().insert_resource(Draining);
+        // /readyz answers 503 `draining` from now on: the load balancer stops sending players.
+        if let Some(readiness) = app
+            .world()
+            .get_resource::<crate::observability::Readiness>()
+        {
+            readiness.set_draining(true);
+        }
         tracing::info!(players, deadline = ?config.shutdown_deadline, "draining: refusing logins, saving every player, releasing leases and telling each to reconnect");
     } else {
         tracing::info!(players, deadline = ?config.shutdown_deadline, "shutting down: saving every player and releasing leases");

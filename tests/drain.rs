@@ -55,8 +55,10 @@ fn a_drain_refuses_logins_and_kicks_each_player_once_saved_and_released() {
     let accounts = hearth::net::account_stores(&config).unwrap();
     let drain = Arc::new(AtomicBool::new(false));
     let signal = DrainSignal(Arc::clone(&drain));
+    let readiness = hearth::observability::Readiness::default();
+    let ready = readiness.clone();
     let server = NetServer::start_with(config, port, accounts, move |app| {
-        app.insert_resource(signal);
+        app.insert_resource(signal).insert_resource(ready);
     });
 
     let mut playing = server.client();
@@ -71,9 +73,11 @@ fn a_drain_refuses_logins_and_kicks_each_player_once_saved_and_released() {
     store.pause();
     login(&mut joining, "lee");
     wait_until("lee's join reaches the store", || store.held_jobs() == 1);
+    assert!(!readiness.is_draining());
     drain.store(true, Ordering::SeqCst);
     // jade's final save reaches the (paused) store only once the drain has begun.
     wait_until("the drain saves jade", || store.held_jobs() == 2);
+    assert!(readiness.is_draining(), "/readyz answers 503 draining");
 
     login(&mut late, "kim");
     let refused = late.expect_error("draining");

@@ -236,7 +236,7 @@ fn lease_taken_by_another_owner_removes_the_player_without_saving(stores: &dyn S
             || server
                 .world()
                 .resource::<hearth::systems::TickMetrics>()
-                .ownership_lost
+                .ownership_lost()
                 == 1
     );
     server.advance_secs(31.0);

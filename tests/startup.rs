@@ -22,6 +22,30 @@ fn a_busy_listen_port_fails_naming_the_address_without_announcing_the_server() {
 }
 
 #[test]
+fn a_busy_metrics_port_fails_naming_it_without_announcing_the_server() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_hearth(&[
+        "--store",
+        "memory",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        &addr,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve metrics on {addr}")),
+        "names the address: {err}"
+    );
+    assert!(
+        !err.contains("hearth running"),
+        "announces nothing it could not start: {err}"
+    );
+}
+
+#[test]
 fn a_rediss_url_is_a_configuration_error_naming_the_key_and_tls() {
     let out = run_hearth(&[
         "--store",

@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub latency_warn: Duration,
     /// TCP address of the client front door.
     pub listen: SocketAddr,
+    /// HTTP address of the metrics and health endpoints; `None` (the default): not served.
+    /// Off by default so an operator opts in and chooses the interface (a private one, not
+    /// the game port's public one).
+    pub metrics_listen: Option<SocketAddr>,
     /// A client that sends no line for this long is disconnected.
     pub idle_timeout: Duration,
     /// Accounts one client address may register per minute (bursts up to this many), so one
@@ -105,6 +109,7 @@ impl Default for ServerConfig {
             metrics_interval: Duration::from_secs(120),
             latency_warn: Duration::from_millis(50),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            metrics_listen: None,
             idle_timeout: Duration::from_secs(30),
             registrations_per_minute: 10,
             max_connections: 10_000,

@@ -94,6 +94,7 @@ pub async fn run(
             }
             Err(refused) => {
                 tracing::debug!(%peer, ?refused, "connection refused");
+                ctx.stats.count_refused(refused);
                 let Ok(slot) = Arc::clone(&refusing).acquire_owned().await else {
                     continue; // never closed
                 };

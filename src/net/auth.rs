@@ -24,6 +24,7 @@ use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
 
 use super::accounts::{AccountError, AccountStore, AccountStoreFactory};
 use super::fair_queue::{FairSender, Full, fair_queue};
+use super::stats::NetStats;
 
 /// Failed logins allowed per address per minute before a lockout.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;
@@ -51,13 +52,20 @@ pub enum AuthRequest {
 
 /// The queue into the auth workers, fair between client addresses.
 #[derive(Clone)]
-pub struct AuthQueue(FairSender<IpAddr, AuthRequest>);
+pub struct AuthQueue(FairSender<IpAddr, AuthRequest>, Arc<NetStats>);
 
 impl AuthQueue {
     /// Queues a request from `addr`; the `server_busy` answer when that address already has
     /// its share waiting or the whole queue is full.
     pub fn try_submit(&self, addr: IpAddr, request: AuthRequest) -> Result<(), ServerMessage> {
-        self.0.try_push(addr, request).map_err(|full| {
+        // Counted before the push, so a worker taking it at once never sees the depth at 0.
+        NetStats::count(&self.1.auth_queued);
+        let pushed = self.0.try_push(addr, request);
+        if pushed.is_err() {
+            self.1.auth_dequeued();
+            NetStats::count(&self.1.auth_queue_full);
+        }
+        pushed.map_err(|full| {
             let message = match full {
                 Full::Key => format!(
                     "{AUTH_QUEUE_PER_ADDRESS} requests from your address are already waiting; try again shortly"
@@ -120,14 +128,16 @@ pub fn start_workers(
     accounts: AccountStoreFactory,
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
+    stats: Arc<NetStats>,
 ) -> AuthQueue {
     let (tx, rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
     for n in 0..workers {
-        let (rx, accounts, events, throttle) = (
+        let (rx, accounts, events, throttle, stats) = (
             rx.clone(),
             Arc::clone(&accounts),
             events.clone(),
             Arc::clone(&throttle),
+            Arc::clone(&stats),
         );
         thread::Builder::new()
             .name(format!("hearth-auth-{n}"))
@@ -137,14 +147,18 @@ pub fn start_workers(
                     events,
                     throttle,
                     argon2: Argon2::default(),
+                    stats,
                 };
                 while let Some(request) = rx.pop() {
+                    worker.stats.auth_dequeued();
+                    let started = Instant::now();
                     worker.handle(request);
+                    worker.stats.auth_done(started.elapsed());
                 }
             })
             .expect("spawning an auth worker");
     }
-    AuthQueue(tx)
+    AuthQueue(tx, stats)
 }
 
 struct Worker {
@@ -152,6 +166,7 @@ struct Worker {
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
     argon2: Argon2<'static>,
+    stats: Arc<NetStats>,
 }
 
 /// Queues an answer for the client; a client whose queue is full is not reading, and is
@@ -230,6 +245,7 @@ impl Worker {
         password: &str,
     ) -> Result<(), ServerMessage> {
         if self.throttle.is_locked(addr) {
+            NetStats::count(&self.stats.rate_limited_logins);
             return Err(ServerMessage::error(
                 ErrorCode::RateLimited,
                 "too many failed logins; try again later",

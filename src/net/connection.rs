@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+use super::stats::NetStats;
 
 /// The `kicked` reason of a connection without a player when the server shuts down.
 pub const SHUTTING_DOWN: &str = "the server is shutting down";
@@ -76,6 +77,8 @@ pub struct ConnectionContext {
     pub farewell: Arc<OnceLock<&'static str>>,
     /// Connections being served.
     pub open: Arc<AtomicUsize>,
+    /// The front door's counters.
+    pub stats: Arc<NetStats>,
 }
 
 /// Counts a connection as open while it lives.
@@ -143,12 +146,12 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         tokio::select! {
             biased;
             () = closed.cancelled() => {
-                write_queued(&mut writer, &mut outbound).await;
+                write_queued(&mut writer, &mut outbound, &ctx.stats).await;
                 break None;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                write_queued(&mut writer, &mut outbound).await;
+                write_queued(&mut writer, &mut outbound, &ctx.stats).await;
                 break Some(kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN)));
             }
             () = &mut idle => {
@@ -165,10 +168,14 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     break Some(message);
                 }
                 if write(&mut writer, &message).await.is_err() { break None; }
+                NetStats::count(&ctx.stats.messages_out);
             }
             line = lines.next() => {
-                if let Some(Ok(_)) = line {
+                if let Some(Ok(text)) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
+                    if !text.trim().is_empty() {
+                        NetStats::count(&ctx.stats.messages_in);
+                    }
                 }
                 let reply = match line {
                     None => break None,
@@ -181,6 +188,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     }
                     Some(Ok(line)) if line.trim().is_empty() => None,
                     Some(Ok(_)) if limit.check().is_err() => {
+                        NetStats::count(&ctx.stats.rate_limited_messages);
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
                             break Some(kicked(&format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
@@ -193,10 +201,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         handle_line(conn, peer, &line, &mut login, &outbox, &ctx)
                     }
                 };
-                if let Some(reply) = reply
-                    && write(&mut writer, &reply).await.is_err()
-                {
-                    break None;
+                if let Some(reply) = reply {
+                    if write(&mut writer, &reply).await.is_err() {
+                        break None;
+                    }
+                    NetStats::count(&ctx.stats.messages_out);
                 }
             }
         }
@@ -247,11 +256,13 @@ fn kicked(reason: &str) -> ServerMessage {
 async fn write_queued(
     writer: &mut BufWriter<OwnedWriteHalf>,
     outbound: &mut mpsc::Receiver<ServerMessage>,
+    stats: &NetStats,
 ) {
     while let Ok(message) = outbound.try_recv() {
         if write(writer, &message).await.is_err() {
             break;
         }
+        NetStats::count(&stats.messages_out);
     }
 }
 
@@ -293,6 +304,7 @@ fn handle_line(
         ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
         ClientMessage::Register { username, password } => {
             if let Err(refused) = ctx.registrations.check(peer.ip()) {
+                NetStats::count(&ctx.stats.rate_limited_registrations);
                 return Some(refused);
             }
             let reply = Arc::clone(outbox);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts, RedisAccounts};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
+use stats::NetStats;
 
 /// Auth worker threads.
 pub const AUTH_WORKERS: usize = 2;
@@ -43,6 +45,7 @@ pub struct FrontDoor {
     closing: CancellationToken,
     farewell: Arc<OnceLock<&'static str>>,
     open: Arc<AtomicUsize>,
+    stats: Arc<NetStats>,
 }
 
 impl FrontDoor {
@@ -67,6 +70,38 @@ impl FrontDoor {
         while self.open.load(Ordering::SeqCst) > 0 && started.elapsed() < grace {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+impl FrontDoor {
+    /// A read-only view for the operations endpoints (readiness, metrics).
+    pub fn observer(&self) -> FrontDoorObserver {
+        FrontDoorObserver {
+            accepting: self.accepting.clone(),
+            open: Arc::clone(&self.open),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+/// What the operations endpoints read about the front door, from their own thread.
+#[derive(Clone)]
+pub struct FrontDoorObserver {
+    accepting: CancellationToken,
+    open: Arc<AtomicUsize>,
+    /// The front door's counters.
+    pub stats: Arc<NetStats>,
+}
+
+impl FrontDoorObserver {
+    /// Whether it accepts new connections (and so logins): false once shutdown began.
+    pub fn accepting(&self) -> bool {
+        !self.accepting.is_cancelled()
+    }
+
+    /// Client connections open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
@@ -111,7 +146,14 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let local_addr = listener.local_addr()?;
     let (events, inbox) = crossbeam_channel::unbounded();
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
-    let auth = auth::start_workers(AUTH_WORKERS, accounts, events.clone(), throttle);
+    let stats = Arc::new(NetStats::default());
+    let auth = auth::start_workers(
+        AUTH_WORKERS,
+        accounts,
+        events.clone(),
+        throttle,
+        Arc::clone(&stats),
+    );
     let closing = CancellationToken::new();
     let farewell = Arc::new(OnceLock::new());
     let open = Arc::new(AtomicUsize::new(0));
@@ -132,6 +174,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
         closing: closing.clone(),
         farewell: Arc::clone(&farewell),
         open: Arc::clone(&open),
+        stats: Arc::clone(&stats),
     };
     let max_connections = fd_limit::fit_max_connections(config.max_connections);
     let limits =
@@ -147,6 +190,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             closing,
             farewell,
             open,
+            stats,
         });
     Ok(local_addr)
 }

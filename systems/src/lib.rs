@@ -10,7 +10,7 @@ pub mod spatial;
 pub mod storage;
 
 pub use game_messages::{FromClient, GameMessagesAppExt, GameMessagesPlugin, ToClients};
-pub use metrics::{MetricsPlugin, TickMetrics};
+pub use metrics::{MetricsPlugin, TickMetrics, TickStats};
 pub use net::{NetBridgePlugin, NetSystems};
 pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,

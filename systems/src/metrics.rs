@@ -5,36 +5,141 @@
 //! both together.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy_app::{App, First, Last, Plugin};
 use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time, Timer, TimerMode};
-use hearth_components::{OwnershipLost, ServerConfig};
+use hearth_components::{JoinRefused, OwnershipLost, PlayerJoined, PlayerLeft, ServerConfig};
 
 use crate::persistence::FlushStats;
 use crate::sessions::OnlinePlayers;
 use crate::storage::{LatencyHistogram, LatencySummary, StoreMetrics, StorePort};
 
-/// Duration of every frame (all schedules), recorded in `Last`.
-#[derive(Resource, Default)]
-pub struct TickMetrics {
-    started: Option<Instant>,
+/// What the tick measures and publishes, shared (`Arc`) with readers off the tick (the
+/// metrics endpoint, the health check): the one place these figures are kept. The tick
+/// writes it once per frame in `Last` (a few relaxed atomic stores); readers never lock
+/// the world.
+pub struct TickStats {
     /// Frame durations.
     pub frame: LatencyHistogram,
+    /// Frames that took longer than the tick budget (1 / tick rate).
+    pub overruns: AtomicU64,
     /// Players dropped because another server owns their lease.
-    pub ownership_lost: u64,
+    pub ownership_lost: AtomicU64,
+    /// Players whose entity was spawned (joins completed).
+    pub joins: AtomicU64,
+    /// Joins refused (lease held elsewhere, store unavailable, ...).
+    pub joins_refused: AtomicU64,
+    /// Players who left (final save durable, lease released).
+    pub leaves: AtomicU64,
+    /// Players on this server at the end of the last frame (joins in flight included).
+    pub players_online: AtomicU64,
+    /// Flush batches handed to the store.
+    pub flush_batches: AtomicU64,
+    /// Players in the last flush batch.
+    pub last_flush_batch_size: AtomicU64,
+    /// Players snapshotted by all flush batches.
+    pub players_flushed: AtomicU64,
+    epoch: Instant,
+    /// When the last frame ended, in µs since `epoch`; 0: no frame yet.
+    last_frame_end_us: AtomicU64,
+}
+
+impl Default for TickStats {
+    fn default() -> Self {
+        Self {
+            frame: LatencyHistogram::default(),
+            overruns: AtomicU64::new(0),
+            ownership_lost: AtomicU64::new(0),
+            joins: AtomicU64::new(0),
+            joins_refused: AtomicU64::new(0),
+            leaves: AtomicU64::new(0),
+            players_online: AtomicU64::new(0),
+            flush_batches: AtomicU64::new(0),
+            last_flush_batch_size: AtomicU64::new(0),
+            players_flushed: AtomicU64::new(0),
+            epoch: Instant::now(),
+            last_frame_end_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl TickStats {
+    /// How long ago the last frame completed (since these stats were made, when none has).
+    pub fn since_last_frame(&self) -> Duration {
+        let last = Duration::from_micros(self.last_frame_end_us.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn frame_ended(&self) {
+        let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_frame_end_us.store(us.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Frame timing of this app: the frame being timed, the tick budget, and the shared
+/// [`TickStats`] it publishes to.
+#[derive(Resource)]
+pub struct TickMetrics {
+    started: Option<Instant>,
+    budget: Duration,
+    /// The published figures (clone the `Arc` to read them from another thread).
+    pub stats: Arc<TickStats>,
+}
+
+impl TickMetrics {
+    /// Players dropped because another server owns their lease.
+    pub fn ownership_lost(&self) -> u64 {
+        self.stats.ownership_lost.load(Ordering::Relaxed)
+    }
 }
 
 fn start_frame(mut metrics: ResMut<TickMetrics>) {
     metrics.started = Some(Instant::now());
 }
 
-fn end_frame(mut metrics: ResMut<TickMetrics>, mut lost: MessageReader<OwnershipLost>) {
-    metrics.ownership_lost += lost.read().count() as u64;
-    if let Some(started) = metrics.started.take() {
-        metrics.frame.record(started.elapsed());
+/// The messages and resources a frame's end publishes.
+#[derive(bevy_ecs::system::SystemParam)]
+struct FrameOutcome<'w, 's> {
+    lost: MessageReader<'w, 's, OwnershipLost>,
+    joined: MessageReader<'w, 's, PlayerJoined>,
+    refused: MessageReader<'w, 's, JoinRefused>,
+    left: MessageReader<'w, 's, PlayerLeft>,
+    online: Option<Res<'w, OnlinePlayers>>,
+    flush: Option<Res<'w, FlushStats>>,
+}
+
+fn end_frame(mut metrics: ResMut<TickMetrics>, mut frame: FrameOutcome) {
+    let stats = &metrics.stats;
+    let add = |counter: &AtomicU64, n: usize| {
+        if n > 0 {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    add(&stats.ownership_lost, frame.lost.read().count());
+    add(&stats.joins, frame.joined.read().count());
+    add(&stats.joins_refused, frame.refused.read().count());
+    add(&stats.leaves, frame.left.read().count());
+    let set = |gauge: &AtomicU64, value: u64| gauge.store(value, Ordering::Relaxed);
+    set(
+        &stats.players_online,
+        frame.online.as_ref().map_or(0, |o| o.len() as u64),
+    );
+    if let Some(flush) = &frame.flush {
+        set(&stats.flush_batches, flush.batches);
+        set(&stats.last_flush_batch_size, flush.last_batch_size as u64);
+        set(&stats.players_flushed, flush.players_flushed);
     }
+    if let Some(started) = metrics.started.take() {
+        let took = started.elapsed();
+        metrics.stats.frame.record(took);
+        if took > metrics.budget {
+            add(&metrics.stats.overruns, 1);
+        }
+    }
+    metrics.stats.frame_ended();
 }
 
 /// A point-in-time view of every metric, for logs, tests and tools.
@@ -88,13 +193,13 @@ impl MetricsReport {
             round_trips: get(&store.round_trips),
             flush_batches: flush.batches,
             last_flush_batch_size: flush.last_batch_size,
-            ownership_lost: tick.map_or(0, |t| t.ownership_lost),
+            ownership_lost: tick.map_or(0, TickMetrics::ownership_lost),
             save_batch_latency: store.save_batch_latency.summary(),
             save_record_latency: store.save_record_latency.summary(),
             load_latency: store.load_latency.summary(),
             refresh_batch_latency: store.refresh_batch_latency.summary(),
             refresh_record_latency: store.refresh_record_latency.summary(),
-            tick: tick.map(|t| t.frame.summary()).unwrap_or_default(),
+            tick: tick.map(|t| t.stats.frame.summary()).unwrap_or_default(),
         })
     }
 
@@ -154,7 +259,7 @@ impl WindowLatencies {
             refresh: store.refresh_batch_latency.take_window(),
             tick: world
                 .get_resource::<TickMetrics>()
-                .map(|t| t.frame.take_window())
+                .map(|t| t.stats.frame.take_window())
                 .unwrap_or_default(),
         })
     }
@@ -200,6 +305,8 @@ pub struct MetricsPlugin {
     pub summary_interval: Option<Duration>,
     /// The summary warns when a store p99 exceeds this (`ServerConfig::latency_warn`).
     pub latency_warn: Duration,
+    /// A frame longer than this is an overrun (1 / `ServerConfig::tick_rate`).
+    pub tick_budget: Duration,
 }
 
 impl From<&ServerConfig> for MetricsPlugin {
@@ -207,6 +314,7 @@ impl From<&ServerConfig> for MetricsPlugin {
         Self {
             summary_interval: config.verbose.then_some(config.metrics_interval),
             latency_warn: config.latency_warn,
+            tick_budget: Duration::from_secs_f64(1.0 / config.tick_rate),
         }
     }
 }
@@ -220,9 +328,13 @@ impl Default for MetricsPlugin {
 
 impl Plugin for MetricsPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<TickMetrics>()
-            .add_systems(First, start_frame)
-            .add_systems(Last, end_frame);
+        app.insert_resource(TickMetrics {
+            started: None,
+            budget: self.tick_budget,
+            stats: Arc::default(),
+        })
+        .add_systems(First, start_frame)
+        .add_systems(Last, end_frame);
         if let Some(interval) = self.summary_interval {
             app.insert_resource(SummaryTimer(
                 Timer::new(interval, TimerMode::Repeating),

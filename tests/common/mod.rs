@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod http;
 pub mod process;
 pub mod redis_server;
 

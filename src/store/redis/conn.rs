@@ -290,6 +290,7 @@ impl LaneConn {
         match self.down_since {
             None => {
                 self.down_since = Some(now);
+                self.metrics.set_lane_down(self.lane, true);
                 self.last_report = now;
                 self.failures_while_down = 1;
                 tracing::error!(
@@ -357,6 +358,7 @@ impl LaneConn {
             return;
         }
         self.down_since = None;
+        self.metrics.set_lane_down(self.lane, false);
         self.working_since = None;
         tracing::info!(
             lane = self.lane,

@@ -2,7 +2,7 @@
 //! worker threads and read by the metrics plugin.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -52,6 +52,32 @@ impl LatencyHistogram {
         summarize(&self.0.lock().unwrap_or_else(|p| p.into_inner()).all)
     }
 
+    /// Every sample since start, counted into buckets with the given upper bounds (sorted
+    /// ascending), for an exposition with fixed buckets. A sample lands in the first bucket
+    /// whose bound is at least its value (to the histogram's 3 significant digits); the
+    /// returned counts have one more entry, for samples above the last bound.
+    pub fn buckets(&self, bounds: &[Duration]) -> BucketCounts {
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let bounds_us: Vec<u64> = bounds
+            .iter()
+            .map(|b| u64::try_from(b.as_micros()).unwrap_or(u64::MAX))
+            .collect();
+        let mut counts = vec![0; bounds.len() + 1];
+        let mut sum_us: u128 = 0;
+        for v in h.all.iter_recorded() {
+            let value = h.all.highest_equivalent(v.value_iterated_to());
+            let n = v.count_at_value();
+            let bucket = bounds_us.partition_point(|&bound| bound < value);
+            counts[bucket] += n;
+            sum_us += u128::from(h.all.median_equivalent(value)) * u128::from(n);
+        }
+        BucketCounts {
+            counts,
+            sum: Duration::from_micros(u64::try_from(sum_us).unwrap_or(u64::MAX)),
+            count: h.all.len(),
+        }
+    }
+
     /// Percentiles of the samples since the previous call (or start), and a new window.
     pub fn take_window(&self) -> LatencySummary {
         let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +106,17 @@ fn summarize(h: &Histogram<u64>) -> LatencySummary {
         max: d(h.max()),
         count: h.len(),
     }
+}
+
+/// A [`LatencyHistogram`] counted into fixed buckets (see [`LatencyHistogram::buckets`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketCounts {
+    /// Samples per bucket (not cumulative); the last entry counts those above every bound.
+    pub counts: Vec<u64>,
+    /// Sum of all samples (each at the middle of its 3-digit precision range).
+    pub sum: Duration,
+    /// Number of samples.
+    pub count: u64,
 }
 
 /// Percentiles of a [`LatencyHistogram`].
@@ -124,6 +161,10 @@ pub struct StoreMetrics {
     pub refresh_batch_latency: LatencyHistogram,
     /// Latency seen by each lease refresh.
     pub refresh_record_latency: LatencyHistogram,
+    /// Per lane (in [`StoreMetrics::LANES`] order): whether it is in an outage, as its
+    /// health tracking decides (down at the first failure, up once it has worked for a
+    /// while). Read by the readiness check and the metrics endpoint.
+    lanes_down: [AtomicBool; 2],
 }
 
 impl StoreMetrics {
@@ -135,6 +176,21 @@ impl StoreMetrics {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The store's lanes, by name.
+    pub const LANES: [&'static str; 2] = ["periodic", "interactive"];
+
+    /// Records whether the lane named `lane` (one of [`StoreMetrics::LANES`]) is down.
+    pub fn set_lane_down(&self, lane: &str, down: bool) {
+        if let Some(i) = Self::LANES.iter().position(|l| *l == lane) {
+            self.lanes_down[i].store(down, Ordering::Relaxed);
+        }
+    }
+
+    /// Each lane with whether it is down.
+    pub fn lanes_down(&self) -> [(&'static str, bool); 2] {
+        [0, 1].map(|i| (Self::LANES[i], self.lanes_down[i].load(Ordering::Relaxed)))
     }
 
     /// Counts one save under its outcome.
@@ -176,5 +232,20 @@ mod tests {
         let all = h.summary();
         assert_eq!(all.count, 200);
         assert_eq!(all.p99.as_millis(), 100, "since start, they are kept");
+    }
+
+    #[test]
+    fn buckets_count_every_sample_since_start_under_its_bound() {
+        let h = LatencyHistogram::default();
+        h.record_n(Duration::from_millis(1), 3);
+        h.record_n(Duration::from_millis(30), 2);
+        h.record(Duration::from_secs(20));
+        h.take_window();
+        let ms = Duration::from_millis;
+        let b = h.buckets(&[ms(1), ms(10), ms(100)]);
+        assert_eq!(b.counts, [3, 0, 2, 1], "1 ms is within the 1 ms bucket");
+        assert_eq!(b.count, 6);
+        let sum = b.sum.as_secs_f64();
+        assert!((sum - 20.063).abs() < 0.05, "sum {sum}");
     }
 }

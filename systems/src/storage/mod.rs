@@ -17,7 +17,9 @@ mod port;
 
 /// What a save carries; encoded by the store, next to the record layout it writes.
 pub use hearth_components::PlayerSnapshot;
-pub use metrics::{LatencyHistogram, LatencySummary, StoreMetrics, record_batch_latency};
+pub use metrics::{
+    BucketCounts, LatencyHistogram, LatencySummary, StoreMetrics, record_batch_latency,
+};
 pub use plugin::{
     DrainStoreCompletions, JoinCompleted, RefreshesCompleted, SavesCompleted, StoragePlugin,
     drain_store_completions,

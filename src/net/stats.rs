@@ -1,0 +1,62 @@
+//! What the front door counts about itself, shared by the accept loop, the connection tasks
+//! and the auth workers, and read by the metrics endpoint at scrape time. Relaxed atomics:
+//! a count costs a connection task one uncontended add.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hearth_systems::storage::LatencyHistogram;
+
+use super::admission::Refused;
+
+/// Front door counters.
+#[derive(Default)]
+pub struct NetStats {
+    /// Connections refused because the server held `max_connections`.
+    pub refused_server_full: AtomicU64,
+    /// Connections refused because their address held `max_connections_per_address`.
+    pub refused_address_full: AtomicU64,
+    /// Non-empty lines received from clients.
+    pub messages_in: AtomicU64,
+    /// Messages written to clients (answers and pushes; not the last word of a close).
+    pub messages_out: AtomicU64,
+    /// Client messages dropped with `rate_limited` (over the per-connection rate).
+    pub rate_limited_messages: AtomicU64,
+    /// Registrations refused with `rate_limited` (over the per-address rate).
+    pub rate_limited_registrations: AtomicU64,
+    /// Logins refused with `rate_limited` (address locked out after failed logins).
+    pub rate_limited_logins: AtomicU64,
+    /// Auth requests refused with `server_busy` because the auth queue (or the address's
+    /// share of it) was full.
+    pub auth_queue_full: AtomicU64,
+    /// Auth requests waiting for a worker.
+    pub auth_queued: AtomicU64,
+    /// Time an auth worker spent on each request (password hashing, account lookup, the
+    /// session claim and load for a login).
+    pub auth_latency: LatencyHistogram,
+}
+
+impl NetStats {
+    /// Adds one to `counter`.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused connection under its reason.
+    pub fn count_refused(&self, refused: Refused) {
+        Self::count(match refused {
+            Refused::ServerFull(_) => &self.refused_server_full,
+            Refused::AddressFull(_) => &self.refused_address_full,
+        });
+    }
+
+    /// An auth request left the queue for a worker (or never entered it).
+    pub fn auth_dequeued(&self) {
+        self.auth_queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An auth worker finished a request that took `took`.
+    pub fn auth_done(&self, took: Duration) {
+        self.auth_latency.record(took);
+    }
+}
