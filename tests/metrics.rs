@@ -77,10 +77,24 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     assert!(
         sample(
             &text,
-            "hearth_store_call_duration_seconds_count{operation=\"load\"}"
+            "hearth_store_call_duration_seconds_count{operation=\"load\",lane=\"interactive\"}"
         )
         .unwrap()
             >= 1.0
+    );
+    assert!(
+        sample(
+            &text,
+            "hearth_store_call_duration_seconds_count{operation=\"save\",lane=\"periodic\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "the flush's saves are timed on the periodic lane"
+    );
+    assert_eq!(
+        sample(&text, "hearth_store_connections_open"),
+        Some(2.0),
+        "both lanes' connections answer"
     );
     assert_eq!(
         sample(&text, "hearth_store_lane_down{lane=\"periodic\"}"),
@@ -117,10 +131,14 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     assert!(reason.contains("store unreachable"), "{reason}");
     assert_eq!(get(metrics, "/healthz").0, 200, "the game goes on");
     scrape_until(metrics, "hearth_store_lane_down{lane=\"periodic\"}", 1.0);
-    scrape_until(
+    let text = scrape_until(
         metrics,
         "hearth_store_lease_refreshes_total{outcome=\"failed\"}",
         1.0,
+    );
+    assert!(
+        sample(&text, "hearth_store_connections_open").unwrap() < 2.0,
+        "the periodic lane's connection no longer answers: {text}"
     );
     redis.thaw();
     // The outage ends once the lane has worked for a few seconds.

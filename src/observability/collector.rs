@@ -86,13 +86,15 @@ fn gauges(
     Ok(())
 }
 
-/// A histogram family with one label (no label when `label` is empty), in seconds.
+/// The labels of one series: (name, value) pairs, none for an unlabelled family.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// A histogram family, one series per label set, in seconds.
 fn histograms(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    label: &str,
-    values: &[(&str, &LatencyHistogram)],
+    values: &[(Labels, &LatencyHistogram)],
 ) -> fmt::Result {
     let bounds = LATENCY_BUCKETS.map(Duration::from_secs_f64);
     let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
@@ -105,11 +107,11 @@ fn histograms(
             .zip(counted.counts)
             .collect();
         let sum = counted.sum.as_secs_f64();
-        if label.is_empty() {
+        if value.is_empty() {
             metric.encode_histogram::<NoLabelSet>(sum, counted.count, &buckets, None)?;
         } else {
             metric
-                .encode_family(&[(label, *value)])?
+                .encode_family(value)?
                 .encode_histogram::<NoLabelSet>(sum, counted.count, &buckets, None)?;
         }
     }
@@ -171,8 +173,7 @@ impl HearthCollector {
             e,
             "hearth_tick_duration_seconds",
             "Duration of each frame (all schedules).",
-            "",
-            &[("", &t.frame)],
+            &[(&[], &t.frame)],
         )?;
         counter(
             e,
@@ -241,6 +242,12 @@ impl HearthCollector {
             .lanes_down()
             .map(|(lane, down)| (lane, f64::from(u8::from(down))))
             .to_vec();
+        gauge(
+            e,
+            "hearth_store_connections_open",
+            "Store connections (one per lane) whose last request Redis answered.",
+            get(&s.connections_open) as f64,
+        )?;
         gauges(
             e,
             "hearth_store_lane_down",
@@ -251,22 +258,43 @@ impl HearthCollector {
         histograms(
             e,
             "hearth_store_call_duration_seconds",
-            "Store call latency: per pipelined save or refresh chunk, per join (claim + load).",
-            "operation",
+            "Store call latency by operation and lane: per pipelined save or refresh chunk, per join (claim + load).",
             &[
-                ("save", &s.save_batch_latency),
-                ("load", &s.load_latency),
-                ("refresh", &s.refresh_batch_latency),
+                (
+                    &[("operation", "save"), ("lane", "periodic")],
+                    &s.save_batch_latency,
+                ),
+                (
+                    &[("operation", "save"), ("lane", "interactive")],
+                    &s.priority_save_batch_latency,
+                ),
+                (
+                    &[("operation", "load"), ("lane", "interactive")],
+                    &s.load_latency,
+                ),
+                (
+                    &[("operation", "refresh"), ("lane", "periodic")],
+                    &s.refresh_batch_latency,
+                ),
             ],
         )?;
         histograms(
             e,
             "hearth_store_record_duration_seconds",
-            "Latency each record saw (the round trip that carried it).",
-            "operation",
+            "Latency each record saw (the round trip that carried it), by operation and lane.",
             &[
-                ("save", &s.save_record_latency),
-                ("refresh", &s.refresh_record_latency),
+                (
+                    &[("operation", "save"), ("lane", "periodic")],
+                    &s.save_record_latency,
+                ),
+                (
+                    &[("operation", "save"), ("lane", "interactive")],
+                    &s.priority_save_record_latency,
+                ),
+                (
+                    &[("operation", "refresh"), ("lane", "periodic")],
+                    &s.refresh_record_latency,
+                ),
             ],
         )
     }
@@ -332,8 +360,7 @@ impl HearthCollector {
             e,
             "hearth_auth_duration_seconds",
             "Time an auth worker spent on a request (hashing, account lookup, session claim and load).",
-            "",
-            &[("", &n.auth_latency)],
+            &[(&[], &n.auth_latency)],
         )
     }
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use hearth_components::{JoinRefusal, PlayerId};
 use hearth_systems::storage::{
-    JoinGrant, LatencyHistogram, LeaseItem, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
-    SaveResult, StoreCompletion, StoreJob, StoreMetrics, record_batch_latency,
+    JoinGrant, Lane, LatencyHistogram, LeaseItem, RefreshOutcome, RefreshResult, SaveItem,
+    SaveOutcome, SaveResult, StoreCompletion, StoreJob, StoreMetrics, record_batch_latency,
 };
 
 /// What a backend does for each kind of [`StoreJob`]; [`execute`] does the rest.
@@ -73,10 +73,16 @@ pub(crate) async fn execute<O: StoreOperations>(
     job: StoreJob,
 ) -> StoreCompletion {
     match job {
-        StoreJob::Save { batch, items, .. } => {
-            let round_trips = RoundTrips {
-                per_batch: &metrics.save_batch_latency,
-                per_record: &metrics.save_record_latency,
+        StoreJob::Save { batch, items, lane } => {
+            let round_trips = match lane {
+                Lane::Periodic => RoundTrips {
+                    per_batch: &metrics.save_batch_latency,
+                    per_record: &metrics.save_record_latency,
+                },
+                Lane::Interactive => RoundTrips {
+                    per_batch: &metrics.priority_save_batch_latency,
+                    per_record: &metrics.priority_save_record_latency,
+                },
             };
             let results = ops.save(items, round_trips).await;
             for result in &results {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hearth_systems::storage::StoreMetrics;
@@ -125,6 +126,8 @@ pub struct LaneConn {
     /// The next reply proves a connection we have not counted yet was opened (a fresh
     /// manager, or the manager's own reconnect after the old connection broke).
     uncounted_connection: bool,
+    /// Whether this lane currently counts in `StoreMetrics::connections_open`.
+    connected: bool,
     down_since: Option<Instant>,
     /// While down: the first success since the last failure (the outage ends once the lane
     /// has worked for [`RECOVERY_SETTLES`] from here).
@@ -150,6 +153,7 @@ impl LaneConn {
             metrics,
             manager: None,
             uncounted_connection: false,
+            connected: false,
             down_since: None,
             working_since: None,
             last_report: Instant::now(),
@@ -258,6 +262,7 @@ impl LaneConn {
                 if std::mem::take(&mut self.uncounted_connection) {
                     StoreMetrics::add(&self.metrics.connections_opened, 1);
                 }
+                self.set_connected(true);
                 match reply.refused_all() {
                     Some(error) => self.failed(what, &error, false),
                     None => self.succeeded(),
@@ -268,6 +273,7 @@ impl LaneConn {
                 // start over with a fresh connection on the next call. Replies still on
                 // their way to the old one are discarded; writes are safe to repeat.
                 self.manager = None;
+                self.set_connected(false);
                 let error = CallError::Timeout(self.timeout).to_string();
                 self.failed(what, &error, true);
             }
@@ -277,8 +283,26 @@ impl LaneConn {
                     // The manager reconnects by itself; the next reply comes over a new
                     // connection.
                     self.uncounted_connection = true;
+                    self.set_connected(false);
                 }
                 self.failed(what, &e.to_string(), false);
+            }
+        }
+    }
+
+    /// Keeps `StoreMetrics::connections_open` at the number of lanes whose connection
+    /// answered its last request (a refusal such as OOM is an answer; a timeout or a broken
+    /// connection is not).
+    fn set_connected(&mut self, connected: bool) {
+        if std::mem::replace(&mut self.connected, connected) != connected {
+            if connected {
+                self.metrics
+                    .connections_open
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.metrics
+                    .connections_open
+                    .fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

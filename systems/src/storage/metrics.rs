@@ -133,6 +133,9 @@ pub struct LatencySummary {
 pub struct StoreMetrics {
     /// Connections ever opened to the backing server (reconnects included).
     pub connections_opened: AtomicU64,
+    /// Store connections whose last request was answered (the Redis store's lanes; the
+    /// memory store has none).
+    pub connections_open: AtomicU64,
     /// Requests sent to the backing server (a pipeline counts once).
     pub round_trips: AtomicU64,
     /// Records written.
@@ -151,10 +154,15 @@ pub struct StoreMetrics {
     pub refreshes: AtomicU64,
     /// Refreshes that failed (will be retried next interval).
     pub refresh_errors: AtomicU64,
-    /// Latency of each save batch / pipelined chunk.
+    /// Latency of each batch-flush save chunk (periodic lane).
     pub save_batch_latency: LatencyHistogram,
-    /// Latency seen by each record (the round trip that carried it).
+    /// Latency seen by each record of a batch flush (the round trip that carried it).
     pub save_record_latency: LatencyHistogram,
+    /// Latency of each immediate or final save batch (interactive lane): what a `level_up`
+    /// or a `logged_out` waits for.
+    pub priority_save_batch_latency: LatencyHistogram,
+    /// Latency seen by each immediate or final save.
+    pub priority_save_record_latency: LatencyHistogram,
     /// Latency of each join (claim + load).
     pub load_latency: LatencyHistogram,
     /// Latency of each refresh batch / pipelined chunk.
