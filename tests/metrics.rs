@@ -67,6 +67,20 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     assert_eq!(sample(&text, "hearth_player_joins_total"), Some(1.0));
     assert_eq!(sample(&text, "hearth_client_connections"), Some(1.0));
     assert_eq!(
+        sample(
+            &text,
+            "hearth_client_connections_by_state{state=\"playing\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hearth_client_connections_by_state{state=\"anonymous\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
         sample(&text, "hearth_store_loads_total{outcome=\"loaded\"}"),
         Some(1.0)
     );

@@ -97,12 +97,48 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Where the client's login stands, as far as this connection can tell.
+/// Where the client's login stands, as far as this connection can tell. The discriminants
+/// index `NetStats::CONNECTION_STATES` (anonymous, logging in, playing).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Login {
     No,
     Pending,
     Yes,
+}
+
+/// A connection's [`Login`] state, counted in the front door's connections-by-state gauges
+/// for as long as the connection lives.
+struct LoginState {
+    state: Login,
+    stats: Arc<NetStats>,
+}
+
+impl LoginState {
+    fn new(stats: Arc<NetStats>) -> Self {
+        stats.connection_state(None, Some(Login::No as usize));
+        Self {
+            state: Login::No,
+            stats,
+        }
+    }
+
+    fn get(&self) -> Login {
+        self.state
+    }
+
+    fn set(&mut self, next: Login) {
+        if next != self.state {
+            self.stats
+                .connection_state(Some(self.state as usize), Some(next as usize));
+            self.state = next;
+        }
+    }
+}
+
+impl Drop for LoginState {
+    fn drop(&mut self) {
+        self.stats.connection_state(Some(self.state as usize), None);
+    }
 }
 
 /// Serves one client until it leaves, misbehaves, idles out or is closed by the server.
@@ -132,7 +168,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     {
         return; // server stopping
     }
-    let mut login = Login::No;
+    let mut login = LoginState::new(Arc::clone(&ctx.stats));
     let limit = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
     ));
@@ -158,12 +194,12 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
-                login = match (&message, login) {
+                login.set(match (&message, login.get()) {
                     (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
                     (ServerMessage::LoggedOut {}, _) => Login::No,
                     (ServerMessage::Error { .. }, Login::Pending) => Login::No,
                     (_, state) => state,
-                };
+                });
                 if matches!(message, ServerMessage::Kicked { .. }) {
                     break Some(message);
                 }
@@ -285,7 +321,7 @@ fn handle_line(
     conn: ConnId,
     peer: SocketAddr,
     line: &str,
-    login: &mut Login,
+    login: &mut LoginState,
     outbox: &Arc<dyn ClientOutbox>,
     ctx: &ConnectionContext,
 ) -> Option<ServerMessage> {
@@ -316,7 +352,7 @@ fn handle_line(
             ctx.auth.try_submit(peer.ip(), request).err()
         }
         ClientMessage::Login { username, password } => {
-            if *login != Login::No {
+            if login.get() != Login::No {
                 return Some(ServerMessage::error(
                     ErrorCode::BadRequest,
                     "already logged in (or logging in)",
@@ -333,7 +369,7 @@ fn handle_line(
             if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
                 return Some(busy);
             }
-            *login = Login::Pending;
+            login.set(Login::Pending);
             None
         }
         message @ ClientMessage::Logout {} => {

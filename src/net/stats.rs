@@ -34,9 +34,26 @@ pub struct NetStats {
     /// Time an auth worker spent on each request (password hashing, account lookup, the
     /// session claim and load for a login).
     pub auth_latency: LatencyHistogram,
+    /// Open connections by login state, in [`NetStats::CONNECTION_STATES`] order.
+    pub connections_by_state: [AtomicU64; 3],
 }
 
 impl NetStats {
+    /// The login states a connection is counted under: no login yet (or logged out), a
+    /// login being checked, a player in the world.
+    pub const CONNECTION_STATES: [&'static str; 3] = ["anonymous", "logging_in", "playing"];
+
+    /// Moves one connection from state `from` to state `to` (indices into
+    /// [`NetStats::CONNECTION_STATES`]; `None` for a connection arriving or leaving).
+    pub fn connection_state(&self, from: Option<usize>, to: Option<usize>) {
+        if let Some(from) = from {
+            self.connections_by_state[from].fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(to) = to {
+            self.connections_by_state[to].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Adds one to `counter`.
     pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::net::FrontDoorObserver;
+use crate::net::stats::NetStats;
 
 /// Bucket upper bounds of every latency histogram, in seconds: from 0.5 ms (a local Redis
 /// round trip, a fast frame) to 10 s (past any store timeout).
@@ -310,6 +311,18 @@ impl HearthCollector {
             "hearth_client_connections",
             "Client connections open.",
             door.open_connections() as f64,
+        )?;
+        let by_state: Vec<(&str, f64)> = NetStats::CONNECTION_STATES
+            .iter()
+            .zip(&n.connections_by_state)
+            .map(|(state, count)| (*state, get(count) as f64))
+            .collect();
+        gauges(
+            e,
+            "hearth_client_connections_by_state",
+            "Client connections being served, by login state.",
+            "state",
+            &by_state,
         )?;
         counters(
             e,
