@@ -328,6 +328,7 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
         }
     };
     stats.logins.fetch_add(1, Relaxed);
+    stats.last_login_us.fetch_max(stats.now_us(), Relaxed);
     stats.online.fetch_add(1, Relaxed);
     let Conn { mut lines, writer } = conn;
     let writing = tokio::spawn(write_loop(

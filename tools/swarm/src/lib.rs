@@ -127,6 +127,7 @@ async fn run_steps(config: Config) -> RunReport {
     let mut second = tokio::time::interval(Duration::from_secs(1));
     for (index, &target) in config.steps.iter().enumerate() {
         let step_start = Instant::now();
+        let step_start_us = stats.now_us();
         let at_start = stats.counters();
         while spawned < target {
             tokio::spawn(bot::run(Arc::clone(&shared), spawned));
@@ -142,6 +143,11 @@ async fn run_steps(config: Config) -> RunReport {
         }
         let ramp = step_start.elapsed().as_secs_f64();
         let logins = stats.counters().since(&at_start).logins;
+        let login_span = stats
+            .last_login_us
+            .load(Relaxed)
+            .saturating_sub(step_start_us) as f64
+            / 1e6;
 
         stats.start_hold();
         let hold_start = Instant::now();
@@ -167,7 +173,7 @@ async fn run_steps(config: Config) -> RunReport {
             placement: config.placement,
             hold_s: hold,
             ramp_s: ramp,
-            logins_per_s: logins as f64 / ramp.max(1e-3),
+            logins_per_s: logins as f64 / login_span.max(1e-3),
             rtt: stats.hold_rtt(),
             snapshots_per_bot_per_s: during_hold.snapshots as f64 / hold / mean_online,
             max_snapshot_gap_ms: stats.max_gap_us.load(Relaxed) as f64 / 1000.0,

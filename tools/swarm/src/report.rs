@@ -20,7 +20,7 @@ pub struct StepReport {
     pub hold_s: f64,
     /// Time to get the step's new bots logged in and in place.
     pub ramp_s: f64,
-    /// Logins during the ramp, per second of it.
+    /// Logins of the step's new bots, per second from the step's start to its last login.
     pub logins_per_s: f64,
     pub rtt: Rtt,
     pub snapshots_per_bot_per_s: f64,

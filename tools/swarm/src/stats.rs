@@ -18,6 +18,9 @@ pub struct Stats {
     pub settled: AtomicU64,
     /// Successful logins, ever.
     pub logins: AtomicU64,
+    /// When the latest login succeeded ([`Stats::now_us`]): logins/s is counted up to it,
+    /// not over the walk-out that follows.
+    pub last_login_us: AtomicU64,
     /// `snapshot`s received, ever.
     pub snapshots: AtomicU64,
     /// Connections of logged-in bots the server closed (kicks included).
@@ -107,6 +110,7 @@ impl Stats {
             online: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             logins: AtomicU64::new(0),
+            last_login_us: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             kicked: AtomicU64::new(0),
