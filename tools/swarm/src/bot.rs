@@ -183,8 +183,12 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String>
         let c = conn.as_mut().expect("connected");
         let line = if registered { &login } else { &register };
         match request(c, line, stats).await {
+            // `registered`, or `username_taken` (passed as Ok): the account is ours.
             Ok(message) if !registered => {
-                registered = message.kind == "registered" || message.kind == "error";
+                if message.kind != "registered" && message.kind != "error" {
+                    return Err(format!("unexpected answer to register: {}", message.kind));
+                }
+                registered = true;
             }
             Ok(message) if message.kind == "logged_in" => {
                 let position = message

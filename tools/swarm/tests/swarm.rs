@@ -47,7 +47,7 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         "--steps",
         "8,20",
         "--hold",
-        "3s",
+        "2s",
         "--placement",
         "spread",
         "--max-walk-steps",
@@ -82,6 +82,26 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
     }
     let table = hearth_swarm::report::markdown(&report.steps);
     assert!(table.contains("| 20 (20) | spread |"), "{table}");
+
+    // A second run reuses the accounts (`username_taken`, then a login).
+    let again = Config::parse_from([
+        "hearth-swarm",
+        "--addr",
+        &addr.to_string(),
+        "--steps",
+        "8",
+        "--hold",
+        "1s",
+        "--min-snapshot-rate",
+        "1",
+        "--max-rtt-p99",
+        "10s",
+        "--quiet",
+    ]);
+    let report = hearth_swarm::run(again).expect("a valid run");
+    assert_eq!(report.failures, Vec::<String>::new());
+    assert_eq!(report.steps[0].online, 8);
+    assert_eq!(report.steps[0].login_failures, 0);
 
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(server.join().unwrap(), 0, "every player saved on shutdown");
