@@ -1,0 +1,387 @@
+//! One bot: connect, register or reuse its account, log in, walk to its place, then move and
+//! ping while reading everything the server sends.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::config::{Config, Placement};
+use crate::stats::Stats;
+
+/// What every bot shares: the flags, the counters, the login gate and the stop signal.
+pub struct Shared {
+    pub config: Config,
+    pub stats: Stats,
+    /// Bounds registrations and logins in flight.
+    pub logins: Semaphore,
+    /// Set to `true` when the run ends.
+    pub stop: watch::Sender<bool>,
+}
+
+/// The fields of server messages a bot looks at (the rest is skipped).
+#[derive(Deserialize)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    code: Option<String>,
+    message: Option<String>,
+    nonce: Option<u64>,
+    state: Option<serde_json::Value>,
+}
+
+/// How a request failed.
+enum Refused {
+    /// Worth another try after a pause (busy, rate limited, unavailable, the lease of a
+    /// previous run still held); `true` when the connection is gone.
+    Retry { reconnect: bool },
+    /// Retrying cannot help (wrong password, a bad request).
+    Fatal(String),
+}
+
+struct Conn {
+    lines: Lines,
+    writer: OwnedWriteHalf,
+}
+
+/// The reading half of a connection, line by line.
+struct Lines {
+    reader: BufReader<OwnedReadHalf>,
+    line: Vec<u8>,
+}
+
+impl Lines {
+    /// The next line (without its newline), or `None` at end of stream.
+    async fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line).await? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.line.trim_ascii_end()))
+    }
+}
+
+/// The source address of bot `n`: on loopback, a few bots per 127.x.y.z so the server's
+/// per-address limits see many clients, as in production.
+fn source_ip(config: &Config, n: usize) -> Option<IpAddr> {
+    if config.bots_per_address == 0 || !config.addr.ip().is_loopback() || !config.addr.is_ipv4() {
+        return None;
+    }
+    let k = n / config.bots_per_address;
+    Some(IpAddr::V4(Ipv4Addr::new(
+        127,
+        (1 + k / (254 * 256)) as u8,
+        ((k / 254) % 256) as u8,
+        (1 + k % 254) as u8,
+    )))
+}
+
+async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
+    let socket = match config.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source_ip(config, n) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(config.addr).await?;
+    stream.set_nodelay(true)?;
+    let (reader, writer) = stream.into_split();
+    Ok(Conn {
+        lines: Lines {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            line: Vec::with_capacity(4096),
+        },
+        writer,
+    })
+}
+
+/// Exponential back-off with jitter: 0.2 s doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    async fn wait(&mut self) {
+        let jitter = 0.5 + fastrand::f64();
+        tokio::time::sleep(self.0.mul_f64(jitter)).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Sends `line` and waits for its answer, skipping snapshots and pongs.
+async fn request(conn: &mut Conn, line: &str, stats: &Stats) -> Result<Message, Refused> {
+    let gone = Refused::Retry { reconnect: true };
+    if conn.writer.write_all(line.as_bytes()).await.is_err() {
+        return Err(gone);
+    }
+    loop {
+        let Ok(Some(bytes)) = conn.lines.next_line().await else {
+            return Err(gone);
+        };
+        let Ok(message) = serde_json::from_slice::<Message>(bytes) else {
+            continue;
+        };
+        match message.kind.as_str() {
+            "snapshot" | "pong" => {}
+            "error" => {
+                let code = message.code.as_deref().unwrap_or("");
+                match code {
+                    "server_busy" => stats.server_busy.fetch_add(1, Relaxed),
+                    "rate_limited" => stats.rate_limited.fetch_add(1, Relaxed),
+                    _ => stats.other_errors.fetch_add(1, Relaxed),
+                };
+                return match code {
+                    "server_busy" | "rate_limited" | "unavailable" | "already_online" => {
+                        Err(Refused::Retry { reconnect: false })
+                    }
+                    "username_taken" => Ok(message),
+                    _ => Err(Refused::Fatal(format!(
+                        "{code}: {}",
+                        message.message.unwrap_or_default()
+                    ))),
+                };
+            }
+            "kicked" => return Err(gone),
+            _ => return Ok(message),
+        }
+    }
+}
+
+/// Registers (or finds the account taken: it is ours from an earlier run) and logs in,
+/// retrying after refusals that say "later". Returns the connection and the position.
+async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let _permit = shared.logins.acquire().await.expect("never closed");
+    let username = format!("{}{n}", config.prefix);
+    let credentials = serde_json::json!({"username": username, "password": config.password});
+    let register = format!(
+        "{{\"type\":\"register\",{}\n",
+        &credentials.to_string()[1..]
+    );
+    let login = format!("{{\"type\":\"login\",{}\n", &credentials.to_string()[1..]);
+    let mut backoff = Backoff(Duration::from_millis(200));
+    let mut registered = false;
+    let mut conn = None;
+    loop {
+        if conn.is_none() {
+            match connect(config, n).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        let line = if registered { &login } else { &register };
+        match request(c, line, stats).await {
+            // `registered`, or `username_taken` (passed as Ok): the account is ours.
+            Ok(message) if !registered => {
+                if message.kind != "registered" && message.kind != "error" {
+                    return Err(format!("unexpected answer to register: {}", message.kind));
+                }
+                registered = true;
+            }
+            Ok(message) if message.kind == "logged_in" => {
+                let position = message
+                    .state
+                    .as_ref()
+                    .map(|s| &s["position"])
+                    .and_then(|p| Some((p["x"].as_f64()?, p["y"].as_f64()?)))
+                    .unwrap_or((0.0, 0.0));
+                return Ok((conn.expect("connected"), position));
+            }
+            Ok(message) => return Err(format!("unexpected answer to login: {}", message.kind)),
+            Err(Refused::Retry { reconnect }) => {
+                if reconnect {
+                    conn = None;
+                }
+                backoff.wait().await;
+            }
+            Err(Refused::Fatal(reason)) => return Err(reason),
+        }
+    }
+}
+
+/// One step of 1.0 from `from` toward `to` (the server moves players that way).
+fn step_toward(from: (f64, f64), to: (f64, f64)) -> (f64, f64) {
+    let (dx, dy) = (to.0 - from.0, to.1 - from.1);
+    let length = dx.hypot(dy);
+    if length < 1e-9 {
+        (1.0, 0.0)
+    } else {
+        (dx / length, dy / length)
+    }
+}
+
+fn distance(a: (f64, f64), b: (f64, f64)) -> f64 {
+    (a.0 - b.0).hypot(a.1 - b.1)
+}
+
+/// Where a bot plays: near the origin, or a random point of the world.
+fn home(placement: Placement) -> (f64, f64) {
+    let spread = match placement {
+        Placement::Clustered => 5.0,
+        Placement::Spread => 950.0,
+    };
+    (
+        (fastrand::f64() * 2.0 - 1.0) * spread,
+        (fastrand::f64() * 2.0 - 1.0) * spread,
+    )
+}
+
+/// The `move` line for one step in `direction`, and the position it leads to.
+fn send_move(position: &mut (f64, f64), direction: (f64, f64)) -> String {
+    *position = (
+        (position.0 + direction.0).clamp(-1000.0, 1000.0),
+        (position.1 + direction.1).clamp(-1000.0, 1000.0),
+    );
+    format!(
+        "{{\"type\":\"move\",\"dx\":{:.4},\"dy\":{:.4}}}\n",
+        direction.0, direction.1
+    )
+}
+
+/// How far a playing bot wanders from its place.
+const WANDER: f64 = 10.0;
+
+fn interval(rate: f64) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// Walks out to the bot's place (tracking its position by the steps it sends), marks it in
+/// place, then moves and pings at the configured rates. Ends when a write fails.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut position: (f64, f64),
+    shared: Arc<Shared>,
+    settled: Arc<AtomicBool>,
+) {
+    let config = &shared.config;
+    let home = home(config.placement);
+    let mut walk = interval(config.walk_rate);
+    for _ in 0..config.max_walk_steps {
+        if distance(position, home) <= WANDER {
+            break;
+        }
+        walk.tick().await;
+        let direction = step_toward(position, home);
+        let line = send_move(&mut position, direction);
+        if writer.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+    if !settled.swap(true, Relaxed) {
+        shared.stats.settled.fetch_add(1, Relaxed);
+    }
+    let mut moves = interval(config.move_rate);
+    let mut pings = interval(config.ping_rate);
+    loop {
+        let line = tokio::select! {
+            _ = moves.tick() => {
+                let direction = if distance(position, home) > WANDER {
+                    step_toward(position, home)
+                } else {
+                    let angle = fastrand::f64() * std::f64::consts::TAU;
+                    (angle.cos(), angle.sin())
+                };
+                send_move(&mut position, direction)
+            }
+            _ = pings.tick() => {
+                format!("{{\"type\":\"ping\",\"nonce\":{}}}\n", shared.stats.now_us())
+            }
+        };
+        if writer.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs bot `n` until the run stops or the server closes its connection.
+pub async fn run(shared: Arc<Shared>, n: usize) {
+    let stats = &shared.stats;
+    let mut stop = shared.stop.subscribe();
+    let settled = Arc::new(AtomicBool::new(false));
+    let settle = |settled: &AtomicBool| {
+        if !settled.swap(true, Relaxed) {
+            stats.settled.fetch_add(1, Relaxed);
+        }
+    };
+    let logged_in = tokio::select! {
+        result = log_in(&shared, n) => result,
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    let (conn, position) = match logged_in {
+        Ok(ok) => ok,
+        Err(reason) => {
+            if stats.login_failures.fetch_add(1, Relaxed) == 0 {
+                eprintln!("bot {n} gave up logging in: {reason}");
+            }
+            settle(&settled);
+            return;
+        }
+    };
+    stats.logins.fetch_add(1, Relaxed);
+    stats.last_login_us.fetch_max(stats.now_us(), Relaxed);
+    stats.online.fetch_add(1, Relaxed);
+    let Conn { mut lines, writer } = conn;
+    let writing = tokio::spawn(write_loop(
+        writer,
+        position,
+        Arc::clone(&shared),
+        Arc::clone(&settled),
+    ));
+    let mut last_snapshot: Option<Instant> = None;
+    let closed = loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line,
+            _ = stop.wait_for(|stopped| *stopped) => break false,
+        };
+        let Ok(Some(bytes)) = line else {
+            break true;
+        };
+        if bytes.starts_with(br#"{"type":"snapshot""#) {
+            stats.snapshots.fetch_add(1, Relaxed);
+            let now = Instant::now();
+            if let Some(last) = last_snapshot.replace(now) {
+                stats.record_gap((now - last).as_micros() as u64);
+            }
+            continue;
+        }
+        let Ok(message) = serde_json::from_slice::<Message>(bytes) else {
+            continue;
+        };
+        match (message.kind.as_str(), message.code.as_deref()) {
+            ("pong", _) => stats.record_pong(message.nonce.unwrap_or(0)),
+            ("kicked", _) => {
+                stats.kicked.fetch_add(1, Relaxed);
+            }
+            ("error", Some("rate_limited")) => {
+                stats.rate_limited.fetch_add(1, Relaxed);
+            }
+            ("error", Some("server_busy")) => {
+                stats.server_busy.fetch_add(1, Relaxed);
+            }
+            ("error", _) => {
+                stats.other_errors.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+    };
+    writing.abort();
+    stats.online.fetch_sub(1, Relaxed);
+    if closed {
+        stats.disconnects.fetch_add(1, Relaxed);
+        settle(&settled);
+    }
+}

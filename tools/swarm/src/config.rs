@@ -1,0 +1,173 @@
+//! The swarm's flags, and the checks that keep a run bounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Where bots stand while they play: decides how many players each snapshot carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Everyone near the origin: every snapshot is full (up to 64 players).
+    Clustered,
+    /// Each bot walks out toward its own random point first: few players per snapshot.
+    Spread,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Placement::Clustered => "clustered",
+            Placement::Spread => "spread",
+        })
+    }
+}
+
+/// A load test: steps of N bots, each held for a while, and the promises that gate it.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "hearth-swarm", version, about)]
+pub struct Config {
+    /// The server to load (the only address the swarm connects to).
+    #[arg(long, default_value = "127.0.0.1:7777")]
+    pub addr: SocketAddr,
+    /// Bot counts to reach, in increasing order; bots are added to reach each step.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub steps: Vec<usize>,
+    /// How long each step is held (and measured) once all its bots are in place.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "40s")]
+    pub hold: Duration,
+    /// Where bots stand.
+    #[arg(long, value_enum, default_value_t = Placement::Clustered)]
+    pub placement: Placement,
+    /// `move`s per second per bot while playing.
+    #[arg(long, default_value_t = 5.0)]
+    pub move_rate: f64,
+    /// `ping`s per second per bot (their round trips are the RTT figures).
+    #[arg(long, default_value_t = 1.0)]
+    pub ping_rate: f64,
+    /// `move`s per second while walking out to a bot's place (below the 60 Hz tick, so no
+    /// step is lost, and the 120 messages/s limit).
+    #[arg(long, default_value_t = 30.0)]
+    pub walk_rate: f64,
+    /// At most this many steps to walk out to a bot's place.
+    #[arg(long, default_value_t = 1500)]
+    pub max_walk_steps: u32,
+    /// Worker threads of the swarm's runtime.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
+    pub threads: usize,
+    /// Registrations and logins in flight at once (argon2 makes each expensive for the server).
+    #[arg(long, default_value_t = 32)]
+    pub login_concurrency: usize,
+    /// Usernames are `<prefix><n>`; accounts are registered or, when they exist, reused.
+    #[arg(long, default_value = "swarm")]
+    pub prefix: String,
+    /// The password of every bot account.
+    #[arg(long, default_value = "swarm-password")]
+    pub password: String,
+    /// Bots sharing one source address (127.x.y.z) when the server is on loopback, so the
+    /// server's per-address limits (64 connections, 10 registrations a minute, 4 queued
+    /// logins; a retried registration counts again) do not refuse the swarm. 0: connect from
+    /// the default address.
+    #[arg(long, default_value_t = 4)]
+    pub bots_per_address: usize,
+    /// How long a step may take to get all its bots logged in and in place.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub ramp_timeout: Duration,
+    /// Refuse steps above this many bots.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_bots: usize,
+    /// The whole run stops (and fails) after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub max_duration: Duration,
+    /// The server's process id: adds its CPU per thread and RSS to the report (from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write one JSON object per step to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Promise: snapshots per second to every bot, at least.
+    #[arg(long, default_value_t = 18.0)]
+    pub min_snapshot_rate: f64,
+    /// Promise: ping round trip p99, at most.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
+    pub max_rtt_p99: Duration,
+    /// No live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Config {
+    /// Refuses a run that would be unbounded or that the server would refuse anyway.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.steps.is_empty() {
+            return Err("--steps needs at least one bot count".into());
+        }
+        if self.steps.contains(&0) || self.steps.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("--steps must be positive and increasing (bots are added)".into());
+        }
+        let largest = *self.steps.last().expect("not empty");
+        if largest > self.max_bots {
+            return Err(format!(
+                "a step of {largest} bots is above --max-bots {}",
+                self.max_bots
+            ));
+        }
+        for (name, rate) in [
+            ("--move-rate", self.move_rate),
+            ("--ping-rate", self.ping_rate),
+            ("--walk-rate", self.walk_rate),
+        ] {
+            if !(rate > 0.0 && rate <= 60.0) {
+                return Err(format!("{name} must be in (0, 60] per second"));
+            }
+        }
+        if self.move_rate + self.ping_rate > 100.0 || self.walk_rate + self.ping_rate > 100.0 {
+            return Err("more than 100 messages/s per bot would be rate limited".into());
+        }
+        if self.threads == 0 || self.login_concurrency == 0 {
+            return Err("--threads and --login-concurrency must be at least 1".into());
+        }
+        if self.hold.is_zero() {
+            return Err("--hold must be positive".into());
+        }
+        let longest = format!("{}{}", self.prefix, largest - 1);
+        if longest.len() < 3
+            || longest.len() > 32
+            || !longest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "usernames like {longest:?} are invalid (3-32 of A-Z a-z 0-9 _ -)"
+            ));
+        }
+        if !(8..=128).contains(&self.password.len()) {
+            return Err("--password must be 8-128 characters".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("hearth-swarm").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bounds_are_enforced() {
+        assert_eq!(config(&[]).validate(), Ok(()));
+        assert!(config(&["--steps", "2000,1000"]).validate().is_err());
+        assert!(config(&["--steps", "20001"]).validate().is_err());
+        assert!(config(&["--prefix", "bad name"]).validate().is_err());
+        assert!(config(&["--move-rate", "0"]).validate().is_err());
+        let c = config(&["--steps", "10,20", "--hold", "3s", "--placement", "spread"]);
+        assert_eq!(c.steps, vec![10, 20]);
+        assert_eq!(c.hold, Duration::from_secs(3));
+        assert_eq!(c.placement, Placement::Spread);
+    }
+}

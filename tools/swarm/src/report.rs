@@ -1,0 +1,218 @@
+//! A step's figures, the promises they are checked against, and the markdown table.
+
+use std::fmt::Write;
+
+use crate::config::Placement;
+use crate::procfs::ThreadCpu;
+use crate::stats::Rtt;
+
+/// The figures of one step, measured over its hold (disconnects and login counters over the
+/// whole step: ramp and hold).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepReport {
+    /// 1-based step number.
+    pub step: usize,
+    /// Bots this step asked for.
+    pub bots: usize,
+    /// Bots logged in and connected at the end of the hold.
+    pub online: u64,
+    pub placement: Placement,
+    pub hold_s: f64,
+    /// Time to get the step's new bots logged in and in place.
+    pub ramp_s: f64,
+    /// Logins of the step's new bots, per second from the step's start to its last login.
+    pub logins_per_s: f64,
+    pub rtt: Rtt,
+    pub snapshots_per_bot_per_s: f64,
+    /// The largest time between two snapshots of one bot during the hold.
+    pub max_snapshot_gap_ms: f64,
+    pub disconnects: u64,
+    pub kicked: u64,
+    pub rate_limited: u64,
+    pub server_busy: u64,
+    pub other_errors: u64,
+    pub login_failures: u64,
+    /// The server's CPU per thread name over the hold (with `--server-pid`).
+    pub server_cpu: Option<Vec<ThreadCpu>>,
+    /// The server's resident set at the end of the hold (with `--server-pid`).
+    pub server_rss_mib: Option<f64>,
+    /// The swarm's own CPU over the hold, percent of one core.
+    pub swarm_cpu_percent: f64,
+    /// The promises this step broke (empty: all kept).
+    pub broken: Vec<String>,
+}
+
+/// The promises a step must keep for the run to pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub min_snapshot_rate: f64,
+    pub max_rtt_p99_ms: f64,
+}
+
+/// Every promise `step` broke, each as a sentence saying by how much.
+pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
+    let mut broken = Vec::new();
+    if step.disconnects > 0 {
+        broken.push(format!(
+            "{} bots disconnected ({} kicked)",
+            step.disconnects, step.kicked
+        ));
+    }
+    if step.online < step.bots as u64 {
+        broken.push(format!(
+            "only {} of {} bots online ({} gave up logging in)",
+            step.online, step.bots, step.login_failures
+        ));
+    }
+    if step.snapshots_per_bot_per_s < limits.min_snapshot_rate {
+        broken.push(format!(
+            "{:.1} snapshots/s per bot, below {}",
+            step.snapshots_per_bot_per_s, limits.min_snapshot_rate
+        ));
+    }
+    match step.rtt.p99_ms {
+        None => broken.push("no pong received during the hold".into()),
+        Some(p99) if p99 > limits.max_rtt_p99_ms => broken.push(format!(
+            "ping RTT p99 {p99:.1} ms, above {} ms",
+            limits.max_rtt_p99_ms
+        )),
+        Some(_) => {}
+    }
+    broken
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn server_cpu(cpu: &[ThreadCpu]) -> String {
+    let total: f64 = cpu.iter().map(|t| t.cpu_percent).sum();
+    let mut text = format!("{total:.0}%:");
+    for thread in cpu.iter().filter(|t| t.cpu_percent >= 0.5) {
+        let count = if thread.threads > 1 {
+            format!("×{}", thread.threads)
+        } else {
+            String::new()
+        };
+        let _ = write!(text, " {}{count} {:.0}%", thread.name, thread.cpu_percent);
+    }
+    text
+}
+
+/// The steps as a markdown table, one row each.
+pub fn markdown(steps: &[StepReport]) -> String {
+    let mut out = String::from(
+        "| bots (online) | placement | ping RTT p50 / p99 | snapshots/s per bot (largest gap) | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in steps {
+        let _ = writeln!(
+            out,
+            "| {} ({}) | {} | {} / {} ms | {:.1} ({:.0} ms) | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
+            s.bots,
+            s.online,
+            s.placement,
+            ms(s.rtt.p50_ms),
+            ms(s.rtt.p99_ms),
+            s.snapshots_per_bot_per_s,
+            s.max_snapshot_gap_ms,
+            s.disconnects,
+            s.kicked,
+            s.rate_limited,
+            s.server_busy,
+            s.logins_per_s,
+            s.server_cpu.as_deref().map_or("-".into(), server_cpu),
+            s.server_rss_mib
+                .map_or("-".into(), |rss| format!("{rss:.0} MiB")),
+            s.swarm_cpu_percent,
+            if s.broken.is_empty() {
+                "kept".to_string()
+            } else {
+                s.broken.join("; ")
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> StepReport {
+        StepReport {
+            step: 1,
+            bots: 100,
+            online: 100,
+            placement: Placement::Clustered,
+            hold_s: 40.0,
+            ramp_s: 2.0,
+            logins_per_s: 50.0,
+            rtt: Rtt {
+                p50_ms: Some(0.3),
+                p99_ms: Some(12.0),
+                max_ms: Some(20.0),
+                count: 4000,
+            },
+            snapshots_per_bot_per_s: 20.0,
+            max_snapshot_gap_ms: 70.0,
+            disconnects: 0,
+            kicked: 0,
+            rate_limited: 0,
+            server_busy: 3,
+            other_errors: 0,
+            login_failures: 0,
+            server_cpu: None,
+            server_rss_mib: None,
+            swarm_cpu_percent: 30.0,
+            broken: Vec::new(),
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        min_snapshot_rate: 18.0,
+        max_rtt_p99_ms: 50.0,
+    };
+
+    #[test]
+    fn a_healthy_step_keeps_every_promise() {
+        assert!(broken_promises(&healthy(), &LIMITS).is_empty());
+        // server_busy during logins and a long gap are reported, not failures.
+        let table = markdown(&[healthy()]);
+        assert!(table.contains("| 100 (100) | clustered | 0.3 / 12.0 ms | 20.0 (70 ms) |"));
+        assert!(table.ends_with("| kept |\n"));
+    }
+
+    #[test]
+    fn each_broken_promise_is_named() {
+        let mut step = healthy();
+        step.disconnects = 2;
+        step.kicked = 1;
+        step.online = 98;
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            [
+                "2 bots disconnected (1 kicked)",
+                "only 98 of 100 bots online (0 gave up logging in)"
+            ]
+        );
+
+        let mut step = healthy();
+        step.snapshots_per_bot_per_s = 17.9;
+        step.rtt.p99_ms = Some(50.1);
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            [
+                "17.9 snapshots/s per bot, below 18",
+                "ping RTT p99 50.1 ms, above 50 ms"
+            ]
+        );
+
+        let mut step = healthy();
+        step.rtt = Rtt::default();
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            ["no pong received during the hold"]
+        );
+    }
+}
