@@ -121,6 +121,25 @@ impl LoginThrottle {
     }
 }
 
+/// Large allocations come straight from the kernel and go back to it when freed.
+///
+/// Every password hash allocates argon2's 19 MiB of blocks and frees them. glibc's malloc
+/// raises its mmap threshold after the first such free (up to 32 MiB), so the next blocks
+/// come from a heap arena instead, where fragmentation kept them: the server's RSS grew by
+/// 10-20 MiB per registration or login, without bound (866 MiB after 60 registrations,
+/// measured). Setting the threshold explicitly turns the adjustment off; an allocation of a
+/// MiB or more then costs an mmap and a munmap, which next to a 17 ms hash is nothing.
+fn return_large_allocations_to_the_kernel() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const ONE_MIB: libc::c_int = 1 << 20;
+        // SAFETY: mallopt only changes allocator parameters; any value is accepted.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_MIB) } != 1 {
+            tracing::debug!("could not set the allocator's mmap threshold");
+        }
+    }
+}
+
 /// Starts `workers` auth threads. Returns the queue into them; they stop when every queue
 /// handle is dropped.
 pub fn start_workers(
@@ -130,6 +149,7 @@ pub fn start_workers(
     throttle: Arc<LoginThrottle>,
     stats: Arc<NetStats>,
 ) -> AuthQueue {
+    return_large_allocations_to_the_kernel();
     let (tx, rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
     for n in 0..workers {
         let (rx, accounts, events, throttle, stats) = (
