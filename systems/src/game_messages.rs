@@ -294,8 +294,7 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
 
     /// Sends to every connected player (encoded once).
     pub fn send_to_all(&self, message: T) -> usize {
-        let players: Vec<Entity> = self.connections.players().collect();
-        self.send_to_many(players, message)
+        self.send_to_many(self.connections.players(), message)
     }
 }
 

@@ -105,11 +105,23 @@ impl Connections {
     /// `ToClients`, which only reads `Connections`, so game systems sending messages can run
     /// in parallel.
     pub fn queue(&self, entity: Entity, message: ServerMessage) -> bool {
-        let Some((&conn, connection)) = self
-            .by_entity
-            .get(&entity)
-            .and_then(|conn| self.by_conn.get_key_value(conn))
-        else {
+        let Some(&conn) = self.by_entity.get(&entity) else {
+            return false;
+        };
+        let queued = self.offer(conn, message);
+        if !queued && self.by_conn.contains_key(&conn) {
+            self.overflowed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+        queued
+    }
+
+    /// Queues `message` on connection `conn`. A full queue closes the connection (the
+    /// caller forgets it). Returns whether it was queued; `false` too for an unknown `conn`.
+    fn offer(&self, conn: ConnId, message: ServerMessage) -> bool {
+        let Some(connection) = self.by_conn.get(&conn) else {
             return false;
         };
         if connection.outbox.send(message).is_ok() {
@@ -120,10 +132,6 @@ impl Connections {
             "client cannot keep up (outbound queue full); disconnecting it"
         );
         connection.outbox.close();
-        self.overflowed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
         false
     }
 
@@ -145,19 +153,11 @@ impl Connections {
         message: ServerMessage,
         leaves: &mut MessageWriter<LeaveRequest>,
     ) -> bool {
-        let Some(connection) = self.by_conn.get(&conn) else {
-            return false;
-        };
-        if connection.outbox.send(message).is_ok() {
-            return true;
+        let queued = self.offer(conn, message);
+        if !queued {
+            self.drop_connection(conn, leaves);
         }
-        tracing::info!(
-            conn,
-            "client cannot keep up (outbound queue full); disconnecting it"
-        );
-        connection.outbox.close();
-        self.drop_connection(conn, leaves);
-        false
+        queued
     }
 
     /// Connects `outbox` to the player already playing on `entity`, as connection `conn`:
