@@ -99,13 +99,7 @@ fn logins_right_after_redis_closed_idle_connections_or_restarted_succeed() {
         client.expect("logged_out");
     };
     // Redis closes every connection idle for 1 s: the auth workers' and the store's.
-    let mut conn = redis.connection();
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("timeout")
-        .arg("1")
-        .exec(&mut conn)
-        .unwrap();
+    redis.config_set("timeout", "1");
     std::thread::sleep(Duration::from_millis(2500));
     for name in &names[..3] {
         login_and_out(name); // one per auth worker and then some: none is refused
@@ -145,19 +139,10 @@ fn an_outage_is_logged_once_per_lane(outage: Outage) {
         client.login(&name, "password1");
         players.push(client);
     }
-    let mut admin = redis.connection();
-    let set_maxmemory = |conn: &mut redis::Connection, bytes: &str| {
-        redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(bytes)
-            .exec(conn)
-            .unwrap();
-    };
     match outage {
         Outage::Crash => redis.kill(),
         Outage::Hang => redis.freeze(),
-        Outage::OutOfMemory => set_maxmemory(&mut admin, "1"),
+        Outage::OutOfMemory => redis.config_set("maxmemory", "1"),
     }
     let walk = |players: &mut Vec<common::client::Client>, rounds: usize| {
         for _ in 0..rounds {
@@ -171,7 +156,7 @@ fn an_outage_is_logged_once_per_lane(outage: Outage) {
     match outage {
         Outage::Crash => redis.restart(),
         Outage::Hang => redis.thaw(),
-        Outage::OutOfMemory => set_maxmemory(&mut admin, "0"),
+        Outage::OutOfMemory => redis.config_set("maxmemory", "0"),
     }
     let lines = |log: &str, what: &str, lane: &str| {
         log.lines()

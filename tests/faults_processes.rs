@@ -302,6 +302,19 @@ fn log_out_all_and_check_stored(redis: &RedisServer, clients: &mut [(Client, u64
     }
 }
 
+/// Flags of a server riding out a Redis outage: leases (10 s) outlive it, refreshes and store
+/// calls fail fast, and the test's registrations are not rate limited.
+const OUTAGE_TIMINGS: &[&str] = &[
+    "--lease-ttl",
+    "10s",
+    "--lease-refresh-interval",
+    "1s",
+    "--store-timeout",
+    "500ms",
+    "--registrations-per-minute",
+    "100",
+];
+
 /// Promise: a Redis outage pauses saving, not the game, and loses nothing. Redis (AOF,
 /// `appendfsync always`) is SIGKILLed while three players play; they keep walking, get
 /// pongs and snapshots with an advancing tick, no one is kicked; after Redis is restarted
@@ -309,20 +322,7 @@ fn log_out_all_and_check_stored(redis: &RedisServer, clients: &mut [(Client, u64
 #[test]
 fn a_redis_killed_and_restarted_pauses_saving_not_the_game_and_loses_nothing() {
     let mut redis = RedisServer::start_durable();
-    let server = Hearth::start_with(
-        &redis,
-        "steady",
-        &[
-            "--lease-ttl",
-            "10s",
-            "--lease-refresh-interval",
-            "1s",
-            "--store-timeout",
-            "500ms",
-            "--registrations-per-minute",
-            "100",
-        ],
-    );
+    let server = Hearth::start_with(&redis, "steady", OUTAGE_TIMINGS);
     let mut clients: Vec<(Client, u64)> = (0..3)
         .map(|i| player(&server, &format!("steady{i}")))
         .collect();
@@ -352,20 +352,7 @@ fn a_redis_killed_and_restarted_pauses_saving_not_the_game_and_loses_nothing() {
 #[test]
 fn a_hung_redis_stops_neither_the_game_nor_logins_and_loses_nothing() {
     let redis = RedisServer::start();
-    let server = Hearth::start_with(
-        &redis,
-        "patient",
-        &[
-            "--lease-ttl",
-            "10s",
-            "--lease-refresh-interval",
-            "1s",
-            "--store-timeout",
-            "500ms",
-            "--registrations-per-minute",
-            "100",
-        ],
-    );
+    let server = Hearth::start_with(&redis, "patient", OUTAGE_TIMINGS);
     let mut clients: Vec<(Client, u64)> = (0..3)
         .map(|i| player(&server, &format!("patient{i}")))
         .collect();

@@ -952,15 +952,9 @@ fn a_claim_redis_refuses_leaves_no_lease_held() {
 fn the_first_join_after_redis_closed_idle_connections_or_restarted_succeeds() {
     let mut redis = RedisServer::start();
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
     store.join(PlayerId(1)).expect("join before");
     // Redis closes connections idle for 1 s (its `timeout` setting)...
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("timeout")
-        .arg("1")
-        .exec(&mut conn)
-        .unwrap();
+    redis.config_set("timeout", "1");
     std::thread::sleep(Duration::from_millis(2500));
     store
         .join(PlayerId(2))

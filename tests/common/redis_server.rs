@@ -134,6 +134,17 @@ impl RedisServer {
         conn
     }
 
+    /// `CONFIG SET name value` on a new connection: changes how the server behaves (its idle
+    /// `timeout`, its `maxmemory`) until it restarts.
+    pub fn config_set(&self, name: &str, value: &str) {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec(&mut self.connection())
+            .unwrap_or_else(|e| panic!("CONFIG SET {name} {value}: {e}"));
+    }
+
     /// `INFO stats` field `name` as a number, asked on a new connection.
     pub fn info_stat(&self, name: &str) -> u64 {
         self.info_stat_on(&mut self.connection(), name)
