@@ -162,6 +162,7 @@ pub fn start_workers(
         thread::Builder::new()
             .name(format!("hearth-auth-{n}"))
             .spawn(move || {
+                super::priority::lower_this_thread(super::priority::AUTH_NICENESS);
                 let mut worker = Worker {
                     accounts: accounts(),
                     events,

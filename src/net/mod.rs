@@ -9,6 +9,8 @@ pub mod auth;
 pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
+pub mod priority;
+pub mod sent_rate;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -111,6 +113,12 @@ impl Drop for FrontDoor {
     }
 }
 
+/// One network thread per core: connections are served in parallel when there are cores
+/// to do it (at a lower priority than the tick, see [`priority`]).
+fn network_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Account storage matching the selected store: memory, or Redis at the same URL.
 pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, AccountError> {
     match &config.store {
@@ -138,8 +146,9 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
 pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
     let config = app.world().resource::<ServerConfig>().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(network_threads())
         .thread_name("hearth-net")
+        .on_thread_start(|| priority::lower_this_thread(priority::NETWORK_NICENESS))
         .enable_all()
         .build()?;
     let listener = runtime.block_on(TcpListener::bind(config.listen))?;

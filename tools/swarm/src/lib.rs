@@ -7,6 +7,7 @@ pub mod config;
 pub mod procfs;
 pub mod report;
 mod stats;
+pub mod tick;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ impl RunReport {
 /// Runs the load test `config` describes on a runtime of `--threads` workers.
 pub fn run(config: Config) -> Result<RunReport, String> {
     config.validate()?;
+    if let Some(url) = &config.metrics_url {
+        tick::scrape(url)?; // reachable and a Hearth exposition, before any bot starts
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .thread_name("swarm")
@@ -155,6 +159,7 @@ async fn run_steps(config: Config) -> RunReport {
         let at_hold = stats.counters();
         let server_before = config.server_pid.map(procfs::thread_times);
         let own_before = procfs::own_ticks();
+        let tick_before = config.metrics_url.as_deref().map(tick::scrape);
         while hold_start.elapsed() < config.hold && Instant::now() < deadline {
             second.tick().await;
             let left = config.hold.saturating_sub(hold_start.elapsed()).as_secs();
@@ -162,6 +167,18 @@ async fn run_steps(config: Config) -> RunReport {
         }
         let hold = hold_start.elapsed().as_secs_f64();
         let own = procfs::own_ticks() - own_before;
+        let tick = match (config.metrics_url.as_deref(), tick_before) {
+            (Some(url), Some(before)) => match before.and_then(|b| Ok((b, tick::scrape(url)?))) {
+                Ok((before, after)) => Some(tick::between(&before, &after)),
+                Err(reason) => {
+                    report
+                        .failures
+                        .push(format!("step {}: {reason}", index + 1));
+                    None
+                }
+            },
+            _ => None,
+        };
         let during_hold = stats.counters().since(&at_hold);
         let whole_step = stats.counters().since(&at_start);
         let online = stats.online.load(Relaxed);
@@ -188,6 +205,7 @@ async fn run_steps(config: Config) -> RunReport {
             }),
             server_rss_mib: config.server_pid.and_then(procfs::rss_mib),
             swarm_cpu_percent: procfs::percent(own, hold),
+            tick,
             broken: Vec::new(),
         };
         step.broken = report::broken_promises(&step, &limits);
