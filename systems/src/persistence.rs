@@ -9,6 +9,7 @@
 
 mod pacing;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
@@ -286,13 +287,17 @@ fn flush_dirty(
     let forced = std::mem::take(&mut schedule.forced);
     let mut items = Vec::new();
     if forced {
-        // Every dirty player now; their queue entries find them clean and are dropped.
+        // Every dirty player now. Only those in flight stay dirty: the queue keeps theirs.
         items.reserve(dirty.iter().len());
+        let mut in_flight = HashSet::new();
         for player in &mut dirty {
             if player.2.in_flight.is_none() {
                 items.push(batch_save(&registry, player));
+            } else {
+                in_flight.insert(player.0);
             }
         }
+        schedule.due.retain(|entity| in_flight.contains(&entity));
     } else {
         if !schedule.slice_timer.just_finished() || schedule.slice_in_flight.is_some() {
             return;

@@ -75,6 +75,15 @@ impl DueQueue {
         }
     }
 
+    /// Keeps only the players `keep` accepts, in order.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(Entity) -> bool) {
+        for run in &mut self.runs {
+            run.entities.retain(|&e| keep(e));
+        }
+        self.runs.retain(|run| !run.entities.is_empty());
+        self.len = self.runs.iter().map(|run| run.entities.len()).sum();
+    }
+
     /// Players queued.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -164,5 +173,20 @@ mod tests {
         assert_eq!(queue.pop_front(), Some((secs(2.0), c)));
         assert_eq!(queue.pop_front(), None);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn retain_keeps_the_chosen_players_in_order() {
+        let mut queue = DueQueue::default();
+        let [a, b, c] = entities(3).try_into().unwrap();
+        queue.push_back(secs(1.0), [a, b]);
+        queue.push_back(secs(2.0), [c]);
+        queue.retain(|e| e != b);
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.pop_front(), Some((secs(1.0), a)));
+        assert_eq!(queue.pop_front(), Some((secs(2.0), c)));
+        queue.push_back(secs(3.0), [a]);
+        queue.retain(|_| false);
+        assert_eq!((queue.len(), queue.pop_front()), (0, None));
     }
 }
