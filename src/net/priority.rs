@@ -8,14 +8,22 @@ pub const NETWORK_NICENESS: libc::c_int = 5;
 /// How much lower than the tick the auth workers run: password hashing is batch work.
 pub const AUTH_NICENESS: libc::c_int = 10;
 
-/// Lowers the calling thread's scheduling priority by `niceness`. Linux applies
+/// Lowers the calling thread's scheduling priority by `niceness` below its current one (a
+/// server started with `nice` keeps its threads' order). Linux applies `getpriority` and
 /// `setpriority` to one thread when given its thread id. Failing to (another OS, a sandbox)
 /// only costs the tick its head start, so it is logged, not fatal.
 pub fn lower_this_thread(niceness: libc::c_int) {
-    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    // SAFETY: gettid has no preconditions; errno is this thread's own; getpriority and
+    // setpriority only read their arguments.
     let changed = unsafe {
-        let thread = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, niceness)
+        let thread = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, thread);
+        if current == -1 && *libc::__errno_location() != 0 {
+            -1
+        } else {
+            libc::setpriority(libc::PRIO_PROCESS, thread, current + niceness)
+        }
     };
     if changed != 0 {
         tracing::debug!(
