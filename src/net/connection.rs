@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+use super::resume::OnlinePlayers;
 use super::stats::NetStats;
 
 /// The `kicked` reason of a connection without a player when the server shuts down.
@@ -79,6 +80,8 @@ pub struct ConnectionContext {
     pub open: Arc<AtomicUsize>,
     /// The front door's counters.
     pub stats: Arc<NetStats>,
+    /// Players logged in here, whose resume tokens are kept alive.
+    pub online: Arc<OnlinePlayers>,
 }
 
 /// Counts a connection as open while it lives.
@@ -194,6 +197,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
+                match &message {
+                    ServerMessage::LoggedIn { player_id, .. } => ctx.online.joined(conn, *player_id),
+                    ServerMessage::LoggedOut {} => ctx.online.left(conn),
+                    _ => {}
+                }
                 login.set(match (&message, login.get()) {
                     (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
                     (ServerMessage::LoggedOut {}, _) => Login::No,
@@ -246,6 +254,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
         }
     };
+    ctx.online.left(conn);
     close(writer, lines.into_inner(), farewell).await;
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
 }
@@ -364,6 +373,26 @@ fn handle_line(
                 addr: peer.ip(),
                 username,
                 password,
+                reply,
+            };
+            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
+                return Some(busy);
+            }
+            login.set(Login::Pending);
+            None
+        }
+        ClientMessage::Resume { token } => {
+            if login.get() != Login::No {
+                return Some(ServerMessage::error(
+                    ErrorCode::BadRequest,
+                    "already logged in (or logging in)",
+                ));
+            }
+            let reply = Arc::clone(outbox);
+            let request = AuthRequest::Resume {
+                conn,
+                addr: peer.ip(),
+                token,
                 reply,
             };
             if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
