@@ -151,10 +151,8 @@ async fn rejoin(shared: &Shared, n: usize, line: &str, refusals: &Refusals) -> O
                     _ => &refusals.other,
                 };
                 counter.fetch_add(1, Relaxed);
-                if reconnect {
-                    if let Some(mut c) = conn.take() {
-                        c.writer.shutdown().await.ok();
-                    }
+                if reconnect && let Some(mut c) = conn.take() {
+                    c.writer.shutdown().await.ok();
                 }
                 backoff.wait().await;
             }
