@@ -211,7 +211,7 @@ async fn run_steps(config: Config) -> RunReport {
         }
     }
     progress.end_line();
-    if config.reconnect && report.failures.is_empty() {
+    if config.reconnect {
         let bots = config.steps.last().copied().unwrap_or(0);
         report.reconnects = reconnect::measure(&shared, bots, config.ramp_timeout).await;
         for wave in &report.reconnects {
