@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+use super::resume::OnlinePlayers;
 use super::sent_rate::{SentRate, SentRateReader};
 use super::stats::NetStats;
 
@@ -78,6 +79,8 @@ pub struct ConnectionContext {
     pub open: Arc<AtomicUsize>,
     /// The front door's counters.
     pub stats: Arc<NetStats>,
+    /// Players logged in here, whose resume tokens are kept alive.
+    pub online: Arc<OnlinePlayers>,
 }
 
 /// Counts a connection as open while it lives.
@@ -193,7 +196,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
-                match write_batch(&mut writer, &mut out, message, &mut outbound, &mut login, &ctx.stats).await {
+                match write_batch(&mut writer, &mut out, message, &mut outbound, &mut login, conn, &ctx).await {
                     Ok(None) => {}
                     Ok(Some(kicked)) => break Some(kicked),
                     Err(_) => break None,
@@ -239,6 +242,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
         }
     };
+    ctx.online.left(conn);
     close(writer, lines.into_inner().into_inner(), farewell).await;
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
 }
@@ -310,13 +314,19 @@ async fn write_batch(
     first: ServerMessage,
     outbound: &mut mpsc::Receiver<ServerMessage>,
     login: &mut LoginState,
-    stats: &NetStats,
+    conn: ConnId,
+    ctx: &ConnectionContext,
 ) -> std::io::Result<Option<ServerMessage>> {
     out.clear();
     let mut next = Some(first);
     let mut count: u64 = 0;
     let mut kicked = None;
     while let Some(message) = next.take() {
+        match &message {
+            ServerMessage::LoggedIn { player_id, .. } => ctx.online.joined(conn, *player_id),
+            ServerMessage::LoggedOut {} => ctx.online.left(conn),
+            _ => {}
+        }
         login.set(match (&message, login.get()) {
             (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
             (ServerMessage::LoggedOut {}, _) => Login::No,
@@ -335,7 +345,7 @@ async fn write_batch(
     }
     if count > 0 {
         write_bytes(writer, out).await?;
-        stats.messages_out.fetch_add(count, Ordering::Relaxed);
+        ctx.stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
     if out.capacity() > KEPT_WRITE_BUFFER {
         *out = Vec::new();
@@ -402,6 +412,26 @@ fn handle_line(
                 addr: peer.ip(),
                 username,
                 password,
+                reply,
+            };
+            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
+                return Some(busy);
+            }
+            login.set(Login::Pending);
+            None
+        }
+        ClientMessage::Resume { token } => {
+            if login.get() != Login::No {
+                return Some(ServerMessage::error(
+                    ErrorCode::BadRequest,
+                    "already logged in (or logging in)",
+                ));
+            }
+            let reply = Arc::clone(outbox);
+            let request = AuthRequest::Resume {
+                conn,
+                addr: peer.ip(),
+                token,
                 reply,
             };
             if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {

@@ -9,7 +9,9 @@ pub mod auth;
 pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
+pub mod password;
 pub mod priority;
+pub mod resume;
 pub mod sent_rate;
 pub mod stats;
 
@@ -48,6 +50,8 @@ pub struct FrontDoor {
     farewell: Arc<OnceLock<&'static str>>,
     open: Arc<AtomicUsize>,
     stats: Arc<NetStats>,
+    /// Keeps the resume tokens of the players online here alive; stops with the door.
+    _keeper: resume::Keeper,
 }
 
 impl FrontDoor {
@@ -141,6 +145,13 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
     }
 }
 
+/// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees
+/// the Redis leases): a resume token presented while its player is online is kept.
+pub fn memory_account_stores(backend: Arc<crate::store::MemoryBackend>) -> AccountStoreFactory {
+    let shared = MemoryAccounts::on_leases(backend);
+    Arc::new(move || Box::new(shared.clone()) as Box<dyn AccountStore>)
+}
+
 /// Binds the listener, starts auth workers and connection handling, and wires the bridge
 /// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
 pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
@@ -156,12 +167,19 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let (events, inbox) = crossbeam_channel::unbounded();
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
     let stats = Arc::new(NetStats::default());
+    let online = Arc::new(resume::OnlinePlayers::default());
+    let keeper = resume::Keeper::start(
+        Arc::clone(&online),
+        Arc::clone(&accounts),
+        config.resume_ttl,
+    )?;
     let auth = auth::start_workers(
         AUTH_WORKERS,
         accounts,
         events.clone(),
         throttle,
         Arc::clone(&stats),
+        config.resume_ttl,
     );
     let closing = CancellationToken::new();
     let farewell = Arc::new(OnceLock::new());
@@ -184,6 +202,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
         farewell: Arc::clone(&farewell),
         open: Arc::clone(&open),
         stats: Arc::clone(&stats),
+        online,
     };
     let max_connections = fd_limit::fit_max_connections(config.max_connections);
     let limits =
@@ -200,6 +219,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             farewell,
             open,
             stats,
+            _keeper: keeper,
         });
     Ok(local_addr)
 }

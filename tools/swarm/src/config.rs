@@ -101,6 +101,11 @@ pub struct Config {
     /// No live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// After the last step: drop every connection at once (as a restart or drain does) and
+    /// measure how long until all bots are logged in again with their resume tokens, then
+    /// the same with passwords (each wave bounded by --ramp-timeout).
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 impl Config {

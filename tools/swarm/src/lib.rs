@@ -5,6 +5,7 @@
 mod bot;
 pub mod config;
 pub mod procfs;
+pub mod reconnect;
 pub mod report;
 mod stats;
 pub mod tick;
@@ -27,6 +28,8 @@ use stats::Counters;
 #[derive(Debug)]
 pub struct RunReport {
     pub steps: Vec<StepReport>,
+    /// The `--reconnect` waves (resume, then password), when asked for.
+    pub reconnects: Vec<reconnect::Wave>,
     /// Every broken promise of every step, plus run-level failures (time ran out).
     pub failures: Vec<String>,
 }
@@ -112,6 +115,7 @@ async fn run_steps(config: Config) -> RunReport {
         logins: Semaphore::new(config.login_concurrency),
         stats: stats::Stats::new(),
         stop,
+        tokens: std::sync::Mutex::new(vec![None; config.steps.last().copied().unwrap_or(0)]),
         config,
     });
     let config = &shared.config;
@@ -125,6 +129,7 @@ async fn run_steps(config: Config) -> RunReport {
     };
     let mut report = RunReport {
         steps: Vec::new(),
+        reconnects: Vec::new(),
         failures: Vec::new(),
     };
     let mut spawned = 0;
@@ -224,6 +229,18 @@ async fn run_steps(config: Config) -> RunReport {
         }
     }
     progress.end_line();
+    if config.reconnect {
+        let bots = config.steps.last().copied().unwrap_or(0);
+        report.reconnects = reconnect::measure(&shared, bots, config.ramp_timeout).await;
+        for wave in &report.reconnects {
+            if wave.back < wave.bots {
+                report.failures.push(format!(
+                    "reconnect with {}: only {} of {} bots got back in",
+                    wave.kind, wave.back, wave.bots
+                ));
+            }
+        }
+    }
     shared.stop.send_replace(true);
     report
 }
