@@ -1,0 +1,441 @@
+//! The lane worker: one tokio task per lane taking jobs in FIFO order, sending batches as
+//! pipelined chunks, claims, releases and the instance registration.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
+use hearth_systems::storage::{
+    JoinGrant, LeaseItem, RefreshResult, SaveItem, SaveResult, StoreJob, StoreMetrics,
+};
+use redis::{Pipeline, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+
+use super::Shared;
+use super::calls::{
+    CallReply, build_refresh_chunk, build_save_chunk, per_item, refresh_outcomes, reply_text,
+    save_outcomes,
+};
+use super::conn::{CallError, Reply};
+use super::nodes::Nodes;
+use super::registration::Held;
+use super::uncertain::{UncertainClaims, Undo};
+use crate::store::dispatch::{self, RoundTrips, StoreOperations};
+
+/// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// A chunk on its way: its node, the request task and the items of each call, in pipeline order.
+type InFlight<M> = (usize, JoinHandle<Reply>, Vec<Vec<M>>);
+
+/// The task of one lane.
+pub(super) struct LaneWorker {
+    pub nodes: Nodes,
+    pub shared: Arc<Shared>,
+    /// Claims answered `unavailable` that Redis may still have run (interactive lane).
+    pub uncertain: UncertainClaims,
+}
+
+impl LaneWorker {
+    /// Runs jobs until the store closes the lane. The periodic worker (the one given
+    /// `stopped`) also keeps the instance registration alive between jobs, releases it at the
+    /// end and then signals `stopped`.
+    pub(super) async fn run(
+        mut self,
+        mut jobs: UnboundedReceiver<StoreJob>,
+        stopped: Option<Sender<()>>,
+    ) {
+        let heartbeat = self.shared.heartbeat;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    let shared = Arc::clone(&self.shared);
+                    let completion = dispatch::execute(&mut self, &shared.metrics, job).await;
+                    // A closed channel means the app is gone; keep draining so nothing waits.
+                    self.shared.completions.send(completion).ok();
+                    self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ = beat.tick(), if stopped.is_some() => self.hold_registration().await,
+                Some(undo) = self.uncertain.due_rx.recv() => self.undo_claim(undo).await,
+            }
+        }
+        if let Some(stopped) = stopped {
+            let shared = Arc::clone(&self.shared);
+            shared
+                .registration
+                .release(
+                    self.nodes.for_key(&shared.registration.key),
+                    &shared.scripts,
+                )
+                .await;
+            stopped.send(()).ok();
+        }
+    }
+
+    /// Refreshes the instance registration. Finding it held by another process means two
+    /// processes run under one instance id (the other started while this one could not reach
+    /// Redis): leases stay safe, as each process owns them under its own boot token, but the
+    /// operator must know.
+    async fn hold_registration(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        match shared
+            .registration
+            .hold(
+                self.nodes.for_key(&shared.registration.key),
+                &shared.scripts,
+            )
+            .await
+        {
+            Ok(Held::Ours) => {}
+            Ok(Held::Taken { holder, .. }) => tracing::error!(
+                instance = %shared.registration.instance_id,
+                other = %holder,
+                "another process now runs under this instance id; each process still owns only its own leases, but give each its own --instance-id"
+            ),
+            Err(e) => tracing::debug!(error = %e, "instance registration not refreshed"),
+        }
+    }
+
+    /// Sends `items` to the nodes serving them, in pipelined chunks of `batch_chunk` per
+    /// node, [`CHUNKS_IN_FLIGHT`] per node at a time, building (and encoding) each chunk with
+    /// `build` on this task, which groups the items into script calls. Returns one reply per
+    /// call with its items. Once a chunk gets no reply, the chunks not yet sent to that node
+    /// fail without being sent: the batch costs at most about one store timeout when a node
+    /// is down or hung, and the other nodes' items are still written.
+    async fn run_batch<I, M>(
+        &mut self,
+        items: Vec<I>,
+        player_of: fn(&I) -> PlayerId,
+        what: &str,
+        round_trips: RoundTrips<'_>,
+        mut build: impl FnMut(&Shared, Vec<I>, &mut Vec<CallReply<M>>) -> (Pipeline, Vec<Vec<M>>),
+    ) -> Vec<CallReply<M>> {
+        let shared = Arc::clone(&self.shared);
+        let mut out = Vec::with_capacity(items.len());
+        let nodes = self.nodes.count();
+        let mut queues: Vec<Vec<I>> = (0..nodes).map(|_| Vec::new()).collect();
+        for item in items {
+            queues[self.nodes.of_player(player_of(&item))].push(item);
+        }
+        let busy = queues.iter().filter(|q| !q.is_empty()).count();
+        let mut queues: Vec<_> = queues
+            .into_iter()
+            .map(|q| q.into_iter().peekable())
+            .collect();
+        let mut in_flight: VecDeque<InFlight<M>> = VecDeque::new();
+        let mut broken: Vec<Option<String>> = vec![None; nodes];
+        while queues.iter_mut().any(|q| q.peek().is_some()) {
+            for node in 0..nodes {
+                let chunk: Vec<I> = queues[node].by_ref().take(shared.chunk).collect();
+                if chunk.is_empty() {
+                    continue;
+                }
+                let (pipe, sent) = build(&shared, chunk, &mut out);
+                if sent.is_empty() {
+                    continue;
+                }
+                if let Some(reason) = &broken[node] {
+                    out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                    continue;
+                }
+                match self.nodes.conn(node).spawn(pipe) {
+                    Ok(handle) => in_flight.push_back((node, handle, sent)),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                        broken[node] = Some(reason);
+                    }
+                }
+                if in_flight.len() >= CHUNKS_IN_FLIGHT * busy
+                    && let Some(chunk) = in_flight.pop_front()
+                {
+                    let node = chunk.0;
+                    if let Err(reason) = self.finish_chunk(chunk, what, round_trips, &mut out).await
+                    {
+                        broken[node] = Some(reason);
+                    }
+                }
+            }
+        }
+        while let Some(chunk) = in_flight.pop_front() {
+            // Chunks already sent get their own answer even after an earlier one failed.
+            self.finish_chunk(chunk, what, round_trips, &mut out)
+                .await
+                .ok();
+        }
+        out
+    }
+
+    /// Waits for one chunk's reply and hands each item its part of it. Returns the reason
+    /// when the chunk got no reply at all.
+    async fn finish_chunk<M>(
+        &mut self,
+        (node, handle, sent): InFlight<M>,
+        what: &str,
+        round_trips: RoundTrips<'_>,
+        out: &mut Vec<CallReply<M>>,
+    ) -> Result<(), String> {
+        let reply = handle.await.unwrap_or_else(|e| Reply {
+            result: Err(CallError::Worker(e.to_string())),
+            latency: Duration::ZERO,
+        });
+        let conn = self.nodes.conn(node);
+        conn.observe(&reply, what);
+        round_trips.record(reply.latency, sent.iter().map(Vec::len).sum());
+        match reply.result {
+            Ok(values) if values.len() == sent.len() => {
+                let commands = sent.len();
+                let mut item_errors = 0usize;
+                for (meta, value) in sent.into_iter().zip(values) {
+                    let reply = match value {
+                        Value::ServerError(e) => {
+                            item_errors += 1;
+                            Err(e.to_string())
+                        }
+                        value => Ok(value),
+                    };
+                    out.push((meta, reply));
+                }
+                if item_errors > 0 && item_errors < commands {
+                    tracing::warn!(
+                        lane = conn.lane(),
+                        item_errors,
+                        "Redis refused some commands of a {what} chunk; those will be retried"
+                    );
+                }
+                Ok(())
+            }
+            Ok(values) => {
+                let reason = format!(
+                    "unexpected reply from Redis: {} values for {} commands",
+                    values.len(),
+                    sent.len()
+                );
+                tracing::error!(lane = conn.lane(), "{reason}");
+                out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                Ok(())
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                Err(reason)
+            }
+        }
+    }
+}
+
+impl StoreOperations for LaneWorker {
+    /// A round trip is one pipelined chunk.
+    async fn save(&mut self, items: Vec<SaveItem>, round_trips: RoundTrips<'_>) -> Vec<SaveResult> {
+        let replies = self
+            .run_batch(
+                items,
+                |item| item.snapshot.player,
+                "saving records",
+                round_trips,
+                build_save_chunk,
+            )
+            .await;
+        per_item(replies, save_outcomes, |sent, outcome| SaveResult {
+            entity: sent.entity,
+            player: sent.player,
+            seq: sent.seq,
+            outcome,
+        })
+    }
+
+    /// A round trip is one pipelined chunk.
+    async fn refresh(
+        &mut self,
+        leases: Vec<LeaseItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<RefreshResult> {
+        let replies = self
+            .run_batch(
+                leases,
+                |lease| lease.player,
+                "refreshing leases",
+                round_trips,
+                build_refresh_chunk,
+            )
+            .await;
+        per_item(replies, refresh_outcomes, |lease, outcome| RefreshResult {
+            entity: lease.entity,
+            player: lease.player,
+            outcome,
+        })
+    }
+
+    /// Claims the lease and loads the record in one round trip. A claim Redis may have run
+    /// without this join learning its result (no reply within the store timeout, or the
+    /// connection broke after sending) is answered `unavailable` and undone once Redis
+    /// answers (see [`uncertain`]); a connection found broken (closed while idle) is retried
+    /// once at once, which is safe: a repeated claim re-claims our own lease.
+    async fn join(&mut self, ticket: u64, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
+        let shared = Arc::clone(&self.shared);
+        self.uncertain.superseded(player);
+        let claim = &shared.scripts.claim;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(claim).ignore();
+        pipe.cmd("EVALSHA")
+            .arg(claim.get_hash())
+            .arg(2)
+            .arg(shared.keys.session(player))
+            .arg(shared.keys.player(player))
+            .arg(&shared.instance)
+            .arg(shared.lease_ttl_ms);
+        let node = self.nodes.of_player(player);
+        let mut reply = self.claim_once(pipe.clone(), ticket, player).await;
+        if reply.broke_the_connection() {
+            self.nodes.conn(node).connection_broke();
+            tracing::debug!(
+                "claiming a lease: the connection had closed; sending again on a new one"
+            );
+            reply = self.claim_once(pipe, ticket, player).await;
+            if reply.broke_the_connection() {
+                self.uncertain.undo_now(player, ticket);
+            }
+        }
+        self.nodes.conn(node).observe(&reply, "claiming a lease");
+        let unavailable = |reason: String| {
+            StoreMetrics::add(&shared.metrics.load_errors, 1);
+            Err(JoinRefusal::Unavailable(reason))
+        };
+        let value = match reply.result {
+            Ok(mut values) if values.len() == 1 => values.remove(0),
+            Ok(values) => {
+                return unavailable(format!(
+                    "unexpected reply from Redis: {} values for 1 command",
+                    values.len()
+                ));
+            }
+            Err(e) => return unavailable(e.to_string()),
+        };
+        let (granted, payload) = match value {
+            Value::Array(parts) if parts.len() == 2 => {
+                let mut parts = parts.into_iter();
+                (parts.next(), parts.next())
+            }
+            // claim.lua reads the record before it writes the lease: a refused command (a
+            // key of the wrong type) leaves nothing held.
+            Value::ServerError(e) => return unavailable(e.to_string()),
+            other => return unavailable(format!("unexpected reply to a claim: {other:?}")),
+        };
+        match (granted, payload) {
+            (Some(Value::Int(1)), payload) => {
+                StoreMetrics::add(&shared.metrics.loads, 1);
+                let bytes = match payload {
+                    Some(Value::BulkString(bytes)) => Some(bytes),
+                    _ => None,
+                };
+                let record = match bytes
+                    .map(|b| PlayerRecord::decode_for(&b, player.0))
+                    .transpose()
+                {
+                    Ok(record) => record,
+                    Err(e) => {
+                        if self.release_if_ours(player).await.is_none() {
+                            self.uncertain.undo_now(player, ticket);
+                        }
+                        return Err(JoinRefusal::BadRecord(e.to_string()));
+                    }
+                };
+                Ok(JoinGrant {
+                    lease_key: shared.keys.session(player),
+                    record,
+                })
+            }
+            (Some(Value::Int(0)), Some(owner)) => Err(JoinRefusal::AlreadyOnline {
+                owner: reply_text(&owner).unwrap_or_default(),
+            }),
+            other => unavailable(format!("unexpected reply to a claim: {other:?}")),
+        }
+    }
+
+    async fn release(&mut self, player: PlayerId) {
+        self.release_if_ours(player).await;
+    }
+}
+
+impl LaneWorker {
+    /// Sends one claim and waits up to the store timeout. If that passes, the claim is left
+    /// to finish on its own (up to the lease TTL) and undone when it does.
+    async fn claim_once(&mut self, pipe: Pipeline, ticket: u64, player: PlayerId) -> Reply {
+        let started = Instant::now();
+        let conn = self.nodes.conn(self.nodes.of_player(player));
+        let timeout = conn.timeout();
+        let mut late = match conn.spawn_with_limit(pipe, self.shared.lease_ttl) {
+            Ok(late) => late,
+            Err(e) => {
+                return Reply {
+                    result: Err(e),
+                    latency: Duration::ZERO,
+                };
+            }
+        };
+        match tokio::time::timeout(timeout, &mut late).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Reply {
+                result: Err(CallError::Worker(e.to_string())),
+                latency: started.elapsed(),
+            }),
+            Err(_) => {
+                self.uncertain.undo_after(player, ticket, late);
+                Reply {
+                    result: Err(CallError::Timeout(timeout)),
+                    latency: started.elapsed(),
+                }
+            }
+        }
+    }
+
+    /// Releases the lease of a claim that was answered `unavailable` but may have run,
+    /// unless a later join of the player here took over; retried while Redis stays away.
+    async fn undo_claim(&mut self, undo: Undo) {
+        if !self.uncertain.wanted(&undo) {
+            return;
+        }
+        match self.release_if_ours(undo.player).await {
+            Some(released) => {
+                if released {
+                    tracing::info!(player = %undo.player, "a login answered `unavailable` had claimed the lease after all; released it");
+                }
+                self.uncertain.done(&undo);
+            }
+            None => {
+                if !self.uncertain.retry_later(undo) {
+                    tracing::warn!(player = %undo.player, "could not release the lease of an unanswered claim; if the claim ran, the lease expires by its TTL");
+                }
+            }
+        }
+    }
+
+    /// Deletes the lease if it is ours. Returns whether it was deleted, or `None` when Redis
+    /// did not answer (logged by the lane's health; the lease then expires by its TTL).
+    async fn release_if_ours(&mut self, player: PlayerId) -> Option<bool> {
+        let release = &self.shared.scripts.release;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(release).ignore();
+        pipe.cmd("EVALSHA")
+            .arg(release.get_hash())
+            .arg(1)
+            .arg(self.shared.keys.session(player))
+            .arg(&self.shared.instance);
+        let conn = self.nodes.conn(self.nodes.of_player(player));
+        match conn.request(pipe, "releasing a lease").await.result {
+            Ok(values) => match values.first() {
+                Some(Value::Int(deleted)) => Some(*deleted == 1),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+}
