@@ -1,14 +1,29 @@
 //! The Redis store against a real `redis-server` per test (started on a free port by
 //! `common::redis_server`): key layout, script semantics, round trips, connections,
-//! recovery, NOSCRIPT, a hung server, and start-up errors.
+//! recovery, NOSCRIPT, a hung server, and start-up errors. The tests of the store's semantics
+//! run twice (`on_one_redis_and_a_cluster!`): on one Redis and on a 3-master Redis Cluster.
 
 mod common;
+
+on_one_redis_and_a_cluster!(
+    record_round_trip_is_plain_json_under_the_player_key,
+    save_is_refused_for_a_server_that_does_not_own_the_lease,
+    an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since,
+    an_older_or_equal_sequence_is_refused_and_release_still_happens,
+    claim_reclaim_refresh_and_release_follow_the_lease_rules,
+    a_batch_save_answers_each_player_in_order_across_script_calls,
+    a_player_redis_refuses_fails_alone_within_its_script_call,
+    a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own,
+    a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released,
+    noscript_after_script_flush_is_handled_on_every_path,
+);
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bevy_ecs::entity::Entity;
+use common::redis_cluster::TestRedis;
 use common::redis_server::{RedisServer, free_port};
 use crossbeam_channel::Receiver;
 use hearth::store::{OpenError, RedisStore};
@@ -20,7 +35,7 @@ use hearth_systems::storage::{
     JoinGrant, Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, RefreshResult,
     SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreJob, StoreMetrics,
 };
-use redis::Commands;
+use redis::{Commands, ConnectionLike};
 
 /// How long a test waits for any one completion before declaring the store stuck. A bound
 /// against hanging forever, not a performance assertion.
@@ -32,7 +47,7 @@ const BOOT: &str = "boot";
 
 fn config(instance: &str, url: &str) -> ServerConfig {
     ServerConfig {
-        store: StoreSelection::Redis(url.to_string()),
+        store: StoreSelection::parse(url).expect("a Redis URL"),
         boot_token: BOOT.into(),
         ..test_config(instance)
     }
@@ -46,7 +61,7 @@ struct Store {
 
 impl Store {
     fn open(config: &ServerConfig) -> Self {
-        let StoreSelection::Redis(url) = &config.store else {
+        let (StoreSelection::Redis(url) | StoreSelection::RedisCluster(url)) = &config.store else {
             panic!("not a Redis config")
         };
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -132,28 +147,33 @@ fn players(n: u64) -> impl Iterator<Item = PlayerId> {
     (1..=n).map(PlayerId)
 }
 
-fn stored(conn: &mut redis::Connection, player: PlayerId) -> Option<PlayerRecord> {
+fn stored(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<PlayerRecord> {
     let bytes: Option<Vec<u8>> = conn.get(format!("hearth:player:{{{}}}", player.0)).unwrap();
     bytes.map(|b| PlayerRecord::decode(&b).expect("stored record decodes"))
 }
 
-fn owner(conn: &mut redis::Connection, player: PlayerId) -> Option<String> {
+fn owner(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<String> {
     conn.get(format!("hearth:session:{{{}}}", player.0))
         .unwrap()
 }
 
-fn pttl(conn: &mut redis::Connection, player: PlayerId) -> i64 {
+fn pttl(conn: &mut impl ConnectionLike, player: PlayerId) -> i64 {
     conn.pttl(format!("hearth:session:{{{}}}", player.0))
         .unwrap()
+}
+
+/// `SCRIPT FLUSH` on every master: the store's scripts are gone everywhere.
+fn script_flush(redis: &dyn TestRedis) {
+    for mut conn in redis.masters_connections() {
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+    }
 }
 
 fn xp_of(record: &PlayerRecord) -> u64 {
     record.sections["progress"]["xp"].as_u64().unwrap()
 }
 
-#[test]
-fn record_round_trip_is_plain_json_under_the_player_key() {
-    let redis = RedisServer::start();
+fn record_round_trip_is_plain_json_under_the_player_key(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
     let p = PlayerId(42);
     let grant = store.join(p).expect("claim");
@@ -161,7 +181,7 @@ fn record_round_trip_is_plain_json_under_the_player_key() {
     assert_eq!(grant.lease_key, "hearth:session:{42}");
     assert_eq!(store.save_one(p, 1, 250, false), SaveOutcome::Saved);
 
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let raw: Vec<u8> = conn.get("hearth:player:{42}").unwrap();
     let text = String::from_utf8(raw).unwrap();
     assert!(
@@ -187,12 +207,10 @@ fn record_round_trip_is_plain_json_under_the_player_key() {
     assert_eq!(store.metric(|m| &m.loads), 2);
 }
 
-#[test]
-fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
-    let redis = RedisServer::start();
+fn save_is_refused_for_a_server_that_does_not_own_the_lease(redis: &dyn TestRedis) {
     let a = Store::open(&config("a", &redis.url()));
     let b = Store::open(&config("b", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
 
     let foreign = br#"{"version":2,"seq":5,"id":1,"sections":{"progress":{"xp":7,"level":1}}}"#;
@@ -226,12 +244,10 @@ fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
     assert_eq!(b.metric(|m| &m.saves_lease_lost), 1);
 }
 
-#[test]
-fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
-    let redis = RedisServer::start();
+fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since(redis: &dyn TestRedis) {
     let a = Store::open(&config("a", &redis.url()));
     let b = Store::open(&config("b", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
     let save = |store: &Store, seq, last_stored_seq, xp| {
@@ -268,11 +284,9 @@ fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
 }
 
-#[test]
-fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
-    let redis = RedisServer::start();
+fn an_older_or_equal_sequence_is_refused_and_release_still_happens(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     store.join(p).unwrap();
     assert_eq!(store.save_one(p, 5, 50, false), SaveOutcome::Saved);
@@ -323,13 +337,11 @@ fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
     assert_eq!(store.save_one(p, 8, 8, false), SaveOutcome::Saved);
 }
 
-#[test]
-fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
-    let redis = RedisServer::start();
+fn claim_reclaim_refresh_and_release_follow_the_lease_rules(redis: &dyn TestRedis) {
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(7);
     let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
 
@@ -387,15 +399,13 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
     assert_eq!(a.metric(|m| &m.refreshes), 1);
 }
 
-#[test]
-fn a_batch_save_answers_each_player_in_order_across_script_calls() {
+fn a_batch_save_answers_each_player_in_order_across_script_calls(redis: &dyn TestRedis) {
     // 90 players span several save.lua calls (the last one partial), each call mixing every
     // outcome; one record that cannot be encoded sits in the middle and is answered alone.
-    let redis = RedisServer::start();
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let unencodable = PlayerId(44);
     for p in players(90) {
         if p.0 % 4 == 1 {
@@ -456,13 +466,11 @@ fn a_batch_save_answers_each_player_in_order_across_script_calls() {
     }
 }
 
-#[test]
-fn a_player_redis_refuses_fails_alone_within_its_script_call() {
+fn a_player_redis_refuses_fails_alone_within_its_script_call(redis: &dyn TestRedis) {
     // Redis does not undo a script that fails half-way: one player's error must not turn the
     // players before it (written) and after it into failures.
-    let redis = RedisServer::start();
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     for p in players(3) {
         store.join(p).unwrap();
     }
@@ -495,15 +503,13 @@ fn a_player_redis_refuses_fails_alone_within_its_script_call() {
     assert_eq!(store.metric(|m| &m.save_errors), 1);
 }
 
-#[test]
-fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
+fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own(redis: &dyn TestRedis) {
     // 130 leases span several refresh.lua calls (the last one partial); every third is
     // another server's and every third missing, so each call mixes all outcomes.
-    let redis = RedisServer::start();
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let whose = |p: PlayerId| p.0 % 3;
     for p in players(130) {
         match whose(p) {
@@ -543,11 +549,11 @@ fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
     assert_eq!(a.metric(|m| &m.refresh_errors), 0);
 }
 
-#[test]
-fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released() {
-    let redis = RedisServer::start();
+fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released(
+    redis: &dyn TestRedis,
+) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let from_the_future = br#"{"version":99,"seq":3,"id":1,"sections":{}}"#;
     let _: () = conn.set("hearth:player:{1}", &from_the_future[..]).unwrap();
     assert!(matches!(
@@ -782,24 +788,22 @@ fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
     }
 }
 
-#[test]
-fn noscript_after_script_flush_is_handled_on_every_path() {
-    let redis = RedisServer::start();
+fn noscript_after_script_flush_is_handled_on_every_path(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     store.join(p).unwrap();
     assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
     for round in 2..=3u64 {
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         let results = store.save(Lane::Periodic, vec![item(p, round, round, false)]);
         assert_eq!(results[0].outcome, SaveOutcome::Saved, "round {round}");
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         store.release(p);
         assert_eq!(owner(&mut conn, p), None, "release ran after SCRIPT FLUSH");
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         store.join(p).expect("claim after SCRIPT FLUSH");
     }
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 3);

@@ -120,6 +120,9 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
                 Box::new(shared.clone()) as Box<dyn AccountStore>
             }))
         }
+        StoreSelection::RedisCluster(_) => Err(AccountError::Unavailable(
+            "accounts are not stored on a Redis Cluster yet: the player store runs on one, the front door (register, login) does not".into(),
+        )),
         StoreSelection::Redis(url) => {
             RedisAccounts::new(url, &config.key_prefix, config.store_timeout)?; // URL check at start
             let (url, prefix, timeout) =

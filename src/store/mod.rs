@@ -1,4 +1,5 @@
-//! Store adapters behind the storage port: memory (default) and Redis.
+//! Store adapters behind the storage port: memory (default) and Redis (one server or a
+//! Redis Cluster).
 
 mod dispatch;
 pub mod memory;
@@ -48,7 +49,7 @@ pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
             let backend = MemoryBackend::new(StoreClock::Real(std::time::Instant::now()));
             Ok(MemoryStore::open(backend, config).1)
         }
-        StoreSelection::Redis(url) => {
+        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
             let (tx, rx) = crossbeam_channel::unbounded();
             let store: Arc<dyn PlayerStore> = Arc::new(RedisStore::open(config, url, tx)?);
             Ok(StorePort::new(store, rx))

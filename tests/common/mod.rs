@@ -5,6 +5,7 @@
 pub mod client;
 pub mod http;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::sync::Arc;

@@ -4,9 +4,11 @@
 
 use hearth_components::PlayerId;
 use hearth_systems::storage::{LeaseItem, RefreshOutcome, SaveItem, SaveOutcome};
+use std::collections::{HashMap, VecDeque};
+
 use redis::{Pipeline, Value};
 
-use super::Shared;
+use super::{Shared, cluster};
 
 /// Players one `save.lua` call writes, at most. A call per player cost redis-server 1.3-1.8x
 /// the CPU per save (docs/benchmarks.md); 20 saves hold Redis for about 0.15-0.25 ms.
@@ -31,24 +33,29 @@ pub(super) struct SentSave {
 }
 
 /// One chunk of saves: `SCRIPT LOAD save.lua`, then one `EVALSHA` per
-/// [`PLAYERS_PER_SAVE_CALL`] records. Records are encoded here, on the store's task, never on
+/// [`PLAYERS_PER_SAVE_CALL`] records (on a cluster: of one slot, see [`call_slot`]). Records are encoded here, on the store's task, never on
 /// the tick; one that fails to encode is answered at once and not sent.
 pub(super) fn build_save_chunk(
     shared: &Shared,
-    chunk: Vec<SaveItem>,
+    mut chunk: Vec<SaveItem>,
     out: &mut Vec<CallReply<SentSave>>,
 ) -> (Pipeline, Vec<Vec<SentSave>>) {
+    let slot = |item: &SaveItem| call_slot(shared, item.snapshot.player);
+    if shared.cluster {
+        chunk.sort_by_key(slot);
+    }
     let script = &shared.scripts.save;
     let mut pipe = Pipeline::with_capacity(chunk.len() / PLAYERS_PER_SAVE_CALL + 2);
     pipe.ignore_errors();
     pipe.load_script(script).ignore();
     let mut groups = Vec::with_capacity(chunk.len() / PLAYERS_PER_SAVE_CALL + 1);
     let mut items = chunk.into_iter().peekable();
-    while items.peek().is_some() {
+    while let Some(first) = items.peek() {
+        let call = slot(first);
         let mut keys = Vec::with_capacity(2 * PLAYERS_PER_SAVE_CALL);
         let mut args = Vec::with_capacity(4 * PLAYERS_PER_SAVE_CALL);
         let mut group = Vec::with_capacity(PLAYERS_PER_SAVE_CALL);
-        for item in items.by_ref() {
+        while let Some(item) = items.next_if(|item| slot(item) == call) {
             let snapshot = &item.snapshot;
             let meta = SentSave {
                 entity: item.entity,
@@ -87,15 +94,21 @@ pub(super) fn build_save_chunk(
 }
 
 /// One chunk of lease refreshes: `SCRIPT LOAD refresh.lua`, then one `EVALSHA` per
-/// [`LEASES_PER_REFRESH_CALL`] leases.
+/// [`LEASES_PER_REFRESH_CALL`] leases (on a cluster: of one slot, see [`call_slot`]).
 pub(super) fn build_refresh_chunk(
     shared: &Shared,
     chunk: Vec<LeaseItem>,
     _out: &mut Vec<CallReply<LeaseItem>>,
 ) -> (Pipeline, Vec<Vec<LeaseItem>>) {
+    let mut chunk = chunk;
+    let slot = |lease: &LeaseItem| call_slot(shared, lease.player);
+    if shared.cluster {
+        chunk.sort_by_key(slot);
+    }
     let script = &shared.scripts.refresh;
     let groups: Vec<Vec<LeaseItem>> = chunk
-        .chunks(LEASES_PER_REFRESH_CALL)
+        .chunk_by(|a, b| slot(a) == slot(b))
+        .flat_map(|run| run.chunks(LEASES_PER_REFRESH_CALL))
         .map(<[LeaseItem]>::to_vec)
         .collect();
     let mut pipe = Pipeline::with_capacity(groups.len() + 1);
@@ -109,6 +122,40 @@ pub(super) fn build_refresh_chunk(
         call.arg(&shared.instance).arg(shared.lease_ttl_ms);
     }
     (pipe, groups)
+}
+
+/// Which players one script call may hold: those of one slot on a cluster (all keys of a
+/// script call must live in one slot), any on a single Redis (all `0`).
+fn call_slot(shared: &Shared, player: PlayerId) -> u16 {
+    if shared.cluster {
+        cluster::player_slot(player)
+    } else {
+        0
+    }
+}
+
+/// `results` in the order of `order` (the batch's players as submitted): a batch sent to
+/// several nodes, or grouped by slot, is answered in another order.
+pub(super) fn in_order<R>(
+    results: Vec<R>,
+    order: &[PlayerId],
+    player_of: fn(&R) -> PlayerId,
+) -> Vec<R> {
+    let mut positions: HashMap<PlayerId, VecDeque<usize>> = HashMap::with_capacity(order.len());
+    for (at, player) in order.iter().enumerate() {
+        positions.entry(*player).or_default().push_back(at);
+    }
+    let mut placed: Vec<Option<R>> = std::iter::repeat_with(|| None).take(order.len()).collect();
+    for result in results {
+        let at = positions
+            .get_mut(&player_of(&result))
+            .and_then(VecDeque::pop_front);
+        match at.and_then(|at| placed.get_mut(at)) {
+            Some(slot) => *slot = Some(result),
+            None => tracing::error!("a store result for a player not in its batch"),
+        }
+    }
+    placed.into_iter().flatten().collect()
 }
 
 /// One result per item of a batch, in order: each call's reply split into its items'

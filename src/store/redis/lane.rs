@@ -11,15 +11,16 @@ use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
 use hearth_systems::storage::{
     JoinGrant, LeaseItem, RefreshResult, SaveItem, SaveResult, StoreJob, StoreMetrics,
 };
-use redis::{Pipeline, Value};
+use redis::{Cmd, Pipeline, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::calls::{
-    CallReply, build_refresh_chunk, build_save_chunk, per_item, refresh_outcomes, reply_text,
-    save_outcomes,
+    CallReply, build_refresh_chunk, build_save_chunk, in_order, per_item, refresh_outcomes,
+    reply_text, save_outcomes,
 };
+use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
 use super::nodes::Nodes;
 use super::registration::Held;
@@ -29,8 +30,14 @@ use crate::store::dispatch::{self, RoundTrips, StoreOperations};
 /// Chunks of one batch in flight at once on a lane; the next chunk is encoded meanwhile.
 const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// A chunk on its way: its node, the request task and the items of each call, in pipeline order.
-type InFlight<M> = (usize, JoinHandle<Reply>, Vec<Vec<M>>);
+/// A chunk on its way: its node, the request task, the pipeline (its first command loads the
+/// script, each further one is a call) and the items of each call, in pipeline order.
+type InFlight<M> = (usize, JoinHandle<Reply>, Arc<Pipeline>, Vec<Vec<M>>);
+
+/// Calls a node answered with `MOVED` or `ASK` (they did not run), to send again to the node
+/// named: the redirection, the node's address, the chunk's `SCRIPT LOAD`, the call and its
+/// items.
+type Redirected<M> = Vec<(Redirect, String, Cmd, Cmd, Vec<M>)>;
 
 /// The task of one lane.
 pub(super) struct LaneWorker {
@@ -85,6 +92,7 @@ impl LaneWorker {
     /// operator must know.
     async fn hold_registration(&mut self) {
         let shared = Arc::clone(&self.shared);
+        self.nodes.refresh_if_stale().await;
         match shared
             .registration
             .hold(
@@ -99,7 +107,11 @@ impl LaneWorker {
                 other = %holder,
                 "another process now runs under this instance id; each process still owns only its own leases, but give each its own --instance-id"
             ),
-            Err(e) => tracing::debug!(error = %e, "instance registration not refreshed"),
+            Err(e) => {
+                // On a cluster the registration's slot may have moved: read the slots again.
+                self.nodes.mark_stale();
+                tracing::debug!(error = %e, "instance registration not refreshed");
+            }
         }
     }
 
@@ -117,8 +129,10 @@ impl LaneWorker {
         round_trips: RoundTrips<'_>,
         mut build: impl FnMut(&Shared, Vec<I>, &mut Vec<CallReply<M>>) -> (Pipeline, Vec<Vec<M>>),
     ) -> Vec<CallReply<M>> {
+        self.nodes.refresh_if_stale().await;
         let shared = Arc::clone(&self.shared);
         let mut out = Vec::with_capacity(items.len());
+        let mut redirected = Vec::new();
         let nodes = self.nodes.count();
         let mut queues: Vec<Vec<I>> = (0..nodes).map(|_| Vec::new()).collect();
         for item in items {
@@ -145,8 +159,9 @@ impl LaneWorker {
                     out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                     continue;
                 }
-                match self.nodes.conn(node).spawn(pipe) {
-                    Ok(handle) => in_flight.push_back((node, handle, sent)),
+                let pipe = Arc::new(pipe);
+                match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
+                    Ok(handle) => in_flight.push_back((node, handle, pipe, sent)),
                     Err(e) => {
                         let reason = e.to_string();
                         out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
@@ -157,8 +172,9 @@ impl LaneWorker {
                     && let Some(chunk) = in_flight.pop_front()
                 {
                     let node = chunk.0;
-                    if let Err(reason) = self.finish_chunk(chunk, what, round_trips, &mut out).await
-                    {
+                    let finished =
+                        self.finish_chunk(chunk, what, round_trips, &mut out, &mut redirected);
+                    if let Err(reason) = finished.await {
                         broken[node] = Some(reason);
                     }
                 }
@@ -166,21 +182,98 @@ impl LaneWorker {
         }
         while let Some(chunk) = in_flight.pop_front() {
             // Chunks already sent get their own answer even after an earlier one failed.
-            self.finish_chunk(chunk, what, round_trips, &mut out)
+            self.finish_chunk(chunk, what, round_trips, &mut out, &mut redirected)
                 .await
                 .ok();
         }
+        if !redirected.is_empty() {
+            self.send_redirected(redirected, what, round_trips, &mut out)
+                .await;
+        }
         out
+    }
+
+    /// The players of a batch in submission order, when its results may come back in
+    /// another (on a cluster: sent per node, grouped per slot); `None` on a single Redis.
+    fn reordered<I>(&self, items: &[I], player_of: fn(&I) -> PlayerId) -> Option<Vec<PlayerId>> {
+        self.nodes
+            .is_cluster()
+            .then(|| items.iter().map(player_of).collect())
+    }
+
+    /// Sends the calls a node redirected (they did not run, so sending them again is safe)
+    /// to the node named, one pipeline per node: after `MOVED` the slot table is read again
+    /// first; after `ASK` (a slot being moved) each call is preceded by `ASKING`. A call
+    /// redirected again is answered failed, and retried by the world at its next flush.
+    async fn send_redirected<M>(
+        &mut self,
+        redirected: Redirected<M>,
+        what: &str,
+        round_trips: RoundTrips<'_>,
+        out: &mut Vec<CallReply<M>>,
+    ) {
+        if redirected.iter().any(|(r, ..)| *r == Redirect::Moved) {
+            self.nodes.mark_stale();
+            self.nodes.refresh_if_stale().await;
+        }
+        let mut per_node: Vec<(usize, Pipeline, Vec<Vec<M>>)> = Vec::new();
+        for (redirect, address, load, call, items) in redirected {
+            let node = match self.nodes.at(&address) {
+                Ok(node) => node,
+                Err(reason) => {
+                    out.push((items, Err(reason)));
+                    continue;
+                }
+            };
+            let at = match per_node.iter().position(|(n, ..)| *n == node) {
+                Some(at) => at,
+                None => {
+                    let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
+                    pipe.add_command(load).ignore();
+                    per_node.push((node, pipe, Vec::new()));
+                    per_node.len() - 1
+                }
+            };
+            let (_, pipe, sent) = &mut per_node[at];
+            if redirect == Redirect::Ask {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.add_command(call);
+            sent.push(items);
+        }
+        for (node, pipe, sent) in per_node {
+            let pipe = Arc::new(pipe);
+            let handle = match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
+                Ok(handle) => handle,
+                Err(e) => {
+                    let reason = e.to_string();
+                    out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                    continue;
+                }
+            };
+            let mut again = Vec::new();
+            let chunk = (node, handle, pipe, sent);
+            self.finish_chunk(chunk, what, round_trips, out, &mut again)
+                .await
+                .ok();
+            for (redirect, address, _, _, items) in again {
+                self.nodes.mark_stale();
+                let reason = format!("redirected again ({redirect:?} to {address})");
+                out.push((items, Err(reason)));
+            }
+        }
     }
 
     /// Waits for one chunk's reply and hands each item its part of it. Returns the reason
     /// when the chunk got no reply at all.
     async fn finish_chunk<M>(
         &mut self,
-        (node, handle, sent): InFlight<M>,
+        (node, handle, pipe, sent): InFlight<M>,
         what: &str,
         round_trips: RoundTrips<'_>,
         out: &mut Vec<CallReply<M>>,
+        redirected: &mut Redirected<M>,
     ) -> Result<(), String> {
         let reply = handle.await.unwrap_or_else(|e| Reply {
             result: Err(CallError::Worker(e.to_string())),
@@ -193,12 +286,26 @@ impl LaneWorker {
             Ok(values) if values.len() == sent.len() => {
                 let commands = sent.len();
                 let mut item_errors = 0usize;
-                for (meta, value) in sent.into_iter().zip(values) {
+                let mut cmds = pipe.cmd_iter();
+                let load = cmds.next();
+                for ((meta, value), call) in sent.into_iter().zip(values).zip(cmds) {
                     let reply = match value {
-                        Value::ServerError(e) => {
-                            item_errors += 1;
-                            Err(e.to_string())
-                        }
+                        Value::ServerError(e) => match (cluster::redirect_target(&e), load) {
+                            (Some((redirect, address)), Some(load)) => {
+                                redirected.push((
+                                    redirect,
+                                    address,
+                                    load.clone(),
+                                    call.clone(),
+                                    meta,
+                                ));
+                                continue;
+                            }
+                            _ => {
+                                item_errors += 1;
+                                Err(e.to_string())
+                            }
+                        },
                         value => Ok(value),
                     };
                     out.push((meta, reply));
@@ -223,6 +330,9 @@ impl LaneWorker {
                 Ok(())
             }
             Err(e) => {
+                // On a cluster, a node that stopped answering may have been replaced by its
+                // replica (a failover): read the slot table again before the next request.
+                self.nodes.mark_stale();
                 let reason = e.to_string();
                 out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                 Err(reason)
@@ -234,6 +344,7 @@ impl LaneWorker {
 impl StoreOperations for LaneWorker {
     /// A round trip is one pipelined chunk.
     async fn save(&mut self, items: Vec<SaveItem>, round_trips: RoundTrips<'_>) -> Vec<SaveResult> {
+        let order = self.reordered(&items, |item| item.snapshot.player);
         let replies = self
             .run_batch(
                 items,
@@ -243,12 +354,16 @@ impl StoreOperations for LaneWorker {
                 build_save_chunk,
             )
             .await;
-        per_item(replies, save_outcomes, |sent, outcome| SaveResult {
+        let results = per_item(replies, save_outcomes, |sent, outcome| SaveResult {
             entity: sent.entity,
             player: sent.player,
             seq: sent.seq,
             outcome,
-        })
+        });
+        match order {
+            Some(order) => in_order(results, &order, |result| result.player),
+            None => results,
+        }
     }
 
     /// A round trip is one pipelined chunk.
@@ -257,6 +372,7 @@ impl StoreOperations for LaneWorker {
         leases: Vec<LeaseItem>,
         round_trips: RoundTrips<'_>,
     ) -> Vec<RefreshResult> {
+        let order = self.reordered(&leases, |lease| lease.player);
         let replies = self
             .run_batch(
                 leases,
@@ -266,11 +382,15 @@ impl StoreOperations for LaneWorker {
                 build_refresh_chunk,
             )
             .await;
-        per_item(replies, refresh_outcomes, |lease, outcome| RefreshResult {
+        let results = per_item(replies, refresh_outcomes, |lease, outcome| RefreshResult {
             entity: lease.entity,
             player: lease.player,
             outcome,
-        })
+        });
+        match order {
+            Some(order) => in_order(results, &order, |result| result.player),
+            None => results,
+        }
     }
 
     /// Claims the lease and loads the record in one round trip. A claim Redis may have run
@@ -281,27 +401,54 @@ impl StoreOperations for LaneWorker {
     async fn join(&mut self, ticket: u64, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
         let shared = Arc::clone(&self.shared);
         self.uncertain.superseded(player);
-        let claim = &shared.scripts.claim;
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.load_script(claim).ignore();
-        pipe.cmd("EVALSHA")
-            .arg(claim.get_hash())
-            .arg(2)
-            .arg(shared.keys.session(player))
-            .arg(shared.keys.player(player))
-            .arg(&shared.instance)
-            .arg(shared.lease_ttl_ms);
-        let node = self.nodes.of_player(player);
-        let mut reply = self.claim_once(pipe.clone(), ticket, player).await;
+        self.nodes.refresh_if_stale().await;
+        let claim = |asking: bool| {
+            let claim = &shared.scripts.claim;
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            pipe.load_script(claim).ignore();
+            if asking {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.cmd("EVALSHA")
+                .arg(claim.get_hash())
+                .arg(2)
+                .arg(shared.keys.session(player))
+                .arg(shared.keys.player(player))
+                .arg(&shared.instance)
+                .arg(shared.lease_ttl_ms);
+            pipe
+        };
+        let mut node = self.nodes.of_player(player);
+        let mut reply = self.claim_once(node, claim(false), ticket, player).await;
         if reply.broke_the_connection() {
             self.nodes.conn(node).connection_broke();
             tracing::debug!(
                 "claiming a lease: the connection had closed; sending again on a new one"
             );
-            reply = self.claim_once(pipe, ticket, player).await;
+            reply = self.claim_once(node, claim(false), ticket, player).await;
             if reply.broke_the_connection() {
                 self.uncertain.undo_now(player, ticket);
+            }
+        }
+        // On a cluster, a node that does not serve the player's slot (any more) did not run
+        // the claim: it goes to the node named, once.
+        if let Some((redirect, address)) = redirect_of(&reply) {
+            self.nodes.conn(node).observe(&reply, "claiming a lease");
+            if redirect == Redirect::Moved {
+                self.nodes.mark_stale();
+                self.nodes.refresh_if_stale().await;
+            }
+            match self.nodes.at(&address) {
+                Ok(to) => {
+                    node = to;
+                    let asking = redirect == Redirect::Ask;
+                    reply = self.claim_once(node, claim(asking), ticket, player).await;
+                }
+                Err(reason) => {
+                    StoreMetrics::add(&shared.metrics.load_errors, 1);
+                    return Err(JoinRefusal::Unavailable(reason));
+                }
             }
         }
         self.nodes.conn(node).observe(&reply, "claiming a lease");
@@ -366,13 +513,19 @@ impl StoreOperations for LaneWorker {
 }
 
 impl LaneWorker {
-    /// Sends one claim and waits up to the store timeout. If that passes, the claim is left
+    /// Sends one claim to `node` and waits up to the store timeout. If that passes, the claim is left
     /// to finish on its own (up to the lease TTL) and undone when it does.
-    async fn claim_once(&mut self, pipe: Pipeline, ticket: u64, player: PlayerId) -> Reply {
+    async fn claim_once(
+        &mut self,
+        node: usize,
+        pipe: Pipeline,
+        ticket: u64,
+        player: PlayerId,
+    ) -> Reply {
         let started = Instant::now();
-        let conn = self.nodes.conn(self.nodes.of_player(player));
+        let conn = self.nodes.conn(node);
         let timeout = conn.timeout();
-        let mut late = match conn.spawn_with_limit(pipe, self.shared.lease_ttl) {
+        let mut late = match conn.spawn_with_limit(Arc::new(pipe), self.shared.lease_ttl) {
             Ok(late) => late,
             Err(e) => {
                 return Reply {
@@ -429,13 +582,28 @@ impl LaneWorker {
             .arg(1)
             .arg(self.shared.keys.session(player))
             .arg(&self.shared.instance);
+        self.nodes.refresh_if_stale().await;
         let conn = self.nodes.conn(self.nodes.of_player(player));
-        match conn.request(pipe, "releasing a lease").await.result {
+        let reply = conn.request(pipe, "releasing a lease").await;
+        if redirect_of(&reply).is_some() {
+            // The slot moved: the undo (or the lease's TTL) takes care of it.
+            self.nodes.mark_stale();
+            return None;
+        }
+        match reply.result {
             Ok(values) => match values.first() {
                 Some(Value::Int(deleted)) => Some(*deleted == 1),
                 _ => None,
             },
             Err(_) => None,
         }
+    }
+}
+
+/// Where a one-call reply redirects the call, if it is a `MOVED` or `ASK`.
+fn redirect_of(reply: &Reply) -> Option<(Redirect, String)> {
+    match reply.result.as_ref().ok()?.as_slice() {
+        [Value::ServerError(e)] => cluster::redirect_target(e),
+        _ => None,
     }
 }

@@ -18,6 +18,7 @@
 //! ([`super::memory::MemoryBackend`]).
 
 mod calls;
+pub mod cluster;
 mod conn;
 mod lane;
 mod nodes;
@@ -37,13 +38,14 @@ use hearth_systems::storage::{
 };
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+pub use self::cluster::ClusterUrl;
 use self::conn::LaneConn;
 use self::lane::LaneWorker;
 use self::nodes::Nodes;
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
 pub use self::startup::redact_url;
-use self::startup::{client_for, diagnose, startup_check};
+use self::startup::{Topology, diagnose, startup_check};
 use self::uncertain::UncertainClaims;
 use super::OpenError;
 use super::dispatch::failed_completion;
@@ -60,6 +62,10 @@ pub struct RedisStore {
 
 /// What both lanes share.
 struct Shared {
+    /// `redis` or `redis-cluster`, for logs.
+    backend: &'static str,
+    /// On a cluster: a script call holds players of one slot only.
+    cluster: bool,
     instance: String,
     lease_ttl_ms: u64,
     /// Longest a claim's late reply is waited for (see [`uncertain`]): the lease TTL.
@@ -89,7 +95,7 @@ impl RedisStore {
             url: location.clone(),
             reason,
         };
-        let client = client_for(url).map_err(|e| error(format!("invalid Redis URL: {e}")))?;
+        let topology = Topology::of(url).map_err(error)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
@@ -103,6 +109,11 @@ impl RedisStore {
             .unwrap_or(u64::MAX)
             .max(1);
         let shared = Arc::new(Shared {
+            cluster: matches!(topology, Topology::Cluster(_)),
+            backend: match topology {
+                Topology::Single(_) => "redis",
+                Topology::Cluster(_) => "redis-cluster",
+            },
             instance: config.lease_owner(),
             lease_ttl_ms,
             lease_ttl: config.lease_ttl,
@@ -116,26 +127,41 @@ impl RedisStore {
             pending: AtomicUsize::new(0),
             completions,
         });
-        let lane = |name| {
-            LaneConn::new(
-                name,
-                &location,
-                client.clone(),
-                config.store_timeout,
-                Arc::clone(&metrics),
-            )
-        };
-        let mut periodic = Nodes::single(lane("periodic"));
-        let mut interactive = Nodes::single(lane("interactive"));
-        runtime
+        let timeout = config.store_timeout;
+        let (mut periodic, interactive) = runtime
             .block_on(async {
+                let (mut periodic, mut interactive) = match &topology {
+                    Topology::Single(client) => {
+                        let lane = |name| {
+                            LaneConn::new(
+                                name,
+                                &location,
+                                client.clone(),
+                                timeout,
+                                Arc::clone(&metrics),
+                            )
+                        };
+                        (
+                            Nodes::single(lane("periodic")),
+                            Nodes::single(lane("interactive")),
+                        )
+                    }
+                    Topology::Cluster(url) => {
+                        let lane =
+                            |name| Nodes::cluster(url.clone(), name, timeout, Arc::clone(&metrics));
+                        (lane("periodic").await?, lane("interactive").await?)
+                    }
+                };
                 let checked = match startup_check(&shared, &mut periodic, true).await {
                     Ok(()) => startup_check(&shared, &mut interactive, false).await,
                     failed => failed,
                 };
-                match checked {
-                    Ok(()) => Ok(()),
-                    Err(reason) => Err(diagnose(&client, config.store_timeout, reason).await),
+                match (checked, &topology) {
+                    (Ok(()), _) => Ok((periodic, interactive)),
+                    (Err(reason), Topology::Single(client)) => {
+                        Err(diagnose(client, timeout, reason).await)
+                    }
+                    (Err(reason), Topology::Cluster(_)) => Err(reason),
                 }
             })
             .map_err(error)?;
@@ -205,7 +231,7 @@ impl Drop for RedisStore {
 impl PlayerStore for RedisStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
-            backend: "redis",
+            backend: self.shared.backend,
             durable: true,
             location: self.shared.location.clone(),
         }

@@ -1,14 +1,37 @@
 //! Start-up: the checks a lane's connection passes before the store opens, why Redis cannot
 //! be reached when it fails, and the URL helpers (socket options, redaction for logs).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_systems::storage::StoreMetrics;
 use redis::Value;
 
 use super::Shared;
+use super::cluster::{self, ClusterUrl};
 use super::conn::{self, LaneConn};
 use super::nodes::Nodes;
+
+/// What a store URL names: one Redis, or the seeds of a Redis Cluster.
+pub(super) enum Topology {
+    Single(redis::Client),
+    Cluster(ClusterUrl),
+}
+
+impl Topology {
+    /// The topology of `url` (`redis://...` or `redis+cluster://...`), or why it is invalid.
+    pub(super) fn of(url: &str) -> Result<Self, String> {
+        if url.starts_with(cluster::SCHEME) {
+            ClusterUrl::parse(url)
+                .map(Self::Cluster)
+                .map_err(|e| format!("invalid Redis Cluster URL: {e}"))
+        } else {
+            client_for(url)
+                .map(Self::Single)
+                .map_err(|e| format!("invalid Redis URL: {e}"))
+        }
+    }
+}
 
 /// Checks at start that the lane's connections work and the scripts load. On the periodic
 /// lane it also reads `INFO persistence memory` (best effort: an ACL may forbid it) and warns
@@ -19,8 +42,14 @@ pub(super) async fn startup_check(
     nodes: &mut Nodes,
     periodic: bool,
 ) -> Result<(), String> {
+    let cluster = nodes.is_cluster();
     for conn in nodes.iter_mut() {
-        check_node(shared, conn, periodic).await?;
+        check_node(shared, conn, periodic)
+            .await
+            .map_err(|e| match cluster {
+                true => format!("node {}: {e}", conn.location()),
+                false => e,
+            })?;
     }
     Ok(())
 }
@@ -38,7 +67,7 @@ async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Res
     }
     let manager = conn.manager().map_err(|e| e.to_string())?;
     StoreMetrics::add(&shared.metrics.round_trips, 1);
-    let reply = conn::call(manager, pipe, conn.timeout()).await;
+    let reply = conn::call(manager, Arc::new(pipe), conn.timeout()).await;
     let values = match &reply.result {
         Ok(values) => values,
         Err(e) => return Err(e.to_string()),
