@@ -23,9 +23,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bevy_ecs::entity::Entity;
-use common::redis_cluster::TestRedis;
+use common::redis_cluster::{RedisCluster, TestRedis};
 use common::redis_server::{RedisServer, free_port};
 use crossbeam_channel::Receiver;
+use hearth::store::redis::cluster::{player_slot, slot_of};
 use hearth::store::{OpenError, RedisStore};
 use hearth::testing::{RedisTestStore, TestServer, test_config};
 use hearth_components::{
@@ -969,4 +970,229 @@ fn the_first_join_after_redis_closed_idle_connections_or_restarted_succeeds() {
         .join(PlayerId(3))
         .expect("the first login after a Redis restart succeeds");
     assert_eq!(store.metric(|m| &m.load_errors), 0);
+}
+
+/// A record's sequence as stored, read through `conn`.
+fn seq_of(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<u64> {
+    stored(conn, player).map(|record| record.seq)
+}
+
+#[test]
+fn the_store_computes_the_slots_redis_cluster_does() {
+    let cluster = RedisCluster::start(3, 0);
+    for key in [
+        "foo",
+        "hearth:player:{1}",
+        "hearth:session:{99999}",
+        "a{}b",
+        "{}",
+        "x{y}z{w}",
+    ] {
+        assert_eq!(
+            slot_of(key.as_bytes()),
+            cluster.slot_of(key),
+            "slot of {key:?}"
+        );
+    }
+    for id in (0..5_000u64).step_by(37) {
+        let key = format!("hearth:player:{{{id}}}");
+        assert_eq!(player_slot(PlayerId(id)), cluster.slot_of(&key), "{key}");
+    }
+}
+
+#[test]
+fn players_spread_over_three_masters_join_flush_refresh_and_log_out() {
+    let cluster = RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &cluster.url()));
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    let n = 300u64;
+    for p in players(n) {
+        store.join(p).expect("claim");
+    }
+    let mut baseline = Vec::new();
+    for &port in &masters {
+        let mut conn = cluster.connection(port);
+        let received: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        baseline.push((port, conn, received_connections(&received)));
+    }
+    for cycle in 1..=3u64 {
+        let results = store.save(
+            Lane::Periodic,
+            players(n)
+                .map(|p| item(p, cycle, cycle * 10 + p.0, false))
+                .collect(),
+        );
+        assert_eq!(results.len(), n as usize);
+        for (p, result) in players(n).zip(&results) {
+            assert_eq!(result.player, p, "results in submission order");
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{p:?}");
+        }
+        let refreshed = store.refresh(players(n));
+        assert!(
+            refreshed
+                .iter()
+                .all(|r| r.outcome == RefreshOutcome::Refreshed)
+        );
+    }
+    // Connections: one per master per lane, plus one short-lived connection per lane at
+    // start to read the slot table; none opened by the cycles.
+    assert_eq!(store.metric(|m| &m.connections_opened), 2 + 2 * 3);
+    for (port, mut conn, before) in baseline {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        assert_eq!(
+            received_connections(&info),
+            before,
+            "master {port}: 3 flush + refresh cycles opened no connection"
+        );
+    }
+    let mut total = 0;
+    for &port in &masters {
+        let records = cluster.keys_on(port, "hearth:player:*");
+        let leases = cluster.keys_on(port, "hearth:session:*");
+        assert!(!records.is_empty(), "master {port} holds records");
+        assert_eq!(records.len(), leases.len(), "each record beside its lease");
+        total += records.len();
+    }
+    assert_eq!(
+        total, n as usize,
+        "every player's record on exactly one master"
+    );
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 30 + p.0, "{p:?}");
+    }
+    // Log out: a final save that releases each lease.
+    let results = store.save(
+        Lane::Interactive,
+        players(n).map(|p| item(p, 4, 40 + p.0, true)).collect(),
+    );
+    assert!(results.iter().all(|r| r.outcome == SaveOutcome::Saved));
+    for &port in &masters {
+        assert_eq!(
+            cluster.keys_on(port, "hearth:session:*"),
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(n)).unwrap()), 40 + n);
+}
+
+fn received_connections(info: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+#[test]
+fn saves_claims_and_refreshes_follow_a_slot_being_moved_and_moved() {
+    // Slot moves while the store works: first half-way (the player's keys already moved, so
+    // the old owner answers ASK), then done (MOVED). Every save is applied exactly once: a
+    // redirected call did not run, and the sequence fence would refuse a second copy.
+    let cluster = RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &cluster.url()));
+    let mut conn = cluster.inspector();
+    let p = PlayerId(1);
+    let others: Vec<PlayerId> = players(40).collect();
+    for &q in &others {
+        store.join(q).unwrap();
+    }
+    assert_eq!(store.save_one(p, 1, 10, false), SaveOutcome::Saved);
+    let slot = player_slot(p);
+    let from = cluster.master_of_slot(slot);
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+
+    cluster.begin_slot_move(slot, to);
+    cluster.migrate_keys(from, to, &["hearth:player:{1}", "hearth:session:{1}"]);
+    let batch = |seq: u64| {
+        let results = store.save(
+            Lane::Periodic,
+            others.iter().map(|&q| item(q, seq, seq, false)).collect(),
+        );
+        assert!(
+            results.iter().all(|r| r.outcome == SaveOutcome::Saved),
+            "{results:?}"
+        );
+    };
+    batch(2);
+    assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
+    store.join(p).expect("re-claim through ASK");
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(2),
+        "saved once, on the new owner, through ASK"
+    );
+
+    cluster.finish_slot_move(slot, from, to);
+    batch(3);
+    assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(3),
+        "saved once, on the new owner, after MOVED"
+    );
+    assert_eq!(store.metric(|m| &m.save_errors), 0, "no save failed");
+    assert_eq!(
+        cluster.keys_on(from, "hearth:*:{1}"),
+        Vec::<String>::new(),
+        "nothing of the player left on the old owner"
+    );
+    assert_eq!(cluster.keys_on(to, "hearth:*:{1}").len(), 2);
+}
+
+#[test]
+fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(500);
+    let store = Store::open(&cfg);
+    let n = 60u64;
+    for p in players(n) {
+        store.join(p).unwrap();
+    }
+    let save_all = |seq: u64| {
+        store.save(
+            Lane::Periodic,
+            players(n).map(|p| item(p, seq, seq, false)).collect(),
+        )
+    };
+    assert!(save_all(1).iter().all(|r| r.outcome == SaveOutcome::Saved));
+    let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let replica = cluster.replica_of(victim);
+    cluster.wait_until_replicated(victim, replica);
+    cluster.kill(victim);
+
+    // The dead master's players fail (and stay dirty); everyone else is saved.
+    let on_victim = |p: PlayerId| cluster.master_of_slot(player_slot(p)) == victim;
+    let mut lost = Vec::new();
+    for result in save_all(2) {
+        if on_victim(result.player) {
+            assert!(
+                matches!(result.outcome, SaveOutcome::Failed(_)),
+                "{result:?}"
+            );
+            lost.push(result.player);
+        } else {
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{result:?}");
+        }
+    }
+    assert!(!lost.is_empty());
+
+    cluster.failover_force(replica);
+    // The store reads the slot table again after the failure and writes to the new master.
+    let results = save_all(3);
+    assert!(
+        results.iter().all(|r| r.outcome == SaveOutcome::Saved),
+        "{results:?}"
+    );
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(seq_of(&mut conn, p), Some(3), "{p:?}");
+    }
+    assert!(
+        store
+            .refresh(players(n))
+            .iter()
+            .all(|r| r.outcome == RefreshOutcome::Refreshed)
+    );
 }

@@ -312,6 +312,48 @@ impl RedisCluster {
         from
     }
 
+    /// Moves `keys` from the node on `from` to the node on `to` (`MIGRATE`), as a
+    /// resharding does key by key.
+    pub fn migrate_keys(&self, from: u16, to: u16, keys: &[impl AsRef<str>]) {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(keys)
+            .exec(&mut self.connection(from))
+            .expect("MIGRATE");
+    }
+
+    /// Waits until the replica on `replica` has every write the master on `master` took.
+    pub fn wait_until_replicated(&self, master: u16, replica: u16) {
+        let offset = |port: u16, field: &str| -> Option<u64> {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut self.connection(port))
+                .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let started = Instant::now();
+        loop {
+            let wanted = offset(master, "master_repl_offset");
+            let got = offset(replica, "slave_repl_offset");
+            if wanted.is_some() && got >= wanted {
+                return;
+            }
+            assert!(
+                started.elapsed() < SETTLE,
+                "{replica} did not catch up with {master}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Moves every key of `slot` from `from` to `to` (`MIGRATE`) and gives `to` the slot
     /// (`CLUSTER SETSLOT NODE` on every master), finishing [`RedisCluster::begin_slot_move`].
     pub fn finish_slot_move(&self, slot: u16, from: u16, to: u16) {
@@ -326,16 +368,7 @@ impl RedisCluster {
             if keys.is_empty() {
                 break;
             }
-            redis::cmd("MIGRATE")
-                .arg("127.0.0.1")
-                .arg(to)
-                .arg("")
-                .arg(0)
-                .arg(5000)
-                .arg("KEYS")
-                .arg(&keys)
-                .exec(&mut source)
-                .expect("MIGRATE");
+            self.migrate_keys(from, to, &keys);
         }
         let owner = self.id(to);
         for port in self.masters() {
@@ -405,7 +438,7 @@ impl Drop for RedisCluster {
     }
 }
 
-/// A plain connection that follows `MOVED`, so each command reaches the node serving its
+/// A plain connection that follows `MOVED` and `ASK`, so each command reaches the node serving its
 /// key, as a cluster client's would; on a single Redis it is just a connection. For tests
 /// that read and poke keys (commands one at a time; a pipeline goes to one node).
 pub struct Inspector {
@@ -440,15 +473,21 @@ impl redis::ConnectionLike for Inspector {
     fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
         for _ in 0..5 {
             let reply = self.conns[self.current].1.req_packed_command(cmd)?;
-            let moved = match &reply {
-                redis::Value::ServerError(e) if e.code() == "MOVED" => e
+            let redirect = match &reply {
+                redis::Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => e
                     .details()
                     .and_then(|d| d.split_whitespace().nth(1))
-                    .map(str::to_string),
+                    .map(|address| (e.code() == "ASK", address.to_string())),
                 _ => None,
             };
-            match moved {
-                Some(address) => self.current = self.at(&address)?,
+            match redirect {
+                Some((false, address)) => self.current = self.at(&address)?,
+                Some((true, address)) => {
+                    let at = self.at(&address)?;
+                    let conn = &mut self.conns[at].1;
+                    redis::cmd("ASKING").exec(conn)?;
+                    return conn.req_packed_command(cmd);
+                }
                 None => return Ok(reply),
             }
         }
