@@ -239,12 +239,21 @@ impl RedisCluster {
 
     /// The port of the master serving `slot`, as the cluster sees it now.
     pub fn master_of_slot(&self, slot: u16) -> u16 {
+        self.slot_owners()[usize::from(slot)]
+    }
+
+    /// The port of the master serving each slot, as the cluster sees it now (one question).
+    pub fn slot_owners(&self) -> Vec<u16> {
         let ranges = self.slot_ranges();
-        *ranges
-            .range(..=slot)
-            .next_back()
-            .map(|(_, port)| port)
-            .expect("every slot is served")
+        (0..16384u16)
+            .map(|slot| {
+                *ranges
+                    .range(..=slot)
+                    .next_back()
+                    .map(|(_, port)| port)
+                    .expect("every slot is served")
+            })
+            .collect()
     }
 
     /// The port of a replica of the master on `master`.

@@ -42,7 +42,7 @@ pub(super) fn build_save_chunk(
 ) -> (Pipeline, Vec<Vec<SentSave>>) {
     let slot = |item: &SaveItem| call_slot(shared, item.snapshot.player);
     if shared.cluster {
-        chunk.sort_by_key(slot);
+        chunk.sort_by_cached_key(slot);
     }
     let script = &shared.scripts.save;
     let mut pipe = Pipeline::with_capacity(chunk.len() / PLAYERS_PER_SAVE_CALL + 2);
@@ -103,7 +103,7 @@ pub(super) fn build_refresh_chunk(
     let mut chunk = chunk;
     let slot = |lease: &LeaseItem| call_slot(shared, lease.player);
     if shared.cluster {
-        chunk.sort_by_key(slot);
+        chunk.sort_by_cached_key(slot);
     }
     let script = &shared.scripts.refresh;
     let groups: Vec<Vec<LeaseItem>> = chunk

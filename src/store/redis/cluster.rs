@@ -79,7 +79,19 @@ pub fn slot_of(key: &[u8]) -> u16 {
 
 /// The slot of a player's keys: record and lease share the hash tag `{<id>}`.
 pub fn player_slot(player: PlayerId) -> u16 {
-    slot_of(player.0.to_string().as_bytes())
+    // The id's decimal digits, written on the stack (this runs for every player of a batch).
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut id = player.0;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (id % 10) as u8;
+        id /= 10;
+        if id == 0 {
+            break;
+        }
+    }
+    crc16(&digits[at..]) % SLOTS as u16
 }
 
 /// CRC-16/XMODEM (polynomial 0x1021, initial 0), the checksum Redis Cluster hashes keys with.
@@ -171,6 +183,12 @@ mod tests {
         assert_eq!(slot_of(b"hearth:player:{1}"), 9842);
         assert_eq!(slot_of(b"hearth:session:{1}"), 9842);
         assert_eq!(player_slot(PlayerId(1)), 9842);
+        for id in [0, 7, 10, 4_294_967_296, u64::MAX] {
+            assert_eq!(
+                player_slot(PlayerId(id)),
+                slot_of(id.to_string().as_bytes())
+            );
+        }
         // An empty tag is no tag: the whole key is hashed.
         assert_eq!(slot_of(b"a{}b"), crc16(b"a{}b") % 16384);
     }
