@@ -113,6 +113,11 @@ pub const KEYS: &[Key] = &[
         parse_count::<usize>
     ),
     key!(
+        durable_replicas,
+        "Replicas that must confirm each save (WAIT) before it counts as durable; 0: the master's reply.",
+        parse_count::<u32>
+    ),
+    key!(
         metrics_interval,
         "How often verbose mode logs a metrics summary.",
         parse_duration

@@ -1077,6 +1077,26 @@ fn players_spread_over_three_masters_join_flush_refresh_and_log_out() {
     assert_eq!(xp_of(&stored(&mut conn, PlayerId(n)).unwrap()), 40 + n);
 }
 
+/// Joins players 1..=n and saves them all at sequence 1 (every save must succeed); returns
+/// how to save them all again at a sequence.
+fn joined_and_saved(store: &Store, n: u64) -> impl Fn(u64) -> Vec<SaveResult> + '_ {
+    for p in players(n) {
+        store.join(p).unwrap();
+    }
+    let save_all = move |seq: u64| {
+        store.save(
+            Lane::Periodic,
+            players(n).map(|p| item(p, seq, seq, false)).collect(),
+        )
+    };
+    let first = save_all(1);
+    assert!(
+        first.iter().all(|r| r.outcome == SaveOutcome::Saved),
+        "{first:?}"
+    );
+    save_all
+}
+
 fn received_connections(info: &str) -> u64 {
     info.lines()
         .find_map(|l| l.strip_prefix("total_connections_received:"))
@@ -1145,18 +1165,8 @@ fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
     let mut cluster = RedisCluster::start(3, 1);
     let mut cfg = config("a", &cluster.url());
     cfg.store_timeout = Duration::from_millis(500);
-    let store = Store::open(&cfg);
-    let n = 60u64;
-    for p in players(n) {
-        store.join(p).unwrap();
-    }
-    let save_all = |seq: u64| {
-        store.save(
-            Lane::Periodic,
-            players(n).map(|p| item(p, seq, seq, false)).collect(),
-        )
-    };
-    assert!(save_all(1).iter().all(|r| r.outcome == SaveOutcome::Saved));
+    let (store, n) = (Store::open(&cfg), 60);
+    let save_all = joined_and_saved(&store, n);
     let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
     let replica = cluster.replica_of(victim);
     cluster.wait_until_replicated(victim, replica);
@@ -1195,4 +1205,56 @@ fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
             .iter()
             .all(|r| r.outcome == RefreshOutcome::Refreshed)
     );
+}
+
+#[test]
+fn with_durable_replicas_a_save_counts_only_once_a_replica_has_it() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(1_000);
+    cfg.durable_replicas = 1;
+    let (store, n) = (Store::open(&cfg), 40);
+    let save_all = joined_and_saved(&store, n);
+
+    // Saved means a replica has it: the master may die at once, its replica is promoted,
+    // and nothing a player was told is saved is gone.
+    let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let promoted = cluster.replica_of(victim);
+    cluster.kill(victim);
+    cluster.failover_force(promoted);
+    let on_promoted: Vec<PlayerId> = players(n)
+        .filter(|&p| cluster.master_of_slot(player_slot(p)) == promoted)
+        .collect();
+    assert!(!on_promoted.is_empty());
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(seq_of(&mut conn, p), Some(1), "{p:?}: acknowledged, kept");
+    }
+
+    // The promoted master has no replica: its players' saves are written but do not count
+    // (they stay dirty and are retried); every other player's do.
+    save_all(2); // finds the old master gone and reads the slots again
+    for result in save_all(3) {
+        if on_promoted.contains(&result.player) {
+            assert!(
+                matches!(&result.outcome, SaveOutcome::Failed(e) if e.contains("not durable")),
+                "{result:?}"
+            );
+            assert_eq!(
+                seq_of(&mut conn, result.player),
+                Some(3),
+                "written on the master"
+            );
+        } else {
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{result:?}");
+        }
+    }
+    // Without the option the same saves count at the master's reply.
+    let mut cfg = config("b", &cluster.url());
+    cfg.durable_replicas = 0;
+    let other = Store::open(&cfg);
+    let p = on_promoted[0];
+    store.release(p);
+    other.join(p).unwrap();
+    assert_eq!(other.save_one(p, 4, 4, false), SaveOutcome::Saved);
 }

@@ -70,6 +70,10 @@ pub struct ServerConfig {
     pub store_timeout: Duration,
     /// Saves or refreshes per pipelined round trip.
     pub batch_chunk: usize,
+    /// Replicas that must confirm a save (`WAIT`) before it counts as durable; 0: the
+    /// master's reply is enough. With 1 or more, a failover cannot roll back a save a
+    /// player was told about.
+    pub durable_replicas: u32,
     /// Verbose logging and periodic metric summaries.
     pub verbose: bool,
     /// How often verbose mode logs a metrics summary.
@@ -109,6 +113,7 @@ impl Default for ServerConfig {
             shutdown_deadline: Duration::from_secs(10),
             store_timeout: Duration::from_secs(2),
             batch_chunk: 1000,
+            durable_replicas: 0,
             verbose: false,
             metrics_interval: Duration::from_secs(120),
             latency_warn: Duration::from_millis(50),

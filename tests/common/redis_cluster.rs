@@ -100,7 +100,7 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each and waits until every node
-    /// reports `cluster_state:ok`.
+    /// reports `cluster_state:ok` and every replica is in sync with its master.
     pub fn start(masters: usize, replicas: usize) -> Self {
         let nodes = (0..masters * (1 + replicas))
             .map(|_| Node::spawn().unwrap_or_else(|e| panic!("cluster node did not start: {e}")))
@@ -126,7 +126,31 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         cluster.wait_until_ok();
+        cluster.wait_for_replicas(replicas);
         cluster
+    }
+
+    /// Waits until every master has `replicas` replicas connected and in sync
+    /// (`connected_slaves` in `INFO replication` counts only replicas past their first sync).
+    fn wait_for_replicas(&self, replicas: usize) {
+        let started = Instant::now();
+        for port in self.masters() {
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut self.connection(port))
+                    .unwrap_or_default();
+                let online = info.matches("state=online").count();
+                if online >= replicas {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < SETTLE,
+                    "master {port} has {online} of {replicas} replicas online: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// Waits until every running node says `cluster_state:ok` and sees every slot served.

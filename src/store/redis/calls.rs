@@ -6,7 +6,7 @@ use hearth_components::PlayerId;
 use hearth_systems::storage::{LeaseItem, RefreshOutcome, SaveItem, SaveOutcome};
 use std::collections::{HashMap, VecDeque};
 
-use redis::{Pipeline, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use super::{Shared, cluster};
 
@@ -33,7 +33,8 @@ pub(super) struct SentSave {
 }
 
 /// One chunk of saves: `SCRIPT LOAD save.lua`, then one `EVALSHA` per
-/// [`PLAYERS_PER_SAVE_CALL`] records (on a cluster: of one slot, see [`call_slot`]). Records are encoded here, on the store's task, never on
+/// [`PLAYERS_PER_SAVE_CALL`] records (on a cluster: of one slot, see [`call_slot`]), then
+/// `WAIT` when saves must reach `durable_replicas` replicas. Records are encoded here, on the store's task, never on
 /// the tick; one that fails to encode is answered at once and not sent.
 pub(super) fn build_save_chunk(
     shared: &Shared,
@@ -90,7 +91,19 @@ pub(super) fn build_save_chunk(
             .arg(args);
         groups.push(group);
     }
+    if shared.durable_replicas > 0 {
+        pipe.add_command(wait_command(shared));
+    }
     (pipe, groups)
+}
+
+/// `WAIT <durable_replicas> <ms>`: after a chunk of saves, on the same connection, asks how
+/// many replicas have them. It waits at most half the store timeout, so the chunk's reply
+/// still comes within it.
+fn wait_command(shared: &Shared) -> Cmd {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(shared.durable_replicas).arg(shared.wait_ms);
+    wait
 }
 
 /// One chunk of lease refreshes: `SCRIPT LOAD refresh.lua`, then one `EVALSHA` per

@@ -34,10 +34,19 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 /// script, each further one is a call) and the items of each call, in pipeline order.
 type InFlight<M> = (usize, JoinHandle<Reply>, Arc<Pipeline>, Vec<Vec<M>>);
 
-/// Calls a node answered with `MOVED` or `ASK` (they did not run), to send again to the node
-/// named: the redirection, the node's address, the chunk's `SCRIPT LOAD`, the call and its
-/// items.
-type Redirected<M> = Vec<(Redirect, String, Cmd, Cmd, Vec<M>)>;
+/// A call a node answered with `MOVED` or `ASK` (it did not run), to send again to the node
+/// named.
+struct Redirected<M> {
+    redirect: Redirect,
+    /// The node's `host:port`.
+    address: String,
+    /// The chunk's `SCRIPT LOAD`.
+    load: Cmd,
+    call: Cmd,
+    items: Vec<M>,
+    /// The chunk's `WAIT` (`durable_replicas`), to follow the call again.
+    wait: Option<Cmd>,
+}
 
 /// The task of one lane.
 pub(super) struct LaneWorker {
@@ -207,17 +216,27 @@ impl LaneWorker {
     /// redirected again is answered failed, and retried by the world at its next flush.
     async fn send_redirected<M>(
         &mut self,
-        redirected: Redirected<M>,
+        redirected: Vec<Redirected<M>>,
         what: &str,
         round_trips: RoundTrips<'_>,
         out: &mut Vec<CallReply<M>>,
     ) {
-        if redirected.iter().any(|(r, ..)| *r == Redirect::Moved) {
+        if redirected.iter().any(|r| r.redirect == Redirect::Moved) {
             self.nodes.mark_stale();
             self.nodes.refresh_if_stale().await;
         }
+        // The batch's `WAIT`, if its saves must reach replicas: it ends each pipeline.
+        let wait = redirected.iter().find_map(|r| r.wait.clone());
         let mut per_node: Vec<(usize, Pipeline, Vec<Vec<M>>)> = Vec::new();
-        for (redirect, address, load, call, items) in redirected {
+        for Redirected {
+            redirect,
+            address,
+            load,
+            call,
+            items,
+            ..
+        } in redirected
+        {
             let node = match self.nodes.at(&address) {
                 Ok(node) => node,
                 Err(reason) => {
@@ -242,7 +261,10 @@ impl LaneWorker {
             pipe.add_command(call);
             sent.push(items);
         }
-        for (node, pipe, sent) in per_node {
+        for (node, mut pipe, sent) in per_node {
+            if let Some(wait) = &wait {
+                pipe.add_command(wait.clone());
+            }
             let pipe = Arc::new(pipe);
             let handle = match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
                 Ok(handle) => handle,
@@ -257,10 +279,13 @@ impl LaneWorker {
             self.finish_chunk(chunk, what, round_trips, out, &mut again)
                 .await
                 .ok();
-            for (redirect, address, _, _, items) in again {
+            for again in again {
                 self.nodes.mark_stale();
-                let reason = format!("redirected again ({redirect:?} to {address})");
-                out.push((items, Err(reason)));
+                let reason = format!(
+                    "redirected again ({:?} to {})",
+                    again.redirect, again.address
+                );
+                out.push((again.items, Err(reason)));
             }
         }
     }
@@ -273,7 +298,7 @@ impl LaneWorker {
         what: &str,
         round_trips: RoundTrips<'_>,
         out: &mut Vec<CallReply<M>>,
-        redirected: &mut Redirected<M>,
+        redirected: &mut Vec<Redirected<M>>,
     ) -> Result<(), String> {
         let reply = handle.await.unwrap_or_else(|e| Reply {
             result: Err(CallError::Worker(e.to_string())),
@@ -282,23 +307,29 @@ impl LaneWorker {
         let conn = self.nodes.conn(node);
         conn.observe(&reply, what);
         round_trips.record(reply.latency, sent.iter().map(Vec::len).sum());
-        match reply.result {
+        let wait = pipe.cmd_iter().last().filter(|c| named(c, "WAIT"));
+        let wanted = wait.map(|_| self.shared.durable_replicas);
+        let (result, not_durable) = confirmed(reply.result, wanted);
+        match result {
             Ok(values) if values.len() == sent.len() => {
                 let commands = sent.len();
                 let mut item_errors = 0usize;
-                let mut cmds = pipe.cmd_iter();
+                // The calls, in reply order: every command but the ignored `SCRIPT LOAD`
+                // (first) and `ASKING`s, and `WAIT` (last, and already taken off the reply).
+                let mut cmds = pipe.cmd_iter().filter(|c| !named(c, "ASKING"));
                 let load = cmds.next();
                 for ((meta, value), call) in sent.into_iter().zip(values).zip(cmds) {
                     let reply = match value {
                         Value::ServerError(e) => match (cluster::redirect_target(&e), load) {
                             (Some((redirect, address)), Some(load)) => {
-                                redirected.push((
+                                redirected.push(Redirected {
                                     redirect,
                                     address,
-                                    load.clone(),
-                                    call.clone(),
-                                    meta,
-                                ));
+                                    load: load.clone(),
+                                    call: call.clone(),
+                                    items: meta,
+                                    wait: wait.cloned(),
+                                });
                                 continue;
                             }
                             _ => {
@@ -306,7 +337,10 @@ impl LaneWorker {
                                 Err(e.to_string())
                             }
                         },
-                        value => Ok(value),
+                        value => match &not_durable {
+                            Some(reason) => Ok(not_saved(value, reason)),
+                            None => Ok(value),
+                        },
                     };
                     out.push((meta, reply));
                 }
@@ -452,6 +486,10 @@ impl StoreOperations for LaneWorker {
             }
         }
         self.nodes.conn(node).observe(&reply, "claiming a lease");
+        if reply.result.is_err() {
+            // On a cluster the node may have failed over: read the slots before the next job.
+            self.nodes.mark_stale();
+        }
         let unavailable = |reason: String| {
             StoreMetrics::add(&shared.metrics.load_errors, 1);
             Err(JoinRefusal::Unavailable(reason))
@@ -583,12 +621,24 @@ impl LaneWorker {
             .arg(self.shared.keys.session(player))
             .arg(&self.shared.instance);
         self.nodes.refresh_if_stale().await;
-        let conn = self.nodes.conn(self.nodes.of_player(player));
-        let reply = conn.request(pipe, "releasing a lease").await;
-        if redirect_of(&reply).is_some() {
-            // The slot moved: the undo (or the lease's TTL) takes care of it.
+        let node = self.nodes.of_player(player);
+        let mut reply = self
+            .nodes
+            .conn(node)
+            .request(pipe.clone(), "releasing a lease")
+            .await;
+        // On a cluster, a node that did not answer may have been replaced by its replica, and
+        // a slot may have moved: a release is safe to repeat, so it goes once more to the
+        // node serving the slot by the slots read again.
+        if self.nodes.is_cluster() && (reply.result.is_err() || redirect_of(&reply).is_some()) {
             self.nodes.mark_stale();
-            return None;
+            self.nodes.refresh_if_stale().await;
+            let now = self.nodes.of_player(player);
+            reply = self
+                .nodes
+                .conn(now)
+                .request(pipe, "releasing a lease")
+                .await;
         }
         match reply.result {
             Ok(values) => match values.first() {
@@ -597,6 +647,51 @@ impl LaneWorker {
             },
             Err(_) => None,
         }
+    }
+}
+
+/// A chunk's reply without its final `WAIT` reply (when `wanted`, the replicas the saves
+/// must reach), and why its saves are not durable: `WAIT` confirmed fewer.
+fn confirmed(
+    result: Result<Vec<Value>, CallError>,
+    wanted: Option<u32>,
+) -> (Result<Vec<Value>, CallError>, Option<String>) {
+    let (mut values, wanted) = match (result, wanted) {
+        (Ok(values), Some(wanted)) => (values, wanted),
+        (result, _) => return (result, None),
+    };
+    let short = match values.pop() {
+        Some(Value::Int(confirmed)) if confirmed >= i64::from(wanted) => None,
+        Some(Value::Int(confirmed)) => Some(format!(
+            "not durable: {confirmed} of {wanted} replicas confirmed the write in time (WAIT)"
+        )),
+        other => Some(format!("not durable: unexpected reply to WAIT: {other:?}")),
+    };
+    (Ok(values), short)
+}
+
+/// Whether `cmd` is the command `name` (`WAIT`, `ASKING`).
+fn named(cmd: &Cmd, name: &str) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(first)) if first.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// A `save.lua` reply with every `saved` status turned into `error: <reason>`: the writes
+/// happened on the master but are not durable yet, so they count as failed and are retried
+/// (a retried save is safe: it carries a newer sequence). Other statuses stay.
+fn not_saved(value: Value, reason: &str) -> Value {
+    match value {
+        Value::Array(statuses) => Value::Array(
+            statuses
+                .into_iter()
+                .map(|status| match status {
+                    Value::BulkString(text) if text == b"saved" => {
+                        Value::BulkString(format!("error: {reason}").into_bytes())
+                    }
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -66,6 +66,10 @@ struct Shared {
     backend: &'static str,
     /// On a cluster: a script call holds players of one slot only.
     cluster: bool,
+    /// Replicas that must confirm a chunk of saves (`WAIT`) for them to count as saved.
+    durable_replicas: u32,
+    /// How long that `WAIT` may take: half the store timeout.
+    wait_ms: u64,
     instance: String,
     lease_ttl_ms: u64,
     /// Longest a claim's late reply is waited for (see [`uncertain`]): the lease TTL.
@@ -110,6 +114,10 @@ impl RedisStore {
             .max(1);
         let shared = Arc::new(Shared {
             cluster: matches!(topology, Topology::Cluster(_)),
+            durable_replicas: config.durable_replicas,
+            wait_ms: u64::try_from(config.store_timeout.as_millis() / 2)
+                .unwrap_or(u64::MAX)
+                .max(1),
             backend: match topology {
                 Topology::Single(_) => "redis",
                 Topology::Cluster(_) => "redis-cluster",
