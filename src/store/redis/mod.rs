@@ -1,7 +1,8 @@
 //! The Redis store: the durable backend behind the storage port.
 //!
 //! - Two connections (`redis::aio::ConnectionManager`), made once at start and kept for the
-//!   life of the store: one per [`Lane`]. Periodic work (batch flushes, lease refreshes) never
+//!   life of the store: one per [`Lane`] (on a Redis Cluster, one per lane per master: see
+//!   `nodes.rs` and [`cluster`]). Periodic work (batch flushes, lease refreshes) never
 //!   delays interactive work (joins, immediate and logout saves) through head-of-line
 //!   blocking on one multiplexed socket.
 //! - Each lane is one tokio task taking [`StoreJob`]s in FIFO order, one job at a time, so a
@@ -50,6 +51,8 @@ use self::uncertain::UncertainClaims;
 use super::OpenError;
 use super::dispatch::failed_completion;
 
+/// A [`PlayerStore`] on Redis (one server or a Redis Cluster). Made with
+/// [`RedisStore::open`]; dropping it stops its runtime.
 pub struct RedisStore {
     shared: Arc<Shared>,
     periodic: UnboundedSender<StoreJob>,
@@ -87,8 +90,9 @@ struct Shared {
 }
 
 impl RedisStore {
-    /// Connects both lanes to the Redis at `url` (checking it answers and accepts the
-    /// scripts) and starts the lane workers. Completions go to `completions`.
+    /// Connects both lanes to the Redis at `url` — `redis://...`, or a cluster's
+    /// `redis+cluster://...` — (checking it answers and accepts the scripts) and starts the
+    /// lane workers. Completions go to `completions`.
     pub fn open(
         config: &ServerConfig,
         url: &str,
