@@ -15,6 +15,11 @@
 //!
 //! Physical references from the same redis-server: `redis-benchmark -P 1000 -t set`, and a raw
 //! pipelined `EVALSHA` of the save script with pre-encoded records (no store around it).
+//!
+//! Then (c) at N = 10,000 on a local 3-master Redis Cluster (`redis+cluster://`, started by
+//! `tests/common/redis_cluster.rs`), against (c) on the single redis-server of the same run:
+//! rates, round trips per batch over all masters, CPU per op summed over the masters, and the
+//! connections the store opened.
 
 #[path = "../tests/common/redis_cluster.rs"]
 #[allow(dead_code)]
