@@ -1258,3 +1258,73 @@ fn with_durable_replicas_a_save_counts_only_once_a_replica_has_it() {
     other.join(p).unwrap();
     assert_eq!(other.save_one(p, 4, 4, false), SaveOutcome::Saved);
 }
+
+#[test]
+fn a_failover_can_lose_what_a_master_did_not_replicate_unless_saves_wait_for_a_replica() {
+    // Without durable_replicas a save is acknowledged at the master's reply: a master that dies
+    // before its replica copied it takes the save, and a lease it granted, with it. The fence
+    // still holds: the server that lost the lease cannot write the player again. With
+    // durable_replicas 1 the same save is not acknowledged in the first place.
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(1_000);
+    let a = Store::open(&cfg);
+    let durable = Store::open(&ServerConfig {
+        durable_replicas: 1,
+        ..config("d", &cluster.url())
+    });
+    let master = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let on_master: Vec<PlayerId> = players(200)
+        .filter(|&p| cluster.master_of_slot(player_slot(p)) == master)
+        .take(3)
+        .collect();
+    let (p, q, d) = (on_master[0], on_master[1], on_master[2]);
+    a.join(p).unwrap();
+    durable.join(d).unwrap();
+    assert_eq!(a.save_one(p, 1, 1, false), SaveOutcome::Saved);
+    let replica = cluster.replica_of(master);
+    cluster.wait_until_replicated(master, replica);
+
+    // The replica falls behind: frozen, with its socket buffers filled by a large write (a
+    // frozen process's kernel would otherwise still take in what follows, and hand it over
+    // once thawed), so what the master acknowledges next stays in the master's memory.
+    cluster.freeze(replica);
+    let filler = vec![b'x'; 64 << 20];
+    let _: () = cluster
+        .connection(master)
+        .set(format!("filler:{{{}}}", p.0), filler)
+        .unwrap();
+    assert_eq!(
+        a.save_one(p, 2, 2, false),
+        SaveOutcome::Saved,
+        "acknowledged"
+    );
+    a.join(q).expect("a lease granted by the master alone");
+    assert!(
+        matches!(durable.save_one(d, 2, 2, false), SaveOutcome::Failed(e) if e.contains("not durable")),
+        "with durable_replicas 1 the unreplicated save is not acknowledged"
+    );
+    cluster.kill(master);
+    cluster.thaw(replica);
+    cluster.failover_force(replica);
+
+    let mut conn = cluster.inspector();
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(1),
+        "the acknowledged save 2 is gone"
+    );
+    assert_eq!(owner(&mut conn, q), None, "the lease granted to a is gone");
+    let b = Store::open(&config("b", &cluster.url()));
+    b.join(q).expect("so another server claims the player");
+    // a still believes it holds q: its next save finds b's lease and writes nothing.
+    a.refresh([p]); // reads the slots again after the failover
+    let mut save = item(q, 1, 99, false);
+    save.last_stored_seq = 0;
+    assert_eq!(
+        a.save(Lane::Periodic, vec![save]).remove(0).outcome,
+        SaveOutcome::LeaseLost
+    );
+    assert_eq!(owner(&mut conn, q).as_deref(), Some("b/boot"));
+    assert_eq!(stored(&mut conn, q), None, "a wrote nothing for q");
+}

@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::redis_server::free_port;
+use super::redis_server::{free_port, signal};
 
 const INSTALL_HINT: &str =
     "redis-server/redis-cli not found: install them with `apt-get install -y redis-server`";
@@ -315,6 +315,25 @@ impl RedisCluster {
             .kill();
     }
 
+    /// Freezes the node on `port` (SIGSTOP): it answers nothing, replicates nothing.
+    pub fn freeze(&self, port: u16) {
+        let pid = self.running(port).id();
+        assert!(signal(pid, "-STOP"), "kill -STOP failed");
+    }
+
+    /// Lets a frozen node run again (SIGCONT).
+    pub fn thaw(&self, port: u16) {
+        let pid = self.running(port).id();
+        assert!(signal(pid, "-CONT"), "kill -CONT failed");
+    }
+
+    fn running(&self, port: u16) -> &Child {
+        self.node(port)
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("cluster node {port} is not running"))
+    }
+
     /// `CLUSTER FAILOVER FORCE` on the replica on `replica` (its master may be down), then
     /// waits until the cluster serves every slot again with it as a master.
     pub fn failover_force(&self, replica: u16) {
@@ -466,6 +485,9 @@ fn setslot(conn: &mut redis::Connection, slot: u16, state: &str, node: &str) {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
+            if let Some(child) = &node.child {
+                signal(child.id(), "-CONT"); // harmless if it was not frozen
+            }
             node.kill();
         }
     }
