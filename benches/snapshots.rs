@@ -1,19 +1,20 @@
 //! Cost of building every player's snapshot (players within the view radius) with the
 //! spatial grid, against the naive all-pairs scan it replaces, for 1,000 and 10,000 players
-//! spread uniformly over the world; and of encoding them as protocol lines: as a
-//! game-defined message (a `GameLine` of the demo game's `Snapshot`, what the server sends,
-//! encoded by the connection task that writes it) against serialising a plain tagged struct plus a newline (what the core's own
-//! `ServerMessage::to_line` does, and what snapshots cost before they became the demo game's
-//! messages).
+//! spread uniformly over the world; and of one snapshot round as protocol lines, spread and
+//! all in one spot: with each snapshot owning its entries (the demo game before) against
+//! entries shared by the round (the demo game now, each entry encoded once), split into the
+//! tick's part (building the messages) and the connection tasks' part (encoding them).
 //!
 //! Run: `cargo bench --bench snapshots`
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth::components::protocol::GameLine;
 use hearth::demo_game::{SNAPSHOT_LIMIT, Snapshot, SnapshotEntry, VIEW_RADIUS, WORLD_HALF_EXTENT};
 use hearth_systems::spatial::SpatialGrid;
+use hearth_systems::{EntryList, SharedEntries};
 
 /// Deterministic positions (a small LCG), uniform over the world.
 fn positions(n: usize) -> Vec<(f32, f32, u64)> {
@@ -68,14 +69,12 @@ fn median_of(rounds: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
     (samples[rounds / 2], result)
 }
 
-/// The shape snapshots were serialised in before (an internally tagged enum variant).
+/// A snapshot with its own copy of every entry: what the demo game sent before entries were
+/// shared (the same bytes on the wire).
 #[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Tagged<'a> {
-    Snapshot {
-        tick: u64,
-        players: &'a [SnapshotEntry],
-    },
+struct OwnEntriesSnapshot {
+    tick: u64,
+    players: Vec<SnapshotEntry>,
 }
 
 /// What every player's snapshot lists: the players near it, as the grid returns them.
@@ -94,40 +93,70 @@ fn near_lists(players: &[(f32, f32, u64)]) -> Vec<Vec<(f32, f32, u64)>> {
         .collect()
 }
 
-fn entries(near: &[(f32, f32, u64)]) -> Vec<SnapshotEntry> {
-    near.iter()
-        .map(|&(x, y, id)| SnapshotEntry { id, x, y })
+/// Each snapshot with its own entries, as game lines (the tick part: building them).
+fn own_entry_lines(all: &[Vec<(f32, f32, u64)>]) -> Vec<GameLine> {
+    all.iter()
+        .map(|near| {
+            let players = near
+                .iter()
+                .map(|&(x, y, id)| SnapshotEntry { id, x, y })
+                .collect();
+            GameLine::new("snapshot", OwnEntriesSnapshot { tick: 42, players })
+        })
         .collect()
 }
 
-/// Each snapshot built and encoded as the demo game does now: a game line.
-fn encode_as_game_lines(all: &[Vec<(f32, f32, u64)>]) -> usize {
-    all.iter()
+/// Each snapshot listing shared entries, as game lines, the way the demo game builds them
+/// (the tick part: one entry table per round, indexes per recipient).
+fn shared_entry_lines(all: &[Vec<(f32, f32, u64)>]) -> Vec<GameLine> {
+    let mut entries = SharedEntries::default();
+    // By player (ids are 0..n here, as entity indexes are dense in the server).
+    let mut entry_of = vec![None; all.len()];
+    let picks: Vec<Vec<u32>> = all
+        .iter()
         .map(|near| {
-            let snapshot = Snapshot {
-                tick: 42,
-                players: entries(near),
-            };
-            let line = GameLine::new("snapshot", snapshot);
-            line.line().expect("a snapshot encodes").len()
+            near.iter()
+                .map(|&(x, y, id)| {
+                    *entry_of[id as usize]
+                        .get_or_insert_with(|| entries.push(SnapshotEntry { id, x, y }))
+                })
+                .collect()
         })
+        .collect();
+    let entries = Arc::new(entries);
+    picks
+        .into_iter()
+        .map(|picks| {
+            let players = EntryList::new(&entries, picks);
+            GameLine::new("snapshot", Snapshot { tick: 42, players })
+        })
+        .collect()
+}
+
+/// The connection tasks' part: every line encoded (and its bytes counted).
+fn encode(lines: &[GameLine]) -> usize {
+    lines
+        .iter()
+        .map(|line| line.line().expect("a snapshot encodes").len())
         .sum()
 }
 
-/// Each snapshot built and encoded as before: a tagged enum variant plus a newline.
-fn encode_as_tagged_lines(all: &[Vec<(f32, f32, u64)>]) -> usize {
-    all.iter()
-        .map(|near| {
-            let players = entries(near);
-            let mut line = serde_json::to_string(&Tagged::Snapshot {
-                tick: 42,
-                players: &players,
-            })
-            .expect("a snapshot encodes");
-            line.push('\n');
-            line.len()
-        })
-        .sum()
+/// Median time to build a round's lines (tick) and to encode them (connection tasks), and
+/// the bytes encoded.
+fn round_costs(rounds: usize, build: impl Fn() -> Vec<GameLine>) -> (Duration, Duration, usize) {
+    let (mut on_tick, mut off_tick) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let lines = black_box(build());
+        on_tick.push(started.elapsed());
+        let started = Instant::now();
+        bytes = black_box(encode(&lines));
+        off_tick.push(started.elapsed());
+    }
+    on_tick.sort();
+    off_tick.sort();
+    (on_tick[rounds / 2], off_tick[rounds / 2], bytes)
 }
 
 fn main() {
@@ -152,25 +181,37 @@ fn main() {
     }
     println!();
     println!(
-        "building and encoding every player's snapshot as one protocol line (players clustered on a 4-unit lattice), median of 21 rounds"
+        "one snapshot round (every player's snapshot as a protocol line), median of 21 rounds: built on the tick / encoded by the connection tasks"
     );
     println!(
-        "{:>8}  {:>12}  {:>16}  {:>16}  {:>10}",
-        "players", "per snapshot", "game line", "tagged struct", "game/tagged"
+        "{:>8}  {:>10}  {:>12}  {:>26}  {:>26}  {:>8}",
+        "players",
+        "placement",
+        "per snapshot",
+        "own entries (before)",
+        "shared entries",
+        "encoding"
     );
-    for n in [1_000, 10_000] {
-        let clustered: Vec<(f32, f32, u64)> = positions(n)
-            .into_iter()
-            .map(|(x, y, id)| ((x / 40.0).round() * 4.0, (y / 40.0).round() * 4.0, id))
+    for n in [1_000, 5_000, 10_000] {
+        let spread = positions(n);
+        // Everyone within a few units of the origin: every snapshot is full.
+        let clustered: Vec<(f32, f32, u64)> = spread
+            .iter()
+            .map(|&(x, y, id)| (x / 1000.0, y / 1000.0, id))
             .collect();
-        let all = near_lists(&clustered);
-        let per_snapshot = all.iter().map(Vec::len).sum::<usize>() / all.len();
-        let (game, game_bytes) = median_of(21, || encode_as_game_lines(&all));
-        let (tagged, tagged_bytes) = median_of(21, || encode_as_tagged_lines(&all));
-        assert_eq!(game_bytes, tagged_bytes, "the same lines, byte for byte");
-        println!(
-            "{n:>8}  {per_snapshot:>12}  {game:>16.3?}  {tagged:>16.3?}  {:>10.2}",
-            game.as_secs_f64() / tagged.as_secs_f64()
-        );
+        for (placement, players) in [("spread", &spread), ("clustered", &clustered)] {
+            let all = near_lists(players);
+            let per_snapshot = all.iter().map(Vec::len).sum::<usize>() / all.len();
+            let (own_tick, own_encode, own_bytes) = round_costs(21, || own_entry_lines(&all));
+            let (shared_tick, shared_encode, shared_bytes) =
+                round_costs(21, || shared_entry_lines(&all));
+            assert_eq!(own_bytes, shared_bytes, "the same lines, byte for byte");
+            println!(
+                "{n:>8}  {placement:>10}  {per_snapshot:>12}  {:>26}  {:>26}  {:>7.1}x",
+                format!("{own_tick:.3?} / {own_encode:.3?}"),
+                format!("{shared_tick:.3?} / {shared_encode:.3?}"),
+                own_encode.as_secs_f64() / shared_encode.as_secs_f64()
+            );
+        }
     }
 }

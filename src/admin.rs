@@ -87,7 +87,8 @@ pub enum LeaseCommand {
 #[derive(Subcommand, Debug, Clone)]
 pub enum AccountCommand {
     /// Set a new password, read from the first line of stdin (never from the command line,
-    /// where other users and shell history would see it).
+    /// where other users and shell history would see it), and revoke the account's resume
+    /// tokens (a client holding one must log in with the new password).
     ResetPassword { username: String },
 }
 
@@ -396,8 +397,16 @@ impl Admin {
                 "account {username:?} disappeared meanwhile"
             )));
         }
+        // After the new password is in place: a login with the old one that was still being
+        // checked could otherwise store a token after the revocation.
+        let revoked: i64 = conn.del(self.keys.resume(PlayerId(account.player_id)))?;
+        let tokens = if revoked == 1 {
+            "; its resume tokens are revoked"
+        } else {
+            ""
+        };
         Ok(format!(
-            "password of {username:?} (player {}) reset",
+            "password of {username:?} (player {}) reset{tokens}",
             account.player_id
         ))
     }

@@ -154,6 +154,11 @@ pub const KEYS: &[Key] = &[
         parse_count::<usize>
     ),
     key!(
+        resume_ttl,
+        "How long a resume token stays usable after the player was last online (e.g. 10m).",
+        parse_duration
+    ),
+    key!(
         verbose,
         "Verbose logs and periodic metric summaries (also -v).",
         parse_switch

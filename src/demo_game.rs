@@ -28,12 +28,14 @@ pub struct Move {
     pub dy: f32,
 }
 
-/// `snapshot`: the players near the recipient (itself included), at [`SNAPSHOT_HZ`].
-#[derive(Serialize, Debug, Clone, PartialEq)]
+/// `snapshot`: the players near the recipient (itself included), at [`SNAPSHOT_HZ`]. The
+/// entries are shared by every snapshot of the same round that lists them, so each player's
+/// entry is encoded once per round, not once per recipient.
+#[derive(Serialize, Debug)]
 pub struct Snapshot {
     /// Fixed ticks since the server started.
     pub tick: u64,
-    pub players: Vec<SnapshotEntry>,
+    pub players: EntryList<SnapshotEntry>,
 }
 
 /// One player in a snapshot.
@@ -135,11 +137,23 @@ fn announce_level_ups(mut saved: MessageReader<SavedNow>, to_clients: ToClients<
     }
 }
 
-/// The snapshot timer and the buffer of nearby players, kept between runs.
+/// The snapshot timer.
 #[derive(Resource)]
 struct SnapshotTimer(Timer);
 
-/// Sends each connected player the players near it, at [`SNAPSHOT_HZ`].
+/// What snapshot rounds keep between runs, to reuse allocations: the players near the
+/// recipient being served, and by entity index, the round in which a player's entry was
+/// last added to the entry table and where (an array, not a hash map: it is looked up once
+/// per listed player, 64 times per recipient).
+#[derive(Default)]
+struct SnapshotRound {
+    number: u64,
+    near: Vec<Nearby>,
+    entry_of: Vec<(u64, u32)>,
+}
+
+/// Sends each connected player the players near it, at [`SNAPSHOT_HZ`]. Every listed
+/// player's entry goes into one table per round, shared by all the round's snapshots.
 fn send_snapshots(
     time: Res<Time<Real>>,
     tick: Res<GameTick>,
@@ -147,29 +161,56 @@ fn send_snapshots(
     positions: Query<&Position, With<PlayerId>>,
     to_clients: ToClients<Snapshot>,
     nearby: NearbyPlayers,
-    mut near: Local<Vec<Nearby>>,
+    mut round: Local<SnapshotRound>,
 ) {
     timer.0.tick(time.delta());
     if !timer.0.just_finished() {
         return;
     }
+    round.number += 1;
+    let SnapshotRound {
+        number,
+        near,
+        entry_of,
+    } = &mut *round;
+    let mut entries = SharedEntries::default();
+    let mut recipients = Vec::new();
     for entity in to_clients.connected() {
         let Ok(p) = positions.get(entity) else {
             continue;
         };
-        nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, &mut near);
-        let snapshot = Snapshot {
-            tick: tick.0,
-            players: near
-                .iter()
-                .map(|n| SnapshotEntry {
-                    id: n.player.0,
-                    x: n.x,
-                    y: n.y,
-                })
-                .collect(),
-        };
-        to_clients.send(entity, snapshot);
+        nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, near);
+        let picks = near
+            .iter()
+            .map(|n| {
+                let slot = n.entity.index_u32() as usize;
+                if slot >= entry_of.len() {
+                    entry_of.resize(slot + 1, (0, 0));
+                }
+                let (added_in, entry) = &mut entry_of[slot];
+                if *added_in != *number {
+                    *added_in = *number;
+                    *entry = entries.push(SnapshotEntry {
+                        id: n.player.0,
+                        x: n.x,
+                        y: n.y,
+                    });
+                }
+                *entry
+            })
+            .collect();
+        recipients.push((entity, picks));
+    }
+    let entries = std::sync::Arc::new(entries);
+    for (entity, picks) in recipients {
+        let players = EntryList::new(&entries, picks);
+        to_clients.send(
+            entity,
+            Snapshot {
+                tick: tick.0,
+                players,
+            },
+        );
     }
 }
 

@@ -23,8 +23,8 @@ pub use hearth_components::{
     PlayerLeft, Position, Progress, SaveNowRequest, SavedNow, ServerConfig, Vitals,
 };
 pub use hearth_systems::{
-    FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems, PersistenceSystems,
-    PersistentAppExt, SessionSystems, ToClients,
+    EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
+    PersistenceSystems, PersistentAppExt, SessionSystems, SharedEntries, ToClients,
 };
 
 pub use crate::HearthPlugins;

@@ -137,8 +137,11 @@ fn run_server(mut app: App) -> AppExit {
 /// Opens what the server needs before its first frame; returns its stop flag.
 fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
     let config = app.world().resource::<ServerConfig>().clone();
+    let mut memory_backend = None;
     if !app.world().contains_resource::<StorePort>() {
-        let port = crate::store::open(&config).map_err(|e| e.to_string())?;
+        let (port, backend) =
+            crate::store::open_with_backend(&config).map_err(|e| e.to_string())?;
+        memory_backend = backend;
         let info = port.info();
         if info.durable {
             tracing::info!(store = info.backend, location = %info.location, instance = %config.instance_id, "store ready");
@@ -156,7 +159,10 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
         .map_err(|e| format!("cannot install the SIGUSR1 (drain) handler: {e}"))?;
     let door = if app.world().contains_resource::<FrontDoorWanted>() {
-        let accounts = crate::net::account_stores(&config).map_err(|e| e.to_string())?;
+        let accounts = match memory_backend {
+            Some(backend) => crate::net::memory_account_stores(backend),
+            None => crate::net::account_stores(&config).map_err(|e| e.to_string())?,
+        };
         let addr = crate::net::start(app, accounts)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         Some(addr)

@@ -77,6 +77,7 @@ fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
         .send(NetEvent::Authenticated {
             conn: 1,
             player: PlayerId(5),
+            resume_token: None,
         })
         .unwrap();
     server.advance_secs(0.3);
@@ -139,6 +140,7 @@ fn a_game_request_arriving_after_its_player_began_leaving_is_dropped() {
         .send(NetEvent::Authenticated {
             conn: 3,
             player: PlayerId(9),
+            resume_token: None,
         })
         .unwrap();
     server.advance_secs(0.3);

@@ -21,6 +21,111 @@ fn give_xp(server: &mut TestServer, entity: bevy_ecs::entity::Entity, amount: u6
     server.world_mut().get_mut::<Progress>(entity).unwrap().xp += amount;
 }
 
+/// Real time since the server started.
+fn elapsed(server: &TestServer) -> Duration {
+    server
+        .world()
+        .resource::<bevy_time::Time<bevy_time::Real>>()
+        .elapsed()
+}
+
+/// Runs frames until `secs` seconds since the server started.
+fn advance_to(server: &mut TestServer, secs: f64) {
+    let target = Duration::from_secs_f64(secs);
+    server.advance(target.saturating_sub(elapsed(server)));
+}
+
+fn players_flushed(server: &TestServer) -> u64 {
+    server
+        .world()
+        .resource::<hearth::systems::FlushStats>()
+        .players_flushed
+}
+
+/// Saves a frame may submit with `players` online: those one frame's share of the 30 s
+/// interval (300 frames of 100 ms), rounded up, plus one for the rounding of the pace.
+fn slice_bound(players: u64) -> u64 {
+    let frames_per_interval = (30.0 / TestServer::FRAME.as_secs_f64()).round() as u64;
+    players.div_ceil(frames_per_interval) + 1
+}
+
+const SPREAD_PLAYERS: u64 = 600;
+
+/// Everyone changes in one frame (a server-wide event): the saves are spread over the
+/// interval, a slice per frame, and every player is written within the interval.
+fn players_dirty_together_are_saved_in_slices_within_the_interval(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let ids: Vec<PlayerId> = (1..=SPREAD_PLAYERS).map(PlayerId).collect();
+    let entities = server.join_many(&ids);
+    for &e in &entities {
+        give_xp(&mut server, e, 1);
+    }
+    server.frame(); // every player is marked dirty in this frame
+    let dirty_at = elapsed(&server);
+    let bound = slice_bound(SPREAD_PLAYERS);
+    let (mut most, mut frames_saving) = (0, 0);
+    let mut before = players_flushed(&server);
+    // Up to the last frame of the interval, plus one to apply its results.
+    while elapsed(&server) < dirty_at + Duration::from_secs(30) + TestServer::FRAME {
+        server.frame();
+        let now = players_flushed(&server);
+        most = most.max(now - before);
+        frames_saving += u64::from(now > before);
+        before = now;
+    }
+    assert_eq!(before, SPREAD_PLAYERS, "each player saved once");
+    assert!(
+        most <= bound,
+        "no frame saves more than one frame's share ({bound}); one saved {most}"
+    );
+    assert!(
+        frames_saving >= SPREAD_PLAYERS / bound,
+        "spread over the interval: {frames_saving} frames saved"
+    );
+    for &p in &ids {
+        assert_eq!(xp(&server, p), Some(1), "{p} written within the interval");
+    }
+}
+
+/// Everyone changes every frame (all players moving): each frame saves about its share,
+/// and no player's stored record is ever more than an interval behind.
+fn players_dirty_every_frame_are_saved_once_an_interval_in_even_slices(stores: &dyn StoreFactory) {
+    let mut server = stores.server(config("a"));
+    let ids: Vec<PlayerId> = (1..=SPREAD_PLAYERS).map(PlayerId).collect();
+    let entities = server.join_many(&ids);
+    let bound = slice_bound(SPREAD_PLAYERS);
+    let frames_per_interval = (30.0 / TestServer::FRAME.as_secs_f64()).round() as u64;
+    let mut most = 0;
+    let mut before = players_flushed(&server);
+    // Two intervals; xp counts the frames, so the stored xp tells how old a record is.
+    for frame in 1..=2 * frames_per_interval {
+        for &e in &entities {
+            give_xp(&mut server, e, 1);
+        }
+        server.frame();
+        let now = players_flushed(&server);
+        most = most.max(now - before);
+        before = now;
+        if frame == 2 * frames_per_interval {
+            for &p in &ids {
+                let stored = xp(&server, p).unwrap_or(0);
+                assert!(
+                    stored + frames_per_interval + 1 >= frame,
+                    "{p}: stored xp {stored} at frame {frame} is more than an interval old"
+                );
+            }
+        }
+    }
+    assert!(
+        most <= bound,
+        "no frame saves more than one frame's share ({bound}); one saved {most}"
+    );
+    assert!(
+        before >= 2 * SPREAD_PLAYERS - bound,
+        "each player saved about once an interval: {before} saves"
+    );
+}
+
 fn changed_player_is_flushed_at_the_interval_and_not_before(stores: &dyn StoreFactory) {
     let mut server = stores.server(config("a"));
     let p = PlayerId(1);
@@ -343,10 +448,16 @@ fn a_lost_save_and_a_lost_refresh_in_one_frame_drop_the_player_without_a_panic(
     );
     let p = PlayerId(1);
     let e = server.join(p);
-    server.advance_secs(45.0); // past the refresh at 40 s and the flush at 30 s
-    give_xp(&mut server, e, 5); // dirty for the flush at 60 s
+    advance_to(&mut server, 45.0); // past the refresh at 40 s
+    give_xp(&mut server, e, 5);
     server.store().force_lease(p, "b", Duration::from_secs(60));
-    server.advance_secs(20.0); // 60 s: the refresh and the flush both come back lost
+    advance_to(&mut server, 59.9);
+    // The batch save goes out in the frame of the refresh at 60 s: both come back lost.
+    server
+        .world_mut()
+        .resource_mut::<hearth::systems::FlushSchedule>()
+        .flush_now();
+    advance_to(&mut server, 65.0);
     assert!(server.world().get_entity(e).is_err(), "dropped");
     assert_eq!(server.store().lease_owner(p).as_deref(), Some("b"));
 }
@@ -602,4 +713,6 @@ on_every_store!(
     an_outage_longer_than_the_lease_ttl_loses_nothing_if_nobody_took_the_player,
     after_a_long_outage_a_player_written_elsewhere_meanwhile_is_dropped,
     a_lost_save_and_a_lost_refresh_in_one_frame_drop_the_player_without_a_panic,
+    players_dirty_together_are_saved_in_slices_within_the_interval,
+    players_dirty_every_frame_are_saved_once_an_interval_in_even_slices,
 );

@@ -97,6 +97,10 @@ pub struct ServerConfig {
     /// Client connections served at once from one address, so one address cannot take
     /// every slot of `max_connections`.
     pub max_connections_per_address: usize,
+    /// How long a resume token (handed out with every `logged_in`) stays usable after the
+    /// player's last login, resume or time online: it lets a client reconnect after a
+    /// restart or drain without a password (and without argon2's cost).
+    pub resume_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +127,7 @@ impl Default for ServerConfig {
             registrations_per_minute: 10,
             max_connections: 10_000,
             max_connections_per_address: 64,
+            resume_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -209,6 +214,9 @@ impl ServerConfig {
         positive("store_timeout", self.store_timeout)?;
         positive("metrics_interval", self.metrics_interval)?;
         positive("idle_timeout", self.idle_timeout)?;
+        if self.resume_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::new("resume_ttl", "must be at least 1s"));
+        }
         if self.lease_ttl < Duration::from_millis(100) {
             return Err(ConfigError::new("lease_ttl", "must be at least 100ms"));
         }

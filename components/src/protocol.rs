@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The `type`s of [`ClientMessage`]: a game cannot register these names.
-pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "logout", "ping"];
+pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "resume", "logout", "ping"];
 
 /// The `type`s of [`ServerMessage`]'s own variants: a game cannot register these names.
 pub const CORE_SERVER_MESSAGES: &[&str] = &[
@@ -35,10 +35,36 @@ pub enum ClientMessage {
     Register { username: String, password: String },
     /// Log in and join the world.
     Login { username: String, password: String },
+    /// Log in with the resume token of an earlier `logged_in` instead of a password.
+    Resume { token: ResumeToken },
     /// Save, release the session and leave the world (the connection stays open).
     Logout {},
     /// Liveness check, answered with `pong`.
     Ping { nonce: u64 },
+}
+
+/// A resume token: a bearer credential worth one login, so it is never shown by `Debug`
+/// (which logs use) — only its wire form carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResumeToken(String);
+
+impl ResumeToken {
+    /// A token from its wire form (the server checks it; any string is accepted here).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The token as sent on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeToken(<redacted>)")
+    }
 }
 
 /// A game-defined server message on its way to one or many clients. It is encoded as one
@@ -114,6 +140,10 @@ pub enum ServerMessage {
     LoggedIn {
         player_id: u64,
         state: BTreeMap<String, serde_json::Value>,
+        /// Exchanges for one later login without a password (`resume`); absent only when the
+        /// login did not come through the front door's auth workers (tests driving the world).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<ResumeToken>,
     },
     LoggedOut {},
     Pong {
@@ -202,6 +232,41 @@ mod tests {
         assert!(
             serde_json::from_str::<ClientMessage>(r#"{"type":"login","username":"a"}"#).is_err()
         );
+    }
+
+    #[test]
+    fn resume_round_trips_and_its_token_never_shows_in_debug() {
+        let secret = "7.c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA";
+        let line = format!(r#"{{"type":"resume","token":"{secret}"}}"#);
+        let m: ClientMessage = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Resume {
+                token: ResumeToken::new(secret)
+            }
+        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), line);
+        assert!(!format!("{m:?}").contains(secret), "{m:?}");
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"resume"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"resume","token":5}"#).is_err());
+
+        let logged_in = ServerMessage::LoggedIn {
+            player_id: 7,
+            state: BTreeMap::new(),
+            resume_token: Some(ResumeToken::new(secret)),
+        };
+        let line = logged_in.to_line();
+        assert_eq!(
+            line,
+            format!(
+                "{{\"type\":\"logged_in\",\"player_id\":7,\"state\":{{}},\"resume_token\":\"{secret}\"}}\n"
+            )
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerMessage>(&line).unwrap(),
+            logged_in
+        );
+        assert!(!format!("{logged_in:?}").contains(secret));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Auth workers: a small pool of threads off the tick that register accounts and check
-//! logins (argon2 is deliberately slow CPU work). Each worker owns its account store (on
-//! Redis: its own persistent connection). The queue is bounded and fair between client
-//! addresses ([`super::fair_queue`]): when the caller's share or the whole queue is full the
-//! client gets `server_busy` at once instead of waiting in an ever-growing line, and a flood
-//! from one address never stands between another address and a worker.
+//! Auth workers: small pools of threads off the tick that register accounts and check
+//! logins and resumes. Each worker owns its account store (on Redis: its own persistent
+//! connection). Passwords (argon2: deliberately slow CPU work) and resume tokens (one store
+//! round trip) have separate queues and workers, so a reconnect wave of thousands of resumes
+//! is never refused for want of room behind argon2, and never slows password logins down.
+//! Both queues are bounded and fair between client addresses ([`super::fair_queue`]): when
+//! the caller's share or the whole queue is full the client gets `server_busy` at once
+//! instead of waiting in an ever-growing line, and a flood from one address never stands
+//! between another address and a worker.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,18 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
 use crossbeam_channel::Sender;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hearth_components::PlayerId;
-use hearth_components::protocol::{ErrorCode, ServerMessage};
+use hearth_components::protocol::{ErrorCode, ResumeToken, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
 
-use super::accounts::{AccountError, AccountStore, AccountStoreFactory};
-use super::fair_queue::{FairSender, Full, fair_queue};
+use super::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
+use super::fair_queue::{FairReceiver, FairSender, Full, fair_queue};
+use super::password::Passwords;
+use super::resume;
 use super::stats::NetStats;
 
 /// Failed logins allowed per address per minute before a lockout.
@@ -33,6 +34,14 @@ pub const AUTH_QUEUE: usize = 64;
 /// Requests one address may have waiting: enough for a few clients behind one NAT logging
 /// in together, small enough that one address cannot fill the queue.
 pub const AUTH_QUEUE_PER_ADDRESS: usize = 4;
+/// Resumes waiting for a resume worker before new ones are answered `server_busy`. A resume
+/// costs one store round trip (~0.1 ms), so this is a few tens of milliseconds of work: deep
+/// enough that a whole server's players reconnecting at once mostly wait instead of retrying.
+pub const RESUME_QUEUE: usize = 1024;
+/// Resumes one address may have waiting (players behind one NAT reconnect together).
+pub const RESUME_QUEUE_PER_ADDRESS: usize = 16;
+/// Resume worker threads: each spends its time waiting for its store round trip, not on CPU.
+pub const RESUME_WORKERS: usize = 2;
 
 /// Work for an auth worker.
 pub enum AuthRequest {
@@ -48,27 +57,42 @@ pub enum AuthRequest {
         password: String,
         reply: Arc<dyn ClientOutbox>,
     },
+    Resume {
+        conn: ConnId,
+        addr: IpAddr,
+        token: ResumeToken,
+        reply: Arc<dyn ClientOutbox>,
+    },
 }
 
-/// The queue into the auth workers, fair between client addresses.
+/// The queues into the auth workers (passwords, resumes), fair between client addresses.
 #[derive(Clone)]
-pub struct AuthQueue(FairSender<IpAddr, AuthRequest>, Arc<NetStats>);
+pub struct AuthQueue {
+    passwords: FairSender<IpAddr, AuthRequest>,
+    resumes: FairSender<IpAddr, AuthRequest>,
+    stats: Arc<NetStats>,
+}
 
 impl AuthQueue {
-    /// Queues a request from `addr`; the `server_busy` answer when that address already has
-    /// its share waiting or the whole queue is full.
+    /// Queues a request from `addr` (a resume on the resume queue, the rest on the password
+    /// queue); the `server_busy` answer when that address already has its share waiting or
+    /// the whole queue is full.
     pub fn try_submit(&self, addr: IpAddr, request: AuthRequest) -> Result<(), ServerMessage> {
+        let (queue, per_address) = match request {
+            AuthRequest::Resume { .. } => (&self.resumes, RESUME_QUEUE_PER_ADDRESS),
+            _ => (&self.passwords, AUTH_QUEUE_PER_ADDRESS),
+        };
         // Counted before the push, so a worker taking it at once never sees the depth at 0.
-        NetStats::count(&self.1.auth_queued);
-        let pushed = self.0.try_push(addr, request);
+        NetStats::count(&self.stats.auth_queued);
+        let pushed = queue.try_push(addr, request);
         if pushed.is_err() {
-            self.1.auth_dequeued();
-            NetStats::count(&self.1.auth_queue_full);
+            self.stats.auth_dequeued();
+            NetStats::count(&self.stats.auth_queue_full);
         }
         pushed.map_err(|full| {
             let message = match full {
                 Full::Key => format!(
-                    "{AUTH_QUEUE_PER_ADDRESS} requests from your address are already waiting; try again shortly"
+                    "{per_address} requests from your address are already waiting; try again shortly"
                 ),
                 Full::Total => "the server is busy; try again shortly".to_string(),
             };
@@ -121,72 +145,86 @@ impl LoginThrottle {
     }
 }
 
-/// Large allocations come straight from the kernel and go back to it when freed.
-///
-/// Every password hash allocates argon2's 19 MiB of blocks and frees them. glibc's malloc
-/// raises its mmap threshold after the first such free (up to 32 MiB), so the next blocks
-/// come from a heap arena instead, where fragmentation kept them: the server's RSS grew by
-/// 10-20 MiB per registration or login, without bound (866 MiB after 60 registrations,
-/// measured). Setting the threshold explicitly turns the adjustment off; an allocation of a
-/// MiB or more then costs an mmap and a munmap, which next to a 17 ms hash is nothing.
-fn return_large_allocations_to_the_kernel() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const ONE_MIB: libc::c_int = 1 << 20;
-        // SAFETY: mallopt only changes allocator parameters; any value is accepted.
-        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_MIB) } != 1 {
-            tracing::debug!("could not set the allocator's mmap threshold");
-        }
-    }
-}
-
-/// Starts `workers` auth threads. Returns the queue into them; they stop when every queue
-/// handle is dropped.
+/// Starts `workers` password workers and [`RESUME_WORKERS`] resume workers. Returns the
+/// queue into them; they stop when every queue handle is dropped. Resume tokens live
+/// `resume_ttl`.
 pub fn start_workers(
     workers: usize,
     accounts: AccountStoreFactory,
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
     stats: Arc<NetStats>,
+    resume_ttl: Duration,
 ) -> AuthQueue {
-    return_large_allocations_to_the_kernel();
-    let (tx, rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
-    for n in 0..workers {
-        let (rx, accounts, events, throttle, stats) = (
-            rx.clone(),
-            Arc::clone(&accounts),
-            events.clone(),
-            Arc::clone(&throttle),
-            Arc::clone(&stats),
-        );
-        thread::Builder::new()
-            .name(format!("hearth-auth-{n}"))
-            .spawn(move || {
-                let mut worker = Worker {
-                    accounts: accounts(),
-                    events,
-                    throttle,
-                    argon2: Argon2::default(),
-                    stats,
-                };
-                while let Some(request) = rx.pop() {
-                    worker.stats.auth_dequeued();
-                    let started = Instant::now();
-                    worker.handle(request);
-                    worker.stats.auth_done(started.elapsed());
-                }
-            })
-            .expect("spawning an auth worker");
+    let (passwords, password_rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
+    let (resumes, resume_rx) = fair_queue(RESUME_QUEUE_PER_ADDRESS, RESUME_QUEUE);
+    let pools = [
+        ("auth", workers, password_rx),
+        ("resume", RESUME_WORKERS, resume_rx),
+    ];
+    for (kind, count, rx) in pools {
+        for n in 0..count {
+            let worker = Worker {
+                accounts: Arc::clone(&accounts),
+                events: events.clone(),
+                throttle: Arc::clone(&throttle),
+                stats: Arc::clone(&stats),
+                resume_ttl,
+            };
+            let rx = rx.clone();
+            thread::Builder::new()
+                .name(format!("hearth-{kind}-{n}"))
+                .spawn(move || {
+                    // Password hashing is batch work; a resume is a round trip a player
+                    // waits on, ranked with the network.
+                    super::priority::lower_this_thread(if kind == "auth" {
+                        super::priority::AUTH_NICENESS
+                    } else {
+                        super::priority::NETWORK_NICENESS
+                    });
+                    worker.run(&rx, kind == "auth")
+                })
+                .expect("spawning an auth worker");
+        }
     }
-    AuthQueue(tx, stats)
+    AuthQueue {
+        passwords,
+        resumes,
+        stats,
+    }
 }
 
+/// What a worker thread starts from; it opens its store connection (and, for passwords,
+/// its argon2 memory) on its own thread.
 struct Worker {
-    accounts: Box<dyn AccountStore>,
+    accounts: AccountStoreFactory,
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
-    argon2: Argon2<'static>,
     stats: Arc<NetStats>,
+    resume_ttl: Duration,
+}
+
+impl Worker {
+    fn run(self, rx: &FairReceiver<IpAddr, AuthRequest>, hashes_passwords: bool) {
+        let mut worker = Working {
+            accounts: (self.accounts)(),
+            passwords: hashes_passwords.then(Passwords::default),
+            setup: self,
+        };
+        while let Some(request) = rx.pop() {
+            worker.setup.stats.auth_dequeued();
+            let started = Instant::now();
+            worker.handle(request);
+            worker.setup.stats.auth_done(started.elapsed());
+        }
+    }
+}
+
+/// A worker at work: its store and (password workers only) its argon2 memory.
+struct Working {
+    accounts: Box<dyn AccountStore>,
+    passwords: Option<Passwords>,
+    setup: Worker,
 }
 
 /// Queues an answer for the client; a client whose queue is full is not reading, and is
@@ -200,7 +238,7 @@ fn answer_or_close(reply: &dyn ClientOutbox, answer: ServerMessage) {
 /// A hash to verify against when the username does not exist, so both failures take as long.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2tKhHnNiYUGmJcqGu8Y6OOl7mAgpq1z2T6xqMFMu0Cs";
 
-impl Worker {
+impl Working {
     fn handle(&mut self, request: AuthRequest) {
         match request {
             AuthRequest::Register {
@@ -222,7 +260,22 @@ impl Worker {
                     answer_or_close(reply.as_ref(), answer);
                 }
             }
+            AuthRequest::Resume {
+                conn,
+                addr,
+                token,
+                reply,
+            } => {
+                if let Err(answer) = self.resume(conn, addr, &token) {
+                    answer_or_close(reply.as_ref(), answer);
+                }
+            }
         }
+    }
+
+    fn passwords(&mut self) -> &mut Passwords {
+        // Only password workers get password requests (AuthQueue routes them).
+        self.passwords.get_or_insert_with(Passwords::default)
     }
 
     fn register(&mut self, username: &str, password: &str) -> ServerMessage {
@@ -232,9 +285,8 @@ impl Worker {
             Ok(u) => u,
             Err(message) => return ServerMessage::error(ErrorCode::BadRequest, message),
         };
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = match self.argon2.hash_password(password.as_bytes(), &salt) {
-            Ok(hash) => hash.to_string(),
+        let hash = match self.passwords().hash(password) {
+            Ok(hash) => hash,
             Err(e) => {
                 return ServerMessage::error(
                     ErrorCode::BadRequest,
@@ -249,12 +301,21 @@ impl Worker {
             }
             Err(AccountError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "register failed: account storage unavailable");
-                ServerMessage::error(
-                    ErrorCode::Unavailable,
-                    "account storage is unavailable; try again",
-                )
+                unavailable()
             }
         }
+    }
+
+    /// The `rate_limited` answer when `addr` is locked out after too many failures.
+    fn check_lockout(&self, addr: IpAddr) -> Result<(), ServerMessage> {
+        if self.setup.throttle.is_locked(addr) {
+            NetStats::count(&self.setup.stats.rate_limited_logins);
+            return Err(ServerMessage::error(
+                ErrorCode::RateLimited,
+                "too many failed logins; try again later",
+            ));
+        }
+        Ok(())
     }
 
     fn login(
@@ -264,38 +325,38 @@ impl Worker {
         username: &str,
         password: &str,
     ) -> Result<(), ServerMessage> {
-        if self.throttle.is_locked(addr) {
-            NetStats::count(&self.stats.rate_limited_logins);
-            return Err(ServerMessage::error(
-                ErrorCode::RateLimited,
-                "too many failed logins; try again later",
-            ));
-        }
+        self.check_lockout(addr)?;
         let username = normalise(username);
         let account = self.accounts.find(&username).map_err(|e| {
             tracing::warn!(error = %e, "login failed: account storage unavailable");
-            ServerMessage::error(
-                ErrorCode::Unavailable,
-                "account storage is unavailable; try again",
-            )
+            unavailable()
         })?;
         let hash = account
             .as_ref()
             .map_or(DUMMY_HASH, |a| a.password_hash.as_str());
-        let verified = PasswordHash::new(hash)
-            .is_ok_and(|h| self.argon2.verify_password(password.as_bytes(), &h).is_ok());
+        let verified = self.passwords().verify(password, hash);
         match account {
             Some(account) if verified => {
-                self.events
-                    .send(NetEvent::Authenticated {
-                        conn,
-                        player: PlayerId(account.player_id),
-                    })
-                    .ok();
+                let issued = resume::issue(account.player_id);
+                let stored = self.accounts.resume(
+                    account.player_id,
+                    None,
+                    &issued.hash,
+                    self.setup.resume_ttl,
+                );
+                let resume_token = match stored {
+                    Ok(_) => Some(issued.token),
+                    Err(e) => {
+                        // The password was right: log in, only without a way to resume.
+                        tracing::warn!(error = %e, "login without a resume token: account storage unavailable");
+                        None
+                    }
+                };
+                self.authenticated(conn, account.player_id, resume_token);
                 Ok(())
             }
             _ => {
-                self.throttle.record_failure(addr);
+                self.setup.throttle.record_failure(addr);
                 Err(ServerMessage::error(
                     ErrorCode::InvalidCredentials,
                     "unknown username or wrong password",
@@ -303,6 +364,73 @@ impl Worker {
             }
         }
     }
+
+    /// Exchanges a resume token for a login and a fresh token: no argon2, one store round
+    /// trip. A token that is not live counts as a failed login.
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        addr: IpAddr,
+        token: &ResumeToken,
+    ) -> Result<(), ServerMessage> {
+        self.check_lockout(addr)?;
+        let refused = || {
+            ServerMessage::error(
+                ErrorCode::InvalidCredentials,
+                "unknown, expired, used or revoked resume token; log in with your password",
+            )
+        };
+        let Some((player_id, presented)) = resume::presented(token) else {
+            self.setup.throttle.record_failure(addr);
+            return Err(refused());
+        };
+        let fresh = resume::issue(player_id);
+        let outcome = self
+            .accounts
+            .resume(
+                player_id,
+                Some(&presented),
+                &fresh.hash,
+                self.setup.resume_ttl,
+            )
+            .map_err(|e| {
+                tracing::warn!(error = %e, "resume failed: account storage unavailable");
+                unavailable()
+            })?;
+        match outcome {
+            Resumed::Stored => {
+                self.authenticated(conn, player_id, Some(fresh.token));
+                Ok(())
+            }
+            Resumed::Online => Err(ServerMessage::error(
+                ErrorCode::AlreadyOnline,
+                "this player is online (on this or another server); your resume token stays valid, retry once that session has ended",
+            )),
+            Resumed::Unknown => {
+                self.setup.throttle.record_failure(addr);
+                Err(refused())
+            }
+        }
+    }
+
+    fn authenticated(&self, conn: ConnId, player_id: u64, resume_token: Option<ResumeToken>) {
+        self.setup
+            .events
+            .send(NetEvent::Authenticated {
+                conn,
+                player: PlayerId(player_id),
+                resume_token,
+            })
+            .ok();
+    }
+}
+
+/// The answer when the account store cannot be reached.
+fn unavailable() -> ServerMessage {
+    ServerMessage::error(
+        ErrorCode::Unavailable,
+        "account storage is unavailable; try again",
+    )
 }
 
 /// A username as stored: trimmed, lower case.
@@ -369,7 +497,7 @@ mod tests {
 
     #[test]
     fn dummy_hash_is_a_valid_phc_string() {
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
     }
 
     #[test]

@@ -3,19 +3,17 @@
 //! whatever the ECS or auth workers queue for it.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
-use governor::{Quota, RateLimiter};
 use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
 use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -24,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+use super::resume::OnlinePlayers;
+use super::sent_rate::{SentRate, SentRateReader};
 use super::stats::NetStats;
 
 /// The `kicked` reason of a connection without a player when the server shuts down.
@@ -79,6 +79,8 @@ pub struct ConnectionContext {
     pub open: Arc<AtomicUsize>,
     /// The front door's counters.
     pub stats: Arc<NetStats>,
+    /// Players logged in here, whose resume tokens are kept alive.
+    pub online: Arc<OnlinePlayers>,
 }
 
 /// Counts a connection as open while it lives.
@@ -150,8 +152,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     // of a CRLF ending (the codec counts it, then strips it); the limit itself is checked on
     // the line the codec returns.
     let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES + 1);
-    let mut lines = FramedRead::new(reader, codec);
-    let mut writer = BufWriter::new(writer);
+    let limit = SentRate::new(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_PER_SECOND);
+    let mut lines = FramedRead::new(SentRateReader::new(reader, limit), codec);
+    let mut writer = writer;
+    let mut out = Vec::new();
     let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
     let closed = CancellationToken::new();
     let outbox: Arc<dyn ClientOutbox> = Arc::new(TokioOutbox {
@@ -169,9 +173,6 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         return; // server stopping
     }
     let mut login = LoginState::new(Arc::clone(&ctx.stats));
-    let limit = RateLimiter::direct(Quota::per_second(
-        NonZeroU32::new(CLIENT_MESSAGES_PER_SECOND).expect("non-zero"),
-    ));
     let mut refused_in_a_row = 0u32;
     // Only complete lines from the client count as activity: what we send it (snapshots) and
     // bytes without a newline do not, so a silent or half-open connection ends.
@@ -179,8 +180,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     tokio::pin!(idle);
     // Runs until the connection ends, with the last word for the client, if any.
     let farewell = loop {
+        // Unbiased: under load, reading what the client sent and writing what the world
+        // queued take turns, so neither starves the other.
         tokio::select! {
-            biased;
             () = closed.cancelled() => {
                 write_queued(&mut writer, &mut outbound, &ctx.stats).await;
                 break None;
@@ -194,17 +196,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
-                login.set(match (&message, login.get()) {
-                    (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
-                    (ServerMessage::LoggedOut {}, _) => Login::No,
-                    (ServerMessage::Error { .. }, Login::Pending) => Login::No,
-                    (_, state) => state,
-                });
-                if matches!(message, ServerMessage::Kicked { .. }) {
-                    break Some(message);
+                match write_batch(&mut writer, &mut out, message, &mut outbound, &mut login, conn, &ctx).await {
+                    Ok(None) => {}
+                    Ok(Some(kicked)) => break Some(kicked),
+                    Err(_) => break None,
                 }
-                if write(&mut writer, &message).await.is_err() { break None; }
-                NetStats::count(&ctx.stats.messages_out);
             }
             line = lines.next() => {
                 if let Some(Ok(text)) = &line {
@@ -223,7 +219,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         });
                     }
                     Some(Ok(line)) if line.trim().is_empty() => None,
-                    Some(Ok(_)) if limit.check().is_err() => {
+                    Some(Ok(_)) if !lines.get_mut().rate().take() => {
                         NetStats::count(&ctx.stats.rate_limited_messages);
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
@@ -246,7 +242,8 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
         }
     };
-    close(writer, lines.into_inner(), farewell).await;
+    ctx.online.left(conn);
+    close(writer, lines.into_inner().into_inner(), farewell).await;
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
 }
 
@@ -254,18 +251,14 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
 pub async fn refuse(stream: TcpStream, message: ServerMessage) {
     stream.set_nodelay(true).ok();
     let (reader, writer) = stream.into_split();
-    close(BufWriter::new(writer), reader, Some(message)).await;
+    close(writer, reader, Some(message)).await;
 }
 
 /// Every close: the last message, if any, then our side ends. Closing with input unread (a
 /// flood, the rest of an oversized line, a request sent right after connecting) would reset
 /// the connection and could destroy the last message before the client reads it, so what
 /// still arrives is discarded for a moment (until the client closes, at most [`LINGER`]).
-async fn close(
-    mut writer: BufWriter<OwnedWriteHalf>,
-    mut reader: OwnedReadHalf,
-    last: Option<ServerMessage>,
-) {
+async fn close(mut writer: OwnedWriteHalf, mut reader: OwnedReadHalf, last: Option<ServerMessage>) {
     if let Some(message) = last {
         write(&mut writer, &message).await.ok();
     }
@@ -288,30 +281,85 @@ fn kicked(reason: &str) -> ServerMessage {
     }
 }
 
-/// Writes what is queued for the client, stopping at the first failed write.
+/// Writes what is queued for the client (all of it, in one write).
 async fn write_queued(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut OwnedWriteHalf,
     outbound: &mut mpsc::Receiver<ServerMessage>,
     stats: &NetStats,
 ) {
+    let mut batch = Vec::new();
+    let mut count: u64 = 0;
     while let Ok(message) = outbound.try_recv() {
-        if write(writer, &message).await.is_err() {
-            break;
-        }
-        NetStats::count(&stats.messages_out);
+        batch.extend_from_slice(message.to_line().as_bytes());
+        count += 1;
+    }
+    if count > 0 && write_bytes(writer, &batch).await.is_ok() {
+        stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
 }
 
-async fn write(
-    writer: &mut BufWriter<OwnedWriteHalf>,
-    message: &ServerMessage,
-) -> std::io::Result<()> {
-    let line = message.to_line();
-    let io = async {
-        writer.write_all(line.as_bytes()).await?;
-        writer.flush().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, io)
+/// Most messages written with one system call: what a client is sent in a few frames.
+const WRITE_BATCH: usize = 64;
+/// A connection's write buffer is given back when a batch grew it past this.
+const KEPT_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Writes `first` and whatever else the world queued for the client since (up to
+/// [`WRITE_BATCH`] messages) with one write, through the connection's reused buffer `out`:
+/// one system call per connection per frame rather than one per message. Tracks the login
+/// state the messages imply; stops at a `kicked`, which it returns for the connection to
+/// close with.
+async fn write_batch(
+    writer: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    first: ServerMessage,
+    outbound: &mut mpsc::Receiver<ServerMessage>,
+    login: &mut LoginState,
+    conn: ConnId,
+    ctx: &ConnectionContext,
+) -> std::io::Result<Option<ServerMessage>> {
+    out.clear();
+    let mut next = Some(first);
+    let mut count: u64 = 0;
+    let mut kicked = None;
+    while let Some(message) = next.take() {
+        match &message {
+            ServerMessage::LoggedIn { player_id, .. } => ctx.online.joined(conn, *player_id),
+            ServerMessage::LoggedOut {} => ctx.online.left(conn),
+            _ => {}
+        }
+        login.set(match (&message, login.get()) {
+            (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
+            (ServerMessage::LoggedOut {}, _) => Login::No,
+            (ServerMessage::Error { .. }, Login::Pending) => Login::No,
+            (_, state) => state,
+        });
+        if matches!(message, ServerMessage::Kicked { .. }) {
+            kicked = Some(message);
+            break;
+        }
+        out.extend_from_slice(message.to_line().as_bytes());
+        count += 1;
+        if count < WRITE_BATCH as u64 {
+            next = outbound.try_recv().ok();
+        }
+    }
+    if count > 0 {
+        write_bytes(writer, out).await?;
+        ctx.stats.messages_out.fetch_add(count, Ordering::Relaxed);
+    }
+    if out.capacity() > KEPT_WRITE_BUFFER {
+        *out = Vec::new();
+    }
+    Ok(kicked)
+}
+
+async fn write(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> std::io::Result<()> {
+    write_bytes(writer, message.to_line().as_bytes()).await
+}
+
+/// Writes all of `bytes`, or fails if the client does not take them within [`WRITE_TIMEOUT`].
+async fn write_bytes(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes))
         .await
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
@@ -364,6 +412,26 @@ fn handle_line(
                 addr: peer.ip(),
                 username,
                 password,
+                reply,
+            };
+            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
+                return Some(busy);
+            }
+            login.set(Login::Pending);
+            None
+        }
+        ClientMessage::Resume { token } => {
+            if login.get() != Login::No {
+                return Some(ServerMessage::error(
+                    ErrorCode::BadRequest,
+                    "already logged in (or logging in)",
+                ));
+            }
+            let reply = Arc::clone(outbox);
+            let request = AuthRequest::Resume {
+                conn,
+                addr: peer.ip(),
+                token,
                 reply,
             };
             if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {

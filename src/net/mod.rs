@@ -9,6 +9,10 @@ pub mod auth;
 pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
+pub mod password;
+pub mod priority;
+pub mod resume;
+pub mod sent_rate;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -46,6 +50,8 @@ pub struct FrontDoor {
     farewell: Arc<OnceLock<&'static str>>,
     open: Arc<AtomicUsize>,
     stats: Arc<NetStats>,
+    /// Keeps the resume tokens of the players online here alive; stops with the door.
+    _keeper: resume::Keeper,
 }
 
 impl FrontDoor {
@@ -111,6 +117,12 @@ impl Drop for FrontDoor {
     }
 }
 
+/// One network thread per core: connections are served in parallel when there are cores
+/// to do it (at a lower priority than the tick, see [`priority`]).
+fn network_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Account storage matching the selected store: memory, or Redis at the same URL.
 pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, AccountError> {
     match &config.store {
@@ -136,13 +148,21 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
     }
 }
 
+/// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees
+/// the Redis leases): a resume token presented while its player is online is kept.
+pub fn memory_account_stores(backend: Arc<crate::store::MemoryBackend>) -> AccountStoreFactory {
+    let shared = MemoryAccounts::on_leases(backend);
+    Arc::new(move || Box::new(shared.clone()) as Box<dyn AccountStore>)
+}
+
 /// Binds the listener, starts auth workers and connection handling, and wires the bridge
 /// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
 pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
     let config = app.world().resource::<ServerConfig>().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(network_threads())
         .thread_name("hearth-net")
+        .on_thread_start(|| priority::lower_this_thread(priority::NETWORK_NICENESS))
         .enable_all()
         .build()?;
     let listener = runtime.block_on(TcpListener::bind(config.listen))?;
@@ -150,12 +170,19 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let (events, inbox) = crossbeam_channel::unbounded();
     let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
     let stats = Arc::new(NetStats::default());
+    let online = Arc::new(resume::OnlinePlayers::default());
+    let keeper = resume::Keeper::start(
+        Arc::clone(&online),
+        Arc::clone(&accounts),
+        config.resume_ttl,
+    )?;
     let auth = auth::start_workers(
         AUTH_WORKERS,
         accounts,
         events.clone(),
         throttle,
         Arc::clone(&stats),
+        config.resume_ttl,
     );
     let closing = CancellationToken::new();
     let farewell = Arc::new(OnceLock::new());
@@ -178,6 +205,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
         farewell: Arc::clone(&farewell),
         open: Arc::clone(&open),
         stats: Arc::clone(&stats),
+        online,
     };
     let max_connections = fd_limit::fit_max_connections(config.max_connections);
     let limits =
@@ -194,6 +222,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
             farewell,
             open,
             stats,
+            _keeper: keeper,
         });
     Ok(local_addr)
 }

@@ -44,15 +44,24 @@ pub enum OpenError {
 /// connects (bounded by `store_timeout`) and fails with an error naming the URL when Redis
 /// cannot be reached.
 pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
+    open_with_backend(config).map(|(port, _)| port)
+}
+
+/// [`open`], also returning the memory backend when the store is memory, so the front
+/// door's accounts can see its leases (a resume token is not spent on a player online).
+pub fn open_with_backend(
+    config: &ServerConfig,
+) -> Result<(StorePort, Option<Arc<MemoryBackend>>), OpenError> {
     match &config.store {
         StoreSelection::Memory => {
             let backend = MemoryBackend::new(StoreClock::Real(std::time::Instant::now()));
-            Ok(MemoryStore::open(backend, config).1)
+            let port = MemoryStore::open(Arc::clone(&backend), config).1;
+            Ok((port, Some(backend)))
         }
         StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
             let (tx, rx) = crossbeam_channel::unbounded();
             let store: Arc<dyn PlayerStore> = Arc::new(RedisStore::open(config, url, tx)?);
-            Ok(StorePort::new(store, rx))
+            Ok((StorePort::new(store, rx), None))
         }
     }
 }

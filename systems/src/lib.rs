@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod net;
 pub mod persistence;
 pub mod sessions;
+pub mod shared_json;
 pub mod spatial;
 pub mod storage;
 
@@ -17,5 +18,6 @@ pub use persistence::{
     PersistentRegistry,
 };
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
+pub use shared_json::{EntryList, SharedEntries};
 pub use spatial::{FrameCount, Nearby, NearbyPlayers, SpatialIndex, SpatialPlugin};
 pub use storage::{StoragePlugin, StorePort};

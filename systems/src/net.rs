@@ -15,7 +15,7 @@ use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
 use crossbeam_channel::Receiver;
-use hearth_components::protocol::{ClientMessage, ErrorCode, ServerMessage};
+use hearth_components::protocol::{ClientMessage, ErrorCode, ResumeToken, ServerMessage};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerId, PlayerJoined,
     PlayerLeft, SaveState,
@@ -57,8 +57,13 @@ pub enum NetEvent {
         conn: ConnId,
         outbox: Arc<dyn ClientOutbox>,
     },
-    /// The client proved who it is (auth worker): join the world as this player.
-    Authenticated { conn: ConnId, player: PlayerId },
+    /// The client proved who it is (auth worker): join the world as this player. The resume
+    /// token, already stored by the auth worker, goes out with `logged_in` if the join works.
+    Authenticated {
+        conn: ConnId,
+        player: PlayerId,
+        resume_token: Option<ResumeToken>,
+    },
     /// A core request that needs the world (`logout`).
     Request {
         conn: ConnId,
@@ -86,6 +91,8 @@ enum Session {
 struct Connection {
     outbox: Arc<dyn ClientOutbox>,
     session: Session,
+    /// The token for the `logged_in` of the join in progress.
+    resume_token: Option<ResumeToken>,
 }
 
 /// Open connections and which player entity each one drives.
@@ -169,6 +176,7 @@ impl Connections {
             Connection {
                 outbox,
                 session: Session::Playing(entity),
+                resume_token: None,
             },
         );
         self.by_entity.insert(entity, conn);
@@ -217,15 +225,21 @@ fn receive_net_events(
                     Connection {
                         outbox,
                         session: Session::Anonymous,
+                        resume_token: None,
                     },
                 );
             }
-            NetEvent::Authenticated { conn, player } => {
+            NetEvent::Authenticated {
+                conn,
+                player,
+                resume_token,
+            } => {
                 let Some(connection) = connections.by_conn.get_mut(&conn) else {
                     continue;
                 };
                 if connection.session == Session::Anonymous {
                     connection.session = Session::Joining(player);
+                    connection.resume_token = resume_token;
                     joins.write(JoinRequest {
                         player,
                         origin: conn,
@@ -314,8 +328,10 @@ fn answer_lifecycle(
         let state = registry
             .snapshot(*player, save.seq, &source)
             .sections_json();
+        let mut resume_token = None;
         if let Some(c) = connections.by_conn.get_mut(&conn) {
             c.session = Session::Playing(j.entity);
+            resume_token = c.resume_token.take();
         }
         connections.by_entity.insert(j.entity, conn);
         connections.send(
@@ -323,6 +339,7 @@ fn answer_lifecycle(
             ServerMessage::LoggedIn {
                 player_id: player.0,
                 state,
+                resume_token,
             },
             &mut leaves,
         );
@@ -335,6 +352,7 @@ fn answer_lifecycle(
             continue;
         }
         c.session = Session::Anonymous;
+        c.resume_token = None;
         let (code, message) = match &r.reason {
             JoinRefusal::AlreadyOnline { .. } => (
                 ErrorCode::AlreadyOnline,

@@ -1,18 +1,23 @@
 //! Persistence by change detection.
 //!
 //! Any component registered with [`PersistentAppExt::register_persistent`] becomes a section
-//! of the player record. A change to it marks the player [`Dirty`]; the flush takes a
-//! snapshot of every dirty player once per flush interval and hands the batch to the store.
-//! Tier-1 (immediate) and final (leave) saves use the same snapshot path on the interactive
-//! lane. Results come back and are applied here: a failed write marks the player dirty again.
+//! of the player record. A change to it marks the player [`Dirty`]; the flush saves each dirty
+//! player within one flush interval of its change, spread over the interval in small slices
+//! ([`pacing`]) so no frame snapshots everyone. Tier-1 (immediate) and final (leave) saves use
+//! the same snapshot path on the interactive lane. Results come back and are applied here: a
+//! failed write marks the player dirty again.
 
+mod pacing;
+
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::lifecycle::HookContext;
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
 use bevy_ecs::system::EntityCommands;
-use bevy_ecs::world::EntityRefExcept;
+use bevy_ecs::world::{DeferredWorld, EntityRefExcept};
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerSnapshot,
@@ -22,12 +27,19 @@ use hearth_components::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::pacing::DueQueue;
 use crate::storage::{
     DrainStoreCompletions, Lane, SaveItem, SaveOutcome, SavesCompleted, StoreJob, StorePort,
 };
 
 /// How long a failed immediate or final save waits before it is tried again.
 pub const PRIORITY_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// How often the flush hands a slice of due players to the store (or a tenth of the flush
+/// interval, if shorter). A slice is one store job, one Redis round trip: 10 a second rather
+/// than one per frame (60), while a slice of 10,000 players' 30 s interval is about 33
+/// snapshots, a few tens of microseconds of one frame.
+pub const FLUSH_SLICE: Duration = Duration::from_millis(100);
 
 /// Ordering points of persistence, so game systems can run before or after them.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,25 +190,48 @@ fn clear_just_loaded(loaded: Query<Entity, With<JustLoaded>>, mut commands: Comm
     }
 }
 
-/// The flush interval timer (real time) and a switch to flush at the next frame.
+/// When dirty players are saved: each within `flush_interval` of becoming dirty, in slices
+/// handed to the store every [`FLUSH_SLICE`] (see [`pacing`]), plus a switch to save every
+/// dirty player at the next frame.
 #[derive(Resource)]
 pub struct FlushSchedule {
-    timer: Timer,
+    interval: Duration,
+    slice: Duration,
+    slice_timer: Timer,
+    /// Players that became dirty since the flush last ran (filled by `Dirty`'s add hook).
+    newly_dirty: Vec<Entity>,
+    /// Dirty players by due time.
+    due: DueQueue,
+    /// The slice the store has not answered yet: the next waits for it, so a slow or hung
+    /// store gets one slice at a time (the players due meanwhile go in the next one).
+    slice_in_flight: Option<u64>,
     forced: bool,
     next_batch: u64,
 }
 
 impl FlushSchedule {
-    /// A schedule that flushes every `interval`.
+    /// Saves each dirty player within `interval`, in slices every [`FLUSH_SLICE`] (or a tenth
+    /// of `interval`, if shorter).
     pub fn new(interval: Duration) -> Self {
+        Self::with_slice(interval, FLUSH_SLICE.min(interval / 10))
+    }
+
+    /// Like [`FlushSchedule::new`] with slices every `slice` (benches compare slice lengths).
+    pub fn with_slice(interval: Duration, slice: Duration) -> Self {
+        let slice = slice.max(Duration::from_micros(1));
         Self {
-            timer: Timer::new(interval, TimerMode::Repeating),
+            interval,
+            slice,
+            slice_timer: Timer::new(slice, TimerMode::Repeating),
+            newly_dirty: Vec::new(),
+            due: DueQueue::default(),
+            slice_in_flight: None,
             forced: false,
             next_batch: 1,
         }
     }
 
-    /// Flush at the next frame, whatever the timer says.
+    /// Save every dirty player at the next frame, whatever is due.
     pub fn flush_now(&mut self) {
         self.forced = true;
     }
@@ -204,6 +239,14 @@ impl FlushSchedule {
     fn take_batch_id(&mut self) -> u64 {
         self.next_batch += 1;
         self.next_batch - 1
+    }
+}
+
+/// `Dirty`'s add hook: notes the player, whoever marked it (change detection, a failed save,
+/// a game), so the flush gives it a due time.
+fn note_dirty(mut world: DeferredWorld, context: HookContext) {
+    if let Some(mut schedule) = world.get_resource_mut::<FlushSchedule>() {
+        schedule.newly_dirty.push(context.entity);
     }
 }
 
@@ -218,7 +261,9 @@ pub struct FlushStats {
     pub players_flushed: u64,
 }
 
-/// Snapshots every dirty player not already being saved, once per flush interval.
+/// Saves the dirty players whose turn has come, one slice every [`FLUSH_SLICE`], or every
+/// dirty player when [`FlushSchedule::flush_now`] asked. A player in flight stays dirty and
+/// queued until its save lands.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn flush_dirty(
     time: Res<Time<Real>>,
@@ -230,27 +275,54 @@ fn flush_dirty(
         (Entity, &PlayerId, &mut SaveState, SnapshotSource),
         (With<Dirty>, Without<Leaving>, Without<IsResource>),
     >,
+    players: Query<(), (With<PlayerId>, Without<IsResource>)>,
     mut commands: Commands,
 ) {
-    schedule.timer.tick(time.delta());
-    let due = schedule.timer.just_finished() || std::mem::take(&mut schedule.forced);
-    if !due {
-        return;
-    }
-    let mut items = Vec::with_capacity(dirty.iter().len());
-    for (entity, player, mut state, source) in &mut dirty {
-        if state.in_flight.is_some() {
-            continue; // stays dirty: the next interval saves it
+    let schedule = &mut *schedule;
+    let now = time.elapsed();
+    schedule
+        .due
+        .push_back(now + schedule.interval, schedule.newly_dirty.drain(..));
+    schedule.slice_timer.tick(time.delta());
+    let forced = std::mem::take(&mut schedule.forced);
+    let mut items = Vec::new();
+    if forced {
+        // Every dirty player now. Only those in flight stay dirty: the queue keeps theirs.
+        items.reserve(dirty.iter().len());
+        let mut in_flight = HashSet::new();
+        for player in &mut dirty {
+            if player.2.in_flight.is_none() {
+                items.push(batch_save(&registry, player));
+            } else {
+                in_flight.insert(player.0);
+            }
         }
-        items.push(start_save(
-            &registry,
-            entity,
-            *player,
-            &mut state,
-            Vec::new(),
-            false,
-            &source,
-        ));
+        schedule.due.retain(|entity| in_flight.contains(&entity));
+    } else {
+        if !schedule.slice_timer.just_finished() || schedule.slice_in_flight.is_some() {
+            return;
+        }
+        // The pace that saves everyone online (or queued) once per interval.
+        let pace =
+            players.iter().len().max(schedule.due.len()) as f64 / schedule.interval.as_secs_f64();
+        let take = schedule.due.must_take(now + schedule.slice, pace);
+        let mut waiting = Vec::new();
+        for _ in 0..take {
+            let Some((due, entity)) = schedule.due.pop_front() else {
+                break;
+            };
+            // Not found: saved meanwhile (immediate, final or forced save), leaving or gone.
+            if let Ok(player) = dirty.get_mut(entity) {
+                if player.2.in_flight.is_some() {
+                    waiting.push((due, entity));
+                } else {
+                    items.push(batch_save(&registry, player));
+                }
+            }
+        }
+        for (due, entity) in waiting.into_iter().rev() {
+            schedule.due.push_front(due, entity);
+        }
     }
     if items.is_empty() {
         return;
@@ -261,11 +333,30 @@ fn flush_dirty(
     stats.last_batch_size = items.len();
     stats.players_flushed += items.len() as u64;
     let batch = schedule.take_batch_id();
+    if !forced {
+        schedule.slice_in_flight = Some(batch);
+    }
     port.submit(StoreJob::Save {
         lane: Lane::Periodic,
         batch,
         items,
     });
+}
+
+/// A batch (tier-2) save of a dirty player.
+fn batch_save(
+    registry: &PersistentRegistry,
+    (entity, player, mut state, source): (Entity, &PlayerId, Mut<SaveState>, SnapshotSource),
+) -> SaveItem {
+    start_save(
+        registry,
+        entity,
+        *player,
+        &mut state,
+        Vec::new(),
+        false,
+        &source,
+    )
 }
 
 /// Takes the next sequence number, marks the save in flight and snapshots the player.
@@ -374,6 +465,7 @@ fn queue_save_now(
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn apply_save_results(
     time: Res<Time<Real>>,
+    mut schedule: ResMut<FlushSchedule>,
     mut completed: MessageReader<SavesCompleted>,
     mut players: Query<(
         &PlayerId,
@@ -389,73 +481,78 @@ fn apply_save_results(
 ) {
     let retry_at = time.elapsed() + PRIORITY_RETRY_DELAY;
     let mut redirty = Vec::new();
-    for result in completed.read().flat_map(|c| c.0.iter()) {
-        let Ok((player, mut state, leaving, pending)) = players.get_mut(result.entity) else {
-            continue; // despawned meanwhile
-        };
-        let answers_in_flight = state
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.seq == result.seq);
-        if *player != result.player || !answers_in_flight {
-            continue;
+    for done in completed.read() {
+        if schedule.slice_in_flight == Some(done.batch) {
+            schedule.slice_in_flight = None;
         }
-        let Some(InFlightSave { tags, release, .. }) = state.in_flight.take() else {
-            continue;
-        };
-        match &result.outcome {
-            SaveOutcome::Saved => {
-                state.stored = state.stored.max(result.seq);
-                for tag in tags {
-                    saved_now.write(SavedNow {
-                        entity: result.entity,
-                        player: *player,
-                        tag,
-                    });
+        for result in &done.results {
+            let Ok((player, mut state, leaving, pending)) = players.get_mut(result.entity) else {
+                continue; // despawned meanwhile
+            };
+            let answers_in_flight = state
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.seq == result.seq);
+            if *player != result.player || !answers_in_flight {
+                continue;
+            }
+            let Some(InFlightSave { tags, release, .. }) = state.in_flight.take() else {
+                continue;
+            };
+            match &result.outcome {
+                SaveOutcome::Saved => {
+                    state.stored = state.stored.max(result.seq);
+                    for tag in tags {
+                        saved_now.write(SavedNow {
+                            entity: result.entity,
+                            player: *player,
+                            tag,
+                        });
+                    }
+                    // Only the final save (the one that released the lease) ends a leave; a batch
+                    // save that was in flight when the leave began does not.
+                    if release && let Some(leaving) = leaving {
+                        left.write(PlayerLeft {
+                            entity: result.entity,
+                            player: *player,
+                            origin: leaving.origin,
+                        });
+                        commands.entity(result.entity).despawn();
+                    }
                 }
-                // Only the final save (the one that released the lease) ends a leave; a batch
-                // save that was in flight when the leave began does not.
-                if release && let Some(leaving) = leaving {
-                    left.write(PlayerLeft {
+                SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
+                    tracing::warn!(player = %player, outcome = ?result.outcome, "lease lost or newer record stored elsewhere; dropping player without saving");
+                    if result.outcome == SaveOutcome::StaleSequence {
+                        // The lease is still ours: give it up, or the player could not log in
+                        // anywhere until it expired.
+                        port.submit(StoreJob::Release { player: *player });
+                    }
+                    lost.write(OwnershipLost {
                         entity: result.entity,
                         player: *player,
-                        origin: leaving.origin,
                     });
                     commands.entity(result.entity).despawn();
                 }
-            }
-            SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
-                tracing::warn!(player = %player, outcome = ?result.outcome, "lease lost or newer record stored elsewhere; dropping player without saving");
-                if result.outcome == SaveOutcome::StaleSequence {
-                    // The lease is still ours: give it up, or the player could not log in
-                    // anywhere until it expired.
-                    port.submit(StoreJob::Release { player: *player });
-                }
-                lost.write(OwnershipLost {
-                    entity: result.entity,
-                    player: *player,
-                });
-                commands.entity(result.entity).despawn();
-            }
-            SaveOutcome::Failed(_) => {
-                redirty.push(result.entity);
-                if !tags.is_empty() {
-                    match pending {
-                        Some(mut p) => {
-                            // The failed save's tags were asked for before the waiting ones:
-                            // they go first, so answers keep request order.
-                            p.tags.splice(0..0, tags);
-                            p.retry_at = retry_at;
-                        }
-                        None => {
-                            commands
-                                .entity(result.entity)
-                                .insert(SaveNowPending { tags, retry_at });
+                SaveOutcome::Failed(_) => {
+                    redirty.push(result.entity);
+                    if !tags.is_empty() {
+                        match pending {
+                            Some(mut p) => {
+                                // The failed save's tags were asked for before the waiting ones:
+                                // they go first, so answers keep request order.
+                                p.tags.splice(0..0, tags);
+                                p.retry_at = retry_at;
+                            }
+                            None => {
+                                commands
+                                    .entity(result.entity)
+                                    .insert(SaveNowPending { tags, retry_at });
+                            }
                         }
                     }
-                }
-                if release && let Some(mut leaving) = leaving {
-                    leaving.retry_at = retry_at;
+                    if release && let Some(mut leaving) = leaving {
+                        leaving.retry_at = retry_at;
+                    }
                 }
             }
         }
@@ -473,7 +570,7 @@ fn apply_save_results(
 
 /// Persistence by change detection, batch flush and save result handling.
 pub struct PersistencePlugin {
-    /// How often dirty players are saved in one batch (`ServerConfig::flush_interval`).
+    /// Each dirty player is saved within this of becoming dirty (`ServerConfig::flush_interval`).
     pub flush_interval: Duration,
 }
 
@@ -495,6 +592,9 @@ impl Default for PersistencePlugin {
 impl Plugin for PersistencePlugin {
     fn build(&self, app: &mut App) {
         let interval = self.flush_interval;
+        app.world_mut()
+            .register_component_hooks::<Dirty>()
+            .on_add(note_dirty);
         app.init_resource::<PersistentRegistry>()
             .init_resource::<FlushStats>()
             .insert_resource(FlushSchedule::new(interval))

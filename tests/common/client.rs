@@ -31,7 +31,7 @@ impl NetServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
-        let accounts = hearth::net::account_stores(&config).unwrap();
+        let accounts = hearth::net::memory_account_stores(Arc::clone(&backend));
         let mut server = Self::start(config, port, accounts);
         server.backend = Some(backend);
         server
@@ -46,7 +46,7 @@ impl NetServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
-        let accounts = hearth::net::account_stores(&config).unwrap();
+        let accounts = hearth::net::memory_account_stores(Arc::clone(&backend));
         let mut server = Self::start_with(config, port, accounts, setup);
         server.backend = Some(backend);
         server
@@ -271,6 +271,16 @@ impl Client {
     /// Logs in and returns the `logged_in` message.
     pub fn login(&mut self, username: &str, password: &str) -> Value {
         self.send(json!({"type": "login", "username": username, "password": password}));
+        let logged_in = self.expect("logged_in");
+        let id = logged_in["player_id"].as_u64().unwrap();
+        self.me = Some((id, logged_in["state"]["position"].clone()));
+        logged_in
+    }
+
+    /// Logs in with a resume token and returns the `logged_in` message (carrying the next
+    /// token).
+    pub fn resume(&mut self, token: &str) -> Value {
+        self.send(json!({"type": "resume", "token": token}));
         let logged_in = self.expect("logged_in");
         let id = logged_in["player_id"].as_u64().unwrap();
         self.me = Some((id, logged_in["state"]["position"].clone()));

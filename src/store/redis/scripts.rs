@@ -17,6 +17,10 @@ pub const IMPORT_LUA: &str = include_str!("../../../assets/redis/import.lua");
 /// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
 pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
 
+/// `resume.lua`: take a presented resume token and store a fresh one (the front door's
+/// account store, not the player store, runs it).
+pub const RESUME_LUA: &str = include_str!("../../../assets/redis/resume.lua");
+
 /// The scripts, with their SHA1s computed once.
 pub struct Scripts {
     pub claim: Script,
@@ -73,6 +77,12 @@ impl Keys {
     /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.
     pub fn account(&self, username: &str) -> String {
         format!("{}:account:{{{username}}}", self.prefix)
+    }
+
+    /// `<prefix>:resume:{<id>}`: the digests of the player's live resume tokens (a hash,
+    /// with a TTL), in the slot of its lease; see `resume.lua`.
+    pub fn resume(&self, player: PlayerId) -> String {
+        format!("{}:resume:{{{}}}", self.prefix, player.0)
     }
 
     /// A `SCAN MATCH` pattern for every record under the prefix.

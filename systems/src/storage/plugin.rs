@@ -13,7 +13,12 @@ use super::{JoinGrant, RefreshResult, SaveResult, StoreCompletion, StorePort};
 
 /// A batch of save results that came back from the store.
 #[derive(Message, Debug)]
-pub struct SavesCompleted(pub Vec<SaveResult>);
+pub struct SavesCompleted {
+    /// The save job's batch number.
+    pub batch: u64,
+    /// One result per save, routed back to its entity.
+    pub results: Vec<SaveResult>,
+}
 
 /// Lease refresh results that came back from the store.
 #[derive(Message, Debug)]
@@ -49,8 +54,8 @@ pub fn drain_store_completions(
 ) {
     for completion in port.completions().try_iter() {
         match completion {
-            StoreCompletion::Saved { results, .. } => {
-                saves.write(SavesCompleted(results));
+            StoreCompletion::Saved { batch, results } => {
+                saves.write(SavesCompleted { batch, results });
             }
             StoreCompletion::Refreshed { batch, results } => {
                 refreshes.write(RefreshesCompleted { batch, results });

@@ -3,8 +3,8 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -25,31 +25,37 @@ pub struct Shared {
     pub logins: Semaphore,
     /// Set to `true` when the run ends.
     pub stop: watch::Sender<bool>,
+    /// The resume token of each bot's latest `logged_in`, by bot number.
+    pub tokens: Mutex<Vec<Option<String>>>,
 }
 
 /// The fields of server messages a bot looks at (the rest is skipped).
 #[derive(Deserialize)]
-struct Message {
+pub(crate) struct Message {
     #[serde(rename = "type")]
-    kind: String,
+    pub(crate) kind: String,
     code: Option<String>,
     message: Option<String>,
     nonce: Option<u64>,
     state: Option<serde_json::Value>,
+    pub(crate) resume_token: Option<String>,
 }
 
 /// How a request failed.
-enum Refused {
+pub(crate) enum Refused {
     /// Worth another try after a pause (busy, rate limited, unavailable, the lease of a
-    /// previous run still held); `true` when the connection is gone.
-    Retry { reconnect: bool },
+    /// previous run still held); `reconnect` when the connection is gone; the error code.
+    Retry {
+        reconnect: bool,
+        code: Option<String>,
+    },
     /// Retrying cannot help (wrong password, a bad request).
     Fatal(String),
 }
 
-struct Conn {
+pub(crate) struct Conn {
     lines: Lines,
-    writer: OwnedWriteHalf,
+    pub(crate) writer: OwnedWriteHalf,
 }
 
 /// The reading half of a connection, line by line.
@@ -84,7 +90,7 @@ fn source_ip(config: &Config, n: usize) -> Option<IpAddr> {
     )))
 }
 
-async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
+pub(crate) async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
     let socket = match config.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -104,20 +110,34 @@ async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
     })
 }
 
-/// Exponential back-off with jitter: 0.2 s doubling to 5 s.
-struct Backoff(Duration);
+/// Exponential back-off with jitter: from `first`, doubling up to `max`.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
 
 impl Backoff {
-    async fn wait(&mut self) {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    pub(crate) async fn wait(&mut self) {
         let jitter = 0.5 + fastrand::f64();
-        tokio::time::sleep(self.0.mul_f64(jitter)).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(self.next.mul_f64(jitter)).await;
+        self.next = (self.next * 2).min(self.max);
     }
 }
 
 /// Sends `line` and waits for its answer, skipping snapshots and pongs.
-async fn request(conn: &mut Conn, line: &str, stats: &Stats) -> Result<Message, Refused> {
-    let gone = Refused::Retry { reconnect: true };
+pub(crate) async fn request(
+    conn: &mut Conn,
+    line: &str,
+    stats: &Stats,
+) -> Result<Message, Refused> {
+    let gone = Refused::Retry {
+        reconnect: true,
+        code: None,
+    };
     if conn.writer.write_all(line.as_bytes()).await.is_err() {
         return Err(gone);
     }
@@ -139,7 +159,10 @@ async fn request(conn: &mut Conn, line: &str, stats: &Stats) -> Result<Message, 
                 };
                 return match code {
                     "server_busy" | "rate_limited" | "unavailable" | "already_online" => {
-                        Err(Refused::Retry { reconnect: false })
+                        Err(Refused::Retry {
+                            reconnect: false,
+                            code: Some(code.to_string()),
+                        })
                     }
                     "username_taken" => Ok(message),
                     _ => Err(Refused::Fatal(format!(
@@ -167,7 +190,7 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String>
         &credentials.to_string()[1..]
     );
     let login = format!("{{\"type\":\"login\",{}\n", &credentials.to_string()[1..]);
-    let mut backoff = Backoff(Duration::from_millis(200));
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut registered = false;
     let mut conn = None;
     loop {
@@ -191,6 +214,8 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String>
                 registered = true;
             }
             Ok(message) if message.kind == "logged_in" => {
+                shared.tokens.lock().unwrap_or_else(|p| p.into_inner())[n] =
+                    message.resume_token.clone();
                 let position = message
                     .state
                     .as_ref()
@@ -200,7 +225,7 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String>
                 return Ok((conn.expect("connected"), position));
             }
             Ok(message) => return Err(format!("unexpected answer to login: {}", message.kind)),
-            Err(Refused::Retry { reconnect }) => {
+            Err(Refused::Retry { reconnect, .. }) => {
                 if reconnect {
                     conn = None;
                 }

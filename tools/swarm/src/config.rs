@@ -84,6 +84,11 @@ pub struct Config {
     /// The server's process id: adds its CPU per thread and RSS to the report (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The server's Prometheus endpoint (`http://127.0.0.1:9477/metrics` when it runs with
+    /// `--metrics-listen 127.0.0.1:9477`): adds its frame time p99 and overruns over each hold
+    /// to the report, and a tick p99 over the budget breaks a promise.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
     /// Write one JSON object per step to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -96,6 +101,11 @@ pub struct Config {
     /// No live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// After the last step: drop every connection at once (as a restart or drain does) and
+    /// measure how long until all bots are logged in again with their resume tokens, then
+    /// the same with passwords (each wave bounded by --ramp-timeout).
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 impl Config {

@@ -5,8 +5,10 @@
 mod bot;
 pub mod config;
 pub mod procfs;
+pub mod reconnect;
 pub mod report;
 mod stats;
+pub mod tick;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use stats::Counters;
 #[derive(Debug)]
 pub struct RunReport {
     pub steps: Vec<StepReport>,
+    /// The `--reconnect` waves (resume, then password), when asked for.
+    pub reconnects: Vec<reconnect::Wave>,
     /// Every broken promise of every step, plus run-level failures (time ran out).
     pub failures: Vec<String>,
 }
@@ -40,6 +44,9 @@ impl RunReport {
 /// Runs the load test `config` describes on a runtime of `--threads` workers.
 pub fn run(config: Config) -> Result<RunReport, String> {
     config.validate()?;
+    if let Some(url) = &config.metrics_url {
+        tick::scrape(url)?; // reachable and a Hearth exposition, before any bot starts
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads)
         .thread_name("swarm")
@@ -108,6 +115,7 @@ async fn run_steps(config: Config) -> RunReport {
         logins: Semaphore::new(config.login_concurrency),
         stats: stats::Stats::new(),
         stop,
+        tokens: std::sync::Mutex::new(vec![None; config.steps.last().copied().unwrap_or(0)]),
         config,
     });
     let config = &shared.config;
@@ -121,6 +129,7 @@ async fn run_steps(config: Config) -> RunReport {
     };
     let mut report = RunReport {
         steps: Vec::new(),
+        reconnects: Vec::new(),
         failures: Vec::new(),
     };
     let mut spawned = 0;
@@ -155,6 +164,7 @@ async fn run_steps(config: Config) -> RunReport {
         let at_hold = stats.counters();
         let server_before = config.server_pid.map(procfs::thread_times);
         let own_before = procfs::own_ticks();
+        let tick_before = config.metrics_url.as_deref().map(tick::scrape);
         while hold_start.elapsed() < config.hold && Instant::now() < deadline {
             second.tick().await;
             let left = config.hold.saturating_sub(hold_start.elapsed()).as_secs();
@@ -162,6 +172,18 @@ async fn run_steps(config: Config) -> RunReport {
         }
         let hold = hold_start.elapsed().as_secs_f64();
         let own = procfs::own_ticks() - own_before;
+        let tick = match (config.metrics_url.as_deref(), tick_before) {
+            (Some(url), Some(before)) => match before.and_then(|b| Ok((b, tick::scrape(url)?))) {
+                Ok((before, after)) => Some(tick::between(&before, &after)),
+                Err(reason) => {
+                    report
+                        .failures
+                        .push(format!("step {}: {reason}", index + 1));
+                    None
+                }
+            },
+            _ => None,
+        };
         let during_hold = stats.counters().since(&at_hold);
         let whole_step = stats.counters().since(&at_start);
         let online = stats.online.load(Relaxed);
@@ -188,6 +210,7 @@ async fn run_steps(config: Config) -> RunReport {
             }),
             server_rss_mib: config.server_pid.and_then(procfs::rss_mib),
             swarm_cpu_percent: procfs::percent(own, hold),
+            tick,
             broken: Vec::new(),
         };
         step.broken = report::broken_promises(&step, &limits);
@@ -206,6 +229,18 @@ async fn run_steps(config: Config) -> RunReport {
         }
     }
     progress.end_line();
+    if config.reconnect {
+        let bots = config.steps.last().copied().unwrap_or(0);
+        report.reconnects = reconnect::measure(&shared, bots, config.ramp_timeout).await;
+        for wave in &report.reconnects {
+            if wave.back < wave.bots {
+                report.failures.push(format!(
+                    "reconnect with {}: only {} of {} bots got back in",
+                    wave.kind, wave.back, wave.bots
+                ));
+            }
+        }
+    }
     shared.stop.send_replace(true);
     report
 }

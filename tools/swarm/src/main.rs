@@ -17,6 +17,10 @@ fn main() {
         }
     };
     print!("{}", hearth_swarm::report::markdown(&report.steps));
+    if !report.reconnects.is_empty() {
+        println!();
+        print!("{}", hearth_swarm::reconnect::markdown(&report.reconnects));
+    }
     if let Some(path) = json {
         let written = std::fs::File::create(&path).and_then(|mut file| {
             for step in &report.steps {

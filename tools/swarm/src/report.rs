@@ -5,6 +5,7 @@ use std::fmt::Write;
 use crate::config::Placement;
 use crate::procfs::ThreadCpu;
 use crate::stats::Rtt;
+use crate::tick::TickReport;
 
 /// The figures of one step, measured over its hold (disconnects and login counters over the
 /// whole step: ramp and hold).
@@ -38,6 +39,8 @@ pub struct StepReport {
     pub server_rss_mib: Option<f64>,
     /// The swarm's own CPU over the hold, percent of one core.
     pub swarm_cpu_percent: f64,
+    /// The server's frame timing over the hold (with `--metrics-url`).
+    pub tick: Option<TickReport>,
     /// The promises this step broke (empty: all kept).
     pub broken: Vec<String>,
 }
@@ -70,6 +73,12 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
             step.snapshots_per_bot_per_s, limits.min_snapshot_rate
         ));
     }
+    if let Some(tick) = step.tick.filter(|t| !t.within_budget()) {
+        broken.push(format!(
+            "tick p99 over the {:.1} ms budget ({} of {} frames over it)",
+            tick.budget_ms, tick.overruns, tick.frames
+        ));
+    }
     match step.rtt.p99_ms {
         None => broken.push("no pong received during the hold".into()),
         Some(p99) if p99 > limits.max_rtt_p99_ms => broken.push(format!(
@@ -99,19 +108,28 @@ fn server_cpu(cpu: &[ThreadCpu]) -> String {
     text
 }
 
+fn tick_cell(tick: TickReport) -> String {
+    let share = tick.overruns as f64 * 100.0 / tick.frames.max(1) as f64;
+    format!(
+        "≤ {:.1} ms ({} of {}, {share:.1}%)",
+        tick.p99_at_most_ms, tick.overruns, tick.frames
+    )
+}
+
 /// The steps as a markdown table, one row each.
 pub fn markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots (online) | placement | ping RTT p50 / p99 | snapshots/s per bot (largest gap) | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| bots (online) | placement | tick p99 (frames over budget) | ping RTT p50 / p99 | snapshots/s per bot (largest gap) | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} / {} ms | {:.1} ({:.0} ms) | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
+            "| {} ({}) | {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
             s.bots,
             s.online,
             s.placement,
+            s.tick.map_or("-".into(), tick_cell),
             ms(s.rtt.p50_ms),
             ms(s.rtt.p99_ms),
             s.snapshots_per_bot_per_s,
@@ -164,6 +182,7 @@ mod tests {
             login_failures: 0,
             server_cpu: None,
             server_rss_mib: None,
+            tick: None,
             swarm_cpu_percent: 30.0,
             broken: Vec::new(),
         }
@@ -179,7 +198,7 @@ mod tests {
         assert!(broken_promises(&healthy(), &LIMITS).is_empty());
         // server_busy during logins and a long gap are reported, not failures.
         let table = markdown(&[healthy()]);
-        assert!(table.contains("| 100 (100) | clustered | 0.3 / 12.0 ms | 20.0 (70 ms) |"));
+        assert!(table.contains("| 100 (100) | clustered | - | 0.3 / 12.0 ms | 20.0 (70 ms) |"));
         assert!(table.ends_with("| kept |\n"));
     }
 

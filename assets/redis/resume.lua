@@ -1,0 +1,37 @@
+-- The resume tokens of one player: take a presented token (if any), store a fresh one.
+-- KEYS[1] = <prefix>:resume:{<id>}   hash: token digest -> issue number; field '#' counts issues
+-- KEYS[2] = <prefix>:session:{<id>}  the player's session lease (same hash tag, same slot)
+-- ARGV[1] = digest of the presented token, or '' to only store (after a password login)
+-- ARGV[2] = digest of the fresh token
+-- ARGV[3] = lifetime of the set, ms (every store extends it)
+-- ARGV[4] = most tokens kept (the oldest go first)
+-- Returns 1: the fresh token is stored (the presented one deleted); 0: the presented token is
+-- unknown (never issued, used, expired, revoked): nothing changed; 2: it is known but the
+-- player holds a lease (online): nothing changed, it stays usable.
+if ARGV[1] ~= '' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+    return 0
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return 2
+  end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local n = redis.call('HINCRBY', KEYS[1], '#', 1)
+redis.call('HSET', KEYS[1], ARGV[2], n)
+local all = redis.call('HGETALL', KEYS[1])
+local tokens = {}
+for i = 1, #all, 2 do
+  if all[i] ~= '#' then
+    table.insert(tokens, {all[i], tonumber(all[i + 1])})
+  end
+end
+local max = tonumber(ARGV[4])
+if #tokens > max then
+  table.sort(tokens, function(a, b) return a[2] < b[2] end)
+  for i = 1, #tokens - max do
+    redis.call('HDEL', KEYS[1], tokens[i][1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1

@@ -1,0 +1,183 @@
+//! `--reconnect`: how long every bot takes to get back in after all connections drop at once
+//! (what a server restart or drain does to its players), first with the resume tokens of
+//! their last `logged_in`, then with passwords, for comparison.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::bot::{self, Backoff, Refused, Shared};
+
+/// One reconnect wave, measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Wave {
+    /// `resume` or `password`.
+    pub kind: &'static str,
+    pub bots: usize,
+    /// Bots back in (logged in again) by the end.
+    pub back: usize,
+    /// From the moment every connection was dropped to the last bot's `logged_in`.
+    pub seconds: f64,
+    pub logins_per_s: f64,
+    /// Refusals met on the way (each retried): `server_busy`, `already_online` (the old
+    /// session not released yet), other errors.
+    pub server_busy: u64,
+    pub already_online: u64,
+    pub other_errors: u64,
+}
+
+#[derive(Default)]
+struct Refusals {
+    server_busy: AtomicU64,
+    already_online: AtomicU64,
+    other: AtomicU64,
+}
+
+/// A connection kept open after its bot is back in, with the token of that login.
+struct Back {
+    _conn: bot::Conn,
+    token: Option<String>,
+}
+
+/// Drops every bot connection (the bots stop), then brings all bots back with `resume`, then
+/// drops those and brings them back with passwords. Bots whose token is missing count as
+/// not back in the resume wave.
+pub async fn measure(shared: &Arc<Shared>, bots: usize, timeout: Duration) -> Vec<Wave> {
+    shared.stop.send_replace(true);
+    let tokens: Vec<Option<String>> = shared
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let (resume, back) = wave(shared, "resume", tokens, timeout).await;
+    drop(back);
+    let (password, back) = wave(shared, "password", vec![None; bots], timeout).await;
+    drop(back);
+    vec![resume, password]
+}
+
+async fn wave(
+    shared: &Arc<Shared>,
+    kind: &'static str,
+    tokens: Vec<Option<String>>,
+    timeout: Duration,
+) -> (Wave, Vec<Back>) {
+    let refusals = Arc::new(Refusals::default());
+    let bots = tokens.len();
+    let started = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(tokens.len());
+    for (n, token) in tokens.into_iter().enumerate() {
+        let (shared, refusals, last) =
+            (Arc::clone(shared), Arc::clone(&refusals), Arc::clone(&last));
+        tasks.push(tokio::spawn(async move {
+            let line = match (&token, kind) {
+                (Some(token), "resume") => {
+                    serde_json::json!({"type": "resume", "token": token}).to_string()
+                }
+                (None, "resume") => return None,
+                _ => serde_json::json!({
+                    "type": "login",
+                    "username": format!("{}{n}", shared.config.prefix),
+                    "password": shared.config.password,
+                })
+                .to_string(),
+            };
+            let back = tokio::time::timeout(timeout, rejoin(&shared, n, &line, &refusals)).await;
+            let back = back.ok()??;
+            last.fetch_max(started.elapsed().as_micros() as u64, Relaxed);
+            Some(back)
+        }));
+    }
+    let mut back = Vec::new();
+    for task in tasks {
+        if let Ok(Some(b)) = task.await {
+            back.push(b);
+        }
+    }
+    let seconds = last.load(Relaxed) as f64 / 1e6;
+    let wave = Wave {
+        kind,
+        bots,
+        back: back.len(),
+        seconds,
+        logins_per_s: back.len() as f64 / seconds.max(1e-6),
+        server_busy: refusals.server_busy.load(Relaxed),
+        already_online: refusals.already_online.load(Relaxed),
+        other_errors: refusals.other.load(Relaxed),
+    };
+    // Later waves resume with the newest tokens.
+    let mut tokens = shared.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    for (slot, b) in tokens.iter_mut().zip(&back) {
+        if b.token.is_some() {
+            slot.clone_from(&b.token);
+        }
+    }
+    (wave, back)
+}
+
+/// Connects as bot `n` and sends `line` until it is answered `logged_in`, retrying refusals
+/// that say "later" after a short, growing pause. `None`: refused for good.
+async fn rejoin(shared: &Shared, n: usize, line: &str, refusals: &Refusals) -> Option<Back> {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut conn = None;
+    let line = format!("{line}\n");
+    loop {
+        if conn.is_none() {
+            match bot::connect(&shared.config, n).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        match bot::request(c, &line, &shared.stats).await {
+            Ok(message) if message.kind == "logged_in" => {
+                let token = message.resume_token.clone();
+                return Some(Back {
+                    _conn: conn.take().expect("connected"),
+                    token,
+                });
+            }
+            Ok(_) => return None,
+            Err(Refused::Retry { reconnect, code }) => {
+                let counter = match code.as_deref() {
+                    Some("server_busy") => &refusals.server_busy,
+                    Some("already_online") => &refusals.already_online,
+                    _ => &refusals.other,
+                };
+                counter.fetch_add(1, Relaxed);
+                if reconnect && let Some(mut c) = conn.take() {
+                    c.writer.shutdown().await.ok();
+                }
+                backoff.wait().await;
+            }
+            Err(Refused::Fatal(_)) => return None,
+        }
+    }
+}
+
+/// The waves as a Markdown table.
+pub fn markdown(waves: &[Wave]) -> String {
+    let mut out = String::from(
+        "| reconnect with | bots back | all back in | logins/s | server_busy | already_online | other errors |\n|---|---|---|---|---|---|---|\n",
+    );
+    for w in waves {
+        out.push_str(&format!(
+            "| {} | {}/{} | {:.2} s | {:.0} | {} | {} | {} |\n",
+            w.kind,
+            w.back,
+            w.bots,
+            w.seconds,
+            w.logins_per_s,
+            w.server_busy,
+            w.already_online,
+            w.other_errors
+        ));
+    }
+    out
+}
