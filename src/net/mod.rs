@@ -29,7 +29,8 @@ use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts, RedisAccounts};
+use crate::store::redis::accounts::RedisAccounts;
+use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;

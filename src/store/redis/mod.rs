@@ -18,6 +18,7 @@
 //! Key layout and script semantics: docs/storage.md. Semantics equal the memory store's
 //! ([`super::memory::MemoryBackend`]).
 
+pub mod accounts;
 mod calls;
 pub mod cluster;
 mod conn;
