@@ -1,5 +1,8 @@
 //! The lane worker: one tokio task per lane taking jobs in FIFO order, sending batches as
-//! pipelined chunks, claims, releases and the instance registration.
+//! pipelined chunks, claims, releases and the instance registration, each to the node that
+//! serves its keys (`nodes.rs`). Calls a cluster node redirects (`MOVED`, `ASK`) did not run
+//! and are sent again to the node named; with `durable_replicas`, a chunk of saves ends with
+//! `WAIT` and counts only once enough replicas confirm it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
