@@ -15,24 +15,35 @@
 //!
 //! Physical references from the same redis-server: `redis-benchmark -P 1000 -t set`, and a raw
 //! pipelined `EVALSHA` of the save script with pre-encoded records (no store around it).
+//!
+//! Then (c) at N = 10,000 on a local 3-master Redis Cluster (`redis+cluster://`, started by
+//! `tests/common/redis_cluster.rs`), against (c) on the single redis-server of the same run:
+//! rates, round trips per batch over all masters, CPU per op summed over the masters, and the
+//! connections the store opened.
 
+#[path = "../tests/common/redis_cluster.rs"]
+#[allow(dead_code)]
+mod redis_cluster;
 #[path = "../tests/common/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::slice::from_mut;
 use std::time::{Duration, Instant};
 
 use bevy_ecs::entity::Entity;
 use crossbeam_channel::Receiver;
 use hearth::store::RedisStore;
+use hearth::store::redis::cluster::player_slot;
 use hearth::store::redis::scripts::{Keys, Scripts};
 use hearth_components::{PlayerId, Position, Progress, ServerConfig, StoreSelection, Vitals};
 use hearth_systems::storage::{
     Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, SaveItem, SaveOutcome,
     StoreCompletion, StoreJob, StoreMetrics,
 };
+use redis_cluster::RedisCluster;
 use redis_server::RedisServer;
 
 /// The bench server's instance id and boot token, fixed so the leases it claims by hand hold
@@ -74,12 +85,12 @@ fn main() {
             println!("{:.2} µs per record", encoding_cost(10_000) * 1e6);
             return;
         }
-        claim_leases(&redis, &keys, 10_000);
+        claim_leases(&mut redis.connection(), &keys, players(10_000));
         for _ in 0..30 {
             seq += 1;
             let sample = match what.as_str() {
-                "refresh" => store_refresh(&store, &rx, &mut probe, 10_000),
-                _ => store_save(&store, &rx, &mut probe, 10_000, seq),
+                "refresh" => store_refresh(&store, &rx, from_mut(&mut probe), 10_000),
+                _ => store_save(&store, &rx, from_mut(&mut probe), 10_000, seq),
             };
             println!("{}", per_sec(sample.rate));
         }
@@ -99,7 +110,7 @@ fn main() {
 
     let mut rows = Vec::new();
     for n in SIZES {
-        claim_leases(&redis, &keys, n);
+        claim_leases(&mut redis.connection(), &keys, players(n));
         seq += 1;
         let a = per_call_connection_verify_then_save(&redis, &keys, n, seq);
         seq += 1;
@@ -109,7 +120,7 @@ fn main() {
         let mut samples = Vec::new();
         for run in 0..=RUNS {
             seq += 1;
-            let sample = store_save(&store, &rx, &mut probe, n, seq);
+            let sample = store_save(&store, &rx, from_mut(&mut probe), n, seq);
             if run > 0 {
                 samples.push(sample); // run 0 warms up
             }
@@ -124,7 +135,7 @@ fn main() {
         reset_command_stats(&mut probe);
         let mut samples = Vec::new();
         for run in 0..=RUNS {
-            let sample = store_refresh(&store, &rx, &mut probe, n);
+            let sample = store_refresh(&store, &rx, from_mut(&mut probe), n);
             if run > 0 {
                 samples.push(sample);
             }
@@ -169,6 +180,14 @@ fn main() {
     );
     println!();
 
+    let single = rows
+        .iter()
+        .filter(|row| row.n == CLUSTER_N)
+        .map(|row| (row.op, row.c))
+        .collect::<Vec<_>>();
+    on_a_cluster(&config, &keys, &single, seq);
+    println!();
+
     println!("Physical reference (same redis-server):");
     let (raw, raw_redis_us) =
         raw_pipelined_evalsha(&redis, &keys, &scripts, &mut probe, 10_000, seq + 1);
@@ -203,6 +222,85 @@ fn main() {
         };
         println!("- `redis-benchmark -p <port> {}`: {text}", args.join(" "));
     }
+    drop(store);
+}
+
+/// Players of the cluster comparison.
+const CLUSTER_N: u64 = 10_000;
+
+/// (c) on a local 3-master Redis Cluster (`redis+cluster://`), against (c) on the single
+/// redis-server of the same run (`single`: rate per operation at [`CLUSTER_N`]).
+fn on_a_cluster(config: &ServerConfig, keys: &Keys, single: &[(&str, f64)], mut seq: u64) {
+    let cluster = RedisCluster::start(3, 0);
+    let masters = cluster.masters();
+    let config = ServerConfig {
+        store: StoreSelection::RedisCluster(cluster.url()),
+        ..config.clone()
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let store = RedisStore::open(&config, &cluster.url(), tx).expect("opening the cluster store");
+    let opened_at_start = StoreMetrics::get(&store.metrics().connections_opened);
+    let owners = cluster.slot_owners();
+    for &port in &masters {
+        let on_port = players(CLUSTER_N).filter(|&p| owners[usize::from(player_slot(p))] == port);
+        claim_leases(&mut cluster.connection(port), keys, on_port);
+    }
+    let mut probes: Vec<redis::Connection> = masters
+        .iter()
+        .map(|&port| cluster.connection(port))
+        .collect();
+    let trips = StoreMetrics::get(&store.metrics().round_trips);
+    let mut saves = Vec::new();
+    for run in 0..=RUNS {
+        seq += 1;
+        let sample = store_save(&store, &rx, &mut probes, CLUSTER_N, seq);
+        if run > 0 {
+            saves.push(sample);
+        }
+    }
+    let save_trips = (StoreMetrics::get(&store.metrics().round_trips) - trips) / (RUNS as u64 + 1);
+    let trips = StoreMetrics::get(&store.metrics().round_trips);
+    let mut refreshes = Vec::new();
+    for run in 0..=RUNS {
+        let sample = store_refresh(&store, &rx, &mut probes, CLUSTER_N);
+        if run > 0 {
+            refreshes.push(sample);
+        }
+    }
+    let refresh_trips =
+        (StoreMetrics::get(&store.metrics().round_trips) - trips) / (RUNS as u64 + 1);
+    let opened = StoreMetrics::get(&store.metrics().connections_opened);
+    println!(
+        "Redis Cluster, {} masters on this machine (redis+cluster://), N = {CLUSTER_N}, same run:",
+        masters.len()
+    );
+    println!(
+        "| operation | cluster | single redis-server | cluster / single | round trips per batch (all masters) | CPU per op: redis-servers (sum) / store |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (op, samples, trips) in [
+        ("save", saves, save_trips),
+        ("refresh", refreshes, refresh_trips),
+    ] {
+        let row = Row::new(op, CLUSTER_N, 0.0, 0.0, samples, trips, 0.0);
+        let single = single
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map_or(f64::NAN, |(_, c)| *c);
+        println!(
+            "| {op} | {} | {} | {:.2} | {} | {:.1} µs / {:.1} µs |",
+            per_sec(row.c),
+            per_sec(single),
+            row.c / single,
+            row.trips,
+            row.redis_us,
+            row.store_us
+        );
+    }
+    println!(
+        "connections opened by the store: {opened_at_start} at start (one per master per lane, plus one per lane to read the slot table), {} during the runs",
+        opened - opened_at_start
+    );
     drop(store);
 }
 
@@ -321,10 +419,14 @@ fn players(n: u64) -> impl Iterator<Item = PlayerId> {
     (1..=n).map(PlayerId)
 }
 
-fn claim_leases(redis: &RedisServer, keys: &Keys, n: u64) {
-    let mut conn = redis.connection();
+/// Claims the leases of `players` for this bench's store, in one pipeline on `conn`.
+fn claim_leases(
+    conn: &mut redis::Connection,
+    keys: &Keys,
+    players: impl Iterator<Item = PlayerId>,
+) {
     let mut pipe = redis::pipe();
-    for p in players(n) {
+    for p in players {
         pipe.cmd("SET")
             .arg(keys.session(p))
             .arg(OWNER)
@@ -332,7 +434,7 @@ fn claim_leases(redis: &RedisServer, keys: &Keys, n: u64) {
             .arg(600_000)
             .ignore();
     }
-    pipe.exec(&mut conn).expect("claiming leases");
+    pipe.exec(conn).expect("claiming leases");
 }
 
 /// A plain client, as the replaced system had.
@@ -454,11 +556,11 @@ fn persistent_one_at_a_time_refresh(
 fn timed_job(
     store: &RedisStore,
     rx: &Receiver<StoreCompletion>,
-    probe: &mut redis::Connection,
+    probes: &mut [redis::Connection],
     n: u64,
     job: StoreJob,
 ) -> (Sample, StoreCompletion) {
-    let (redis_before, own_before) = (redis_cpu(probe), own_cpu());
+    let (redis_before, own_before) = (redis_cpu(probes), own_cpu());
     let started = Instant::now();
     store.submit(job);
     let completion = rx
@@ -468,7 +570,7 @@ fn timed_job(
     let sample = Sample {
         rate: n as f64 / elapsed.as_secs_f64(),
         own_cpu: own_cpu() - own_before,
-        redis_cpu: redis_cpu(probe) - redis_before,
+        redis_cpu: redis_cpu(probes) - redis_before,
     };
     (sample, completion)
 }
@@ -477,7 +579,7 @@ fn timed_job(
 fn store_save(
     store: &RedisStore,
     rx: &Receiver<StoreCompletion>,
-    probe: &mut redis::Connection,
+    probes: &mut [redis::Connection],
     n: u64,
     seq: u64,
 ) -> Sample {
@@ -494,7 +596,7 @@ fn store_save(
         batch: seq,
         items,
     };
-    let (sample, completion) = timed_job(store, rx, probe, n, job);
+    let (sample, completion) = timed_job(store, rx, probes, n, job);
     let StoreCompletion::Saved { results, .. } = completion else {
         panic!("expected saves")
     };
@@ -506,7 +608,7 @@ fn store_save(
 fn store_refresh(
     store: &RedisStore,
     rx: &Receiver<StoreCompletion>,
-    probe: &mut redis::Connection,
+    probes: &mut [redis::Connection],
     n: u64,
 ) -> Sample {
     let leases: Vec<LeaseItem> = players(n)
@@ -516,7 +618,7 @@ fn store_refresh(
         })
         .collect();
     let job = StoreJob::Refresh { batch: 1, leases };
-    let (sample, completion) = timed_job(store, rx, probe, n, job);
+    let (sample, completion) = timed_job(store, rx, probes, n, job);
     let StoreCompletion::Refreshed { results, .. } = completion else {
         panic!("expected refreshes")
     };
@@ -543,7 +645,7 @@ fn raw_pipelined_evalsha(
     let records: Vec<(PlayerId, Vec<u8>)> = players(n)
         .map(|p| (p, snapshot(p, seq).encode().unwrap()))
         .collect();
-    let redis_before = redis_cpu(probe);
+    let redis_before = redis_cpu(from_mut(probe));
     let started = Instant::now();
     for chunk in records.chunks(1000) {
         let mut pipe = redis::pipe();
@@ -564,7 +666,10 @@ fn raw_pipelined_evalsha(
         assert!(outcomes.iter().all(|o| o == &["saved"]));
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)
+    (
+        rate,
+        (redis_cpu(from_mut(probe)) - redis_before) * 1e6 / n as f64,
+    )
 }
 
 /// Seconds to encode one snapshot (median of 5 rounds of `n`), as the store does per save.
@@ -602,12 +707,18 @@ fn script_execution_us(conn: &mut redis::Connection, ops: u64) -> f64 {
     total / ops as f64
 }
 
-/// CPU seconds redis-server has used (main thread and I/O), from `INFO cpu`.
-fn redis_cpu(conn: &mut redis::Connection) -> f64 {
-    let info: String = redis::cmd("INFO").arg("cpu").query(conn).unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+/// CPU seconds the redis-servers behind `probes` have used (main thread and I/O), from
+/// `INFO cpu`, summed.
+fn redis_cpu(probes: &mut [redis::Connection]) -> f64 {
+    probes
+        .iter_mut()
+        .map(|conn| {
+            let info: String = redis::cmd("INFO").arg("cpu").query(conn).unwrap();
+            info.lines()
+                .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+                .sum::<f64>()
+        })
         .sum()
 }
 
@@ -637,7 +748,7 @@ fn raw_pipelined_refresh(
     let mut conn = fast_connection(redis);
     scripts.refresh.load(&mut conn).unwrap();
     let sessions: Vec<String> = players(n).map(|p| keys.session(p)).collect();
-    let redis_before = redis_cpu(probe);
+    let redis_before = redis_cpu(from_mut(probe));
     let started = Instant::now();
     for chunk in sessions.chunks(1000) {
         let mut pipe = redis::pipe();
@@ -653,7 +764,10 @@ fn raw_pipelined_refresh(
         assert!(refreshed.iter().all(|r| r == &[1]));
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    (rate, (redis_cpu(probe) - redis_before) * 1e6 / n as f64)
+    (
+        rate,
+        (redis_cpu(from_mut(probe)) - redis_before) * 1e6 / n as f64,
+    )
 }
 
 fn median(mut rates: Vec<f64>) -> f64 {

@@ -131,10 +131,19 @@ pub fn run(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
-    let StoreSelection::Redis(url) = &config.store else {
-        return Err(AdminError::Usage(
-            "the memory store lives inside a running server's process and cannot be inspected from outside; admin commands need --store redis://...".into(),
-        ));
+    let url = match &config.store {
+        StoreSelection::Redis(url) => url,
+        StoreSelection::Memory => {
+            return Err(AdminError::Usage(
+                "the memory store lives inside a running server's process and cannot be inspected from outside; admin commands need --store redis://...".into(),
+            ));
+        }
+        StoreSelection::RedisCluster(_) => {
+            return Err(AdminError::Usage(
+                "admin commands do not work on a Redis Cluster yet; they need --store redis://..."
+                    .into(),
+            ));
+        }
     };
     let client = redis::Client::open(url.as_str()).map_err(|e| AdminError::Usage(e.to_string()))?;
     let mut conn = client.get_connection_with_timeout(config.store_timeout)?;

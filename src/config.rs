@@ -72,7 +72,7 @@ macro_rules! key {
 pub const KEYS: &[Key] = &[
     key!(
         store,
-        "`memory` or a Redis URL such as redis://127.0.0.1:6379/0.",
+        "`memory`, a Redis URL such as redis://127.0.0.1:6379/0, or a Redis Cluster's nodes such as redis+cluster://10.0.0.1:7000,10.0.0.2:7000.",
         parse_store
     ),
     key!(
@@ -111,6 +111,11 @@ pub const KEYS: &[Key] = &[
         batch_chunk,
         "Saves or refreshes per pipelined round trip.",
         parse_count::<usize>
+    ),
+    key!(
+        durable_replicas,
+        "Replicas that must confirm each save (WAIT) before it counts as durable; 0: the master's reply.",
+        parse_count::<u32>
     ),
     key!(
         metrics_interval,
@@ -404,7 +409,11 @@ fn parse_switch(text: &str) -> Result<bool, String> {
 
 /// A store selection; the refusal is quoted (password redacted) by [`Key::apply`].
 fn parse_store(text: &str) -> Result<StoreSelection, String> {
-    StoreSelection::parse(text)
+    let selection = StoreSelection::parse(text)?;
+    if let StoreSelection::RedisCluster(url) = &selection {
+        crate::store::redis::ClusterUrl::parse(url)?;
+    }
+    Ok(selection)
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {

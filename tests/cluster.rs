@@ -1,6 +1,6 @@
-//! Several `hearth` server processes sharing one real Redis: a player is never online twice,
-//! a crashed server's players come back once their lease expires, SIGTERM saves everyone,
-//! and bad configuration is refused at start.
+//! Several `hearth` server processes sharing one real Redis (and one real Redis Cluster): a
+//! player is never online twice, a crashed server's players come back once their lease
+//! expires, SIGTERM saves everyone, and bad configuration is refused at start.
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::process::{Hearth, run_hearth};
+use common::redis_cluster::RedisCluster;
 use common::redis_server::{RedisServer, free_port};
 use serde_json::json;
 
@@ -35,6 +36,72 @@ fn a_player_online_on_one_server_is_refused_on_another_until_logout() {
     let mut again_on_a = a.client();
     again_on_a.send(json!({"type": "login", "username": "alice", "password": "password1"}));
     again_on_a.expect_error("already_online");
+}
+
+#[test]
+fn two_servers_on_a_redis_cluster_register_play_and_hand_players_over() {
+    // The whole server on a 3-master cluster: accounts, records, leases and registrations
+    // spread over the masters; a player online on one server is refused on the other until
+    // logout, then loads there what the first saved.
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let start = |instance: &str| {
+        Hearth::start_args(&[
+            "--store",
+            &url,
+            "--instance-id",
+            instance,
+            "--lease-ttl",
+            "2s",
+            "--lease-refresh-interval",
+            "500ms",
+            "--flush-interval",
+            "500ms",
+        ])
+    };
+    let (a, b) = (start("server-a"), start("server-b"));
+    let names: Vec<String> = (0..6).map(|i| format!("player{i}")).collect();
+    let mut on_a = Vec::new();
+    for (steps, name) in names.iter().enumerate() {
+        let mut client = a.client();
+        client.register(name, "password1");
+        client.login(name, "password1");
+        for _ in 0..=steps {
+            client.step(1.0, 0.0);
+        }
+        on_a.push(client);
+    }
+    for name in &names {
+        let mut on_b = b.client();
+        on_b.send(json!({"type": "login", "username": name, "password": "password1"}));
+        on_b.expect_error("already_online");
+    }
+    for client in &mut on_a {
+        client.send(json!({"type": "logout"}));
+        client.expect("logged_out");
+    }
+    for (steps, name) in names.iter().enumerate() {
+        let state = b.client().login(name, "password1");
+        assert_eq!(
+            state["state"]["position"]["x"],
+            (steps + 1) as f64,
+            "{name}: server b loads what server a saved at logout"
+        );
+    }
+    let masters = cluster.masters();
+    let on = |pattern: &str| -> Vec<usize> {
+        masters
+            .iter()
+            .map(|&port| cluster.keys_on(port, pattern).len())
+            .collect()
+    };
+    assert_eq!(on("hearth:account:*").iter().sum::<usize>(), 6);
+    assert_eq!(on("hearth:player:*").iter().sum::<usize>(), 6);
+    assert!(
+        on("hearth:player:*").iter().filter(|&&n| n > 0).count() >= 2,
+        "records on several masters: {:?}",
+        on("hearth:player:*")
+    );
 }
 
 #[test]

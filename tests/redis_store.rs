@@ -1,16 +1,32 @@
 //! The Redis store against a real `redis-server` per test (started on a free port by
 //! `common::redis_server`): key layout, script semantics, round trips, connections,
-//! recovery, NOSCRIPT, a hung server, and start-up errors.
+//! recovery, NOSCRIPT, a hung server, and start-up errors. The tests of the store's semantics
+//! run twice (`on_one_redis_and_a_cluster!`): on one Redis and on a 3-master Redis Cluster.
 
 mod common;
+
+on_one_redis_and_a_cluster!(
+    record_round_trip_is_plain_json_under_the_player_key,
+    save_is_refused_for_a_server_that_does_not_own_the_lease,
+    an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since,
+    an_older_or_equal_sequence_is_refused_and_release_still_happens,
+    claim_reclaim_refresh_and_release_follow_the_lease_rules,
+    a_batch_save_answers_each_player_in_order_across_script_calls,
+    a_player_redis_refuses_fails_alone_within_its_script_call,
+    a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own,
+    a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released,
+    noscript_after_script_flush_is_handled_on_every_path,
+);
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bevy_ecs::entity::Entity;
+use common::redis_cluster::{RedisCluster, TestRedis};
 use common::redis_server::{RedisServer, free_port};
 use crossbeam_channel::Receiver;
+use hearth::store::redis::cluster::{player_slot, slot_of};
 use hearth::store::{OpenError, RedisStore};
 use hearth::testing::{RedisTestStore, TestServer, test_config};
 use hearth_components::{
@@ -20,7 +36,7 @@ use hearth_systems::storage::{
     JoinGrant, Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, RefreshResult,
     SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreJob, StoreMetrics,
 };
-use redis::Commands;
+use redis::{Commands, ConnectionLike};
 
 /// How long a test waits for any one completion before declaring the store stuck. A bound
 /// against hanging forever, not a performance assertion.
@@ -32,7 +48,7 @@ const BOOT: &str = "boot";
 
 fn config(instance: &str, url: &str) -> ServerConfig {
     ServerConfig {
-        store: StoreSelection::Redis(url.to_string()),
+        store: StoreSelection::parse(url).expect("a Redis URL"),
         boot_token: BOOT.into(),
         ..test_config(instance)
     }
@@ -46,7 +62,7 @@ struct Store {
 
 impl Store {
     fn open(config: &ServerConfig) -> Self {
-        let StoreSelection::Redis(url) = &config.store else {
+        let (StoreSelection::Redis(url) | StoreSelection::RedisCluster(url)) = &config.store else {
             panic!("not a Redis config")
         };
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -132,28 +148,33 @@ fn players(n: u64) -> impl Iterator<Item = PlayerId> {
     (1..=n).map(PlayerId)
 }
 
-fn stored(conn: &mut redis::Connection, player: PlayerId) -> Option<PlayerRecord> {
+fn stored(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<PlayerRecord> {
     let bytes: Option<Vec<u8>> = conn.get(format!("hearth:player:{{{}}}", player.0)).unwrap();
     bytes.map(|b| PlayerRecord::decode(&b).expect("stored record decodes"))
 }
 
-fn owner(conn: &mut redis::Connection, player: PlayerId) -> Option<String> {
+fn owner(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<String> {
     conn.get(format!("hearth:session:{{{}}}", player.0))
         .unwrap()
 }
 
-fn pttl(conn: &mut redis::Connection, player: PlayerId) -> i64 {
+fn pttl(conn: &mut impl ConnectionLike, player: PlayerId) -> i64 {
     conn.pttl(format!("hearth:session:{{{}}}", player.0))
         .unwrap()
+}
+
+/// `SCRIPT FLUSH` on every master: the store's scripts are gone everywhere.
+fn script_flush(redis: &dyn TestRedis) {
+    for mut conn in redis.masters_connections() {
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+    }
 }
 
 fn xp_of(record: &PlayerRecord) -> u64 {
     record.sections["progress"]["xp"].as_u64().unwrap()
 }
 
-#[test]
-fn record_round_trip_is_plain_json_under_the_player_key() {
-    let redis = RedisServer::start();
+fn record_round_trip_is_plain_json_under_the_player_key(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
     let p = PlayerId(42);
     let grant = store.join(p).expect("claim");
@@ -161,7 +182,7 @@ fn record_round_trip_is_plain_json_under_the_player_key() {
     assert_eq!(grant.lease_key, "hearth:session:{42}");
     assert_eq!(store.save_one(p, 1, 250, false), SaveOutcome::Saved);
 
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let raw: Vec<u8> = conn.get("hearth:player:{42}").unwrap();
     let text = String::from_utf8(raw).unwrap();
     assert!(
@@ -187,12 +208,10 @@ fn record_round_trip_is_plain_json_under_the_player_key() {
     assert_eq!(store.metric(|m| &m.loads), 2);
 }
 
-#[test]
-fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
-    let redis = RedisServer::start();
+fn save_is_refused_for_a_server_that_does_not_own_the_lease(redis: &dyn TestRedis) {
     let a = Store::open(&config("a", &redis.url()));
     let b = Store::open(&config("b", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
 
     let foreign = br#"{"version":2,"seq":5,"id":1,"sections":{"progress":{"xp":7,"level":1}}}"#;
@@ -226,12 +245,10 @@ fn save_is_refused_for_a_server_that_does_not_own_the_lease() {
     assert_eq!(b.metric(|m| &m.saves_lease_lost), 1);
 }
 
-#[test]
-fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
-    let redis = RedisServer::start();
+fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since(redis: &dyn TestRedis) {
     let a = Store::open(&config("a", &redis.url()));
     let b = Store::open(&config("b", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
     let save = |store: &Store, seq, last_stored_seq, xp| {
@@ -268,11 +285,9 @@ fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since() {
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 20);
 }
 
-#[test]
-fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
-    let redis = RedisServer::start();
+fn an_older_or_equal_sequence_is_refused_and_release_still_happens(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     store.join(p).unwrap();
     assert_eq!(store.save_one(p, 5, 50, false), SaveOutcome::Saved);
@@ -323,13 +338,11 @@ fn an_older_or_equal_sequence_is_refused_and_release_still_happens() {
     assert_eq!(store.save_one(p, 8, 8, false), SaveOutcome::Saved);
 }
 
-#[test]
-fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
-    let redis = RedisServer::start();
+fn claim_reclaim_refresh_and_release_follow_the_lease_rules(redis: &dyn TestRedis) {
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(7);
     let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
 
@@ -387,15 +400,13 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules() {
     assert_eq!(a.metric(|m| &m.refreshes), 1);
 }
 
-#[test]
-fn a_batch_save_answers_each_player_in_order_across_script_calls() {
+fn a_batch_save_answers_each_player_in_order_across_script_calls(redis: &dyn TestRedis) {
     // 90 players span several save.lua calls (the last one partial), each call mixing every
     // outcome; one record that cannot be encoded sits in the middle and is answered alone.
-    let redis = RedisServer::start();
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let unencodable = PlayerId(44);
     for p in players(90) {
         if p.0 % 4 == 1 {
@@ -456,13 +467,11 @@ fn a_batch_save_answers_each_player_in_order_across_script_calls() {
     }
 }
 
-#[test]
-fn a_player_redis_refuses_fails_alone_within_its_script_call() {
+fn a_player_redis_refuses_fails_alone_within_its_script_call(redis: &dyn TestRedis) {
     // Redis does not undo a script that fails half-way: one player's error must not turn the
     // players before it (written) and after it into failures.
-    let redis = RedisServer::start();
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     for p in players(3) {
         store.join(p).unwrap();
     }
@@ -495,15 +504,13 @@ fn a_player_redis_refuses_fails_alone_within_its_script_call() {
     assert_eq!(store.metric(|m| &m.save_errors), 1);
 }
 
-#[test]
-fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
+fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own(redis: &dyn TestRedis) {
     // 130 leases span several refresh.lua calls (the last one partial); every third is
     // another server's and every third missing, so each call mixes all outcomes.
-    let redis = RedisServer::start();
     let url = redis.url();
     let a = Store::open(&config("a", &url));
     let b = Store::open(&config("b", &url));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let whose = |p: PlayerId| p.0 % 3;
     for p in players(130) {
         match whose(p) {
@@ -543,11 +550,11 @@ fn a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own() {
     assert_eq!(a.metric(|m| &m.refresh_errors), 0);
 }
 
-#[test]
-fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released() {
-    let redis = RedisServer::start();
+fn a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released(
+    redis: &dyn TestRedis,
+) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let from_the_future = br#"{"version":99,"seq":3,"id":1,"sections":{}}"#;
     let _: () = conn.set("hearth:player:{1}", &from_the_future[..]).unwrap();
     assert!(matches!(
@@ -782,24 +789,22 @@ fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
     }
 }
 
-#[test]
-fn noscript_after_script_flush_is_handled_on_every_path() {
-    let redis = RedisServer::start();
+fn noscript_after_script_flush_is_handled_on_every_path(redis: &dyn TestRedis) {
     let store = Store::open(&config("a", &redis.url()));
-    let mut conn = redis.connection();
+    let mut conn = redis.inspector();
     let p = PlayerId(1);
     store.join(p).unwrap();
     assert_eq!(store.save_one(p, 1, 1, false), SaveOutcome::Saved);
     for round in 2..=3u64 {
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         let results = store.save(Lane::Periodic, vec![item(p, round, round, false)]);
         assert_eq!(results[0].outcome, SaveOutcome::Saved, "round {round}");
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         store.release(p);
         assert_eq!(owner(&mut conn, p), None, "release ran after SCRIPT FLUSH");
-        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+        script_flush(redis);
         store.join(p).expect("claim after SCRIPT FLUSH");
     }
     assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 3);
@@ -965,4 +970,361 @@ fn the_first_join_after_redis_closed_idle_connections_or_restarted_succeeds() {
         .join(PlayerId(3))
         .expect("the first login after a Redis restart succeeds");
     assert_eq!(store.metric(|m| &m.load_errors), 0);
+}
+
+/// A record's sequence as stored, read through `conn`.
+fn seq_of(conn: &mut impl ConnectionLike, player: PlayerId) -> Option<u64> {
+    stored(conn, player).map(|record| record.seq)
+}
+
+#[test]
+fn the_store_computes_the_slots_redis_cluster_does() {
+    let cluster = RedisCluster::start(3, 0);
+    for key in [
+        "foo",
+        "hearth:player:{1}",
+        "hearth:session:{99999}",
+        "a{}b",
+        "{}",
+        "x{y}z{w}",
+    ] {
+        assert_eq!(
+            slot_of(key.as_bytes()),
+            cluster.slot_of(key),
+            "slot of {key:?}"
+        );
+    }
+    for id in (0..5_000u64).step_by(37) {
+        let key = format!("hearth:player:{{{id}}}");
+        assert_eq!(player_slot(PlayerId(id)), cluster.slot_of(&key), "{key}");
+    }
+}
+
+#[test]
+fn players_spread_over_three_masters_join_flush_refresh_and_log_out() {
+    let cluster = RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &cluster.url()));
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    let n = 300u64;
+    for p in players(n) {
+        store.join(p).expect("claim");
+    }
+    let mut baseline = Vec::new();
+    for &port in &masters {
+        let mut conn = cluster.connection(port);
+        let received: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        baseline.push((port, conn, received_connections(&received)));
+    }
+    for cycle in 1..=3u64 {
+        let results = store.save(
+            Lane::Periodic,
+            players(n)
+                .map(|p| item(p, cycle, cycle * 10 + p.0, false))
+                .collect(),
+        );
+        assert_eq!(results.len(), n as usize);
+        for (p, result) in players(n).zip(&results) {
+            assert_eq!(result.player, p, "results in submission order");
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{p:?}");
+        }
+        let refreshed = store.refresh(players(n));
+        assert!(
+            refreshed
+                .iter()
+                .all(|r| r.outcome == RefreshOutcome::Refreshed)
+        );
+    }
+    // Connections: one per master per lane, plus one short-lived connection per lane at
+    // start to read the slot table; none opened by the cycles.
+    assert_eq!(store.metric(|m| &m.connections_opened), 2 + 2 * 3);
+    for (port, mut conn, before) in baseline {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+        assert_eq!(
+            received_connections(&info),
+            before,
+            "master {port}: 3 flush + refresh cycles opened no connection"
+        );
+    }
+    let mut total = 0;
+    for &port in &masters {
+        let records = cluster.keys_on(port, "hearth:player:*");
+        let leases = cluster.keys_on(port, "hearth:session:*");
+        assert!(!records.is_empty(), "master {port} holds records");
+        assert_eq!(records.len(), leases.len(), "each record beside its lease");
+        total += records.len();
+    }
+    assert_eq!(
+        total, n as usize,
+        "every player's record on exactly one master"
+    );
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 30 + p.0, "{p:?}");
+    }
+    // Log out: a final save that releases each lease.
+    let results = store.save(
+        Lane::Interactive,
+        players(n).map(|p| item(p, 4, 40 + p.0, true)).collect(),
+    );
+    assert!(results.iter().all(|r| r.outcome == SaveOutcome::Saved));
+    for &port in &masters {
+        assert_eq!(
+            cluster.keys_on(port, "hearth:session:*"),
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(xp_of(&stored(&mut conn, PlayerId(n)).unwrap()), 40 + n);
+}
+
+/// Joins players 1..=n and saves them all at sequence 1 (every save must succeed); returns
+/// how to save them all again at a sequence.
+fn joined_and_saved(store: &Store, n: u64) -> impl Fn(u64) -> Vec<SaveResult> + '_ {
+    for p in players(n) {
+        store.join(p).unwrap();
+    }
+    let save_all = move |seq: u64| {
+        store.save(
+            Lane::Periodic,
+            players(n).map(|p| item(p, seq, seq, false)).collect(),
+        )
+    };
+    let first = save_all(1);
+    assert!(
+        first.iter().all(|r| r.outcome == SaveOutcome::Saved),
+        "{first:?}"
+    );
+    save_all
+}
+
+fn received_connections(info: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+#[test]
+fn saves_claims_and_refreshes_follow_a_slot_being_moved_and_moved() {
+    // Slot moves while the store works: first half-way (the player's keys already moved, so
+    // the old owner answers ASK), then done (MOVED). Every save is applied exactly once: a
+    // redirected call did not run, and the sequence fence would refuse a second copy.
+    let cluster = RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &cluster.url()));
+    let mut conn = cluster.inspector();
+    let p = PlayerId(1);
+    let others: Vec<PlayerId> = players(40).collect();
+    for &q in &others {
+        store.join(q).unwrap();
+    }
+    assert_eq!(store.save_one(p, 1, 10, false), SaveOutcome::Saved);
+    let slot = player_slot(p);
+    let from = cluster.master_of_slot(slot);
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+
+    cluster.begin_slot_move(slot, to);
+    cluster.migrate_keys(from, to, &["hearth:player:{1}", "hearth:session:{1}"]);
+    let batch = |seq: u64| {
+        let results = store.save(
+            Lane::Periodic,
+            others.iter().map(|&q| item(q, seq, seq, false)).collect(),
+        );
+        assert!(
+            results.iter().all(|r| r.outcome == SaveOutcome::Saved),
+            "{results:?}"
+        );
+    };
+    batch(2);
+    assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
+    store.join(p).expect("re-claim through ASK");
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(2),
+        "saved once, on the new owner, through ASK"
+    );
+
+    cluster.finish_slot_move(slot, from, to);
+    batch(3);
+    assert_eq!(store.refresh([p])[0].outcome, RefreshOutcome::Refreshed);
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(3),
+        "saved once, on the new owner, after MOVED"
+    );
+    assert_eq!(store.metric(|m| &m.save_errors), 0, "no save failed");
+    assert_eq!(
+        cluster.keys_on(from, "hearth:*:{1}"),
+        Vec::<String>::new(),
+        "nothing of the player left on the old owner"
+    );
+    assert_eq!(cluster.keys_on(to, "hearth:*:{1}").len(), 2);
+}
+
+#[test]
+fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(500);
+    let (store, n) = (Store::open(&cfg), 60);
+    let save_all = joined_and_saved(&store, n);
+    let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let replica = cluster.replica_of(victim);
+    cluster.wait_until_replicated(victim, replica);
+    cluster.kill(victim);
+
+    // The dead master's players fail (and stay dirty); everyone else is saved.
+    let on_victim = |p: PlayerId| cluster.master_of_slot(player_slot(p)) == victim;
+    let mut lost = Vec::new();
+    for result in save_all(2) {
+        if on_victim(result.player) {
+            assert!(
+                matches!(result.outcome, SaveOutcome::Failed(_)),
+                "{result:?}"
+            );
+            lost.push(result.player);
+        } else {
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{result:?}");
+        }
+    }
+    assert!(!lost.is_empty());
+
+    cluster.failover_force(replica);
+    // The store reads the slot table again after the failure and writes to the new master.
+    let results = save_all(3);
+    assert!(
+        results.iter().all(|r| r.outcome == SaveOutcome::Saved),
+        "{results:?}"
+    );
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(seq_of(&mut conn, p), Some(3), "{p:?}");
+    }
+    assert!(
+        store
+            .refresh(players(n))
+            .iter()
+            .all(|r| r.outcome == RefreshOutcome::Refreshed)
+    );
+}
+
+#[test]
+fn with_durable_replicas_a_save_counts_only_once_a_replica_has_it() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(1_000);
+    cfg.durable_replicas = 1;
+    let (store, n) = (Store::open(&cfg), 40);
+    let save_all = joined_and_saved(&store, n);
+
+    // Saved means a replica has it: the master may die at once, its replica is promoted,
+    // and nothing a player was told is saved is gone.
+    let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let promoted = cluster.replica_of(victim);
+    cluster.kill(victim);
+    cluster.failover_force(promoted);
+    let on_promoted: Vec<PlayerId> = players(n)
+        .filter(|&p| cluster.master_of_slot(player_slot(p)) == promoted)
+        .collect();
+    assert!(!on_promoted.is_empty());
+    let mut conn = cluster.inspector();
+    for p in players(n) {
+        assert_eq!(seq_of(&mut conn, p), Some(1), "{p:?}: acknowledged, kept");
+    }
+
+    // The promoted master has no replica: its players' saves are written but do not count
+    // (they stay dirty and are retried); every other player's do.
+    save_all(2); // finds the old master gone and reads the slots again
+    for result in save_all(3) {
+        if on_promoted.contains(&result.player) {
+            assert!(
+                matches!(&result.outcome, SaveOutcome::Failed(e) if e.contains("not durable")),
+                "{result:?}"
+            );
+            assert_eq!(
+                seq_of(&mut conn, result.player),
+                Some(3),
+                "written on the master"
+            );
+        } else {
+            assert_eq!(result.outcome, SaveOutcome::Saved, "{result:?}");
+        }
+    }
+    // Without the option the same saves count at the master's reply.
+    let mut cfg = config("b", &cluster.url());
+    cfg.durable_replicas = 0;
+    let other = Store::open(&cfg);
+    let p = on_promoted[0];
+    store.release(p);
+    other.join(p).unwrap();
+    assert_eq!(other.save_one(p, 4, 4, false), SaveOutcome::Saved);
+}
+
+#[test]
+fn a_failover_can_lose_what_a_master_did_not_replicate_unless_saves_wait_for_a_replica() {
+    // Without durable_replicas a save is acknowledged at the master's reply: a master that dies
+    // before its replica copied it takes the save, and a lease it granted, with it. The fence
+    // still holds: the server that lost the lease cannot write the player again. With
+    // durable_replicas 1 the same save is not acknowledged in the first place.
+    let mut cluster = RedisCluster::start(3, 1);
+    let mut cfg = config("a", &cluster.url());
+    cfg.store_timeout = Duration::from_millis(1_000);
+    let a = Store::open(&cfg);
+    let durable = Store::open(&ServerConfig {
+        durable_replicas: 1,
+        ..config("d", &cluster.url())
+    });
+    let master = cluster.master_of_slot(player_slot(PlayerId(1)));
+    let on_master: Vec<PlayerId> = players(200)
+        .filter(|&p| cluster.master_of_slot(player_slot(p)) == master)
+        .take(3)
+        .collect();
+    let (p, q, d) = (on_master[0], on_master[1], on_master[2]);
+    a.join(p).unwrap();
+    durable.join(d).unwrap();
+    assert_eq!(a.save_one(p, 1, 1, false), SaveOutcome::Saved);
+    let replica = cluster.replica_of(master);
+    cluster.wait_until_replicated(master, replica);
+
+    // The replica falls behind: frozen, with its socket buffers filled by a large write (a
+    // frozen process's kernel would otherwise still take in what follows, and hand it over
+    // once thawed), so what the master acknowledges next stays in the master's memory.
+    cluster.freeze(replica);
+    let filler = vec![b'x'; 64 << 20];
+    let _: () = cluster
+        .connection(master)
+        .set(format!("filler:{{{}}}", p.0), filler)
+        .unwrap();
+    assert_eq!(
+        a.save_one(p, 2, 2, false),
+        SaveOutcome::Saved,
+        "acknowledged"
+    );
+    a.join(q).expect("a lease granted by the master alone");
+    assert!(
+        matches!(durable.save_one(d, 2, 2, false), SaveOutcome::Failed(e) if e.contains("not durable")),
+        "with durable_replicas 1 the unreplicated save is not acknowledged"
+    );
+    cluster.kill(master);
+    cluster.thaw(replica);
+    cluster.failover_force(replica);
+
+    let mut conn = cluster.inspector();
+    assert_eq!(
+        seq_of(&mut conn, p),
+        Some(1),
+        "the acknowledged save 2 is gone"
+    );
+    assert_eq!(owner(&mut conn, q), None, "the lease granted to a is gone");
+    let b = Store::open(&config("b", &cluster.url()));
+    b.join(q).expect("so another server claims the player");
+    // a still believes it holds q: its next save finds b's lease and writes nothing.
+    a.refresh([p]); // reads the slots again after the failover
+    let mut save = item(q, 1, 99, false);
+    save.last_stored_seq = 0;
+    assert_eq!(
+        a.save(Lane::Periodic, vec![save]).remove(0).outcome,
+        SaveOutcome::LeaseLost
+    );
+    assert_eq!(owner(&mut conn, q).as_deref(), Some("b/boot"));
+    assert_eq!(stored(&mut conn, q), None, "a wrote nothing for q");
 }

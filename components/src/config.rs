@@ -13,10 +13,12 @@ pub enum StoreSelection {
     Memory,
     /// A Redis server, by URL (`redis://host:port/db`).
     Redis(String),
+    /// A Redis Cluster, by its seed nodes (`redis+cluster://host:port[,host:port...]`).
+    RedisCluster(String),
 }
 
 impl StoreSelection {
-    /// Parses `memory` or a `redis://` URL. `rediss://` (TLS) is refused here, as a
+    /// Parses `memory`, a `redis://` URL or a `redis+cluster://` URL. `rediss://` (TLS) is refused here, as a
     /// configuration error, because this build's Redis client has no TLS support: better
     /// than a server that starts and then finds its store unreachable. The reason never
     /// repeats the value (it may hold a password); the caller shows it, redacted.
@@ -26,6 +28,8 @@ impl StoreSelection {
             Ok(Self::Memory)
         } else if text.starts_with("redis://") {
             Ok(Self::Redis(text.to_string()))
+        } else if text.starts_with("redis+cluster://") {
+            Ok(Self::RedisCluster(text.to_string()))
         } else if text.starts_with("rediss://") {
             Err(
                 "rediss:// (Redis over TLS) is not supported: TLS is not built into this \
@@ -33,7 +37,7 @@ impl StoreSelection {
                     .into(),
             )
         } else {
-            Err("expected \"memory\" or a redis:// URL".into())
+            Err("expected \"memory\", a redis:// URL or a redis+cluster:// URL".into())
         }
     }
 }
@@ -66,6 +70,10 @@ pub struct ServerConfig {
     pub store_timeout: Duration,
     /// Saves or refreshes per pipelined round trip.
     pub batch_chunk: usize,
+    /// Replicas that must confirm a save (`WAIT`) before it counts as durable; 0: the
+    /// master's reply is enough. With 1 or more, a failover cannot roll back a save a
+    /// player was told about.
+    pub durable_replicas: u32,
     /// Verbose logging and periodic metric summaries.
     pub verbose: bool,
     /// How often verbose mode logs a metrics summary.
@@ -109,6 +117,7 @@ impl Default for ServerConfig {
             shutdown_deadline: Duration::from_secs(10),
             store_timeout: Duration::from_secs(2),
             batch_chunk: 1000,
+            durable_replicas: 0,
             verbose: false,
             metrics_interval: Duration::from_secs(120),
             latency_warn: Duration::from_millis(50),
@@ -346,6 +355,12 @@ mod tests {
             Ok(StoreSelection::Redis("redis://127.0.0.1:6379/0".into()))
         );
         assert_eq!(StoreSelection::parse("Memory"), Ok(StoreSelection::Memory));
+        assert_eq!(
+            StoreSelection::parse("redis+cluster://10.0.0.1:7000,10.0.0.2:7000"),
+            Ok(StoreSelection::RedisCluster(
+                "redis+cluster://10.0.0.1:7000,10.0.0.2:7000".into()
+            ))
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts, RedisAccounts};
+use crate::store::redis::accounts::RedisAccounts;
+use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;
@@ -123,7 +124,8 @@ fn network_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Account storage matching the selected store: memory, or Redis at the same URL.
+/// Account storage matching the selected store: memory, or Redis (one server or a cluster) at
+/// the same URL.
 pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, AccountError> {
     match &config.store {
         StoreSelection::Memory => {
@@ -132,7 +134,7 @@ pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, Acco
                 Box::new(shared.clone()) as Box<dyn AccountStore>
             }))
         }
-        StoreSelection::Redis(url) => {
+        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
             RedisAccounts::new(url, &config.key_prefix, config.store_timeout)?; // URL check at start
             let (url, prefix, timeout) =
                 (url.clone(), config.key_prefix.clone(), config.store_timeout);

@@ -1,4 +1,5 @@
-//! Store adapters behind the storage port: memory (default) and Redis.
+//! Store adapters behind the storage port: memory (default) and Redis (one server or a
+//! Redis Cluster).
 
 mod dispatch;
 pub mod memory;
@@ -57,7 +58,7 @@ pub fn open_with_backend(
             let port = MemoryStore::open(Arc::clone(&backend), config).1;
             Ok((port, Some(backend)))
         }
-        StoreSelection::Redis(url) => {
+        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
             let (tx, rx) = crossbeam_channel::unbounded();
             let store: Arc<dyn PlayerStore> = Arc::new(RedisStore::open(config, url, tx)?);
             Ok((StorePort::new(store, rx), None))

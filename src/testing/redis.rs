@@ -1,5 +1,7 @@
 //! The Redis store as a [`TestStore`]: fixture tests run unchanged against a real
-//! `redis-server` (which the test starts; see `tests/common/redis_server.rs`).
+//! `redis-server` (which the test starts; see `tests/common/redis_server.rs`), or a real local
+//! Redis Cluster (`tests/common/redis_cluster.rs`): there each key is read and written on the
+//! master serving its slot, and everything below is done on every master.
 //!
 //! The fixture needs a few things Redis does not do by itself; each is done for real on the
 //! server, never by faking the store:
@@ -33,7 +35,7 @@ use redis::{Commands, RedisResult, Script};
 
 use super::{TestServer, TestStore};
 use crate::store::RedisStore;
-use crate::store::redis::Keys;
+use crate::store::redis::{ClusterUrl, Keys, cluster};
 
 /// Shortens every lease TTL under a prefix by ARGV[2] ms; deletes leases that reach 0.
 const ADVANCE_LEASES_LUA: &str = r#"
@@ -61,12 +63,14 @@ return touched
 /// Password of the per-server ACL users the fixture creates.
 const STORE_USER_PASSWORD: &str = "hearth-fixture";
 
-/// A [`RedisStore`] seen by a test: an inspection connection (as the admin user of the
-/// URL the test gave) plus the store itself.
+/// A [`RedisStore`] seen by a test: inspection connections (as the admin user of the URL
+/// the test gave, one per node) plus the store itself.
 pub struct RedisTestStore {
     store: Arc<RedisStore>,
-    admin: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
+    /// One Redis, or each master of a cluster.
+    nodes: Vec<Node>,
+    /// On a cluster: the node (index into `nodes`) serving each slot.
+    slots: Option<Vec<usize>>,
     keys: Keys,
     store_user: String,
     advance: Script,
@@ -74,30 +78,78 @@ pub struct RedisTestStore {
     owed_ms: AtomicU64,
 }
 
+/// One node the fixture inspects and pokes.
+struct Node {
+    admin: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+impl Node {
+    fn new(address: &str) -> Self {
+        let url = format!("redis://{address}/");
+        let admin = redis::Client::open(url.as_str())
+            .unwrap_or_else(|e| panic!("invalid admin Redis URL {url}: {e}"));
+        Self {
+            admin,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the inspection connection, reconnecting once if the connection broke
+    /// (e.g. Redis restarted).
+    fn with<T>(&self, f: impl Fn(&mut redis::Connection) -> RedisResult<T>) -> RedisResult<T> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = slot.as_mut() {
+            match f(conn) {
+                Err(e) if e.is_io_error() || e.is_unrecoverable_error() => *slot = None,
+                result => return result,
+            }
+        }
+        let mut conn = connect(&self.admin)?;
+        let result = f(&mut conn);
+        *slot = Some(conn);
+        result
+    }
+}
+
 impl RedisTestStore {
     /// Longest a [`TestStore::pause`] holds writes if the test never resumes.
     pub const PAUSE_LIMIT: Duration = Duration::from_secs(15);
 
-    /// Opens a [`RedisStore`] for `config` on the Redis at `admin_url` (a URL without
-    /// credentials whose default user may run `ACL` and `CLIENT PAUSE`), connecting as the
-    /// server's own ACL user. Returns the port for the app and the store for the test.
+    /// Opens a [`RedisStore`] for `config` on the Redis at `admin_url` — `redis://host:port/`
+    /// or a cluster's `redis+cluster://host:port,...`, without credentials, whose default
+    /// user may run `ACL` and `CLIENT PAUSE` — connecting as the server's own ACL user
+    /// (created on every master). Returns the port for the app and the store for the test.
     /// `config.store` is ignored.
     pub fn open(admin_url: &str, config: &ServerConfig) -> (StorePort, Arc<Self>) {
-        let admin = redis::Client::open(admin_url)
-            .unwrap_or_else(|e| panic!("invalid admin Redis URL {admin_url}: {e}"));
-        let rest = admin_url
-            .strip_prefix("redis://")
-            .filter(|rest| !rest.contains('@'))
-            .unwrap_or_else(|| {
-                panic!("the fixture needs a redis:// URL without credentials, got {admin_url}")
-            });
+        assert!(
+            !admin_url.contains('@'),
+            "the fixture needs a URL without credentials, got {admin_url}"
+        );
         let store_user = format!("hearth-store-{}", config.instance_id);
-        let mut conn = connect(&admin).unwrap_or_else(|e| panic!("connecting to {admin_url}: {e}"));
-        create_store_user(&mut conn, &store_user)
-            .unwrap_or_else(|e| panic!("creating ACL user {store_user}: {e}"));
-        let store_url = format!("redis://{store_user}:{STORE_USER_PASSWORD}@{rest}");
+        let credentials = format!("{store_user}:{STORE_USER_PASSWORD}@");
+        let (nodes, slots, store_url) = match admin_url.strip_prefix("redis://") {
+            Some(rest) => {
+                let address = rest.split('/').next().unwrap_or(rest);
+                let store_url = format!("redis://{credentials}{rest}");
+                (vec![Node::new(address)], None, store_url)
+            }
+            None => {
+                let (addresses, slots) = cluster_masters(admin_url);
+                let store_url = format!("{}{credentials}{}", cluster::SCHEME, addresses.join(","));
+                (
+                    addresses.iter().map(|a| Node::new(a)).collect(),
+                    Some(slots),
+                    store_url,
+                )
+            }
+        };
+        for node in &nodes {
+            node.with(|c| create_store_user(c, &store_user))
+                .unwrap_or_else(|e| panic!("creating ACL user {store_user}: {e}"));
+        }
         let mut store_config = config.clone();
-        store_config.store = StoreSelection::Redis(store_url.clone());
+        store_config.store = StoreSelection::parse(&store_url).expect("a store URL");
         let (tx, rx) = unbounded();
         let store = Arc::new(
             RedisStore::open(&store_config, &store_url, tx)
@@ -105,8 +157,8 @@ impl RedisTestStore {
         );
         let test_store = Arc::new(Self {
             store: Arc::clone(&store),
-            admin,
-            conn: Mutex::new(Some(conn)),
+            nodes,
+            slots,
             keys: Keys::new(&config.key_prefix),
             store_user,
             advance: Script::new(ADVANCE_LEASES_LUA),
@@ -126,36 +178,61 @@ impl RedisTestStore {
         &self.store_user
     }
 
-    /// Runs `f` on the inspection connection, reconnecting once if the connection broke
-    /// (e.g. Redis restarted).
-    pub fn with_conn<T>(
+    /// Runs `f` on the inspection connection to the node holding `key`.
+    fn on_key<T>(
         &self,
+        key: &str,
         f: impl Fn(&mut redis::Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(conn) = slot.as_mut() {
-            match f(conn) {
-                Err(e) if e.is_io_error() || e.is_unrecoverable_error() => *slot = None,
-                result => return result,
-            }
-        }
-        let mut conn = connect(&self.admin)?;
-        let result = f(&mut conn);
-        *slot = Some(conn);
-        result
+        let node = self.slots.as_ref().map_or(0, |slots| {
+            slots[usize::from(cluster::slot_of(key.as_bytes()))]
+        });
+        self.nodes[node].with(f)
+    }
+
+    /// Runs `f` on every node's inspection connection; the first error, if any.
+    fn on_every_node(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> RedisResult<()>,
+    ) -> RedisResult<()> {
+        self.nodes.iter().try_for_each(|node| node.with(&f))
     }
 
     /// Creates the server's ACL user again. ACL users live in Redis's memory (the fixture
     /// uses no ACL file), so a restarted redis-server has forgotten them: call this after a
     /// restart, or the store cannot authenticate.
     pub fn restore_store_user(&self) {
-        let result = self.with_conn(|c| create_store_user(c, &self.store_user));
+        let result = self.on_every_node(|c| create_store_user(c, &self.store_user));
         self.expect("ACL SETUSER", result);
     }
 
     fn expect<T>(&self, what: &str, result: RedisResult<T>) -> T {
         result.unwrap_or_else(|e| panic!("inspecting Redis ({what}): {e}"))
     }
+}
+
+/// The masters of the cluster at `url` (`host:port` each) and the master serving each slot,
+/// from `CLUSTER SLOTS` on its first seed.
+fn cluster_masters(url: &str) -> (Vec<String>, Vec<usize>) {
+    let seeds = ClusterUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let seed = Node::new(&seeds.seeds[0]);
+    let reply = seed
+        .with(|c| redis::cmd("CLUSTER").arg("SLOTS").query(c))
+        .unwrap_or_else(|e| panic!("CLUSTER SLOTS on {url}: {e}"));
+    let ranges = cluster::parse_slots(reply).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let mut addresses: Vec<String> = Vec::new();
+    let mut slots = vec![0; cluster::SLOTS];
+    for (start, end, address) in ranges {
+        let node = match addresses.iter().position(|a| *a == address) {
+            Some(node) => node,
+            None => {
+                addresses.push(address);
+                addresses.len() - 1
+            }
+        };
+        slots[usize::from(start)..=usize::from(end)].fill(node);
+    }
+    (addresses, slots)
 }
 
 fn create_store_user(conn: &mut redis::Connection, user: &str) -> RedisResult<()> {
@@ -186,26 +263,26 @@ impl TestStore for RedisTestStore {
 
     fn raw_record(&self, player: PlayerId) -> Option<Vec<u8>> {
         let key = self.keys.player(player);
-        let result = self.with_conn(|c| c.get::<_, Option<Vec<u8>>>(&key));
+        let result = self.on_key(&key, |c| c.get::<_, Option<Vec<u8>>>(&key));
         self.expect("GET record", result)
     }
 
     fn put_raw_record(&self, player: PlayerId, bytes: Vec<u8>) {
         let key = self.keys.player(player);
-        let result = self.with_conn(|c| c.set::<_, _, ()>(&key, bytes.as_slice()));
+        let result = self.on_key(&key, |c| c.set::<_, _, ()>(&key, bytes.as_slice()));
         self.expect("SET record", result);
     }
 
     fn lease_owner(&self, player: PlayerId) -> Option<String> {
         let key = self.keys.session(player);
-        let result = self.with_conn(|c| c.get::<_, Option<String>>(&key));
+        let result = self.on_key(&key, |c| c.get::<_, Option<String>>(&key));
         self.expect("GET lease", result)
     }
 
     fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration) {
         let key = self.keys.session(player);
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let result = self.with_conn(|c| {
+        let result = self.on_key(&key, |c| {
             redis::cmd("SET")
                 .arg(&key)
                 .arg(owner)
@@ -228,7 +305,13 @@ impl TestStore for RedisTestStore {
             return;
         }
         let pattern = self.keys.session_pattern();
-        let result = self.with_conn(|c| self.advance.arg(&pattern).arg(total).invoke::<u64>(c));
+        let result = self.on_every_node(|c| {
+            self.advance
+                .arg(&pattern)
+                .arg(total)
+                .invoke::<u64>(c)
+                .map(drop)
+        });
         if let Err(e) = result {
             // Redis may be down on purpose (restart tests); the leases then keep their TTL.
             tracing::debug!("advance_clock: cannot shorten lease TTLs: {e}");
@@ -237,7 +320,7 @@ impl TestStore for RedisTestStore {
 
     fn pause(&self) {
         let ms = u64::try_from(Self::PAUSE_LIMIT.as_millis()).unwrap_or(u64::MAX);
-        let result = self.with_conn(|c| {
+        let result = self.on_every_node(|c| {
             redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(ms)
@@ -249,7 +332,7 @@ impl TestStore for RedisTestStore {
     }
 
     fn resume(&self) {
-        let result = self.with_conn(|c| redis::cmd("CLIENT").arg("UNPAUSE").exec(c));
+        let result = self.on_every_node(|c| redis::cmd("CLIENT").arg("UNPAUSE").exec(c));
         self.expect("CLIENT UNPAUSE", result);
         self.paused.store(false, Ordering::SeqCst);
         self.advance_clock(Duration::ZERO);
@@ -257,7 +340,7 @@ impl TestStore for RedisTestStore {
 
     fn set_unavailable(&self, unavailable: bool) {
         let permissions = if unavailable { "-@all" } else { "+@all" };
-        let result = self.with_conn(|c| {
+        let result = self.on_every_node(|c| {
             redis::cmd("ACL")
                 .arg("SETUSER")
                 .arg(&self.store_user)
@@ -277,7 +360,8 @@ impl TestStore for RedisTestStore {
 }
 
 impl TestServer {
-    /// A server on the Redis at `admin_url` (see [`RedisTestStore::open`]) with `config`.
+    /// A server on the Redis (or Redis Cluster) at `admin_url` (see
+    /// [`RedisTestStore::open`]) with `config`.
     pub fn on_redis(admin_url: &str, config: ServerConfig) -> Self {
         let (port, store) = RedisTestStore::open(admin_url, &config);
         Self::on_store(config, port, store)

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod http;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::sync::Arc;
@@ -54,13 +55,34 @@ impl StoreFactory for RedisStores {
     }
 }
 
+/// Servers on one real local Redis Cluster (3 masters) started for the test (killed when this
+/// is dropped). Each server connects as its own ACL user, created on every master.
+pub struct RedisClusterStores {
+    pub cluster: redis_cluster::RedisCluster,
+}
+
+impl RedisClusterStores {
+    pub fn new() -> Self {
+        Self {
+            cluster: redis_cluster::RedisCluster::start(3, 0),
+        }
+    }
+}
+
+impl StoreFactory for RedisClusterStores {
+    fn server(&self, config: ServerConfig) -> TestServer {
+        TestServer::on_redis(&self.cluster.url(), config)
+    }
+}
+
 /// The default config of server `name`.
 pub fn config(name: &str) -> ServerConfig {
     test_config(name)
 }
 
-/// Runs each listed test function (`fn(&dyn StoreFactory)`) once per store: `memory::<name>`
-/// and `redis::<name>` (a real redis-server per test).
+/// Runs each listed test function (`fn(&dyn StoreFactory)`) once per store: `memory::<name>`,
+/// `redis::<name>` (a real redis-server per test) and `redis_cluster::<name>` (a real local
+/// 3-master Redis Cluster per test).
 #[macro_export]
 macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {
@@ -77,6 +99,14 @@ macro_rules! on_every_store {
                 #[test]
                 fn $test() {
                     super::$test(&super::common::RedisStores::new());
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::common::RedisClusterStores::new());
                 }
             )*
         }

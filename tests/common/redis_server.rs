@@ -224,7 +224,7 @@ impl Drop for RedisServer {
 }
 
 /// Sends a signal with `kill`; whether it was delivered.
-fn signal(pid: u32, sig: &str) -> bool {
+pub fn signal(pid: u32, sig: &str) -> bool {
     Command::new("kill")
         .arg(sig)
         .arg(pid.to_string())

@@ -101,7 +101,7 @@ pub async fn probe(
 
 /// Sends one pipeline on `conn`, bounded by `timeout` (which also bounds any wait for a
 /// reconnect inside the manager).
-pub async fn call(mut conn: ConnectionManager, pipe: Pipeline, timeout: Duration) -> Reply {
+pub async fn call(mut conn: ConnectionManager, pipe: Arc<Pipeline>, timeout: Duration) -> Reply {
     let started = Instant::now();
     let result = match tokio::time::timeout(timeout, pipe.query_async::<Value>(&mut conn)).await {
         Ok(Ok(Value::Array(values))) => Ok(values),
@@ -166,6 +166,11 @@ impl LaneConn {
         self.lane
     }
 
+    /// Where this connection goes (the URL without its password), for logs.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
     /// The store timeout every call is bounded by.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -203,7 +208,8 @@ impl LaneConn {
     /// a repeated save that had been applied would come back `stale`, so failed saves are
     /// retried by the world with a new sequence instead.
     pub async fn request(&mut self, pipe: Pipeline, what: &str) -> Reply {
-        let mut reply = self.send_once(pipe.clone()).await;
+        let pipe = Arc::new(pipe);
+        let mut reply = self.send_once(Arc::clone(&pipe)).await;
         if reply.broke_the_connection() {
             // The manager reconnects by itself; the next reply comes over a new connection.
             self.uncounted_connection = true;
@@ -217,7 +223,7 @@ impl LaneConn {
         reply
     }
 
-    async fn send_once(&mut self, pipe: Pipeline) -> Reply {
+    async fn send_once(&mut self, pipe: Arc<Pipeline>) -> Reply {
         match self.manager() {
             Ok(conn) => {
                 StoreMetrics::add(&self.metrics.round_trips, 1);
@@ -233,7 +239,10 @@ impl LaneConn {
     /// Sends one pipeline on its own task (so several chunks of one batch can be in flight
     /// while the next is encoded) and counts the round trip. The caller passes the reply to
     /// [`LaneConn::observe`] in send order.
-    pub fn spawn(&mut self, pipe: Pipeline) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
+    pub fn spawn(
+        &mut self,
+        pipe: Arc<Pipeline>,
+    ) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
         let timeout = self.timeout;
         self.spawn_with_limit(pipe, timeout)
     }
@@ -242,7 +251,7 @@ impl LaneConn {
     /// waiting at the store timeout can still learn what a late reply says.
     pub fn spawn_with_limit(
         &mut self,
-        pipe: Pipeline,
+        pipe: Arc<Pipeline>,
         limit: Duration,
     ) -> Result<tokio::task::JoinHandle<Reply>, CallError> {
         let conn = self.manager()?;

@@ -1,0 +1,168 @@
+//! Start-up: the checks a lane's connection passes before the store opens, why Redis cannot
+//! be reached when it fails, and the URL helpers (socket options, redaction for logs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_systems::storage::StoreMetrics;
+use redis::Value;
+
+use super::Shared;
+use super::cluster::{self, ClusterUrl};
+use super::conn::{self, LaneConn};
+use super::nodes::Nodes;
+
+/// What a store URL names: one Redis, or the seeds of a Redis Cluster.
+pub(super) enum Topology {
+    Single(redis::Client),
+    Cluster(ClusterUrl),
+}
+
+impl Topology {
+    /// The topology of `url` (`redis://...` or `redis+cluster://...`), or why it is invalid.
+    pub(super) fn of(url: &str) -> Result<Self, String> {
+        if url.starts_with(cluster::SCHEME) {
+            ClusterUrl::parse(url)
+                .map(Self::Cluster)
+                .map_err(|e| format!("invalid Redis Cluster URL: {e}"))
+        } else {
+            client_for(url)
+                .map(Self::Single)
+                .map_err(|e| format!("invalid Redis URL: {e}"))
+        }
+    }
+}
+
+/// Checks at start that the lane's connections work and the scripts load. On the periodic
+/// lane it also reads `INFO persistence memory` (best effort: an ACL may forbid it) and warns
+/// about settings that lose data: no append-only file, or an eviction policy other than
+/// `noeviction` (Redis would delete records or leases under memory pressure).
+pub(super) async fn startup_check(
+    shared: &Shared,
+    nodes: &mut Nodes,
+    periodic: bool,
+) -> Result<(), String> {
+    let cluster = nodes.is_cluster();
+    for conn in nodes.iter_mut() {
+        check_node(shared, conn, periodic)
+            .await
+            .map_err(|e| match cluster {
+                true => format!("node {}: {e}", conn.location()),
+                false => e,
+            })?;
+    }
+    Ok(())
+}
+
+/// [`startup_check`] on one node.
+async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    let s = &shared.scripts;
+    let scripts = [&s.claim, &s.refresh, &s.release, &s.save];
+    for script in scripts {
+        pipe.load_script(script);
+    }
+    if periodic {
+        pipe.cmd("INFO").arg("persistence").arg("memory");
+    }
+    let manager = conn.manager().map_err(|e| e.to_string())?;
+    StoreMetrics::add(&shared.metrics.round_trips, 1);
+    let reply = conn::call(manager, Arc::new(pipe), conn.timeout()).await;
+    let values = match &reply.result {
+        Ok(values) => values,
+        Err(e) => return Err(e.to_string()),
+    };
+    if let Some(Value::ServerError(e)) = values
+        .iter()
+        .take(scripts.len())
+        .find(|v| matches!(v, Value::ServerError(_)))
+    {
+        return Err(format!("Redis refused to load the store's scripts: {e}"));
+    }
+    conn.observe(&reply, "connecting");
+    if periodic && let Some(Value::BulkString(info)) = values.get(scripts.len()) {
+        let info = String::from_utf8_lossy(info);
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("aof_enabled") == Some("0") {
+            tracing::warn!(redis = %shared.location, "Redis runs without an append-only file (appendonly no): a Redis crash loses the writes since its last snapshot. See docs/operations.md");
+        }
+        if let Some(policy) = field("maxmemory_policy").filter(|p| *p != "noeviction") {
+            tracing::warn!(redis = %shared.location, policy, "Redis may evict keys under memory pressure (maxmemory-policy is not noeviction): player records or session leases could disappear. See docs/operations.md");
+        }
+    }
+    Ok(())
+}
+
+/// Why the start-up check failed, in the words of one plain connection attempt (the
+/// managers retry quietly, so a refused connection or a wrong password would otherwise
+/// only show as a timeout). Runs only when the store cannot start.
+pub(super) async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> String {
+    match conn::probe(client, timeout).await {
+        Ok(Err(e)) => e.to_string(),
+        _ => reason,
+    }
+}
+
+/// A client for `url` with the socket options the store relies on: `TCP_NODELAY` (a
+/// pipelined chunk is written in many segments; without it Nagle's algorithm and delayed
+/// ACKs stall the last one for ~40 ms) and TCP keepalive (a peer that vanished without a
+/// FIN is noticed on an idle connection too).
+pub(super) fn client_for(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let info = url.into_connection_info()?.set_tcp_settings(
+        TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive),
+    );
+    redis::Client::open(info)
+}
+
+/// A URL safe to print: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let shown = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{shown}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_printed_without_their_password() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://app:s3cret@db.example:6379/2"),
+            "redis://app:***@db.example:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://:s3cret@db.example"),
+            "rediss://:***@db.example"
+        );
+    }
+}
