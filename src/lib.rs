@@ -30,6 +30,7 @@ pub mod logging;
 pub mod net;
 pub mod observability;
 pub mod prelude;
+pub mod priority;
 pub mod server;
 pub mod store;
 pub mod testing;

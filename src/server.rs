@@ -262,7 +262,9 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
 /// while the tick used a fifth of one core (hearth-swarm, 5,000 bots in one spot). One thread
 /// that keeps its core for the whole frame meets the deadline; the frame's work is small.
 fn run_frames_on_one_thread(app: &mut App) {
-    let mut schedules = app.world_mut().resource_mut::<bevy_ecs::schedule::Schedules>();
+    let mut schedules = app
+        .world_mut()
+        .resource_mut::<bevy_ecs::schedule::Schedules>();
     for (_, schedule) in schedules.iter_mut() {
         schedule.set_executor(bevy_ecs::schedule::SingleThreadedExecutor::new());
     }

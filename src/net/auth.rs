@@ -177,10 +177,10 @@ pub fn start_workers(
                 .spawn(move || {
                     // Password hashing is batch work; a resume is a round trip a player
                     // waits on, ranked with the network.
-                    super::priority::lower_this_thread(if kind == "auth" {
-                        super::priority::AUTH_NICENESS
+                    crate::priority::lower_this_thread(if kind == "auth" {
+                        crate::priority::AUTH_NICENESS
                     } else {
-                        super::priority::NETWORK_NICENESS
+                        crate::priority::NETWORK_NICENESS
                     });
                     worker.run(&rx, kind == "auth")
                 })

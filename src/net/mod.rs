@@ -10,7 +10,6 @@ pub mod connection;
 pub mod fair_queue;
 pub mod fd_limit;
 pub mod password;
-pub mod priority;
 pub mod resume;
 pub mod sent_rate;
 pub mod stats;
@@ -119,7 +118,7 @@ impl Drop for FrontDoor {
 }
 
 /// One network thread per core: connections are served in parallel when there are cores
-/// to do it (at a lower priority than the tick, see [`priority`]).
+/// to do it (at a lower priority than the tick, see [`crate::priority`]).
 fn network_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -161,7 +160,7 @@ pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<So
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(network_threads())
         .thread_name("hearth-net")
-        .on_thread_start(|| priority::lower_this_thread(priority::NETWORK_NICENESS))
+        .on_thread_start(|| crate::priority::lower_this_thread(crate::priority::NETWORK_NICENESS))
         .enable_all()
         .build()?;
     let listener = runtime.block_on(TcpListener::bind(config.listen))?;

@@ -293,7 +293,7 @@ impl MemoryStore {
         thread::Builder::new()
             .name("hearth-memory-store".into())
             .spawn(move || {
-                super::yield_to_the_tick();
+                crate::priority::lower_this_thread(crate::priority::STORE_NICENESS);
                 worker.run(queue, completions)
             })
             .expect("spawning the memory store worker");

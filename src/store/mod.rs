@@ -13,17 +13,6 @@ use hearth_systems::storage::{PlayerStore, StorePort};
 pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
 
-/// Lowers the calling thread's scheduling priority (nice 10), for store threads: encoding
-/// and I/O of a large flush then yield the CPU to the game tick instead of competing with it
-/// (on Linux, nice applies per thread). Best effort: a refusal changes nothing else.
-pub fn yield_to_the_tick() {
-    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread.
-    let refused = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0;
-    if refused {
-        tracing::debug!("could not lower a store thread's priority");
-    }
-}
-
 /// Why a store could not be opened at start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

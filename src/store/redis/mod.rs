@@ -108,7 +108,7 @@ impl RedisStore {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
-            .on_thread_start(super::yield_to_the_tick)
+            .on_thread_start(|| crate::priority::lower_this_thread(crate::priority::STORE_NICENESS))
             .enable_all()
             .build()
             .map_err(|e| error(format!("cannot start the store's runtime: {e}")))?;

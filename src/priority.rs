@@ -1,12 +1,16 @@
-//! Scheduling priorities of the front door's threads. The tick runs at the process's own
-//! priority; network threads run a little lower and auth workers (argon2) lower still, so
-//! when the CPU is short the scheduler serves the frame first: its deadline matters more
-//! than the network's throughput (which catches up next frame) or a login's latency.
+//! Scheduling priorities of the server's threads. The tick runs at the process's own
+//! priority; network threads (and resume workers) run a little lower, the store's threads and
+//! the password workers (argon2) lower still, so when the CPU is short the scheduler serves
+//! the frame first: its deadline matters more than the network's throughput (which catches
+//! up next frame), a save's latency (the world never waits for one) or a login's.
 
 /// How much lower than the tick the network threads run (a `nice` increment).
 pub const NETWORK_NICENESS: libc::c_int = 5;
-/// How much lower than the tick the auth workers run: password hashing is batch work.
+/// How much lower than the tick the password workers run: hashing is batch work.
 pub const AUTH_NICENESS: libc::c_int = 10;
+/// How much lower than the tick the store's threads run: saves are off the tick and the
+/// world never waits for one.
+pub const STORE_NICENESS: libc::c_int = 10;
 
 /// Lowers the calling thread's scheduling priority by `niceness` below its current one (a
 /// server started with `nice` keeps its threads' order). Linux applies `getpriority` and
