@@ -20,6 +20,11 @@ pub const SNAPSHOT_HZ: f64 = 20.0;
 pub const VIEW_RADIUS: f32 = 50.0;
 /// Most players listed in one snapshot.
 pub const SNAPSHOT_LIMIT: usize = 64;
+/// A player with this many messages still waiting to be written gets no snapshot this round:
+/// a newer one supersedes them anyway. When the server falls behind, its clients then get
+/// fewer, fresh snapshots, where a growing queue of stale ones ended in "cannot keep up"
+/// disconnects of clients that were reading promptly.
+pub const SNAPSHOT_BACKLOG: usize = 2;
 
 /// `move`: take one step in a direction; the server owns speed and position.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -179,6 +184,9 @@ fn send_snapshots(
         let Ok(p) = positions.get(entity) else {
             continue;
         };
+        if to_clients.backlog(entity).unwrap_or(0) >= SNAPSHOT_BACKLOG {
+            continue;
+        }
         nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, near);
         let picks = near
             .iter()

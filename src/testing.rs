@@ -154,6 +154,14 @@ impl ClientOutbox for TestClient {
     }
 
     fn close(&self) {}
+
+    /// The messages not taken yet: a test client reads only when the test takes.
+    fn backlog(&self) -> usize {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
 }
 
 /// A server app with manual time on a test store.

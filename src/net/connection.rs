@@ -58,6 +58,10 @@ impl ClientOutbox for TokioOutbox {
     fn close(&self) {
         self.closed.cancel();
     }
+
+    fn backlog(&self) -> usize {
+        CLIENT_QUEUE - self.queue.capacity()
+    }
 }
 
 /// What a connection needs from the server.

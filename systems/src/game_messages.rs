@@ -255,6 +255,14 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
         self.connections.is_connected(player)
     }
 
+    /// Messages queued for the player and not yet written to its client (`None` without a
+    /// connection). A message that a newer one supersedes (a snapshot) is better skipped
+    /// for a client with some waiting: when the server falls behind, clients then get fewer,
+    /// fresh messages instead of a growing queue of stale ones that ends in a disconnect.
+    pub fn backlog(&self, player: Entity) -> Option<usize> {
+        self.connections.backlog(player)
+    }
+
     /// The entities of every player with a connection (what a per-player push such as a
     /// snapshot iterates, rather than every player in the world).
     pub fn connected(&self) -> impl Iterator<Item = Entity> + '_ {

@@ -48,6 +48,11 @@ pub trait ClientOutbox: Send + Sync + 'static {
     fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed>;
     /// Closes the connection once the queued messages are written.
     fn close(&self);
+    /// Messages queued and not yet written to the client: a sender of messages that
+    /// supersede each other (snapshots) skips a client that still has some waiting.
+    fn backlog(&self) -> usize {
+        0
+    }
 }
 
 /// What connection tasks and auth workers tell the ECS.
@@ -140,6 +145,13 @@ impl Connections {
         );
         connection.outbox.close();
         false
+    }
+
+    /// Messages queued for the player on `entity` and not yet written; `None` without a
+    /// connection.
+    pub fn backlog(&self, entity: Entity) -> Option<usize> {
+        let conn = self.by_entity.get(&entity)?;
+        self.by_conn.get(conn).map(|c| c.outbox.backlog())
     }
 
     /// Whether the player on `entity` has a connection.
