@@ -91,10 +91,11 @@ async fn wave(
             Some(back)
         }));
     }
+    // Bot number and connection of each bot back in.
     let mut back = Vec::new();
-    for task in tasks {
+    for (n, task) in tasks.into_iter().enumerate() {
         if let Ok(Some(b)) = task.await {
-            back.push(b);
+            back.push((n, b));
         }
     }
     let seconds = last.load(Relaxed) as f64 / 1e6;
@@ -108,14 +109,14 @@ async fn wave(
         already_online: refusals.already_online.load(Relaxed),
         other_errors: refusals.other.load(Relaxed),
     };
-    // Later waves resume with the newest tokens.
+    // Later waves resume with the newest tokens (by bot number: not every bot came back).
     let mut tokens = shared.tokens.lock().unwrap_or_else(|p| p.into_inner());
-    for (slot, b) in tokens.iter_mut().zip(&back) {
-        if b.token.is_some() {
-            slot.clone_from(&b.token);
+    for (n, b) in &back {
+        if let (Some(slot), Some(token)) = (tokens.get_mut(*n), &b.token) {
+            *slot = Some(token.clone());
         }
     }
-    (wave, back)
+    (wave, back.into_iter().map(|(_, b)| b).collect())
 }
 
 /// Connects as bot `n` and sends `line` until it is answered `logged_in`, retrying refusals
