@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::process::Hearth;
 use common::redis_server::RedisServer;
@@ -13,22 +12,7 @@ use serde_json::json;
 
 /// Runs `hearth admin <args>` against `redis`, feeding `stdin`.
 fn admin(redis: &RedisServer, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("admin")
-        .args(args)
-        .args(["--store", &redis.url()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running hearth admin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("hearth admin finishes")
+    common::process::run_admin(&redis.url(), args, stdin)
 }
 
 fn text(out: &Output) -> String {

@@ -229,20 +229,11 @@ mod redis {
 
 /// Runs `hearth admin account reset-password <username>` with the password on stdin.
 fn reset_password(redis: &RedisServer, username: &str, password: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["admin", "account", "reset-password", username])
-        .args(["--store", &redis.url()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running hearth admin");
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{password}").unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = common::process::run_admin(
+        &redis.url(),
+        &["account", "reset-password", username],
+        &format!("{password}\n"),
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

@@ -189,3 +189,24 @@ pub fn run_hearth_in(cwd: &Path, args: &[&str]) -> Output {
         args,
     )
 }
+
+/// Runs `hearth admin <args> --store <store_url>`, feeding `stdin`, and waits for it.
+pub fn run_admin(store_url: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("admin")
+        .args(args)
+        .args(["--store", store_url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running hearth admin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("hearth admin finishes")
+}
