@@ -1,28 +1,32 @@
 //! Assembling a server the Bevy way: `App::new().add_plugins(HearthPlugins::new(config))
-//! .add_plugins(MyGame).run()`. [`HearthPlugins`] holds every capability, configured from
-//! one [`ServerConfig`]; its runner opens the store and the front door, runs the fixed-rate
-//! loop until Ctrl-C or SIGTERM (shutdown) or SIGUSR1 (drain), saves everyone and returns
-//! the exit code.
+//! .add_plugins(MyGame).run()`. [`HearthPlugins`] holds every capability, each with its own
+//! settings from [`ServerConfig`]; each plugin opens what it owns (the store, the listeners)
+//! in `Plugin::finish`. The runner ([`RunnerPlugin`]) only paces frames, handles signals
+//! (Ctrl-C or SIGTERM: shutdown; SIGUSR1: drain), saves everyone and returns the exit code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bevy_app::{App, AppExit, Plugin, PluginGroup, PluginGroupBuilder, TaskPoolPlugin};
+use bevy_app::{
+    App, AppExit, Plugin, PluginGroup, PluginGroupBuilder, PluginsState, TaskPoolPlugin,
+};
 use bevy_ecs::resource::Resource;
 use bevy_time::{Fixed, Time, TimePlugin};
-use hearth_components::{PlayerId, ServerConfig};
-use hearth_systems::storage::StorePort;
-use hearth_systems::{
-    GameMessagesPlugin, MetricsPlugin, PersistencePlugin, SessionPlugin, SpatialPlugin,
-    StoragePlugin, sessions,
-};
+use hearth_components::PlayerId;
+use hearth_systems::{GameMessagesPlugin, SpatialPlugin, StoragePlugin, sessions};
 use sessions::Draining;
 
-/// Every capability of a Hearth server, configured from one [`ServerConfig`] (each plugin's
-/// settings are its fields, built from it). Add your game's plugin after it. Leave out the
-/// network or the runner with `.build().disable::<FrontDoorPlugin>()` (as the test fixtures
-/// do, which also bring their own store).
+use crate::config::ServerConfig;
+use crate::startup::{BoundAddresses, StartupFailure, StartupFailures};
+
+/// Every capability of a Hearth server, each plugin with its settings from one
+/// [`ServerConfig`]. Add your game's plugin after it. Override one plugin's settings with
+/// `.set(...)`; leave out the network or the runner with
+/// `.build().disable::<FrontDoorPlugin>()` (as the world fixtures do, which bring their own
+/// store and time).
+///
+/// [`FrontDoorPlugin`]: crate::net::FrontDoorPlugin
 pub struct HearthPlugins {
     config: ServerConfig,
 }
@@ -36,66 +40,81 @@ impl HearthPlugins {
 
 impl PluginGroup for HearthPlugins {
     fn build(self) -> PluginGroupBuilder {
-        let config = &self.config;
+        let config = self.config;
+        // Order matters for `finish`: the store opens before the listeners that need it, the
+        // metrics endpoint last so it can read everything.
         PluginGroupBuilder::start::<Self>()
             .add(TaskPoolPlugin::default())
             .add(TimePlugin)
-            .add(ServerConfigPlugin {
-                config: config.clone(),
-            })
+            .add(config.tick)
+            .add(config.store)
             .add(StoragePlugin)
-            .add(PersistencePlugin::from(config))
-            .add(SessionPlugin::from(config))
+            .add(config.persistence)
+            .add(config.sessions)
             .add(SpatialPlugin::default())
             .add(GameMessagesPlugin)
-            .add(MetricsPlugin::from(config))
-            .add(FrontDoorPlugin)
-            .add(RunnerPlugin)
+            .add(config.metrics)
+            .add(config.front_door)
+            .add(config.metrics_endpoint)
+            .add(config.runner)
     }
 }
 
-/// Makes the configuration a resource (systems read it) and sets the fixed tick rate.
-pub struct ServerConfigPlugin {
-    pub config: ServerConfig,
+/// The fixed game tick rate (`Time<Fixed>`): `FixedUpdate` runs this many times a second, and
+/// the runner paces one frame per tick.
+#[derive(Clone, Debug)]
+pub struct TickRatePlugin {
+    /// Fixed game ticks per second (the `tick_rate` key).
+    pub tick_rate: f64,
 }
 
-impl Plugin for ServerConfigPlugin {
+impl Default for TickRatePlugin {
+    fn default() -> Self {
+        Self { tick_rate: 60.0 }
+    }
+}
+
+impl Plugin for TickRatePlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(self.config.clone())
-            .insert_resource(Time::<Fixed>::from_hz(self.config.tick_rate));
+        app.insert_resource(Time::<Fixed>::from_hz(self.tick_rate));
     }
 }
 
-/// Asks the runner to open the client front door (TCP, `ServerConfig::listen`) before the
-/// loop starts.
-pub struct FrontDoorPlugin;
+/// Sets Hearth's runner: runs the fixed-rate loop until Ctrl-C/SIGTERM (or a [`StopSignal`]
+/// the embedder set), then the graceful shutdown; or until SIGUSR1 (or the [`DrainSignal`]
+/// set from code), then the same shutdown as a drain. `App::run` returns
+/// `AppExit::Success` when every player was saved, an error code otherwise (1: a plugin could
+/// not open what it owns, or not everyone could be saved).
+#[derive(Clone, Debug)]
+pub struct RunnerPlugin {
+    /// How long shutdown may spend saving everyone before it gives up loudly (the
+    /// `shutdown_deadline` key).
+    pub shutdown_deadline: Duration,
+}
 
-/// Present when the runner should start the front door.
-#[derive(Resource)]
-struct FrontDoorWanted;
-
-impl Plugin for FrontDoorPlugin {
-    fn build(&self, app: &mut App) {
-        app.insert_resource(FrontDoorWanted);
+impl Default for RunnerPlugin {
+    fn default() -> Self {
+        Self {
+            shutdown_deadline: Duration::from_secs(10),
+        }
     }
 }
 
-/// Sets Hearth's runner: opens the store (unless one was inserted) and the front door, runs
-/// the fixed-rate loop until Ctrl-C/SIGTERM (or a [`StopSignal`] the embedder set), then the
-/// graceful shutdown; or until SIGUSR1 (or the [`DrainSignal`] set from code), then the
-/// same shutdown as a drain. `App::run` returns `AppExit::Success` when every player was
-/// saved, an error code otherwise (1: could not start or could not save everyone).
-pub struct RunnerPlugin;
+/// The runner's own setting, for [`run`].
+#[derive(Resource, Clone, Copy)]
+struct ShutdownDeadline(Duration);
 
 impl Plugin for RunnerPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<DrainSignal>().set_runner(run_server);
+        app.init_resource::<DrainSignal>()
+            .insert_resource(ShutdownDeadline(self.shutdown_deadline))
+            .set_runner(run_server);
     }
 }
 
 /// A flag that drains a running server when set, for rolling deploys: logins are refused
 /// with `draining`, every player is saved, released and told to reconnect (so it can log in
-/// on another server at once), then [`run`] returns. The runner sets it on SIGUSR1; set it
+/// on another server at once), then the runner returns. The runner sets it on SIGUSR1; set it
 /// from code to drain without a signal. It stays set from the drain request to the exit, so
 /// a readiness probe can clone the `Arc` and report not ready while it is set.
 #[derive(Resource, Clone, Default)]
@@ -107,107 +126,91 @@ pub struct DrainSignal(pub Arc<AtomicBool>);
 pub struct StopSignal(pub Arc<AtomicBool>);
 
 /// The process-wide Ctrl-C/SIGTERM flag (a handler can be installed once per process).
-fn termination_signal() -> Result<Arc<AtomicBool>, String> {
+fn termination_signal() -> Result<Arc<AtomicBool>, StartupFailure> {
     static FLAG: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let set = Arc::clone(&flag);
         ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
             .map(|()| flag)
-            .map_err(|e| format!("cannot install the Ctrl-C/SIGTERM handler: {e}"))
+            .map_err(|e| e.to_string())
     })
     .clone()
+    .map_err(|reason| StartupFailure::Signal {
+        signal: "Ctrl-C/SIGTERM",
+        reason,
+    })
+}
+
+/// Lets every plugin open what it owns (`Plugin::finish`), unless the embedder did already
+/// (to read [`BoundAddresses`] before running). Bevy's own runners do the same.
+pub fn finish_plugins(app: &mut App) {
+    if app.plugins_state() == PluginsState::Ready {
+        app.finish();
+        app.cleanup();
+    }
 }
 
 /// Hearth's runner (see [`RunnerPlugin`]).
 fn run_server(mut app: App) -> AppExit {
+    finish_plugins(&mut app);
     match start(&mut app) {
         Ok(stop) => match u8::try_from(run(app, stop)) {
             Ok(0) => AppExit::Success,
             Ok(code) => AppExit::from_code(code),
             Err(_) => AppExit::from_code(1),
         },
-        Err(message) => {
-            eprintln!("hearth: {message}");
+        Err(failures) => {
+            for failure in failures {
+                eprintln!("hearth: {failure}");
+            }
             AppExit::from_code(1)
         }
     }
 }
 
-/// Opens what the server needs before its first frame; returns its stop flag.
-fn start(app: &mut App) -> Result<Arc<AtomicBool>, String> {
-    let config = app.world().resource::<ServerConfig>().clone();
-    let mut memory_backend = None;
-    if !app.world().contains_resource::<StorePort>() {
-        let (port, backend) =
-            crate::store::open_with_backend(&config).map_err(|e| e.to_string())?;
-        memory_backend = backend;
-        let info = port.info();
-        if info.durable {
-            tracing::info!(store = info.backend, location = %info.location, instance = %config.instance_id, "store ready");
-        } else {
-            tracing::warn!(store = info.backend, instance = %config.instance_id, "store ready: the {} store is NOT durable; everything is lost when the process exits (use --store redis://...)", info.backend);
-        }
-        app.insert_resource(port);
+/// Checks what the plugins opened and installs the signal handlers; returns the stop flag.
+fn start(app: &mut App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
+    if let Some(mut failures) = app.world_mut().remove_resource::<StartupFailures>()
+        && !failures.0.is_empty()
+    {
+        return Err(std::mem::take(&mut failures.0));
     }
     let stop = match app.world().get_resource::<StopSignal>() {
         Some(signal) => Arc::clone(&signal.0),
-        None => termination_signal()?,
+        None => termination_signal().map_err(|f| vec![f])?,
     };
     let drain = Arc::clone(&app.world().resource::<DrainSignal>().0); // RunnerPlugin's
     // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
-        .map_err(|e| format!("cannot install the SIGUSR1 (drain) handler: {e}"))?;
-    let door = if app.world().contains_resource::<FrontDoorWanted>() {
-        let accounts = match memory_backend {
-            Some(backend) => crate::net::memory_account_stores(backend),
-            None => crate::net::account_stores(&config).map_err(|e| e.to_string())?,
-        };
-        let addr = crate::net::start(app, accounts)
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        Some(addr)
-    } else {
-        None
-    };
-    app.world_mut()
-        .get_resource_or_init::<crate::observability::Readiness>();
-    let metrics = match config.metrics_listen {
-        Some(addr) => Some(
-            crate::observability::start(app, addr)
-                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
-        ),
-        None => None,
-    };
-    if let Some(addr) = door {
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain).map_err(|e| {
+        vec![StartupFailure::Signal {
+            signal: "SIGUSR1 (drain)",
+            reason: e.to_string(),
+        }]
+    })?;
+    let bound = app
+        .world()
+        .get_resource::<BoundAddresses>()
+        .copied()
+        .unwrap_or_default();
+    if let Some(addr) = bound.game {
         // Announced only now: a server that cannot listen never says it is running.
-        tracing::info!(tick_rate = config.tick_rate, flush_interval = ?config.flush_interval, lease_ttl = ?config.lease_ttl, "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain");
+        let tick_rate = 1.0
+            / app
+                .world()
+                .resource::<Time<Fixed>>()
+                .timestep()
+                .as_secs_f64();
+        tracing::info!(
+            tick_rate,
+            "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain"
+        );
         tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
     }
-    if let Some(addr) = metrics {
+    if let Some(addr) = bound.metrics {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
     }
     Ok(stop)
-}
-
-/// A server app on the given config and store, without a game, a front door or a runner:
-/// what test fixtures and embedders build on ([`crate::net::start`] adds the front door,
-/// [`run`] runs it).
-pub fn build_core_app(config: ServerConfig, port: StorePort) -> App {
-    let mut app = App::new();
-    app.insert_resource(port).add_plugins(
-        HearthPlugins::new(config)
-            .build()
-            .disable::<FrontDoorPlugin>()
-            .disable::<RunnerPlugin>(),
-    );
-    app
-}
-
-/// [`build_core_app`] with the built-in demo game: the default server, not running.
-pub fn build_app(config: ServerConfig, port: StorePort) -> App {
-    let mut app = build_core_app(config, port);
-    app.add_plugins(crate::demo_game::DemoGamePlugin);
-    app
 }
 
 /// How long a shutdown waits for connections to write their last message.
@@ -274,16 +277,14 @@ fn run_frames_on_one_thread(app: &mut App) {
 /// the app's [`DrainSignal`] (if any) is set, then drains: the same shutdown, with the
 /// [`Draining`] resource telling clients to reconnect elsewhere. Returns the process exit
 /// code: 0 when every player was saved.
-pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
-    let config = app.world().resource::<ServerConfig>().clone();
+fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
+    let deadline = app.world().resource::<ShutdownDeadline>().0;
     let drain = app
         .world()
         .get_resource::<DrainSignal>()
         .map(|signal| Arc::clone(&signal.0))
         .unwrap_or_default();
-    let frame = Duration::from_secs_f64(1.0 / config.tick_rate);
-    app.finish();
-    app.cleanup();
+    let frame = app.world().resource::<Time<Fixed>>().timestep();
     run_frames_on_one_thread(&mut app);
     let mut next = Instant::now();
     let pace = move |next: &mut Instant| {
@@ -312,11 +313,19 @@ pub fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
         {
             readiness.set_draining(true);
         }
-        tracing::info!(players, deadline = ?config.shutdown_deadline, "draining: refusing logins, saving every player, releasing leases and telling each to reconnect");
+        tracing::info!(
+            players,
+            ?deadline,
+            "draining: refusing logins, saving every player, releasing leases and telling each to reconnect"
+        );
     } else {
-        tracing::info!(players, deadline = ?config.shutdown_deadline, "shutting down: saving every player and releasing leases");
+        tracing::info!(
+            players,
+            ?deadline,
+            "shutting down: saving every player and releasing leases"
+        );
     }
-    let report = shutdown(&mut app, config.shutdown_deadline, || pace(&mut next));
+    let report = shutdown(&mut app, deadline, || pace(&mut next));
     if report.unsaved.is_empty() {
         tracing::info!(
             players,
