@@ -31,5 +31,5 @@ pub use hearth_systems::{
 pub use crate::HearthPlugins;
 pub use crate::config::ServerConfig;
 pub use crate::net::FrontDoorPlugin;
-pub use crate::server::{DrainSignal, RunnerPlugin, StopSignal};
+pub use crate::runner::{DrainSignal, RunnerPlugin, StopSignal, TickRatePlugin};
 pub use crate::startup::BoundAddresses;

@@ -7,18 +7,13 @@ use std::net::SocketAddr;
 
 use bevy_ecs::resource::Resource;
 
-use crate::net::accounts::AccountError;
-use crate::store::OpenError;
-
 /// One thing that could not be opened at start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupFailure {
-    /// The store the config selects.
+    /// The store the config selects, or the account store beside it (the store plugin's
+    /// own error, boxed so this module depends on no plugin).
     #[error(transparent)]
-    Store(#[from] OpenError),
-    /// The account store beside it.
-    #[error("cannot open the account store: {0}")]
-    Accounts(#[from] AccountError),
+    Store(Box<dyn std::error::Error + Send + Sync>),
     /// The front door needs a store and accounts, and neither was opened nor inserted.
     #[error(
         "the front door needs a store: add StorePlugin or insert a StorePort and AccountStores"
@@ -56,9 +51,8 @@ pub fn record(world: &mut bevy_ecs::world::World, failure: StartupFailure) {
 /// server started on port 0 (tests), or to log it.
 #[derive(Resource, Default, Debug, Clone, Copy)]
 pub struct BoundAddresses {
-    /// The game client listener ([`crate::net::FrontDoorPlugin`]).
+    /// The game client listener (the front door plugin's).
     pub game: Option<SocketAddr>,
-    /// The `/metrics`, `/healthz`, `/readyz` listener
-    /// ([`crate::observability::MetricsEndpointPlugin`]).
+    /// The `/metrics`, `/healthz`, `/readyz` listener (the metrics endpoint plugin's).
     pub metrics: Option<SocketAddr>,
 }

@@ -39,13 +39,13 @@ use crate::HearthPlugins;
 use crate::config::ServerConfig;
 use crate::demo_game::DemoGamePlugin;
 use crate::net::FrontDoorPlugin;
-use crate::server::{self, RunnerPlugin, ShutdownReport};
+use crate::runner::{self, RunnerPlugin, ShutdownReport};
 use crate::store::{MemoryBackend, MemoryStore, StoreClock};
 
 pub mod redis;
 mod server_thread;
 pub use self::redis::RedisTestStore;
-pub use server_thread::ServerThread;
+pub use server_thread::{NotStarted, ServerThread};
 
 /// A store as a test sees it: what it holds, and the faults a test can cause.
 pub trait TestStore: Send + Sync {
@@ -435,7 +435,7 @@ impl TestServer {
     /// Saves everyone and releases every lease, as on Ctrl-C.
     pub fn shutdown(&mut self, deadline: Duration) -> ShutdownReport {
         let store = Arc::clone(&self.store);
-        server::shutdown(&mut self.app, deadline, move || {
+        runner::shutdown(&mut self.app, deadline, move || {
             store.advance_clock(Self::FRAME);
             std::thread::sleep(Duration::from_millis(1));
         })

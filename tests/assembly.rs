@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::client::Client;
 use hearth::prelude::*;
-use hearth::server::TickRatePlugin;
 use hearth::store::{StorePlugin, StoreSettings};
 use hearth::systems::TickMetrics;
 use hearth::systems::storage::StorePort;
@@ -100,7 +99,8 @@ fn a_listener_that_cannot_bind_fails_the_start_naming_it() {
         app
     })
     .err()
-    .expect("a taken port is a failed start");
+    .expect("a taken port is a failed start")
+    .to_string();
     assert!(
         failure.contains(&format!("cannot listen on {addr}")),
         "{failure}"

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::client::{Client, NetServer};
 use common::process::Hearth;
 use common::redis_server::RedisServer;
-use hearth::server::DrainSignal;
+use hearth::runner::DrainSignal;
 use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
 use hearth::testing::test_config;
 use hearth_components::PlayerId;

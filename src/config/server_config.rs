@@ -10,7 +10,7 @@ use hearth_systems::{MetricsPlugin, PersistencePlugin, SessionPlugin};
 
 use crate::net::FrontDoorPlugin;
 use crate::observability::MetricsEndpointPlugin;
-use crate::server::{RunnerPlugin, TickRatePlugin};
+use crate::runner::{RunnerPlugin, TickRatePlugin};
 use crate::store::StorePlugin;
 
 /// Every configurable plugin of a server, each holding its own settings (its defaults are

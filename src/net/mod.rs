@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
-use crate::store::AccountStores;
+use crate::store::{AccountStores, AdvertisedListen};
 use accounts::AccountStoreFactory;
 use auth::LoginThrottle;
 use connection::ConnectionContext;
@@ -165,7 +165,8 @@ impl Default for FrontDoorPlugin {
 
 impl Plugin for FrontDoorPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins(NetBridgePlugin);
+        app.add_plugins(NetBridgePlugin)
+            .insert_resource(AdvertisedListen(self.listen));
     }
 
     fn finish(&self, app: &mut App) {

@@ -14,7 +14,9 @@ use hearth_systems::storage::{PlayerStore, StorePort};
 
 pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
-pub use plugin::{AccountStores, StorePlugin, account_stores, memory_account_stores};
+pub use plugin::{
+    AccountStores, AdvertisedListen, StorePlugin, account_stores, memory_account_stores,
+};
 pub use settings::StoreSettings;
 
 /// Why a store could not be opened at start.

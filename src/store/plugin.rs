@@ -13,6 +13,11 @@ use crate::net::accounts::{AccountError, AccountStore, AccountStoreFactory, Memo
 use crate::startup::{self, StartupFailure};
 use crate::store::redis::accounts::RedisAccounts;
 
+/// The game listener's configured address, which the instance registration records so an
+/// operator sees where a process serves. The front door plugin inserts it when built.
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct AdvertisedListen(pub std::net::SocketAddr);
+
 /// The account stores the front door's auth workers use (one per worker, from this factory).
 #[derive(Resource, Clone)]
 pub struct AccountStores(pub AccountStoreFactory);
@@ -36,18 +41,17 @@ impl Plugin for StorePlugin {
             return;
         }
         let mut settings = self.settings.clone();
-        settings.listen = app
-            .get_added_plugins::<crate::net::FrontDoorPlugin>()
-            .first()
-            .map(|door| door.listen);
-        let opened = open_with_backend(&settings).map_err(StartupFailure::from);
-        let opened = opened.and_then(|(port, backend)| {
-            let accounts = match backend {
-                Some(backend) => memory_account_stores(backend),
-                None => account_stores(&self.settings)?,
-            };
-            Ok((port, accounts))
-        });
+        settings.listen = app.world().get_resource::<AdvertisedListen>().map(|a| a.0);
+        let opened = open_with_backend(&settings)
+            .map_err(|e| StartupFailure::Store(Box::new(e)))
+            .and_then(|(port, backend)| {
+                let accounts = match backend {
+                    Some(backend) => memory_account_stores(backend),
+                    None => account_stores(&self.settings)
+                        .map_err(|e| StartupFailure::Store(Box::new(e)))?,
+                };
+                Ok((port, accounts))
+            });
         match opened {
             Ok((port, accounts)) => {
                 let info = port.info();

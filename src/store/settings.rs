@@ -33,9 +33,9 @@ pub struct StoreSettings {
     /// master's reply is enough. With 1 or more, a failover cannot roll back a save a
     /// player was told about.
     pub durable_replicas: u32,
-    /// Not a key: the game listener's address ([`crate::net::FrontDoorPlugin::listen`]),
-    /// written into the instance registration so an operator sees where the process serves.
-    /// [`crate::store::StorePlugin`] fills it from the front door plugin the app has.
+    /// Not a key: the game listener's address, written into the instance registration so an
+    /// operator sees where the process serves. [`crate::store::StorePlugin`] fills it from
+    /// the [`crate::store::AdvertisedListen`] the front door plugin inserts.
     pub listen: Option<std::net::SocketAddr>,
 }
 

@@ -7,8 +7,13 @@ use std::thread::JoinHandle;
 
 use bevy_app::{App, AppExit};
 
-use crate::server::{DrainSignal, StopSignal, finish_plugins};
+use crate::runner::{DrainSignal, StopSignal, finish_plugins};
 use crate::startup::{BoundAddresses, StartupFailures};
+
+/// Why a [`ServerThread`] did not start: each failure as the runner prints it.
+#[derive(Debug, thiserror::Error)]
+#[error("the server did not start: {}", .0.join("; "))]
+pub struct NotStarted(pub Vec<String>);
 
 /// A server app running on its own thread until stopped, drained or dropped. Built the way a
 /// binary builds it (`App::new().add_plugins(HearthPlugins::new(config))...`), usually with
@@ -24,7 +29,7 @@ impl ServerThread {
     /// Builds the app with `build` on a new thread (an `App` stays on the thread that made
     /// it), lets its plugins open what they own, and runs it. `Err` lists what could not be
     /// opened (the store, a listener), as the runner would print it.
-    pub fn start(build: impl FnOnce() -> App + Send + 'static) -> Result<Self, String> {
+    pub fn start(build: impl FnOnce() -> App + Send + 'static) -> Result<Self, NotStarted> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -39,7 +44,7 @@ impl ServerThread {
                 .unwrap_or_default();
             if !failures.is_empty() {
                 // Safe to drop `ready_tx` after sending: the receiver sees the error.
-                let _ = ready_tx.send(Err(failures.join("; ")));
+                let _ = ready_tx.send(Err(NotStarted(failures)));
                 return AppExit::from_code(1);
             }
             let addrs = app
@@ -66,10 +71,10 @@ impl ServerThread {
                 let _ = thread.join();
                 Err(failures)
             }
-            Err(_) => Err(match thread.join() {
+            Err(_) => Err(NotStarted(vec![match thread.join() {
                 Err(_) => "the server thread panicked while starting".into(),
                 Ok(_) => "the server thread ended without starting".into(),
-            }),
+            }])),
         }
     }
 
