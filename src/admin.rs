@@ -17,8 +17,8 @@ use clap::{Args, Subcommand};
 use hearth_components::{PlayerId, PlayerRecord, ServerConfig, StoreSelection};
 use redis::{Commands, Script};
 
-use crate::net::accounts::Account;
 use crate::net::auth::{normalise, validate_password};
+use crate::store::accounts::Account;
 use crate::store::redis::Keys;
 use crate::store::redis::registration::describe;
 use crate::store::redis::scripts::{IMPORT_LUA, RELEASE_LUA};

@@ -21,11 +21,11 @@ use hearth_components::PlayerId;
 use hearth_components::protocol::{ErrorCode, ResumeToken, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
 
-use super::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
 use super::fair_queue::{FairReceiver, FairSender, Full, fair_queue};
 use super::password::Passwords;
 use super::resume;
 use super::stats::NetStats;
+use crate::store::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
 
 /// Failed logins allowed per address per minute before a lockout.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;

@@ -3,7 +3,6 @@
 //! ([`NetEvent`]) and per-client bounded queues.
 
 pub mod accept;
-pub mod accounts;
 pub mod admission;
 pub mod auth;
 pub mod connection;
@@ -28,8 +27,8 @@ use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use crate::store::redis::accounts::RedisAccounts;
-use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;

@@ -1,6 +1,7 @@
 //! Store adapters behind the storage port: memory (default) and Redis (one server or a
 //! Redis Cluster).
 
+pub mod accounts;
 mod dispatch;
 pub mod memory;
 pub mod redis;

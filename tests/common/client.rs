@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hearth::net::accounts::AccountStoreFactory;
+use hearth::store::accounts::AccountStoreFactory;
 use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
 use hearth_components::ServerConfig;
 use hearth_systems::storage::StorePort;

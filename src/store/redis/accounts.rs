@@ -9,11 +9,12 @@ use hearth_components::PlayerId;
 use redis::Script;
 
 use super::Keys;
+use super::client::client_for;
 use super::cluster::{self, ClusterUrl};
 use super::scripts::RESUME_LUA;
-use super::startup::client_for;
-use crate::net::accounts::{Account, AccountError, AccountStore, Resumed};
-use crate::net::resume::{TOKENS_PER_PLAYER, TokenHash};
+use crate::store::accounts::{
+    Account, AccountError, AccountStore, Resumed, TOKENS_PER_PLAYER, TokenHash,
+};
 
 /// Accounts in Redis: `<prefix>:account:{<username>}` holds the account JSON,
 /// `<prefix>:next_player_id` is the id counter (INCR), `<prefix>:resume:{<id>}` the digests

@@ -20,6 +20,7 @@
 
 pub mod accounts;
 mod calls;
+mod client;
 pub mod cluster;
 mod conn;
 mod lane;
@@ -40,13 +41,13 @@ use hearth_systems::storage::{
 };
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+pub use self::client::redact_url;
 pub use self::cluster::ClusterUrl;
 use self::conn::LaneConn;
 use self::lane::LaneWorker;
 use self::nodes::Nodes;
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
-pub use self::startup::redact_url;
 use self::startup::{Topology, diagnose, startup_check};
 use self::uncertain::UncertainClaims;
 use super::OpenError;

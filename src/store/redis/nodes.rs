@@ -15,9 +15,9 @@ use hearth_components::PlayerId;
 use hearth_systems::storage::StoreMetrics;
 use redis::Value;
 
+use super::client::{client_for, redact_url};
 use super::cluster::{self, ClusterUrl, SLOTS, SlotRange};
 use super::conn::{self, LaneConn};
-use super::startup::{client_for, redact_url};
 
 /// A lane's connections, one per node.
 pub struct Nodes {
