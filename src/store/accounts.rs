@@ -90,6 +90,15 @@ pub trait AccountStore: Send {
     ) -> Result<Resumed, AccountError>;
     /// Makes the tokens of `players` (those online) live `ttl` from now.
     fn extend_resume(&mut self, players: &[u64], ttl: Duration) -> Result<(), AccountError>;
+    /// Replaces the password hash of the account `username` (normalised); its player id,
+    /// or `None` when there is no such account (`hearth admin account reset-password`).
+    fn set_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<u64>, AccountError>;
+    /// Deletes every resume token of `player_id`; whether it had any.
+    fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError>;
 }
 
 /// Makes one account store per auth worker.
@@ -181,6 +190,24 @@ impl AccountStore for MemoryAccounts {
             }
         }
         Ok(())
+    }
+
+    fn set_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<u64>, AccountError> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(accounts.get_mut(username).map(|account| {
+            account.password_hash = password_hash.to_string();
+            account.player_id
+        }))
+    }
+
+    fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError> {
+        let mut all = self.resume.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Ok(all.remove(&player_id).is_some_and(|p| p.expires > now))
     }
 }
 

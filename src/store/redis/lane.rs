@@ -25,7 +25,7 @@ use super::calls::{
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
-use super::nodes::Nodes;
+use super::nodes::{LaneConnect, Nodes};
 use super::registration::Held;
 use super::uncertain::{UncertainClaims, Undo};
 use crate::store::dispatch::{self, RoundTrips, StoreOperations};
@@ -53,7 +53,7 @@ struct Redirected<M> {
 
 /// The task of one lane.
 pub(super) struct LaneWorker {
-    pub nodes: Nodes,
+    pub nodes: Nodes<LaneConnect>,
     pub shared: Arc<Shared>,
     /// Claims answered `unavailable` that Redis may still have run (interactive lane).
     pub uncertain: UncertainClaims,
@@ -243,7 +243,7 @@ impl LaneWorker {
             let node = match self.nodes.at(&address) {
                 Ok(node) => node,
                 Err(reason) => {
-                    out.push((items, Err(reason)));
+                    out.push((items, Err(reason.to_string())));
                     continue;
                 }
             };
@@ -484,7 +484,7 @@ impl StoreOperations for LaneWorker {
                 }
                 Err(reason) => {
                     StoreMetrics::add(&shared.metrics.load_errors, 1);
-                    return Err(JoinRefusal::Unavailable(reason));
+                    return Err(JoinRefusal::Unavailable(reason.to_string()));
                 }
             }
         }

@@ -19,6 +19,7 @@
 //! ([`super::memory::MemoryBackend`]).
 
 pub mod accounts;
+mod blocking;
 mod calls;
 mod client;
 pub mod cluster;
@@ -45,7 +46,7 @@ pub use self::client::redact_url;
 pub use self::cluster::ClusterUrl;
 use self::conn::LaneConn;
 use self::lane::LaneWorker;
-use self::nodes::Nodes;
+use self::nodes::{LaneConnect, Nodes};
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
 use self::startup::{Topology, diagnose, startup_check};
@@ -144,26 +145,30 @@ impl RedisStore {
         let timeout = config.store_timeout;
         let (mut periodic, interactive) = runtime
             .block_on(async {
+                let connect = |lane| LaneConnect {
+                    lane,
+                    timeout,
+                    metrics: Arc::clone(&metrics),
+                };
                 let (mut periodic, mut interactive) = match &topology {
                     Topology::Single(client) => {
                         let lane = |name| {
-                            LaneConn::new(
+                            let conn = LaneConn::new(
                                 name,
                                 &location,
                                 client.clone(),
                                 timeout,
                                 Arc::clone(&metrics),
-                            )
+                            );
+                            Nodes::single(conn, connect(name))
                         };
-                        (
-                            Nodes::single(lane("periodic")),
-                            Nodes::single(lane("interactive")),
-                        )
+                        (lane("periodic"), lane("interactive"))
                     }
                     Topology::Cluster(url) => {
-                        let lane =
-                            |name| Nodes::cluster(url.clone(), name, timeout, Arc::clone(&metrics));
-                        (lane("periodic").await?, lane("interactive").await?)
+                        let lane = |name| Nodes::cluster(url.clone(), connect(name));
+                        let periodic = lane("periodic").await.map_err(|e| e.to_string())?;
+                        let interactive = lane("interactive").await.map_err(|e| e.to_string())?;
+                        (periodic, interactive)
                     }
                 };
                 let checked = match startup_check(&shared, &mut periodic, true).await {

@@ -1,12 +1,14 @@
-//! Where a lane's pipelines go: the connection to the node that serves a key. A single Redis
-//! is one node serving every key; a Redis Cluster is its masters, each serving the slots
-//! `CLUSTER SLOTS` says. The lane worker asks only this, so one lane implementation serves
-//! both topologies.
+//! Where a key's commands go: the connection to the node that serves it. A single Redis is
+//! one node serving every key; a Redis Cluster is its masters, each serving the slots
+//! `CLUSTER SLOTS` says. This is the one slot routing of the store: the lanes route their
+//! pipelines with it ([`Nodes<LaneConnect>`]), and so do the blocking connections of the
+//! account store and `hearth admin` (`blocking.rs`), each with its own kind of connection
+//! ([`Connect`]).
 //!
-//! On a cluster every master gets one connection per lane, made when the lane first learns
+//! On a cluster every master gets one connection per [`Nodes`], made when it first learns
 //! of the master and kept (a master that stops serving slots keeps its idle connection). The
-//! slot table is read at start and again before the next request once a reply showed it
-//! stale (`MOVED`, or a node that stopped answering: a failover).
+//! slot table is read at start (or first use) and again before the next request once a reply
+//! showed it stale (`MOVED`, or a node that stopped answering: a failover).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,60 +21,98 @@ use super::client::{client_for, redact_url};
 use super::cluster::{self, ClusterUrl, SLOTS, SlotRange};
 use super::conn::{self, LaneConn};
 
-/// A lane's connections, one per node.
-pub struct Nodes {
-    conns: Vec<LaneConn>,
+/// Why a node could not be reached or the slot table not read.
+#[derive(Debug, thiserror::Error)]
+pub enum NodesError {
+    /// A redirection named another node, but the store runs on a single Redis.
+    #[error("a redirection on a single Redis")]
+    NotACluster,
+    /// The connection to a new node could not be made.
+    #[error("node {address}: {source}")]
+    Node {
+        address: String,
+        source: redis::RedisError,
+    },
+    /// No node or seed answered `CLUSTER SLOTS` (the last one's answer).
+    #[error("{0}")]
+    Slots(String),
+}
+
+/// How a [`Nodes`] makes its connection to a node it learns of.
+pub trait Connect {
+    /// One node's connection.
+    type Conn;
+    /// The connection to the node at the `redis://` URL `url`, made with `client`.
+    fn connect(&self, url: &str, client: redis::Client) -> Self::Conn;
+}
+
+/// A lane's connections: [`LaneConn`]s of that lane, bounded by the store timeout and
+/// counted in the store's metrics.
+pub struct LaneConnect {
+    pub lane: &'static str,
+    pub timeout: Duration,
+    pub metrics: Arc<StoreMetrics>,
+}
+
+impl Connect for LaneConnect {
+    type Conn = LaneConn;
+
+    fn connect(&self, url: &str, client: redis::Client) -> LaneConn {
+        LaneConn::new(
+            self.lane,
+            &redact_url(url),
+            client,
+            self.timeout,
+            Arc::clone(&self.metrics),
+        )
+    }
+}
+
+/// The connections of one user of the store (a lane, an auth worker), one per node.
+pub struct Nodes<C: Connect> {
+    conns: Vec<C::Conn>,
     /// `host:port` of each connection's node (cluster only).
     addresses: Vec<String>,
+    connect: C,
     cluster: Option<Cluster>,
 }
 
-/// What a lane on a cluster needs to find and reach the masters.
+/// The masters of a cluster and which serves each slot.
 struct Cluster {
     url: ClusterUrl,
-    lane: &'static str,
-    timeout: Duration,
-    metrics: Arc<StoreMetrics>,
     /// The node (index into `conns`) serving each slot.
     slots: Vec<usize>,
-    /// A reply showed the slot table out of date.
+    /// The slot table is out of date (or not read yet).
     stale: bool,
 }
 
-impl Nodes {
+impl<C: Connect> Nodes<C> {
     /// One Redis: every key on `conn`.
-    pub fn single(conn: LaneConn) -> Self {
+    pub fn single(conn: C::Conn, connect: C) -> Self {
         Self {
             conns: vec![conn],
             addresses: Vec::new(),
+            connect,
             cluster: None,
         }
     }
 
-    /// The masters of the cluster at `url`, found by asking its seeds for `CLUSTER SLOTS`.
-    pub async fn cluster(
-        url: ClusterUrl,
-        lane: &'static str,
-        timeout: Duration,
-        metrics: Arc<StoreMetrics>,
-    ) -> Result<Self, String> {
-        let mut nodes = Self {
+    /// The cluster at `url`, its slot table not read yet: it is read before the first
+    /// request ([`Nodes::refresh_from_seeds`], or for a lane [`Nodes::cluster`]).
+    pub fn unread_cluster(url: ClusterUrl, connect: C) -> Self {
+        Self {
             conns: Vec::new(),
             addresses: Vec::new(),
+            connect,
             cluster: Some(Cluster {
                 url,
-                lane,
-                timeout,
-                metrics,
                 slots: vec![0; SLOTS],
                 stale: true,
             }),
-        };
-        nodes.refresh().await?;
-        Ok(nodes)
+        }
     }
 
-    /// How many nodes the lane sends to.
+    /// How many nodes there are connections to.
     pub fn count(&self) -> usize {
         self.conns.len()
     }
@@ -92,18 +132,18 @@ impl Nodes {
     }
 
     /// The connection to node `node` (an index from [`Nodes::of_player`] or [`Nodes::of_key`]).
-    pub fn conn(&mut self, node: usize) -> &mut LaneConn {
+    pub fn conn(&mut self, node: usize) -> &mut C::Conn {
         &mut self.conns[node]
     }
 
     /// The connection to the node serving `key`.
-    pub fn for_key(&mut self, key: &str) -> &mut LaneConn {
+    pub fn for_key(&mut self, key: &str) -> &mut C::Conn {
         let node = self.of_key(key);
         self.conn(node)
     }
 
     /// Every node's connection.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut LaneConn> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut C::Conn> {
         self.conns.iter_mut()
     }
 
@@ -112,56 +152,104 @@ impl Nodes {
         self.cluster.is_some()
     }
 
+    /// Whether the slot table must be read (again) before the next request: never on a
+    /// single Redis.
+    pub fn is_stale(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.stale)
+    }
+
     /// Notes that a reply showed the slot table out of date; it is read again before the
-    /// next request ([`Nodes::refresh_if_stale`]). Nothing on a single Redis.
+    /// next request. Nothing on a single Redis.
     pub fn mark_stale(&mut self) {
         if let Some(cluster) = &mut self.cluster {
             cluster.stale = true;
         }
     }
 
+    /// The node at `address` (`host:port`), with a connection made for it if it is new.
+    pub fn at(&mut self, address: &str) -> Result<usize, NodesError> {
+        if let Some(node) = self.addresses.iter().position(|a| a == address) {
+            return Ok(node);
+        }
+        let cluster = self.cluster.as_ref().ok_or(NodesError::NotACluster)?;
+        let url = cluster.url.node_url(address);
+        let client = client_for(&url).map_err(|source| NodesError::Node {
+            address: address.to_string(),
+            source,
+        })?;
+        self.conns.push(self.connect.connect(&url, client));
+        self.addresses.push(address.to_string());
+        Ok(self.conns.len() - 1)
+    }
+
+    /// Reads which master serves each slot from the first seed that answers, over a
+    /// blocking connection made for the question (bounded by `timeout`).
+    pub fn refresh_from_seeds(&mut self, timeout: Duration) -> Result<(), NodesError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let url = cluster.url.clone();
+        let mut why = String::from("no seed");
+        for seed in &url.seeds {
+            let asked = client_for(&url.node_url(seed)).and_then(|client| {
+                let mut conn = client.get_connection_with_timeout(timeout)?;
+                conn.set_read_timeout(Some(timeout))?;
+                redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(&mut conn)
+            });
+            match asked
+                .map_err(|e| e.to_string())
+                .and_then(cluster::parse_slots)
+            {
+                Ok(ranges) => return self.apply(ranges),
+                Err(e) => why = format!("{seed}: {e}"),
+            }
+        }
+        Err(NodesError::Slots(why))
+    }
+
+    fn apply(&mut self, ranges: Vec<SlotRange>) -> Result<(), NodesError> {
+        for (start, end, address) in ranges {
+            let node = self.at(&address)?;
+            if let Some(cluster) = &mut self.cluster {
+                cluster.slots[usize::from(start)..=usize::from(end)].fill(node);
+            }
+        }
+        if let Some(cluster) = &mut self.cluster {
+            cluster.stale = false;
+        }
+        Ok(())
+    }
+}
+
+impl Nodes<LaneConnect> {
+    /// A lane's connections to the masters of the cluster at `url`, found by asking its
+    /// seeds for `CLUSTER SLOTS`.
+    pub async fn cluster(url: ClusterUrl, connect: LaneConnect) -> Result<Self, NodesError> {
+        let mut nodes = Self::unread_cluster(url, connect);
+        nodes.refresh().await?;
+        Ok(nodes)
+    }
+
     /// Reads the slot table again if a reply showed it out of date. A failure is logged and
     /// leaves the old table (requests then fail or are redirected, and it is tried again).
     pub async fn refresh_if_stale(&mut self) {
-        if self.cluster.as_ref().is_some_and(|c| c.stale)
+        if self.is_stale()
             && let Err(e) = self.refresh().await
         {
             tracing::warn!(error = %e, "could not read the cluster's slots; trying again before the next request");
         }
     }
 
-    /// The node at `address` (`host:port`), with a connection made for it if it is new.
-    pub fn at(&mut self, address: &str) -> Result<usize, String> {
-        if let Some(node) = self.addresses.iter().position(|a| a == address) {
-            return Ok(node);
-        }
-        let cluster = self
-            .cluster
-            .as_ref()
-            .ok_or("a redirection on a single Redis")?;
-        let url = cluster.url.node_url(address);
-        let client = client_for(&url).map_err(|e| format!("node {address}: {e}"))?;
-        self.conns.push(LaneConn::new(
-            cluster.lane,
-            &redact_url(&url),
-            client,
-            cluster.timeout,
-            Arc::clone(&cluster.metrics),
-        ));
-        self.addresses.push(address.to_string());
-        Ok(self.conns.len() - 1)
-    }
-
     /// Reads which master serves each slot: from a master this lane already reaches, else
     /// from a seed over a connection made for the question.
-    async fn refresh(&mut self) -> Result<(), String> {
+    async fn refresh(&mut self) -> Result<(), NodesError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
         let (seeds, timeout, metrics) = (
             cluster.url.clone(),
-            cluster.timeout,
-            Arc::clone(&cluster.metrics),
+            self.connect.timeout,
+            Arc::clone(&self.connect.metrics),
         );
         let mut why = String::from("no node to ask");
         for conn in &mut self.conns {
@@ -182,20 +270,7 @@ impl Nodes {
                 Err(e) => why = format!("{seed}: {e}"),
             }
         }
-        Err(why)
-    }
-
-    fn apply(&mut self, ranges: Vec<SlotRange>) -> Result<(), String> {
-        for (start, end, address) in ranges {
-            let node = self.at(&address)?;
-            if let Some(cluster) = &mut self.cluster {
-                cluster.slots[usize::from(start)..=usize::from(end)].fill(node);
-            }
-        }
-        if let Some(cluster) = &mut self.cluster {
-            cluster.stale = false;
-        }
-        Ok(())
+        Err(NodesError::Slots(why))
     }
 }
 

@@ -11,7 +11,7 @@ use super::Shared;
 use super::client::client_for;
 use super::cluster::{self, ClusterUrl};
 use super::conn::{self, LaneConn};
-use super::nodes::Nodes;
+use super::nodes::{LaneConnect, Nodes};
 
 /// What a store URL names: one Redis, or the seeds of a Redis Cluster.
 pub(super) enum Topology {
@@ -40,7 +40,7 @@ impl Topology {
 /// `noeviction` (Redis would delete records or leases under memory pressure).
 pub(super) async fn startup_check(
     shared: &Shared,
-    nodes: &mut Nodes,
+    nodes: &mut Nodes<LaneConnect>,
     periodic: bool,
 ) -> Result<(), String> {
     let cluster = nodes.is_cluster();
