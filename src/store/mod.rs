@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod dispatch;
+pub mod maintenance;
 pub mod memory;
 pub mod redis;
 

@@ -25,6 +25,7 @@ mod client;
 pub mod cluster;
 mod conn;
 mod lane;
+pub mod maintenance;
 mod nodes;
 pub(crate) mod registration;
 pub mod scripts;
