@@ -260,6 +260,8 @@ fn every_admin_command_works_on_a_redis_cluster() {
         "{}",
         text(&out)
     );
+    clients[2].send(json!({"type": "logout"}));
+    clients[2].expect("logged_out");
     let mut again = server.client();
     again.send(json!({"type": "login", "username": names[2], "password": "password1"}));
     again.expect_error("invalid_credentials");
