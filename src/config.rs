@@ -411,7 +411,7 @@ fn parse_switch(text: &str) -> Result<bool, String> {
 fn parse_store(text: &str) -> Result<StoreSelection, String> {
     let selection = StoreSelection::parse(text)?;
     if let StoreSelection::RedisCluster(url) = &selection {
-        crate::store::redis::ClusterUrl::parse(url)?;
+        crate::store::redis::ClusterUrl::parse(url).map_err(|e| e.to_string())?;
     }
     Ok(selection)
 }

@@ -6,15 +6,18 @@
 use std::time::Duration;
 
 use super::client::client_for;
-use super::cluster::{self, ClusterUrl};
+use super::cluster::{self, ClusterUrl, ClusterUrlError};
 use super::nodes::{Connect, Nodes, NodesError};
 
 /// Why a blocking call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockingError {
-    /// The store URL is not one.
+    /// The store URL is not a Redis URL.
     #[error("{0}")]
-    Url(String),
+    Url(redis::RedisError),
+    /// The store URL is not a cluster URL.
+    #[error("{0}")]
+    ClusterUrl(#[from] ClusterUrlError),
     /// The cluster's slot table could not be read, or a node not reached.
     #[error("reading the cluster's slots: {0}")]
     Slots(NodesError),
@@ -57,10 +60,10 @@ impl BlockingNodes {
     /// call (connecting, reading, writing) bounded by `timeout`; they open on first use.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, BlockingError> {
         let nodes = if url.starts_with(cluster::SCHEME) {
-            let url = ClusterUrl::parse(url).map_err(BlockingError::Url)?;
+            let url = ClusterUrl::parse(url)?;
             Nodes::unread_cluster(url, BlockingConnect)
         } else {
-            let client = client_for(url).map_err(|e| BlockingError::Url(e.to_string()))?;
+            let client = client_for(url).map_err(BlockingError::Url)?;
             Nodes::single(BlockingConnect.connect(url, client), BlockingConnect)
         };
         Ok(Self { nodes, timeout })

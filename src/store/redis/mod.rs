@@ -107,7 +107,7 @@ impl RedisStore {
             url: location.clone(),
             reason,
         };
-        let topology = Topology::of(url).map_err(error)?;
+        let topology = Topology::of(url).map_err(|e| error(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
@@ -181,7 +181,7 @@ impl RedisStore {
                     (Err(reason), Topology::Single(client)) => {
                         Err(diagnose(client, timeout, reason).await)
                     }
-                    (Err(reason), Topology::Cluster(_)) => Err(reason),
+                    (Err(reason), Topology::Cluster(_)) => Err(reason.to_string()),
                 }
             })
             .map_err(error)?;

@@ -18,8 +18,8 @@ use hearth_systems::storage::StoreMetrics;
 use redis::Value;
 
 use super::client::{client_for, redact_url};
-use super::cluster::{self, ClusterUrl, SLOTS, SlotRange};
-use super::conn::{self, LaneConn};
+use super::cluster::{self, ClusterUrl, SLOTS, SlotRange, SlotsReplyError};
+use super::conn::{self, CallError, LaneConn};
 
 /// Why a node could not be reached or the slot table not read.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +33,29 @@ pub enum NodesError {
         address: String,
         source: redis::RedisError,
     },
-    /// No node or seed answered `CLUSTER SLOTS` (the last one's answer).
+    /// No node or seed answered `CLUSTER SLOTS`: the last one asked, and why.
+    #[error("{asked}: {error}")]
+    Slots { asked: String, error: SlotsError },
+    /// There was no node or seed to ask.
+    #[error("no node or seed to ask")]
+    NoSeed,
+}
+
+/// Why one node did not say which master serves each slot.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotsError {
     #[error("{0}")]
-    Slots(String),
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Call(CallError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Refused(redis::ServerError),
+    #[error("{0} replies to one command")]
+    Replies(usize),
+    #[error("{0}")]
+    Reply(#[from] SlotsReplyError),
 }
 
 /// How a [`Nodes`] makes its connection to a node it learns of.
@@ -189,22 +209,28 @@ impl<C: Connect> Nodes<C> {
             return Ok(());
         };
         let url = cluster.url.clone();
-        let mut why = String::from("no seed");
+        let mut why = NodesError::NoSeed;
         for seed in &url.seeds {
-            let asked = client_for(&url.node_url(seed)).and_then(|client| {
+            let asked = || -> Result<Vec<SlotRange>, SlotsError> {
+                let client = client_for(&url.node_url(seed))?;
                 let mut conn = client.get_connection_with_timeout(timeout)?;
                 conn.set_read_timeout(Some(timeout))?;
-                redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(&mut conn)
-            });
-            match asked
-                .map_err(|e| e.to_string())
-                .and_then(cluster::parse_slots)
-            {
+                let reply = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query::<Value>(&mut conn)?;
+                Ok(cluster::parse_slots(reply)?)
+            };
+            match asked() {
                 Ok(ranges) => return self.apply(ranges),
-                Err(e) => why = format!("{seed}: {e}"),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: seed.clone(),
+                        error,
+                    }
+                }
             }
         }
-        Err(NodesError::Slots(why))
+        Err(why)
     }
 
     fn apply(&mut self, ranges: Vec<SlotRange>) -> Result<(), NodesError> {
@@ -251,26 +277,38 @@ impl Nodes<LaneConnect> {
             self.connect.timeout,
             Arc::clone(&self.connect.metrics),
         );
-        let mut why = String::from("no node to ask");
+        let mut why = NodesError::NoSeed;
         for conn in &mut self.conns {
             let mut pipe = redis::pipe();
             pipe.cmd("CLUSTER").arg("SLOTS");
             let reply = conn.request(pipe, "reading the cluster's slots").await;
-            match reply.result.map_err(|e| e.to_string()).and_then(only_value) {
-                Ok(value) => match cluster::parse_slots(value) {
-                    Ok(ranges) => return self.apply(ranges),
-                    Err(e) => why = e,
-                },
-                Err(e) => why = e,
+            let ranges = reply
+                .result
+                .map_err(SlotsError::Call)
+                .and_then(only_value)
+                .and_then(|value| Ok(cluster::parse_slots(value)?));
+            match ranges {
+                Ok(ranges) => return self.apply(ranges),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: conn.location().to_string(),
+                        error,
+                    }
+                }
             }
         }
         for seed in &seeds.seeds {
             match ask_seed(&seeds.node_url(seed), timeout, &metrics).await {
                 Ok(ranges) => return self.apply(ranges),
-                Err(e) => why = format!("{seed}: {e}"),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: seed.clone(),
+                        error,
+                    }
+                }
             }
         }
-        Err(NodesError::Slots(why))
+        Err(why)
     }
 }
 
@@ -279,12 +317,12 @@ async fn ask_seed(
     url: &str,
     timeout: Duration,
     metrics: &StoreMetrics,
-) -> Result<Vec<SlotRange>, String> {
-    let client = client_for(url).map_err(|e| e.to_string())?;
+) -> Result<Vec<SlotRange>, SlotsError> {
+    let client = client_for(url)?;
     let mut connection = match conn::probe(&client, timeout).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(SlotsError::Timeout(timeout)),
     };
     StoreMetrics::add(&metrics.connections_opened, 1);
     StoreMetrics::add(&metrics.round_trips, 1);
@@ -296,19 +334,19 @@ async fn ask_seed(
     )
     .await;
     match reply {
-        Ok(Ok(value)) => cluster::parse_slots(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Ok(value)) => Ok(cluster::parse_slots(value)?),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(SlotsError::Timeout(timeout)),
     }
 }
 
 /// The one value of a one-command reply.
-fn only_value(mut values: Vec<Value>) -> Result<Value, String> {
+fn only_value(mut values: Vec<Value>) -> Result<Value, SlotsError> {
     match values.len() {
         1 => match values.remove(0) {
-            Value::ServerError(e) => Err(e.to_string()),
+            Value::ServerError(e) => Err(SlotsError::Refused(e)),
             value => Ok(value),
         },
-        n => Err(format!("{n} replies to one command")),
+        n => Err(SlotsError::Replies(n)),
     }
 }

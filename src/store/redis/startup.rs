@@ -9,9 +9,29 @@ use redis::Value;
 
 use super::Shared;
 use super::client::client_for;
-use super::cluster::{self, ClusterUrl};
-use super::conn::{self, LaneConn};
+use super::cluster::{self, ClusterUrl, ClusterUrlError};
+use super::conn::{self, CallError, LaneConn};
 use super::nodes::{LaneConnect, Nodes};
+
+/// Why the store's connections failed their start-up check.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartupError {
+    #[error("invalid Redis Cluster URL: {0}")]
+    ClusterUrl(#[from] ClusterUrlError),
+    #[error("invalid Redis URL: {0}")]
+    Url(redis::RedisError),
+    /// One node of a cluster failed.
+    #[error("node {node}: {error}")]
+    Node {
+        node: String,
+        error: Box<StartupError>,
+    },
+    /// The check's request failed (no reply, a broken connection).
+    #[error("{0}")]
+    Call(CallError),
+    #[error("Redis refused to load the store's scripts: {0}")]
+    Scripts(redis::ServerError),
+}
 
 /// What a store URL names: one Redis, or the seeds of a Redis Cluster.
 pub(super) enum Topology {
@@ -21,15 +41,11 @@ pub(super) enum Topology {
 
 impl Topology {
     /// The topology of `url` (`redis://...` or `redis+cluster://...`), or why it is invalid.
-    pub(super) fn of(url: &str) -> Result<Self, String> {
+    pub(super) fn of(url: &str) -> Result<Self, StartupError> {
         if url.starts_with(cluster::SCHEME) {
-            ClusterUrl::parse(url)
-                .map(Self::Cluster)
-                .map_err(|e| format!("invalid Redis Cluster URL: {e}"))
+            Ok(Self::Cluster(ClusterUrl::parse(url)?))
         } else {
-            client_for(url)
-                .map(Self::Single)
-                .map_err(|e| format!("invalid Redis URL: {e}"))
+            client_for(url).map(Self::Single).map_err(StartupError::Url)
         }
     }
 }
@@ -42,21 +58,28 @@ pub(super) async fn startup_check(
     shared: &Shared,
     nodes: &mut Nodes<LaneConnect>,
     periodic: bool,
-) -> Result<(), String> {
+) -> Result<(), StartupError> {
     let cluster = nodes.is_cluster();
     for conn in nodes.iter_mut() {
         check_node(shared, conn, periodic)
             .await
-            .map_err(|e| match cluster {
-                true => format!("node {}: {e}", conn.location()),
-                false => e,
+            .map_err(|error| match cluster {
+                true => StartupError::Node {
+                    node: conn.location().to_string(),
+                    error: Box::new(error),
+                },
+                false => error,
             })?;
     }
     Ok(())
 }
 
 /// [`startup_check`] on one node.
-async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Result<(), String> {
+async fn check_node(
+    shared: &Shared,
+    conn: &mut LaneConn,
+    periodic: bool,
+) -> Result<(), StartupError> {
     let mut pipe = redis::pipe();
     let s = &shared.scripts;
     let scripts = [&s.claim, &s.refresh, &s.release, &s.save];
@@ -66,19 +89,19 @@ async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Res
     if periodic {
         pipe.cmd("INFO").arg("persistence").arg("memory");
     }
-    let manager = conn.manager().map_err(|e| e.to_string())?;
+    let manager = conn.manager().map_err(StartupError::Call)?;
     StoreMetrics::add(&shared.metrics.round_trips, 1);
     let reply = conn::call(manager, Arc::new(pipe), conn.timeout()).await;
-    let values = match &reply.result {
-        Ok(values) => values,
-        Err(e) => return Err(e.to_string()),
+    let values = match reply.result {
+        Ok(ref values) => values,
+        Err(e) => return Err(StartupError::Call(e)),
     };
     if let Some(Value::ServerError(e)) = values
         .iter()
         .take(scripts.len())
         .find(|v| matches!(v, Value::ServerError(_)))
     {
-        return Err(format!("Redis refused to load the store's scripts: {e}"));
+        return Err(StartupError::Scripts(e.clone()));
     }
     conn.observe(&reply, "connecting");
     if periodic && let Some(Value::BulkString(info)) = values.get(scripts.len()) {
@@ -101,9 +124,13 @@ async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Res
 /// Why the start-up check failed, in the words of one plain connection attempt (the
 /// managers retry quietly, so a refused connection or a wrong password would otherwise
 /// only show as a timeout). Runs only when the store cannot start.
-pub(super) async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> String {
+pub(super) async fn diagnose(
+    client: &redis::Client,
+    timeout: Duration,
+    reason: StartupError,
+) -> String {
     match conn::probe(client, timeout).await {
         Ok(Err(e)) => e.to_string(),
-        _ => reason,
+        _ => reason.to_string(),
     }
 }
