@@ -397,3 +397,95 @@ impl Admin<'_> {
         Ok(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::accounts::MemoryAccounts;
+    use crate::store::{MemoryBackend, StoreClock};
+
+    /// Runs `command` against the memory adapters of both ports.
+    fn run_on(
+        store: &mut Arc<MemoryBackend>,
+        accounts: &mut MemoryAccounts,
+        command: AdminCommand,
+        stdin: &str,
+    ) -> Result<String, AdminError> {
+        let mut out = Vec::new();
+        let mut admin = Admin {
+            store,
+            accounts,
+            prefix: "hearth",
+        };
+        admin.execute(&command, &mut stdin.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    #[test]
+    fn commands_work_through_the_ports_on_the_memory_adapters() {
+        let mut store = MemoryBackend::new(StoreClock::manual());
+        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store));
+        let hash = Passwords::default().hash("password1").unwrap();
+        let id = accounts.create("alice", &hash).unwrap();
+        let mut record = PlayerRecord::new(id);
+        record.seq = 3;
+        store.put_raw_record(PlayerId(id), record.encode());
+        store.force_lease(PlayerId(id), "eu-1/boot", Duration::from_secs(5));
+
+        let show = AdminCommand::Player {
+            command: PlayerCommand::Show {
+                player: "Alice".into(),
+            },
+        };
+        let shown = run_on(&mut store, &mut accounts, show, "").unwrap();
+        assert!(
+            shown.starts_with(&format!("player {id}\nversion: 2  seq: 3\n")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("lease: held by eu-1/boot for 5000 more ms"),
+            "{shown}"
+        );
+
+        let online = run_on(&mut store, &mut accounts, AdminCommand::Online, "").unwrap();
+        assert!(
+            online.contains("eu-1/boot (no live process registered"),
+            "{online}"
+        );
+        assert!(online.ends_with("1 players online\n"), "{online}");
+
+        let release = AdminCommand::Lease {
+            command: LeaseCommand::Release {
+                player: id,
+                force: false,
+            },
+        };
+        let released = run_on(&mut store, &mut accounts, release.clone(), "").unwrap();
+        assert!(released.contains("(was eu-1/boot)"), "{released}");
+        let again = run_on(&mut store, &mut accounts, release, "").unwrap_err();
+        assert_eq!(again.exit_code(), 3, "{again}");
+
+        let reset = AdminCommand::Account {
+            command: AccountCommand::ResetPassword {
+                username: "alice".into(),
+            },
+        };
+        run_on(&mut store, &mut accounts, reset, "new password 2\n").unwrap();
+        let stored = accounts.find("alice").unwrap().unwrap().password_hash;
+        assert!(Passwords::default().verify("new password 2", &stored));
+
+        let exported = run_on(&mut store, &mut accounts, AdminCommand::Export, "").unwrap();
+        assert_eq!(exported.lines().count(), 1, "{exported}");
+        let import = AdminCommand::Import {
+            overwrite_newer: false,
+        };
+        let kept = run_on(&mut store, &mut accounts, import, &exported).unwrap_err();
+        assert_eq!(kept.exit_code(), 4, "{kept}");
+        assert!(
+            kept.to_string().contains("stored seq 3 >= imported 3"),
+            "{kept}"
+        );
+    }
+}
