@@ -2,9 +2,8 @@
 //! plaintext), and each player's resume tokens (their digests, made by the front door's
 //! `net::resume`), with the memory adapter.
 //!
-//! Each auth worker owns one [`AccountStore`]; on Redis that is
-//! [`super::redis::accounts::RedisAccounts`], beside the player store. `hearth admin` uses the
-//! same port.
+//! Each auth worker owns one [`AccountStore`]; on Redis that is `RedisAccounts`
+//! (`store/redis/accounts.rs`, beside the player store). `hearth admin` uses the same port.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,8 @@
 //! The maintenance port: what `hearth admin` reads and repairs in the store besides accounts
 //! (records, session leases, instance registrations), from outside any running server. The
-//! Redis adapter is [`super::redis::maintenance::RedisMaintenance`] (one Redis or a cluster);
-//! the memory adapter is the shared [`super::MemoryBackend`] itself.
+//! Redis adapter is `RedisMaintenance` (`store/redis/maintenance.rs`: one Redis or a
+//! cluster); the memory adapter is the shared `MemoryBackend` itself (`store/memory.rs`).
+//! Adapters depend on this port, never the reverse.
 
 use std::time::Duration;
 
