@@ -443,8 +443,10 @@ pub(crate) fn normalise(username: &str) -> String {
 /// Why a username or password is refused (the text is what the client is told).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum CredentialError {
+    /// Not 3-32 characters of `[A-Za-z0-9_-]`.
     #[error("username must be 3-32 characters of letters, digits, '_' or '-'")]
     Username,
+    /// Not 8-128 characters.
     #[error("password must be 8-128 characters")]
     Password,
 }

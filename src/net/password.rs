@@ -17,8 +17,10 @@ const MAX_BLOCKS: usize = 256 * 1024;
 /// Why a password could not be hashed (never expected with the default parameters).
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
+    /// argon2 refused to hash.
     #[error("{0}")]
     Argon2(#[from] argon2::Error),
+    /// The salt, parameters or output could not be put in a PHC string.
     #[error("{0}")]
     Phc(#[from] argon2::password_hash::Error),
 }

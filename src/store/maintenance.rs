@@ -25,11 +25,10 @@ pub struct Lease {
 /// What became of an imported record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Imported {
+    /// Written.
     Written,
     /// Not written: the stored record's sequence (as the store reads it) is equal or newer.
-    Kept {
-        stored_seq: String,
-    },
+    Kept { stored_seq: String },
 }
 
 /// Records, leases and registrations as `hearth admin` sees them.

@@ -1,7 +1,7 @@
 //! Accounts in Redis, beside the player store: the same key layout ([`Keys`]), the same URLs
 //! (one Redis or a cluster), the same connection settings (`TCP_NODELAY`, keepalive) and the
 //! same slot routing as the store's lanes. Each auth worker owns one [`RedisAccounts`]: its
-//! own blocking connection per node it needs ([`BlockingNodes`]).
+//! own blocking connection per node it needs (`blocking.rs`).
 
 use std::time::Duration;
 

@@ -39,13 +39,23 @@ pub(super) enum CallFailed {
     Refused(redis::ServerError),
     /// The chunk's reply does not match its commands.
     #[error("unexpected reply from Redis: {values} values for {commands} commands")]
-    Replies { values: usize, commands: usize },
+    Replies {
+        /// Values in the reply.
+        values: usize,
+        /// Commands sent.
+        commands: usize,
+    },
     /// A cluster node redirected it, and the node named could not be reached.
     #[error("{0}")]
     Unreachable(String),
     /// The node it was redirected to redirected it again.
     #[error("redirected again ({redirect:?} to {address})")]
-    RedirectedAgain { redirect: Redirect, address: String },
+    RedirectedAgain {
+        /// `MOVED` or `ASK`.
+        redirect: Redirect,
+        /// Where to (`host:port`).
+        address: String,
+    },
 }
 
 /// The items one script call carries, and what the call got back.

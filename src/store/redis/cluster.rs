@@ -19,10 +19,13 @@ pub const SLOTS: usize = 16384;
 /// Why a cluster URL is not one. The text never repeats the URL (it may hold a password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterUrlError {
+    /// Another scheme.
     #[error("a cluster URL starts with {SCHEME}")]
     Scheme,
+    /// A database number, path or query after the nodes.
     #[error("a cluster URL names nodes only (host:port,...): a cluster has one database")]
     Database,
+    /// A node that is not `host:port`.
     #[error("expected host:port for each cluster node, got {0:?}")]
     Node(String),
 }

@@ -1,5 +1,5 @@
 //! The maintenance port on Redis (one server or a cluster): `hearth admin`'s reads and
-//! repairs, through the store's key layout, scripts and slot routing ([`BlockingNodes`]).
+//! repairs, through the store's key layout, scripts and slot routing (`blocking.rs`).
 
 use std::time::Duration;
 

@@ -30,12 +30,19 @@ pub enum NodesError {
     /// The connection to a new node could not be made.
     #[error("node {address}: {source}")]
     Node {
+        /// The node's `host:port`.
         address: String,
+        /// Why its client could not be made.
         source: redis::RedisError,
     },
     /// No node or seed answered `CLUSTER SLOTS`: the last one asked, and why.
     #[error("{asked}: {error}")]
-    Slots { asked: String, error: SlotsError },
+    Slots {
+        /// The node or seed (`host:port`, or the node's URL without its password).
+        asked: String,
+        /// What it answered.
+        error: SlotsError,
+    },
     /// There was no node or seed to ask.
     #[error("no node or seed to ask")]
     NoSeed,
@@ -44,16 +51,22 @@ pub enum NodesError {
 /// Why one node did not say which master serves each slot.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotsError {
+    /// Connecting to it or asking it failed.
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+    /// The lane's request to it failed.
     #[error("{0}")]
     Call(CallError),
+    /// It did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// It refused the command.
     #[error("{0}")]
     Refused(redis::ServerError),
+    /// It answered with the wrong number of replies.
     #[error("{0} replies to one command")]
     Replies(usize),
+    /// Its answer is not a slot table.
     #[error("{0}")]
     Reply(#[from] SlotsReplyError),
 }
@@ -69,8 +82,11 @@ pub trait Connect {
 /// A lane's connections: [`LaneConn`]s of that lane, bounded by the store timeout and
 /// counted in the store's metrics.
 pub struct LaneConnect {
+    /// The lane's name, for logs and metrics.
     pub lane: &'static str,
+    /// The store timeout.
     pub timeout: Duration,
+    /// The store's metrics.
     pub metrics: Arc<StoreMetrics>,
 }
 

@@ -25,12 +25,16 @@ pub struct Registration {
 /// `instance.lua` does.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
+    /// The request got no reply.
     #[error("{0}")]
     Call(CallError),
+    /// Redis refused the script.
     #[error("{0}")]
     Refused(redis::ServerError),
+    /// The reply has the wrong number of values.
     #[error("{0} replies to one command")]
     Replies(usize),
+    /// The script answered something it never answers.
     #[error("unexpected reply to instance.lua: {0:?}")]
     Unexpected(Value),
 }

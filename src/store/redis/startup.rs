@@ -16,19 +16,24 @@ use super::nodes::{LaneConnect, Nodes};
 /// Why the store's connections failed their start-up check.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StartupError {
+    /// The `redis+cluster://` URL is not one.
     #[error("invalid Redis Cluster URL: {0}")]
     ClusterUrl(#[from] ClusterUrlError),
+    /// The `redis://` URL is not one.
     #[error("invalid Redis URL: {0}")]
     Url(redis::RedisError),
     /// One node of a cluster failed.
     #[error("node {node}: {error}")]
     Node {
+        /// The node's URL, without its password.
         node: String,
+        /// How it failed.
         error: Box<StartupError>,
     },
     /// The check's request failed (no reply, a broken connection).
     #[error("{0}")]
     Call(CallError),
+    /// Redis refused a script.
     #[error("Redis refused to load the store's scripts: {0}")]
     Scripts(redis::ServerError),
 }
