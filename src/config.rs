@@ -77,7 +77,7 @@ pub const KEYS: &[Key] = &[
     ),
     key!(
         flush_interval,
-        "How often dirty players are saved in one batch (e.g. 30s).",
+        "A dirty player is saved within this long of its change, the saves spread over it (e.g. 30s).",
         parse_duration
     ),
     key!(

@@ -47,7 +47,8 @@ impl StoreSelection {
 pub struct ServerConfig {
     /// Backing store.
     pub store: StoreSelection,
-    /// How often dirty players are flushed in one batch.
+    /// A dirty player is saved within this long of its change; the saves are paced over the
+    /// interval (a slice at a time, see `hearth_systems::persistence`), not sent in one batch.
     pub flush_interval: Duration,
     /// Lifetime of a session lease that is not refreshed.
     pub lease_ttl: Duration,
