@@ -457,7 +457,7 @@ enum Parsed {
     /// One of the core's own messages.
     Core(ClientMessage),
     /// A message a game registered, decoded for the world.
-    Game(hearth_systems::game_messages::GameRequest),
+    Game(hearth_systems::net::GameRequest),
 }
 
 /// The `type` of a line, read without building a JSON tree.

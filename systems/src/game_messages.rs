@@ -27,7 +27,7 @@ use hearth_components::protocol::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::net::Connections;
+use crate::net::{Connections, DeliverFn, GameRequest};
 use crate::spatial::{Nearby, NearbyPlayers};
 
 /// A client message a game registered, as the world receives it: who sent it and what.
@@ -41,33 +41,7 @@ pub struct FromClient<T: Send + Sync + 'static> {
     pub message: T,
 }
 
-/// A decoded game message on its way to the world, type-erased for the trip.
-pub struct GameRequest {
-    kind: &'static str,
-    deliver: DeliverFn,
-    message: Box<dyn Any + Send>,
-}
-
 type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, String>;
-type DeliverFn = fn(&mut World, PlayerId, Entity, Box<dyn Any + Send>);
-
-impl GameRequest {
-    /// The message's `type`.
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    /// Writes it into the world as a [`FromClient`] message from `player`'s `entity`.
-    pub fn deliver(self, world: &mut World, player: PlayerId, entity: Entity) {
-        (self.deliver)(world, player, entity, self.message);
-    }
-}
-
-impl std::fmt::Debug for GameRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GameRequest({})", self.kind)
-    }
-}
 
 /// One registered client message type.
 #[derive(Clone, Copy)]
@@ -93,11 +67,7 @@ impl ClientMessageTypes {
     /// an unknown field, a missing or repeated one, or a value of the wrong type, each named.
     pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, String>> {
         let (name, t) = self.by_name.get(kind)?;
-        Some((t.decode)(line).map(|message| GameRequest {
-            kind: name,
-            deliver: t.deliver,
-            message,
-        }))
+        Some((t.decode)(line).map(|message| GameRequest::new(name, t.deliver, message)))
     }
 
     /// Every registered `type`, sorted (for error messages).
