@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 /// Longest accepted line, in bytes (without the newline).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The `type`s of [`ClientMessage`]: a game cannot register these names.
+/// The `type`s of [`ClientMessage`], in declaration order: a game cannot register these
+/// names. Kept beside the enum by hand; a test fails when a variant is missing here.
 pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "resume", "logout", "ping"];
 
-/// The `type`s of [`ServerMessage`]'s own variants: a game cannot register these names.
+/// The `type`s of [`ServerMessage`]'s own variants, in declaration order: a game cannot
+/// register these names. Kept beside the enum by hand; a test fails when one is missing.
 pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "registered",
     "logged_in",
@@ -221,6 +223,84 @@ pub enum ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `type` of a message, as serde writes it.
+    fn type_of(message: &impl Serialize) -> String {
+        let value = serde_json::to_value(message).unwrap();
+        value["type"].as_str().unwrap().to_string()
+    }
+
+    /// One of each [`ClientMessage`] variant. Adding a variant breaks the `match` until it
+    /// is added here too, and then [`the_core_client_message_list_is_every_variant`] fails
+    /// until it is in [`CORE_CLIENT_MESSAGES`].
+    fn every_client_message() -> Vec<ClientMessage> {
+        let every = vec![
+            ClientMessage::Register {
+                username: "a".into(),
+                password: "p".into(),
+            },
+            ClientMessage::Login {
+                username: "a".into(),
+                password: "p".into(),
+            },
+            ClientMessage::Resume {
+                token: ResumeToken::new("t"),
+            },
+            ClientMessage::Logout {},
+            ClientMessage::Ping { nonce: 1 },
+        ];
+        for message in &every {
+            match message {
+                ClientMessage::Register { .. }
+                | ClientMessage::Login { .. }
+                | ClientMessage::Resume { .. }
+                | ClientMessage::Logout {}
+                | ClientMessage::Ping { .. } => {}
+            }
+        }
+        every
+    }
+
+    /// One of each [`ServerMessage`] variant of the core's own (not `Game`), tied to the
+    /// enum the same way as [`every_client_message`].
+    fn every_core_server_message() -> Vec<ServerMessage> {
+        let every = vec![
+            ServerMessage::Registered { player_id: 1 },
+            ServerMessage::LoggedIn {
+                player_id: 1,
+                state: BTreeMap::new(),
+                resume_token: None,
+            },
+            ServerMessage::LoggedOut {},
+            ServerMessage::Pong { nonce: 1 },
+            ServerMessage::Kicked { reason: "r".into() },
+            ServerMessage::error(ErrorCode::BadRequest, "m"),
+        ];
+        for message in &every {
+            match message {
+                ServerMessage::Registered { .. }
+                | ServerMessage::LoggedIn { .. }
+                | ServerMessage::LoggedOut {}
+                | ServerMessage::Pong { .. }
+                | ServerMessage::Kicked { .. }
+                | ServerMessage::Error { .. } => {}
+                ServerMessage::Game(_) => unreachable!("not a core message"),
+            }
+        }
+        every
+    }
+
+    #[test]
+    fn the_core_client_message_list_is_every_variant() {
+        let types: Vec<String> = every_client_message().iter().map(type_of).collect();
+        assert_eq!(types, CORE_CLIENT_MESSAGES, "in declaration order");
+    }
+
+    #[test]
+    fn the_core_server_message_list_is_every_core_variant() {
+        let types: Vec<String> = every_core_server_message().iter().map(type_of).collect();
+        assert_eq!(types, CORE_SERVER_MESSAGES, "in declaration order");
+    }
 
     #[test]
     fn client_messages_parse_by_type() {
