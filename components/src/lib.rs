@@ -10,7 +10,7 @@ pub mod player;
 pub mod protocol;
 pub mod record;
 
-pub use config::{ConfigError, ServerConfig, StoreSelection};
+pub use config::{ConfigError, ServerConfig, StoreSelection, StoreUrlError};
 pub use game::{Position, Progress, Vitals};
 pub use messages::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
@@ -21,6 +21,6 @@ pub use player::{
     UnknownSections,
 };
 pub use record::{
-    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, PlayerSnapshot, RecordError, SectionData,
-    SectionValue,
+    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, MigrationError, PlayerRecord, PlayerSnapshot,
+    RecordError, SectionData, SectionValue, SnapshotEncodeError,
 };

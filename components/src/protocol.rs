@@ -77,8 +77,23 @@ impl std::fmt::Debug for ResumeToken {
 pub struct GameLine(Arc<DeferredLine>);
 
 struct DeferredLine {
-    encode: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
-    line: OnceLock<Result<String, String>>,
+    encode: Box<dyn Fn() -> Result<String, GameLineError> + Send + Sync>,
+    line: OnceLock<Result<String, GameLineError>>,
+}
+
+/// Why a game's server message could not be encoded as a line (a game's programming error).
+#[derive(Debug, thiserror::Error)]
+pub enum GameLineError {
+    /// The message (or its type name) did not serialise.
+    #[error("a {name} message does not serialise: {source}")]
+    Serialise {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The message serialised, but not as a JSON object, so it cannot carry a `type`.
+    #[error("a {name} message must serialise as a JSON object, got {json}")]
+    NotAnObject { name: String, json: String },
 }
 
 impl GameLine {
@@ -93,14 +108,19 @@ impl GameLine {
     /// Encodes `message` (which must serialise as a JSON object) as a line of type `name`:
     /// `{"type":"<name>"` followed by the object's own fields, in their order. The message's
     /// opening brace is replaced by the type in place (a short move, no second encoding).
-    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<String, String> {
-        let mut line = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<String, GameLineError> {
+        let serialise = |source| GameLineError::Serialise {
+            name: name.to_string(),
+            source,
+        };
+        let mut line = serde_json::to_string(message).map_err(serialise)?;
         if !line.starts_with('{') {
-            return Err(format!(
-                "a {name} message must serialise as a JSON object, got {line}"
-            ));
+            return Err(GameLineError::NotAnObject {
+                name: name.to_string(),
+                json: line,
+            });
         }
-        let kind = serde_json::to_string(name).map_err(|e| e.to_string())?;
+        let kind = serde_json::to_string(name).map_err(serialise)?;
         let separator = if line == "{}" { "" } else { "," };
         line.replace_range(0..1, &format!("{{\"type\":{kind}{separator}"));
         line.push('\n');
@@ -109,7 +129,7 @@ impl GameLine {
 
     /// The line, newline included, encoded now if no recipient needed it yet; or why the
     /// message does not encode.
-    pub fn line(&self) -> Result<&str, &str> {
+    pub fn line(&self) -> Result<&str, &GameLineError> {
         match self.0.line.get_or_init(|| (self.0.encode)()) {
             Ok(line) => Ok(line),
             Err(reason) => Err(reason),
@@ -117,9 +137,14 @@ impl GameLine {
     }
 }
 
+/// Equal when they encode to the same line, or fail to encode for the same stated reason.
 impl PartialEq for GameLine {
     fn eq(&self, other: &Self) -> bool {
-        self.line() == other.line()
+        match (self.line(), other.line()) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
     }
 }
 
@@ -386,7 +411,13 @@ mod tests {
             GameLine::encode("nudge", &Ping {}).unwrap(),
             "{\"type\":\"nudge\"}\n"
         );
-        assert!(GameLine::encode("number", &5).is_err(), "not an object");
+        assert!(
+            matches!(
+                GameLine::encode("number", &5),
+                Err(GameLineError::NotAnObject { .. })
+            ),
+            "not an object"
+        );
         let deferred = GameLine::new("nudge", serde_json::json!({"n": 1}));
         assert_eq!(
             ServerMessage::Game(deferred).to_line(),

@@ -18,7 +18,7 @@ use hearth_systems::storage::StorePort;
 use prometheus_client::registry::Registry;
 
 pub use collector::HearthCollector;
-pub use health::{Health, Readiness};
+pub use health::{Health, NotLive, NotReady, NotReadyReason, Readiness};
 pub use http::MetricsEndpoint;
 
 /// Serves the endpoints of `app` on `addr` (after the store and the front door are open, so

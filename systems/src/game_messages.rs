@@ -41,7 +41,30 @@ pub struct FromClient<T: Send + Sync + 'static> {
     pub message: T,
 }
 
-type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, String>;
+type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, DecodeError>;
+
+/// Why a line did not decode as the game message its `type` names. Its text is what the
+/// client is told (after `not a valid <type>: `), so each variant names the field at fault
+/// where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The message as a whole does not fit (a missing or repeated field, not an object).
+    #[error("{0}")]
+    Message(#[source] serde_json::Error),
+    /// A field's value is not of the type the game declared.
+    #[error("field `{path}`: {source}")]
+    Field {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Something follows the JSON object on the line.
+    #[error("{0}")]
+    TrailingCharacters(#[source] serde_json::Error),
+    /// A field the game's type does not have.
+    #[error("unknown field `{field}`")]
+    UnknownField { field: String },
+}
 
 /// One registered client message type.
 #[derive(Clone, Copy)]
@@ -65,7 +88,7 @@ impl ClientMessageTypes {
     /// Decodes `line`, a message of type `kind`: its fields other than `type` make a `T`.
     /// `None` when no game registered `kind`; `Some(Err(reason))` when the fields do not fit:
     /// an unknown field, a missing or repeated one, or a value of the wrong type, each named.
-    pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, String>> {
+    pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, DecodeError>> {
         let (name, t) = self.by_name.get(kind)?;
         Some((t.decode)(line).map(|message| GameRequest::new(name, t.deliver, message)))
     }
@@ -80,7 +103,9 @@ impl ClientMessageTypes {
 
 /// Decodes a `T` straight from the line (no intermediate JSON tree), refusing every field
 /// `T` does not know except `type`, and naming the field a bad value is in.
-fn decode<T: DeserializeOwned + Send + 'static>(line: &str) -> Result<Box<dyn Any + Send>, String> {
+fn decode<T: DeserializeOwned + Send + 'static>(
+    line: &str,
+) -> Result<Box<dyn Any + Send>, DecodeError> {
     let mut unknown = Vec::new();
     let mut note_unknown = |path: serde_ignored::Path| {
         let path = path.to_string();
@@ -93,14 +118,19 @@ fn decode<T: DeserializeOwned + Send + 'static>(line: &str) -> Result<Box<dyn An
     let message: T = serde_path_to_error::deserialize(fields).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
-            e.inner().to_string()
+            DecodeError::Message(e.into_inner())
         } else {
-            format!("field `{path}`: {}", e.inner())
+            DecodeError::Field {
+                path,
+                source: e.into_inner(),
+            }
         }
     })?;
-    json.end().map_err(|e| e.to_string())?;
+    json.end().map_err(DecodeError::TrailingCharacters)?;
     if let Some(field) = unknown.first() {
-        return Err(format!("unknown field `{field}`"));
+        return Err(DecodeError::UnknownField {
+            field: field.clone(),
+        });
     }
     Ok(Box::new(message))
 }
@@ -329,7 +359,7 @@ mod tests {
     fn unknown_missing_or_mistyped_fields_are_refused_by_name() {
         let types = types();
         let err = |line| match types.decode("chat", line) {
-            Some(Err(reason)) => reason,
+            Some(Err(reason)) => reason.to_string(),
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert_eq!(
