@@ -281,11 +281,11 @@ impl Plugin for DemoGamePlugin {
                 Duration::from_secs_f64(1.0 / SNAPSHOT_HZ),
                 TimerMode::Repeating,
             )))
-            .add_systems(PreUpdate, take_moves.after(NetSystems))
+            .add_systems(PreUpdate, take_moves.after(NetSystems::Receive))
             .add_systems(FixedUpdate, (count_ticks, apply_moves))
             .add_systems(
                 PostUpdate,
-                (announce_level_ups, send_snapshots).after(NetSystems),
+                (announce_level_ups, send_snapshots).after(NetSystems::Send),
             );
     }
 }

@@ -10,7 +10,7 @@ pub mod position;
 pub mod protocol;
 pub mod record;
 
-pub use config::{ConfigError, StoreSelection};
+pub use config::{ConfigError, StoreSelection, StoreUrlError};
 pub use messages::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
     SaveNowRequest, SavedNow,
@@ -21,6 +21,6 @@ pub use player::{
 };
 pub use position::Position;
 pub use record::{
-    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, PlayerSnapshot, RecordError, SectionData,
-    SectionValue,
+    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, MigrationError, PlayerRecord, PlayerSnapshot,
+    RecordError, SectionData, SectionValue, SnapshotEncodeError,
 };

@@ -30,7 +30,7 @@ pub(super) type ItemReply = Result<Value, CallFailed>;
 pub(super) enum CallFailed {
     /// Its record could not be encoded; nothing was sent.
     #[error("encoding the record: {0}")]
-    Encode(String),
+    Encode(std::sync::Arc<hearth_components::record::SnapshotEncodeError>),
     /// The chunk carrying it got no reply, or could not be sent.
     #[error("{0}")]
     NoReply(String),
@@ -109,7 +109,7 @@ pub(super) fn build_save_chunk(
                     args.push(if item.release { b"1" } else { b"0" }.to_vec());
                     group.push(meta);
                 }
-                Err(e) => out.push((vec![meta], Err(CallFailed::Encode(e)))),
+                Err(e) => out.push((vec![meta], Err(CallFailed::Encode(std::sync::Arc::new(e))))),
             }
             if group.len() == PLAYERS_PER_SAVE_CALL {
                 break;
