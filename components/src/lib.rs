@@ -9,6 +9,7 @@ pub mod messages;
 pub mod player;
 pub mod protocol;
 pub mod record;
+pub mod wire;
 
 pub use config::{ConfigError, ServerConfig, StoreSelection};
 pub use game::{Position, Progress, Vitals};
