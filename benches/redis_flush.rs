@@ -35,10 +35,12 @@ use std::time::{Duration, Instant};
 
 use bevy_ecs::entity::Entity;
 use crossbeam_channel::Receiver;
+use hearth::demo_game::{Progress, Vitals};
 use hearth::store::RedisStore;
+use hearth::store::StoreSettings;
 use hearth::store::redis::cluster::player_slot;
 use hearth::store::redis::scripts::{Keys, Scripts};
-use hearth_components::{PlayerId, Position, Progress, ServerConfig, StoreSelection, Vitals};
+use hearth_components::{PlayerId, Position, StoreSelection};
 use hearth_systems::storage::{
     Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, SaveItem, SaveOutcome,
     StoreCompletion, StoreJob, StoreMetrics,
@@ -65,12 +67,12 @@ fn main() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let config = ServerConfig {
-        store: StoreSelection::Redis(redis.url()),
+    let config = StoreSettings {
+        selection: StoreSelection::Redis(redis.url()),
         instance_id: INSTANCE.into(),
         boot_token: BOOT.into(),
         store_timeout: Duration::from_secs(10),
-        ..ServerConfig::default()
+        ..StoreSettings::default()
     };
     assert_eq!(config.lease_owner(), OWNER);
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -230,11 +232,11 @@ const CLUSTER_N: u64 = 10_000;
 
 /// (c) on a local 3-master Redis Cluster (`redis+cluster://`), against (c) on the single
 /// redis-server of the same run (`single`: rate per operation at [`CLUSTER_N`]).
-fn on_a_cluster(config: &ServerConfig, keys: &Keys, single: &[(&str, f64)], mut seq: u64) {
+fn on_a_cluster(config: &StoreSettings, keys: &Keys, single: &[(&str, f64)], mut seq: u64) {
     let cluster = RedisCluster::start(3, 0);
     let masters = cluster.masters();
-    let config = ServerConfig {
-        store: StoreSelection::RedisCluster(cluster.url()),
+    let config = StoreSettings {
+        selection: StoreSelection::RedisCluster(cluster.url()),
         ..config.clone()
     };
     let (tx, rx) = crossbeam_channel::unbounded();

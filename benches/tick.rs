@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use bevy_ecs::entity::Entity;
 use bevy_time::TimeUpdateStrategy;
+use hearth::demo_game::Progress;
 use hearth::testing::{TestServer, test_config};
-use hearth_components::{PlayerId, Progress};
+use hearth_components::PlayerId;
 use hearth_systems::{FlushSchedule, FlushStats, StorePort};
 use redis_server::RedisServer;
 
@@ -178,7 +179,7 @@ fn spread_interval(
 
 fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
     let config = test_config("bench");
-    let frame = Duration::from_secs_f64(1.0 / config.tick_rate);
+    let frame = Duration::from_secs_f64(1.0 / config.tick.tick_rate);
     let budget = frame;
     server
         .app()
@@ -217,11 +218,18 @@ fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
     );
 
     // The noise floor: as many frames with nothing to save.
-    let count = (config.flush_interval.as_secs_f64() / frame.as_secs_f64()).ceil() as usize + 2;
+    let count =
+        (config.persistence.flush_interval.as_secs_f64() / frame.as_secs_f64()).ceil() as usize + 2;
     let quiet: Vec<Duration> = (0..count).map(|_| timed_frame(&mut server)).collect();
 
     // The spread flush over one interval, slices of 100 ms (the default).
-    let spread = spread_interval(&mut server, &entities, redis, frame, config.flush_interval);
+    let spread = spread_interval(
+        &mut server,
+        &entities,
+        redis,
+        frame,
+        config.persistence.flush_interval,
+    );
 
     let (b, m, f) = (median(&base), median(&mark), median(&flush));
     println!(
@@ -266,7 +274,7 @@ fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
         &format!(
             "spread flush, all {} frames of {:?}",
             s.len(),
-            config.flush_interval
+            config.persistence.flush_interval
         ),
         s,
     );
@@ -300,9 +308,17 @@ fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
         // The same spread with one slice per frame (60 round trips a second).
         server
             .world_mut()
-            .insert_resource(FlushSchedule::with_slice(config.flush_interval, frame));
-        let per_frame =
-            spread_interval(&mut server, &entities, redis, frame, config.flush_interval);
+            .insert_resource(FlushSchedule::with_slice(
+                config.persistence.flush_interval,
+                frame,
+            ));
+        let per_frame = spread_interval(
+            &mut server,
+            &entities,
+            redis,
+            frame,
+            config.persistence.flush_interval,
+        );
         println!("  saving {PLAYERS} players once:");
         println!("{}", batch_cost.line("in one batch (flush_now)"));
         println!("{}", spread.cost.line("spread, a slice every 100 ms"));

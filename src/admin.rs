@@ -14,7 +14,9 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use clap::{Args, Subcommand};
-use hearth_components::{PlayerId, PlayerRecord, ServerConfig, StoreSelection};
+use hearth_components::{PlayerId, PlayerRecord, StoreSelection};
+
+use crate::store::StoreSettings;
 use redis::{Commands, Script};
 
 use crate::net::accounts::Account;
@@ -126,12 +128,12 @@ impl From<redis::RedisError> for AdminError {
 /// Runs an admin command against the store `config` selects, writing results to `out` and
 /// reading stdin where the command needs it.
 pub fn run(
-    config: &ServerConfig,
+    config: &StoreSettings,
     command: &AdminCommand,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
-    let url = match &config.store {
+    let url = match &config.selection {
         StoreSelection::Redis(url) => url,
         StoreSelection::Memory => {
             return Err(AdminError::Usage(

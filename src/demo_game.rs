@@ -26,6 +26,45 @@ pub const SNAPSHOT_LIMIT: usize = 64;
 /// disconnects of clients that were reading promptly.
 pub const SNAPSHOT_BACKLOG: usize = 2;
 
+/// Health of the player.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vitals {
+    pub hp: u32,
+    pub max_hp: u32,
+}
+
+impl Default for Vitals {
+    fn default() -> Self {
+        Self {
+            hp: 100,
+            max_hp: 100,
+        }
+    }
+}
+
+/// Experience and level. Every [`Progress::XP_PER_LEVEL`] xp is one level.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub xp: u64,
+    pub level: u32,
+}
+
+impl Progress {
+    /// Experience needed per level.
+    pub const XP_PER_LEVEL: u64 = 100;
+
+    /// The level that `xp` experience is worth.
+    pub fn level_for(xp: u64) -> u32 {
+        u32::try_from(xp / Self::XP_PER_LEVEL + 1).unwrap_or(u32::MAX)
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self { xp: 0, level: 1 }
+    }
+}
+
 /// `move`: take one step in a direction; the server owns speed and position.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Move {

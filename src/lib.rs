@@ -19,20 +19,29 @@
 //!     .run();
 //! ```
 //!
-//! This crate assembles the server: store adapters ([`store`]), configuration ([`config`]),
-//! the plugin group and runner ([`server`]), the built-in [`demo_game`], log output for a
-//! binary ([`logging`]), and the world fixtures games are tested with ([`testing`]). [`prelude`] is what a game imports.
+//! or, for a game's binary, the whole `main` in one call:
+//! `hearth::launch::main("my-game", "My game on Hearth", MyGame)`.
+//!
+//! This crate assembles the server: store adapters ([`store`]), the front door ([`net`]),
+//! configuration ([`config`]), the plugin group ([`server`]), the tick rate and the runner ([`runner`]), what plugins opened
+//! or failed to open ([`startup`]), a binary's `main` ([`launch`]), the built-in
+//! [`demo_game`], log output for a binary ([`logging`]), and, with the `testing` feature,
+//! the world fixtures games are tested with (`testing`). [`prelude`] is what a game imports.
 
 pub mod admin;
 pub mod config;
 pub mod demo_game;
+pub mod launch;
 pub mod logging;
 pub mod net;
 pub mod observability;
 pub mod prelude;
 pub mod priority;
+pub mod runner;
 pub mod server;
+pub mod startup;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 /// docs/extending.md, included so `cargo test --doc` compiles and runs its snippets.
@@ -42,4 +51,4 @@ mod extending_guide {}
 
 pub use hearth_components as components;
 pub use hearth_systems as systems;
-pub use server::{HearthPlugins, build_app};
+pub use server::HearthPlugins;

@@ -3,7 +3,8 @@
 //! Bevy crates Hearth is built on are re-exported here, and Bevy's derives (`Component`,
 //! `Resource`, `Message`, `SystemParam`) find them through this import. `tracing` is here for
 //! its logging macros (`tracing::info!`), and [`crate::config::parse_cli`] reads the
-//! server's flags without a `clap` dependency.
+//! server's flags without a `clap` dependency. Test fixtures are in `hearth::testing` (the
+//! `testing` feature, for a game's dev-dependencies).
 
 pub use bevy_app;
 pub use bevy_ecs;
@@ -20,7 +21,7 @@ pub use serde::{Deserialize, Serialize};
 
 pub use hearth_components::{
     JoinRefusal, JoinRefused, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
-    PlayerLeft, Position, Progress, SaveNowRequest, SavedNow, ServerConfig, Vitals,
+    PlayerLeft, Position, SaveNowRequest, SavedNow,
 };
 pub use hearth_systems::{
     EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
@@ -28,5 +29,7 @@ pub use hearth_systems::{
 };
 
 pub use crate::HearthPlugins;
-pub use crate::server::{FrontDoorPlugin, RunnerPlugin, StopSignal};
-pub use crate::testing::{TestClient, TestServer, test_config};
+pub use crate::config::ServerConfig;
+pub use crate::net::FrontDoorPlugin;
+pub use crate::runner::{DrainSignal, RunnerPlugin, StopSignal, TickRatePlugin};
+pub use crate::startup::BoundAddresses;

@@ -5,9 +5,12 @@
 //! say "30 seconds pass" and check what the store holds. The store is a parameter
 //! ([`TestStore`]): the in-memory store by default, Redis where the test provides one.
 //!
+//! Enable it in a game's dev-dependencies: `hearth = { ..., features = ["testing"] }`.
+//!
 //! ```
 //! use hearth::testing::TestServer;
-//! use hearth::components::{PlayerId, Progress};
+//! use hearth::components::PlayerId;
+//! use hearth::demo_game::Progress;
 //!
 //! let mut server = TestServer::new();
 //! let player = server.join(PlayerId(1));
@@ -19,24 +22,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bevy_app::{App, Plugin};
+use bevy_app::{App, Plugin, PluginGroup};
 use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
 use hearth_components::protocol::ServerMessage;
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, PlayerId, PlayerJoined,
-    PlayerRecord, ServerConfig,
+    PlayerRecord,
 };
 use hearth_systems::FlushSchedule;
 use hearth_systems::game_messages::FromClient;
 use hearth_systems::net::{ClientOutbox, Connections, OutboxClosed};
 use hearth_systems::storage::StorePort;
 
-use crate::server::{self, ShutdownReport};
+use crate::HearthPlugins;
+use crate::config::ServerConfig;
+use crate::demo_game::DemoGamePlugin;
+use crate::net::FrontDoorPlugin;
+use crate::runner::{self, RunnerPlugin, ShutdownReport};
 use crate::store::{MemoryBackend, MemoryStore, StoreClock};
 
 pub mod redis;
+mod server_thread;
 pub use self::redis::RedisTestStore;
+pub use server_thread::{NotStarted, ServerThread};
 
 /// A store as a test sees it: what it holds, and the faults a test can cause.
 pub trait TestStore: Send + Sync {
@@ -110,10 +119,29 @@ impl MemoryTestStore {
 
 /// The config fixtures use: defaults, a fixed instance id, 60 Hz.
 pub fn test_config(instance_id: &str) -> ServerConfig {
-    ServerConfig {
-        instance_id: instance_id.to_string(),
-        ..ServerConfig::default()
-    }
+    let mut config = ServerConfig::default();
+    config.store.settings.instance_id = instance_id.to_string();
+    config
+}
+
+/// A server app on `config` and the store behind `port`, without a game, a front door or a
+/// runner (the fixture drives frames and time itself).
+fn core_app(config: ServerConfig, port: StorePort) -> App {
+    let mut app = App::new();
+    app.insert_resource(port).add_plugins(
+        HearthPlugins::new(config)
+            .build()
+            .disable::<FrontDoorPlugin>()
+            .disable::<RunnerPlugin>(),
+    );
+    app
+}
+
+/// [`core_app`] with the built-in demo game.
+fn demo_app(config: ServerConfig, port: StorePort) -> App {
+    let mut app = core_app(config, port);
+    app.add_plugins(DemoGamePlugin);
+    app
 }
 
 /// A client connected to a test world's player ([`TestServer::connect`]): it records every
@@ -194,7 +222,7 @@ impl TestServer {
 
     /// A server on an existing memory backend (several servers can share one).
     pub fn on_memory(backend: Arc<MemoryBackend>, config: ServerConfig) -> Self {
-        let (store, port) = MemoryStore::open(backend, &config);
+        let (store, port) = MemoryStore::open(backend, &config.store.settings);
         Self::on_store(config, port, Arc::new(MemoryTestStore { store }))
     }
 
@@ -202,16 +230,22 @@ impl TestServer {
     /// your persistent components and add your systems here). It runs the built-in demo game
     /// too; a game of its own uses [`TestServer::for_game`].
     pub fn with_setup(config: ServerConfig, setup: impl FnOnce(&mut App)) -> Self {
-        let (store, port) = MemoryStore::open(MemoryBackend::new(StoreClock::manual()), &config);
-        let app = server::build_app(config, port);
+        let (store, port) = MemoryStore::open(
+            MemoryBackend::new(StoreClock::manual()),
+            &config.store.settings,
+        );
+        let app = demo_app(config, port);
         Self::build(app, Arc::new(MemoryTestStore { store }), setup)
     }
 
     /// A server running `game` (and not the built-in demo game) on a fresh memory store:
     /// how a game tests its systems, messages and persistence.
     pub fn for_game(config: ServerConfig, game: impl Plugin) -> Self {
-        let (store, port) = MemoryStore::open(MemoryBackend::new(StoreClock::manual()), &config);
-        let app = server::build_core_app(config, port);
+        let (store, port) = MemoryStore::open(
+            MemoryBackend::new(StoreClock::manual()),
+            &config.store.settings,
+        );
+        let app = core_app(config, port);
         Self::build(app, Arc::new(MemoryTestStore { store }), |app| {
             app.add_plugins(game);
         })
@@ -224,7 +258,7 @@ impl TestServer {
         store: Arc<dyn TestStore>,
         game: impl Plugin,
     ) -> Self {
-        let app = server::build_core_app(config, port);
+        let app = core_app(config, port);
         Self::build(app, store, |app| {
             app.add_plugins(game);
         })
@@ -232,7 +266,7 @@ impl TestServer {
 
     /// A server on any store: `port` is what the app uses, `store` what the test inspects.
     pub fn on_store(config: ServerConfig, port: StorePort, store: Arc<dyn TestStore>) -> Self {
-        Self::build(server::build_app(config, port), store, |_| {})
+        Self::build(demo_app(config, port), store, |_| {})
     }
 
     fn build(mut app: App, store: Arc<dyn TestStore>, setup: impl FnOnce(&mut App)) -> Self {
@@ -264,9 +298,9 @@ impl TestServer {
         &self.store
     }
 
-    /// The value this server's leases hold ([`ServerConfig::lease_owner`]).
+    /// The value this server's leases hold (`<instance_id>/<boot token>`).
     pub fn lease_owner(&self) -> String {
-        self.world().resource::<ServerConfig>().lease_owner()
+        self.world().resource::<StorePort>().info().lease_owner
     }
 
     /// The stored record of a player.
@@ -401,7 +435,7 @@ impl TestServer {
     /// Saves everyone and releases every lease, as on Ctrl-C.
     pub fn shutdown(&mut self, deadline: Duration) -> ShutdownReport {
         let store = Arc::clone(&self.store);
-        server::shutdown(&mut self.app, deadline, move || {
+        runner::shutdown(&mut self.app, deadline, move || {
             store.advance_clock(Self::FRAME);
             std::thread::sleep(Duration::from_millis(1));
         })

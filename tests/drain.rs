@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::client::{Client, NetServer};
 use common::process::Hearth;
 use common::redis_server::RedisServer;
-use hearth::server::DrainSignal;
+use hearth::runner::DrainSignal;
 use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
 use hearth::testing::test_config;
 use hearth_components::PlayerId;
@@ -44,15 +44,15 @@ fn assert_told_to_reconnect(kicked: &Value) {
 #[test]
 fn a_drain_refuses_logins_and_kicks_each_player_once_saved_and_released() {
     let mut config = test_config("drain-in-process");
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
     // Nothing but the drain talks to the store while it is paused.
-    config.flush_interval = Duration::from_secs(3600);
-    config.lease_refresh_interval = Duration::from_secs(3600);
-    config.lease_ttl = Duration::from_secs(7200);
-    config.shutdown_deadline = Duration::from_secs(60);
+    config.persistence.flush_interval = Duration::from_secs(3600);
+    config.sessions.lease_refresh_interval = Duration::from_secs(3600);
+    config.store.settings.lease_ttl = Duration::from_secs(7200);
+    config.runner.shutdown_deadline = Duration::from_secs(60);
     let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-    let (store, port) = MemoryStore::open(Arc::clone(&backend), &config);
-    let accounts = hearth::net::account_stores(&config).unwrap();
+    let (store, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
+    let accounts = hearth::store::account_stores(&config.store.settings).unwrap();
     let drain = Arc::new(AtomicBool::new(false));
     let signal = DrainSignal(Arc::clone(&drain));
     let readiness = hearth::observability::Readiness::default();

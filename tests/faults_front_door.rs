@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use common::client::{Client, NetServer};
 use common::redis_server::free_port;
+use hearth::config::ServerConfig;
 use hearth::testing::test_config;
-use hearth_components::{PlayerId, ServerConfig};
+use hearth_components::PlayerId;
 use serde_json::json;
 
 /// A memory-store server with a short idle timeout.
 fn config(name: &str) -> ServerConfig {
     let mut config = test_config(name);
-    config.idle_timeout = Duration::from_secs(1);
+    config.front_door.idle_timeout = Duration::from_secs(1);
     config
 }
 
@@ -113,7 +114,7 @@ fn a_client_that_pings_stays_connected_past_the_idle_timeout() {
 #[test]
 fn registrations_over_the_per_address_limit_are_refused_rate_limited() {
     let mut config = test_config("reg-limit");
-    config.registrations_per_minute = 3;
+    config.front_door.registrations_per_minute = 3;
     let server = NetServer::memory(config);
     let mut c = server.client();
     for n in 0..3 {
@@ -138,7 +139,7 @@ fn registrations_over_the_per_address_limit_are_refused_rate_limited() {
 #[test]
 fn a_registration_flood_from_one_address_leaves_room_for_another_addresss_login() {
     let mut config = test_config("fair-queue");
-    config.registrations_per_minute = 1_000; // the flood must reach the auth queue
+    config.front_door.registrations_per_minute = 1_000; // the flood must reach the auth queue
     let server = NetServer::memory(config);
     let mut alice = Client::connect_from("127.0.0.2".parse().unwrap(), server.addr);
     alice.register("alice", "password1");
@@ -186,7 +187,7 @@ fn assert_refused(mut c: Client, why: &str) {
 #[test]
 fn connections_over_the_per_address_limit_are_refused_server_busy() {
     let mut config = test_config("conn-per-address");
-    config.max_connections_per_address = 3;
+    config.front_door.max_connections_per_address = 3;
     let server = NetServer::memory(config);
     let mut held = served_clients(&server, 3);
     assert_refused(server.client(), "from your address");
@@ -206,7 +207,7 @@ fn connections_over_the_per_address_limit_are_refused_server_busy() {
 #[test]
 fn connections_over_the_total_limit_are_refused_server_busy() {
     let mut config = test_config("conn-total");
-    config.max_connections = 3;
+    config.front_door.max_connections = 3;
     let server = NetServer::memory(config);
     let _held = served_clients(&server, 2);
     let mut third = Client::connect_from("127.0.0.3".parse().unwrap(), server.addr);
@@ -457,7 +458,7 @@ fn thousands_of_silent_connections_do_not_stop_a_player_being_served() {
         "only {files} open files for this test process"
     );
     let mut config = test_config("silent-crowd");
-    config.max_connections_per_address = 10_000;
+    config.front_door.max_connections_per_address = 10_000;
     let server = NetServer::memory(config);
     let (mut c, _) = player(&server, "busy");
     let silent: Vec<TcpStream> = (0..count)

@@ -11,7 +11,7 @@ use common::http::{get, promtool_problems, sample, wait_for_status};
 use common::process::Hearth;
 use common::redis_server::{RedisServer, free_port};
 use hearth::observability::Readiness;
-use hearth_components::ServerConfig;
+use hearth::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -167,12 +167,19 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
 
 #[test]
 fn liveness_fails_while_the_tick_stalls_and_draining_makes_the_server_unready() {
-    let config = ServerConfig::default();
-    let port = hearth::store::open(&config).unwrap();
-    let mut app = hearth::build_app(config, port);
+    // The app is driven frame by frame here (no runner, no front door) to stall its tick.
+    let mut config = ServerConfig::default();
+    config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut app = App::new();
+    app.add_plugins(
+        HearthPlugins::new(config)
+            .build()
+            .disable::<FrontDoorPlugin>()
+            .disable::<RunnerPlugin>(),
+    );
     app.finish();
     app.cleanup();
-    let addr = hearth::observability::start(&mut app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = app.world().resource::<BoundAddresses>().metrics.unwrap();
     app.update();
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".into()));
     assert_eq!(get(addr, "/readyz").0, 200);

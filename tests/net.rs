@@ -11,7 +11,7 @@ use serde_json::json;
 
 fn server() -> NetServer {
     let mut config = test_config("net-a");
-    config.flush_interval = Duration::from_millis(300);
+    config.persistence.flush_interval = Duration::from_millis(300);
     NetServer::memory(config)
 }
 
@@ -316,11 +316,9 @@ fn shutdown_tells_every_client_why_and_players_that_their_progress_is_saved() {
 #[test]
 fn idle_clients_are_disconnected() {
     let mut config = test_config("net-idle");
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.idle_timeout = Duration::from_millis(300);
-    let port = hearth::store::open(&config).unwrap();
-    let accounts = hearth::net::account_stores(&config).unwrap();
-    let server = NetServer::start(config, port, accounts);
+    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+    config.front_door.idle_timeout = Duration::from_millis(300);
+    let server = NetServer::start(config);
     let mut c = server.client();
     let kicked = c.expect("kicked");
     assert!(
@@ -333,7 +331,7 @@ fn idle_clients_are_disconnected() {
 #[test]
 fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     let mut config = test_config("net-busy");
-    config.registrations_per_minute = 1_000; // the queue's limit is under test, not this one
+    config.front_door.registrations_per_minute = 1_000; // the queue's limit is under test, not this one
     let server = NetServer::memory(config);
     // 4 connections x 100 requests: within each connection's message rate, far beyond the
     // auth queue.

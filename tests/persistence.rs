@@ -6,10 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{StoreFactory, config};
+use hearth::demo_game::{Progress, Vitals};
 use hearth::testing::TestServer;
-use hearth_components::{
-    Dirty, OwnershipLost, PlayerId, Position, Progress, SaveState, UnknownSections, Vitals,
-};
+use hearth_components::{Dirty, OwnershipLost, PlayerId, Position, SaveState, UnknownSections};
 
 fn xp(server: &TestServer, player: PlayerId) -> Option<u64> {
     server

@@ -26,12 +26,12 @@ use bevy_ecs::entity::Entity;
 use common::redis_cluster::{RedisCluster, TestRedis};
 use common::redis_server::{RedisServer, free_port};
 use crossbeam_channel::Receiver;
+use hearth::config::ServerConfig;
+use hearth::demo_game::Progress;
 use hearth::store::redis::cluster::{player_slot, slot_of};
 use hearth::store::{OpenError, RedisStore};
 use hearth::testing::{RedisTestStore, TestServer, test_config};
-use hearth_components::{
-    JoinRefusal, PlayerId, PlayerRecord, Progress, ServerConfig, StoreSelection,
-};
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, StoreSelection};
 use hearth_systems::storage::{
     JoinGrant, Lane, LeaseItem, PlayerSnapshot, PlayerStore, RefreshOutcome, RefreshResult,
     SaveItem, SaveOutcome, SaveResult, StoreCompletion, StoreJob, StoreMetrics,
@@ -43,15 +43,14 @@ use redis::{Commands, ConnectionLike};
 const STUCK: Duration = Duration::from_secs(60);
 
 /// The boot token of every store these tests open directly, so a test can name the lease
-/// owner of store `a` as `a/boot` (see [`ServerConfig::lease_owner`]).
+/// owner of store `a` as `a/boot` (see `StoreSettings::lease_owner`).
 const BOOT: &str = "boot";
 
 fn config(instance: &str, url: &str) -> ServerConfig {
-    ServerConfig {
-        store: StoreSelection::parse(url).expect("a Redis URL"),
-        boot_token: BOOT.into(),
-        ..test_config(instance)
-    }
+    let mut config = test_config(instance);
+    config.store.settings.selection = StoreSelection::parse(url).expect("a Redis URL");
+    config.store.settings.boot_token = BOOT.into();
+    config
 }
 
 /// A store opened directly (no ECS), with its completion channel.
@@ -62,11 +61,14 @@ struct Store {
 
 impl Store {
     fn open(config: &ServerConfig) -> Self {
-        let (StoreSelection::Redis(url) | StoreSelection::RedisCluster(url)) = &config.store else {
+        let (StoreSelection::Redis(url) | StoreSelection::RedisCluster(url)) =
+            &config.store.settings.selection
+        else {
             panic!("not a Redis config")
         };
         let (tx, rx) = crossbeam_channel::unbounded();
-        let store = RedisStore::open(config, url, tx).expect("opening the Redis store");
+        let store =
+            RedisStore::open(&config.store.settings, url, tx).expect("opening the Redis store");
         Self {
             store,
             completions: rx,
@@ -250,7 +252,7 @@ fn an_expired_lease_is_re_claimed_by_a_save_only_if_nobody_wrote_since(redis: &d
     let b = Store::open(&config("b", &redis.url()));
     let mut conn = redis.inspector();
     let p = PlayerId(1);
-    let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
+    let ttl_ms = test_config("a").store.settings.lease_ttl.as_millis() as i64;
     let save = |store: &Store, seq, last_stored_seq, xp| {
         let mut item = item(p, seq, xp, false);
         item.last_stored_seq = last_stored_seq;
@@ -344,7 +346,7 @@ fn claim_reclaim_refresh_and_release_follow_the_lease_rules(redis: &dyn TestRedi
     let b = Store::open(&config("b", &url));
     let mut conn = redis.inspector();
     let p = PlayerId(7);
-    let ttl_ms = test_config("a").lease_ttl.as_millis() as i64;
+    let ttl_ms = test_config("a").store.settings.lease_ttl.as_millis() as i64;
 
     a.join(p).expect("a claims a free lease");
     assert_eq!(owner(&mut conn, p).as_deref(), Some("a/boot"));
@@ -613,8 +615,8 @@ fn a_10000_player_flush_costs_ceil_n_over_chunk_round_trips() {
     let redis = RedisServer::start();
     for chunk in [1_000usize, 1_500] {
         let mut cfg = config("a", &redis.url());
-        cfg.batch_chunk = chunk;
-        cfg.key_prefix = "hearth".into();
+        cfg.store.settings.batch_chunk = chunk;
+        cfg.store.settings.key_prefix = "hearth".into();
         let store = Store::open(&cfg);
         let n = 10_000u64;
         let expected = n.div_ceil(chunk as u64);
@@ -725,7 +727,7 @@ fn the_store_recovers_after_client_kill_and_writes_what_was_dirty() {
 fn the_store_recovers_after_a_redis_restart_with_nothing_lost() {
     let mut redis = RedisServer::start_durable();
     let cfg = test_config("a");
-    let (port, fixture) = RedisTestStore::open(&redis.url(), &cfg);
+    let (port, fixture) = RedisTestStore::open(&redis.url(), &cfg.store.settings);
     let mut server = TestServer::on_store(cfg.clone(), port, fixture.clone());
     let players: Vec<_> = players(20).map(|p| (p, server.join(p))).collect();
     for (i, (_, e)) in players.iter().enumerate() {
@@ -815,7 +817,7 @@ fn noscript_after_script_flush_is_handled_on_every_path(redis: &dyn TestRedis) {
 fn a_hung_redis_fails_calls_at_the_timeout_then_the_store_recovers() {
     let redis = RedisServer::start();
     let mut cfg = config("a", &redis.url());
-    cfg.store_timeout = Duration::from_millis(300);
+    cfg.store.settings.store_timeout = Duration::from_millis(300);
     let store = Store::open(&cfg);
     let p = PlayerId(1);
     store.join(p).unwrap();
@@ -865,8 +867,8 @@ fn opening_an_unreachable_redis_fails_naming_the_url() {
     let url = format!("redis://127.0.0.1:{}/0", free_port());
     let (tx, _rx) = crossbeam_channel::unbounded();
     let mut cfg = config("a", &url);
-    cfg.store_timeout = Duration::from_millis(500);
-    let error = RedisStore::open(&cfg, &url, tx)
+    cfg.store.settings.store_timeout = Duration::from_millis(500);
+    let error = RedisStore::open(&cfg.store.settings, &url, tx)
         .err()
         .expect("opening must fail");
     let OpenError::Redis { url: named, .. } = &error else {
@@ -877,7 +879,7 @@ fn opening_an_unreachable_redis_fails_naming_the_url() {
     assert!(message.contains(&url), "{message}");
     assert!(message.to_lowercase().contains("refused"), "{message}");
     assert!(
-        hearth::store::open(&cfg).is_err(),
+        hearth::store::open(&cfg.store.settings).is_err(),
         "open() fails the same way"
     );
 }
@@ -886,8 +888,8 @@ fn opening_an_unreachable_redis_fails_naming_the_url() {
 fn the_fixture_store_fails_only_its_own_server() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let (port_a, a) = RedisTestStore::open(&url, &test_config("a"));
-    let (port_b, _b) = RedisTestStore::open(&url, &test_config("b"));
+    let (port_a, a) = RedisTestStore::open(&url, &test_config("a").store.settings);
+    let (port_b, _b) = RedisTestStore::open(&url, &test_config("b").store.settings);
     use hearth::testing::TestStore;
     a.set_unavailable(true);
     let join = |port: &hearth_systems::storage::StorePort, p: u64| {
@@ -922,7 +924,7 @@ fn wait_until_released(conn: &mut redis::Connection, player: PlayerId, within: D
 fn a_claim_answered_unavailable_that_redis_runs_later_is_undone() {
     let redis = RedisServer::start();
     let mut cfg = config("a", &redis.url());
-    cfg.store_timeout = Duration::from_millis(300);
+    cfg.store.settings.store_timeout = Duration::from_millis(300);
     let a = Store::open(&cfg);
     let b = Store::open(&config("b", &redis.url()));
     let p = PlayerId(1);
@@ -1164,7 +1166,7 @@ fn saves_claims_and_refreshes_follow_a_slot_being_moved_and_moved() {
 fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
     let mut cluster = RedisCluster::start(3, 1);
     let mut cfg = config("a", &cluster.url());
-    cfg.store_timeout = Duration::from_millis(500);
+    cfg.store.settings.store_timeout = Duration::from_millis(500);
     let (store, n) = (Store::open(&cfg), 60);
     let save_all = joined_and_saved(&store, n);
     let victim = cluster.master_of_slot(player_slot(PlayerId(1)));
@@ -1211,8 +1213,8 @@ fn after_a_master_fails_over_its_players_save_again_and_the_rest_never_stop() {
 fn with_durable_replicas_a_save_counts_only_once_a_replica_has_it() {
     let mut cluster = RedisCluster::start(3, 1);
     let mut cfg = config("a", &cluster.url());
-    cfg.store_timeout = Duration::from_millis(1_000);
-    cfg.durable_replicas = 1;
+    cfg.store.settings.store_timeout = Duration::from_millis(1_000);
+    cfg.store.settings.durable_replicas = 1;
     let (store, n) = (Store::open(&cfg), 40);
     let save_all = joined_and_saved(&store, n);
 
@@ -1251,7 +1253,7 @@ fn with_durable_replicas_a_save_counts_only_once_a_replica_has_it() {
     }
     // Without the option the same saves count at the master's reply.
     let mut cfg = config("b", &cluster.url());
-    cfg.durable_replicas = 0;
+    cfg.store.settings.durable_replicas = 0;
     let other = Store::open(&cfg);
     let p = on_promoted[0];
     store.release(p);
@@ -1267,12 +1269,11 @@ fn a_failover_can_lose_what_a_master_did_not_replicate_unless_saves_wait_for_a_r
     // durable_replicas 1 the same save is not acknowledged in the first place.
     let mut cluster = RedisCluster::start(3, 1);
     let mut cfg = config("a", &cluster.url());
-    cfg.store_timeout = Duration::from_millis(1_000);
+    cfg.store.settings.store_timeout = Duration::from_millis(1_000);
     let a = Store::open(&cfg);
-    let durable = Store::open(&ServerConfig {
-        durable_replicas: 1,
-        ..config("d", &cluster.url())
-    });
+    let mut durable_config = config("d", &cluster.url());
+    durable_config.store.settings.durable_replicas = 1;
+    let durable = Store::open(&durable_config);
     let master = cluster.master_of_slot(player_slot(PlayerId(1)));
     let on_master: Vec<PlayerId> = players(200)
         .filter(|&p| cluster.master_of_slot(player_slot(p)) == master)

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::client::{Client, NetServer};
 use common::process::Hearth;
 use common::redis_server::RedisServer;
+use hearth::config::ServerConfig;
 use hearth::testing::test_config;
-use hearth_components::{ServerConfig, StoreSelection};
+use hearth_components::StoreSelection;
 use serde_json::{Value, json};
 
 /// Where a test server keeps its players and accounts.
@@ -24,11 +25,8 @@ fn server(store: &Store, mut config: ServerConfig) -> NetServer {
     match store {
         Store::Memory => NetServer::memory(config),
         Store::Redis(redis) => {
-            config.store = StoreSelection::Redis(redis.url());
-            config.listen = "127.0.0.1:0".parse().unwrap();
-            let port = hearth::store::open(&config).unwrap();
-            let accounts = hearth::net::account_stores(&config).unwrap();
-            NetServer::start(config, port, accounts)
+            config.store.settings.selection = StoreSelection::Redis(redis.url());
+            NetServer::start(config)
         }
     }
 }
@@ -136,7 +134,7 @@ fn failed_resumes_lock_the_address_out_like_failed_logins(store: Store) {
 
 fn an_expired_token_is_refused_but_playing_keeps_it_alive(store: Store) {
     let mut config = test_config("resume-d");
-    config.resume_ttl = Duration::from_secs(1);
+    config.front_door.resume_ttl = Duration::from_secs(1);
     let server = server(&store, config);
     let mut c = server.client();
     c.register("dave", "password1");

@@ -4,15 +4,14 @@
 //! all depend on it without pulling in tokio or Redis.
 
 pub mod config;
-pub mod game;
 pub mod messages;
 pub mod player;
+pub mod position;
 pub mod protocol;
 pub mod record;
 pub mod wire;
 
-pub use config::{ConfigError, ServerConfig, StoreSelection};
-pub use game::{Position, Progress, Vitals};
+pub use config::{ConfigError, StoreSelection};
 pub use messages::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
     SaveNowRequest, SavedNow,
@@ -21,6 +20,7 @@ pub use player::{
     Dirty, InFlightSave, JustLoaded, Leaving, PlayerId, SaveNowPending, SaveState, SessionOwner,
     UnknownSections,
 };
+pub use position::Position;
 pub use record::{
     CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, PlayerSnapshot, RecordError, SectionData,
     SectionValue,

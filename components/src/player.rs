@@ -60,7 +60,7 @@ pub struct JustLoaded;
 pub struct SessionOwner {
     /// Store key of the lease (`hearth:session:{42}` on Redis).
     pub lease_key: String,
-    /// Lease owner value of the owning process (`ServerConfig::lease_owner`).
+    /// Lease owner value of the owning process (`<instance_id>/<boot token>`, see `StoreInfo::lease_owner`).
     pub owner: String,
     /// Real time since app start when the lease was last claimed or refreshed.
     pub last_refresh: Duration,

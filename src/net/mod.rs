@@ -19,17 +19,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bevy_app::App;
+use bevy_app::{App, Plugin};
 use bevy_ecs::resource::Resource;
-use hearth_components::{ServerConfig, StoreSelection};
 use hearth_systems::NetBridgePlugin;
 use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::redis::accounts::RedisAccounts;
-use accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
+use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
+use crate::store::{AccountStores, AdvertisedListen};
+use accounts::AccountStoreFactory;
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;
@@ -123,104 +123,150 @@ fn network_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Account storage matching the selected store: memory, or Redis (one server or a cluster) at
-/// the same URL.
-pub fn account_stores(config: &ServerConfig) -> Result<AccountStoreFactory, AccountError> {
-    match &config.store {
-        StoreSelection::Memory => {
-            let shared = MemoryAccounts::default();
-            Ok(Arc::new(move || {
-                Box::new(shared.clone()) as Box<dyn AccountStore>
-            }))
-        }
-        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
-            RedisAccounts::new(url, &config.key_prefix, config.store_timeout)?; // URL check at start
-            let (url, prefix, timeout) =
-                (url.clone(), config.key_prefix.clone(), config.store_timeout);
-            Ok(Arc::new(move || {
-                Box::new(
-                    RedisAccounts::new(&url, &prefix, timeout).expect("URL validated at start"),
-                ) as Box<dyn AccountStore>
-            }))
+/// The client front door: a TCP listener for game clients (newline-delimited JSON, see
+/// docs/protocol.md), its connection tasks and auth workers, bridged to the world. Adds the
+/// [`NetBridgePlugin`] when built; binds and starts in `Plugin::finish`, after the store
+/// opened (it needs the [`AccountStores`]) and after every game registered
+/// its messages. The bound address is published in [`BoundAddresses`] (bind port 0 in tests
+/// and read it there); a failure to bind is recorded for the runner, which exits 1.
+#[derive(Clone, Debug)]
+pub struct FrontDoorPlugin {
+    /// TCP address of the client front door (the `listen` key).
+    pub listen: SocketAddr,
+    /// A client that sends no line for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// Accounts one client address may register per minute (bursts up to this many), so one
+    /// address cannot fill the account store or keep the auth workers hashing for it.
+    pub registrations_per_minute: u32,
+    /// Client connections served at once; beyond it new ones get `server_busy` and are
+    /// closed, so the server never runs out of file descriptors.
+    pub max_connections: usize,
+    /// Client connections served at once from one address, so one address cannot take
+    /// every slot of `max_connections`.
+    pub max_connections_per_address: usize,
+    /// How long a resume token (handed out with every `logged_in`) stays usable after the
+    /// player's last login, resume or time online: it lets a client reconnect after a
+    /// restart or drain without a password (and without argon2's cost).
+    pub resume_ttl: Duration,
+}
+
+impl Default for FrontDoorPlugin {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            idle_timeout: Duration::from_secs(30),
+            registrations_per_minute: 10,
+            max_connections: 10_000,
+            max_connections_per_address: 64,
+            resume_ttl: Duration::from_secs(600),
         }
     }
 }
 
-/// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees
-/// the Redis leases): a resume token presented while its player is online is kept.
-pub fn memory_account_stores(backend: Arc<crate::store::MemoryBackend>) -> AccountStoreFactory {
-    let shared = MemoryAccounts::on_leases(backend);
-    Arc::new(move || Box::new(shared.clone()) as Box<dyn AccountStore>)
+impl Plugin for FrontDoorPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_plugins(NetBridgePlugin)
+            .insert_resource(AdvertisedListen(self.listen));
+    }
+
+    fn finish(&self, app: &mut App) {
+        let Some(accounts) = app.world().get_resource::<AccountStores>() else {
+            // A store that failed to open was recorded already; otherwise none was added.
+            if !app.world().contains_resource::<StartupFailures>() {
+                startup::record(app.world_mut(), StartupFailure::NoStore);
+            }
+            return;
+        };
+        let accounts = Arc::clone(&accounts.0);
+        match self.start(app, accounts) {
+            Ok(addr) => {
+                app.world_mut()
+                    .get_resource_or_init::<BoundAddresses>()
+                    .game = Some(addr);
+            }
+            Err(source) => startup::record(
+                app.world_mut(),
+                StartupFailure::Listen {
+                    what: "listen on",
+                    addr: self.listen,
+                    source,
+                },
+            ),
+        }
+    }
 }
 
-/// Binds the listener, starts auth workers and connection handling, and wires the bridge
-/// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
-pub fn start(app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
-    let config = app.world().resource::<ServerConfig>().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(network_threads())
-        .thread_name("hearth-net")
-        .on_thread_start(|| crate::priority::lower_this_thread(crate::priority::NETWORK_NICENESS))
-        .enable_all()
-        .build()?;
-    let listener = runtime.block_on(TcpListener::bind(config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let (events, inbox) = crossbeam_channel::unbounded();
-    let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
-    let stats = Arc::new(NetStats::default());
-    let online = Arc::new(resume::OnlinePlayers::default());
-    let keeper = resume::Keeper::start(
-        Arc::clone(&online),
-        Arc::clone(&accounts),
-        config.resume_ttl,
-    )?;
-    let auth = auth::start_workers(
-        AUTH_WORKERS,
-        accounts,
-        events.clone(),
-        throttle,
-        Arc::clone(&stats),
-        config.resume_ttl,
-    );
-    let closing = CancellationToken::new();
-    let farewell = Arc::new(OnceLock::new());
-    let open = Arc::new(AtomicUsize::new(0));
-    let game_messages = Arc::new(
-        app.world()
-            .get_resource::<ClientMessageTypes>()
-            .cloned()
-            .unwrap_or_default(),
-    );
-    let ctx = ConnectionContext {
-        events,
-        auth,
-        game_messages,
-        registrations: Arc::new(admission::RegistrationLimit::new(
-            config.registrations_per_minute,
-        )),
-        idle_timeout: config.idle_timeout,
-        closing: closing.clone(),
-        farewell: Arc::clone(&farewell),
-        open: Arc::clone(&open),
-        stats: Arc::clone(&stats),
-        online,
-    };
-    let max_connections = fd_limit::fit_max_connections(config.max_connections);
-    let limits =
-        admission::ConnectionLimits::new(max_connections, config.max_connections_per_address);
-    let accepting = CancellationToken::new();
-    runtime.spawn(accept::run(listener, ctx, limits, accepting.clone()));
-    app.insert_resource(NetInbox(inbox))
-        .add_plugins(NetBridgePlugin)
-        .insert_resource(FrontDoor {
-            _runtime: runtime,
-            local_addr,
-            accepting,
-            closing,
-            farewell,
-            open,
-            stats,
-            _keeper: keeper,
-        });
-    Ok(local_addr)
+impl FrontDoorPlugin {
+    /// Binds the listener, starts auth workers and connection handling, and wires the bridge
+    /// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
+    fn start(&self, app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
+        let config = self;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(network_threads())
+            .thread_name("hearth-net")
+            .on_thread_start(|| {
+                crate::priority::lower_this_thread(crate::priority::NETWORK_NICENESS)
+            })
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind(config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let (events, inbox) = crossbeam_channel::unbounded();
+        let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
+        let stats = Arc::new(NetStats::default());
+        let online = Arc::new(resume::OnlinePlayers::default());
+        let keeper = resume::Keeper::start(
+            Arc::clone(&online),
+            Arc::clone(&accounts),
+            config.resume_ttl,
+        )?;
+        let auth = auth::start_workers(
+            AUTH_WORKERS,
+            accounts,
+            events.clone(),
+            throttle,
+            Arc::clone(&stats),
+            config.resume_ttl,
+        );
+        let closing = CancellationToken::new();
+        let farewell = Arc::new(OnceLock::new());
+        let open = Arc::new(AtomicUsize::new(0));
+        let game_messages = Arc::new(
+            app.world()
+                .get_resource::<ClientMessageTypes>()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let ctx = ConnectionContext {
+            events,
+            auth,
+            game_messages,
+            registrations: Arc::new(admission::RegistrationLimit::new(
+                config.registrations_per_minute,
+            )),
+            idle_timeout: config.idle_timeout,
+            closing: closing.clone(),
+            farewell: Arc::clone(&farewell),
+            open: Arc::clone(&open),
+            stats: Arc::clone(&stats),
+            online,
+        };
+        let max_connections = fd_limit::fit_max_connections(config.max_connections);
+        let limits =
+            admission::ConnectionLimits::new(max_connections, config.max_connections_per_address);
+        let accepting = CancellationToken::new();
+        runtime.spawn(accept::run(listener, ctx, limits, accepting.clone()));
+        app.insert_resource(NetInbox(inbox))
+            .insert_resource(FrontDoor {
+                _runtime: runtime,
+                local_addr,
+                accepting,
+                closing,
+                farewell,
+                open,
+                stats,
+                _keeper: keeper,
+            });
+        Ok(local_addr)
+    }
 }

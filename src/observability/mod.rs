@@ -1,5 +1,5 @@
-//! Operations endpoints on an HTTP listener of their own (`ServerConfig::metrics_listen`,
-//! off by default): Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness
+//! Operations endpoints on an HTTP listener of their own ([`MetricsEndpointPlugin`], the
+//! `metrics_listen` key, off by default): Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness
 //! (`/readyz`). Everything here reads figures the server already keeps (store counters,
 //! tick stats, front door counters) at request time; nothing runs on the tick.
 
@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bevy_app::App;
-use hearth_components::ServerConfig;
+use bevy_app::{App, Plugin};
 use hearth_systems::TickMetrics;
 use hearth_systems::storage::StorePort;
 use prometheus_client::registry::Registry;
@@ -21,13 +20,56 @@ pub use collector::HearthCollector;
 pub use health::{Health, Readiness};
 pub use http::MetricsEndpoint;
 
-/// Serves the endpoints of `app` on `addr` (after the store and the front door are open, so
-/// their figures are there to read) and keeps the listener as the [`MetricsEndpoint`]
+/// Serves `/metrics`, `/healthz` and `/readyz` on `metrics_listen` when it is set. Opens in
+/// `Plugin::finish` after the store and the front door (added before it in
+/// [`crate::HearthPlugins`]), so their figures are there to read; publishes the bound address
+/// in [`crate::startup::BoundAddresses`] and records a failure to bind for the runner.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsEndpointPlugin {
+    /// HTTP address of the metrics and health endpoints; `None` (the default): not served.
+    /// Off by default so an operator opts in and chooses the interface (a private one, not
+    /// the game port's public one).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Plugin for MetricsEndpointPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<Readiness>();
+    }
+
+    fn finish(&self, app: &mut App) {
+        let Some(addr) = self.metrics_listen else {
+            return;
+        };
+        if app
+            .world()
+            .get_resource::<crate::startup::StartupFailures>()
+            .is_some_and(|f| !f.0.is_empty())
+        {
+            return; // the store or the front door failed: the runner exits before serving
+        }
+        match start(app, addr) {
+            Ok(local) => {
+                app.world_mut()
+                    .get_resource_or_init::<crate::startup::BoundAddresses>()
+                    .metrics = Some(local);
+            }
+            Err(source) => crate::startup::record(
+                app.world_mut(),
+                crate::startup::StartupFailure::Listen {
+                    what: "serve metrics on",
+                    addr,
+                    source,
+                },
+            ),
+        }
+    }
+}
+
+/// Serves the endpoints of `app` on `addr` and keeps the listener as the [`MetricsEndpoint`]
 /// resource. Returns the address it listens on (useful with port 0).
-pub fn start(app: &mut App, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+fn start(app: &mut App, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let world = app.world_mut();
-    let config = world.resource::<ServerConfig>();
-    let tick_period = Duration::from_secs_f64(1.0 / config.tick_rate);
     let readiness = world.get_resource_or_init::<Readiness>().clone();
     let store = world
         .get_resource::<StorePort>()
@@ -35,6 +77,9 @@ pub fn start(app: &mut App, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let tick = world
         .get_resource::<TickMetrics>()
         .map(|t| Arc::clone(&t.stats));
+    let tick_period = world
+        .get_resource::<TickMetrics>()
+        .map_or(Duration::ZERO, TickMetrics::budget);
     let (Some(store), Some(tick)) = (store, tick) else {
         return Err(std::io::Error::other(
             "the metrics endpoint needs the store and the metrics plugin",

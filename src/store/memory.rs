@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use futures_util::FutureExt;
-use hearth_components::{JoinRefusal, PlayerId, PlayerRecord, ServerConfig};
+use hearth_components::{JoinRefusal, PlayerId, PlayerRecord};
+
+use super::StoreSettings;
 use hearth_systems::storage::{
     JoinGrant, LeaseItem, PlayerStore, RefreshOutcome, RefreshResult, SaveItem, SaveOutcome,
     SaveResult, StoreCompletion, StoreInfo, StoreJob, StoreMetrics, StorePort,
@@ -277,7 +279,7 @@ struct Shared {
 impl MemoryStore {
     /// A store for the server `config` describes, on `backend`, and the port its systems
     /// use (the store completes jobs on the port's channel).
-    pub fn open(backend: Arc<MemoryBackend>, config: &ServerConfig) -> (Arc<Self>, StorePort) {
+    pub fn open(backend: Arc<MemoryBackend>, config: &StoreSettings) -> (Arc<Self>, StorePort) {
         let (completions, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             backend,
@@ -496,6 +498,7 @@ impl PlayerStore for MemoryStore {
             backend: "memory",
             durable: false,
             location: "process memory".into(),
+            lease_owner: self.shared.instance.clone(),
         }
     }
 

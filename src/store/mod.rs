@@ -3,15 +3,21 @@
 
 mod dispatch;
 pub mod memory;
+mod plugin;
 pub mod redis;
+mod settings;
 
 use std::sync::Arc;
 
-use hearth_components::{ServerConfig, StoreSelection};
+use hearth_components::StoreSelection;
 use hearth_systems::storage::{PlayerStore, StorePort};
 
 pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
+pub use plugin::{
+    AccountStores, AdvertisedListen, StorePlugin, account_stores, memory_account_stores,
+};
+pub use settings::StoreSettings;
 
 /// Why a store could not be opened at start.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +38,16 @@ pub enum OpenError {
 /// Opens the store the config selects and returns the port systems use. For Redis this
 /// connects (bounded by `store_timeout`) and fails with an error naming the URL when Redis
 /// cannot be reached.
-pub fn open(config: &ServerConfig) -> Result<StorePort, OpenError> {
+pub fn open(config: &StoreSettings) -> Result<StorePort, OpenError> {
     open_with_backend(config).map(|(port, _)| port)
 }
 
 /// [`open`], also returning the memory backend when the store is memory, so the front
 /// door's accounts can see its leases (a resume token is not spent on a player online).
 pub fn open_with_backend(
-    config: &ServerConfig,
+    config: &StoreSettings,
 ) -> Result<(StorePort, Option<Arc<MemoryBackend>>), OpenError> {
-    match &config.store {
+    match &config.selection {
         StoreSelection::Memory => {
             let backend = MemoryBackend::new(StoreClock::Real(std::time::Instant::now()));
             let port = MemoryStore::open(Arc::clone(&backend), config).1;

@@ -29,13 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
-use hearth_components::{PlayerId, PlayerRecord, ServerConfig, StoreSelection};
+use hearth_components::{PlayerId, PlayerRecord, StoreSelection};
 use hearth_systems::storage::{PlayerStore, StorePort};
 use redis::{Commands, RedisResult, Script};
 
 use super::{TestServer, TestStore};
-use crate::store::RedisStore;
+use crate::config::ServerConfig;
 use crate::store::redis::{ClusterUrl, Keys, cluster};
+use crate::store::{RedisStore, StoreSettings};
 
 /// Shortens every lease TTL under a prefix by ARGV[2] ms; deletes leases that reach 0.
 const ADVANCE_LEASES_LUA: &str = r#"
@@ -120,8 +121,8 @@ impl RedisTestStore {
     /// or a cluster's `redis+cluster://host:port,...`, without credentials, whose default
     /// user may run `ACL` and `CLIENT PAUSE` — connecting as the server's own ACL user
     /// (created on every master). Returns the port for the app and the store for the test.
-    /// `config.store` is ignored.
-    pub fn open(admin_url: &str, config: &ServerConfig) -> (StorePort, Arc<Self>) {
+    /// `config.selection` is ignored.
+    pub fn open(admin_url: &str, config: &StoreSettings) -> (StorePort, Arc<Self>) {
         assert!(
             !admin_url.contains('@'),
             "the fixture needs a URL without credentials, got {admin_url}"
@@ -149,7 +150,7 @@ impl RedisTestStore {
                 .unwrap_or_else(|e| panic!("creating ACL user {store_user}: {e}"));
         }
         let mut store_config = config.clone();
-        store_config.store = StoreSelection::parse(&store_url).expect("a store URL");
+        store_config.selection = StoreSelection::parse(&store_url).expect("a store URL");
         let (tx, rx) = unbounded();
         let store = Arc::new(
             RedisStore::open(&store_config, &store_url, tx)
@@ -363,7 +364,7 @@ impl TestServer {
     /// A server on the Redis (or Redis Cluster) at `admin_url` (see
     /// [`RedisTestStore::open`]) with `config`.
     pub fn on_redis(admin_url: &str, config: ServerConfig) -> Self {
-        let (port, store) = RedisTestStore::open(admin_url, &config);
+        let (port, store) = RedisTestStore::open(admin_url, &config.store.settings);
         Self::on_store(config, port, store)
     }
 }

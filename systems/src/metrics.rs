@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bevy_app::{App, First, Last, Plugin};
 use bevy_ecs::prelude::*;
-use bevy_time::{Real, Time, Timer, TimerMode};
-use hearth_components::{JoinRefused, OwnershipLost, PlayerJoined, PlayerLeft, ServerConfig};
+use bevy_time::{Fixed, Real, Time, Timer, TimerMode};
+use hearth_components::{JoinRefused, OwnershipLost, PlayerJoined, PlayerLeft};
 
 use crate::persistence::FlushStats;
 use crate::sessions::OnlinePlayers;
@@ -90,6 +90,11 @@ pub struct TickMetrics {
 }
 
 impl TickMetrics {
+    /// A frame longer than this is an overrun: the fixed timestep.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
     /// Players dropped because another server owns their lease.
     pub fn ownership_lost(&self) -> u64 {
         self.stats.ownership_lost.load(Ordering::Relaxed)
@@ -299,30 +304,25 @@ fn log_summary(world: &mut World) {
 }
 
 /// Frame timing, plus a metrics summary in the log every `metrics_interval` in verbose mode.
+/// A frame longer than one fixed timestep (`Time<Fixed>`, set from the `tick_rate` key) is
+/// an overrun.
+#[derive(Clone, Debug)]
 pub struct MetricsPlugin {
-    /// Log a summary this often (`ServerConfig::verbose` and `metrics_interval`); `None`: no
-    /// summary.
-    pub summary_interval: Option<Duration>,
-    /// The summary warns when a store p99 exceeds this (`ServerConfig::latency_warn`).
+    /// Verbose mode: log a summary every `metrics_interval` (the `verbose` key).
+    pub verbose: bool,
+    /// How often verbose mode logs a summary (the `metrics_interval` key).
+    pub metrics_interval: Duration,
+    /// The summary warns when a store p99 exceeds this (the `latency_warn` key).
     pub latency_warn: Duration,
-    /// A frame longer than this is an overrun (1 / `ServerConfig::tick_rate`).
-    pub tick_budget: Duration,
-}
-
-impl From<&ServerConfig> for MetricsPlugin {
-    fn from(config: &ServerConfig) -> Self {
-        Self {
-            summary_interval: config.verbose.then_some(config.metrics_interval),
-            latency_warn: config.latency_warn,
-            tick_budget: Duration::from_secs_f64(1.0 / config.tick_rate),
-        }
-    }
 }
 
 impl Default for MetricsPlugin {
-    /// The settings of `ServerConfig::default()`: one place holds every default.
     fn default() -> Self {
-        Self::from(&ServerConfig::default())
+        Self {
+            verbose: false,
+            metrics_interval: Duration::from_secs(120),
+            latency_warn: Duration::from_millis(50),
+        }
     }
 }
 
@@ -330,17 +330,28 @@ impl Plugin for MetricsPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(TickMetrics {
             started: None,
-            budget: self.tick_budget,
+            budget: Time::<Fixed>::default().timestep(),
             stats: Arc::default(),
         })
         .add_systems(First, start_frame)
         .add_systems(Last, end_frame);
-        if let Some(interval) = self.summary_interval {
+        if self.verbose {
             app.insert_resource(SummaryTimer(
-                Timer::new(interval, TimerMode::Repeating),
+                Timer::new(self.metrics_interval, TimerMode::Repeating),
                 self.latency_warn,
             ))
             .add_systems(Last, log_summary);
+        }
+    }
+
+    /// The tick budget is the fixed timestep, read once every plugin has set it.
+    fn finish(&self, app: &mut App) {
+        if let Some(timestep) = app
+            .world()
+            .get_resource::<Time<Fixed>>()
+            .map(Time::timestep)
+        {
+            app.world_mut().resource_mut::<TickMetrics>().budget = timestep;
         }
     }
 }

@@ -21,8 +21,7 @@ use bevy_ecs::world::{DeferredWorld, EntityRefExcept};
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerSnapshot,
-    SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue, ServerConfig,
-    UnknownSections,
+    SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue, UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -568,24 +567,19 @@ fn apply_save_results(
     }
 }
 
-/// Persistence by change detection, batch flush and save result handling.
+/// Persistence by change detection, paced flushes and save result handling.
+#[derive(Clone, Debug)]
 pub struct PersistencePlugin {
-    /// Each dirty player is saved within this of becoming dirty (`ServerConfig::flush_interval`).
+    /// Each dirty player is saved within this of becoming dirty; saves are paced over the
+    /// interval rather than sent in one burst (the `flush_interval` key).
     pub flush_interval: Duration,
 }
 
-impl From<&ServerConfig> for PersistencePlugin {
-    fn from(config: &ServerConfig) -> Self {
-        Self {
-            flush_interval: config.flush_interval,
-        }
-    }
-}
-
 impl Default for PersistencePlugin {
-    /// The settings of `ServerConfig::default()`: one place holds every default.
     fn default() -> Self {
-        Self::from(&ServerConfig::default())
+        Self {
+            flush_interval: Duration::from_secs(30),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, Leaving, OwnershipLost,
-    PlayerId, PlayerJoined, SaveNowPending, SaveState, ServerConfig, SessionOwner, UnknownSections,
+    PlayerId, PlayerJoined, SaveNowPending, SaveState, SessionOwner, UnknownSections,
 };
 
 use crate::persistence::{PersistenceSystems, PersistentRegistry};
@@ -120,7 +120,6 @@ fn request_joins(
     mut requests: MessageReader<JoinRequest>,
     mut online: ResMut<OnlinePlayers>,
     mut pending: ResMut<PendingJoins>,
-    config: Res<ServerConfig>,
     port: Res<StorePort>,
     (shutting_down, draining): (Option<Res<ShuttingDown>>, Option<Res<Draining>>),
     mut refused: MessageWriter<JoinRefused>,
@@ -144,7 +143,7 @@ fn request_joins(
                 player: request.player,
                 origin: request.origin,
                 reason: JoinRefusal::AlreadyOnline {
-                    owner: config.lease_owner(),
+                    owner: port.info().lease_owner,
                 },
             });
             continue;
@@ -164,7 +163,6 @@ fn request_joins(
 #[allow(clippy::too_many_arguments)]
 fn spawn_joined_players(
     time: Res<Time<Real>>,
-    config: Res<ServerConfig>,
     registry: Res<PersistentRegistry>,
     port: Res<StorePort>,
     mut completed: MessageReader<JoinCompleted>,
@@ -201,7 +199,7 @@ fn spawn_joined_players(
             },
             SessionOwner {
                 lease_key: grant.lease_key.clone(),
-                owner: config.lease_owner(),
+                owner: port.info().lease_owner,
                 last_refresh: time.elapsed(),
             },
             JustLoaded,
@@ -333,23 +331,18 @@ fn apply_refresh_results(
 }
 
 /// Joining, leaving and keeping session leases alive.
+#[derive(Clone, Debug)]
 pub struct SessionPlugin {
-    /// How often every lease is refreshed (`ServerConfig::lease_refresh_interval`).
+    /// How often every lease is refreshed (the `lease_refresh_interval` key); well below the
+    /// store's `lease_ttl`.
     pub lease_refresh_interval: Duration,
 }
 
-impl From<&ServerConfig> for SessionPlugin {
-    fn from(config: &ServerConfig) -> Self {
-        Self {
-            lease_refresh_interval: config.lease_refresh_interval,
-        }
-    }
-}
-
 impl Default for SessionPlugin {
-    /// The settings of `ServerConfig::default()`: one place holds every default.
     fn default() -> Self {
-        Self::from(&ServerConfig::default())
+        Self {
+            lease_refresh_interval: Duration::from_secs(20),
+        }
     }
 }
 

@@ -4,83 +4,89 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hearth::HearthPlugins;
+use hearth::config::ServerConfig;
+use hearth::demo_game::DemoGamePlugin;
 use hearth::net::accounts::AccountStoreFactory;
-use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
-use hearth_components::ServerConfig;
+use hearth::store::{AccountStores, MemoryBackend, MemoryStore, StoreClock};
+use hearth::testing::ServerThread;
 use hearth_systems::storage::StorePort;
 use serde_json::{Value, json};
 
 /// How long a client waits for an expected message before failing the test.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(15);
 
-/// A server running in this process on real time, reachable over TCP.
+/// A server running in this process on real time, reachable over TCP: the demo game on
+/// `HearthPlugins`, run by Hearth's runner on a thread ([`ServerThread`]).
 pub struct NetServer {
     pub addr: SocketAddr,
     pub backend: Option<Arc<MemoryBackend>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<i32>>,
+    server: ServerThread,
 }
 
 impl NetServer {
     /// A server on a fresh memory store.
-    pub fn memory(mut config: ServerConfig) -> Self {
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-        let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
-        let accounts = hearth::net::memory_account_stores(Arc::clone(&backend));
-        let mut server = Self::start(config, port, accounts);
-        server.backend = Some(backend);
-        server
+    pub fn memory(config: ServerConfig) -> Self {
+        Self::memory_with(config, |_| {})
     }
 
     /// A server on a fresh memory store whose app `setup` extends (a game's plugin, say)
-    /// before the front door opens.
+    /// before its plugins open what they own.
     pub fn memory_with(
-        mut config: ServerConfig,
+        config: ServerConfig,
         setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
     ) -> Self {
-        config.listen = "127.0.0.1:0".parse().unwrap();
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-        let (_, port) = MemoryStore::open(Arc::clone(&backend), &config);
-        let accounts = hearth::net::memory_account_stores(Arc::clone(&backend));
+        let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
+        let accounts = hearth::store::memory_account_stores(Arc::clone(&backend));
         let mut server = Self::start_with(config, port, accounts, setup);
         server.backend = Some(backend);
         server
     }
 
-    /// A server on the store and accounts given.
-    pub fn start(config: ServerConfig, port: StorePort, accounts: AccountStoreFactory) -> Self {
-        Self::start_with(config, port, accounts, |_| {})
+    /// A server on the store `config` selects, opened by its own `StorePlugin` as the binary
+    /// opens it; it listens on a free port of 127.0.0.1.
+    pub fn start(mut config: ServerConfig) -> Self {
+        config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+        let server = ServerThread::start(move || {
+            let mut app = bevy_app::App::new();
+            app.add_plugins(HearthPlugins::new(config))
+                .add_plugins(DemoGamePlugin);
+            app
+        })
+        .expect("the server starts");
+        Self {
+            addr: server.game_addr(),
+            backend: None,
+            server,
+        }
     }
 
-    /// A server on the store and accounts given, whose app `setup` extends first.
+    /// A server on the store and accounts given, whose app `setup` extends first. It listens
+    /// on a free port of 127.0.0.1, whatever `config` says.
     pub fn start_with(
-        config: ServerConfig,
+        mut config: ServerConfig,
         port: StorePort,
         accounts: AccountStoreFactory,
         setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
     ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        // The app is not Send: build it on the thread that runs it.
-        let thread = std::thread::spawn(move || {
-            let mut app = hearth::build_app(config, port);
+        config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+        let server = ServerThread::start(move || {
+            let mut app = bevy_app::App::new();
+            app.insert_resource(port)
+                .insert_resource(AccountStores(accounts))
+                .add_plugins(HearthPlugins::new(config))
+                .add_plugins(DemoGamePlugin);
             setup(&mut app);
-            let addr = hearth::net::start(&mut app, accounts).expect("front door starts");
-            addr_tx.send(addr).unwrap();
-            hearth::server::run(app, flag)
-        });
-        let addr = addr_rx.recv().expect("server thread reports its address");
+            app
+        })
+        .expect("the server starts");
         Self {
-            addr,
+            addr: server.game_addr(),
             backend: None,
-            stop,
-            thread: Some(thread),
+            server,
         }
     }
 
@@ -90,30 +96,13 @@ impl NetServer {
     }
 
     /// Stops the server gracefully and returns its exit code.
-    pub fn stop(mut self) -> i32 {
-        self.stop_inner()
+    pub fn stop(self) -> i32 {
+        self.server.stop()
     }
 
     /// Waits for the server to stop by itself (a drain) and returns its exit code.
-    pub fn join(mut self) -> i32 {
-        self.thread
-            .take()
-            .map_or(0, |t| t.join().expect("server thread"))
-    }
-
-    fn stop_inner(&mut self) -> i32 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .map_or(0, |t| t.join().expect("server thread"))
-    }
-}
-
-impl Drop for NetServer {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_inner();
-        }
+    pub fn join(self) -> i32 {
+        self.server.join()
     }
 }
 

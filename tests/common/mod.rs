@@ -10,9 +10,9 @@ pub mod redis_server;
 
 use std::sync::Arc;
 
+use hearth::config::ServerConfig;
 use hearth::store::{MemoryBackend, StoreClock};
 use hearth::testing::{TestServer, test_config};
-use hearth_components::ServerConfig;
 
 /// Makes test servers that share one store (so two servers can contend for a lease).
 pub trait StoreFactory {

@@ -104,12 +104,19 @@ mod tests {
     use super::*;
     use crate::PlayerRecord;
 
+    /// A game's section, as a game would define it.
+    #[derive(serde::Serialize)]
+    struct Progress {
+        xp: u64,
+        level: u32,
+    }
+
     #[test]
     fn snapshot_encodes_as_a_decodable_record_keeping_unknown_sections() {
         let snap = PlayerSnapshot {
             player: PlayerId(9),
             seq: 3,
-            sections: vec![("progress", Box::new(crate::Progress { xp: 5, level: 1 }))],
+            sections: vec![("progress", Box::new(Progress { xp: 5, level: 1 }))],
             unknown: BTreeMap::from([("pet".to_string(), serde_json::json!({"name": "rex"}))]),
         };
         let bytes = snap.encode().unwrap();

@@ -65,7 +65,7 @@ fn on_redis_the_inventory_survives_logout_login_and_a_new_server() {
     let redis = redis_server::RedisServer::start();
     let config = |instance: &str| {
         let mut config = test_config(instance);
-        config.store = StoreSelection::Redis(redis.url());
+        config.store.settings.selection = StoreSelection::Redis(redis.url());
         config
     };
 

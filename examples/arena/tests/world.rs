@@ -7,7 +7,7 @@ use arena::{
 };
 use hearth::components::Dirty;
 use hearth::prelude::*;
-use hearth::testing::test_config;
+use hearth::testing::{TestServer, test_config};
 use serde_json::json;
 
 fn arena() -> TestServer {

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::store::StoreSettings;
 use crossbeam_channel::Sender;
-use hearth_components::ServerConfig;
 use hearth_systems::storage::{
     Lane, PlayerStore, StoreCompletion, StoreInfo, StoreJob, StoreMetrics,
 };
@@ -95,7 +95,7 @@ impl RedisStore {
     /// `redis+cluster://...` — (checking it answers and accepts the scripts) and starts the
     /// lane workers. Completions go to `completions`.
     pub fn open(
-        config: &ServerConfig,
+        config: &StoreSettings,
         url: &str,
         completions: Sender<StoreCompletion>,
     ) -> Result<Self, OpenError> {
@@ -131,7 +131,7 @@ impl RedisStore {
             lease_ttl_ms,
             lease_ttl: config.lease_ttl,
             registration: Registration::new(config, &keys, lease_ttl_ms),
-            heartbeat: config.lease_refresh_interval,
+            heartbeat: config.registration_heartbeat(),
             keys,
             scripts: Scripts::default(),
             chunk: config.batch_chunk.max(1),
@@ -247,6 +247,7 @@ impl PlayerStore for RedisStore {
             backend: self.shared.backend,
             durable: true,
             location: self.shared.location.clone(),
+            lease_owner: self.shared.instance.clone(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use hearth_components::ServerConfig;
+use crate::store::StoreSettings;
 use redis::Value;
 
 use super::conn::LaneConn;
@@ -36,7 +36,7 @@ pub enum Held {
 
 impl Registration {
     /// The registration of the process `config` describes, starting now.
-    pub fn new(config: &ServerConfig, keys: &Keys, ttl_ms: u64) -> Self {
+    pub fn new(config: &StoreSettings, keys: &Keys, ttl_ms: u64) -> Self {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
@@ -44,7 +44,7 @@ impl Registration {
             "owner": config.lease_owner(),
             "host": host,
             "pid": std::process::id(),
-            "listen": config.listen.to_string(),
+            "listen": config.listen.map(|addr| addr.to_string()).unwrap_or_default(),
             "started": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         })
         .to_string();

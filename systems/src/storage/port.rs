@@ -138,6 +138,9 @@ pub struct StoreInfo {
     pub durable: bool,
     /// Where the data lives (a URL, or `process memory`).
     pub location: String,
+    /// The value of every lease this process holds through this store
+    /// (`<instance_id>/<boot token>`): the owner a join's `SessionOwner` records.
+    pub lease_owner: String,
 }
 
 /// A store backend behind the port.

@@ -1,45 +1,28 @@
 //! The swarm against a real Hearth server running in this process: every bot logs in,
 //! plays, and the run keeps its promises. No timing is asserted (limits are lenient).
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
 use clap::Parser;
-use hearth::components::ServerConfig;
-use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
+use hearth::prelude::*;
+use hearth::testing::ServerThread;
 use hearth_swarm::Config;
 
-/// A default server on a fresh memory store and a free port, as `NetServer::memory` in the
-/// root crate's tests builds it. Returns its address, its stop flag and its thread.
-fn start_server() -> (
-    std::net::SocketAddr,
-    Arc<AtomicBool>,
-    std::thread::JoinHandle<i32>,
-) {
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-    let (_, port) = MemoryStore::open(backend, &config);
-    let accounts = hearth::net::account_stores(&config).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    // The app is not Send: build it on the thread that runs it.
-    let thread = std::thread::spawn(move || {
-        let mut app = hearth::build_app(config, port);
-        let addr = hearth::net::start(&mut app, accounts).expect("front door starts");
-        addr_tx.send(addr).unwrap();
-        hearth::server::run(app, flag)
-    });
-    (addr_rx.recv().unwrap(), stop, thread)
+/// The default server (memory store, demo game) on a free port, as the binary runs it.
+fn start_server() -> ServerThread {
+    let mut config = ServerConfig::default();
+    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+    ServerThread::start(move || {
+        let mut app = App::new();
+        app.add_plugins(HearthPlugins::new(config))
+            .add_plugins(hearth::demo_game::DemoGamePlugin);
+        app
+    })
+    .expect("the server starts")
 }
 
 #[test]
 fn twenty_bots_log_in_play_and_keep_every_promise() {
-    let (addr, stop, server) = start_server();
+    let server = start_server();
+    let addr = server.game_addr();
     let config = Config::parse_from([
         "hearth-swarm",
         "--addr",
@@ -103,8 +86,7 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
     assert_eq!(report.steps[0].online, 8);
     assert_eq!(report.steps[0].login_failures, 0);
 
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(server.join().unwrap(), 0, "every player saved on shutdown");
+    assert_eq!(server.stop(), 0, "every player saved on shutdown");
 }
 
 #[test]

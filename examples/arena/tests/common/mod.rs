@@ -3,51 +3,39 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arena::ArenaPlugin;
 use hearth::prelude::*;
+use hearth::testing::ServerThread;
 use serde_json::{Value, json};
 
 /// How long a client waits for a line before failing the test (a guard against a hang, not
 /// a timing assertion).
 pub const CLIENT_WAIT: Duration = Duration::from_secs(15);
 
-/// The arena server in this process, on the store `config` selects, until stopped or dropped.
+/// The arena server in this process, on the store `config` selects, until stopped or dropped:
+/// `App::new().add_plugins(HearthPlugins::new(config)).add_plugins(ArenaPlugin)`, run by
+/// Hearth's runner as the binary runs it, listening on a free port of 127.0.0.1.
 pub struct ArenaServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<i32>>,
+    server: ServerThread,
 }
 
 impl ArenaServer {
-    /// Opens the store and accounts `config` selects (as the binary does) and starts the
-    /// arena listening on a free port of 127.0.0.1.
+    /// Starts the arena (its plugins open the store and accounts `config` selects).
     pub fn start(mut config: ServerConfig) -> Self {
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let port = hearth::store::open(&config).expect("the store opens");
-        let accounts = hearth::net::account_stores(&config).expect("the accounts open");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        // The app is not Send: build it on the thread that runs it.
-        let thread = std::thread::spawn(move || {
-            let mut app = hearth::server::build_core_app(config, port);
-            app.add_plugins(ArenaPlugin);
-            let addr = hearth::net::start(&mut app, accounts).expect("the front door opens");
-            addr_tx.send(addr).unwrap();
-            hearth::server::run(app, flag)
-        });
-        let addr = addr_rx
-            .recv()
-            .expect("the server thread reports its address");
+        config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+        let server = ServerThread::start(move || {
+            let mut app = App::new();
+            app.add_plugins(HearthPlugins::new(config))
+                .add_plugins(ArenaPlugin);
+            app
+        })
+        .expect("the arena starts");
         Self {
-            addr,
-            stop,
-            thread: Some(thread),
+            addr: server.game_addr(),
+            server,
         }
     }
 
@@ -57,23 +45,8 @@ impl ArenaServer {
     }
 
     /// Stops the server gracefully (everyone saved) and returns its exit code.
-    pub fn stop(mut self) -> i32 {
-        self.stop_thread()
-    }
-
-    fn stop_thread(&mut self) -> i32 {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .map_or(0, |t| t.join().expect("the server thread"))
-    }
-}
-
-impl Drop for ArenaServer {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_thread();
-        }
+    pub fn stop(self) -> i32 {
+        self.server.stop()
     }
 }
 

@@ -2,10 +2,14 @@
 //! overridden by command-line flags. Invalid values are refused with the key named.
 //!
 //! Every key is declared once, in [`KEYS`]: its name (the file key; the flag is the name
-//! with dashes, the variable `HEARTH_` and the name in capitals), its `--help` line and how
-//! its text sets [`ServerConfig`]. Its default is `ServerConfig::default()`'s, its checks
-//! are `ServerConfig::validate`'s: the file, the environment and the flags all go through
-//! the same table.
+//! with dashes, the variable `HEARTH_` and the name in capitals), its `--help` line and which
+//! plugin's setting its text sets in [`ServerConfig`]. Its default is that plugin's
+//! `Default`, its checks are `ServerConfig::validate`'s: the file, the environment and the
+//! flags all go through the same table.
+
+mod server_config;
+
+pub use server_config::ServerConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser};
-use hearth_components::{ConfigError, ServerConfig, StoreSelection};
+use hearth_components::{ConfigError, StoreSelection};
 
 /// One configuration key.
 pub struct Key {
@@ -22,7 +26,7 @@ pub struct Key {
     pub name: &'static str,
     /// What it sets (the `--help` line).
     pub help: &'static str,
-    set: fn(&mut ServerConfig, &str) -> Result<(), String>,
+    set: fn(&mut ServerConfig, &str) -> Result<(), ValueError>,
 }
 
 impl Key {
@@ -38,7 +42,8 @@ impl Key {
 
     /// Sets `config` from `text`; a refusal names the key and quotes the value.
     fn apply(&self, config: &mut ServerConfig, text: &str) -> Result<(), ConfigError> {
-        (self.set)(config, text).map_err(|reason| {
+        (self.set)(config, text).map_err(|error| {
+            let reason = error.to_string();
             // A store URL may carry a password: quoted redacted, and only once.
             let shown = if self.name == "store" {
                 crate::store::redis::redact_url(text.trim())
@@ -54,112 +59,134 @@ impl Key {
     }
 }
 
-/// A [`Key`] for the field of the same name, parsed by `$parse`.
+/// A [`Key`] called `$name` that sets `$setting` (a plugin's field, as reached from
+/// [`ServerConfig`]), parsed by `$parse`.
 macro_rules! key {
-    ($name:ident, $help:literal, $parse:expr) => {
+    ($name:ident => $($setting:ident).+, $help:literal, $parse:expr) => {
         Key {
             name: stringify!($name),
             help: $help,
             set: |config, text| {
-                config.$name = ($parse)(text)?;
+                config.$($setting).+ = ($parse)(text)?;
                 Ok(())
             },
         }
     };
 }
 
+/// Why a key's text is not a value of its kind. [`Key::apply`] names the key and quotes the
+/// text (a store URL redacted).
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("expected a duration with a unit such as 500ms, 30s or 2m: {0}")]
+    Duration(#[from] humantime::DurationError),
+    #[error("expected a whole number: {0}")]
+    Count(#[from] std::num::ParseIntError),
+    #[error("expected a number: {0}")]
+    Number(#[from] std::num::ParseFloatError),
+    #[error("expected true or false")]
+    Switch,
+    #[error("expected host:port: {0}")]
+    Address(#[from] std::net::AddrParseError),
+    #[error("{0}")]
+    Store(String),
+}
+
 /// Every configuration key, in `--help` order.
 pub const KEYS: &[Key] = &[
     key!(
-        store,
+        store => store.settings.selection,
         "`memory`, a Redis URL such as redis://127.0.0.1:6379/0, or a Redis Cluster's nodes such as redis+cluster://10.0.0.1:7000,10.0.0.2:7000.",
         parse_store
     ),
     key!(
-        flush_interval,
-        "How often dirty players are saved in one batch (e.g. 30s).",
+        flush_interval => persistence.flush_interval,
+        "Each dirty player is saved within this of changing; saves are paced over it (e.g. 30s).",
         parse_duration
     ),
     key!(
-        lease_ttl,
+        lease_ttl => store.settings.lease_ttl,
         "Session lease lifetime without refresh (e.g. 60s).",
         parse_duration
     ),
     key!(
-        lease_refresh_interval,
+        lease_refresh_interval => sessions.lease_refresh_interval,
         "How often all leases are refreshed (e.g. 20s).",
         parse_duration
     ),
-    key!(tick_rate, "Game ticks per second.", parse_number::<f64>),
-    key!(key_prefix, "Prefix of every store key.", parse_text),
     key!(
-        instance_id,
+        tick_rate => tick.tick_rate, "Game ticks per second.", parse_rate),
+    key!(
+        key_prefix => store.settings.key_prefix, "Prefix of every store key.", parse_text),
+    key!(
+        instance_id => store.settings.instance_id,
         "This server's instance id (generated when unset).",
         parse_text
     ),
     key!(
-        shutdown_deadline,
+        shutdown_deadline => runner.shutdown_deadline,
         "How long shutdown may spend saving everyone.",
         parse_duration
     ),
     key!(
-        store_timeout,
+        store_timeout => store.settings.store_timeout,
         "Upper bound on any single store call.",
         parse_duration
     ),
     key!(
-        batch_chunk,
+        batch_chunk => store.settings.batch_chunk,
         "Saves or refreshes per pipelined round trip.",
         parse_count::<usize>
     ),
     key!(
-        durable_replicas,
+        durable_replicas => store.settings.durable_replicas,
         "Replicas that must confirm each save (WAIT) before it counts as durable; 0: the master's reply.",
         parse_count::<u32>
     ),
     key!(
-        metrics_interval,
+        metrics_interval => metrics.metrics_interval,
         "How often verbose mode logs a metrics summary.",
         parse_duration
     ),
     key!(
-        latency_warn,
+        latency_warn => metrics.latency_warn,
         "Verbose mode warns when a store p99 latency exceeds this.",
         parse_duration
     ),
-    key!(listen, "TCP address for game clients.", parse_addr),
     key!(
-        metrics_listen,
+        listen => front_door.listen, "TCP address for game clients.", parse_addr),
+    key!(
+        metrics_listen => metrics_endpoint.metrics_listen,
         "HTTP address for /metrics, /healthz and /readyz (off when unset or `off`).",
         parse_optional_addr
     ),
     key!(
-        idle_timeout,
+        idle_timeout => front_door.idle_timeout,
         "Clients silent this long are disconnected (e.g. 30s).",
         parse_duration
     ),
     key!(
-        registrations_per_minute,
+        registrations_per_minute => front_door.registrations_per_minute,
         "Accounts one client address may register per minute.",
         parse_count::<u32>
     ),
     key!(
-        max_connections,
+        max_connections => front_door.max_connections,
         "Client connections served at once.",
         parse_count::<usize>
     ),
     key!(
-        max_connections_per_address,
+        max_connections_per_address => front_door.max_connections_per_address,
         "Client connections served at once from one address.",
         parse_count::<usize>
     ),
     key!(
-        resume_ttl,
+        resume_ttl => front_door.resume_ttl,
         "How long a resume token stays usable after the player was last online (e.g. 10m).",
         parse_duration
     ),
     key!(
-        verbose,
+        verbose => metrics.verbose,
         "Verbose logs and periodic metric summaries (also -v).",
         parse_switch
     ),
@@ -339,14 +366,14 @@ pub fn load_with_source(cli: &Cli) -> Result<(ServerConfig, Option<PathBuf>), Lo
     for key in KEYS {
         if let Some(text) = cli.settings.get(key.name) {
             // A switch given on the command line adds to the file's, never turns it off.
-            if key.name == "verbose" && config.verbose {
+            if key.name == "verbose" && config.metrics.verbose {
                 continue;
             }
             key.apply(&mut config, text)?;
         }
     }
-    if config.instance_id.is_empty() {
-        config.instance_id = generate_instance_id();
+    if config.store.settings.instance_id.is_empty() {
+        config.store.settings.instance_id = generate_instance_id();
     }
     config.validate()?;
     Ok((config, path))
@@ -369,61 +396,52 @@ pub fn generate_instance_id() -> String {
 }
 
 /// Parses a duration with a unit: `500ms`, `30s`, `2m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("expected a duration with a unit such as 500ms, 30s or 2m: {e}"))
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    Ok(humantime::parse_duration(text.trim())?)
 }
 
 /// Parses a whole number (a count or a limit) that fits the field.
 fn parse_count<T: std::str::FromStr<Err = std::num::ParseIntError>>(
     text: &str,
-) -> Result<T, String> {
-    text.trim()
-        .parse::<T>()
-        .map_err(|e| format!("expected a whole number: {e}"))
+) -> Result<T, ValueError> {
+    Ok(text.trim().parse::<T>()?)
 }
 
-/// Parses a number.
-fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    text.trim()
-        .parse::<T>()
-        .map_err(|e| format!("expected a number: {e}"))
+/// Parses a number of ticks per second.
+fn parse_rate(text: &str) -> Result<f64, ValueError> {
+    Ok(text.trim().parse::<f64>()?)
 }
 
 /// Any text, as given.
-fn parse_text(text: &str) -> Result<String, String> {
+fn parse_text(text: &str) -> Result<String, ValueError> {
     Ok(text.to_string())
 }
 
 /// `true`/`false` and their usual spellings (`1`/`0`, `yes`/`no`, `on`/`off`).
-fn parse_switch(text: &str) -> Result<bool, String> {
+fn parse_switch(text: &str) -> Result<bool, ValueError> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err("expected true or false".into()),
+        _ => Err(ValueError::Switch),
     }
 }
 
 /// A store selection; the refusal is quoted (password redacted) by [`Key::apply`].
-fn parse_store(text: &str) -> Result<StoreSelection, String> {
-    let selection = StoreSelection::parse(text)?;
+fn parse_store(text: &str) -> Result<StoreSelection, ValueError> {
+    let selection = StoreSelection::parse(text).map_err(|e| ValueError::Store(e.to_string()))?;
     if let StoreSelection::RedisCluster(url) = &selection {
-        crate::store::redis::ClusterUrl::parse(url)?;
+        crate::store::redis::ClusterUrl::parse(url)
+            .map_err(|e| ValueError::Store(e.to_string()))?;
     }
     Ok(selection)
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|e| format!("expected host:port: {e}"))
+fn parse_addr(text: &str) -> Result<SocketAddr, ValueError> {
+    Ok(text.trim().parse()?)
 }
 
 /// `off` (or nothing) for no listener, else `host:port`.
-fn parse_optional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+fn parse_optional_addr(text: &str) -> Result<Option<SocketAddr>, ValueError> {
     match text.trim() {
         "" | "off" => Ok(None),
         addr => parse_addr(addr).map(Some),
@@ -441,15 +459,23 @@ mod tests {
             cli.config = Some(empty_config());
             load(&cli)
         };
-        assert_eq!(with(&[]).unwrap().metrics_listen, None, "off by default");
+        assert_eq!(
+            with(&[]).unwrap().metrics_endpoint.metrics_listen,
+            None,
+            "off by default"
+        );
         assert_eq!(
             with(&["--metrics-listen", "127.0.0.1:9477"])
                 .unwrap()
+                .metrics_endpoint
                 .metrics_listen,
             Some("127.0.0.1:9477".parse().unwrap())
         );
         assert_eq!(
-            with(&["--metrics-listen", "off"]).unwrap().metrics_listen,
+            with(&["--metrics-listen", "off"])
+                .unwrap()
+                .metrics_endpoint
+                .metrics_listen,
             None
         );
         let refused = with(&["--metrics-listen", "9477"]).unwrap_err().to_string();
@@ -485,13 +511,16 @@ mod tests {
             ..Cli::default()
         })
         .unwrap();
-        assert_eq!(config.flush_interval, Duration::from_secs(30));
-        assert_eq!(config.lease_ttl, Duration::from_secs(60));
-        assert_eq!(config.lease_refresh_interval, Duration::from_secs(20));
-        assert_eq!(config.key_prefix, "hearth");
-        assert_eq!(config.store, StoreSelection::Memory);
+        assert_eq!(config.persistence.flush_interval, Duration::from_secs(30));
+        assert_eq!(config.store.settings.lease_ttl, Duration::from_secs(60));
+        assert_eq!(
+            config.sessions.lease_refresh_interval,
+            Duration::from_secs(20)
+        );
+        assert_eq!(config.store.settings.key_prefix, "hearth");
+        assert_eq!(config.store.settings.selection, StoreSelection::Memory);
         assert!(
-            !config.instance_id.is_empty(),
+            !config.store.settings.instance_id.is_empty(),
             "an instance id is generated"
         );
     }
@@ -513,11 +542,14 @@ mod tests {
         ]);
         args.config = Some(path);
         let config = load(&args).unwrap();
-        assert_eq!(config.flush_interval, Duration::from_millis(500));
-        assert_eq!(config.key_prefix, "game");
-        assert_eq!(config.tick_rate, 30.0);
         assert_eq!(
-            config.store,
+            config.persistence.flush_interval,
+            Duration::from_millis(500)
+        );
+        assert_eq!(config.store.settings.key_prefix, "game");
+        assert_eq!(config.tick.tick_rate, 30.0);
+        assert_eq!(
+            config.store.settings.selection,
             StoreSelection::Redis("redis://127.0.0.1:6379/0".into())
         );
     }
@@ -601,10 +633,10 @@ mod tests {
         let mut args = cli(&["--max-connections-per-address", "7", "--tick-rate", "30"]);
         args.config = Some(path);
         let config = load(&args).unwrap();
-        assert_eq!(config.batch_chunk, 250);
-        assert!(config.verbose);
-        assert_eq!(config.max_connections_per_address, 7);
-        assert_eq!(config.tick_rate, 30.0);
+        assert_eq!(config.store.settings.batch_chunk, 250);
+        assert!(config.metrics.verbose);
+        assert_eq!(config.front_door.max_connections_per_address, 7);
+        assert_eq!(config.tick.tick_rate, 30.0);
         let flags = cli(&["-v"]);
         assert!(flags.verbose(), "-v is the verbose switch");
     }

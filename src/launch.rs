@@ -1,0 +1,78 @@
+//! The whole `main` of a game's server binary, in one call: [`main`] reads Hearth's flags,
+//! `HEARTH_*` variables and config file, runs `hearth admin ...` when asked, and otherwise
+//! starts `App::new().add_plugins(HearthPlugins::new(config)).add_plugins(game)` until it
+//! stops. The `hearth` binary and the arena are this call.
+
+use std::process::ExitCode;
+
+use bevy_app::{App, AppExit, Plugin};
+
+use crate::HearthPlugins;
+use crate::config::{self, Cli, Command};
+
+/// Exit code of a configuration the server refuses (1 is for a start that failed on
+/// something outside: Redis, the listen address).
+pub const INVALID_CONFIG: u8 = 2;
+
+/// Runs the server binary `name` (described by `about` in `--help`) with `game` on top of
+/// Hearth; returns the process's exit code. `fn main() -> ExitCode { hearth::launch::main(
+/// "my-game", "My game on Hearth", MyGame) }`.
+pub fn main(name: &'static str, about: &'static str, game: impl Plugin) -> ExitCode {
+    let cli = config::parse_cli_as(name, about);
+    if let Some(Command::Admin(args)) = &cli.command {
+        return admin(name, &cli, &args.command);
+    }
+    crate::logging::init(cli.verbose());
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(INVALID_CONFIG);
+        }
+    };
+    let exit = App::new()
+        .add_plugins(HearthPlugins::new(config))
+        .add_plugins(game)
+        .run();
+    match exit {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}
+
+/// Loads the configuration, saying which file was read and what is risky in it.
+fn load(cli: &Cli) -> Result<config::ServerConfig, config::LoadError> {
+    let (config, source) = config::load_with_source(cli)?;
+    match &source {
+        Some(path) => tracing::info!(path = %path.display(), "config file read"),
+        None => tracing::info!(
+            "no config file ({} not found, no --config): built-in defaults apply, under HEARTH_* variables and flags",
+            config::DEFAULT_CONFIG_PATH
+        ),
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
+}
+
+/// `<name> admin ...`: one command against the configured store; its result on stdout, an
+/// error on stderr, the exit code of `hearth::admin`.
+fn admin(name: &str, cli: &Cli, command: &crate::admin::AdminCommand) -> ExitCode {
+    let config = match config::load(cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{name} admin: {e}");
+            return ExitCode::from(INVALID_CONFIG);
+        }
+    };
+    let mut input = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    match crate::admin::run(&config.store.settings, command, &mut input, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} admin: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! [`StorePlugin`]: opens the store its settings select, and the account store beside it,
+//! when the app finishes building.
+
+use std::sync::Arc;
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::resource::Resource;
+use hearth_components::StoreSelection;
+use hearth_systems::storage::StorePort;
+
+use super::{MemoryBackend, StoreSettings, open_with_backend};
+use crate::net::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
+use crate::startup::{self, StartupFailure};
+use crate::store::redis::accounts::RedisAccounts;
+
+/// The game listener's configured address, which the instance registration records so an
+/// operator sees where a process serves. The front door plugin inserts it when built.
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct AdvertisedListen(pub std::net::SocketAddr);
+
+/// The account stores the front door's auth workers use (one per worker, from this factory).
+#[derive(Resource, Clone)]
+pub struct AccountStores(pub AccountStoreFactory);
+
+/// Opens the store [`StoreSettings::selection`] names (and its account store) in
+/// `Plugin::finish`: after every plugin's `build`, so a test or an embedder that inserted its
+/// own [`StorePort`] (and [`AccountStores`]) first keeps it, and before the listeners that
+/// need it. A store that cannot be opened is recorded in [`crate::startup::StartupFailures`]
+/// and the runner exits 1 naming it.
+#[derive(Clone, Debug, Default)]
+pub struct StorePlugin {
+    /// Which store, its keys, this process's identity, leases and call bounds.
+    pub settings: StoreSettings,
+}
+
+impl Plugin for StorePlugin {
+    fn build(&self, _app: &mut App) {}
+
+    fn finish(&self, app: &mut App) {
+        if app.world().contains_resource::<StorePort>() {
+            return;
+        }
+        let mut settings = self.settings.clone();
+        settings.listen = app.world().get_resource::<AdvertisedListen>().map(|a| a.0);
+        let opened = open_with_backend(&settings)
+            .map_err(|e| StartupFailure::Store(Box::new(e)))
+            .and_then(|(port, backend)| {
+                let accounts = match backend {
+                    Some(backend) => memory_account_stores(backend),
+                    None => account_stores(&self.settings)
+                        .map_err(|e| StartupFailure::Store(Box::new(e)))?,
+                };
+                Ok((port, accounts))
+            });
+        match opened {
+            Ok((port, accounts)) => {
+                let info = port.info();
+                let instance = &self.settings.instance_id;
+                if info.durable {
+                    tracing::info!(store = info.backend, location = %info.location, %instance, "store ready");
+                } else {
+                    tracing::warn!(store = info.backend, %instance, "store ready: the {} store is NOT durable; everything is lost when the process exits (use --store redis://...)", info.backend);
+                }
+                app.insert_resource(port)
+                    .insert_resource(AccountStores(accounts));
+            }
+            Err(failure) => startup::record(app.world_mut(), failure),
+        }
+    }
+}
+
+/// Account storage matching the selected store: memory, or Redis (one server or a cluster) at
+/// the same URL.
+pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, AccountError> {
+    match &settings.selection {
+        StoreSelection::Memory => {
+            let shared = MemoryAccounts::default();
+            Ok(Arc::new(move || {
+                Box::new(shared.clone()) as Box<dyn AccountStore>
+            }))
+        }
+        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
+            RedisAccounts::new(url, &settings.key_prefix, settings.store_timeout)?; // URL check at start
+            let (url, prefix, timeout) = (
+                url.clone(),
+                settings.key_prefix.clone(),
+                settings.store_timeout,
+            );
+            Ok(Arc::new(move || {
+                Box::new(
+                    RedisAccounts::new(&url, &prefix, timeout).expect("URL validated at start"),
+                ) as Box<dyn AccountStore>
+            }))
+        }
+    }
+}
+
+/// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees
+/// the Redis leases): a resume token presented while its player is online is kept.
+pub fn memory_account_stores(backend: Arc<MemoryBackend>) -> AccountStoreFactory {
+    let shared = MemoryAccounts::on_leases(backend);
+    Arc::new(move || Box::new(shared.clone()) as Box<dyn AccountStore>)
+}
