@@ -68,7 +68,7 @@ fn spawn(app: &mut App, n: u64, mut at: impl FnMut(u64) -> (f32, f32)) -> Vec<En
 /// Moves a quarter of the players one step (what 5 moves/s look like at 20 rounds/s).
 fn move_quarter(app: &mut App, players: &[Entity], rng: &mut Rng) {
     for &e in players {
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             let mut p = app.world_mut().get_mut::<Position>(e).unwrap();
             p.x = (p.x + rng.unit() - 0.5).clamp(-1000.0, 1000.0);
             p.y = (p.y + rng.unit() - 0.5).clamp(-1000.0, 1000.0);

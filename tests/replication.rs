@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 /// Half of 1/64: the largest error of a fixed-point coordinate.
 const PRECISION: f64 = 0.5 / 64.0;
 
+/// What a binary client knows of an entity: its player id and position, once told.
+type Known = (Option<u64>, Option<(f32, f32)>);
+
 /// A client speaking the binary encoding, rebuilding the world from updates.
 struct BinaryClient {
     stream: TcpStream,
@@ -28,11 +31,11 @@ struct BinaryClient {
     /// Component names by index, from the `replication` message.
     components: Vec<String>,
     /// Entity id → (player id, position).
-    world: HashMap<u64, (Option<u64>, Option<(f32, f32)>)>,
+    world: HashMap<u64, Known>,
 }
 
 /// What a binary client read.
-enum Read_ {
+enum Frame {
     Message(Value),
     Update(UpdateFrame),
 }
@@ -90,16 +93,16 @@ impl BinaryClient {
     }
 
     /// The next frame, applied to the world; `None` once the server closed.
-    fn next(&mut self) -> Option<Read_> {
+    fn next(&mut self) -> Option<Frame> {
         loop {
             match decode_frame(&self.buffer) {
                 Ok((frame, used)) => {
                     let read = match frame.kind {
                         FrameKind::Message => {
-                            Read_::Message(decode_message(frame.payload).unwrap())
+                            Frame::Message(decode_message(frame.payload).unwrap())
                         }
                         FrameKind::Update => {
-                            Read_::Update(UpdateFrame::decode(frame.payload).unwrap())
+                            Frame::Update(UpdateFrame::decode(frame.payload).unwrap())
                         }
                     };
                     self.buffer.drain(..used);
@@ -117,9 +120,9 @@ impl BinaryClient {
         }
     }
 
-    fn apply(&mut self, read: &Read_) {
+    fn apply(&mut self, read: &Frame) {
         match read {
-            Read_::Message(m) if m["type"] == "replication" => {
+            Frame::Message(m) if m["type"] == "replication" => {
                 self.you = m["you"].as_u64();
                 self.components = m["components"]
                     .as_array()
@@ -129,8 +132,8 @@ impl BinaryClient {
                     .collect();
                 self.world.clear();
             }
-            Read_::Message(_) => {}
-            Read_::Update(update) => {
+            Frame::Message(_) => {}
+            Frame::Update(update) => {
                 for entity in &update.entered {
                     self.world.insert(entity.id, (None, None));
                 }
@@ -164,10 +167,10 @@ impl BinaryClient {
                 .next()
                 .unwrap_or_else(|| panic!("closed waiting for {kind}"))
             {
-                Read_::Message(m) if m["type"] == kind => return m,
-                Read_::Message(m) if m["type"] == "replication" => {}
-                Read_::Message(m) => panic!("expected {kind}, got {m}"),
-                Read_::Update(_) => {}
+                Frame::Message(m) if m["type"] == kind => return m,
+                Frame::Message(m) if m["type"] == "replication" => {}
+                Frame::Message(m) => panic!("expected {kind}, got {m}"),
+                Frame::Update(_) => {}
             }
         }
     }
@@ -293,7 +296,7 @@ fn hostile(addr: SocketAddr, bytes: &[u8], end: bool) -> Vec<Value> {
     }
     let mut messages = Vec::new();
     while let Some(read) = client.next() {
-        if let Read_::Message(m) = read {
+        if let Frame::Message(m) = read {
             messages.push(m);
         }
     }

@@ -357,11 +357,11 @@ impl Client {
                 }
                 continue;
             }
-            if let Some(now) = self.replicated_position() {
-                if now != before {
-                    self.me = Some((id, now.clone()));
-                    return Some(now);
-                }
+            if let Some(now) = self.replicated_position()
+                && now != before
+            {
+                self.me = Some((id, now.clone()));
+                return Some(now);
             }
             assert!(
                 Instant::now() < deadline,
