@@ -42,8 +42,7 @@ impl RoundSettings {
 /// One replicated entity in a round.
 #[derive(Clone, Copy, Debug)]
 pub struct RoundEntity {
-    /// Its id on the wire (the ECS entity's bits: unique while it lives, never reused for
-    /// another entity within a process's lifetime).
+    /// Its id on the wire ([`wire_id`]).
     pub id: u64,
     /// The player it is, if a player.
     pub player: Option<PlayerId>,
@@ -52,6 +51,13 @@ pub struct RoundEntity {
     pub at: Option<(f32, f32)>,
     /// What the visibility rule knows of it.
     pub tags: InterestTags,
+}
+
+/// An entity's id on the wire: its index in the low 32 bits, the index's generation (how
+/// often the index was reused) above. Unique for the process's lifetime, and small (one or
+/// two varint bytes) while indexes are not reused.
+pub fn wire_id(entity: Entity) -> u64 {
+    (u64::from(entity.generation().to_bits()) << 32) | u64::from(entity.index_u32())
 }
 
 /// Every replicated entity's state as of one round, shared by all connections.
@@ -341,7 +347,7 @@ pub(super) fn publish(
             }
         }
         entities.push(RoundEntity {
-            id: staged.entity.to_bits(),
+            id: wire_id(staged.entity),
             player: player.copied(),
             at: position.map(|p| (p.x, p.y)),
             tags: tags.copied().unwrap_or_default(),

@@ -48,7 +48,7 @@ fn ids(round: &ReplicationRound, slots: &[(u32, u64)]) -> Vec<u64> {
 }
 
 fn bits(entity: Entity) -> u64 {
-    entity.to_bits()
+    round::wire_id(entity)
 }
 
 const BIG: usize = 1 << 20;
