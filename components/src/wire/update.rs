@@ -189,6 +189,42 @@ mod tests {
     }
 
     #[test]
+    fn the_example_of_docs_protocol_md() {
+        let mut position = Vec::new();
+        crate::wire::QuantisedPosition::from_world(1.5, -2.0).encode(&mut position);
+        let update = UpdateFrame {
+            round: 64,
+            entered: vec![EntityState {
+                id: 51,
+                components: vec![(0, position), (1, vec![0x01])],
+            }],
+            changed: vec![],
+            left: vec![7],
+        };
+        let mut payload = Vec::new();
+        update.encode(&mut payload);
+        let mut frame = Vec::new();
+        crate::wire::encode_frame(crate::wire::FrameKind::Update, &payload, &mut frame).unwrap();
+        assert_eq!(
+            frame,
+            [
+                0x0f, 0x02, 0x40, 0x01, 0x33, 0x03, 0x04, 0xc0, 0x01, 0xff, 0x01, 0x01, 0x01,
+                0x00, 0x01, 0x07
+            ]
+        );
+        let mut ping = Vec::new();
+        crate::wire::encode_message(&crate::protocol::ClientMessage::Ping { nonce: 7 }, &mut ping)
+            .unwrap();
+        assert_eq!(
+            ping,
+            [
+                0x13, 0x01, 0x82, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'p', b'i', b'n', b'g', 0xa5,
+                b'n', b'o', b'n', b'c', b'e', 0x07
+            ]
+        );
+    }
+
+    #[test]
     fn inconsistent_updates_are_errors() {
         assert_eq!(
             UpdateFrame::decode(&[]),
