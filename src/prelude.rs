@@ -24,7 +24,7 @@ pub use hearth_components::{
     PlayerLeft, Position, SaveNowRequest, SavedNow,
 };
 pub use hearth_systems::replication::{
-    InterestTags, QuantisedPositionEncoding, ReplicationAppExt, ReplicationPlugin,
+    InterestTags, QuantisedPositionEncoding, ReplicationAppExt, ReplicationPlugin, RoundSettings,
 };
 pub use hearth_systems::{
     EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,

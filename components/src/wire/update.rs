@@ -208,13 +208,16 @@ mod tests {
         assert_eq!(
             frame,
             [
-                0x0f, 0x02, 0x40, 0x01, 0x33, 0x03, 0x04, 0xc0, 0x01, 0xff, 0x01, 0x01, 0x01,
-                0x00, 0x01, 0x07
+                0x0f, 0x02, 0x40, 0x01, 0x33, 0x03, 0x04, 0xc0, 0x01, 0xff, 0x01, 0x01, 0x01, 0x00,
+                0x01, 0x07
             ]
         );
         let mut ping = Vec::new();
-        crate::wire::encode_message(&crate::protocol::ClientMessage::Ping { nonce: 7 }, &mut ping)
-            .unwrap();
+        crate::wire::encode_message(
+            &crate::protocol::ClientMessage::Ping { nonce: 7 },
+            &mut ping,
+        )
+        .unwrap();
         assert_eq!(
             ping,
             [
