@@ -1,10 +1,9 @@
 //! The built-in demo game, written only on Hearth's public extension points, as any game is
 //! (proof that they suffice): players walk a bounded world (`move`), walking earns xp, every
 //! 100 xp is a level, a level-up is saved immediately and announced (`level_up`) only once it
-//! is durable, and every player sees who is near 20 times a second (`snapshot`).
+//! is durable, and every player sees who is near: positions and player ids replicate
+//! (`app.replicate`), so each client gets `update`s of the players within 50 units.
 //! docs/protocol.md describes its messages. A game of your own leaves it out.
-
-use std::time::Duration;
 
 use crate::prelude::*;
 
@@ -14,17 +13,6 @@ pub const WORLD_HALF_EXTENT: f32 = 1000.0;
 pub const STEP: f32 = 1.0;
 /// Experience earned by one move that covered ground.
 pub const XP_PER_STEP: u64 = 10;
-/// Snapshots per second sent to each player.
-pub const SNAPSHOT_HZ: f64 = 20.0;
-/// Players within this distance appear in a snapshot.
-pub const VIEW_RADIUS: f32 = 50.0;
-/// Most players listed in one snapshot.
-pub const SNAPSHOT_LIMIT: usize = 64;
-/// A player with this many messages still waiting to be written gets no snapshot this round:
-/// a newer one supersedes them anyway. When the server falls behind, its clients then get
-/// fewer, fresh snapshots, where a growing queue of stale ones ended in "cannot keep up"
-/// disconnects of clients that were reading promptly.
-pub const SNAPSHOT_BACKLOG: usize = 2;
 
 /// Health of the player.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,24 +60,6 @@ pub struct Move {
     pub dy: f32,
 }
 
-/// `snapshot`: the players near the recipient (itself included), at [`SNAPSHOT_HZ`]. The
-/// entries are shared by every snapshot of the same round that lists them, so each player's
-/// entry is encoded once per round, not once per recipient.
-#[derive(Serialize, Debug)]
-pub struct Snapshot {
-    /// Fixed ticks since the server started.
-    pub tick: u64,
-    pub players: EntryList<SnapshotEntry>,
-}
-
-/// One player in a snapshot.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-pub struct SnapshotEntry {
-    pub id: u64,
-    pub x: f32,
-    pub y: f32,
-}
-
 /// `level_up`: the recipient reached `level`, durably saved.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq)]
 pub struct LevelUp {
@@ -126,14 +96,6 @@ impl MoveIntent {
             dy: sy / len,
         })
     }
-}
-
-/// Counts fixed ticks since start (the `tick` of snapshots).
-#[derive(Resource, Default, Debug, Clone, Copy)]
-pub struct GameTick(pub u64);
-
-fn count_ticks(mut tick: ResMut<GameTick>) {
-    tick.0 += 1;
 }
 
 /// Turns `move` requests into the step applied at the next fixed tick.
@@ -181,88 +143,9 @@ fn announce_level_ups(mut saved: MessageReader<SavedNow>, to_clients: ToClients<
     }
 }
 
-/// The snapshot timer.
-#[derive(Resource)]
-struct SnapshotTimer(Timer);
-
-/// What snapshot rounds keep between runs, to reuse allocations: the players near the
-/// recipient being served, and by entity index, the round in which a player's entry was
-/// last added to the entry table and where (an array, not a hash map: it is looked up once
-/// per listed player, 64 times per recipient).
-#[derive(Default)]
-struct SnapshotRound {
-    number: u64,
-    near: Vec<Nearby>,
-    entry_of: Vec<(u64, u32)>,
-}
-
-/// Sends each connected player the players near it, at [`SNAPSHOT_HZ`]. Every listed
-/// player's entry goes into one table per round, shared by all the round's snapshots.
-fn send_snapshots(
-    time: Res<Time<Real>>,
-    tick: Res<GameTick>,
-    mut timer: ResMut<SnapshotTimer>,
-    positions: Query<&Position, With<PlayerId>>,
-    to_clients: ToClients<Snapshot>,
-    nearby: NearbyPlayers,
-    mut round: Local<SnapshotRound>,
-) {
-    timer.0.tick(time.delta());
-    if !timer.0.just_finished() {
-        return;
-    }
-    round.number += 1;
-    let SnapshotRound {
-        number,
-        near,
-        entry_of,
-    } = &mut *round;
-    let mut entries = SharedEntries::default();
-    let mut recipients = Vec::new();
-    for entity in to_clients.connected() {
-        let Ok(p) = positions.get(entity) else {
-            continue;
-        };
-        if to_clients.backlog(entity).unwrap_or(0) >= SNAPSHOT_BACKLOG {
-            continue;
-        }
-        nearby.near(p.x, p.y, VIEW_RADIUS, SNAPSHOT_LIMIT, near);
-        let picks = near
-            .iter()
-            .map(|n| {
-                let slot = n.entity.index_u32() as usize;
-                if slot >= entry_of.len() {
-                    entry_of.resize(slot + 1, (0, 0));
-                }
-                let (added_in, entry) = &mut entry_of[slot];
-                if *added_in != *number {
-                    *added_in = *number;
-                    *entry = entries.push(SnapshotEntry {
-                        id: n.player.0,
-                        x: n.x,
-                        y: n.y,
-                    });
-                }
-                *entry
-            })
-            .collect();
-        recipients.push((entity, picks));
-    }
-    let entries = std::sync::Arc::new(entries);
-    for (entity, picks) in recipients {
-        let players = EntryList::new(&entries, picks);
-        to_clients.send(
-            entity,
-            Snapshot {
-                tick: tick.0,
-                players,
-            },
-        );
-    }
-}
-
 /// The walking game: its persistent components (every player gets their defaults), its
-/// messages and its systems.
+/// messages, what replicates (positions, 1/64-unit fixed point in binary, and player ids) and
+/// its systems.
 pub struct DemoGamePlugin;
 
 impl Plugin for DemoGamePlugin {
@@ -274,19 +157,12 @@ impl Plugin for DemoGamePlugin {
             .register_required_components::<PlayerId, Vitals>()
             .register_required_components::<PlayerId, Progress>()
             .add_client_message::<Move>("move")
-            .add_server_message::<Snapshot>("snapshot")
             .add_server_message::<LevelUp>("level_up")
-            .init_resource::<GameTick>()
-            .insert_resource(SnapshotTimer(Timer::new(
-                Duration::from_secs_f64(1.0 / SNAPSHOT_HZ),
-                TimerMode::Repeating,
-            )))
+            .replicate_with::<Position, QuantisedPositionEncoding>()
+            .replicate::<PlayerId>()
             .add_systems(PreUpdate, take_moves.after(NetSystems::Receive))
-            .add_systems(FixedUpdate, (count_ticks, apply_moves))
-            .add_systems(
-                PostUpdate,
-                (announce_level_ups, send_snapshots).after(NetSystems::Send),
-            );
+            .add_systems(FixedUpdate, apply_moves)
+            .add_systems(PostUpdate, announce_level_ups.after(NetSystems::Send));
     }
 }
 

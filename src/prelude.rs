@@ -23,6 +23,9 @@ pub use hearth_components::{
     JoinRefusal, JoinRefused, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
     PlayerLeft, Position, SaveNowRequest, SavedNow,
 };
+pub use hearth_systems::replication::{
+    InterestTags, QuantisedPositionEncoding, ReplicationAppExt, ReplicationPlugin, RoundSettings,
+};
 pub use hearth_systems::{
     EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
     PersistenceSystems, PersistentAppExt, SessionSystems, SharedEntries, ToClients,

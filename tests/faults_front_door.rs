@@ -55,11 +55,11 @@ fn player(server: &NetServer, name: &str) -> (Client, u64) {
 }
 
 #[test]
-fn a_silent_logged_in_client_is_kicked_saved_and_released_though_snapshots_flow() {
+fn a_silent_logged_in_client_is_kicked_saved_and_released_though_updates_flow() {
     // A long flush interval: only the kick's final save can put x = 1 in the store.
     let server = NetServer::memory(config("idle-silent"));
     let (mut c, id) = player(&server, "silent");
-    let kicked = c.expect("kicked"); // snapshots keep arriving meanwhile, and are skipped
+    let kicked = c.expect("kicked"); // updates keep arriving meanwhile, and are skipped
     assert!(
         kicked["reason"].as_str().unwrap().contains("no message"),
         "{kicked}"
@@ -495,23 +495,23 @@ fn a_logged_in_client_that_never_reads_is_disconnected_saved_and_released() {
             std::thread::sleep(Duration::from_millis(500));
         }
     });
-    // Meanwhile the other player keeps getting snapshots.
+    // Meanwhile the other player keeps getting replication updates.
     let backend = server.backend.as_ref().unwrap();
-    let mut snapshots = 0;
+    let mut updates = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while backend.lease_owner(PlayerId(id)).is_some() {
         assert!(
             Instant::now() < deadline,
             "the deaf client was never cut loose"
         );
-        other.expect("snapshot");
-        snapshots += 1;
+        other.update();
+        updates += 1;
     }
-    assert!(snapshots > 0);
+    assert!(updates > 0);
     wait_saved_and_released(&server, id, 1.0);
     sender.join().unwrap();
-    let first = other.expect("snapshot")["tick"].as_u64().unwrap();
-    let later = other.expect("snapshot")["tick"].as_u64().unwrap();
-    assert!(later > first, "snapshots keep coming");
+    let first = other.update()["round"].as_u64().unwrap();
+    let later = other.update()["round"].as_u64().unwrap();
+    assert!(later > first, "updates keep coming");
     drop(stalled);
 }

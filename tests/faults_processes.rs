@@ -272,13 +272,13 @@ fn a_killed_server_loses_at_most_one_flush_interval_and_nothing_acknowledged() {
     }
 }
 
-/// Steps every client once and pings each; returns the snapshot tick seen after.
+/// Steps every client once and pings each; returns the replication round seen after.
 fn play_round(clients: &mut [(Client, u64)], nonce: u64) -> u64 {
     let mut tick = 0;
     for (client, _) in clients.iter_mut() {
         client.step(1.0, 0.0);
         client.ping(nonce);
-        tick = client.snapshot()["tick"].as_u64().unwrap();
+        tick = client.update()["round"].as_u64().unwrap();
     }
     tick
 }

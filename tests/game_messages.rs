@@ -143,24 +143,3 @@ fn over_tcp_a_game_message_that_does_not_fit_is_refused_naming_the_field() {
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3, "the connection still serves");
 }
-
-/// The demo game's snapshots skip a client that still has messages waiting to be written:
-/// when the server falls behind, the client gets fewer, fresh snapshots rather than a queue
-/// of stale ones growing until it is disconnected as too slow.
-#[test]
-fn a_client_with_snapshots_still_waiting_gets_no_new_one_until_it_reads() {
-    use hearth::demo_game::{DemoGamePlugin, SNAPSHOT_BACKLOG};
-    let mut server = TestServer::for_game(test_config("snapshots"), DemoGamePlugin);
-    let entity = server.join(PlayerId(1));
-    let client = server.connect(entity);
-    // A second of frames, nothing read: 20 snapshot rounds, only the first few queued.
-    server.advance_secs(1.0);
-    let waiting = client.take_kind("snapshot");
-    assert_eq!(waiting.len(), SNAPSHOT_BACKLOG);
-    // Once read, the client gets the next round's snapshot, and it is fresh.
-    server.advance_secs(0.1);
-    let fresh = client.take_kind("snapshot");
-    assert!(!fresh.is_empty());
-    assert!(fresh[0]["tick"].as_u64() > waiting[SNAPSHOT_BACKLOG - 1]["tick"].as_u64());
-    assert_eq!(fresh[0]["players"][0]["id"], 1);
-}

@@ -54,14 +54,11 @@ fn register_login_move_and_see_the_state_stored_after_a_flush() {
         record["sections"]["progress"]["xp"], 30,
         "each step earned xp"
     );
-    let snapshot = c.expect("snapshot");
-    assert!(
-        snapshot["players"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == id),
-        "{snapshot}"
+    c.update();
+    assert_eq!(
+        c.seen().get(&id),
+        Some(&json!({"x": 3.0, "y": 0.0})),
+        "replication shows where we stand"
     );
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::Sender;
 use hearth::components::PlayerId;
 use hearth::components::protocol::ServerMessage;
+use hearth::prelude::*;
 use hearth::systems::NetBridgePlugin;
 use hearth::systems::game_messages::ClientMessageTypes;
 use hearth::systems::net::{ClientOutbox, NetEvent, NetInbox, OutboxClosed};
@@ -54,11 +55,26 @@ fn move_from(server: &TestServer, conn: u64) -> NetEvent {
     NetEvent::Game { conn, request }
 }
 
+/// `{"type":"beat"}`: pushed each frame to every connected player that has walked, to fill
+/// slow clients' queues.
+#[derive(Serialize, Debug)]
+struct Beat {}
+
+fn beat(to_clients: ToClients<Beat>, positions: Query<&Position>) {
+    for player in to_clients.connected().collect::<Vec<_>>() {
+        if positions.get(player).is_ok_and(|p| p.x > 0.0) {
+            to_clients.send(player, Beat {});
+        }
+    }
+}
+
 fn server() -> (TestServer, Sender<NetEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let server = TestServer::with_setup(test_config("bridge"), move |app| {
         app.insert_resource(NetInbox(rx))
-            .add_plugins(NetBridgePlugin);
+            .add_plugins(NetBridgePlugin)
+            .add_server_message::<Beat>("beat")
+            .add_systems(PostUpdate, beat.after(NetSystems::Send));
     });
     (server, tx)
 }
@@ -66,7 +82,7 @@ fn server() -> (TestServer, Sender<NetEvent>) {
 #[test]
 fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
     let (mut server, events) = server();
-    let outbox = FakeOutbox::new(3); // logged_in plus two snapshots, then full
+    let outbox = FakeOutbox::new(3); // logged_in plus two beats, then full
     events
         .send(NetEvent::Connected {
             conn: 1,
@@ -86,7 +102,7 @@ fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
         ServerMessage::LoggedIn { player_id: 5, .. }
     ));
     events.send(move_from(&server, 1)).unwrap();
-    server.advance_secs(1.0); // 20 snapshots are due; only two fit
+    server.advance_secs(1.0); // 10 frames of beats; only two fit
     assert!(
         *outbox.closed.lock().unwrap(),
         "the slow client was disconnected"

@@ -9,6 +9,7 @@ pub mod player;
 pub mod position;
 pub mod protocol;
 pub mod record;
+pub mod wire;
 
 pub use config::{ConfigError, StoreSelection, StoreUrlError};
 pub use messages::{

@@ -27,6 +27,8 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "pong",
     "kicked",
     "error",
+    "replication",
+    "update",
 ];
 
 /// A message from a client that the core handles.

@@ -1,6 +1,8 @@
-//! One client connection: reads newline-delimited JSON, answers what it can itself (`ping`,
-//! protocol errors), sends auth work to the auth queue and world work to the ECS, and writes
-//! whatever the ECS or auth workers queue for it.
+//! One client connection: reads messages in the encoding the client chose (newline-delimited
+//! JSON or binary frames, see [`super::encoding`]), answers what it can itself (`ping`,
+//! protocol errors), sends auth work to the auth queue and world work to the ECS, writes
+//! whatever the ECS or auth workers queue for it, and composes its player's replication
+//! updates from each new round ([`super::replica`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,19 +11,24 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
+use hearth_components::PlayerId;
 use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
+use hearth_components::wire::{PREAMBLE, WireError};
+use hearth_systems::ReplicationFeed;
 use hearth_systems::game_messages::{ClientMessageTypes, DecodeError};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
+use super::encoding::{self, DetectError, Encoding, IncomingError, WireCodec};
+use super::replica::Replica;
 use super::resume::OnlinePlayers;
 use super::sent_rate::{SentRate, SentRateReader};
 use super::stats::NetStats;
@@ -85,6 +92,8 @@ pub struct ConnectionContext {
     pub stats: Arc<NetStats>,
     /// Players logged in here, whose resume tokens are kept alive.
     pub online: Arc<OnlinePlayers>,
+    /// The latest replication round, if the game replicates anything.
+    pub replication: Option<ReplicationFeed>,
 }
 
 /// Counts a connection as open while it lives.
@@ -151,14 +160,33 @@ impl Drop for LoginState {
 pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: ConnectionContext) {
     let _open = OpenConnection::new(&ctx.open);
     stream.set_nodelay(true).ok();
-    let (reader, writer) = stream.into_split();
-    // One byte over the limit, so a line of exactly MAX_LINE_BYTES still fits with the `\r`
-    // of a CRLF ending (the codec counts it, then strips it); the limit itself is checked on
-    // the line the codec returns.
-    let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES + 1);
+    let (mut reader, mut writer) = stream.into_split();
+    // The client's first bytes choose the encoding; silence counts against the idle timeout.
+    let detected = tokio::select! {
+        () = ctx.closing.cancelled() => {
+            let farewell = kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN));
+            return close(writer, reader, Encoding::Json, Some(farewell)).await;
+        }
+        () = tokio::time::sleep(ctx.idle_timeout) => {
+            let farewell = kicked(&format!("no message for {:?}", ctx.idle_timeout));
+            return close(writer, reader, Encoding::Json, Some(farewell)).await;
+        }
+        detected = encoding::detect(&mut reader) => detected,
+    };
+    let encoding = match detected {
+        Ok(encoding) => encoding,
+        Err(DetectError::Io(_)) => return,
+        Err(DetectError::Wire(e)) => {
+            // Not a preamble this server speaks: the answer is a JSON line any client reads.
+            let refused = ServerMessage::error(ErrorCode::BadRequest, format!("{e}; closing"));
+            return close(writer, reader, Encoding::Json, Some(refused)).await;
+        }
+    };
+    if encoding == Encoding::Binary && write_bytes(&mut writer, &PREAMBLE).await.is_err() {
+        return;
+    }
     let limit = SentRate::new(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_PER_SECOND);
-    let mut lines = FramedRead::new(SentRateReader::new(reader, limit), codec);
-    let mut writer = writer;
+    let mut lines = FramedRead::new(SentRateReader::new(reader, limit), WireCodec::new(encoding));
     let mut out = Vec::new();
     let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
     let closed = CancellationToken::new();
@@ -177,9 +205,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         return; // server stopping
     }
     let mut login = LoginState::new(Arc::clone(&ctx.stats));
+    let mut replica = Replica::new(ctx.replication.as_ref().map(ReplicationFeed::subscribe));
     let mut refused_in_a_row = 0u32;
-    // Only complete lines from the client count as activity: what we send it (snapshots) and
-    // bytes without a newline do not, so a silent or half-open connection ends.
+    // Only complete messages from the client count as activity: what we send it (updates)
+    // and incomplete lines or frames do not, so a silent or half-open connection ends.
     let idle = tokio::time::sleep(ctx.idle_timeout);
     tokio::pin!(idle);
     // Runs until the connection ends, with the last word for the client, if any.
@@ -188,41 +217,53 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         // queued take turns, so neither starves the other.
         tokio::select! {
             () = closed.cancelled() => {
-                write_queued(&mut writer, &mut outbound, &ctx.stats).await;
+                write_queued(&mut writer, &mut outbound, encoding, &ctx.stats).await;
                 break None;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                write_queued(&mut writer, &mut outbound, &ctx.stats).await;
+                write_queued(&mut writer, &mut outbound, encoding, &ctx.stats).await;
                 break Some(kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN)));
             }
             () = &mut idle => {
                 break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
-                match write_batch(&mut writer, &mut out, message, &mut outbound, &mut login, conn, &ctx).await {
+                let mut batch = Batch { writer: &mut writer, out: &mut out, encoding, outbound: &mut outbound, login: &mut login, replica: &mut replica };
+                match write_batch(&mut batch, message, conn, &ctx).await {
                     Ok(None) => {}
                     Ok(Some(kicked)) => break Some(kicked),
                     Err(_) => break None,
                 }
             }
+            round = replica.next_round(), if replica.active() => {
+                out.clear();
+                if let Some(update) = replica.compose(&round, encoding, &mut out) {
+                    // Confirmed only once written: a failed write ends the connection, and
+                    // a round never written leaves the view as it was.
+                    if write_bytes(&mut writer, &out).await.is_err() {
+                        break None;
+                    }
+                    replica.confirm(update);
+                    NetStats::count(&ctx.stats.messages_out);
+                }
+            }
             line = lines.next() => {
-                if let Some(Ok(text)) = &line {
+                if let Some(Ok(message)) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
-                    if !text.trim().is_empty() {
+                    if !message.is_blank() {
                         NetStats::count(&ctx.stats.messages_in);
                     }
                 }
                 let reply = match line {
                     None => break None,
-                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => break Some(too_large()),
-                    Some(Ok(line)) if line.len() > MAX_LINE_BYTES => break Some(too_large()),
-                    Some(Err(LinesCodecError::Io(e))) => {
-                        break (e.kind() == std::io::ErrorKind::InvalidData).then(|| {
-                            ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8")
-                        });
+                    Some(Err(IncomingError::TooLarge)) => break Some(too_large(encoding)),
+                    Some(Err(IncomingError::InvalidUtf8)) => {
+                        break Some(ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8"));
                     }
-                    Some(Ok(line)) if line.trim().is_empty() => None,
+                    Some(Err(IncomingError::Wire(e))) => break Some(broken_stream(&e)),
+                    Some(Err(IncomingError::Io(_))) => break None,
+                    Some(Ok(message)) if message.is_blank() => None,
                     Some(Ok(_)) if !lines.get_mut().rate().take() => {
                         NetStats::count(&ctx.stats.rate_limited_messages);
                         refused_in_a_row += 1;
@@ -232,13 +273,16 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
                     }
-                    Some(Ok(line)) => {
+                    Some(Ok(message)) => {
                         refused_in_a_row = 0;
-                        handle_line(conn, peer, &line, &mut login, &outbox, &ctx)
+                        match message.into_text() {
+                            Ok(text) => handle_line(conn, peer, &text, &mut login, &outbox, &ctx),
+                            Err(reason) => Some(ServerMessage::error(ErrorCode::BadRequest, format!("not a valid MessagePack message: {reason}"))),
+                        }
                     }
                 };
                 if let Some(reply) = reply {
-                    if write(&mut writer, &reply).await.is_err() {
+                    if write(&mut writer, encoding, &reply).await.is_err() {
                         break None;
                     }
                     NetStats::count(&ctx.stats.messages_out);
@@ -247,7 +291,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         }
     };
     ctx.online.left(conn);
-    close(writer, lines.into_inner().into_inner(), farewell).await;
+    close(writer, lines.into_inner().into_inner(), encoding, farewell).await;
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
 }
 
@@ -255,16 +299,21 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
 pub async fn refuse(stream: TcpStream, message: ServerMessage) {
     stream.set_nodelay(true).ok();
     let (reader, writer) = stream.into_split();
-    close(writer, reader, Some(message)).await;
+    close(writer, reader, Encoding::Json, Some(message)).await;
 }
 
 /// Every close: the last message, if any, then our side ends. Closing with input unread (a
 /// flood, the rest of an oversized line, a request sent right after connecting) would reset
 /// the connection and could destroy the last message before the client reads it, so what
 /// still arrives is discarded for a moment (until the client closes, at most [`LINGER`]).
-async fn close(mut writer: OwnedWriteHalf, mut reader: OwnedReadHalf, last: Option<ServerMessage>) {
+async fn close(
+    mut writer: OwnedWriteHalf,
+    mut reader: OwnedReadHalf,
+    encoding: Encoding,
+    last: Option<ServerMessage>,
+) {
     if let Some(message) = last {
-        write(&mut writer, &message).await.ok();
+        write(&mut writer, encoding, &message).await.ok();
     }
     writer.shutdown().await.ok();
     let mut sink = [0u8; 4096];
@@ -272,10 +321,23 @@ async fn close(mut writer: OwnedWriteHalf, mut reader: OwnedReadHalf, last: Opti
     tokio::time::timeout(LINGER, discard).await.ok();
 }
 
-/// The answer to a line over [`MAX_LINE_BYTES`] (the connection closes after it).
-fn too_large() -> ServerMessage {
-    let message = format!("a line may hold at most {MAX_LINE_BYTES} bytes");
+/// The answer to a line over [`MAX_LINE_BYTES`] or a frame over
+/// [`hearth_components::wire::MAX_FRAME_BYTES`] (the connection closes after it).
+fn too_large(encoding: Encoding) -> ServerMessage {
+    let message = match encoding {
+        Encoding::Json => format!("a line may hold at most {MAX_LINE_BYTES} bytes"),
+        Encoding::Binary => format!(
+            "a frame may hold at most {} bytes",
+            hearth_components::wire::MAX_FRAME_BYTES
+        ),
+    };
     ServerMessage::error(ErrorCode::TooLarge, message)
+}
+
+/// The answer to a binary stream that broke the format (the connection closes after it: a
+/// binary stream cannot resynchronise).
+fn broken_stream(e: &WireError) -> ServerMessage {
+    ServerMessage::error(ErrorCode::BadRequest, format!("{e}; closing"))
 }
 
 /// A `kicked` message.
@@ -289,12 +351,13 @@ fn kicked(reason: &str) -> ServerMessage {
 async fn write_queued(
     writer: &mut OwnedWriteHalf,
     outbound: &mut mpsc::Receiver<ServerMessage>,
+    encoding: Encoding,
     stats: &NetStats,
 ) {
     let mut batch = Vec::new();
     let mut count: u64 = 0;
     while let Ok(message) = outbound.try_recv() {
-        batch.extend_from_slice(message.to_line().as_bytes());
+        encoding::write_message(encoding, &message, &mut batch);
         count += 1;
     }
     if count > 0 && write_bytes(writer, &batch).await.is_ok() {
@@ -307,31 +370,46 @@ const WRITE_BATCH: usize = 64;
 /// A connection's write buffer is given back when a batch grew it past this.
 const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 
+/// What [`write_batch`] works with: the connection's writer, reused buffer, encoding, queue,
+/// login state and replication.
+struct Batch<'a> {
+    writer: &'a mut OwnedWriteHalf,
+    out: &'a mut Vec<u8>,
+    encoding: Encoding,
+    outbound: &'a mut mpsc::Receiver<ServerMessage>,
+    login: &'a mut LoginState,
+    replica: &'a mut Replica,
+}
+
 /// Writes `first` and whatever else the world queued for the client since (up to
-/// [`WRITE_BATCH`] messages) with one write, through the connection's reused buffer `out`:
-/// one system call per connection per frame rather than one per message. Tracks the login
-/// state the messages imply; stops at a `kicked`, which it returns for the connection to
-/// close with.
+/// [`WRITE_BATCH`] messages) with one write, through the connection's reused buffer: one
+/// system call per connection per frame rather than one per message. Tracks the login state
+/// the messages imply (a `logged_in` starts the player's replication with a fresh view, a
+/// `logged_out` ends it); stops at a `kicked`, which it returns for the connection to close
+/// with.
 async fn write_batch(
-    writer: &mut OwnedWriteHalf,
-    out: &mut Vec<u8>,
+    batch: &mut Batch<'_>,
     first: ServerMessage,
-    outbound: &mut mpsc::Receiver<ServerMessage>,
-    login: &mut LoginState,
     conn: ConnId,
     ctx: &ConnectionContext,
 ) -> std::io::Result<Option<ServerMessage>> {
-    out.clear();
+    batch.out.clear();
     let mut next = Some(first);
     let mut count: u64 = 0;
     let mut kicked = None;
     while let Some(message) = next.take() {
         match &message {
-            ServerMessage::LoggedIn { player_id, .. } => ctx.online.joined(conn, *player_id),
-            ServerMessage::LoggedOut {} => ctx.online.left(conn),
+            ServerMessage::LoggedIn { player_id, .. } => {
+                ctx.online.joined(conn, *player_id);
+                batch.replica.joined(PlayerId(*player_id));
+            }
+            ServerMessage::LoggedOut {} => {
+                ctx.online.left(conn);
+                batch.replica.left();
+            }
             _ => {}
         }
-        login.set(match (&message, login.get()) {
+        batch.login.set(match (&message, batch.login.get()) {
             (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
             (ServerMessage::LoggedOut {}, _) => Login::No,
             (ServerMessage::Error { .. }, Login::Pending) => Login::No,
@@ -341,24 +419,30 @@ async fn write_batch(
             kicked = Some(message);
             break;
         }
-        out.extend_from_slice(message.to_line().as_bytes());
+        encoding::write_message(batch.encoding, &message, batch.out);
         count += 1;
         if count < WRITE_BATCH as u64 {
-            next = outbound.try_recv().ok();
+            next = batch.outbound.try_recv().ok();
         }
     }
     if count > 0 {
-        write_bytes(writer, out).await?;
+        write_bytes(batch.writer, batch.out).await?;
         ctx.stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
-    if out.capacity() > KEPT_WRITE_BUFFER {
-        *out = Vec::new();
+    if batch.out.capacity() > KEPT_WRITE_BUFFER {
+        *batch.out = Vec::new();
     }
     Ok(kicked)
 }
 
-async fn write(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> std::io::Result<()> {
-    write_bytes(writer, message.to_line().as_bytes()).await
+async fn write(
+    writer: &mut OwnedWriteHalf,
+    encoding: Encoding,
+    message: &ServerMessage,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    encoding::write_message(encoding, message, &mut bytes);
+    write_bytes(writer, &bytes).await
 }
 
 /// Writes all of `bytes`, or fails if the client does not take them within [`WRITE_TIMEOUT`].

@@ -6,9 +6,11 @@ pub mod accept;
 pub mod admission;
 pub mod auth;
 pub mod connection;
+pub mod encoding;
 pub mod fair_queue;
 pub mod fd_limit;
 pub mod password;
+pub mod replica;
 pub mod resume;
 pub mod sent_rate;
 pub mod stats;
@@ -249,6 +251,10 @@ impl FrontDoorPlugin {
             open: Arc::clone(&open),
             stats: Arc::clone(&stats),
             online,
+            replication: app
+                .world()
+                .get_resource::<hearth_systems::ReplicationFeed>()
+                .cloned(),
         };
         let max_connections = fd_limit::fit_max_connections(config.max_connections);
         let limits =

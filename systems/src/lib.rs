@@ -5,6 +5,7 @@ pub mod game_messages;
 pub mod metrics;
 pub mod net;
 pub mod persistence;
+pub mod replication;
 pub mod sessions;
 pub mod shared_json;
 pub mod spatial;
@@ -16,6 +17,10 @@ pub use net::{NetBridgePlugin, NetSystems};
 pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
     PersistentRegistry,
+};
+pub use replication::{
+    ClientView, QuantisedPositionEncoding, ReplicationAppExt, ReplicationFeed, ReplicationPlugin,
+    ReplicationRound, ReplicationSystems,
 };
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
 pub use shared_json::{EntryList, SharedEntries};

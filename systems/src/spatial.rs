@@ -78,6 +78,49 @@ impl<T: Copy> SpatialGrid<T> {
     }
 }
 
+impl<T: Copy> SpatialGrid<T> {
+    /// Items within `radius` of a point, nearest cells first: the point's own cell, then each
+    /// ring of cells around it, until `limit` items are found (so at most the cells within
+    /// `radius` are visited and at most `limit` items kept, however crowded the cells).
+    pub fn nearest_first(
+        &self,
+        x: f32,
+        y: f32,
+        radius: f32,
+        limit: usize,
+        out: &mut Vec<(f32, f32, T)>,
+    ) {
+        out.clear();
+        if limit == 0 || radius.is_nan() || radius < 0.0 {
+            return;
+        }
+        let (cx, cy) = (self.coord(x) as isize, self.coord(y) as isize);
+        let reach = ((radius / self.cell).ceil() as isize).clamp(1, self.side as isize);
+        let side = self.side as isize;
+        let r2 = radius * radius;
+        for ring in 0..=reach {
+            for gy in (cy - ring).max(0)..=(cy + ring).min(side - 1) {
+                let edge_row = gy == cy - ring || gy == cy + ring;
+                let step = if edge_row { 1 } else { (2 * ring).max(1) };
+                let mut gx = cx - ring;
+                while gx <= cx + ring {
+                    if (0..side).contains(&gx) {
+                        for &(px, py, item) in &self.cells[(gy * side + gx) as usize] {
+                            if (px - x).powi(2) + (py - y).powi(2) <= r2 {
+                                out.push((px, py, item));
+                                if out.len() == limit {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    gx += step;
+                }
+            }
+        }
+    }
+}
+
 /// Frames since start, counted in `First`: lets per-frame caches know when they are stale.
 #[derive(Resource, Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameCount(pub u64);
@@ -206,6 +249,23 @@ mod tests {
         assert_eq!(out.len(), 2, "limit respected");
         grid.near(999.0, 999.0, 50.0, 10, &mut out);
         assert_eq!(out.len(), 1, "the world's edge is a cell too");
+    }
+
+    #[test]
+    fn nearest_first_visits_rings_outward_and_stops_at_the_limit() {
+        let mut grid = SpatialGrid::new(10.0, 1000.0);
+        grid.insert(25.0, 0.0, 3); // two rings out
+        grid.insert(15.0, 15.0, 2); // one ring out, a corner
+        grid.insert(1.0, 1.0, 1); // the point's own cell
+        grid.insert(-14.0, 2.0, 2); // one ring out, a side
+        grid.insert(100.0, 0.0, 9); // beyond the radius
+        let mut out = Vec::new();
+        grid.nearest_first(1.0, 1.0, 30.0, usize::MAX, &mut out);
+        let rings: Vec<i32> = out.iter().map(|e| e.2).collect();
+        assert_eq!(rings.len(), 4, "{rings:?}");
+        assert!(rings.windows(2).all(|w| w[0] <= w[1]), "{rings:?}");
+        grid.nearest_first(1.0, 1.0, 30.0, 2, &mut out);
+        assert_eq!(out.iter().map(|e| e.2).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

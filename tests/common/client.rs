@@ -1,6 +1,6 @@
 //! A line-protocol test client and an in-process server with its front door on a free port.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -114,6 +114,10 @@ pub struct Client {
     backlog: VecDeque<Value>,
     /// Our player id and last known position, once logged in.
     me: Option<(u64, Value)>,
+    /// The world as replication updates built it: entity id → its components (JSON).
+    world: HashMap<u64, Value>,
+    /// Our entity id, from the `replication` message.
+    you: Option<u64>,
 }
 
 impl Client {
@@ -150,6 +154,8 @@ impl Client {
             reader,
             backlog: VecDeque::new(),
             me: None,
+            world: HashMap::new(),
+            you: None,
         }
     }
 
@@ -185,7 +191,9 @@ impl Client {
             match self.reader.read_line(&mut line) {
                 Ok(0) => return None,
                 Ok(_) if line.ends_with('\n') => {
-                    return Some(serde_json::from_str(&line).expect("server sends JSON"));
+                    let message: Value = serde_json::from_str(&line).expect("server sends JSON");
+                    self.absorb(&message);
+                    return Some(message);
                 }
                 Ok(_) => {}
                 Err(e)
@@ -209,7 +217,53 @@ impl Client {
         self.next_before(Instant::now() + wait)
     }
 
-    /// Reads until a message of one of `kinds` arrives (skipping snapshots), failing on
+    /// Applies a replication message to the world this client rebuilds (an update for an
+    /// entity it was never told of fails the test).
+    fn absorb(&mut self, message: &Value) {
+        match message["type"].as_str() {
+            Some("replication") => {
+                self.you = message["you"].as_u64();
+                self.world.clear();
+            }
+            Some("update") => {
+                for entered in message["entered"].as_array().expect("entered") {
+                    let id = entered["id"].as_u64().expect("an id");
+                    self.world.insert(id, entered.clone());
+                }
+                for changed in message["changed"].as_array().expect("changed") {
+                    let id = changed["id"].as_u64().expect("an id");
+                    let known = self
+                        .world
+                        .get_mut(&id)
+                        .unwrap_or_else(|| panic!("a change of unknown entity {id}"));
+                    for (key, value) in changed.as_object().unwrap() {
+                        known[key] = value.clone();
+                    }
+                }
+                for left in message["left"].as_array().expect("left") {
+                    let id = left.as_u64().expect("an id");
+                    assert!(self.world.remove(&id).is_some(), "unknown entity {id} left");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Players this client sees (from replication): player id → position.
+    pub fn seen(&self) -> HashMap<u64, Value> {
+        self.world
+            .values()
+            .filter_map(|e| Some((e["player_id"].as_u64()?, e["position"].clone())))
+            .collect()
+    }
+
+    /// Our own position as replication last showed it.
+    fn replicated_position(&self) -> Option<Value> {
+        let you = self.you?;
+        self.world.get(&you).map(|e| e["position"].clone())
+    }
+
+    /// Reads until a message of one of `kinds` arrives (skipping replication), failing on
     /// anything else or after [`CLIENT_WAIT`].
     pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
         let deadline = Instant::now() + CLIENT_WAIT;
@@ -219,7 +273,7 @@ impl Client {
                 .unwrap_or_else(|| panic!("connection closed while waiting for {kinds:?}"));
             match message["type"].as_str() {
                 Some(t) if kinds.contains(&t) => return message,
-                Some("snapshot") => assert!(
+                Some("update" | "replication") => assert!(
                     Instant::now() < deadline,
                     "no {kinds:?} within {CLIENT_WAIT:?}"
                 ),
@@ -228,12 +282,12 @@ impl Client {
         }
     }
 
-    /// Reads until a message of `kind` arrives (skipping snapshots).
+    /// Reads until a message of `kind` arrives (skipping replication).
     pub fn expect(&mut self, kind: &str) -> Value {
         self.expect_any(&[kind])
     }
 
-    /// Reads until an `error` with `code` arrives (skipping snapshots).
+    /// Reads until an `error` with `code` arrives (skipping replication).
     pub fn expect_error(&mut self, code: &str) -> Value {
         let error = self.expect("error");
         assert_eq!(error["code"], code, "{error}");
@@ -276,7 +330,7 @@ impl Client {
         logged_in
     }
 
-    /// Takes one step and waits until a snapshot shows it, so each `move` is exactly one
+    /// Takes one step and waits until an update shows it, so each `move` is exactly one
     /// step however slow the server's frames are. Other messages are kept for later reads.
     /// Returns the new position.
     pub fn step(&mut self, dx: f32, dy: f32) -> Value {
@@ -297,26 +351,21 @@ impl Client {
         let deadline = Instant::now() + CLIENT_WAIT;
         loop {
             let message = self.read_line(deadline)?;
-            if message["type"] != "snapshot" {
-                self.backlog.push_back(message);
+            if message["type"] != "update" {
+                if message["type"] != "replication" {
+                    self.backlog.push_back(message);
+                }
                 continue;
             }
-            let mine = message["players"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["id"] == id)
-                .cloned();
-            if let Some(p) = mine {
-                let now = json!({"x": p["x"], "y": p["y"]});
-                if now != before {
-                    self.me = Some((id, now.clone()));
-                    return Some(now);
-                }
+            if let Some(now) = self.replicated_position()
+                && now != before
+            {
+                self.me = Some((id, now.clone()));
+                return Some(now);
             }
             assert!(
                 Instant::now() < deadline,
-                "the step never showed in a snapshot"
+                "the step never showed in an update"
             );
         }
     }
@@ -330,21 +379,23 @@ impl Client {
         taken
     }
 
-    /// The next `snapshot` (waiting up to [`CLIENT_WAIT`]); other messages are kept for later.
-    pub fn snapshot(&mut self) -> Value {
+    /// The next replication `update` (waiting up to [`CLIENT_WAIT`]); other messages are
+    /// kept for later.
+    pub fn update(&mut self) -> Value {
         let deadline = Instant::now() + CLIENT_WAIT;
         loop {
             let message = self
                 .read_line(deadline)
-                .expect("connection closed while waiting for a snapshot");
-            if message["type"] == "snapshot" {
-                return message;
+                .expect("connection closed while waiting for an update");
+            match message["type"].as_str() {
+                Some("update") => return message,
+                Some("replication") => {}
+                _ => self.backlog.push_back(message),
             }
-            self.backlog.push_back(message);
         }
     }
 
-    /// Sends a `ping` and waits (up to [`CLIENT_WAIT`]) for its `pong`; snapshots are
+    /// Sends a `ping` and waits (up to [`CLIENT_WAIT`]) for its `pong`; replication is
     /// skipped, other messages kept for later.
     pub fn ping(&mut self, nonce: u64) {
         self.send(json!({"type": "ping", "nonce": nonce}));
@@ -355,7 +406,7 @@ impl Client {
                 .expect("connection closed while waiting for a pong");
             match message["type"].as_str() {
                 Some("pong") if message["nonce"] == nonce => return,
-                Some("snapshot") => {}
+                Some("update" | "replication") => {}
                 _ => self.backlog.push_back(message),
             }
         }

@@ -12,6 +12,9 @@
 //! | `{"type":"pickup","item":"gem"}`      | `{"type":"picked_up","item":"gem","count":1}` or `{"type":"pickup_refused","item":..,"reason":..,"message":..}` |
 //! | `{"type":"chat","text":"hi"}`         | everyone near: `{"type":"chat_line","from":7,"text":"hi"}`; the sender alone on refusal: `{"type":"chat_refused","reason":..,"message":..}` |
 //!
+//! Every player also gets Hearth's replication `update`s: the position and player id of
+//! everyone within 50 units, so players see each other walk (docs/protocol.md).
+//!
 //! Malformed requests (a missing or mistyped field, an unknown one) never reach the game:
 //! Hearth answers them with its own `bad_request` error.
 
@@ -336,6 +339,10 @@ impl Plugin for ArenaPlugin {
             .add_server_message::<PickupRefused>("pickup_refused")
             .add_server_message::<ChatLine>("chat_line")
             .add_server_message::<ChatRefused>("chat_refused")
+            // Players see each other walk: positions (1/64-unit fixed point in binary) and
+            // player ids of everyone within 50 units, as `update`s.
+            .replicate_with::<Position, QuantisedPositionEncoding>()
+            .replicate::<PlayerId>()
             .add_systems(
                 PreUpdate,
                 (take_walks, pick_up, relay_chat).after(NetSystems::Receive),

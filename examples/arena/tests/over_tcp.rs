@@ -15,6 +15,21 @@ use hearth::testing::test_config;
 use serde_json::json;
 
 #[test]
+fn players_see_each_other_walk() {
+    let server = ArenaServer::start(test_config("arena-see"));
+    let mut alice = server.client();
+    alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    let mut bob = server.client();
+    let bob_id = bob.register("bob", "password1");
+    bob.login("bob", "password1");
+    alice.until_seen(bob_id, json!({"x": 0.0, "y": 0.0}));
+    bob.ask(json!({"type": "walk", "dx": 3, "dy": -1}), "walked");
+    alice.until_seen(bob_id, json!({"x": 3.0, "y": -1.0}));
+    assert_eq!(server.stop(), 0);
+}
+
+#[test]
 fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
     let server = ArenaServer::start(test_config("arena-tcp"));
     let mut alice = server.client();

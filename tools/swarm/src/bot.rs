@@ -128,7 +128,7 @@ impl Backoff {
     }
 }
 
-/// Sends `line` and waits for its answer, skipping snapshots and pongs.
+/// Sends `line` and waits for its answer, skipping replication updates and pongs.
 pub(crate) async fn request(
     conn: &mut Conn,
     line: &str,
@@ -149,7 +149,7 @@ pub(crate) async fn request(
             continue;
         };
         match message.kind.as_str() {
-            "snapshot" | "pong" => {}
+            "update" | "replication" | "pong" => {}
             "error" => {
                 let code = message.code.as_deref().unwrap_or("");
                 match code {
@@ -375,7 +375,7 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
         let Ok(Some(bytes)) = line else {
             break true;
         };
-        if bytes.starts_with(br#"{"type":"snapshot""#) {
+        if bytes.starts_with(br#"{"type":"update""#) {
             stats.snapshots.fetch_add(1, Relaxed);
             let now = Instant::now();
             if let Some(last) = last_snapshot.replace(now) {

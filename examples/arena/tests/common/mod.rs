@@ -1,6 +1,7 @@
 //! The arena over real TCP: the arena app running in this process on real time with its
 //! front door on a free port, and a line client that reads what a player would.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -54,6 +55,8 @@ impl ArenaServer {
 pub struct Client {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
+    /// Replicated entities (entity id → components as JSON), from Hearth's `update`s.
+    world: HashMap<u64, Value>,
 }
 
 impl Client {
@@ -61,7 +64,11 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("connect to the arena");
         stream.set_read_timeout(Some(CLIENT_WAIT)).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        Self { stream, reader }
+        Self {
+            stream,
+            reader,
+            world: HashMap::new(),
+        }
     }
 
     /// Sends one message.
@@ -72,18 +79,64 @@ impl Client {
             .expect("write to the arena");
     }
 
-    /// The next message, which must be of type `kind` (anything else fails the test: the
-    /// arena sends nothing unasked, so every line a test does not expect is a bug).
+    /// The next message other than replication (applied to the world as it comes), which
+    /// must be of type `kind` (anything else fails the test: the arena sends nothing
+    /// unasked, so every line a test does not expect is a bug).
     pub fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self.next(kind);
+            if !self.absorb(&message) {
+                assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+                return message;
+            }
+        }
+    }
+
+    fn next(&mut self, waiting_for: &str) -> Value {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("the connection closed while waiting for {kind}"),
+            Ok(0) => panic!("the connection closed while waiting for {waiting_for}"),
             Ok(_) => {}
-            Err(e) => panic!("no {kind} within {CLIENT_WAIT:?}: {e}"),
+            Err(e) => panic!("no {waiting_for} within {CLIENT_WAIT:?}: {e}"),
         }
-        let message: Value = serde_json::from_str(&line).expect("the server sends JSON");
-        assert_eq!(message["type"], kind, "expected {kind}, got {message}");
-        message
+        serde_json::from_str(&line).expect("the server sends JSON")
+    }
+
+    /// Applies a replication message; whether it was one.
+    fn absorb(&mut self, message: &Value) -> bool {
+        match message["type"].as_str() {
+            Some("replication") => self.world.clear(),
+            Some("update") => {
+                for e in message["entered"].as_array().unwrap() {
+                    self.world.insert(e["id"].as_u64().unwrap(), e.clone());
+                }
+                for e in message["changed"].as_array().unwrap() {
+                    let known = self.world.get_mut(&e["id"].as_u64().unwrap());
+                    let known = known.expect("a change of an entity the client was told of");
+                    for (key, value) in e.as_object().unwrap() {
+                        known[key] = value.clone();
+                    }
+                }
+                for id in message["left"].as_array().unwrap() {
+                    self.world.remove(&id.as_u64().unwrap());
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads replication updates until the player `player` is seen at `position`.
+    pub fn until_seen(&mut self, player: u64, position: Value) {
+        let seen = |world: &HashMap<u64, Value>| {
+            world
+                .values()
+                .any(|e| e["player_id"] == player && e["position"] == position)
+        };
+        while !seen(&self.world) {
+            let message = self.next("an update");
+            assert!(self.absorb(&message), "unexpected {message}");
+        }
     }
 
     /// Sends `message` and returns the answer, which must be of type `kind`.

@@ -1,0 +1,176 @@
+//! Frames: `length` (varint: the bytes that follow, kind byte included, 1 to
+//! [`MAX_FRAME_BYTES`]), `kind` (one byte, [`FrameKind`]), `payload` (`length - 1` bytes).
+
+use super::varint::{read_u64, write_u64};
+use super::{MAGIC, MAX_FRAME_BYTES, VERSION, WireError};
+
+/// What a frame's payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// `0x01`: a message, a MessagePack map with named fields (both directions).
+    Message = 0x01,
+    /// `0x02`: a replication update (server to client), see [`super::update`].
+    Update = 0x02,
+}
+
+impl FrameKind {
+    /// The kind a byte stands for.
+    pub fn from_byte(byte: u8) -> Result<Self, WireError> {
+        match byte {
+            0x01 => Ok(Self::Message),
+            0x02 => Ok(Self::Update),
+            other => Err(WireError::UnknownKind(other)),
+        }
+    }
+}
+
+/// One decoded frame, borrowing its payload from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub kind: FrameKind,
+    pub payload: &'a [u8],
+}
+
+/// Checks a binary preamble at the start of `input` (6 bytes: [`MAGIC`], then the version).
+/// Returns the version; [`WireError::Truncated`] while fewer than 6 bytes arrived.
+pub fn read_preamble(input: &[u8]) -> Result<u8, WireError> {
+    let magic_seen = input.len().min(MAGIC.len());
+    if input[..magic_seen] != MAGIC[..magic_seen] {
+        return Err(WireError::BadMagic);
+    }
+    match input.get(MAGIC.len()) {
+        None => Err(WireError::Truncated("preamble")),
+        Some(&VERSION) => Ok(VERSION),
+        Some(&other) => Err(WireError::UnknownVersion(other)),
+    }
+}
+
+/// Decodes the frame at the start of `input`: the frame and the bytes it took. While the
+/// frame is incomplete this is [`WireError::Truncated`] (a stream reader waits for more
+/// bytes; at the end of the input it is an error); a length over the limit is
+/// [`WireError::Oversized`] as soon as the length is read, before its bytes arrive.
+pub fn decode_frame(input: &[u8]) -> Result<(Frame<'_>, usize), WireError> {
+    let (length, prefix) = match read_u64(input) {
+        Ok(read) => read,
+        // A length prefix that already has more bytes than any allowed length needs.
+        Err(WireError::Truncated(_)) if input.len() >= 4 => {
+            return Err(WireError::Oversized(u64::MAX));
+        }
+        Err(WireError::Truncated(_)) => return Err(WireError::Truncated("frame length")),
+        Err(e) => return Err(e),
+    };
+    if length > MAX_FRAME_BYTES as u64 {
+        return Err(WireError::Oversized(length));
+    }
+    if length == 0 {
+        return Err(WireError::Empty);
+    }
+    let end = prefix + length as usize;
+    let Some(body) = input.get(prefix..end) else {
+        return Err(WireError::Truncated("frame"));
+    };
+    let kind = FrameKind::from_byte(body[0])?;
+    Ok((
+        Frame {
+            kind,
+            payload: &body[1..],
+        },
+        end,
+    ))
+}
+
+/// Appends a frame of `kind` around `payload`; [`WireError::Oversized`] (nothing appended)
+/// when the payload does not fit.
+pub fn encode_frame(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+    let length = payload.len() + 1;
+    if length > MAX_FRAME_BYTES {
+        return Err(WireError::Oversized(length as u64));
+    }
+    write_u64(out, length as u64);
+    out.push(kind as u8);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::PREAMBLE;
+    use proptest::prelude::*;
+
+    #[test]
+    fn preambles() {
+        assert_eq!(read_preamble(&PREAMBLE), Ok(VERSION));
+        assert_eq!(
+            read_preamble(&PREAMBLE[..3]),
+            Err(WireError::Truncated("preamble"))
+        );
+        assert_eq!(read_preamble(b"{\"type\""), Err(WireError::BadMagic));
+        let mut v2 = PREAMBLE;
+        v2[5] = 2;
+        assert_eq!(read_preamble(&v2), Err(WireError::UnknownVersion(2)));
+    }
+
+    #[test]
+    fn hostile_frames_get_typed_errors() {
+        assert_eq!(decode_frame(&[]), Err(WireError::Truncated("frame length")));
+        assert_eq!(decode_frame(&[3, 1, 0]), Err(WireError::Truncated("frame")));
+        assert_eq!(decode_frame(&[0]), Err(WireError::Empty));
+        assert_eq!(decode_frame(&[2, 9, 0]), Err(WireError::UnknownKind(9)));
+        let mut over = Vec::new();
+        write_u64(&mut over, MAX_FRAME_BYTES as u64 + 1);
+        assert_eq!(
+            decode_frame(&over),
+            Err(WireError::Oversized(MAX_FRAME_BYTES as u64 + 1))
+        );
+        assert_eq!(
+            decode_frame(&[0x80; 4]),
+            Err(WireError::Oversized(u64::MAX))
+        );
+        let big = vec![0; MAX_FRAME_BYTES];
+        assert!(encode_frame(FrameKind::Message, &big, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn the_largest_frame_fits() {
+        let payload = vec![7; MAX_FRAME_BYTES - 1];
+        let mut out = Vec::new();
+        encode_frame(FrameKind::Message, &payload, &mut out).unwrap();
+        let (frame, used) = decode_frame(&out).unwrap();
+        assert_eq!((frame.payload.len(), used), (payload.len(), out.len()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes: a frame, a typed error, never a panic; a frame never claims
+        /// more bytes than the input holds.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(input in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok((frame, used)) = decode_frame(&input) {
+                prop_assert!(used <= input.len());
+                prop_assert!(frame.payload.len() < used);
+                if frame.kind == FrameKind::Update {
+                    let _ = crate::wire::UpdateFrame::decode(frame.payload);
+                }
+            }
+            let _ = read_preamble(&input);
+            let _ = crate::wire::UpdateFrame::decode(&input);
+            let _ = crate::wire::QuantisedPosition::decode(&input);
+        }
+
+        #[test]
+        fn message_frames_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut out = Vec::new();
+            encode_frame(FrameKind::Message, &payload, &mut out).unwrap();
+            let (frame, used) = decode_frame(&out).unwrap();
+            prop_assert_eq!(used, out.len());
+            prop_assert_eq!(frame, Frame { kind: FrameKind::Message, payload: &payload });
+            // Every strict prefix is truncated, never misread.
+            for cut in 0..out.len().min(8) {
+                prop_assert!(matches!(decode_frame(&out[..cut]), Err(WireError::Truncated(_))));
+            }
+        }
+    }
+}

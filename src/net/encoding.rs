@@ -1,0 +1,287 @@
+//! A connection's encoding (docs/protocol.md, "Binary encoding"): told from the client's
+//! first byte (NUL: a binary preamble; anything else: JSON lines), then used to read the
+//! client's messages ([`WireCodec`]) and to write the server's ([`write_message`]).
+//!
+//! A binary client's messages are turned into the JSON text the JSON path parses, so both
+//! encodings share one parser and refuse the same things with the same errors.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use hearth_components::protocol::{MAX_LINE_BYTES, ServerMessage};
+use hearth_components::wire::{
+    self, FrameKind, MAGIC, PREAMBLE, WireError, decode_frame, decode_message, encode_message,
+};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
+
+/// How a connection's bytes are encoded, both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Newline-delimited JSON (the default).
+    Json,
+    /// Length-prefixed frames: MessagePack messages and binary updates.
+    Binary,
+}
+
+/// Why a connection's first bytes chose no encoding.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The client closed, or the socket failed, before choosing.
+    #[error("closed before the first byte: {0}")]
+    Io(#[from] io::Error),
+    /// A binary preamble that is not one (bad magic, unknown version).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Reads the connection's first byte (without consuming it, for JSON) and, for binary, the
+/// whole preamble: the encoding the client chose.
+pub async fn detect(reader: &mut OwnedReadHalf) -> Result<Encoding, DetectError> {
+    let mut first = [0u8; 1];
+    if reader.peek(&mut first).await? == 0 {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
+    if first[0] != MAGIC[0] {
+        return Ok(Encoding::Json);
+    }
+    let mut preamble = [0u8; PREAMBLE.len()];
+    reader.read_exact(&mut preamble).await?;
+    wire::read_preamble(&preamble)?;
+    Ok(Encoding::Binary)
+}
+
+/// One message from the client, in its encoding.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A JSON line (may be blank).
+    Line(String),
+    /// A binary message frame's payload (MessagePack).
+    Message(Vec<u8>),
+}
+
+impl Incoming {
+    /// Whether it is a blank line (ignored, not counted).
+    pub fn is_blank(&self) -> bool {
+        matches!(self, Self::Line(line) if line.trim().is_empty())
+    }
+
+    /// The message as the JSON text the parser reads; for a binary message, the reason it
+    /// has no JSON form (not MessagePack, not a map with string keys, bytes or extension
+    /// values).
+    pub fn into_text(self) -> Result<String, String> {
+        match self {
+            Self::Line(line) => Ok(line),
+            Self::Message(payload) => decode_message::<serde_json::Value>(&payload)
+                .map(|value| value.to_string())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Why reading the client's messages stopped: every one of these closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum IncomingError {
+    /// A line over [`MAX_LINE_BYTES`] or a frame over [`wire::MAX_FRAME_BYTES`].
+    #[error("too large")]
+    TooLarge,
+    /// A line that is not UTF-8.
+    #[error("a line must be valid UTF-8")]
+    InvalidUtf8,
+    /// A binary frame that breaks the format (truncated at the end of the stream, empty, of
+    /// a kind a client may not send).
+    #[error(transparent)]
+    Wire(WireError),
+    /// The socket failed.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+impl From<io::Error> for IncomingError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Splits the client's bytes into messages in the connection's encoding.
+pub struct WireCodec {
+    encoding: Encoding,
+    lines: LinesCodec,
+}
+
+impl WireCodec {
+    /// A decoder for `encoding`.
+    pub fn new(encoding: Encoding) -> Self {
+        // One byte over the limit, so a line of exactly MAX_LINE_BYTES still fits with the
+        // `\r` of a CRLF ending (the codec counts it, then strips it); the limit itself is
+        // checked on the line the codec returns.
+        Self {
+            encoding,
+            lines: LinesCodec::new_with_max_length(MAX_LINE_BYTES + 1),
+        }
+    }
+
+    fn line(
+        found: Result<Option<String>, LinesCodecError>,
+    ) -> Result<Option<Incoming>, IncomingError> {
+        match found {
+            Ok(Some(line)) if line.len() > MAX_LINE_BYTES => Err(IncomingError::TooLarge),
+            Ok(line) => Ok(line.map(Incoming::Line)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Err(IncomingError::TooLarge),
+            Err(LinesCodecError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(IncomingError::InvalidUtf8)
+            }
+            Err(LinesCodecError::Io(e)) => Err(IncomingError::Io(e)),
+        }
+    }
+
+    fn frame(buf: &mut BytesMut) -> Result<Option<Incoming>, IncomingError> {
+        match decode_frame(buf) {
+            Ok((frame, used)) => {
+                if frame.kind != FrameKind::Message {
+                    return Err(IncomingError::Wire(WireError::UnknownKind(
+                        frame.kind as u8,
+                    )));
+                }
+                let payload = frame.payload.to_vec();
+                buf.advance(used);
+                Ok(Some(Incoming::Message(payload)))
+            }
+            Err(WireError::Truncated(_)) => Ok(None),
+            Err(WireError::Oversized(_)) => Err(IncomingError::TooLarge),
+            Err(e) => Err(IncomingError::Wire(e)),
+        }
+    }
+}
+
+impl Decoder for WireCodec {
+    type Item = Incoming;
+    type Error = IncomingError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, IncomingError> {
+        match self.encoding {
+            Encoding::Json => Self::line(self.lines.decode(buf)),
+            Encoding::Binary => Self::frame(buf),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, IncomingError> {
+        match self.encoding {
+            Encoding::Json => Self::line(self.lines.decode_eof(buf)),
+            Encoding::Binary => match Self::frame(buf)? {
+                Some(message) => Ok(Some(message)),
+                None if buf.is_empty() => Ok(None),
+                None => Err(IncomingError::Wire(WireError::Truncated("frame"))),
+            },
+        }
+    }
+}
+
+/// Appends `message` in `encoding` to `out`. A message without a form in that encoding (a
+/// game's message that does not serialise, a programming error) is logged and left out.
+pub fn write_message(encoding: Encoding, message: &ServerMessage, out: &mut Vec<u8>) {
+    match (encoding, message) {
+        (Encoding::Json, message) => out.extend_from_slice(message.to_line().as_bytes()),
+        (Encoding::Binary, ServerMessage::Game(line)) => {
+            let Ok(text) = line.line() else {
+                tracing::error!("a game message could not be encoded; not sent");
+                return;
+            };
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) => packed(&value, out),
+                Err(e) => tracing::error!(%e, "a game message line is not JSON; not sent"),
+            }
+        }
+        (Encoding::Binary, message) => packed(message, out),
+    }
+}
+
+fn packed<T: serde::Serialize>(message: &T, out: &mut Vec<u8>) {
+    if let Err(e) = encode_message(message, out) {
+        tracing::error!(%e, "a message has no binary form; not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_components::protocol::ErrorCode;
+    use hearth_components::wire::encode_frame;
+
+    use super::*;
+
+    fn decode_all(encoding: Encoding, bytes: &[u8]) -> Vec<Result<Option<Incoming>, String>> {
+        let mut codec = WireCodec::new(encoding);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        loop {
+            match codec.decode_eof(&mut buf) {
+                Ok(Some(m)) => out.push(Ok(Some(m))),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn binary_messages_read_as_the_json_they_stand_for() {
+        let mut bytes = Vec::new();
+        encode_message(&serde_json::json!({"type": "ping", "nonce": 7}), &mut bytes).unwrap();
+        let found = decode_all(Encoding::Binary, &bytes);
+        let Ok(Some(message)) = found.into_iter().next().unwrap() else {
+            panic!("a message")
+        };
+        assert_eq!(message.into_text().unwrap(), r#"{"nonce":7,"type":"ping"}"#);
+    }
+
+    #[test]
+    fn hostile_binary_input_is_an_error() {
+        let mut update = Vec::new();
+        encode_frame(FrameKind::Update, &[0, 0, 0, 0], &mut update).unwrap();
+        let truncated = [5, 1, 0x81];
+        let oversized = [0xff, 0xff, 0x7f];
+        for (bytes, expected) in [
+            (&update[..], "unknown frame kind 0x02"),
+            (&truncated[..], "truncated"),
+            (&oversized[..], "too large"),
+            (&[2, 0x33, 0][..], "unknown frame kind 0x33"),
+        ] {
+            let found = decode_all(Encoding::Binary, bytes);
+            let Some(Err(e)) = found.last() else {
+                panic!("{bytes:?}: {found:?}")
+            };
+            assert!(e.contains(expected), "{bytes:?}: {e}");
+        }
+        // A frame whose payload is not MessagePack is a bad request, not a closed stream.
+        let mut junk = Vec::new();
+        encode_frame(FrameKind::Message, &[0xc1], &mut junk).unwrap();
+        let found = decode_all(Encoding::Binary, &junk);
+        let Ok(Some(message)) = found.into_iter().next().unwrap() else {
+            panic!("a message")
+        };
+        assert!(message.into_text().is_err());
+    }
+
+    #[test]
+    fn server_messages_in_both_encodings() {
+        let message = ServerMessage::error(ErrorCode::BadRequest, "no");
+        let mut json = Vec::new();
+        write_message(Encoding::Json, &message, &mut json);
+        assert_eq!(
+            json,
+            b"{\"type\":\"error\",\"code\":\"bad_request\",\"message\":\"no\"}\n"
+        );
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &message, &mut bin);
+        let (frame, _) = decode_frame(&bin).unwrap();
+        let value: serde_json::Value = decode_message(frame.payload).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"type": "error", "code": "bad_request", "message": "no"})
+        );
+    }
+}

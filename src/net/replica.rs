@@ -1,0 +1,98 @@
+//! One connection's side of replication, off the tick: it waits for each new round, composes
+//! this client's update from the round and its [`ClientView`], writes it in the connection's
+//! encoding, and confirms it to the view only once it was written.
+
+use std::sync::Arc;
+
+use hearth_components::PlayerId;
+use hearth_systems::replication::{
+    ClientView, Composed, ReplicationRound, write_binary, write_json,
+};
+use tokio::sync::watch;
+
+use super::encoding::Encoding;
+
+/// A connection's replication state: the round feed and, while a player plays on the
+/// connection, its view.
+pub struct Replica {
+    rounds: Option<watch::Receiver<Arc<ReplicationRound>>>,
+    playing: Option<(PlayerId, ClientView)>,
+}
+
+impl Replica {
+    /// Follows `rounds` (`None`: the game replicates nothing).
+    pub fn new(rounds: Option<watch::Receiver<Arc<ReplicationRound>>>) -> Self {
+        Self {
+            rounds,
+            playing: None,
+        }
+    }
+
+    /// A player joined on this connection (`logged_in` written): a fresh view, so its first
+    /// update is full state, composed from the latest round right away.
+    pub fn joined(&mut self, player: PlayerId) {
+        self.playing = Some((player, ClientView::new()));
+        if let Some(rounds) = &mut self.rounds {
+            rounds.mark_changed();
+        }
+    }
+
+    /// The player left (`logged_out`): no more updates.
+    pub fn left(&mut self) {
+        self.playing = None;
+    }
+
+    /// Whether updates are due (a player plays and the game replicates).
+    pub fn active(&self) -> bool {
+        self.playing.is_some() && self.rounds.is_some()
+    }
+
+    /// Waits for a round newer than the last one seen (only the newest: a connection that
+    /// fell behind skips the rounds in between). Never ready without a feed.
+    pub async fn next_round(&mut self) -> Arc<ReplicationRound> {
+        let Some(rounds) = &mut self.rounds else {
+            return std::future::pending().await;
+        };
+        if rounds.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        Arc::clone(&rounds.borrow_and_update())
+    }
+
+    /// This round's update for the player, appended to `out` in `encoding`: `None` when there
+    /// is nothing to write (no player, not in the round yet, nothing to encode).
+    pub fn compose(
+        &mut self,
+        round: &Arc<ReplicationRound>,
+        encoding: Encoding,
+        out: &mut Vec<u8>,
+    ) -> Option<Composed> {
+        let (player, view) = self.playing.as_mut()?;
+        let update = view.compose(round, *player, round.settings().round_budget())?;
+        let start = out.len();
+        let written = match encoding {
+            Encoding::Binary => write_binary(&update, out).map_err(|e| e.to_string()),
+            Encoding::Json => {
+                let mut text = String::new();
+                let written = write_json(&update, &mut text).map_err(|e| e.to_string());
+                out.extend_from_slice(text.as_bytes());
+                written
+            }
+        };
+        match written {
+            Ok(()) => Some(update),
+            Err(reason) => {
+                out.truncate(start);
+                tracing::error!(%reason, "a replication update could not be encoded");
+                None
+            }
+        }
+    }
+
+    /// The update was written: the view's baseline advances to it.
+    pub fn confirm(&mut self, update: Composed) {
+        if let Some((_, view)) = &mut self.playing {
+            view.confirm(update);
+        }
+    }
+}
