@@ -27,9 +27,12 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "pong",
     "kicked",
     "error",
-    "replication",
-    "update",
 ];
+
+/// The `type`s the replication plugin writes itself (not [`ServerMessage`] variants: an
+/// update is encoded per connection, off the tick): a game cannot register these names
+/// either.
+pub const REPLICATION_SERVER_MESSAGES: &[&str] = &["replication", "update"];
 
 /// A message from a client that the core handles.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -22,7 +22,8 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
 use hearth_components::PlayerId;
 use hearth_components::protocol::{
-    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, ServerMessage,
+    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, REPLICATION_SERVER_MESSAGES,
+    ServerMessage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -212,8 +213,8 @@ impl GameMessagesAppExt for App {
         T: Serialize + Send + Sync + 'static,
     {
         assert!(
-            !CORE_SERVER_MESSAGES.contains(&name),
-            "server message type {name:?} is one of Hearth's own ({CORE_SERVER_MESSAGES:?}); pick another name"
+            !CORE_SERVER_MESSAGES.contains(&name) && !REPLICATION_SERVER_MESSAGES.contains(&name),
+            "server message type {name:?} is one of Hearth's own ({CORE_SERVER_MESSAGES:?}, {REPLICATION_SERVER_MESSAGES:?}); pick another name"
         );
         let mut names = self
             .world_mut()
