@@ -25,7 +25,8 @@ pub use hearth_components::{
 };
 pub use hearth_systems::{
     EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
-    PersistenceSystems, PersistentAppExt, SessionSystems, SharedEntries, ToClients,
+    PersistenceSystems, PersistentAppExt, Players, Playing, SessionSystems, SharedEntries,
+    ToClients,
 };
 
 pub use crate::HearthPlugins;

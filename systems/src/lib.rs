@@ -5,6 +5,7 @@ pub mod game_messages;
 pub mod metrics;
 pub mod net;
 pub mod persistence;
+pub mod players;
 pub mod sessions;
 pub mod shared_json;
 pub mod spatial;
@@ -17,6 +18,7 @@ pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
     PersistentRegistry,
 };
+pub use players::{Players, Playing};
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
 pub use shared_json::{EntryList, SharedEntries};
 pub use spatial::{FrameCount, Nearby, NearbyPlayers, SpatialIndex, SpatialPlugin};

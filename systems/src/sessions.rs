@@ -254,7 +254,7 @@ fn start_leaves(
         if players.contains(request.entity) {
             commands.entity(request.entity).insert(Leaving {
                 origin: request.origin,
-                retry_at: Duration::ZERO,
+                ..Leaving::default()
             });
         }
     }
@@ -388,10 +388,7 @@ pub fn leave_everyone(world: &mut World) -> usize {
         .iter(world)
         .collect();
     for entity in players {
-        world.entity_mut(entity).insert(Leaving {
-            origin: 0,
-            retry_at: Duration::ZERO,
-        });
+        world.entity_mut(entity).insert(Leaving::default());
     }
     let online = world.resource::<OnlinePlayers>();
     online.entities.len() + online.joining.len()
