@@ -5,7 +5,8 @@
 //! player within one flush interval of its change, spread over the interval in small slices
 //! ([`pacing`]) so no frame snapshots everyone. Tier-1 (immediate) and final (leave) saves use
 //! the same snapshot path on the interactive lane. Results come back and are applied here: a
-//! failed write marks the player dirty again.
+//! failed write marks the player dirty again, and a leave ends only once a final save holds
+//! every change made to the player (else a follow-up final save goes out).
 
 mod pacing;
 

@@ -244,7 +244,8 @@ fn spawn_joined_players(
 }
 
 /// Starts a leave: the final save (with release) is sent by persistence once nothing else
-/// is in flight; the entity is despawned when it is durable.
+/// is in flight; the entity is despawned when a final save is durable and nothing changed
+/// after its snapshot (see `persistence::finish_leaves`).
 fn start_leaves(
     mut requests: MessageReader<LeaveRequest>,
     players: Query<(), (With<PlayerId>, Without<Leaving>)>,
