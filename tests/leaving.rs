@@ -198,6 +198,32 @@ fn a_gift_to_a_player_whose_final_save_is_in_flight_is_saved(stores: &dyn StoreF
     );
 }
 
+/// The one window left: the first final save released the lease, and another server claimed
+/// the player before the follow-up re-claimed it. The follow-up writes nothing over what that
+/// server loaded; the player is dropped here with `OwnershipLost`, the late change unsaved.
+fn a_follow_up_after_another_server_took_the_player_writes_nothing(stores: &dyn StoreFactory) {
+    let mut a = stores.game_server(config("a"), coins_game);
+    let mut b = stores.game_server(config("b"), coins_game);
+    let p = PlayerId(1);
+    let e = a.spawn_player(p, Wallet { coins: 1 });
+    set_coins(&mut a, e, 10);
+    a.world_mut().write_message(LeaveRequest {
+        entity: e,
+        origin: 7,
+    });
+    a.frame(); // the final save (10) is durable and released the lease; applied next frame
+    set_coins(&mut a, e, 20);
+    let on_b = b.join(p);
+    assert_eq!(b.world().get::<Wallet>(on_b).unwrap().coins, 10);
+    a.frame(); // the follow-up (20) goes out
+    a.frame(); // and comes back lost
+    let lost = a.read_messages::<OwnershipLost>();
+    assert!(lost.iter().any(|l| l.player == p), "{lost:?}");
+    assert!(a.world().get_entity(e).is_err(), "dropped on a");
+    assert_eq!(stored_coins(&a, p), Some(10), "b's copy is not overwritten");
+    assert_eq!(a.store().lease_owner(p), Some(b.lease_owner()));
+}
+
 /// A player the game changes after every final snapshot of its leave still leaves, its lease
 /// released, once the follow-up saves reach their bound: with the state of the last follow-up
 /// (the final save took 1 coin; each follow-up one more).
@@ -235,6 +261,7 @@ fn shutdown_saves_changes_made_while_players_leave(stores: &dyn StoreFactory) {
 }
 
 on_every_store!(
+    a_follow_up_after_another_server_took_the_player_writes_nothing,
     a_gift_to_a_player_whose_final_save_is_in_flight_is_saved,
     a_change_at_every_point_of_a_leave_is_saved_before_the_player_is_gone,
     a_player_changed_after_every_final_save_still_leaves,
