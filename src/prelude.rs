@@ -28,7 +28,8 @@ pub use hearth_systems::replication::{
 };
 pub use hearth_systems::{
     EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
-    PersistenceSystems, PersistentAppExt, SessionSystems, SharedEntries, ToClients,
+    PersistenceSystems, PersistentAppExt, Players, Playing, SessionSystems, SharedEntries,
+    ToClients,
 };
 
 pub use crate::HearthPlugins;

@@ -251,6 +251,17 @@ impl TestServer {
         })
     }
 
+    /// A server running `game` (not the demo game) on an existing memory backend (several
+    /// servers can share one).
+    pub fn for_game_on_memory(
+        backend: Arc<MemoryBackend>,
+        config: ServerConfig,
+        game: impl Plugin,
+    ) -> Self {
+        let (store, port) = MemoryStore::open(backend, &config.store.settings);
+        Self::for_game_on_store(config, port, Arc::new(MemoryTestStore { store }), game)
+    }
+
     /// A server running `game` (not the demo game) on any store (see [`TestServer::on_store`]).
     pub fn for_game_on_store(
         config: ServerConfig,

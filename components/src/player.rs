@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use bevy_ecs::change_detection::Tick;
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,9 @@ pub struct SaveNowPending {
 }
 
 /// The player is leaving (logout, disconnect, shutdown): a final save that releases the lease
-/// is pending or in flight. The entity is despawned once that save is durable.
+/// is pending or in flight. The entity is despawned once a final save is durable and the
+/// player was not changed after that save's snapshot; a change after it sends a follow-up
+/// final save with the newest state (a bounded number of times).
 #[derive(Component, Clone, Debug, Default)]
 #[component(storage = "SparseSet")]
 pub struct Leaving {
@@ -46,6 +49,11 @@ pub struct Leaving {
     pub origin: u64,
     /// Real time (since app start) before which a failed attempt is not retried.
     pub retry_at: Duration,
+    /// Set when a final save is durable: the tick its snapshot was taken at. The leave ends
+    /// in the same frame, or sends a follow-up if the player changed since.
+    pub saved_at: Option<Tick>,
+    /// Follow-up final saves sent so far (changes made after the previous final snapshot).
+    pub follow_ups: u32,
 }
 
 /// Marks a player spawned from a stored record this frame, so spawning is not mistaken for a
@@ -92,6 +100,9 @@ pub struct InFlightSave {
     pub tags: Vec<u64>,
     /// Whether this is the final save of a leaving player (it releases the lease).
     pub release: bool,
+    /// The change tick the snapshot was taken at: a persistent component changed after it is
+    /// not in this save.
+    pub taken_at: Tick,
 }
 
 /// Record sections this build does not know (written by a newer build or a removed feature).

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bevy_app::Plugin;
 use crossbeam_channel::unbounded;
 use hearth_components::{PlayerId, PlayerRecord, StoreSelection};
 use hearth_systems::storage::{PlayerStore, StorePort};
@@ -366,5 +367,12 @@ impl TestServer {
     pub fn on_redis(admin_url: &str, config: ServerConfig) -> Self {
         let (port, store) = RedisTestStore::open(admin_url, &config.store.settings);
         Self::on_store(config, port, store)
+    }
+
+    /// A server running `game` (not the demo game) on the Redis (or Redis Cluster) at
+    /// `admin_url`.
+    pub fn for_game_on_redis(admin_url: &str, config: ServerConfig, game: impl Plugin) -> Self {
+        let (port, store) = RedisTestStore::open(admin_url, &config.store.settings);
+        Self::for_game_on_store(config, port, store, game)
     }
 }

@@ -5,6 +5,7 @@ pub mod game_messages;
 pub mod metrics;
 pub mod net;
 pub mod persistence;
+pub mod players;
 pub mod replication;
 pub mod sessions;
 pub mod shared_json;
@@ -18,6 +19,7 @@ pub use persistence::{
     FlushSchedule, FlushStats, PersistencePlugin, PersistenceSystems, PersistentAppExt,
     PersistentRegistry,
 };
+pub use players::{Players, Playing};
 pub use replication::{
     ClientView, QuantisedPositionEncoding, ReplicationAppExt, ReplicationFeed, ReplicationPlugin,
     ReplicationRound, ReplicationSystems,

@@ -5,7 +5,8 @@
 //! player within one flush interval of its change, spread over the interval in small slices
 //! ([`pacing`]) so no frame snapshots everyone. Tier-1 (immediate) and final (leave) saves use
 //! the same snapshot path on the interactive lane. Results come back and are applied here: a
-//! failed write marks the player dirty again.
+//! failed write marks the player dirty again, and a leave ends only once a final save holds
+//! every change made to the player (else a follow-up final save goes out).
 
 mod pacing;
 
@@ -13,10 +14,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::change_detection::Tick;
 use bevy_ecs::lifecycle::HookContext;
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
-use bevy_ecs::system::EntityCommands;
+use bevy_ecs::system::{EntityCommands, SystemChangeTick};
 use bevy_ecs::world::{DeferredWorld, EntityRefExcept};
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
@@ -57,6 +59,7 @@ pub enum PersistenceSystems {
 pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveState>;
 
 type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
+type ChangedFn = for<'w, 's> fn(&SnapshotSource<'w, 's>, Tick, Tick) -> bool;
 type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), serde_json::Error>;
 
 /// A stored section that does not decode as the component registered under its name.
@@ -75,6 +78,7 @@ pub struct PersistentSection {
     /// Section name in the record.
     pub name: &'static str,
     snapshot: SnapshotFn,
+    changed: ChangedFn,
     restore: RestoreFn,
 }
 
@@ -111,6 +115,14 @@ impl PersistentRegistry {
                 .unwrap_or_default(),
         }
     }
+
+    /// Whether a registered component of the entity changed after `since` (a snapshot's
+    /// tick), as seen by a system running at `now`.
+    pub fn changed_since(&self, source: &SnapshotSource, since: Tick, now: Tick) -> bool {
+        self.sections
+            .iter()
+            .any(|s| (s.changed)(source, since, now))
+    }
 }
 
 impl PersistentSection {
@@ -133,6 +145,12 @@ fn snapshot_section<T: Component + Serialize + Clone + Send + Sync>(
     source
         .get::<T>()
         .map(|c| Box::new(c.clone()) as SectionValue)
+}
+
+fn section_changed<T: Component>(source: &SnapshotSource, since: Tick, now: Tick) -> bool {
+    source
+        .get_change_ticks::<T>()
+        .is_some_and(|ticks| ticks.is_changed(since, now))
 }
 
 fn restore_section<T: Component + DeserializeOwned>(
@@ -169,6 +187,7 @@ impl PersistentAppExt for App {
         registry.sections.push(PersistentSection {
             name,
             snapshot: snapshot_section::<T>,
+            changed: section_changed::<T>,
             restore: restore_section::<T>,
         });
         self.add_systems(
@@ -280,6 +299,7 @@ pub struct FlushStats {
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn flush_dirty(
     time: Res<Time<Real>>,
+    ticks: SystemChangeTick,
     mut schedule: ResMut<FlushSchedule>,
     mut stats: ResMut<FlushStats>,
     registry: Res<PersistentRegistry>,
@@ -305,7 +325,7 @@ fn flush_dirty(
         let mut in_flight = HashSet::new();
         for player in &mut dirty {
             if player.2.in_flight.is_none() {
-                items.push(batch_save(&registry, player));
+                items.push(batch_save(&registry, ticks.this_run(), player));
             } else {
                 in_flight.insert(player.0);
             }
@@ -329,7 +349,7 @@ fn flush_dirty(
                 if player.2.in_flight.is_some() {
                     waiting.push((due, entity));
                 } else {
-                    items.push(batch_save(&registry, player));
+                    items.push(batch_save(&registry, ticks.this_run(), player));
                 }
             }
         }
@@ -356,9 +376,10 @@ fn flush_dirty(
     });
 }
 
-/// A batch (tier-2) save of a dirty player.
+/// A batch (tier-2) save of a dirty player, snapshotted at tick `now`.
 fn batch_save(
     registry: &PersistentRegistry,
+    now: Tick,
     (entity, player, mut state, source): (Entity, &PlayerId, Mut<SaveState>, SnapshotSource),
 ) -> SaveItem {
     start_save(
@@ -368,11 +389,14 @@ fn batch_save(
         &mut state,
         Vec::new(),
         false,
+        now,
         &source,
     )
 }
 
-/// Takes the next sequence number, marks the save in flight and snapshots the player.
+/// Takes the next sequence number, marks the save in flight and snapshots the player (in a
+/// system running at tick `now`).
+#[allow(clippy::too_many_arguments)]
 fn start_save(
     registry: &PersistentRegistry,
     entity: Entity,
@@ -380,6 +404,7 @@ fn start_save(
     state: &mut SaveState,
     tags: Vec<u64>,
     release: bool,
+    now: Tick,
     source: &SnapshotSource,
 ) -> SaveItem {
     state.seq += 1;
@@ -387,6 +412,7 @@ fn start_save(
         seq: state.seq,
         tags,
         release,
+        taken_at: now,
     });
     SaveItem {
         entity,
@@ -410,6 +436,7 @@ fn remove_dirty(world: &mut World, players: Vec<Entity>) {
 #[allow(clippy::type_complexity)]
 fn submit_priority_saves(
     time: Res<Time<Real>>,
+    ticks: SystemChangeTick,
     mut schedule: ResMut<FlushSchedule>,
     registry: Res<PersistentRegistry>,
     port: Res<StorePort>,
@@ -437,7 +464,14 @@ fn submit_priority_saves(
         let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
         let release = leaving.is_some();
         items.push(start_save(
-            &registry, entity, *player, &mut state, tags, release, &source,
+            &registry,
+            entity,
+            *player,
+            &mut state,
+            tags,
+            release,
+            ticks.this_run(),
+            &source,
         ));
         commands.entity(entity).remove::<(Dirty, SaveNowPending)>();
     }
@@ -473,8 +507,9 @@ fn queue_save_now(
     }
 }
 
-/// Applies save results: ends the in-flight save, re-dirties failures, answers tier-1 and
-/// final saves, and drops players whose lease is gone.
+/// Applies save results: ends the in-flight save, re-dirties failures, answers tier-1 saves,
+/// notes durable final saves on `Leaving` (for [`finish_leaves`]), and drops players whose
+/// lease is gone.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn apply_save_results(
     time: Res<Time<Real>>,
@@ -487,7 +522,6 @@ fn apply_save_results(
         Option<&mut SaveNowPending>,
     )>,
     mut saved_now: MessageWriter<SavedNow>,
-    mut left: MessageWriter<PlayerLeft>,
     mut lost: MessageWriter<OwnershipLost>,
     port: Res<StorePort>,
     mut commands: Commands,
@@ -509,7 +543,13 @@ fn apply_save_results(
             if *player != result.player || !answers_in_flight {
                 continue;
             }
-            let Some(InFlightSave { tags, release, .. }) = state.in_flight.take() else {
+            let Some(InFlightSave {
+                tags,
+                release,
+                taken_at,
+                ..
+            }) = state.in_flight.take()
+            else {
                 continue;
             };
             match &result.outcome {
@@ -522,15 +562,10 @@ fn apply_save_results(
                             tag,
                         });
                     }
-                    // Only the final save (the one that released the lease) ends a leave; a batch
+                    // Only a final save (one that released the lease) may end a leave; a batch
                     // save that was in flight when the leave began does not.
-                    if release && let Some(leaving) = leaving {
-                        left.write(PlayerLeft {
-                            entity: result.entity,
-                            player: *player,
-                            origin: leaving.origin,
-                        });
-                        commands.entity(result.entity).despawn();
+                    if release && let Some(mut leaving) = leaving {
+                        leaving.saved_at = Some(taken_at);
                     }
                 }
                 SaveOutcome::LeaseLost | SaveOutcome::StaleSequence => {
@@ -581,6 +616,51 @@ fn apply_save_results(
     }
 }
 
+/// How many follow-up final saves a leave sends at most: a player changed again after each of
+/// them leaves with the state of the last one, and the changes since are logged as lost. A
+/// game that changes a player at every frame of its leave (after the frame's saves, or while
+/// a slow store holds the save for several frames) would otherwise never let it leave.
+pub const MAX_LEAVE_FOLLOW_UPS: u32 = 5;
+
+/// Ends the leaves whose final save is durable, right after the results are applied (before
+/// any game system of the frame): `PlayerLeft` and the despawn if the player is unchanged since
+/// that save's snapshot; otherwise the leave goes on with a follow-up final save of the newest
+/// state, sent this frame by [`submit_priority_saves`]. The lease went with the durable save,
+/// so the follow-up re-claims it, fenced by `SaveState::stored`: only if nobody claimed or
+/// wrote the player in between (else it comes back lost, like any save of a lost player).
+fn finish_leaves(
+    ticks: SystemChangeTick,
+    registry: Res<PersistentRegistry>,
+    leaving: Query<(Entity, &PlayerId, &Leaving, SnapshotSource), Without<IsResource>>,
+    mut left: MessageWriter<PlayerLeft>,
+    mut commands: Commands,
+) {
+    for (entity, player, leave, source) in &leaving {
+        let Some(saved_at) = leave.saved_at else {
+            continue;
+        };
+        let changed = source.contains::<Dirty>()
+            || registry.changed_since(&source, saved_at, ticks.this_run());
+        if changed && leave.follow_ups < MAX_LEAVE_FOLLOW_UPS {
+            commands.entity(entity).insert(Leaving {
+                saved_at: None,
+                follow_ups: leave.follow_ups + 1,
+                ..leave.clone()
+            });
+            continue;
+        }
+        if changed {
+            tracing::error!(player = %player, follow_ups = leave.follow_ups, "player changed after every final save of its leave; leaving with the last saved state, the newest changes are not saved");
+        }
+        left.write(PlayerLeft {
+            entity,
+            player: *player,
+            origin: leave.origin,
+        });
+        commands.entity(entity).despawn();
+    }
+}
+
 /// Persistence by change detection, paced flushes and save result handling.
 #[derive(Clone, Debug)]
 pub struct PersistencePlugin {
@@ -621,7 +701,9 @@ impl Plugin for PersistencePlugin {
             )
             .add_systems(
                 PreUpdate,
-                apply_save_results.in_set(PersistenceSystems::ApplyResults),
+                (apply_save_results, finish_leaves)
+                    .chain()
+                    .in_set(PersistenceSystems::ApplyResults),
             )
             .add_systems(
                 PostUpdate,

@@ -244,7 +244,8 @@ fn spawn_joined_players(
 }
 
 /// Starts a leave: the final save (with release) is sent by persistence once nothing else
-/// is in flight; the entity is despawned when it is durable.
+/// is in flight; the entity is despawned when a final save is durable and nothing changed
+/// after its snapshot (see `persistence::finish_leaves`).
 fn start_leaves(
     mut requests: MessageReader<LeaveRequest>,
     players: Query<(), (With<PlayerId>, Without<Leaving>)>,
@@ -254,7 +255,7 @@ fn start_leaves(
         if players.contains(request.entity) {
             commands.entity(request.entity).insert(Leaving {
                 origin: request.origin,
-                retry_at: Duration::ZERO,
+                ..Leaving::default()
             });
         }
     }
@@ -388,10 +389,7 @@ pub fn leave_everyone(world: &mut World) -> usize {
         .iter(world)
         .collect();
     for entity in players {
-        world.entity_mut(entity).insert(Leaving {
-            origin: 0,
-            retry_at: Duration::ZERO,
-        });
+        world.entity_mut(entity).insert(Leaving::default());
     }
     let online = world.resource::<OnlinePlayers>();
     online.entities.len() + online.joining.len()

@@ -11,6 +11,7 @@ pub mod redis_server;
 use std::sync::Arc;
 
 use hearth::config::ServerConfig;
+use hearth::prelude::{App, Plugin};
 use hearth::store::{MemoryBackend, StoreClock};
 use hearth::testing::{TestServer, test_config};
 
@@ -18,6 +19,18 @@ use hearth::testing::{TestServer, test_config};
 pub trait StoreFactory {
     /// A server on the shared store with `config`.
     fn server(&self, config: ServerConfig) -> TestServer;
+    /// A server on the shared store with `config`, running the game `game` builds (and not
+    /// the demo game).
+    fn game_server(&self, config: ServerConfig, game: fn(&mut App)) -> TestServer;
+}
+
+/// A game given as the function that builds it.
+struct Game(fn(&mut App));
+
+impl Plugin for Game {
+    fn build(&self, app: &mut App) {
+        (self.0)(app);
+    }
 }
 
 /// Servers on one shared in-memory backend with a manual clock.
@@ -32,6 +45,9 @@ impl MemoryStores {
 impl StoreFactory for MemoryStores {
     fn server(&self, config: ServerConfig) -> TestServer {
         TestServer::on_memory(Arc::clone(&self.0), config)
+    }
+    fn game_server(&self, config: ServerConfig, game: fn(&mut App)) -> TestServer {
+        TestServer::for_game_on_memory(Arc::clone(&self.0), config, Game(game))
     }
 }
 
@@ -53,6 +69,9 @@ impl StoreFactory for RedisStores {
     fn server(&self, config: ServerConfig) -> TestServer {
         TestServer::on_redis(&self.redis.url(), config)
     }
+    fn game_server(&self, config: ServerConfig, game: fn(&mut App)) -> TestServer {
+        TestServer::for_game_on_redis(&self.redis.url(), config, Game(game))
+    }
 }
 
 /// Servers on one real local Redis Cluster (3 masters) started for the test (killed when this
@@ -72,6 +91,9 @@ impl RedisClusterStores {
 impl StoreFactory for RedisClusterStores {
     fn server(&self, config: ServerConfig) -> TestServer {
         TestServer::on_redis(&self.cluster.url(), config)
+    }
+    fn game_server(&self, config: ServerConfig, game: fn(&mut App)) -> TestServer {
+        TestServer::for_game_on_redis(&self.cluster.url(), config, Game(game))
     }
 }
 
