@@ -163,17 +163,14 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
         .unwrap_or_default();
     if let Some(addr) = bound.game {
         // Announced only now: a server that cannot listen never says it is running.
-        let tick_rate = 1.0
-            / app
-                .world()
-                .resource::<Time<Fixed>>()
-                .timestep()
-                .as_secs_f64();
+        let timestep = app.world().resource::<Time<Fixed>>().timestep();
+        // The configured rate, without the float error of its round trip through a Duration.
+        let tick_rate = (1000.0 / timestep.as_secs_f64()).round() / 1000.0;
         tracing::info!(
             tick_rate,
             "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain"
         );
-        tracing::info!(%addr, "accepting game clients (newline-delimited JSON over TCP, see docs/protocol.md)");
+        tracing::info!(%addr, "accepting game clients (JSON lines or the binary encoding over TCP, see docs/protocol.md)");
     }
     if let Some(addr) = bound.metrics {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
