@@ -1,8 +1,9 @@
 //! `hearth admin`: look at and repair what the store holds, with the server's own
-//! configuration (file, `HEARTH_*`, flags) and key layout, instead of hand-typed Redis
-//! commands. Every command talks to Redis directly on one connection; none needs a server
-//! running. The memory store lives inside a running server's process, so against it every
-//! command refuses with a clear message.
+//! configuration (file, `HEARTH_*`, flags), through the same ports as the server (the
+//! account port [`AccountStore`] and the maintenance port [`Maintenance`]) and the same
+//! password hashing, on one Redis or a Redis Cluster. None needs a server running. The memory
+//! store lives inside a running server's process, so against it every command refuses with a
+//! clear message.
 //!
 //! Exit codes a script can rely on: 0 done; 1 the store failed (unreachable, refused);
 //! 2 usage or configuration error (including the memory store); 3 not found; 4 refused to
@@ -11,19 +12,18 @@
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use clap::{Args, Subcommand};
 use hearth_components::{PlayerId, PlayerRecord, StoreSelection};
 
 use crate::store::StoreSettings;
-use redis::{Commands, Script};
 
-use crate::net::accounts::Account;
 use crate::net::auth::{normalise, validate_password};
-use crate::store::redis::Keys;
+use crate::net::password::Passwords;
+use crate::store::accounts::{AccountError, AccountStore};
+use crate::store::maintenance::{Imported, Maintenance, MaintenanceError};
+use crate::store::redis::accounts::RedisAccounts;
+use crate::store::redis::maintenance::RedisMaintenance;
 use crate::store::redis::registration::describe;
-use crate::store::redis::scripts::{IMPORT_LUA, RELEASE_LUA};
 
 /// `hearth admin ...`.
 #[derive(Args, Debug, Clone)]
@@ -119,9 +119,18 @@ impl AdminError {
     }
 }
 
-impl From<redis::RedisError> for AdminError {
-    fn from(e: redis::RedisError) -> Self {
+impl From<MaintenanceError> for AdminError {
+    fn from(e: MaintenanceError) -> Self {
         Self::Store(e.to_string())
+    }
+}
+
+impl From<AccountError> for AdminError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Unavailable(reason) => Self::Store(reason),
+            AccountError::Taken => Self::Store(e.to_string()),
+        }
     }
 }
 
@@ -134,98 +143,88 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
     let url = match &config.selection {
-        StoreSelection::Redis(url) => url,
+        StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => url,
         StoreSelection::Memory => {
             return Err(AdminError::Usage(
                 "the memory store lives inside a running server's process and cannot be inspected from outside; admin commands need --store redis://...".into(),
             ));
         }
-        StoreSelection::RedisCluster(_) => {
-            return Err(AdminError::Usage(
-                "admin commands do not work on a Redis Cluster yet; they need --store redis://..."
-                    .into(),
-            ));
-        }
     };
-    let client = redis::Client::open(url.as_str()).map_err(|e| AdminError::Usage(e.to_string()))?;
-    let mut conn = client.get_connection_with_timeout(config.store_timeout)?;
-    conn.set_read_timeout(Some(config.store_timeout.max(Duration::from_secs(5))))?;
-    let admin = Admin {
-        keys: Keys::new(&config.key_prefix),
-        prefix: config.key_prefix.clone(),
+    // Scans and imports may take longer than a game's requests: at least 5 s per call.
+    let timeout = config.store_timeout.max(Duration::from_secs(5));
+    let mut store = RedisMaintenance::new(url, &config.key_prefix, timeout)
+        .map_err(|e| AdminError::Usage(e.to_string()))?;
+    let mut accounts = RedisAccounts::new(url, &config.key_prefix, timeout)
+        .map_err(|e| AdminError::Usage(e.to_string()))?;
+    let mut admin = Admin {
+        store: &mut store,
+        accounts: &mut accounts,
+        prefix: &config.key_prefix,
     };
-    let write = |out: &mut dyn Write, text: String| {
-        writeln!(out, "{text}").map_err(|e| AdminError::Usage(format!("writing output: {e}")))
-    };
-    match command {
-        AdminCommand::Player {
-            command: PlayerCommand::Show { player },
-        } => {
-            let text = admin.show_player(&mut conn, player)?;
-            write(out, text)
-        }
-        AdminCommand::Online => {
-            let text = admin.online(&mut conn)?;
-            write(out, text)
-        }
-        AdminCommand::Lease {
-            command: LeaseCommand::Release { player, force },
-        } => {
-            let text = admin.release_lease(&mut conn, PlayerId(*player), *force)?;
-            write(out, text)
-        }
-        AdminCommand::Account {
-            command: AccountCommand::ResetPassword { username },
-        } => {
-            let mut password = String::new();
-            input
-                .read_line(&mut password)
-                .map_err(|e| AdminError::Usage(format!("reading the password from stdin: {e}")))?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            let text = admin.reset_password(&mut conn, username, password)?;
-            write(out, text)
-        }
-        AdminCommand::Export => admin.export(&mut conn, out),
-        AdminCommand::Import { overwrite_newer } => {
-            let text = admin.import(&mut conn, input, *overwrite_newer)?;
-            write(out, text)
-        }
+    admin.execute(command, input, out)
+}
+
+/// The ports a command works through, and the key prefix (for messages).
+struct Admin<'a> {
+    store: &'a mut dyn Maintenance,
+    accounts: &'a mut dyn AccountStore,
+    prefix: &'a str,
+}
+
+/// Writes one line of output.
+fn write_line(out: &mut dyn Write, text: &str) -> Result<(), AdminError> {
+    writeln!(out, "{text}").map_err(|e| AdminError::Usage(format!("writing output: {e}")))
+}
+
+impl Admin<'_> {
+    fn execute(
+        &mut self,
+        command: &AdminCommand,
+        input: &mut dyn BufRead,
+        out: &mut dyn Write,
+    ) -> Result<(), AdminError> {
+        let text = match command {
+            AdminCommand::Player {
+                command: PlayerCommand::Show { player },
+            } => self.show_player(player)?,
+            AdminCommand::Online => self.online()?,
+            AdminCommand::Lease {
+                command: LeaseCommand::Release { player, force },
+            } => self.release_lease(PlayerId(*player), *force)?,
+            AdminCommand::Account {
+                command: AccountCommand::ResetPassword { username },
+            } => {
+                let mut password = String::new();
+                input.read_line(&mut password).map_err(|e| {
+                    AdminError::Usage(format!("reading the password from stdin: {e}"))
+                })?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                self.reset_password(username, password)?
+            }
+            AdminCommand::Export => return self.export(out),
+            AdminCommand::Import { overwrite_newer } => self.import(input, *overwrite_newer)?,
+        };
+        write_line(out, &text)
     }
-}
 
-/// The key layout of one prefix.
-struct Admin {
-    keys: Keys,
-    prefix: String,
-}
-
-impl Admin {
     /// A player id from a numeric id or a username (looked up in its account).
-    fn resolve(&self, conn: &mut redis::Connection, player: &str) -> Result<PlayerId, AdminError> {
+    fn resolve(&mut self, player: &str) -> Result<PlayerId, AdminError> {
         if let Ok(id) = player.parse::<u64>() {
             return Ok(PlayerId(id));
         }
         let username = normalise(player);
-        let account: Option<String> = conn.get(self.keys.account(&username))?;
-        let account = account.ok_or_else(|| {
+        let account = self.accounts.find(&username)?.ok_or_else(|| {
             AdminError::NotFound(format!(
                 "no account named {username:?} and not a numeric id"
             ))
         })?;
-        let account: Account = serde_json::from_str(&account)
-            .map_err(|e| AdminError::Store(format!("account {username:?} is malformed: {e}")))?;
         Ok(PlayerId(account.player_id))
     }
 
-    fn show_player(
-        &self,
-        conn: &mut redis::Connection,
-        player: &str,
-    ) -> Result<String, AdminError> {
-        let id = self.resolve(conn, player)?;
-        let raw: Option<String> = conn.get(self.keys.player(id))?;
-        let lease: Option<String> = conn.get(self.keys.session(id))?;
-        let ttl_ms: i64 = redis::cmd("PTTL").arg(self.keys.session(id)).query(conn)?;
+    fn show_player(&mut self, player: &str) -> Result<String, AdminError> {
+        let id = self.resolve(player)?;
+        let raw = self.store.record(id)?;
+        let lease = self.store.lease(id)?;
         let mut text = format!("player {id}\n");
         match &raw {
             None => text.push_str("record: none (never saved)\n"),
@@ -246,47 +245,19 @@ impl Admin {
         }
         match lease {
             None => text.push_str("lease: none (not online)"),
-            Some(owner) => text.push_str(&format!(
-                "lease: held by {owner} for {} more ms",
-                ttl_ms.max(0)
+            Some(lease) => text.push_str(&format!(
+                "lease: held by {} for {} more ms",
+                lease.owner,
+                lease.ttl.as_millis()
             )),
         }
         Ok(text)
     }
 
-    /// Every key matching `pattern`, by SCAN (never KEYS, which blocks Redis).
-    fn scan(&self, conn: &mut redis::Connection, pattern: &str) -> Result<Vec<String>, AdminError> {
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(conn)?;
-            keys.extend(page);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
-    }
-
-    /// The id in braces of a key (`hearth:session:{42}` -> 42).
-    fn id_of(key: &str) -> Option<u64> {
-        key.rsplit_once('{')?.1.strip_suffix('}')?.parse().ok()
-    }
-
-    fn online(&self, conn: &mut redis::Connection) -> Result<String, AdminError> {
-        let leases = self.scan(conn, &self.keys.session_pattern())?;
+    fn online(&mut self) -> Result<String, AdminError> {
         let mut by_owner: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-        for key in leases {
-            let owner: Option<String> = conn.get(&key)?;
-            if let (Some(owner), Some(id)) = (owner, Self::id_of(&key)) {
-                by_owner.entry(owner).or_default().push(id);
-            }
+        for (id, owner) in self.store.leases()? {
+            by_owner.entry(owner).or_default().push(id.0);
         }
         if by_owner.is_empty() {
             return Ok("no player holds a lease".into());
@@ -296,7 +267,7 @@ impl Admin {
         for (owner, mut players) in by_owner {
             players.sort_unstable();
             let instance = owner.split_once('/').map_or(owner.as_str(), |(i, _)| i);
-            let alive = match self.registration(conn, instance)? {
+            let alive = match self.registration(instance)? {
                 Some((registered, detail)) if registered == owner => format!("alive: {detail}"),
                 Some(_) => "its process is gone (the instance id now belongs to another)".into(),
                 None => {
@@ -316,12 +287,8 @@ impl Admin {
     }
 
     /// The lease owner registered under `instance` and its registration in words.
-    fn registration(
-        &self,
-        conn: &mut redis::Connection,
-        instance: &str,
-    ) -> Result<Option<(String, String)>, AdminError> {
-        let raw: Option<String> = conn.get(self.keys.instance(instance))?;
+    fn registration(&mut self, instance: &str) -> Result<Option<(String, String)>, AdminError> {
+        let raw = self.store.registration(instance)?;
         Ok(raw.map(|raw| {
             let owner = serde_json::from_str::<serde_json::Value>(&raw)
                 .ok()
@@ -331,21 +298,15 @@ impl Admin {
         }))
     }
 
-    fn release_lease(
-        &self,
-        conn: &mut redis::Connection,
-        player: PlayerId,
-        force: bool,
-    ) -> Result<String, AdminError> {
-        let key = self.keys.session(player);
-        let owner: Option<String> = conn.get(&key)?;
-        let Some(owner) = owner else {
+    fn release_lease(&mut self, player: PlayerId, force: bool) -> Result<String, AdminError> {
+        let Some(lease) = self.store.lease(player)? else {
             return Err(AdminError::NotFound(format!(
                 "player {player} holds no lease"
             )));
         };
+        let owner = lease.owner;
         let instance = owner.split_once('/').map_or(owner.as_str(), |(i, _)| i);
-        if let Some((registered, detail)) = self.registration(conn, instance)?
+        if let Some((registered, detail)) = self.registration(instance)?
             && registered == owner
             && !force
         {
@@ -353,12 +314,8 @@ impl Admin {
                 "the lease of player {player} is held by {owner}, whose process is alive ({detail}) and still plays it. Releasing it lets the player log in on another server while this one still has it: that process's next save of the player is then refused and its progress since its last save is lost. Log the player out, drain that server, or use --force if the process is wedged"
             )));
         }
-        // Deleted only if it still holds the owner read above (release.lua compares).
-        let deleted: i64 = Script::new(RELEASE_LUA)
-            .key(&key)
-            .arg(&owner)
-            .invoke(conn)?;
-        if deleted == 1 {
+        // Deleted only if it still holds the owner read above.
+        if self.store.release_lease(player, &owner)? {
             Ok(format!(
                 "released the lease of player {player} (was {owner})"
             ))
@@ -369,70 +326,48 @@ impl Admin {
         }
     }
 
-    fn reset_password(
-        &self,
-        conn: &mut redis::Connection,
-        username: &str,
-        password: &str,
-    ) -> Result<String, AdminError> {
-        validate_password(password).map_err(AdminError::Usage)?;
+    fn reset_password(&mut self, username: &str, password: &str) -> Result<String, AdminError> {
+        validate_password(password).map_err(|e| AdminError::Usage(e.to_string()))?;
         let username = normalise(username);
-        let key = self.keys.account(&username);
-        let raw: Option<String> = conn.get(&key)?;
-        let raw =
-            raw.ok_or_else(|| AdminError::NotFound(format!("no account named {username:?}")))?;
-        let mut account: Account = serde_json::from_str(&raw)
-            .map_err(|e| AdminError::Store(format!("account {username:?} is malformed: {e}")))?;
-        let salt = SaltString::generate(&mut OsRng);
-        account.password_hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AdminError::Usage(format!("password cannot be hashed: {e}")))?
-            .to_string();
-        let json = serde_json::to_string(&account).expect("an account always serialises");
-        let written: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(json)
-            .arg("XX")
-            .query(conn)?;
-        if written.is_none() {
+        if self.accounts.find(&username)?.is_none() {
+            return Err(AdminError::NotFound(format!(
+                "no account named {username:?}"
+            )));
+        }
+        let hash = Passwords::default()
+            .hash(password)
+            .map_err(|e| AdminError::Usage(format!("password cannot be hashed: {e}")))?;
+        let Some(player_id) = self.accounts.set_password(&username, &hash)? else {
             return Err(AdminError::NotFound(format!(
                 "account {username:?} disappeared meanwhile"
             )));
-        }
+        };
         // After the new password is in place: a login with the old one that was still being
         // checked could otherwise store a token after the revocation.
-        let revoked: i64 = conn.del(self.keys.resume(PlayerId(account.player_id)))?;
-        let tokens = if revoked == 1 {
+        let tokens = if self.accounts.revoke_resume(player_id)? {
             "; its resume tokens are revoked"
         } else {
             ""
         };
         Ok(format!(
-            "password of {username:?} (player {}) reset{tokens}",
-            account.player_id
+            "password of {username:?} (player {player_id}) reset{tokens}"
         ))
     }
 
-    fn export(&self, conn: &mut redis::Connection, out: &mut dyn Write) -> Result<(), AdminError> {
-        let mut keys = self.scan(conn, &self.keys.player_pattern())?;
-        keys.sort_by_key(|k| Self::id_of(k));
-        for key in keys {
-            let raw: Option<String> = conn.get(&key)?;
-            if let Some(raw) = raw {
-                writeln!(out, "{raw}")
-                    .map_err(|e| AdminError::Usage(format!("writing output: {e}")))?;
+    fn export(&mut self, out: &mut dyn Write) -> Result<(), AdminError> {
+        for player in self.store.players()? {
+            if let Some(raw) = self.store.record(player)? {
+                write_line(out, &raw)?;
             }
         }
         Ok(())
     }
 
     fn import(
-        &self,
-        conn: &mut redis::Connection,
+        &mut self,
         input: &mut dyn BufRead,
         overwrite_newer: bool,
     ) -> Result<String, AdminError> {
-        let script = Script::new(IMPORT_LUA);
         let (mut written, mut skipped) = (0u64, Vec::new());
         for (n, line) in input.lines().enumerate() {
             let line = line.map_err(|e| AdminError::Usage(format!("reading stdin: {e}")))?;
@@ -444,19 +379,12 @@ impl Admin {
             })?;
             // Stored as the current layout (a v1 record is written migrated), so the
             // sequence prefix save.lua reads is there.
-            let (done, stored): (i64, String) = script
-                .key(self.keys.player(PlayerId(record.id)))
-                .arg(record.encode())
-                .arg(record.seq.to_string())
-                .arg(if overwrite_newer { "1" } else { "0" })
-                .invoke(conn)?;
-            if done == 1 {
-                written += 1;
-            } else {
-                skipped.push(format!(
-                    "player {} (stored seq {stored} >= imported {})",
+            match self.store.import(&record, overwrite_newer)? {
+                Imported::Written => written += 1,
+                Imported::Kept { stored_seq } => skipped.push(format!(
+                    "player {} (stored seq {stored_seq} >= imported {})",
                     record.id, record.seq
-                ));
+                )),
             }
         }
         let mut text = format!("imported {written} records under prefix {:?}", self.prefix);
@@ -469,5 +397,97 @@ impl Admin {
             return Err(AdminError::Refused(text));
         }
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::accounts::MemoryAccounts;
+    use crate::store::{MemoryBackend, StoreClock};
+
+    /// Runs `command` against the memory adapters of both ports.
+    fn run_on(
+        store: &mut Arc<MemoryBackend>,
+        accounts: &mut MemoryAccounts,
+        command: AdminCommand,
+        stdin: &str,
+    ) -> Result<String, AdminError> {
+        let mut out = Vec::new();
+        let mut admin = Admin {
+            store,
+            accounts,
+            prefix: "hearth",
+        };
+        admin.execute(&command, &mut stdin.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    #[test]
+    fn commands_work_through_the_ports_on_the_memory_adapters() {
+        let mut store = MemoryBackend::new(StoreClock::manual());
+        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store));
+        let hash = Passwords::default().hash("password1").unwrap();
+        let id = accounts.create("alice", &hash).unwrap();
+        let mut record = PlayerRecord::new(id);
+        record.seq = 3;
+        store.put_raw_record(PlayerId(id), record.encode());
+        store.force_lease(PlayerId(id), "eu-1/boot", Duration::from_secs(5));
+
+        let show = AdminCommand::Player {
+            command: PlayerCommand::Show {
+                player: "Alice".into(),
+            },
+        };
+        let shown = run_on(&mut store, &mut accounts, show, "").unwrap();
+        assert!(
+            shown.starts_with(&format!("player {id}\nversion: 2  seq: 3\n")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("lease: held by eu-1/boot for 5000 more ms"),
+            "{shown}"
+        );
+
+        let online = run_on(&mut store, &mut accounts, AdminCommand::Online, "").unwrap();
+        assert!(
+            online.contains("eu-1/boot (no live process registered"),
+            "{online}"
+        );
+        assert!(online.ends_with("1 players online\n"), "{online}");
+
+        let release = AdminCommand::Lease {
+            command: LeaseCommand::Release {
+                player: id,
+                force: false,
+            },
+        };
+        let released = run_on(&mut store, &mut accounts, release.clone(), "").unwrap();
+        assert!(released.contains("(was eu-1/boot)"), "{released}");
+        let again = run_on(&mut store, &mut accounts, release, "").unwrap_err();
+        assert_eq!(again.exit_code(), 3, "{again}");
+
+        let reset = AdminCommand::Account {
+            command: AccountCommand::ResetPassword {
+                username: "alice".into(),
+            },
+        };
+        run_on(&mut store, &mut accounts, reset, "new password 2\n").unwrap();
+        let stored = accounts.find("alice").unwrap().unwrap().password_hash;
+        assert!(Passwords::default().verify("new password 2", &stored));
+
+        let exported = run_on(&mut store, &mut accounts, AdminCommand::Export, "").unwrap();
+        assert_eq!(exported.lines().count(), 1, "{exported}");
+        let import = AdminCommand::Import {
+            overwrite_newer: false,
+        };
+        let kept = run_on(&mut store, &mut accounts, import, &exported).unwrap_err();
+        assert_eq!(kept.exit_code(), 4, "{kept}");
+        assert!(
+            kept.to_string().contains("stored seq 3 >= imported 3"),
+            "{kept}"
+        );
     }
 }

@@ -160,9 +160,9 @@ impl Plugin for DemoGamePlugin {
             .add_server_message::<LevelUp>("level_up")
             .replicate_with::<Position, QuantisedPositionEncoding>()
             .replicate::<PlayerId>()
-            .add_systems(PreUpdate, take_moves.after(NetSystems))
+            .add_systems(PreUpdate, take_moves.after(NetSystems::Receive))
             .add_systems(FixedUpdate, apply_moves)
-            .add_systems(PostUpdate, announce_level_ups.after(NetSystems));
+            .add_systems(PostUpdate, announce_level_ups.after(NetSystems::Send));
     }
 }
 

@@ -96,6 +96,25 @@ fn termination_signal() -> Result<Arc<AtomicBool>, StartupFailure> {
     })
 }
 
+/// Sets `drain` when the process gets SIGUSR1 (Unix). Elsewhere there is no such signal: a
+/// drain is asked for from code ([`DrainSignal`]), and the start says so once.
+#[cfg(unix)]
+fn drain_on_sigusr1(drain: Arc<AtomicBool>) -> Result<(), StartupFailure> {
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain)
+        .map(|_| ())
+        .map_err(|e| StartupFailure::Signal {
+            signal: "SIGUSR1 (drain)",
+            reason: e.to_string(),
+        })
+}
+
+/// See the Unix version: no SIGUSR1 here, so only [`DrainSignal`] drains.
+#[cfg(not(unix))]
+fn drain_on_sigusr1(_drain: Arc<AtomicBool>) -> Result<(), StartupFailure> {
+    tracing::info!("no SIGUSR1 on this system: drain from code with DrainSignal");
+    Ok(())
+}
+
 /// Lets every plugin open what it owns (`Plugin::finish`), unless the embedder did already
 /// (to read [`BoundAddresses`] before running). Bevy's own runners do the same.
 pub fn finish_plugins(app: &mut App) {
@@ -136,12 +155,7 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
     };
     let drain = Arc::clone(&app.world().resource::<DrainSignal>().0); // RunnerPlugin's
     // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, drain).map_err(|e| {
-        vec![StartupFailure::Signal {
-            signal: "SIGUSR1 (drain)",
-            reason: e.to_string(),
-        }]
-    })?;
+    drain_on_sigusr1(drain).map_err(|f| vec![f])?;
     let bound = app
         .world()
         .get_resource::<BoundAddresses>()

@@ -1,12 +1,14 @@
-//! `hearth admin` against a real redis-server, next to a running server: show a player,
-//! list who is online, release a lease (refused while its holder lives), reset a password
-//! from stdin, export and import records. Exit codes are what a script relies on.
+//! `hearth admin` against a real redis-server, and against a real 3-master Redis Cluster,
+//! next to a running server: show a player, list who is online, release a lease (refused
+//! while its holder lives), reset a password from stdin, export and import records. Exit
+//! codes are what a script relies on.
 
 mod common;
 
 use std::process::{Command, Output};
 
 use common::process::Hearth;
+use common::redis_cluster::RedisCluster;
 use common::redis_server::RedisServer;
 use serde_json::json;
 
@@ -163,4 +165,160 @@ fn admin_against_the_memory_store_says_why_it_cannot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn every_admin_command_works_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let admin = |args: &[&str], stdin: &str| common::process::run_admin(&url, args, stdin);
+    let server = Hearth::start_args(&["--store", &url, "--instance-id", "eu-1"]);
+    // Several players, so accounts, leases and resume tokens spread over the masters.
+    let names: Vec<String> = (0..6).map(|i| format!("player{i}")).collect();
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for name in &names {
+        let mut client = server.client();
+        ids.push(client.register(name, "password1"));
+        client.login(name, "password1");
+        clients.push(client);
+    }
+    let masters_of = |keys: &[String]| -> usize {
+        let mut masters: Vec<u16> = keys
+            .iter()
+            .map(|k| cluster.master_of_slot(cluster.slot_of(k)))
+            .collect();
+        masters.sort_unstable();
+        masters.dedup();
+        masters.len()
+    };
+    let leases: Vec<String> = ids
+        .iter()
+        .map(|id| format!("hearth:session:{{{id}}}"))
+        .collect();
+    assert!(masters_of(&leases) >= 2, "leases on several masters");
+
+    // player show, by name and by id.
+    for (name, id) in names.iter().zip(&ids) {
+        let out = admin(&["player", "show", name], "");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let shown = text(&out);
+        assert!(shown.contains(&format!("player {id}\n")), "{shown}");
+        assert!(shown.contains("lease: held by eu-1/"), "{shown}");
+    }
+    let out = admin(&["player", "show", &ids[0].to_string()], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = admin(&["player", "show", "nobody"], "");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // online: every lease, from every master, under its live process.
+    let out = admin(&["online"], "");
+    let online = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{online}");
+    assert!(
+        online.contains("eu-1/") && online.contains("alive"),
+        "{online}"
+    );
+    assert!(online.contains("6 players online"), "{online}");
+    for id in &ids {
+        assert!(
+            online.split_whitespace().any(|w| w == id.to_string()),
+            "{id} listed: {online}"
+        );
+    }
+
+    // lease release: refused while eu-1 plays the player, done with --force, on the master
+    // serving that lease.
+    let id = ids[1].to_string();
+    let out = admin(&["lease", "release", &id], "");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = admin(&["lease", "release", &id, "--force"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let master = cluster.master_of_slot(cluster.slot_of(&leases[1]));
+    let lease: Option<String> = redis::cmd("GET")
+        .arg(&leases[1])
+        .query(&mut cluster.connection(master))
+        .unwrap();
+    assert_eq!(lease, None, "the lease is gone from its master");
+
+    // reset-password: the new password works, the old one no longer does, and the
+    // player's resume tokens (on its master) are revoked.
+    let resume = format!("hearth:resume:{{{}}}", ids[2]);
+    let master = cluster.master_of_slot(cluster.slot_of(&resume));
+    let tokens: bool = redis::cmd("EXISTS")
+        .arg(&resume)
+        .query(&mut cluster.connection(master))
+        .unwrap();
+    assert!(tokens, "a login stored a resume token");
+    let out = admin(
+        &["account", "reset-password", &names[2]],
+        "new password 2\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("resume tokens are revoked"),
+        "{}",
+        text(&out)
+    );
+    clients[2].send(json!({"type": "logout"}));
+    clients[2].expect("logged_out");
+    let mut again = server.client();
+    again.send(json!({"type": "login", "username": names[2], "password": "password1"}));
+    again.expect_error("invalid_credentials");
+    again.login(&names[2], "new password 2");
+    let out = admin(&["account", "reset-password", "nobody"], "new password 2\n");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // export and import: records under a prefix of their own, spread over the masters.
+    let records: Vec<String> = (1..=9u64)
+        .map(|id| format!("seed:player:{{{id}}}"))
+        .collect();
+    assert!(masters_of(&records) >= 2, "records on several masters");
+    for (id, key) in (1..=9u64).zip(&records) {
+        let record = format!(
+            r#"{{"version":2,"seq":{id},"id":{id},"sections":{{"progress":{{"xp":{},"level":1}}}}}}"#,
+            id * 10
+        );
+        let master = cluster.master_of_slot(cluster.slot_of(key));
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(record)
+            .query(&mut cluster.connection(master))
+            .unwrap();
+    }
+    let out = admin(&["export", "--key-prefix", "seed"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let exported = String::from_utf8(out.stdout).unwrap();
+    let exported_ids: Vec<u64> = exported
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(exported_ids, (1..=9).collect::<Vec<_>>(), "{exported}");
+    let out = admin(&["import", "--key-prefix", "copy"], &exported);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("imported 9 records"), "{}", text(&out));
+    for id in 1..=9u64 {
+        let key = format!("copy:player:{{{id}}}");
+        let master = cluster.master_of_slot(cluster.slot_of(&key));
+        let copied: String = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.connection(master))
+            .unwrap();
+        assert!(
+            copied.starts_with(&format!(r#"{{"version":2,"seq":{id},"id":{id},"#)),
+            "{copied}"
+        );
+    }
+    let out = admin(&["import", "--key-prefix", "copy"], &exported);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("skipped 9"), "{}", text(&out));
+    let out = admin(
+        &["import", "--key-prefix", "copy", "--overwrite-newer"],
+        &exported,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

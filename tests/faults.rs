@@ -92,9 +92,15 @@ fn logins_right_after_redis_closed_idle_connections_or_restarted_succeed() {
         setup.register(name, "password1");
     }
     drop(setup);
+    // Every account storage call works: the lookup (or the login would answer
+    // `unavailable`) and storing the resume token (or `logged_in` would come without one).
     let login_and_out = |name: &str| {
         let mut client = server.client();
-        client.login(name, "password1");
+        let logged_in = client.login(name, "password1");
+        assert!(
+            logged_in["resume_token"].is_string(),
+            "{name}: logged in without a resume token (its storage failed): {logged_in}"
+        );
         client.send(json!({"type": "logout"}));
         client.expect("logged_out");
     };
@@ -108,11 +114,6 @@ fn logins_right_after_redis_closed_idle_connections_or_restarted_succeed() {
     for name in &names[3..] {
         login_and_out(name);
     }
-    assert!(
-        !server.log().contains("account storage unavailable"),
-        "{}",
-        server.log()
-    );
 }
 
 /// How Redis fails in an outage test.
@@ -127,7 +128,8 @@ enum Outage {
 }
 
 /// Players keep walking (a level-up, an immediate save, every second) through a 3 s outage
-/// and after it, until every lane that reported the outage reported its end.
+/// and after it, until every lane that reported the outage reported its end. Each of the
+/// two lanes must report the outage once: not twice, and not never.
 fn an_outage_is_logged_once_per_lane(outage: Outage) {
     let mut redis = RedisServer::start_durable();
     let server = Hearth::start(&redis, "a");
@@ -178,15 +180,13 @@ fn an_outage_is_logged_once_per_lane(outage: Outage) {
             "{outage:?}: an outage never ended in the log:\n{log}"
         );
     }
+    // Both lanes met the outage (the walkers' immediate saves go on the interactive one,
+    // flushes and lease refreshes on the periodic one): each reports it exactly once.
     let log = server.log();
-    assert!(
-        log.contains("Redis unavailable"),
-        "{outage:?}: the outage was reported:\n{log}"
-    );
     for lane in ["periodic", "interactive"] {
         let down = lines(&log, "Redis unavailable", lane);
-        assert!(
-            down <= 1,
+        assert_eq!(
+            down, 1,
             "{outage:?}: {down} reports on the {lane} lane for one outage:\n{log}"
         );
     }

@@ -54,7 +54,7 @@ impl Plugin for ChatGame {
     fn build(&self, app: &mut App) {
         app.add_client_message::<Chat>("chat")
             .add_server_message::<ChatLine>("chat_line")
-            .add_systems(PostUpdate, relay_chat.after(NetSystems));
+            .add_systems(PostUpdate, relay_chat.after(NetSystems::Send));
     }
 }
 

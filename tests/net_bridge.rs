@@ -74,7 +74,7 @@ fn server() -> (TestServer, Sender<NetEvent>) {
         app.insert_resource(NetInbox(rx))
             .add_plugins(NetBridgePlugin)
             .add_server_message::<Beat>("beat")
-            .add_systems(PostUpdate, beat.after(NetSystems));
+            .add_systems(PostUpdate, beat.after(NetSystems::Send));
     });
     (server, tx)
 }

@@ -1,7 +1,7 @@
 //! Resume tokens over real TCP, on both stores: a `logged_in` carries one, `resume`
 //! exchanges it (once) for a login and a fresh one, it expires, it is revoked by a password
 //! reset, failed resumes are throttled like failed logins, and with Redis it survives a
-//! server restart.
+//! server restart; on a Redis Cluster, renewal renews every master it can reach.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::client::{Client, NetServer};
 use common::process::Hearth;
+use common::redis_cluster::RedisCluster;
 use common::redis_server::RedisServer;
 use hearth::config::ServerConfig;
 use hearth::testing::test_config;
@@ -309,4 +310,50 @@ fn a_password_reset_revokes_every_resume_token_of_the_account() {
         "logged_in",
         "other accounts keep theirs"
     );
+}
+
+#[test]
+fn renewal_renews_the_tokens_on_every_live_master_when_one_master_is_down() {
+    use hearth::store::accounts::{AccountStore, TokenHash};
+    use hearth::store::redis::accounts::RedisAccounts;
+
+    let mut cluster = RedisCluster::start(3, 0);
+    let timeout = Duration::from_millis(500);
+    let mut accounts = RedisAccounts::new(&cluster.url(), "hearth", timeout).unwrap();
+    let players: Vec<u64> = (1..=30).collect();
+    for &player in &players {
+        let fresh = TokenHash::from_digest(format!("{player:064x}"));
+        accounts
+            .resume(player, None, &fresh, Duration::from_secs(60))
+            .unwrap();
+    }
+    let key = |player: u64| format!("hearth:resume:{{{player}}}");
+    let owners = cluster.slot_owners();
+    let masters: Vec<u16> = players
+        .iter()
+        .map(|&p| owners[usize::from(cluster.slot_of(&key(p)))])
+        .collect();
+    // The master of the first player's tokens: the first the renewal sends to.
+    let down = masters[0];
+    cluster.kill(down);
+    let renewed = accounts.extend_resume(&players, Duration::from_secs(600));
+    let error = renewed.expect_err("a master is down").to_string();
+    assert!(error.contains("of 30 players"), "{error}");
+    let live: Vec<(u64, u16)> = players
+        .iter()
+        .copied()
+        .zip(masters.iter().copied())
+        .filter(|&(_, master)| master != down)
+        .collect();
+    assert!(!live.is_empty(), "players on the live masters");
+    for (player, master) in live {
+        let ttl_ms: i64 = ::redis::cmd("PTTL")
+            .arg(key(player))
+            .query(&mut cluster.connection(master))
+            .unwrap();
+        assert!(
+            ttl_ms > 60_000,
+            "player {player}: renewed although another master is down ({ttl_ms} ms left)"
+        );
+    }
 }

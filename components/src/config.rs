@@ -13,12 +13,26 @@ pub enum StoreSelection {
     RedisCluster(String),
 }
 
+/// Why a store selection was refused. Never repeats the value (it may hold a password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    /// A `rediss://` URL: this build's Redis client has no TLS.
+    #[error(
+        "rediss:// (Redis over TLS) is not supported: TLS is not built into this \
+         server; reach Redis with redis:// (over a TLS tunnel if needed)"
+    )]
+    TlsUnsupported,
+    /// Neither `memory` nor a scheme this server knows.
+    #[error("expected \"memory\", a redis:// URL or a redis+cluster:// URL")]
+    UnknownScheme,
+}
+
 impl StoreSelection {
     /// Parses `memory`, a `redis://` URL or a `redis+cluster://` URL. `rediss://` (TLS) is refused here, as a
     /// configuration error, because this build's Redis client has no TLS support: better
     /// than a server that starts and then finds its store unreachable. The reason never
     /// repeats the value (it may hold a password); the caller shows it, redacted.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, StoreUrlError> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("memory") {
             Ok(Self::Memory)
@@ -27,13 +41,9 @@ impl StoreSelection {
         } else if text.starts_with("redis+cluster://") {
             Ok(Self::RedisCluster(text.to_string()))
         } else if text.starts_with("rediss://") {
-            Err(
-                "rediss:// (Redis over TLS) is not supported: TLS is not built into this \
-                 server; reach Redis with redis:// (over a TLS tunnel if needed)"
-                    .into(),
-            )
+            Err(StoreUrlError::TlsUnsupported)
         } else {
-            Err("expected \"memory\", a redis:// URL or a redis+cluster:// URL".into())
+            Err(StoreUrlError::UnknownScheme)
         }
     }
 }
@@ -65,6 +75,8 @@ mod tests {
     #[test]
     fn rediss_is_refused_because_tls_is_not_built_in() {
         let err = StoreSelection::parse("rediss://:pw@db.example:6380/0").unwrap_err();
+        assert_eq!(err, StoreUrlError::TlsUnsupported);
+        let err = err.to_string();
         assert!(err.contains("TLS"), "{err}");
         assert!(!err.contains("pw@"), "no password in the reason: {err}");
         assert_eq!(

@@ -11,7 +11,7 @@ pub mod protocol;
 pub mod record;
 pub mod wire;
 
-pub use config::{ConfigError, StoreSelection};
+pub use config::{ConfigError, StoreSelection, StoreUrlError};
 pub use messages::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
     SaveNowRequest, SavedNow,
@@ -22,6 +22,6 @@ pub use player::{
 };
 pub use position::Position;
 pub use record::{
-    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, PlayerRecord, PlayerSnapshot, RecordError, SectionData,
-    SectionValue,
+    CURRENT_RECORD_VERSION, MAX_RECORD_SEQ, MigrationError, PlayerRecord, PlayerSnapshot,
+    RecordError, SectionData, SectionValue, SnapshotEncodeError,
 };

@@ -55,7 +55,8 @@ pub struct Leaving {
 pub struct JustLoaded;
 
 /// The session lease this server holds for the player: the lease key in the store, the owner
-/// id (this server's instance id) and when the lease was last confirmed.
+/// (this process's lease owner, `<instance_id>/<boot token>`) and when the lease was last
+/// confirmed.
 #[derive(Component, Clone, Debug, PartialEq, Eq)]
 pub struct SessionOwner {
     /// Store key of the lease (`hearth:session:{42}` on Redis).

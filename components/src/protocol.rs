@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 /// Longest accepted line, in bytes (without the newline).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The `type`s of [`ClientMessage`]: a game cannot register these names.
+/// The `type`s of [`ClientMessage`], in declaration order: a game cannot register these
+/// names. Kept beside the enum by hand; a test fails when a variant is missing here.
 pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "resume", "logout", "ping"];
 
-/// The `type`s of [`ServerMessage`]'s own variants: a game cannot register these names.
+/// The `type`s of [`ServerMessage`]'s own variants, in declaration order: a game cannot
+/// register these names. Kept beside the enum by hand; a test fails when one is missing.
 pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "registered",
     "logged_in",
@@ -25,9 +27,12 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "pong",
     "kicked",
     "error",
-    "replication",
-    "update",
 ];
+
+/// The `type`s the replication plugin writes itself (not [`ServerMessage`] variants: an
+/// update is encoded per connection, off the tick): a game cannot register these names
+/// either.
+pub const REPLICATION_SERVER_MESSAGES: &[&str] = &["replication", "update"];
 
 /// A message from a client that the core handles.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -77,8 +82,23 @@ impl std::fmt::Debug for ResumeToken {
 pub struct GameLine(Arc<DeferredLine>);
 
 struct DeferredLine {
-    encode: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
-    line: OnceLock<Result<String, String>>,
+    encode: Box<dyn Fn() -> Result<String, GameLineError> + Send + Sync>,
+    line: OnceLock<Result<String, GameLineError>>,
+}
+
+/// Why a game's server message could not be encoded as a line (a game's programming error).
+#[derive(Debug, thiserror::Error)]
+pub enum GameLineError {
+    /// The message (or its type name) did not serialise.
+    #[error("a {name} message does not serialise: {source}")]
+    Serialise {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The message serialised, but not as a JSON object, so it cannot carry a `type`.
+    #[error("a {name} message must serialise as a JSON object, got {json}")]
+    NotAnObject { name: String, json: String },
 }
 
 impl GameLine {
@@ -93,14 +113,19 @@ impl GameLine {
     /// Encodes `message` (which must serialise as a JSON object) as a line of type `name`:
     /// `{"type":"<name>"` followed by the object's own fields, in their order. The message's
     /// opening brace is replaced by the type in place (a short move, no second encoding).
-    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<String, String> {
-        let mut line = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    pub fn encode<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<String, GameLineError> {
+        let serialise = |source| GameLineError::Serialise {
+            name: name.to_string(),
+            source,
+        };
+        let mut line = serde_json::to_string(message).map_err(serialise)?;
         if !line.starts_with('{') {
-            return Err(format!(
-                "a {name} message must serialise as a JSON object, got {line}"
-            ));
+            return Err(GameLineError::NotAnObject {
+                name: name.to_string(),
+                json: line,
+            });
         }
-        let kind = serde_json::to_string(name).map_err(|e| e.to_string())?;
+        let kind = serde_json::to_string(name).map_err(serialise)?;
         let separator = if line == "{}" { "" } else { "," };
         line.replace_range(0..1, &format!("{{\"type\":{kind}{separator}"));
         line.push('\n');
@@ -109,7 +134,7 @@ impl GameLine {
 
     /// The line, newline included, encoded now if no recipient needed it yet; or why the
     /// message does not encode.
-    pub fn line(&self) -> Result<&str, &str> {
+    pub fn line(&self) -> Result<&str, &GameLineError> {
         match self.0.line.get_or_init(|| (self.0.encode)()) {
             Ok(line) => Ok(line),
             Err(reason) => Err(reason),
@@ -117,9 +142,14 @@ impl GameLine {
     }
 }
 
+/// Equal when they encode to the same line, or fail to encode for the same stated reason.
 impl PartialEq for GameLine {
     fn eq(&self, other: &Self) -> bool {
-        self.line() == other.line()
+        match (self.line(), other.line()) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
     }
 }
 
@@ -224,6 +254,84 @@ pub enum ErrorCode {
 mod tests {
     use super::*;
 
+    /// The `type` of a message, as serde writes it.
+    fn type_of(message: &impl Serialize) -> String {
+        let value = serde_json::to_value(message).unwrap();
+        value["type"].as_str().unwrap().to_string()
+    }
+
+    /// One of each [`ClientMessage`] variant. Adding a variant breaks the `match` until it
+    /// is added here too, and then [`the_core_client_message_list_is_every_variant`] fails
+    /// until it is in [`CORE_CLIENT_MESSAGES`].
+    fn every_client_message() -> Vec<ClientMessage> {
+        let every = vec![
+            ClientMessage::Register {
+                username: "a".into(),
+                password: "p".into(),
+            },
+            ClientMessage::Login {
+                username: "a".into(),
+                password: "p".into(),
+            },
+            ClientMessage::Resume {
+                token: ResumeToken::new("t"),
+            },
+            ClientMessage::Logout {},
+            ClientMessage::Ping { nonce: 1 },
+        ];
+        for message in &every {
+            match message {
+                ClientMessage::Register { .. }
+                | ClientMessage::Login { .. }
+                | ClientMessage::Resume { .. }
+                | ClientMessage::Logout {}
+                | ClientMessage::Ping { .. } => {}
+            }
+        }
+        every
+    }
+
+    /// One of each [`ServerMessage`] variant of the core's own (not `Game`), tied to the
+    /// enum the same way as [`every_client_message`].
+    fn every_core_server_message() -> Vec<ServerMessage> {
+        let every = vec![
+            ServerMessage::Registered { player_id: 1 },
+            ServerMessage::LoggedIn {
+                player_id: 1,
+                state: BTreeMap::new(),
+                resume_token: None,
+            },
+            ServerMessage::LoggedOut {},
+            ServerMessage::Pong { nonce: 1 },
+            ServerMessage::Kicked { reason: "r".into() },
+            ServerMessage::error(ErrorCode::BadRequest, "m"),
+        ];
+        for message in &every {
+            match message {
+                ServerMessage::Registered { .. }
+                | ServerMessage::LoggedIn { .. }
+                | ServerMessage::LoggedOut {}
+                | ServerMessage::Pong { .. }
+                | ServerMessage::Kicked { .. }
+                | ServerMessage::Error { .. } => {}
+                ServerMessage::Game(_) => unreachable!("not a core message"),
+            }
+        }
+        every
+    }
+
+    #[test]
+    fn the_core_client_message_list_is_every_variant() {
+        let types: Vec<String> = every_client_message().iter().map(type_of).collect();
+        assert_eq!(types, CORE_CLIENT_MESSAGES, "in declaration order");
+    }
+
+    #[test]
+    fn the_core_server_message_list_is_every_core_variant() {
+        let types: Vec<String> = every_core_server_message().iter().map(type_of).collect();
+        assert_eq!(types, CORE_SERVER_MESSAGES, "in declaration order");
+    }
+
     #[test]
     fn client_messages_parse_by_type() {
         let m: ClientMessage = serde_json::from_str(r#"{"type":"ping","nonce":7}"#).unwrap();
@@ -308,7 +416,13 @@ mod tests {
             GameLine::encode("nudge", &Ping {}).unwrap(),
             "{\"type\":\"nudge\"}\n"
         );
-        assert!(GameLine::encode("number", &5).is_err(), "not an object");
+        assert!(
+            matches!(
+                GameLine::encode("number", &5),
+                Err(GameLineError::NotAnObject { .. })
+            ),
+            "not an object"
+        );
         let deferred = GameLine::new("nudge", serde_json::json!({"n": 1}));
         assert_eq!(
             ServerMessage::Game(deferred).to_line(),

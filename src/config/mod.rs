@@ -88,8 +88,10 @@ pub enum ValueError {
     Switch,
     #[error("expected host:port: {0}")]
     Address(#[from] std::net::AddrParseError),
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] hearth_components::StoreUrlError),
+    #[error(transparent)]
+    Cluster(#[from] crate::store::redis::cluster::ClusterUrlError),
 }
 
 /// Every configuration key, in `--help` order.
@@ -101,7 +103,7 @@ pub const KEYS: &[Key] = &[
     ),
     key!(
         flush_interval => persistence.flush_interval,
-        "Each dirty player is saved within this of changing; saves are paced over it (e.g. 30s).",
+        "A dirty player is saved within this long of its change, the saves spread over it (e.g. 30s).",
         parse_duration
     ),
     key!(
@@ -428,10 +430,9 @@ fn parse_switch(text: &str) -> Result<bool, ValueError> {
 
 /// A store selection; the refusal is quoted (password redacted) by [`Key::apply`].
 fn parse_store(text: &str) -> Result<StoreSelection, ValueError> {
-    let selection = StoreSelection::parse(text).map_err(|e| ValueError::Store(e.to_string()))?;
+    let selection = StoreSelection::parse(text)?;
     if let StoreSelection::RedisCluster(url) = &selection {
-        crate::store::redis::ClusterUrl::parse(url)
-            .map_err(|e| ValueError::Store(e.to_string()))?;
+        crate::store::redis::ClusterUrl::parse(url)?;
     }
     Ok(selection)
 }

@@ -21,11 +21,11 @@ use hearth_components::PlayerId;
 use hearth_components::protocol::{ErrorCode, ResumeToken, ServerMessage};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
 
-use super::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
 use super::fair_queue::{FairReceiver, FairSender, Full, fair_queue};
 use super::password::Passwords;
 use super::resume;
 use super::stats::NetStats;
+use crate::store::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
 
 /// Failed logins allowed per address per minute before a lockout.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;
@@ -283,7 +283,9 @@ impl Working {
             .and_then(|u| validate_password(password).map(|()| u))
         {
             Ok(u) => u,
-            Err(message) => return ServerMessage::error(ErrorCode::BadRequest, message),
+            Err(refused) => {
+                return ServerMessage::error(ErrorCode::BadRequest, refused.to_string());
+            }
         };
         let hash = match self.passwords().hash(password) {
             Ok(hash) => hash,
@@ -438,8 +440,19 @@ pub(crate) fn normalise(username: &str) -> String {
     username.trim().to_ascii_lowercase()
 }
 
+/// Why a username or password is refused (the text is what the client is told).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CredentialError {
+    /// Not 3-32 characters of `[A-Za-z0-9_-]`.
+    #[error("username must be 3-32 characters of letters, digits, '_' or '-'")]
+    Username,
+    /// Not 8-128 characters.
+    #[error("password must be 8-128 characters")]
+    Password,
+}
+
 /// 3-32 characters of `[A-Za-z0-9_-]`, compared case-insensitively.
-fn validate_username(username: &str) -> Result<String, String> {
+fn validate_username(username: &str) -> Result<String, CredentialError> {
     let u = normalise(username);
     let ok = (3..=32).contains(&u.len())
         && u.chars()
@@ -447,17 +460,17 @@ fn validate_username(username: &str) -> Result<String, String> {
     if ok {
         Ok(u)
     } else {
-        Err("username must be 3-32 characters of letters, digits, '_' or '-'".into())
+        Err(CredentialError::Username)
     }
 }
 
 /// 8-128 characters.
-pub(crate) fn validate_password(password: &str) -> Result<(), String> {
+pub(crate) fn validate_password(password: &str) -> Result<(), CredentialError> {
     let n = password.chars().count();
     if (8..=128).contains(&n) {
         Ok(())
     } else {
-        Err("password must be 8-128 characters".into())
+        Err(CredentialError::Password)
     }
 }
 

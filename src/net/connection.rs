@@ -16,7 +16,7 @@ use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
 use hearth_components::wire::{PREAMBLE, WireError};
 use hearth_systems::ReplicationFeed;
-use hearth_systems::game_messages::ClientMessageTypes;
+use hearth_systems::game_messages::{ClientMessageTypes, DecodeError};
 use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -470,7 +470,12 @@ fn handle_line(
             ctx.events.send(NetEvent::Game { conn, request }).ok();
             return None;
         }
-        Err(reason) => return Some(ServerMessage::error(ErrorCode::BadRequest, reason)),
+        Err(reason) => {
+            return Some(ServerMessage::error(
+                ErrorCode::BadRequest,
+                reason.to_string(),
+            ));
+        }
     };
     match message {
         ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
@@ -535,13 +540,40 @@ fn handle_line(
     }
 }
 
-/// A parse error worded for the client, never echoing the password back.
 /// A line, understood.
 enum Parsed {
     /// One of the core's own messages.
     Core(ClientMessage),
     /// A message a game registered, decoded for the world.
-    Game(hearth_systems::game_messages::GameRequest),
+    Game(hearth_systems::net::GameRequest),
+}
+
+/// A parse error worded for the client (answered as `bad_request`), never echoing the
+/// password back.
+#[derive(Debug, thiserror::Error)]
+enum ParseError {
+    /// The line is not JSON at all (or ends early).
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object with a string `type`.
+    #[error("a message must be a JSON object with a string \"type\": {0}")]
+    NoType(#[source] serde_json::Error),
+    /// A core message whose fields do not fit.
+    #[error("not a valid message: {0}")]
+    Core(#[source] serde_json::Error),
+    /// A game's message whose fields do not fit.
+    #[error("not a valid {kind}: {source}")]
+    Game {
+        kind: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// A `type` neither the core nor the game knows; `known` lists the known ones.
+    #[error("unknown message type {kind:?}; known types: {}", known.join(", "))]
+    UnknownType {
+        kind: String,
+        known: Vec<&'static str>,
+    },
 }
 
 /// The `type` of a line, read without building a JSON tree.
@@ -553,34 +585,30 @@ struct Kind<'a> {
 
 /// Parses one line: a JSON object whose `type` is a core message or one a game registered.
 /// The error says what is wrong (not JSON, no `type`, an unknown one, or the field at fault).
-fn parse(line: &str, game: &ClientMessageTypes) -> Result<Parsed, String> {
+fn parse(line: &str, game: &ClientMessageTypes) -> Result<Parsed, ParseError> {
     let kind = match serde_json::from_str::<Kind>(line) {
         Ok(Kind { kind }) => kind,
-        Err(e) if e.is_syntax() || e.is_eof() => return Err(format!("not valid JSON: {e}")),
-        Err(e) => {
-            return Err(format!(
-                "a message must be a JSON object with a string \"type\": {e}"
-            ));
-        }
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(ParseError::NotJson(e)),
+        Err(e) => return Err(ParseError::NoType(e)),
     };
     if CORE_CLIENT_MESSAGES.contains(&kind.as_ref()) {
         return serde_json::from_str(line)
             .map(Parsed::Core)
-            .map_err(|e| format!("not a valid message: {e}"));
+            .map_err(ParseError::Core);
     }
     match game.decode(&kind, line) {
         Some(Ok(request)) => Ok(Parsed::Game(request)),
-        Some(Err(reason)) => Err(format!("not a valid {kind}: {reason}")),
-        None => {
-            let known: Vec<&str> = CORE_CLIENT_MESSAGES
+        Some(Err(source)) => Err(ParseError::Game {
+            kind: kind.into_owned(),
+            source,
+        }),
+        None => Err(ParseError::UnknownType {
+            kind: kind.into_owned(),
+            known: CORE_CLIENT_MESSAGES
                 .iter()
                 .copied()
                 .chain(game.names())
-                .collect();
-            Err(format!(
-                "unknown message type {kind:?}; known types: {}",
-                known.join(", ")
-            ))
-        }
+                .collect(),
+        }),
     }
 }

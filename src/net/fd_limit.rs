@@ -1,6 +1,11 @@
 //! The process's open-file limit: every client connection costs a file descriptor, and a
 //! server that runs out of them cannot accept anyone (not even to say it is full). At start
 //! the soft limit is raised to the hard one, and `max_connections` is fitted inside it.
+//!
+//! Reading and raising the limit (`getrlimit`, `setrlimit`) is done on Linux only. Elsewhere
+//! [`raise_to_hard`] answers [`std::io::ErrorKind::Unsupported`], so [`fit_max_connections`]
+//! logs once, at start, that it cannot read the limit and uses `max_connections` as
+//! configured.
 
 /// Descriptors kept out of `max_connections`: the listener, the store's and auth workers'
 /// connections, log files, and connections being refused (see [`super::accept`]).
@@ -19,6 +24,7 @@ pub struct FileLimit {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (when that fails, the limit stays as
 /// it was) and reports the result.
+#[cfg(target_os = "linux")]
 pub fn raise_to_hard() -> std::io::Result<FileLimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -46,6 +52,15 @@ pub fn raise_to_hard() -> std::io::Result<FileLimit> {
         hard: limit.rlim_max,
         raised_from,
     })
+}
+
+/// Fallback off Linux: the limit is not read or raised; the error says so.
+#[cfg(not(target_os = "linux"))]
+pub fn raise_to_hard() -> std::io::Result<FileLimit> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "the open-file limit is read and raised on Linux only",
+    ))
 }
 
 /// How many connections fit in `soft` open files, keeping [`FD_RESERVE`] (or half of a very
@@ -103,10 +118,30 @@ mod tests {
         assert_eq!(connections_that_fit(64), 32);
     }
 
+    /// Lowers the soft limit (one below the hard one) and raises it again, in a child process
+    /// of its own so no other test runs with the lowered limit. Without the lowering the
+    /// test would pass without raising anything wherever the soft limit starts at the hard one.
+    /// Lowers this process's soft limit by one (so there is something to raise, where the
+    /// soft limit already equals the hard one) and raises it back: harmless to the other
+    /// tests of the process, which end with the limit they started with or a higher one.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn raising_leaves_the_soft_limit_at_the_hard_one() {
-        let limit = raise_to_hard().unwrap();
-        assert_eq!(limit.soft, limit.hard);
+    fn raising_lifts_a_lowered_soft_limit_to_the_hard_one() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only touch the struct we own.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur = limit.rlim_max - 1;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        let lowered = limit.rlim_cur;
+        let raised = raise_to_hard().unwrap();
+        assert_eq!(raised.raised_from, Some(lowered));
+        assert_eq!(raised.soft, raised.hard);
+        assert_eq!(raised.hard, limit.rlim_max);
         assert_eq!(
             raise_to_hard().unwrap().raised_from,
             None,

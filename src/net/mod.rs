@@ -3,7 +3,6 @@
 //! ([`NetEvent`]) and per-client bounded queues.
 
 pub mod accept;
-pub mod accounts;
 pub mod admission;
 pub mod auth;
 pub mod connection;
@@ -30,8 +29,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
+use crate::store::accounts::AccountStoreFactory;
 use crate::store::{AccountStores, AdvertisedListen};
-use accounts::AccountStoreFactory;
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;

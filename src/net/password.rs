@@ -14,6 +14,17 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 /// growing the buffer without bound.
 const MAX_BLOCKS: usize = 256 * 1024;
 
+/// Why a password could not be hashed (never expected with the default parameters).
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// argon2 refused to hash.
+    #[error("{0}")]
+    Argon2(#[from] argon2::Error),
+    /// The salt, parameters or output could not be put in a PHC string.
+    #[error("{0}")]
+    Phc(#[from] argon2::password_hash::Error),
+}
+
 /// One worker's argon2 hasher and its memory.
 pub struct Passwords {
     blocks: Vec<Block>,
@@ -29,31 +40,25 @@ impl Default for Passwords {
 
 impl Passwords {
     /// The argon2id PHC string of `password` with a fresh salt (default parameters).
-    pub fn hash(&mut self, password: &str) -> Result<String, String> {
+    pub fn hash(&mut self, password: &str) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
         let params = Params::default();
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let mut salt_bytes = [0u8; 64];
-        let salt_bytes = salt
-            .decode_b64(&mut salt_bytes)
-            .map_err(|e| e.to_string())?;
+        let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        argon2
-            .hash_password_into_with_memory(
-                password.as_bytes(),
-                salt_bytes,
-                &mut out,
-                &mut self.blocks[..params.block_count()],
-            )
-            .map_err(|e| e.to_string())?;
+        argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut out,
+            &mut self.blocks[..params.block_count()],
+        )?;
         let hash = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
-            params: (&params)
-                .try_into()
-                .map_err(|e: argon2::password_hash::Error| e.to_string())?,
+            params: (&params).try_into()?,
             salt: Some(salt.as_salt()),
-            hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+            hash: Some(Output::new(&out)?),
         };
         Ok(hash.to_string())
     }

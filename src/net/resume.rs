@@ -11,7 +11,7 @@
 //! The set expires `resume_ttl` after its last write or extension, and the [`Keeper`] extends
 //! the sets of every player online here, so a token works while its player plays and for
 //! `resume_ttl` after (at least three quarters of it after a crash). Each set holds at most
-//! [`TOKENS_PER_PLAYER`] tokens: a token taken is deleted and a fresh one stored in its place
+//! [`TOKENS_PER_PLAYER`](crate::store::accounts::TOKENS_PER_PLAYER) tokens: a token taken is deleted and a fresh one stored in its place
 //! (rotation), a password reset deletes the set (revocation).
 
 use std::collections::HashMap;
@@ -25,32 +25,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hearth_components::protocol::ResumeToken;
 use hearth_systems::net::ConnId;
 
-use super::accounts::AccountStoreFactory;
-
-/// Live tokens kept per player: a token handed to a client whose join was then refused (the
-/// player online elsewhere) must not push out the token of the session that is online, so a
-/// few are kept; older ones are dropped first.
-pub const TOKENS_PER_PLAYER: usize = 4;
+use crate::store::accounts::{AccountStoreFactory, TokenHash};
 
 /// Bytes of randomness in a token.
 const SECRET_BYTES: usize = 32;
-
-/// The stored form of a token: the lowercase hex BLAKE2b-256 digest of its wire form.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct TokenHash(String);
-
-impl TokenHash {
-    /// The digest as stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenHash(<redacted>)")
-    }
-}
 
 /// A token and what the store keeps of it.
 pub struct Issued {
@@ -86,7 +64,7 @@ pub fn presented(token: &ResumeToken) -> Option<(u64, TokenHash)> {
 
 fn digest(text: &str) -> TokenHash {
     let sum = Blake2b::<U32>::digest(text.as_bytes());
-    TokenHash(sum.iter().map(|b| format!("{b:02x}")).collect())
+    TokenHash::from_digest(sum.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The players logged in on this server's connections: whose token sets the [`Keeper`]

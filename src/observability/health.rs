@@ -48,6 +48,41 @@ impl Readiness {
     }
 }
 
+/// Why the server is not alive (`/healthz` answers 503 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotLive {
+    /// The tick completed no frame for longer than [`tick_stalled`] allows.
+    #[error("tick stalled: no frame completed for {since:?}")]
+    TickStalled { since: Duration },
+}
+
+/// One reason the server is not ready for new players.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReadyReason {
+    /// Not alive, so not ready either.
+    #[error(transparent)]
+    NotLive(#[from] NotLive),
+    /// The store lane readiness follows is down.
+    #[error("store unreachable: {lane} lane down")]
+    StoreUnreachable { lane: &'static str },
+    /// The front door refuses logins.
+    #[error("front door not accepting logins")]
+    FrontDoorClosed,
+    /// The server is draining its players to others.
+    #[error("draining")]
+    Draining,
+}
+
+/// Every reason the server is not ready (`/readyz` answers 503 with them, one a line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_lines(.0))]
+pub struct NotReady(pub Vec<NotReadyReason>);
+
+fn display_lines(reasons: &[NotReadyReason]) -> String {
+    let lines: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
 /// Everything liveness and readiness read.
 #[derive(Clone)]
 pub struct Health {
@@ -61,10 +96,10 @@ pub struct Health {
 
 impl Health {
     /// Alive while the tick completes frames; otherwise why not.
-    pub fn live(&self) -> Result<(), String> {
+    pub fn live(&self) -> Result<(), NotLive> {
         let since = self.tick.since_last_frame();
         if tick_stalled(since, self.tick_period) {
-            return Err(format!("tick stalled: no frame completed for {since:?}"));
+            return Err(NotLive::TickStalled { since });
         }
         Ok(())
     }
@@ -77,25 +112,26 @@ impl Health {
     /// one interval. The interactive lane learns only from logins; gating on it would keep
     /// a server unready forever after one failed login (no logins come to an unready
     /// server, so none would prove Redis is back). Both lanes are exported as metrics.
-    pub fn ready(&self) -> Result<(), String> {
-        let mut reasons: Vec<String> = self.live().err().into_iter().collect();
+    pub fn ready(&self) -> Result<(), NotReady> {
+        let mut reasons: Vec<NotReadyReason> =
+            self.live().err().into_iter().map(Into::into).collect();
         for (lane, down) in self.store.lanes_down() {
             if down && lane == READINESS_LANE {
-                reasons.push(format!("store unreachable: {lane} lane down"));
+                reasons.push(NotReadyReason::StoreUnreachable { lane });
             }
         }
         if let Some(door) = &self.front_door
             && !door.accepting()
         {
-            reasons.push("front door not accepting logins".into());
+            reasons.push(NotReadyReason::FrontDoorClosed);
         }
         if self.readiness.is_draining() {
-            reasons.push("draining".into());
+            reasons.push(NotReadyReason::Draining);
         }
         if reasons.is_empty() {
             Ok(())
         } else {
-            Err(reasons.join("\n"))
+            Err(NotReady(reasons))
         }
     }
 }
@@ -134,9 +170,18 @@ mod tests {
         );
         health.store.set_lane_down("periodic", true);
         health.readiness.set_draining(true);
+        let not_ready = health.ready().unwrap_err();
         assert_eq!(
-            health.ready(),
-            Err("store unreachable: periodic lane down\ndraining".into())
+            not_ready,
+            NotReady(vec![
+                NotReadyReason::StoreUnreachable { lane: "periodic" },
+                NotReadyReason::Draining
+            ])
+        );
+        assert_eq!(
+            not_ready.to_string(),
+            "store unreachable: periodic lane down\ndraining",
+            "one reason a line, as /readyz answers"
         );
         health.store.set_lane_down("periodic", false);
         health.readiness.set_draining(false);

@@ -97,7 +97,7 @@ fn answer(request: Request, registry: &Registry, health: &Health) {
     }
 }
 
-fn verdict(check: Result<(), String>) -> (u16, &'static str, String) {
+fn verdict(check: Result<(), impl std::fmt::Display>) -> (u16, &'static str, String) {
     match check {
         Ok(()) => (200, "text/plain", "ok\n".to_string()),
         Err(reason) => (503, "text/plain", format!("{reason}\n")),

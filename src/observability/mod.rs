@@ -17,7 +17,7 @@ use hearth_systems::storage::StorePort;
 use prometheus_client::registry::Registry;
 
 pub use collector::HearthCollector;
-pub use health::{Health, Readiness};
+pub use health::{Health, NotLive, NotReady, NotReadyReason, Readiness};
 pub use http::MetricsEndpoint;
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `metrics_listen` when it is set. Opens in

@@ -22,6 +22,7 @@ use hearth_systems::storage::{
 };
 
 use super::dispatch::{self, RoundTrips, StoreOperations};
+use super::maintenance::{Imported, Lease as MaintenanceLease, Maintenance, MaintenanceError};
 
 /// Time as the memory store sees it: real, or advanced by hand in tests.
 #[derive(Clone)]
@@ -222,6 +223,69 @@ impl MemoryBackend {
         if Self::live_owner(&data, player, now) == Some(owner) {
             data.leases.remove(&player);
         }
+    }
+}
+
+/// The maintenance port on memory (`hearth admin`'s operations, for tests and embedders;
+/// the admin command itself cannot reach another process's memory). The memory store keeps
+/// no instance registrations.
+impl Maintenance for Arc<MemoryBackend> {
+    fn record(&mut self, player: PlayerId) -> Result<Option<String>, MaintenanceError> {
+        Ok(self
+            .raw_record(player)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn lease(&mut self, player: PlayerId) -> Result<Option<MaintenanceLease>, MaintenanceError> {
+        let now = self.clock.now();
+        Ok(self
+            .data()
+            .leases
+            .get(&player)
+            .filter(|l| l.expires > now)
+            .map(|l| MaintenanceLease {
+                owner: l.owner.clone(),
+                ttl: l.expires - now,
+            }))
+    }
+
+    fn leases(&mut self) -> Result<Vec<(PlayerId, String)>, MaintenanceError> {
+        let now = self.clock.now();
+        let data = self.data();
+        let live = data.leases.iter().filter(|(_, l)| l.expires > now);
+        Ok(live.map(|(id, l)| (*id, l.owner.clone())).collect())
+    }
+
+    fn registration(&mut self, _instance: &str) -> Result<Option<String>, MaintenanceError> {
+        Ok(None)
+    }
+
+    fn release_lease(&mut self, player: PlayerId, owner: &str) -> Result<bool, MaintenanceError> {
+        let held = self.lease_owner(player).as_deref() == Some(owner);
+        self.release(player, owner);
+        Ok(held)
+    }
+
+    fn players(&mut self) -> Result<Vec<PlayerId>, MaintenanceError> {
+        let mut players: Vec<PlayerId> = self.data().records.keys().copied().collect();
+        players.sort_unstable_by_key(|p| p.0);
+        Ok(players)
+    }
+
+    fn import(
+        &mut self,
+        record: &PlayerRecord,
+        overwrite_newer: bool,
+    ) -> Result<Imported, MaintenanceError> {
+        let player = PlayerId(record.id);
+        let stored = self.data().records.get(&player).map_or(0, |r| r.0);
+        if !overwrite_newer && stored >= record.seq {
+            return Ok(Imported::Kept {
+                stored_seq: stored.to_string(),
+            });
+        }
+        self.put_raw_record(player, record.encode());
+        Ok(Imported::Written)
     }
 }
 

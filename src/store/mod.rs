@@ -1,7 +1,9 @@
 //! Store adapters behind the storage port: memory (default) and Redis (one server or a
 //! Redis Cluster).
 
+pub mod accounts;
 mod dispatch;
+pub mod maintenance;
 pub mod memory;
 mod plugin;
 pub mod redis;

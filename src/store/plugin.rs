@@ -8,8 +8,8 @@ use bevy_ecs::resource::Resource;
 use hearth_components::StoreSelection;
 use hearth_systems::storage::StorePort;
 
+use super::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use super::{MemoryBackend, StoreSettings, open_with_backend};
-use crate::net::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use crate::startup::{self, StartupFailure};
 use crate::store::redis::accounts::RedisAccounts;
 

@@ -22,12 +22,13 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
 use hearth_components::PlayerId;
 use hearth_components::protocol::{
-    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, ServerMessage,
+    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, REPLICATION_SERVER_MESSAGES,
+    ServerMessage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::net::Connections;
+use crate::net::{Connections, DeliverFn, GameRequest};
 use crate::spatial::{Nearby, NearbyPlayers};
 
 /// A client message a game registered, as the world receives it: who sent it and what.
@@ -41,32 +42,29 @@ pub struct FromClient<T: Send + Sync + 'static> {
     pub message: T,
 }
 
-/// A decoded game message on its way to the world, type-erased for the trip.
-pub struct GameRequest {
-    kind: &'static str,
-    deliver: DeliverFn,
-    message: Box<dyn Any + Send>,
-}
+type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, DecodeError>;
 
-type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, String>;
-type DeliverFn = fn(&mut World, PlayerId, Entity, Box<dyn Any + Send>);
-
-impl GameRequest {
-    /// The message's `type`.
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    /// Writes it into the world as a [`FromClient`] message from `player`'s `entity`.
-    pub fn deliver(self, world: &mut World, player: PlayerId, entity: Entity) {
-        (self.deliver)(world, player, entity, self.message);
-    }
-}
-
-impl std::fmt::Debug for GameRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GameRequest({})", self.kind)
-    }
+/// Why a line did not decode as the game message its `type` names. Its text is what the
+/// client is told (after `not a valid <type>: `), so each variant names the field at fault
+/// where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The message as a whole does not fit (a missing or repeated field, not an object).
+    #[error("{0}")]
+    Message(#[source] serde_json::Error),
+    /// A field's value is not of the type the game declared.
+    #[error("field `{path}`: {source}")]
+    Field {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Something follows the JSON object on the line.
+    #[error("{0}")]
+    TrailingCharacters(#[source] serde_json::Error),
+    /// A field the game's type does not have.
+    #[error("unknown field `{field}`")]
+    UnknownField { field: String },
 }
 
 /// One registered client message type.
@@ -91,13 +89,9 @@ impl ClientMessageTypes {
     /// Decodes `line`, a message of type `kind`: its fields other than `type` make a `T`.
     /// `None` when no game registered `kind`; `Some(Err(reason))` when the fields do not fit:
     /// an unknown field, a missing or repeated one, or a value of the wrong type, each named.
-    pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, String>> {
+    pub fn decode(&self, kind: &str, line: &str) -> Option<Result<GameRequest, DecodeError>> {
         let (name, t) = self.by_name.get(kind)?;
-        Some((t.decode)(line).map(|message| GameRequest {
-            kind: name,
-            deliver: t.deliver,
-            message,
-        }))
+        Some((t.decode)(line).map(|message| GameRequest::new(name, t.deliver, message)))
     }
 
     /// Every registered `type`, sorted (for error messages).
@@ -110,7 +104,9 @@ impl ClientMessageTypes {
 
 /// Decodes a `T` straight from the line (no intermediate JSON tree), refusing every field
 /// `T` does not know except `type`, and naming the field a bad value is in.
-fn decode<T: DeserializeOwned + Send + 'static>(line: &str) -> Result<Box<dyn Any + Send>, String> {
+fn decode<T: DeserializeOwned + Send + 'static>(
+    line: &str,
+) -> Result<Box<dyn Any + Send>, DecodeError> {
     let mut unknown = Vec::new();
     let mut note_unknown = |path: serde_ignored::Path| {
         let path = path.to_string();
@@ -123,14 +119,19 @@ fn decode<T: DeserializeOwned + Send + 'static>(line: &str) -> Result<Box<dyn An
     let message: T = serde_path_to_error::deserialize(fields).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
-            e.inner().to_string()
+            DecodeError::Message(e.into_inner())
         } else {
-            format!("field `{path}`: {}", e.inner())
+            DecodeError::Field {
+                path,
+                source: e.into_inner(),
+            }
         }
     })?;
-    json.end().map_err(|e| e.to_string())?;
+    json.end().map_err(DecodeError::TrailingCharacters)?;
     if let Some(field) = unknown.first() {
-        return Err(format!("unknown field `{field}`"));
+        return Err(DecodeError::UnknownField {
+            field: field.clone(),
+        });
     }
     Ok(Box::new(message))
 }
@@ -212,8 +213,8 @@ impl GameMessagesAppExt for App {
         T: Serialize + Send + Sync + 'static,
     {
         assert!(
-            !CORE_SERVER_MESSAGES.contains(&name),
-            "server message type {name:?} is one of Hearth's own ({CORE_SERVER_MESSAGES:?}); pick another name"
+            !CORE_SERVER_MESSAGES.contains(&name) && !REPLICATION_SERVER_MESSAGES.contains(&name),
+            "server message type {name:?} is one of Hearth's own ({CORE_SERVER_MESSAGES:?}, {REPLICATION_SERVER_MESSAGES:?}); pick another name"
         );
         let mut names = self
             .world_mut()
@@ -359,7 +360,7 @@ mod tests {
     fn unknown_missing_or_mistyped_fields_are_refused_by_name() {
         let types = types();
         let err = |line| match types.decode("chat", line) {
-            Some(Err(reason)) => reason,
+            Some(Err(reason)) => reason.to_string(),
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert_eq!(

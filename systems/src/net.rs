@@ -5,9 +5,11 @@
 //! queue: a client that cannot keep up is disconnected, never waited for.
 //!
 //! The bridge knows sessions and bytes, not the game: a game's own requests arrive as
-//! [`GameRequest`]s and are handed to the world as the game's messages
-//! ([`crate::game_messages`]); a game's pushes leave through the same outboxes.
+//! [`GameRequest`]s (decoded by the registry in the `game_messages` module, which builds on
+//! this one) and are handed to the world as the game's messages; a game's pushes leave
+//! through the same outboxes.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,7 +23,6 @@ use hearth_components::{
     PlayerLeft, SaveState,
 };
 
-use crate::game_messages::GameRequest;
 use crate::persistence::{PersistentRegistry, SnapshotSource};
 use crate::sessions::{Draining, SessionSystems};
 
@@ -52,6 +53,48 @@ pub trait ClientOutbox: Send + Sync + 'static {
     /// supersede each other (snapshots) skips a client that still has some waiting.
     fn backlog(&self) -> usize {
         0
+    }
+}
+
+/// A decoded game message on its way to the world, type-erased for the trip: the front
+/// door builds it with the game's registry, the bridge delivers it without knowing its type.
+pub struct GameRequest {
+    kind: &'static str,
+    deliver: DeliverFn,
+    message: Box<dyn Any + Send>,
+}
+
+/// Writes a type-erased game message into the world, from a player's entity.
+pub(crate) type DeliverFn = fn(&mut World, PlayerId, Entity, Box<dyn Any + Send>);
+
+impl GameRequest {
+    /// A message of type `kind`, which `deliver` knows how to write into the world.
+    pub(crate) fn new(
+        kind: &'static str,
+        deliver: DeliverFn,
+        message: Box<dyn Any + Send>,
+    ) -> Self {
+        Self {
+            kind,
+            deliver,
+            message,
+        }
+    }
+
+    /// The message's `type`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Writes it into the world as a `FromClient` message from `player`'s `entity`.
+    pub fn deliver(self, world: &mut World, player: PlayerId, entity: Entity) {
+        (self.deliver)(world, player, entity, self.message);
+    }
+}
+
+impl std::fmt::Debug for GameRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GameRequest({})", self.kind)
     }
 }
 
@@ -420,13 +463,18 @@ fn answer_lifecycle(
     }
 }
 
-/// Ordering points of the bridge: in `PreUpdate` it hands client requests to the world
-/// (after sessions applied store results); in `PostUpdate` it answers the lifecycle
-/// (`logged_in`, `logged_out`, kicks, refusals). A game's systems that read client messages
-/// run after the first; a player appears to `ToClients` once the second has sent its
-/// `logged_in`.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NetSystems;
+/// Ordering points of the bridge, one per schedule it runs in. A game's systems that read
+/// client messages run after [`NetSystems::Receive`]; a player appears to `ToClients` once
+/// [`NetSystems::Send`] has sent its `logged_in`.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetSystems {
+    /// `PreUpdate`: client events handed to the world (joins and leaves requested, game
+    /// requests written as `FromClient<T>`), after sessions applied store results.
+    Receive,
+    /// `PostUpdate`: the lifecycle answered (`logged_in`, `logged_out`, kicks, refusals),
+    /// before sessions send their requests.
+    Send,
+}
 
 /// Connects client connections to the world. Needs a [`NetInbox`] resource.
 pub struct NetBridgePlugin;
@@ -437,13 +485,13 @@ impl Plugin for NetBridgePlugin {
             .add_systems(
                 PreUpdate,
                 receive_net_events
-                    .in_set(NetSystems)
+                    .in_set(NetSystems::Receive)
                     .after(SessionSystems::ApplyResults),
             )
             .add_systems(
                 PostUpdate,
                 answer_lifecycle
-                    .in_set(NetSystems)
+                    .in_set(NetSystems::Send)
                     .before(SessionSystems::Requests),
             );
     }

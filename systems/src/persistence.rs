@@ -57,7 +57,18 @@ pub enum PersistenceSystems {
 pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveState>;
 
 type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
-type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), String>;
+type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), serde_json::Error>;
+
+/// A stored section that does not decode as the component registered under its name.
+#[derive(Debug, thiserror::Error)]
+#[error("section {section:?}: {source}")]
+pub struct RestoreError {
+    /// The section's name in the record.
+    pub section: &'static str,
+    /// What the decoder refused.
+    #[source]
+    pub source: serde_json::Error,
+}
 
 /// One registered persistent component.
 pub struct PersistentSection {
@@ -108,8 +119,11 @@ impl PersistentSection {
         &self,
         entity: &mut EntityCommands,
         value: serde_json::Value,
-    ) -> Result<(), String> {
-        (self.restore)(entity, value)
+    ) -> Result<(), RestoreError> {
+        (self.restore)(entity, value).map_err(|source| RestoreError {
+            section: self.name,
+            source,
+        })
     }
 }
 
@@ -124,8 +138,8 @@ fn snapshot_section<T: Component + Serialize + Clone + Send + Sync>(
 fn restore_section<T: Component + DeserializeOwned>(
     entity: &mut EntityCommands,
     value: serde_json::Value,
-) -> Result<(), String> {
-    let component: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
+) -> Result<(), serde_json::Error> {
+    let component: T = serde_json::from_value(value)?;
     entity.insert(component);
     Ok(())
 }

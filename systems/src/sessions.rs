@@ -210,7 +210,7 @@ fn spawn_joined_players(
             match registry.get(name) {
                 Some(section) => {
                     if let Err(reason) = section.restore(&mut entity, value.clone()) {
-                        failure = Some(format!("section {name:?}: {reason}"));
+                        failure = Some(reason.to_string());
                         break;
                     }
                 }

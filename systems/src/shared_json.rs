@@ -15,7 +15,7 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
 /// An entry's JSON once encoded, or why it does not encode.
-type Encoded = OnceLock<Result<Box<RawValue>, String>>;
+type Encoded = OnceLock<Result<Box<RawValue>, serde_json::Error>>;
 
 /// One frame's shared entries: values copied in on the tick, each encoded once, when first
 /// written. Build it, wrap it in an `Arc`, and hand out [`EntryList`]s.
@@ -50,11 +50,9 @@ impl<T: Serialize> SharedEntries<T> {
     }
 
     /// The entry at `index` as JSON, encoded now if no message needed it yet.
-    fn encoded(&self, index: u32) -> Result<&RawValue, &str> {
+    fn encoded(&self, index: u32) -> Result<&RawValue, &serde_json::Error> {
         let (entry, encoded) = &self.entries[index as usize];
-        match encoded
-            .get_or_init(|| serde_json::value::to_raw_value(entry).map_err(|e| e.to_string()))
-        {
+        match encoded.get_or_init(|| serde_json::value::to_raw_value(entry)) {
             Ok(raw) => Ok(raw),
             Err(reason) => Err(reason),
         }

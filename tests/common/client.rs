@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hearth::HearthPlugins;
 use hearth::config::ServerConfig;
 use hearth::demo_game::DemoGamePlugin;
-use hearth::net::accounts::AccountStoreFactory;
+use hearth::store::accounts::AccountStoreFactory;
 use hearth::store::{AccountStores, MemoryBackend, MemoryStore, StoreClock};
 use hearth::testing::ServerThread;
 use hearth_systems::storage::StorePort;

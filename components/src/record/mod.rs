@@ -10,7 +10,7 @@
 
 mod snapshot;
 
-pub use snapshot::{PlayerSnapshot, SectionData, SectionValue};
+pub use snapshot::{PlayerSnapshot, SectionData, SectionValue, SnapshotEncodeError};
 
 use std::collections::BTreeMap;
 
@@ -53,7 +53,11 @@ pub enum RecordError {
     )]
     FromNewerBuild { found: u32 },
     #[error("record version {from} could not be migrated: {reason}")]
-    Migration { from: u32, reason: String },
+    Migration {
+        from: u32,
+        #[source]
+        reason: MigrationError,
+    },
     #[error("section \"{section}\" is malformed: {reason}")]
     Section { section: String, reason: String },
     #[error(
@@ -64,8 +68,31 @@ pub enum RecordError {
     WrongPlayer { expected: u64, found: u64 },
 }
 
+/// Why one migration step could not carry a record forward.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MigrationError {
+    /// The record is not a JSON object.
+    #[error("a v{version} record must be a JSON object")]
+    NotAnObject { version: u32 },
+    /// The record has no player id (or not a number).
+    #[error("v{version} record has no numeric \"id\"")]
+    MissingId { version: u32 },
+    /// A field the step knows holds a value of the wrong type.
+    #[error("v{version} field \"{field}\" must be {expected}, got {found}")]
+    WrongFieldType {
+        version: u32,
+        field: &'static str,
+        expected: &'static str,
+        /// The value found, as JSON text.
+        found: String,
+    },
+    /// The step's output does not carry the next version.
+    #[error("step produced version {produced}")]
+    WrongVersion { produced: u32 },
+}
+
 /// One migration step: turns a record of version `n` (its index + 1) into version `n + 1`.
-type Migration = fn(Value) -> Result<Value, String>;
+type Migration = fn(Value) -> Result<Value, MigrationError>;
 
 /// The explicit chain of migrations, `MIGRATIONS[n - 1]` takes version `n` to `n + 1`.
 pub const MIGRATIONS: &[Migration] = &[v1_to_v2];
@@ -104,7 +131,7 @@ impl PlayerRecord {
             if next != version + 1 {
                 return Err(RecordError::Migration {
                     from: version,
-                    reason: format!("step produced version {next}"),
+                    reason: MigrationError::WrongVersion { produced: next },
                 });
             }
             version = next;
@@ -147,21 +174,28 @@ fn read_version(value: &Value) -> Result<u32, RecordError> {
 /// nothing is lost. A known field of the wrong type (`"xp":"650"`) fails the migration: the
 /// record is refused and left as it is, never loaded with a default in its place (the next
 /// save would overwrite the original).
-fn v1_to_v2(value: Value) -> Result<Value, String> {
+fn v1_to_v2(value: Value) -> Result<Value, MigrationError> {
     let Value::Object(mut old) = value else {
-        return Err("a v1 record must be a JSON object".into());
+        return Err(MigrationError::NotAnObject { version: 1 });
     };
     let id = old
         .remove("id")
         .and_then(|v| v.as_u64())
-        .ok_or("v1 record has no numeric \"id\"")?;
+        .ok_or(MigrationError::MissingId { version: 1 })?;
     old.remove("version");
-    let mut take =
-        |key: &str, default: Value, kind: &str, fits: fn(&Value) -> bool| match old.remove(key) {
-            None => Ok(default),
-            Some(v) if fits(&v) => Ok(v),
-            Some(v) => Err(format!("v1 field \"{key}\" must be {kind}, got {v}")),
-        };
+    let mut take = |key: &'static str,
+                    default: Value,
+                    kind: &'static str,
+                    fits: fn(&Value) -> bool| match old.remove(key) {
+        None => Ok(default),
+        Some(v) if fits(&v) => Ok(v),
+        Some(v) => Err(MigrationError::WrongFieldType {
+            version: 1,
+            field: key,
+            expected: kind,
+            found: v.to_string(),
+        }),
+    };
     let number = ("a number", Value::is_number as fn(&Value) -> bool);
     let unsigned = ("an unsigned integer", Value::is_u64 as fn(&Value) -> bool);
     let x = take("x", json!(0.0), number.0, number.1)?;
@@ -241,7 +275,13 @@ mod tests {
         ] {
             let err = PlayerRecord::decode(bad.as_bytes()).unwrap_err();
             assert!(
-                matches!(&err, RecordError::Migration { from: 1, reason } if reason.contains("must be")),
+                matches!(
+                    &err,
+                    RecordError::Migration {
+                        from: 1,
+                        reason: MigrationError::WrongFieldType { .. }
+                    }
+                ),
                 "{bad}: {err}"
             );
         }

@@ -36,6 +36,21 @@ impl<T: serde::Serialize + Send + Sync> SectionData for T {
     }
 }
 
+/// Why a snapshot could not be encoded as a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotEncodeError {
+    /// Writing the record's header (`version`, `seq`, `id`) failed.
+    #[error("record header: {0}")]
+    Header(#[source] std::io::Error),
+    /// A section (its name or its value) does not serialise.
+    #[error("section {section}: {source}")]
+    Section {
+        section: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Everything needed to write one player's record, taken on the tick without serialising.
 pub struct PlayerSnapshot {
     /// Whose record.
@@ -54,14 +69,14 @@ impl PlayerSnapshot {
     /// unknown ones. The prefix `{"version":V,"seq":S,...}` is what `save.lua` reads to fence
     /// the write (and `stored_seq` in the memory store), so it must stay first and in this
     /// order, without whitespace.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
+    pub fn encode(&self) -> Result<Vec<u8>, SnapshotEncodeError> {
         let mut out = Vec::with_capacity(1024);
         write!(
             out,
             r#"{{"version":{},"seq":{},"id":{},"sections":{{"#,
             CURRENT_RECORD_VERSION, self.seq, self.player.0
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(SnapshotEncodeError::Header)?;
         let registered = self
             .sections
             .iter()
@@ -74,11 +89,19 @@ impl PlayerSnapshot {
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, name).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut out, name).map_err(|source| {
+                SnapshotEncodeError::Section {
+                    section: name.to_string(),
+                    source,
+                }
+            })?;
             out.push(b':');
             value
                 .write_json(&mut out)
-                .map_err(|e| format!("section {name}: {e}"))?;
+                .map_err(|source| SnapshotEncodeError::Section {
+                    section: name.to_string(),
+                    source,
+                })?;
         }
         out.extend_from_slice(b"}}");
         Ok(out)

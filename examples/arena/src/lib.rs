@@ -345,7 +345,7 @@ impl Plugin for ArenaPlugin {
             .replicate::<PlayerId>()
             .add_systems(
                 PreUpdate,
-                (take_walks, pick_up, relay_chat).after(NetSystems),
+                (take_walks, pick_up, relay_chat).after(NetSystems::Receive),
             )
             .add_systems(FixedUpdate, (apply_walks, answer_walks).chain())
             .add_systems(Update, (log_joins, log_leaves));

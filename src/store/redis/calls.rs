@@ -8,7 +8,8 @@ use std::collections::{HashMap, VecDeque};
 
 use redis::{Cmd, Pipeline, Value};
 
-use super::{Shared, cluster};
+use super::Shared;
+use super::cluster::{self, Redirect};
 
 /// Players one `save.lua` call writes, at most. A call per player cost redis-server 1.3-1.8x
 /// the CPU per save (docs/benchmarks.md); 20 saves hold Redis for about 0.15-0.25 ms.
@@ -20,7 +21,42 @@ const PLAYERS_PER_SAVE_CALL: usize = 20;
 const LEASES_PER_REFRESH_CALL: usize = 50;
 
 /// What one script call of a pipelined batch got back: its reply value, or why there is none.
-pub(super) type ItemReply = Result<Value, String>;
+pub(super) type ItemReply = Result<Value, CallFailed>;
+
+/// Why one script call of a batch got no usable reply: its items fail, and the world retries
+/// them. Shared by every call of a chunk, so it carries the failure's text where the
+/// underlying error cannot be copied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum CallFailed {
+    /// Its record could not be encoded; nothing was sent.
+    #[error("encoding the record: {0}")]
+    Encode(std::sync::Arc<hearth_components::record::SnapshotEncodeError>),
+    /// The chunk carrying it got no reply, or could not be sent.
+    #[error("{0}")]
+    NoReply(String),
+    /// Redis refused the call.
+    #[error("{0}")]
+    Refused(redis::ServerError),
+    /// The chunk's reply does not match its commands.
+    #[error("unexpected reply from Redis: {values} values for {commands} commands")]
+    Replies {
+        /// Values in the reply.
+        values: usize,
+        /// Commands sent.
+        commands: usize,
+    },
+    /// A cluster node redirected it, and the node named could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The node it was redirected to redirected it again.
+    #[error("redirected again ({redirect:?} to {address})")]
+    RedirectedAgain {
+        /// `MOVED` or `ASK`.
+        redirect: Redirect,
+        /// Where to (`host:port`).
+        address: String,
+    },
+}
 
 /// The items one script call carries, and what the call got back.
 pub(super) type CallReply<M> = (Vec<M>, ItemReply);
@@ -73,7 +109,7 @@ pub(super) fn build_save_chunk(
                     args.push(if item.release { b"1" } else { b"0" }.to_vec());
                     group.push(meta);
                 }
-                Err(e) => out.push((vec![meta], Err(format!("encoding the record: {e}")))),
+                Err(e) => out.push((vec![meta], Err(CallFailed::Encode(std::sync::Arc::new(e))))),
             }
             if group.len() == PLAYERS_PER_SAVE_CALL {
                 break;
@@ -213,7 +249,7 @@ pub(super) fn save_outcomes(reply: ItemReply, players: usize) -> Vec<SaveOutcome
             ));
             players
         ],
-        Err(reason) => vec![SaveOutcome::Failed(reason); players],
+        Err(reason) => vec![SaveOutcome::Failed(reason.to_string()); players],
     }
 }
 
@@ -235,7 +271,7 @@ pub(super) fn refresh_outcomes(reply: ItemReply, leases: usize) -> Vec<RefreshOu
         Ok(other) => failed(format!(
             "unexpected reply to a refresh of {leases} leases: {other:?}"
         )),
-        Err(reason) => failed(reason),
+        Err(reason) => failed(reason.to_string()),
     }
 }
 
@@ -268,7 +304,7 @@ mod tests {
         for reply in [
             Ok(Value::Array(vec![Value::Int(1)])),
             Ok(Value::Int(1)),
-            Err("connection reset".to_string()),
+            Err(CallFailed::NoReply("connection reset".into())),
         ] {
             let outcomes = refresh_outcomes(reply, 2);
             assert_eq!(outcomes.len(), 2);
@@ -298,7 +334,7 @@ mod tests {
         for reply in [
             Ok(Value::Array(vec![Value::BulkString(b"saved".to_vec())])),
             Ok(Value::BulkString(b"saved".to_vec())),
-            Err("connection reset".to_string()),
+            Err(CallFailed::NoReply("connection reset".into())),
         ] {
             let outcomes = save_outcomes(reply, 2);
             assert_eq!(outcomes.len(), 2);

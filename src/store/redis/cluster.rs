@@ -16,6 +16,25 @@ pub const SCHEME: &str = "redis+cluster://";
 /// Slots of a Redis Cluster.
 pub const SLOTS: usize = 16384;
 
+/// Why a cluster URL is not one. The text never repeats the URL (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterUrlError {
+    /// Another scheme.
+    #[error("a cluster URL starts with {SCHEME}")]
+    Scheme,
+    /// A database number, path or query after the nodes.
+    #[error("a cluster URL names nodes only (host:port,...): a cluster has one database")]
+    Database,
+    /// A node that is not `host:port`.
+    #[error("expected host:port for each cluster node, got {0:?}")]
+    Node(String),
+}
+
+/// A `CLUSTER SLOTS` reply that is not one (the part that is not, as debug text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected CLUSTER SLOTS reply: {0}")]
+pub struct SlotsReplyError(String);
+
 /// A parsed cluster URL: the seed nodes and the credentials every node is reached with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterUrl {
@@ -26,20 +45,16 @@ pub struct ClusterUrl {
 
 impl ClusterUrl {
     /// Parses `redis+cluster://[user[:password]@]host:port[,host:port...][/]`, or says why
-    /// not. The reason never repeats the URL (it may hold a password).
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix(SCHEME)
-            .ok_or_else(|| format!("a cluster URL starts with {SCHEME}"))?;
+    /// not.
+    pub fn parse(url: &str) -> Result<Self, ClusterUrlError> {
+        let rest = url.strip_prefix(SCHEME).ok_or(ClusterUrlError::Scheme)?;
         let (userinfo, hosts) = match rest.rsplit_once('@') {
             Some((userinfo, hosts)) => (Some(userinfo.to_string()), hosts),
             None => (None, rest),
         };
         let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
         if hosts.contains('/') || hosts.contains('?') {
-            return Err(
-                "a cluster URL names nodes only (host:port,...): a cluster has one database".into(),
-            );
+            return Err(ClusterUrlError::Database);
         }
         let mut seeds = Vec::new();
         for host in hosts.split(',') {
@@ -47,11 +62,7 @@ impl ClusterUrl {
             let port = host.rsplit_once(':').map(|(_, port)| port);
             match port.map(str::parse::<u16>) {
                 Some(Ok(_)) => seeds.push(host.to_string()),
-                _ => {
-                    return Err(format!(
-                        "expected host:port for each cluster node, got {host:?}"
-                    ));
-                }
+                _ => return Err(ClusterUrlError::Node(host.to_string())),
             }
         }
         Ok(Self { userinfo, seeds })
@@ -114,8 +125,8 @@ fn crc16(bytes: &[u8]) -> u16 {
 pub type SlotRange = (u16, u16, String);
 
 /// The ranges of a `CLUSTER SLOTS` reply, or why it is not one.
-pub fn parse_slots(reply: Value) -> Result<Vec<SlotRange>, String> {
-    let bad = |what: &dyn std::fmt::Debug| format!("unexpected CLUSTER SLOTS reply: {what:?}");
+pub fn parse_slots(reply: Value) -> Result<Vec<SlotRange>, SlotsReplyError> {
+    let bad = |what: &dyn std::fmt::Debug| SlotsReplyError(format!("{what:?}"));
     let Value::Array(ranges) = reply else {
         return Err(bad(&reply));
     };
@@ -206,7 +217,7 @@ mod tests {
             "redis+cluster://app:pw@db:7000,",
             "redis://app:pw@db:7000",
         ] {
-            let error = ClusterUrl::parse(bad).unwrap_err();
+            let error = ClusterUrl::parse(bad).unwrap_err().to_string();
             assert!(!error.contains("pw"), "{error}");
         }
     }

@@ -20,12 +20,12 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::calls::{
-    CallReply, build_refresh_chunk, build_save_chunk, in_order, per_item, refresh_outcomes,
-    reply_text, save_outcomes,
+    CallFailed, CallReply, build_refresh_chunk, build_save_chunk, in_order, per_item,
+    refresh_outcomes, reply_text, save_outcomes,
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
-use super::nodes::Nodes;
+use super::nodes::{LaneConnect, Nodes};
 use super::registration::Held;
 use super::uncertain::{UncertainClaims, Undo};
 use crate::store::dispatch::{self, RoundTrips, StoreOperations};
@@ -53,7 +53,7 @@ struct Redirected<M> {
 
 /// The task of one lane.
 pub(super) struct LaneWorker {
-    pub nodes: Nodes,
+    pub nodes: Nodes<LaneConnect>,
     pub shared: Arc<Shared>,
     /// Claims answered `unavailable` that Redis may still have run (interactive lane).
     pub uncertain: UncertainClaims,
@@ -156,7 +156,7 @@ impl LaneWorker {
             .map(|q| q.into_iter().peekable())
             .collect();
         let mut in_flight: VecDeque<InFlight<M>> = VecDeque::new();
-        let mut broken: Vec<Option<String>> = vec![None; nodes];
+        let mut broken: Vec<Option<CallFailed>> = vec![None; nodes];
         while queues.iter_mut().any(|q| q.peek().is_some()) {
             for node in 0..nodes {
                 let chunk: Vec<I> = queues[node].by_ref().take(shared.chunk).collect();
@@ -175,7 +175,7 @@ impl LaneWorker {
                 match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
                     Ok(handle) => in_flight.push_back((node, handle, pipe, sent)),
                     Err(e) => {
-                        let reason = e.to_string();
+                        let reason = CallFailed::NoReply(e.to_string());
                         out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                         broken[node] = Some(reason);
                     }
@@ -243,7 +243,7 @@ impl LaneWorker {
             let node = match self.nodes.at(&address) {
                 Ok(node) => node,
                 Err(reason) => {
-                    out.push((items, Err(reason)));
+                    out.push((items, Err(CallFailed::Unreachable(reason.to_string()))));
                     continue;
                 }
             };
@@ -272,7 +272,7 @@ impl LaneWorker {
             let handle = match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
                 Ok(handle) => handle,
                 Err(e) => {
-                    let reason = e.to_string();
+                    let reason = CallFailed::NoReply(e.to_string());
                     out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                     continue;
                 }
@@ -284,10 +284,10 @@ impl LaneWorker {
                 .ok();
             for again in again {
                 self.nodes.mark_stale();
-                let reason = format!(
-                    "redirected again ({:?} to {})",
-                    again.redirect, again.address
-                );
+                let reason = CallFailed::RedirectedAgain {
+                    redirect: again.redirect,
+                    address: again.address,
+                };
                 out.push((again.items, Err(reason)));
             }
         }
@@ -302,7 +302,7 @@ impl LaneWorker {
         round_trips: RoundTrips<'_>,
         out: &mut Vec<CallReply<M>>,
         redirected: &mut Vec<Redirected<M>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallFailed> {
         let reply = handle.await.unwrap_or_else(|e| Reply {
             result: Err(CallError::Worker(e.to_string())),
             latency: Duration::ZERO,
@@ -337,7 +337,7 @@ impl LaneWorker {
                             }
                             _ => {
                                 item_errors += 1;
-                                Err(e.to_string())
+                                Err(CallFailed::Refused(e))
                             }
                         },
                         value => match &not_durable {
@@ -357,11 +357,10 @@ impl LaneWorker {
                 Ok(())
             }
             Ok(values) => {
-                let reason = format!(
-                    "unexpected reply from Redis: {} values for {} commands",
-                    values.len(),
-                    sent.len()
-                );
+                let reason = CallFailed::Replies {
+                    values: values.len(),
+                    commands: sent.len(),
+                };
                 tracing::error!(lane = conn.lane(), "{reason}");
                 out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                 Ok(())
@@ -370,7 +369,7 @@ impl LaneWorker {
                 // On a cluster, a node that stopped answering may have been replaced by its
                 // replica (a failover): read the slot table again before the next request.
                 self.nodes.mark_stale();
-                let reason = e.to_string();
+                let reason = CallFailed::NoReply(e.to_string());
                 out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
                 Err(reason)
             }
@@ -484,7 +483,7 @@ impl StoreOperations for LaneWorker {
                 }
                 Err(reason) => {
                     StoreMetrics::add(&shared.metrics.load_errors, 1);
-                    return Err(JoinRefusal::Unavailable(reason));
+                    return Err(JoinRefusal::Unavailable(reason.to_string()));
                 }
             }
         }

@@ -19,10 +19,13 @@
 //! ([`super::memory::MemoryBackend`]).
 
 pub mod accounts;
+mod blocking;
 mod calls;
+mod client;
 pub mod cluster;
 mod conn;
 mod lane;
+pub mod maintenance;
 mod nodes;
 pub(crate) mod registration;
 pub mod scripts;
@@ -40,13 +43,13 @@ use hearth_systems::storage::{
 };
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+pub use self::client::redact_url;
 pub use self::cluster::ClusterUrl;
 use self::conn::LaneConn;
 use self::lane::LaneWorker;
-use self::nodes::Nodes;
+use self::nodes::{LaneConnect, Nodes};
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
-pub use self::startup::redact_url;
 use self::startup::{Topology, diagnose, startup_check};
 use self::uncertain::UncertainClaims;
 use super::OpenError;
@@ -104,7 +107,7 @@ impl RedisStore {
             url: location.clone(),
             reason,
         };
-        let topology = Topology::of(url).map_err(error)?;
+        let topology = Topology::of(url).map_err(|e| error(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hearth-redis")
@@ -143,26 +146,30 @@ impl RedisStore {
         let timeout = config.store_timeout;
         let (mut periodic, interactive) = runtime
             .block_on(async {
+                let connect = |lane| LaneConnect {
+                    lane,
+                    timeout,
+                    metrics: Arc::clone(&metrics),
+                };
                 let (mut periodic, mut interactive) = match &topology {
                     Topology::Single(client) => {
                         let lane = |name| {
-                            LaneConn::new(
+                            let conn = LaneConn::new(
                                 name,
                                 &location,
                                 client.clone(),
                                 timeout,
                                 Arc::clone(&metrics),
-                            )
+                            );
+                            Nodes::single(conn, connect(name))
                         };
-                        (
-                            Nodes::single(lane("periodic")),
-                            Nodes::single(lane("interactive")),
-                        )
+                        (lane("periodic"), lane("interactive"))
                     }
                     Topology::Cluster(url) => {
-                        let lane =
-                            |name| Nodes::cluster(url.clone(), name, timeout, Arc::clone(&metrics));
-                        (lane("periodic").await?, lane("interactive").await?)
+                        let lane = |name| Nodes::cluster(url.clone(), connect(name));
+                        let periodic = lane("periodic").await.map_err(|e| e.to_string())?;
+                        let interactive = lane("interactive").await.map_err(|e| e.to_string())?;
+                        (periodic, interactive)
                     }
                 };
                 let checked = match startup_check(&shared, &mut periodic, true).await {
@@ -174,7 +181,7 @@ impl RedisStore {
                     (Err(reason), Topology::Single(client)) => {
                         Err(diagnose(client, timeout, reason).await)
                     }
-                    (Err(reason), Topology::Cluster(_)) => Err(reason),
+                    (Err(reason), Topology::Cluster(_)) => Err(reason.to_string()),
                 }
             })
             .map_err(error)?;

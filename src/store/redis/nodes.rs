@@ -1,12 +1,14 @@
-//! Where a lane's pipelines go: the connection to the node that serves a key. A single Redis
-//! is one node serving every key; a Redis Cluster is its masters, each serving the slots
-//! `CLUSTER SLOTS` says. The lane worker asks only this, so one lane implementation serves
-//! both topologies.
+//! Where a key's commands go: the connection to the node that serves it. A single Redis is
+//! one node serving every key; a Redis Cluster is its masters, each serving the slots
+//! `CLUSTER SLOTS` says. This is the one slot routing of the store: the lanes route their
+//! pipelines with it ([`Nodes<LaneConnect>`]), and so do the blocking connections of the
+//! account store and `hearth admin` (`blocking.rs`), each with its own kind of connection
+//! ([`Connect`]).
 //!
-//! On a cluster every master gets one connection per lane, made when the lane first learns
+//! On a cluster every master gets one connection per [`Nodes`], made when it first learns
 //! of the master and kept (a master that stops serving slots keeps its idle connection). The
-//! slot table is read at start and again before the next request once a reply showed it
-//! stale (`MOVED`, or a node that stopped answering: a failover).
+//! slot table is read at start (or first use) and again before the next request once a reply
+//! showed it stale (`MOVED`, or a node that stopped answering: a failover).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,64 +17,138 @@ use hearth_components::PlayerId;
 use hearth_systems::storage::StoreMetrics;
 use redis::Value;
 
-use super::cluster::{self, ClusterUrl, SLOTS, SlotRange};
-use super::conn::{self, LaneConn};
-use super::startup::{client_for, redact_url};
+use super::client::{client_for, redact_url};
+use super::cluster::{self, ClusterUrl, SLOTS, SlotRange, SlotsReplyError};
+use super::conn::{self, CallError, LaneConn};
 
-/// A lane's connections, one per node.
-pub struct Nodes {
-    conns: Vec<LaneConn>,
+/// Why a node could not be reached or the slot table not read.
+#[derive(Debug, thiserror::Error)]
+pub enum NodesError {
+    /// A redirection named another node, but the store runs on a single Redis.
+    #[error("a redirection on a single Redis")]
+    NotACluster,
+    /// The connection to a new node could not be made.
+    #[error("node {address}: {source}")]
+    Node {
+        /// The node's `host:port`.
+        address: String,
+        /// Why its client could not be made.
+        source: redis::RedisError,
+    },
+    /// No node or seed answered `CLUSTER SLOTS`: the last one asked, and why.
+    #[error("{asked}: {error}")]
+    Slots {
+        /// The node or seed (`host:port`, or the node's URL without its password).
+        asked: String,
+        /// What it answered.
+        error: SlotsError,
+    },
+    /// There was no node or seed to ask.
+    #[error("no node or seed to ask")]
+    NoSeed,
+}
+
+/// Why one node did not say which master serves each slot.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotsError {
+    /// Connecting to it or asking it failed.
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    /// The lane's request to it failed.
+    #[error("{0}")]
+    Call(CallError),
+    /// It did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// It refused the command.
+    #[error("{0}")]
+    Refused(redis::ServerError),
+    /// It answered with the wrong number of replies.
+    #[error("{0} replies to one command")]
+    Replies(usize),
+    /// Its answer is not a slot table.
+    #[error("{0}")]
+    Reply(#[from] SlotsReplyError),
+}
+
+/// How a [`Nodes`] makes its connection to a node it learns of.
+pub trait Connect {
+    /// One node's connection.
+    type Conn;
+    /// The connection to the node at the `redis://` URL `url`, made with `client`.
+    fn connect(&self, url: &str, client: redis::Client) -> Self::Conn;
+}
+
+/// A lane's connections: [`LaneConn`]s of that lane, bounded by the store timeout and
+/// counted in the store's metrics.
+pub struct LaneConnect {
+    /// The lane's name, for logs and metrics.
+    pub lane: &'static str,
+    /// The store timeout.
+    pub timeout: Duration,
+    /// The store's metrics.
+    pub metrics: Arc<StoreMetrics>,
+}
+
+impl Connect for LaneConnect {
+    type Conn = LaneConn;
+
+    fn connect(&self, url: &str, client: redis::Client) -> LaneConn {
+        LaneConn::new(
+            self.lane,
+            &redact_url(url),
+            client,
+            self.timeout,
+            Arc::clone(&self.metrics),
+        )
+    }
+}
+
+/// The connections of one user of the store (a lane, an auth worker), one per node.
+pub struct Nodes<C: Connect> {
+    conns: Vec<C::Conn>,
     /// `host:port` of each connection's node (cluster only).
     addresses: Vec<String>,
+    connect: C,
     cluster: Option<Cluster>,
 }
 
-/// What a lane on a cluster needs to find and reach the masters.
+/// The masters of a cluster and which serves each slot.
 struct Cluster {
     url: ClusterUrl,
-    lane: &'static str,
-    timeout: Duration,
-    metrics: Arc<StoreMetrics>,
     /// The node (index into `conns`) serving each slot.
     slots: Vec<usize>,
-    /// A reply showed the slot table out of date.
+    /// The slot table is out of date (or not read yet).
     stale: bool,
 }
 
-impl Nodes {
+impl<C: Connect> Nodes<C> {
     /// One Redis: every key on `conn`.
-    pub fn single(conn: LaneConn) -> Self {
+    pub fn single(conn: C::Conn, connect: C) -> Self {
         Self {
             conns: vec![conn],
             addresses: Vec::new(),
+            connect,
             cluster: None,
         }
     }
 
-    /// The masters of the cluster at `url`, found by asking its seeds for `CLUSTER SLOTS`.
-    pub async fn cluster(
-        url: ClusterUrl,
-        lane: &'static str,
-        timeout: Duration,
-        metrics: Arc<StoreMetrics>,
-    ) -> Result<Self, String> {
-        let mut nodes = Self {
+    /// The cluster at `url`, its slot table not read yet: it is read before the first
+    /// request ([`Nodes::refresh_from_seeds`], or for a lane [`Nodes::cluster`]).
+    pub fn unread_cluster(url: ClusterUrl, connect: C) -> Self {
+        Self {
             conns: Vec::new(),
             addresses: Vec::new(),
+            connect,
             cluster: Some(Cluster {
                 url,
-                lane,
-                timeout,
-                metrics,
                 slots: vec![0; SLOTS],
                 stale: true,
             }),
-        };
-        nodes.refresh().await?;
-        Ok(nodes)
+        }
     }
 
-    /// How many nodes the lane sends to.
+    /// How many nodes there are connections to.
     pub fn count(&self) -> usize {
         self.conns.len()
     }
@@ -92,18 +168,18 @@ impl Nodes {
     }
 
     /// The connection to node `node` (an index from [`Nodes::of_player`] or [`Nodes::of_key`]).
-    pub fn conn(&mut self, node: usize) -> &mut LaneConn {
+    pub fn conn(&mut self, node: usize) -> &mut C::Conn {
         &mut self.conns[node]
     }
 
     /// The connection to the node serving `key`.
-    pub fn for_key(&mut self, key: &str) -> &mut LaneConn {
+    pub fn for_key(&mut self, key: &str) -> &mut C::Conn {
         let node = self.of_key(key);
         self.conn(node)
     }
 
     /// Every node's connection.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut LaneConn> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut C::Conn> {
         self.conns.iter_mut()
     }
 
@@ -112,80 +188,68 @@ impl Nodes {
         self.cluster.is_some()
     }
 
+    /// Whether the slot table must be read (again) before the next request: never on a
+    /// single Redis.
+    pub fn is_stale(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.stale)
+    }
+
     /// Notes that a reply showed the slot table out of date; it is read again before the
-    /// next request ([`Nodes::refresh_if_stale`]). Nothing on a single Redis.
+    /// next request. Nothing on a single Redis.
     pub fn mark_stale(&mut self) {
         if let Some(cluster) = &mut self.cluster {
             cluster.stale = true;
         }
     }
 
-    /// Reads the slot table again if a reply showed it out of date. A failure is logged and
-    /// leaves the old table (requests then fail or are redirected, and it is tried again).
-    pub async fn refresh_if_stale(&mut self) {
-        if self.cluster.as_ref().is_some_and(|c| c.stale)
-            && let Err(e) = self.refresh().await
-        {
-            tracing::warn!(error = %e, "could not read the cluster's slots; trying again before the next request");
-        }
-    }
-
     /// The node at `address` (`host:port`), with a connection made for it if it is new.
-    pub fn at(&mut self, address: &str) -> Result<usize, String> {
+    pub fn at(&mut self, address: &str) -> Result<usize, NodesError> {
         if let Some(node) = self.addresses.iter().position(|a| a == address) {
             return Ok(node);
         }
-        let cluster = self
-            .cluster
-            .as_ref()
-            .ok_or("a redirection on a single Redis")?;
+        let cluster = self.cluster.as_ref().ok_or(NodesError::NotACluster)?;
         let url = cluster.url.node_url(address);
-        let client = client_for(&url).map_err(|e| format!("node {address}: {e}"))?;
-        self.conns.push(LaneConn::new(
-            cluster.lane,
-            &redact_url(&url),
-            client,
-            cluster.timeout,
-            Arc::clone(&cluster.metrics),
-        ));
+        let client = client_for(&url).map_err(|source| NodesError::Node {
+            address: address.to_string(),
+            source,
+        })?;
+        self.conns.push(self.connect.connect(&url, client));
         self.addresses.push(address.to_string());
         Ok(self.conns.len() - 1)
     }
 
-    /// Reads which master serves each slot: from a master this lane already reaches, else
-    /// from a seed over a connection made for the question.
-    async fn refresh(&mut self) -> Result<(), String> {
+    /// Reads which master serves each slot from the first seed that answers, over a
+    /// blocking connection made for the question (bounded by `timeout`).
+    pub fn refresh_from_seeds(&mut self, timeout: Duration) -> Result<(), NodesError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
-        let (seeds, timeout, metrics) = (
-            cluster.url.clone(),
-            cluster.timeout,
-            Arc::clone(&cluster.metrics),
-        );
-        let mut why = String::from("no node to ask");
-        for conn in &mut self.conns {
-            let mut pipe = redis::pipe();
-            pipe.cmd("CLUSTER").arg("SLOTS");
-            let reply = conn.request(pipe, "reading the cluster's slots").await;
-            match reply.result.map_err(|e| e.to_string()).and_then(only_value) {
-                Ok(value) => match cluster::parse_slots(value) {
-                    Ok(ranges) => return self.apply(ranges),
-                    Err(e) => why = e,
-                },
-                Err(e) => why = e,
-            }
-        }
-        for seed in &seeds.seeds {
-            match ask_seed(&seeds.node_url(seed), timeout, &metrics).await {
+        let url = cluster.url.clone();
+        let mut why = NodesError::NoSeed;
+        for seed in &url.seeds {
+            let asked = || -> Result<Vec<SlotRange>, SlotsError> {
+                let client = client_for(&url.node_url(seed))?;
+                let mut conn = client.get_connection_with_timeout(timeout)?;
+                conn.set_read_timeout(Some(timeout))?;
+                let reply = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query::<Value>(&mut conn)?;
+                Ok(cluster::parse_slots(reply)?)
+            };
+            match asked() {
                 Ok(ranges) => return self.apply(ranges),
-                Err(e) => why = format!("{seed}: {e}"),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: seed.clone(),
+                        error,
+                    }
+                }
             }
         }
         Err(why)
     }
 
-    fn apply(&mut self, ranges: Vec<SlotRange>) -> Result<(), String> {
+    fn apply(&mut self, ranges: Vec<SlotRange>) -> Result<(), NodesError> {
         for (start, end, address) in ranges {
             let node = self.at(&address)?;
             if let Some(cluster) = &mut self.cluster {
@@ -199,17 +263,82 @@ impl Nodes {
     }
 }
 
+impl Nodes<LaneConnect> {
+    /// A lane's connections to the masters of the cluster at `url`, found by asking its
+    /// seeds for `CLUSTER SLOTS`.
+    pub async fn cluster(url: ClusterUrl, connect: LaneConnect) -> Result<Self, NodesError> {
+        let mut nodes = Self::unread_cluster(url, connect);
+        nodes.refresh().await?;
+        Ok(nodes)
+    }
+
+    /// Reads the slot table again if a reply showed it out of date. A failure is logged and
+    /// leaves the old table (requests then fail or are redirected, and it is tried again).
+    pub async fn refresh_if_stale(&mut self) {
+        if self.is_stale()
+            && let Err(e) = self.refresh().await
+        {
+            tracing::warn!(error = %e, "could not read the cluster's slots; trying again before the next request");
+        }
+    }
+
+    /// Reads which master serves each slot: from a master this lane already reaches, else
+    /// from a seed over a connection made for the question.
+    async fn refresh(&mut self) -> Result<(), NodesError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let (seeds, timeout, metrics) = (
+            cluster.url.clone(),
+            self.connect.timeout,
+            Arc::clone(&self.connect.metrics),
+        );
+        let mut why = NodesError::NoSeed;
+        for conn in &mut self.conns {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLUSTER").arg("SLOTS");
+            let reply = conn.request(pipe, "reading the cluster's slots").await;
+            let ranges = reply
+                .result
+                .map_err(SlotsError::Call)
+                .and_then(only_value)
+                .and_then(|value| Ok(cluster::parse_slots(value)?));
+            match ranges {
+                Ok(ranges) => return self.apply(ranges),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: conn.location().to_string(),
+                        error,
+                    }
+                }
+            }
+        }
+        for seed in &seeds.seeds {
+            match ask_seed(&seeds.node_url(seed), timeout, &metrics).await {
+                Ok(ranges) => return self.apply(ranges),
+                Err(error) => {
+                    why = NodesError::Slots {
+                        asked: seed.clone(),
+                        error,
+                    }
+                }
+            }
+        }
+        Err(why)
+    }
+}
+
 /// `CLUSTER SLOTS` over a connection of its own to the seed at `url`.
 async fn ask_seed(
     url: &str,
     timeout: Duration,
     metrics: &StoreMetrics,
-) -> Result<Vec<SlotRange>, String> {
-    let client = client_for(url).map_err(|e| e.to_string())?;
+) -> Result<Vec<SlotRange>, SlotsError> {
+    let client = client_for(url)?;
     let mut connection = match conn::probe(&client, timeout).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(SlotsError::Timeout(timeout)),
     };
     StoreMetrics::add(&metrics.connections_opened, 1);
     StoreMetrics::add(&metrics.round_trips, 1);
@@ -221,19 +350,19 @@ async fn ask_seed(
     )
     .await;
     match reply {
-        Ok(Ok(value)) => cluster::parse_slots(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Ok(value)) => Ok(cluster::parse_slots(value)?),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(SlotsError::Timeout(timeout)),
     }
 }
 
 /// The one value of a one-command reply.
-fn only_value(mut values: Vec<Value>) -> Result<Value, String> {
+fn only_value(mut values: Vec<Value>) -> Result<Value, SlotsError> {
     match values.len() {
         1 => match values.remove(0) {
-            Value::ServerError(e) => Err(e.to_string()),
+            Value::ServerError(e) => Err(SlotsError::Refused(e)),
             value => Ok(value),
         },
-        n => Err(format!("{n} replies to one command")),
+        n => Err(SlotsError::Replies(n)),
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::store::StoreSettings;
 use redis::Value;
 
-use super::conn::LaneConn;
+use super::conn::{CallError, LaneConn};
 use super::scripts::{Keys, Scripts};
 
 /// This process's registration: where it is stored and what it says.
@@ -19,6 +19,24 @@ pub struct Registration {
     /// (it carries the boot token), so "ours" is an exact string comparison in Lua.
     pub value: String,
     pub ttl_ms: u64,
+}
+
+/// Why the registration could not be held or released: Redis did not answer as
+/// `instance.lua` does.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The request got no reply.
+    #[error("{0}")]
+    Call(CallError),
+    /// Redis refused the script.
+    #[error("{0}")]
+    Refused(redis::ServerError),
+    /// The reply has the wrong number of values.
+    #[error("{0} replies to one command")]
+    Replies(usize),
+    /// The script answered something it never answers.
+    #[error("unexpected reply to instance.lua: {0:?}")]
+    Unexpected(Value),
 }
 
 /// What holding the registration found.
@@ -57,7 +75,11 @@ impl Registration {
     }
 
     /// Registers, or extends the registration. `Err` when Redis did not answer.
-    pub async fn hold(&self, conn: &mut LaneConn, scripts: &Scripts) -> Result<Held, String> {
+    pub async fn hold(
+        &self,
+        conn: &mut LaneConn,
+        scripts: &Scripts,
+    ) -> Result<Held, RegistrationError> {
         let reply = self
             .call(conn, scripts, "hold", "registering the instance")
             .await?;
@@ -74,7 +96,7 @@ impl Registration {
                 };
                 Ok(Held::Taken { holder, expires_in })
             }
-            other => Err(format!("unexpected reply to instance.lua: {other:?}")),
+            other => Err(RegistrationError::Unexpected(other)),
         }
     }
 
@@ -94,7 +116,7 @@ impl Registration {
         scripts: &Scripts,
         mode: &str,
         what: &str,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, RegistrationError> {
         let script = &scripts.instance;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -109,11 +131,11 @@ impl Registration {
         let reply = conn.request(pipe, what).await;
         match reply.result {
             Ok(mut values) if values.len() == 1 => match values.remove(0) {
-                Value::ServerError(e) => Err(e.to_string()),
+                Value::ServerError(e) => Err(RegistrationError::Refused(e)),
                 value => Ok(value),
             },
-            Ok(values) => Err(format!("{} replies to one command", values.len())),
-            Err(e) => Err(e.to_string()),
+            Ok(values) => Err(RegistrationError::Replies(values.len())),
+            Err(e) => Err(RegistrationError::Call(e)),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Start-up: the checks a lane's connection passes before the store opens, why Redis cannot
-//! be reached when it fails, and the URL helpers (socket options, redaction for logs).
+//! Start-up: the checks a lane's connection passes before the store opens, and why Redis
+//! cannot be reached when it fails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +8,35 @@ use hearth_systems::storage::StoreMetrics;
 use redis::Value;
 
 use super::Shared;
-use super::cluster::{self, ClusterUrl};
-use super::conn::{self, LaneConn};
-use super::nodes::Nodes;
+use super::client::client_for;
+use super::cluster::{self, ClusterUrl, ClusterUrlError};
+use super::conn::{self, CallError, LaneConn};
+use super::nodes::{LaneConnect, Nodes};
+
+/// Why the store's connections failed their start-up check.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartupError {
+    /// The `redis+cluster://` URL is not one.
+    #[error("invalid Redis Cluster URL: {0}")]
+    ClusterUrl(#[from] ClusterUrlError),
+    /// The `redis://` URL is not one.
+    #[error("invalid Redis URL: {0}")]
+    Url(redis::RedisError),
+    /// One node of a cluster failed.
+    #[error("node {node}: {error}")]
+    Node {
+        /// The node's URL, without its password.
+        node: String,
+        /// How it failed.
+        error: Box<StartupError>,
+    },
+    /// The check's request failed (no reply, a broken connection).
+    #[error("{0}")]
+    Call(CallError),
+    /// Redis refused a script.
+    #[error("Redis refused to load the store's scripts: {0}")]
+    Scripts(redis::ServerError),
+}
 
 /// What a store URL names: one Redis, or the seeds of a Redis Cluster.
 pub(super) enum Topology {
@@ -20,15 +46,11 @@ pub(super) enum Topology {
 
 impl Topology {
     /// The topology of `url` (`redis://...` or `redis+cluster://...`), or why it is invalid.
-    pub(super) fn of(url: &str) -> Result<Self, String> {
+    pub(super) fn of(url: &str) -> Result<Self, StartupError> {
         if url.starts_with(cluster::SCHEME) {
-            ClusterUrl::parse(url)
-                .map(Self::Cluster)
-                .map_err(|e| format!("invalid Redis Cluster URL: {e}"))
+            Ok(Self::Cluster(ClusterUrl::parse(url)?))
         } else {
-            client_for(url)
-                .map(Self::Single)
-                .map_err(|e| format!("invalid Redis URL: {e}"))
+            client_for(url).map(Self::Single).map_err(StartupError::Url)
         }
     }
 }
@@ -39,23 +61,30 @@ impl Topology {
 /// `noeviction` (Redis would delete records or leases under memory pressure).
 pub(super) async fn startup_check(
     shared: &Shared,
-    nodes: &mut Nodes,
+    nodes: &mut Nodes<LaneConnect>,
     periodic: bool,
-) -> Result<(), String> {
+) -> Result<(), StartupError> {
     let cluster = nodes.is_cluster();
     for conn in nodes.iter_mut() {
         check_node(shared, conn, periodic)
             .await
-            .map_err(|e| match cluster {
-                true => format!("node {}: {e}", conn.location()),
-                false => e,
+            .map_err(|error| match cluster {
+                true => StartupError::Node {
+                    node: conn.location().to_string(),
+                    error: Box::new(error),
+                },
+                false => error,
             })?;
     }
     Ok(())
 }
 
 /// [`startup_check`] on one node.
-async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Result<(), String> {
+async fn check_node(
+    shared: &Shared,
+    conn: &mut LaneConn,
+    periodic: bool,
+) -> Result<(), StartupError> {
     let mut pipe = redis::pipe();
     let s = &shared.scripts;
     let scripts = [&s.claim, &s.refresh, &s.release, &s.save];
@@ -65,19 +94,19 @@ async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Res
     if periodic {
         pipe.cmd("INFO").arg("persistence").arg("memory");
     }
-    let manager = conn.manager().map_err(|e| e.to_string())?;
+    let manager = conn.manager().map_err(StartupError::Call)?;
     StoreMetrics::add(&shared.metrics.round_trips, 1);
     let reply = conn::call(manager, Arc::new(pipe), conn.timeout()).await;
-    let values = match &reply.result {
-        Ok(values) => values,
-        Err(e) => return Err(e.to_string()),
+    let values = match reply.result {
+        Ok(ref values) => values,
+        Err(e) => return Err(StartupError::Call(e)),
     };
     if let Some(Value::ServerError(e)) = values
         .iter()
         .take(scripts.len())
         .find(|v| matches!(v, Value::ServerError(_)))
     {
-        return Err(format!("Redis refused to load the store's scripts: {e}"));
+        return Err(StartupError::Scripts(e.clone()));
     }
     conn.observe(&reply, "connecting");
     if periodic && let Some(Value::BulkString(info)) = values.get(scripts.len()) {
@@ -100,69 +129,13 @@ async fn check_node(shared: &Shared, conn: &mut LaneConn, periodic: bool) -> Res
 /// Why the start-up check failed, in the words of one plain connection attempt (the
 /// managers retry quietly, so a refused connection or a wrong password would otherwise
 /// only show as a timeout). Runs only when the store cannot start.
-pub(super) async fn diagnose(client: &redis::Client, timeout: Duration, reason: String) -> String {
+pub(super) async fn diagnose(
+    client: &redis::Client,
+    timeout: Duration,
+    reason: StartupError,
+) -> String {
     match conn::probe(client, timeout).await {
         Ok(Err(e)) => e.to_string(),
-        _ => reason,
-    }
-}
-
-/// A client for `url` with the socket options the store relies on: `TCP_NODELAY` (a
-/// pipelined chunk is written in many segments; without it Nagle's algorithm and delayed
-/// ACKs stall the last one for ~40 ms) and TCP keepalive (a peer that vanished without a
-/// FIN is noticed on an idle connection too).
-pub(super) fn client_for(url: &str) -> redis::RedisResult<redis::Client> {
-    use redis::IntoConnectionInfo;
-    use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-    let keepalive = TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10));
-    let info = url.into_connection_info()?.set_tcp_settings(
-        TcpSettings::default()
-            .set_nodelay(true)
-            .set_keepalive(keepalive),
-    );
-    redis::Client::open(info)
-}
-
-/// A URL safe to print: any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let shown = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_string()
-            };
-            format!("{scheme}://{shown}@{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_printed_without_their_password() {
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact_url("redis://app:s3cret@db.example:6379/2"),
-            "redis://app:***@db.example:6379/2"
-        );
-        assert_eq!(
-            redact_url("rediss://:s3cret@db.example"),
-            "rediss://:***@db.example"
-        );
+        _ => reason.to_string(),
     }
 }

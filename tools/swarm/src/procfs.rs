@@ -31,10 +31,18 @@ fn parse_stat(text: &str) -> Option<(String, u64)> {
 }
 
 /// Clock ticks per second of the stat files.
+#[cfg(target_os = "linux")]
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// Fallback off Linux, where there is no /proc to read: every reading above is empty or
+/// zero (the report shows no CPU figures), so the tick rate only has to be non-zero.
+#[cfg(not(target_os = "linux"))]
+fn ticks_per_second() -> f64 {
+    100.0
 }
 
 /// Every thread of `pid` now (empty if the process is gone or not readable).

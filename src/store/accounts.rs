@@ -1,8 +1,9 @@
-//! Accounts: username -> player id and password hash (argon2 PHC string, never plaintext),
-//! and each player's resume tokens (their digests, see [`super::resume`]).
+//! The account port: username -> player id and password hash (argon2 PHC string, never
+//! plaintext), and each player's resume tokens (their digests, made by the front door's
+//! `net::resume`), with the memory adapter.
 //!
-//! Each auth worker owns one [`AccountStore`]; on Redis that is
-//! [`crate::store::redis::accounts::RedisAccounts`], beside the player store.
+//! Each auth worker owns one [`AccountStore`]; on Redis that is `RedisAccounts`
+//! (`store/redis/accounts.rs`, beside the player store). `hearth admin` uses the same port.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,34 @@ use std::time::{Duration, Instant};
 use hearth_components::PlayerId;
 use serde::{Deserialize, Serialize};
 
-use super::resume::{TOKENS_PER_PLAYER, TokenHash};
-use crate::store::MemoryBackend;
+use super::MemoryBackend;
+
+/// Live tokens kept per player: a token handed to a client whose join was then refused (the
+/// player online elsewhere) must not push out the token of the session that is online, so a
+/// few are kept; older ones are dropped first.
+pub const TOKENS_PER_PLAYER: usize = 4;
+
+/// The stored form of a resume token: the lowercase hex BLAKE2b-256 digest of its wire form.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    /// The stored form of a token whose digest (lowercase hex) is `digest`.
+    pub fn from_digest(digest: String) -> Self {
+        Self(digest)
+    }
+
+    /// The digest as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(<redacted>)")
+    }
+}
 
 /// A stored account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +89,15 @@ pub trait AccountStore: Send {
     ) -> Result<Resumed, AccountError>;
     /// Makes the tokens of `players` (those online) live `ttl` from now.
     fn extend_resume(&mut self, players: &[u64], ttl: Duration) -> Result<(), AccountError>;
+    /// Replaces the password hash of the account `username` (normalised); its player id,
+    /// or `None` when there is no such account (`hearth admin account reset-password`).
+    fn set_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<u64>, AccountError>;
+    /// Deletes every resume token of `player_id`; whether it had any.
+    fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError>;
 }
 
 /// Makes one account store per auth worker.
@@ -153,6 +189,24 @@ impl AccountStore for MemoryAccounts {
             }
         }
         Ok(())
+    }
+
+    fn set_password(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<u64>, AccountError> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(accounts.get_mut(username).map(|account| {
+            account.password_hash = password_hash.to_string();
+            account.player_id
+        }))
+    }
+
+    fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError> {
+        let mut all = self.resume.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Ok(all.remove(&player_id).is_some_and(|p| p.expires > now))
     }
 }
 

@@ -1,0 +1,162 @@
+//! Blocking calls on a thread's own connections, for the users of the store that are not
+//! lanes: each auth worker's account store, the resume keeper, `hearth admin`. Each command
+//! goes to the node serving its key, routed by the store's [`Nodes`]: one persistent
+//! connection per node it needs (one on a single Redis), reopened only after it fails.
+
+use std::time::Duration;
+
+use super::client::client_for;
+use super::cluster::{self, ClusterUrl, ClusterUrlError};
+use super::nodes::{Connect, Nodes, NodesError};
+
+/// Why a blocking call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockingError {
+    /// The store URL is not a Redis URL.
+    #[error("{0}")]
+    Url(redis::RedisError),
+    /// The store URL is not a cluster URL.
+    #[error("{0}")]
+    ClusterUrl(#[from] ClusterUrlError),
+    /// The cluster's slot table could not be read, or a node not reached.
+    #[error("reading the cluster's slots: {0}")]
+    Slots(NodesError),
+    /// A redirection could not be followed.
+    #[error("{0}")]
+    Redirect(NodesError),
+    /// Redis failed the call (or the connection to it).
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// One node's blocking connection, opened on first use.
+pub struct NodeConn {
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+}
+
+/// Makes [`NodeConn`]s (nothing connects until first use).
+pub struct BlockingConnect;
+
+impl Connect for BlockingConnect {
+    type Conn = NodeConn;
+
+    fn connect(&self, _url: &str, client: redis::Client) -> NodeConn {
+        NodeConn {
+            client,
+            connection: None,
+        }
+    }
+}
+
+/// A thread's blocking connections to the nodes of one Redis or cluster.
+pub struct BlockingNodes {
+    nodes: Nodes<BlockingConnect>,
+    timeout: Duration,
+}
+
+impl BlockingNodes {
+    /// Connections to the Redis at `url` (`redis://...` or `redis+cluster://...`), each
+    /// call (connecting, reading, writing) bounded by `timeout`; they open on first use.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, BlockingError> {
+        let nodes = if url.starts_with(cluster::SCHEME) {
+            let url = ClusterUrl::parse(url)?;
+            Nodes::unread_cluster(url, BlockingConnect)
+        } else {
+            let client = client_for(url).map_err(BlockingError::Url)?;
+            Nodes::single(BlockingConnect.connect(url, client), BlockingConnect)
+        };
+        Ok(Self { nodes, timeout })
+    }
+
+    /// The node serving `key`, the slot table read first if it is stale.
+    pub fn node_of(&mut self, key: &str) -> Result<usize, BlockingError> {
+        self.fresh_slots()?;
+        Ok(self.nodes.of_key(key))
+    }
+
+    /// How many nodes there are (every master of a cluster), the slot table read first if
+    /// it is stale.
+    pub fn count(&mut self) -> Result<usize, BlockingError> {
+        self.fresh_slots()?;
+        Ok(self.nodes.count())
+    }
+
+    fn fresh_slots(&mut self) -> Result<(), BlockingError> {
+        if self.nodes.is_stale() {
+            self.nodes
+                .refresh_from_seeds(self.timeout)
+                .map_err(BlockingError::Slots)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `op` on the connection to the node serving `key` ([`BlockingNodes::on_node`]).
+    pub fn on_key<T>(
+        &mut self,
+        key: &str,
+        op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BlockingError> {
+        let node = self.node_of(key)?;
+        self.on_node(node, op)
+    }
+
+    /// Runs `op` on the connection to `node`, opening one if there is none. A connection
+    /// that was already open and fails with a connection error (Redis restarted, or closed
+    /// it while idle under its `timeout` setting) is replaced and `op` runs once more, so the
+    /// first call after that does not fail for it. On a cluster, a `MOVED` reply (the
+    /// command did not run) has the slot table read again and `op` sent to the node named;
+    /// an `ASK` sends it there after `ASKING`. So every `op` must be safe to repeat.
+    pub fn on_node<T>(
+        &mut self,
+        mut node: usize,
+        op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BlockingError> {
+        let mut reused = self.nodes.conn(node).connection.is_some();
+        let mut redirects = 0;
+        let mut asking = false;
+        loop {
+            let timeout = self.timeout;
+            let at = self.nodes.conn(node);
+            if at.connection.is_none() {
+                let conn = at.client.get_connection_with_timeout(timeout)?;
+                conn.set_read_timeout(Some(timeout)).ok();
+                conn.set_write_timeout(Some(timeout)).ok();
+                at.connection = Some(conn);
+            }
+            let conn = at.connection.as_mut().expect("connected above");
+            let result = match std::mem::take(&mut asking) {
+                true => redis::cmd("ASKING").exec(conn).and_then(|()| op(conn)),
+                false => op(conn),
+            };
+            let e = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            if self.nodes.is_cluster()
+                && redirects < 2
+                && let Some((address, _)) = e.redirect_node()
+            {
+                redirects += 1;
+                asking = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask);
+                let address = address.to_string();
+                if !asking {
+                    self.nodes.mark_stale();
+                    self.fresh_slots()?;
+                }
+                node = self.nodes.at(&address).map_err(BlockingError::Redirect)?;
+                reused = false;
+                continue;
+            }
+            // Reconnect on next use; on a cluster, read the slot table again first (a node
+            // that failed may have failed over).
+            self.nodes.conn(node).connection = None;
+            self.nodes.mark_stale();
+            let broken = e.is_io_error() || e.is_unrecoverable_error();
+            if !(std::mem::take(&mut reused) && broken) {
+                return Err(e.into());
+            }
+            tracing::debug!(error = %e, "store connection had closed; retrying on a new one");
+        }
+    }
+}
