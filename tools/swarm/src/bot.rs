@@ -1,5 +1,6 @@
-//! One bot: connect, register or reuse its account, log in, walk to its place, then move and
-//! ping while reading everything the server sends.
+//! One bot: connect (in the run's encoding), register or reuse its account, log in, walk to
+//! its place, then move and ping while reading everything the server sends and rebuilding
+//! the replicated world from it.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -8,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{Config, Placement};
 use crate::stats::Stats;
+use crate::wire::{self, Incoming, Reader, Writer};
+use crate::world::{Introduction, World};
 
 /// What every bot shares: the flags, the counters, the login gate and the stop signal.
 pub struct Shared {
@@ -54,25 +55,8 @@ pub(crate) enum Refused {
 }
 
 pub(crate) struct Conn {
-    lines: Lines,
-    pub(crate) writer: OwnedWriteHalf,
-}
-
-/// The reading half of a connection, line by line.
-struct Lines {
-    reader: BufReader<OwnedReadHalf>,
-    line: Vec<u8>,
-}
-
-impl Lines {
-    /// The next line (without its newline), or `None` at end of stream.
-    async fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
-        self.line.clear();
-        if self.reader.read_until(b'\n', &mut self.line).await? == 0 {
-            return Ok(None);
-        }
-        Ok(Some(self.line.trim_ascii_end()))
-    }
+    reader: Reader,
+    pub(crate) writer: Writer,
 }
 
 /// The source address of bot `n`: on loopback, a few bots per 127.x.y.z so the server's
@@ -101,13 +85,8 @@ pub(crate) async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
     let stream = socket.connect(config.addr).await?;
     stream.set_nodelay(true)?;
     let (reader, writer) = stream.into_split();
-    Ok(Conn {
-        lines: Lines {
-            reader: BufReader::with_capacity(64 * 1024, reader),
-            line: Vec::with_capacity(4096),
-        },
-        writer,
-    })
+    let (reader, writer) = wire::open(reader, writer, config.encoding).await?;
+    Ok(Conn { reader, writer })
 }
 
 /// Exponential back-off with jitter: from `first`, doubling up to `max`.
@@ -138,14 +117,14 @@ pub(crate) async fn request(
         reconnect: true,
         code: None,
     };
-    if conn.writer.write_all(line.as_bytes()).await.is_err() {
+    if conn.writer.send(line).await.is_err() {
         return Err(gone);
     }
     loop {
-        let Ok(Some(bytes)) = conn.lines.next_line().await else {
+        let Ok(Some(incoming)) = conn.reader.next(&stats.bytes_received).await else {
             return Err(gone);
         };
-        let Ok(message) = serde_json::from_slice::<Message>(bytes) else {
+        let Some(message) = incoming.parse::<Message>() else {
             continue;
         };
         match message.kind.as_str() {
@@ -287,7 +266,7 @@ fn interval(rate: f64) -> tokio::time::Interval {
 /// Walks out to the bot's place (tracking its position by the steps it sends), marks it in
 /// place, then moves and pings at the configured rates. Ends when a write fails.
 async fn write_loop(
-    mut writer: OwnedWriteHalf,
+    mut writer: Writer,
     mut position: (f64, f64),
     shared: Arc<Shared>,
     settled: Arc<AtomicBool>,
@@ -302,7 +281,7 @@ async fn write_loop(
         walk.tick().await;
         let direction = step_toward(position, home);
         let line = send_move(&mut position, direction);
-        if writer.write_all(line.as_bytes()).await.is_err() {
+        if writer.send(&line).await.is_err() {
             return;
         }
     }
@@ -326,7 +305,7 @@ async fn write_loop(
                 format!("{{\"type\":\"ping\",\"nonce\":{}}}\n", shared.stats.now_us())
             }
         };
-        if writer.write_all(line.as_bytes()).await.is_err() {
+        if writer.send(&line).await.is_err() {
             return;
         }
     }
@@ -359,33 +338,56 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
     stats.logins.fetch_add(1, Relaxed);
     stats.last_login_us.fetch_max(stats.now_us(), Relaxed);
     stats.online.fetch_add(1, Relaxed);
-    let Conn { mut lines, writer } = conn;
+    let Conn { mut reader, writer } = conn;
     let writing = tokio::spawn(write_loop(
         writer,
         position,
         Arc::clone(&shared),
         Arc::clone(&settled),
     ));
-    let mut last_snapshot: Option<Instant> = None;
+    let mut last_update: Option<Instant> = None;
+    let mut world = World::default();
     let closed = loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line,
+        let next = tokio::select! {
+            next = reader.next(&stats.bytes_received) => next,
             _ = stop.wait_for(|stopped| *stopped) => break false,
         };
-        let Ok(Some(bytes)) = line else {
-            break true;
+        let incoming = match next {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => break true,
+            Err(e) => {
+                broken_promise(stats, n, &format!("a broken stream: {e}"));
+                break true;
+            }
         };
-        if bytes.starts_with(br#"{"type":"update""#) {
+        let applied = match &incoming {
+            Incoming::Update(payload) => Some(world.apply_binary(payload)),
+            Incoming::Line(line) if line.starts_with(br#"{"type":"update""#) => {
+                Some(world.apply_json(line))
+            }
+            _ => None,
+        };
+        if let Some(applied) = applied {
             stats.snapshots.fetch_add(1, Relaxed);
             let now = Instant::now();
-            if let Some(last) = last_snapshot.replace(now) {
+            if let Some(last) = last_update.replace(now) {
                 stats.record_gap((now - last).as_micros() as u64);
+            }
+            if let Err(reason) = applied {
+                broken_promise(stats, n, &reason);
             }
             continue;
         }
-        let Ok(message) = serde_json::from_slice::<Message>(bytes) else {
+        let Some(message) = incoming.parse::<Message>() else {
             continue;
         };
+        if message.kind == "replication" {
+            match incoming.parse::<Introduction>() {
+                Some(intro) => world.introduce(intro),
+                None => broken_promise(stats, n, "a replication message that does not parse"),
+            }
+            continue;
+        }
         match (message.kind.as_str(), message.code.as_deref()) {
             ("pong", _) => stats.record_pong(message.nonce.unwrap_or(0)),
             ("kicked", _) => {
@@ -408,5 +410,12 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
     if closed {
         stats.disconnects.fetch_add(1, Relaxed);
         settle(&settled);
+    }
+}
+
+/// Counts an update that broke the protocol (the first one of the run is printed).
+fn broken_promise(stats: &Stats, n: usize, reason: &str) {
+    if stats.replication_errors.fetch_add(1, Relaxed) == 0 {
+        eprintln!("bot {n}: replication broke its promise: {reason}");
     }
 }

@@ -25,6 +25,25 @@ impl std::fmt::Display for Placement {
     }
 }
 
+/// How bots talk to the server (docs/protocol.md): JSON lines, or the binary encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Newline-delimited JSON.
+    Json,
+    /// The binary preamble, then MessagePack messages and binary updates in frames.
+    Binary,
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoding::Json => "json",
+            Encoding::Binary => "binary",
+        })
+    }
+}
+
 /// A load test: steps of N bots, each held for a while, and the promises that gate it.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "hearth-swarm", version, about)]
@@ -41,6 +60,9 @@ pub struct Config {
     /// Where bots stand.
     #[arg(long, value_enum, default_value_t = Placement::Clustered)]
     pub placement: Placement,
+    /// How bots encode what they send and read.
+    #[arg(long, value_enum, default_value_t = Encoding::Json)]
+    pub encoding: Encoding,
     /// `move`s per second per bot while playing.
     #[arg(long, default_value_t = 5.0)]
     pub move_rate: f64,
@@ -92,7 +114,7 @@ pub struct Config {
     /// Write one JSON object per step to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Promise: snapshots per second to every bot, at least.
+    /// Promise: replication updates per second to every bot, at least.
     #[arg(long, default_value_t = 18.0)]
     pub min_snapshot_rate: f64,
     /// Promise: ping round trip p99, at most.

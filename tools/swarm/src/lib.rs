@@ -9,6 +9,8 @@ pub mod reconnect;
 pub mod report;
 mod stats;
 pub mod tick;
+mod wire;
+mod world;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -80,11 +82,12 @@ impl Progress {
         }
         let online = stats.online.load(Relaxed);
         let line = format!(
-            "{phase} | online {online} | logins/s {:.0} | RTT p50 {} p99 {} ms | snapshots/s per bot {:.1} | disconnects {} rate_limited {} server_busy {}",
+            "{phase} | online {online} | logins/s {:.0} | RTT p50 {} p99 {} ms | updates/s per bot {:.1} | bytes/s per bot {:.0} | disconnects {} rate_limited {} server_busy {}",
             delta.logins as f64 / seconds,
             rtt.p50_ms.map_or("-".into(), |v| format!("{v:.1}")),
             rtt.p99_ms.map_or("-".into(), |v| format!("{v:.1}")),
             delta.snapshots as f64 / seconds / online.max(1) as f64,
+            delta.bytes_received as f64 / seconds / online.max(1) as f64,
             now.disconnects,
             now.rate_limited,
             now.server_busy,
@@ -193,12 +196,15 @@ async fn run_steps(config: Config) -> RunReport {
             bots: target,
             online,
             placement: config.placement,
+            encoding: config.encoding,
             hold_s: hold,
             ramp_s: ramp,
             logins_per_s: logins as f64 / login_span.max(1e-3),
             rtt: stats.hold_rtt(),
             snapshots_per_bot_per_s: during_hold.snapshots as f64 / hold / mean_online,
             max_snapshot_gap_ms: stats.max_gap_us.load(Relaxed) as f64 / 1000.0,
+            bytes_per_bot_per_s: during_hold.bytes_received as f64 / hold / mean_online,
+            replication_errors: whole_step.replication_errors,
             disconnects: whole_step.disconnects,
             kicked: whole_step.kicked,
             rate_limited: whole_step.rate_limited,

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-
 use crate::bot::{self, Backoff, Refused, Shared};
 
 /// One reconnect wave, measured.

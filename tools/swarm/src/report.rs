@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::Placement;
+use crate::config::{Encoding, Placement};
 use crate::procfs::ThreadCpu;
 use crate::stats::Rtt;
 use crate::tick::TickReport;
@@ -18,15 +18,23 @@ pub struct StepReport {
     /// Bots logged in and connected at the end of the hold.
     pub online: u64,
     pub placement: Placement,
+    pub encoding: Encoding,
     pub hold_s: f64,
     /// Time to get the step's new bots logged in and in place.
     pub ramp_s: f64,
     /// Logins of the step's new bots, per second from the step's start to its last login.
     pub logins_per_s: f64,
     pub rtt: Rtt,
+    /// Replication updates per bot per second.
     pub snapshots_per_bot_per_s: f64,
-    /// The largest time between two snapshots of one bot during the hold.
+    /// The largest time between two updates of one bot during the hold.
     pub max_snapshot_gap_ms: f64,
+    /// Bytes the server sent per bot per second during the hold (updates and everything
+    /// else, as received).
+    pub bytes_per_bot_per_s: f64,
+    /// Updates that broke the protocol (did not decode, or touched an entity the bot was
+    /// never told of) over the whole step: any is a broken promise.
+    pub replication_errors: u64,
     pub disconnects: u64,
     pub kicked: u64,
     pub rate_limited: u64,
@@ -67,9 +75,15 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
             step.online, step.bots, step.login_failures
         ));
     }
+    if step.replication_errors > 0 {
+        broken.push(format!(
+            "{} replication updates broke the protocol",
+            step.replication_errors
+        ));
+    }
     if step.snapshots_per_bot_per_s < limits.min_snapshot_rate {
         broken.push(format!(
-            "{:.1} snapshots/s per bot, below {}",
+            "{:.1} updates/s per bot, below {}",
             step.snapshots_per_bot_per_s, limits.min_snapshot_rate
         ));
     }
@@ -119,21 +133,23 @@ fn tick_cell(tick: TickReport) -> String {
 /// The steps as a markdown table, one row each.
 pub fn markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots (online) | placement | tick p99 (frames over budget) | ping RTT p50 / p99 | snapshots/s per bot (largest gap) | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| bots (online) | placement, encoding | tick p99 (frames over budget) | ping RTT p50 / p99 | updates/s per bot (largest gap) | bytes/s per bot | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
+            "| {} ({}) | {}, {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {:.0} | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
             s.bots,
             s.online,
             s.placement,
+            s.encoding,
             s.tick.map_or("-".into(), tick_cell),
             ms(s.rtt.p50_ms),
             ms(s.rtt.p99_ms),
             s.snapshots_per_bot_per_s,
             s.max_snapshot_gap_ms,
+            s.bytes_per_bot_per_s,
             s.disconnects,
             s.kicked,
             s.rate_limited,
@@ -163,6 +179,7 @@ mod tests {
             bots: 100,
             online: 100,
             placement: Placement::Clustered,
+            encoding: Encoding::Binary,
             hold_s: 40.0,
             ramp_s: 2.0,
             logins_per_s: 50.0,
@@ -174,6 +191,8 @@ mod tests {
             },
             snapshots_per_bot_per_s: 20.0,
             max_snapshot_gap_ms: 70.0,
+            bytes_per_bot_per_s: 2500.0,
+            replication_errors: 0,
             disconnects: 0,
             kicked: 0,
             rate_limited: 0,
@@ -198,8 +217,23 @@ mod tests {
         assert!(broken_promises(&healthy(), &LIMITS).is_empty());
         // server_busy during logins and a long gap are reported, not failures.
         let table = markdown(&[healthy()]);
-        assert!(table.contains("| 100 (100) | clustered | - | 0.3 / 12.0 ms | 20.0 (70 ms) |"));
+        assert!(
+            table.contains(
+                "| 100 (100) | clustered, binary | - | 0.3 / 12.0 ms | 20.0 (70 ms) | 2500 |"
+            ),
+            "{table}"
+        );
         assert!(table.ends_with("| kept |\n"));
+    }
+
+    #[test]
+    fn a_replication_error_is_a_broken_promise() {
+        let mut step = healthy();
+        step.replication_errors = 3;
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            ["3 replication updates broke the protocol"]
+        );
     }
 
     #[test]
@@ -222,7 +256,7 @@ mod tests {
         assert_eq!(
             broken_promises(&step, &LIMITS),
             [
-                "17.9 snapshots/s per bot, below 18",
+                "17.9 updates/s per bot, below 18",
                 "ping RTT p99 50.1 ms, above 50 ms"
             ]
         );

@@ -21,8 +21,13 @@ pub struct Stats {
     /// When the latest login succeeded ([`Stats::now_us`]): logins/s is counted up to it,
     /// not over the walk-out that follows.
     pub last_login_us: AtomicU64,
-    /// `snapshot`s received, ever.
+    /// Replication `update`s received, ever.
     pub snapshots: AtomicU64,
+    /// Bytes received from the server, ever.
+    pub bytes_received: AtomicU64,
+    /// Replication updates that broke the protocol (did not decode, changed or removed an
+    /// entity the bot was never told of), and broken binary streams.
+    pub replication_errors: AtomicU64,
     /// Connections of logged-in bots the server closed (kicks included).
     pub disconnects: AtomicU64,
     /// `kicked` messages received.
@@ -35,7 +40,7 @@ pub struct Stats {
     pub other_errors: AtomicU64,
     /// Bots that gave up before logging in (a refusal retrying cannot fix).
     pub login_failures: AtomicU64,
-    /// The largest gap between two snapshots of one bot since the hold began.
+    /// The largest gap between two updates of one bot since the hold began.
     pub max_gap_us: AtomicU64,
     rtt: Mutex<RttWindows>,
 }
@@ -51,6 +56,8 @@ struct RttWindows {
 pub struct Counters {
     pub logins: u64,
     pub snapshots: u64,
+    pub bytes_received: u64,
+    pub replication_errors: u64,
     pub disconnects: u64,
     pub kicked: u64,
     pub rate_limited: u64,
@@ -65,6 +72,8 @@ impl Counters {
         Counters {
             logins: self.logins - earlier.logins,
             snapshots: self.snapshots - earlier.snapshots,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+            replication_errors: self.replication_errors - earlier.replication_errors,
             disconnects: self.disconnects - earlier.disconnects,
             kicked: self.kicked - earlier.kicked,
             rate_limited: self.rate_limited - earlier.rate_limited,
@@ -112,6 +121,8 @@ impl Stats {
             logins: AtomicU64::new(0),
             last_login_us: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            replication_errors: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             kicked: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -168,6 +179,8 @@ impl Stats {
         Counters {
             logins: self.logins.load(Relaxed),
             snapshots: self.snapshots.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            replication_errors: self.replication_errors.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
             kicked: self.kicked.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),

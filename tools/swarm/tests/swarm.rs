@@ -57,6 +57,8 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         assert_eq!(step.online, bots as u64, "{step:?}");
         assert_eq!(step.disconnects, 0, "{step:?}");
         assert!(step.snapshots_per_bot_per_s > 0.0, "{step:?}");
+        assert!(step.bytes_per_bot_per_s > 0.0, "{step:?}");
+        assert_eq!(step.replication_errors, 0, "{step:?}");
         assert!(step.rtt.count > 0, "{step:?}");
         assert!(step.broken.is_empty(), "{step:?}");
         // The server is this process: its threads and memory were read.
@@ -64,9 +66,10 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         assert!(step.server_rss_mib.expect("server RSS") > 0.0);
     }
     let table = hearth_swarm::report::markdown(&report.steps);
-    assert!(table.contains("| 20 (20) | spread |"), "{table}");
+    assert!(table.contains("| 20 (20) | spread, json |"), "{table}");
 
-    // A second run reuses the accounts (`username_taken`, then a login).
+    // A second run, in the binary encoding, reuses the accounts (`username_taken`, then a
+    // login), and rebuilds the world from binary updates without a broken promise.
     let again = Config::parse_from([
         "hearth-swarm",
         "--addr",
@@ -75,6 +78,8 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         "8",
         "--hold",
         "1s",
+        "--encoding",
+        "binary",
         "--min-snapshot-rate",
         "1",
         "--max-rtt-p99",
@@ -85,6 +90,9 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
     assert_eq!(report.failures, Vec::<String>::new());
     assert_eq!(report.steps[0].online, 8);
     assert_eq!(report.steps[0].login_failures, 0);
+    assert_eq!(report.steps[0].replication_errors, 0);
+    assert!(report.steps[0].snapshots_per_bot_per_s > 0.0);
+    assert!(report.steps[0].bytes_per_bot_per_s > 0.0);
 
     assert_eq!(server.stop(), 0, "every player saved on shutdown");
 }
