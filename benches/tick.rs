@@ -9,6 +9,10 @@
 //!   interval timed (each player is saved once, a slice every 100 ms); the worst frame is
 //!   what persistence adds at most. Lease refreshes that fall in the interval are timed too.
 //!
+//! - a frame after every player moved: the demo game replicates `Position` (issue 17), so the
+//!   replication round that follows copies 10,000 changed positions into the shared round
+//!   (every frame above takes its rounds too: one every 50 ms).
+//!
 //! On Redis it also prints redis-server's CPU time (`INFO cpu`) and the round trips for
 //! saving 10,000 players once: in one batch, spread in 100 ms slices, and spread one slice
 //! per frame (the alternative the slice length was chosen against).
@@ -28,7 +32,7 @@ use bevy_ecs::entity::Entity;
 use bevy_time::TimeUpdateStrategy;
 use hearth::demo_game::Progress;
 use hearth::testing::{TestServer, test_config};
-use hearth_components::PlayerId;
+use hearth_components::{PlayerId, Position};
 use hearth_systems::{FlushSchedule, FlushStats, StorePort};
 use redis_server::RedisServer;
 
@@ -42,6 +46,14 @@ fn touch_all(server: &mut TestServer, entities: &[Entity]) {
             .get_mut::<Progress>(e)
             .expect("player")
             .xp += 1;
+    }
+}
+
+/// Moves every player a little (back and forth, so they stay where they are on average).
+fn move_all(server: &mut TestServer, entities: &[Entity], round: usize) {
+    let step = if round.is_multiple_of(2) { 0.25 } else { -0.25 };
+    for &e in entities {
+        server.world_mut().get_mut::<Position>(e).expect("player").x += step;
     }
 }
 
@@ -217,6 +229,21 @@ fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
         "every player was in the batch"
     );
 
+    // Every player moved: the next replication round (at most 50 ms, three frames, later)
+    // copies 10,000 changed positions; the slowest of the three frames is the one that did.
+    let mut moved = Vec::new();
+    for round in 0..ROUNDS {
+        move_all(&mut server, &entities, round);
+        let frames: Vec<Duration> = (0..3).map(|_| timed_frame(&mut server)).collect();
+        moved.push(p_max(&frames));
+        server
+            .world_mut()
+            .resource_mut::<FlushSchedule>()
+            .flush_now();
+        server.frame();
+        server.frame(); // the save results
+    }
+
     // The noise floor: as many frames with nothing to save.
     let count =
         (config.persistence.flush_interval.as_secs_f64() / frame.as_secs_f64()).ceil() as usize + 2;
@@ -255,6 +282,13 @@ fn measure(store: &str, mut server: TestServer, redis: Option<&RedisServer>) {
         p_max(&flush),
         f.saturating_sub(b),
         p_max(&flush).saturating_sub(b)
+    );
+    println!(
+        "  frame after {PLAYERS} players moved (replication round + marking dirty), {ROUNDS} {:>9.3?} / {:>9} / {:>9.3?}  (+{:.3?} over marking dirty alone)",
+        median(&moved),
+        "",
+        p_max(&moved),
+        median(&moved).saturating_sub(m)
     );
     let s = &spread.frames;
     let row = |what: &str, frames: &[Duration]| {
