@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::Placement;
+use crate::config::{Encoding, Placement};
 use crate::procfs::ThreadCpu;
 use crate::stats::Rtt;
 use crate::tick::TickReport;
@@ -18,15 +18,27 @@ pub struct StepReport {
     /// Bots logged in and connected at the end of the hold.
     pub online: u64,
     pub placement: Placement,
+    pub encoding: Encoding,
     pub hold_s: f64,
     /// Time to get the step's new bots logged in and in place.
     pub ramp_s: f64,
     /// Logins of the step's new bots, per second from the step's start to its last login.
     pub logins_per_s: f64,
     pub rtt: Rtt,
-    pub snapshots_per_bot_per_s: f64,
-    /// The largest time between two snapshots of one bot during the hold.
-    pub max_snapshot_gap_ms: f64,
+    /// Replication updates received per bot per second over the hold.
+    pub updates_per_bot_per_s: f64,
+    /// The largest time between two updates of one bot during the hold.
+    pub max_update_gap_ms: f64,
+    /// Bytes received per bot per second over the hold (every message, in the encoding).
+    pub bytes_per_bot_per_s: f64,
+    /// Broken replication promises over the whole step (see the `world` module): each one
+    /// breaks the step.
+    pub violations: u64,
+    /// The first broken replication promise of the run, if any.
+    pub first_violation: Option<String>,
+    /// Bots whose own position stopped being checked during the step (too many moves in
+    /// flight to explore).
+    pub unchecked_bots: u64,
     pub disconnects: u64,
     pub kicked: u64,
     pub rate_limited: u64,
@@ -48,7 +60,7 @@ pub struct StepReport {
 /// The promises a step must keep for the run to pass.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    pub min_snapshot_rate: f64,
+    pub min_update_rate: f64,
     pub max_rtt_p99_ms: f64,
 }
 
@@ -67,10 +79,17 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
             step.online, step.bots, step.login_failures
         ));
     }
-    if step.snapshots_per_bot_per_s < limits.min_snapshot_rate {
+    if step.violations > 0 {
         broken.push(format!(
-            "{:.1} snapshots/s per bot, below {}",
-            step.snapshots_per_bot_per_s, limits.min_snapshot_rate
+            "{} replication violations (first: {})",
+            step.violations,
+            step.first_violation.as_deref().unwrap_or("-")
+        ));
+    }
+    if step.updates_per_bot_per_s < limits.min_update_rate {
+        broken.push(format!(
+            "{:.1} updates/s per bot, below {}",
+            step.updates_per_bot_per_s, limits.min_update_rate
         ));
     }
     if let Some(tick) = step.tick.filter(|t| !t.within_budget()) {
@@ -92,6 +111,17 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
 
 fn ms(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+/// Bytes per second, in B/s, KB/s or MB/s (powers of 1000).
+fn bytes(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.2} MB/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.2} KB/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0} B/s")
+    }
 }
 
 fn server_cpu(cpu: &[ThreadCpu]) -> String {
@@ -119,21 +149,28 @@ fn tick_cell(tick: TickReport) -> String {
 /// The steps as a markdown table, one row each.
 pub fn markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots (online) | placement | tick p99 (frames over budget) | ping RTT p50 / p99 | snapshots/s per bot (largest gap) | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| bots (online) | placement, encoding | tick p99 (frames over budget) | ping RTT p50 / p99 | updates/s per bot (largest gap) | bytes/s per bot | violations | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
+            "| {} ({}) | {}, {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} | {} | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
             s.bots,
             s.online,
             s.placement,
+            s.encoding,
             s.tick.map_or("-".into(), tick_cell),
             ms(s.rtt.p50_ms),
             ms(s.rtt.p99_ms),
-            s.snapshots_per_bot_per_s,
-            s.max_snapshot_gap_ms,
+            s.updates_per_bot_per_s,
+            s.max_update_gap_ms,
+            bytes(s.bytes_per_bot_per_s),
+            if s.unchecked_bots > 0 {
+                format!("{} ({} bots unchecked)", s.violations, s.unchecked_bots)
+            } else {
+                s.violations.to_string()
+            },
             s.disconnects,
             s.kicked,
             s.rate_limited,
@@ -163,6 +200,7 @@ mod tests {
             bots: 100,
             online: 100,
             placement: Placement::Clustered,
+            encoding: Encoding::Binary,
             hold_s: 40.0,
             ramp_s: 2.0,
             logins_per_s: 50.0,
@@ -172,8 +210,12 @@ mod tests {
                 max_ms: Some(20.0),
                 count: 4000,
             },
-            snapshots_per_bot_per_s: 20.0,
-            max_snapshot_gap_ms: 70.0,
+            updates_per_bot_per_s: 20.0,
+            max_update_gap_ms: 70.0,
+            bytes_per_bot_per_s: 2450.0,
+            violations: 0,
+            first_violation: None,
+            unchecked_bots: 0,
             disconnects: 0,
             kicked: 0,
             rate_limited: 0,
@@ -189,7 +231,7 @@ mod tests {
     }
 
     const LIMITS: Limits = Limits {
-        min_snapshot_rate: 18.0,
+        min_update_rate: 19.0,
         max_rtt_p99_ms: 50.0,
     };
 
@@ -198,7 +240,9 @@ mod tests {
         assert!(broken_promises(&healthy(), &LIMITS).is_empty());
         // server_busy during logins and a long gap are reported, not failures.
         let table = markdown(&[healthy()]);
-        assert!(table.contains("| 100 (100) | clustered | - | 0.3 / 12.0 ms | 20.0 (70 ms) |"));
+        assert!(table.contains(
+            "| 100 (100) | clustered, binary | - | 0.3 / 12.0 ms | 20.0 (70 ms) | 2.45 KB/s | 0 |"
+        ));
         assert!(table.ends_with("| kept |\n"));
     }
 
@@ -217,12 +261,15 @@ mod tests {
         );
 
         let mut step = healthy();
-        step.snapshots_per_bot_per_s = 17.9;
+        step.updates_per_bot_per_s = 18.9;
         step.rtt.p99_ms = Some(50.1);
+        step.violations = 2;
+        step.first_violation = Some("bot 3: entity 9 left, never entered".into());
         assert_eq!(
             broken_promises(&step, &LIMITS),
             [
-                "17.9 snapshots/s per bot, below 18",
+                "2 replication violations (first: bot 3: entity 9 left, never entered)",
+                "18.9 updates/s per bot, below 19",
                 "ping RTT p99 50.1 ms, above 50 ms"
             ]
         );
