@@ -228,12 +228,14 @@ async fn write_loop(
     let config = &shared.config;
     let home = home(config.placement);
     let mut walking = interval(config.walk_rate);
+    // One direction all the way: however the server collapses these moves, the positions
+    // they lead to are few, so the bot's check explains them cheaply.
+    let direction = step_toward(position, home);
     for _ in 0..config.max_walk_steps {
         if distance(position, home) <= WANDER {
             break;
         }
         walking.tick().await;
-        let direction = step_toward(position, home);
         if send_move(&mut writer, &walk, &mut position, direction)
             .await
             .is_err()

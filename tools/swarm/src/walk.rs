@@ -22,7 +22,7 @@
 //! Positions are computed in `f32` the way the server computes them, so in JSON (exact
 //! floats) they must agree exactly; in binary within the quantisation, 1/128 of a unit.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// The world is the square [-EDGE, EDGE]².
 const EDGE: f32 = 1000.0;
@@ -147,6 +147,7 @@ impl Walk {
         let most = pending.iter().map(Vec::len).max().unwrap_or(0);
         let mut found = Vec::new();
         let mut nodes = 0;
+        let mut visited = HashMap::new();
         let mut last_level = most;
         for skips in 0..=most {
             for (&(at, next), pending) in self.explanations.iter().zip(&pending) {
@@ -154,6 +155,7 @@ impl Walk {
                     reported,
                     found: &mut found,
                     nodes: &mut nodes,
+                    visited: &mut visited,
                     precision: self.precision,
                 };
                 search.explore(at, next, pending, skips);
@@ -212,6 +214,10 @@ struct Search<'a> {
     precision: Precision,
     found: &'a mut Vec<((f32, f32), u64)>,
     nodes: &'a mut usize,
+    /// States explored (position bits, next move) with the most skips they had left: a
+    /// state reached again with no more skips left has nothing new (steps of the same
+    /// direction reach one state many ways).
+    visited: &'a mut HashMap<(u32, u32, u64), usize>,
 }
 
 impl Search<'_> {
@@ -219,6 +225,11 @@ impl Search<'_> {
     /// most `skips` skipped before the last applied one; records every state right after an
     /// applied move (and the start) that agrees with the report.
     fn explore(&mut self, at: (f32, f32), next: u64, pending: &[(f32, f32)], skips: usize) {
+        let state = (at.0.to_bits(), at.1.to_bits(), next);
+        if self.visited.get(&state).is_some_and(|&had| had >= skips) {
+            return;
+        }
+        self.visited.insert(state, skips);
         *self.nodes += 1;
         if self.precision.agrees(at, self.reported) {
             self.found.push((at, next));
@@ -296,6 +307,48 @@ mod tests {
         walk.sent(dx, dy);
         at = apply(at, server_step(dx, dy));
         assert_eq!(walk.check(quantised(at)), Verdict::Agrees);
+    }
+
+    /// A walk out of 200 steps in one direction, then 100 random ones, the server collapsing
+    /// about a third of the moves and reporting after one in twelve: the walk out always
+    /// agrees, and no report disagrees, in both precisions.
+    #[test]
+    fn a_long_walk_out_with_collapses_agrees() {
+        for (seed, precision) in
+            (0..40).flat_map(|s| [(s, Precision::Quantised), (s, Precision::Exact)])
+        {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut walk = Walk::new((0.0, 0.0), precision);
+            let mut at = (0.0f32, 0.0f32);
+            // The bot walks out in one direction, then wanders.
+            let (dx, dy) = direction(0.7, -0.3);
+            for k in 0..300 {
+                let (dx, dy) = if k < 200 {
+                    (dx, dy)
+                } else {
+                    direction(rng.f64() - 0.5, rng.f64() - 0.5)
+                };
+                walk.sent(dx, dy);
+                if rng.f64() > 0.3 {
+                    at = apply(at, server_step(dx, dy));
+                }
+                if rng.f64() < 0.08 {
+                    let report = match precision {
+                        Precision::Quantised => quantised(at),
+                        Precision::Exact => at,
+                    };
+                    let verdict = walk.check(report);
+                    let context = format!("seed {seed} step {k} {precision:?}: {verdict:?}");
+                    if k < 200 {
+                        assert_eq!(verdict, Verdict::Agrees, "{context}");
+                    } else {
+                        // Random steps, a third collapsed: a report may be beyond the search
+                        // (then unchecked), never wrong.
+                        assert!(!matches!(verdict, Verdict::Disagrees(_)), "{context}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
