@@ -31,8 +31,8 @@ const EDGE: f32 = 1000.0;
 /// encodings' floats, so the server reads exactly the numbers the bot computes with.
 const DIRECTION_UNIT: f64 = 4096.0;
 
-/// Explanations kept at most (several arise only when steps of the same direction are in
-/// flight); steps explored at most per report (bounds the bot's CPU when the server lags far
+/// Explanations kept at most (one per position; several positions arise only from
+/// coincidences within the precision); steps explored at most per report (bounds the bot's CPU when the server lags far
 /// behind; a report that cannot be checked within it ends the bot's checking, counted).
 const MAX_EXPLANATIONS: usize = 32;
 const MAX_NODES: usize = 20_000;
@@ -175,12 +175,15 @@ impl Walk {
             self.sent.clear();
             return Verdict::Unchecked;
         }
+        // Per position only the earliest unprocessed move: it explains all a later one does
+        // (the many ways to apply k of n steps of one direction reach one position).
         found.sort_by(|a, b| {
-            (a.1.cmp(&b.1))
-                .then(a.0.0.total_cmp(&b.0.0))
+            (a.0.0.total_cmp(&b.0.0))
                 .then(a.0.1.total_cmp(&b.0.1))
+                .then(a.1.cmp(&b.1))
         });
-        found.dedup_by(|a, b| a.1 == b.1 && a.0 == b.0);
+        found.dedup_by(|later, earlier| later.0 == earlier.0);
+        found.sort_by_key(|&(_, next)| next);
         found.truncate(MAX_EXPLANATIONS);
         if found.is_empty() {
             let verdict = Verdict::Disagrees(format!(
@@ -349,6 +352,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// 60 steps of one direction in flight, the server applying 40 of them, then the bot
+    /// wanders: the one position of the 40 steps is kept once, with the earliest move not
+    /// processed, and the next step is explained from it.
+    #[test]
+    fn one_position_reached_many_ways_is_one_explanation() {
+        let mut walk = Walk::new((0.0, 0.0), Precision::Quantised);
+        let (dx, dy) = direction(0.49, 0.87);
+        let step = server_step(dx, dy);
+        let mut at = (0.0, 0.0);
+        for k in 0..60 {
+            walk.sent(dx, dy);
+            if k < 40 {
+                at = apply(at, step);
+            }
+        }
+        assert_eq!(walk.check(quantised(at)), Verdict::Agrees);
+        assert_eq!(walk.explanations.len(), 1);
+        let (wx, wy) = direction(-0.6, 0.8);
+        walk.sent(wx, wy);
+        at = apply(at, server_step(wx, wy));
+        assert_eq!(walk.check(quantised(at)), Verdict::Agrees);
     }
 
     #[test]
