@@ -177,11 +177,16 @@ impl Walk {
         }
         if found.is_empty() {
             let verdict = Verdict::Disagrees(format!(
-                "the server has the bot at ({}, {}), where none of its {} moves in flight lead from {:?}",
+                "the server has the bot at ({}, {}), where none of its {} moves in flight lead from {:?} ({} explanations)",
                 reported.0,
                 reported.1,
                 self.sent.len(),
-                self.explanations.iter().map(|e| e.0).collect::<Vec<_>>(),
+                self.explanations
+                    .iter()
+                    .take(3)
+                    .map(|e| e.0)
+                    .collect::<Vec<_>>(),
+                self.explanations.len(),
             ));
             self.checking = false;
             self.sent.clear();
