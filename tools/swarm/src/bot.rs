@@ -1,22 +1,20 @@
-//! One bot: connect (in the run's encoding), register or reuse its account, log in, walk to
-//! its place, then move and ping while reading everything the server sends and rebuilding
-//! the replicated world from it.
+//! One bot: connect, register or reuse its account, log in, walk to its place, then move and
+//! ping while reading everything the server sends, rebuilding its world from the updates and
+//! checking them.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{Config, Placement};
+use crate::config::{Config, Encoding, Placement};
+use crate::conn::{self, Conn, Incoming, Message, Outgoing, ReadError, Writer};
 use crate::stats::Stats;
-use crate::wire::{self, Incoming, Reader, Writer};
-use crate::world::{Introduction, World};
+use crate::update;
+use crate::walk::{self, Precision, Walk};
+use crate::world::World;
 
 /// What every bot shares: the flags, the counters, the login gate and the stop signal.
 pub struct Shared {
@@ -30,18 +28,6 @@ pub struct Shared {
     pub tokens: Mutex<Vec<Option<String>>>,
 }
 
-/// The fields of server messages a bot looks at (the rest is skipped).
-#[derive(Deserialize)]
-pub(crate) struct Message {
-    #[serde(rename = "type")]
-    pub(crate) kind: String,
-    code: Option<String>,
-    message: Option<String>,
-    nonce: Option<u64>,
-    state: Option<serde_json::Value>,
-    pub(crate) resume_token: Option<String>,
-}
-
 /// How a request failed.
 pub(crate) enum Refused {
     /// Worth another try after a pause (busy, rate limited, unavailable, the lease of a
@@ -52,41 +38,6 @@ pub(crate) enum Refused {
     },
     /// Retrying cannot help (wrong password, a bad request).
     Fatal(String),
-}
-
-pub(crate) struct Conn {
-    reader: Reader,
-    pub(crate) writer: Writer,
-}
-
-/// The source address of bot `n`: on loopback, a few bots per 127.x.y.z so the server's
-/// per-address limits see many clients, as in production.
-fn source_ip(config: &Config, n: usize) -> Option<IpAddr> {
-    if config.bots_per_address == 0 || !config.addr.ip().is_loopback() || !config.addr.is_ipv4() {
-        return None;
-    }
-    let k = n / config.bots_per_address;
-    Some(IpAddr::V4(Ipv4Addr::new(
-        127,
-        (1 + k / (254 * 256)) as u8,
-        ((k / 254) % 256) as u8,
-        (1 + k % 254) as u8,
-    )))
-}
-
-pub(crate) async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
-    let socket = match config.addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = source_ip(config, n) {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(config.addr).await?;
-    stream.set_nodelay(true)?;
-    let (reader, writer) = stream.into_split();
-    let (reader, writer) = wire::open(reader, writer, config.encoding).await?;
-    Ok(Conn { reader, writer })
 }
 
 /// Exponential back-off with jitter: from `first`, doubling up to `max`.
@@ -107,28 +58,27 @@ impl Backoff {
     }
 }
 
-/// Sends `line` and waits for its answer, skipping replication updates and pongs.
+/// Sends `message` and waits for its answer, skipping replication and pongs.
 pub(crate) async fn request(
     conn: &mut Conn,
-    line: &str,
+    message: &Outgoing<'_>,
     stats: &Stats,
 ) -> Result<Message, Refused> {
     let gone = Refused::Retry {
         reconnect: true,
         code: None,
     };
-    if conn.writer.send(line).await.is_err() {
+    if conn.writer.send(message).await.is_err() {
         return Err(gone);
     }
     loop {
-        let Ok(Some(incoming)) = conn.reader.next(&stats.bytes_received).await else {
-            return Err(gone);
-        };
-        let Some(message) = incoming.parse::<Message>() else {
-            continue;
+        let message = match conn.reader.next().await {
+            Ok(Some((Incoming::Message(message), _))) => message,
+            Ok(Some((Incoming::Update(_), _))) | Err(ReadError::Decode(_)) => continue,
+            Ok(None) | Err(ReadError::Io | ReadError::Framing(_)) => return Err(gone),
         };
         match message.kind.as_str() {
-            "update" | "replication" | "pong" => {}
+            "replication" | "pong" => {}
             "error" => {
                 let code = message.code.as_deref().unwrap_or("");
                 match code {
@@ -158,23 +108,20 @@ pub(crate) async fn request(
 
 /// Registers (or finds the account taken: it is ours from an earlier run) and logs in,
 /// retrying after refusals that say "later". Returns the connection and the position.
-async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String> {
+async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f32, f32)), String> {
     let config = &shared.config;
     let stats = &shared.stats;
     let _permit = shared.logins.acquire().await.expect("never closed");
     let username = format!("{}{n}", config.prefix);
-    let credentials = serde_json::json!({"username": username, "password": config.password});
-    let register = format!(
-        "{{\"type\":\"register\",{}\n",
-        &credentials.to_string()[1..]
-    );
-    let login = format!("{{\"type\":\"login\",{}\n", &credentials.to_string()[1..]);
+    let (username, password) = (username.as_str(), config.password.as_str());
+    let register = Outgoing::Register { username, password };
+    let login = Outgoing::Login { username, password };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut registered = false;
     let mut conn = None;
     loop {
         if conn.is_none() {
-            match connect(config, n).await {
+            match conn::connect(config, n).await {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     backoff.wait().await;
@@ -199,7 +146,7 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f64, f64)), String>
                     .state
                     .as_ref()
                     .map(|s| &s["position"])
-                    .and_then(|p| Some((p["x"].as_f64()?, p["y"].as_f64()?)))
+                    .and_then(|p| Some((p["x"].as_f64()? as f32, p["y"].as_f64()? as f32)))
                     .unwrap_or((0.0, 0.0));
                 return Ok((conn.expect("connected"), position));
             }
@@ -242,16 +189,22 @@ fn home(placement: Placement) -> (f64, f64) {
     )
 }
 
-/// The `move` line for one step in `direction`, and the position it leads to.
-fn send_move(position: &mut (f64, f64), direction: (f64, f64)) -> String {
+/// Sends one step in `direction` (recorded in `walk` first) and tracks the position it
+/// leads to.
+async fn send_move(
+    writer: &mut Writer,
+    walk: &Mutex<Walk>,
+    position: &mut (f64, f64),
+    direction: (f64, f64),
+) -> std::io::Result<()> {
+    let (dx, dy) = walk::direction(direction.0, direction.1);
+    walk.lock().unwrap_or_else(|p| p.into_inner()).sent(dx, dy);
+    let length = dx.hypot(dy);
     *position = (
-        (position.0 + direction.0).clamp(-1000.0, 1000.0),
-        (position.1 + direction.1).clamp(-1000.0, 1000.0),
+        (position.0 + dx / length).clamp(-1000.0, 1000.0),
+        (position.1 + dy / length).clamp(-1000.0, 1000.0),
     );
-    format!(
-        "{{\"type\":\"move\",\"dx\":{:.4},\"dy\":{:.4}}}\n",
-        direction.0, direction.1
-    )
+    writer.send(&Outgoing::Move { dx, dy }).await
 }
 
 /// How far a playing bot wanders from its place.
@@ -268,20 +221,25 @@ fn interval(rate: f64) -> tokio::time::Interval {
 async fn write_loop(
     mut writer: Writer,
     mut position: (f64, f64),
+    walk: Arc<Mutex<Walk>>,
     shared: Arc<Shared>,
     settled: Arc<AtomicBool>,
 ) {
     let config = &shared.config;
     let home = home(config.placement);
-    let mut walk = interval(config.walk_rate);
+    let mut walking = interval(config.walk_rate);
+    // One direction all the way: however the server collapses these moves, the positions
+    // they lead to are few, so the bot's check explains them cheaply.
+    let direction = step_toward(position, home);
     for _ in 0..config.max_walk_steps {
         if distance(position, home) <= WANDER {
             break;
         }
-        walk.tick().await;
-        let direction = step_toward(position, home);
-        let line = send_move(&mut position, direction);
-        if writer.send(&line).await.is_err() {
+        walking.tick().await;
+        if send_move(&mut writer, &walk, &mut position, direction)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -291,7 +249,7 @@ async fn write_loop(
     let mut moves = interval(config.move_rate);
     let mut pings = interval(config.ping_rate);
     loop {
-        let line = tokio::select! {
+        let sent = tokio::select! {
             _ = moves.tick() => {
                 let direction = if distance(position, home) > WANDER {
                     step_toward(position, home)
@@ -299,13 +257,13 @@ async fn write_loop(
                     let angle = fastrand::f64() * std::f64::consts::TAU;
                     (angle.cos(), angle.sin())
                 };
-                send_move(&mut position, direction)
+                send_move(&mut writer, &walk, &mut position, direction).await
             }
             _ = pings.tick() => {
-                format!("{{\"type\":\"ping\",\"nonce\":{}}}\n", shared.stats.now_us())
+                writer.send(&Outgoing::Ping { nonce: shared.stats.now_us() }).await
             }
         };
-        if writer.send(&line).await.is_err() {
+        if sent.is_err() {
             return;
         }
     }
@@ -339,56 +297,69 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
     stats.last_login_us.fetch_max(stats.now_us(), Relaxed);
     stats.online.fetch_add(1, Relaxed);
     let Conn { mut reader, writer } = conn;
+    let precision = match shared.config.encoding {
+        Encoding::Json => Precision::Exact,
+        Encoding::Binary => Precision::Quantised,
+    };
+    let walk = Arc::new(Mutex::new(Walk::new(position, precision)));
     let writing = tokio::spawn(write_loop(
         writer,
-        position,
+        (f64::from(position.0), f64::from(position.1)),
+        Arc::clone(&walk),
         Arc::clone(&shared),
         Arc::clone(&settled),
     ));
+    let mut world = World::new();
     let mut last_update: Option<Instant> = None;
-    let mut world = World::default();
     let closed = loop {
         let next = tokio::select! {
-            next = reader.next(&stats.bytes_received) => next,
+            next = reader.next() => next,
             _ = stop.wait_for(|stopped| *stopped) => break false,
         };
-        let incoming = match next {
-            Ok(Some(incoming)) => incoming,
-            Ok(None) => break true,
-            Err(e) => {
-                broken_promise(stats, n, &format!("a broken stream: {e}"));
+        let (incoming, bytes) = match next {
+            Ok(Some(read)) => read,
+            Ok(None) | Err(ReadError::Io) => break true,
+            Err(ReadError::Decode(why)) => {
+                stats.record_violation(n, &why);
+                continue;
+            }
+            Err(ReadError::Framing(why)) => {
+                stats.record_violation(n, &why);
                 break true;
             }
         };
-        let applied = match &incoming {
-            Incoming::Update(payload) => Some(world.apply_binary(payload)),
-            Incoming::Line(line) if line.starts_with(br#"{"type":"update""#) => {
-                Some(world.apply_json(line))
+        stats.bytes.fetch_add(bytes as u64, Relaxed);
+        let message = match incoming {
+            Incoming::Update(raw) => {
+                stats.updates.fetch_add(1, Relaxed);
+                let now = Instant::now();
+                if let Some(last) = last_update.replace(now) {
+                    stats.record_gap((now - last).as_micros() as u64);
+                }
+                let checked = match update::decode(raw, world.schema()) {
+                    Ok(update) => {
+                        world.apply(update, &mut walk.lock().unwrap_or_else(|p| p.into_inner()))
+                    }
+                    Err(why) => {
+                        stats.record_violation(n, &why);
+                        continue;
+                    }
+                };
+                for why in &checked.violations {
+                    stats.record_violation(n, why);
+                }
+                if checked.unchecked {
+                    stats.unchecked.fetch_add(1, Relaxed);
+                }
+                continue;
             }
-            _ => None,
+            Incoming::Message(message) => message,
         };
-        if let Some(applied) = applied {
-            stats.snapshots.fetch_add(1, Relaxed);
-            let now = Instant::now();
-            if let Some(last) = last_update.replace(now) {
-                stats.record_gap((now - last).as_micros() as u64);
-            }
-            if let Err(reason) = applied {
-                broken_promise(stats, n, &reason);
-            }
-            continue;
-        }
-        let Some(message) = incoming.parse::<Message>() else {
-            continue;
-        };
-        if message.kind == "replication" {
-            match incoming.parse::<Introduction>() {
-                Some(intro) => world.introduce(intro),
-                None => broken_promise(stats, n, "a replication message that does not parse"),
-            }
-            continue;
-        }
         match (message.kind.as_str(), message.code.as_deref()) {
+            ("replication", _) => match (message.you, message.components) {
+                (Some(you), Some(components)) => world.replication(you, components),
+                _ => stats.record_violation(n, "a replication message without you or components"),
+            },
             ("pong", _) => stats.record_pong(message.nonce.unwrap_or(0)),
             ("kicked", _) => {
                 stats.kicked.fetch_add(1, Relaxed);
@@ -410,12 +381,5 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
     if closed {
         stats.disconnects.fetch_add(1, Relaxed);
         settle(&settled);
-    }
-}
-
-/// Counts an update that broke the protocol (the first one of the run is printed).
-fn broken_promise(stats: &Stats, n: usize, reason: &str) {
-    if stats.replication_errors.fetch_add(1, Relaxed) == 0 {
-        eprintln!("bot {n}: replication broke its promise: {reason}");
     }
 }

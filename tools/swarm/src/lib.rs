@@ -4,12 +4,14 @@
 
 mod bot;
 pub mod config;
+mod conn;
 pub mod procfs;
 pub mod reconnect;
 pub mod report;
 mod stats;
 pub mod tick;
-mod wire;
+mod update;
+mod walk;
 mod world;
 
 use std::io::{IsTerminal, Write};
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 
-pub use config::{Config, Placement};
+pub use config::{Config, Encoding, Placement};
 pub use report::{Limits, StepReport};
 pub use stats::Rtt;
 
@@ -82,12 +84,13 @@ impl Progress {
         }
         let online = stats.online.load(Relaxed);
         let line = format!(
-            "{phase} | online {online} | logins/s {:.0} | RTT p50 {} p99 {} ms | updates/s per bot {:.1} | bytes/s per bot {:.0} | disconnects {} rate_limited {} server_busy {}",
+            "{phase} | online {online} | logins/s {:.0} | RTT p50 {} p99 {} ms | updates/s per bot {:.1} | bytes/s per bot {:.0} | violations {} | disconnects {} rate_limited {} server_busy {}",
             delta.logins as f64 / seconds,
             rtt.p50_ms.map_or("-".into(), |v| format!("{v:.1}")),
             rtt.p99_ms.map_or("-".into(), |v| format!("{v:.1}")),
-            delta.snapshots as f64 / seconds / online.max(1) as f64,
-            delta.bytes_received as f64 / seconds / online.max(1) as f64,
+            delta.updates as f64 / seconds / online.max(1) as f64,
+            delta.bytes as f64 / seconds / online.max(1) as f64,
+            now.violations,
             now.disconnects,
             now.rate_limited,
             now.server_busy,
@@ -111,7 +114,7 @@ impl Progress {
 async fn run_steps(config: Config) -> RunReport {
     let (stop, _) = watch::channel(false);
     let limits = Limits {
-        min_snapshot_rate: config.min_snapshot_rate,
+        min_update_rate: config.min_update_rate,
         max_rtt_p99_ms: config.max_rtt_p99.as_secs_f64() * 1000.0,
     };
     let shared = Arc::new(Shared {
@@ -201,10 +204,12 @@ async fn run_steps(config: Config) -> RunReport {
             ramp_s: ramp,
             logins_per_s: logins as f64 / login_span.max(1e-3),
             rtt: stats.hold_rtt(),
-            snapshots_per_bot_per_s: during_hold.snapshots as f64 / hold / mean_online,
-            max_snapshot_gap_ms: stats.max_gap_us.load(Relaxed) as f64 / 1000.0,
-            bytes_per_bot_per_s: during_hold.bytes_received as f64 / hold / mean_online,
-            replication_errors: whole_step.replication_errors,
+            updates_per_bot_per_s: during_hold.updates as f64 / hold / mean_online,
+            max_update_gap_ms: stats.max_gap_us.load(Relaxed) as f64 / 1000.0,
+            bytes_per_bot_per_s: during_hold.bytes as f64 / hold / mean_online,
+            violations: whole_step.violations,
+            first_violation: stats.first_violation(),
+            unchecked_bots: whole_step.unchecked,
             disconnects: whole_step.disconnects,
             kicked: whole_step.kicked,
             rate_limited: whole_step.rate_limited,

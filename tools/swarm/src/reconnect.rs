@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::bot::{self, Backoff, Refused, Shared};
+use crate::conn::{self, Outgoing};
 
 /// One reconnect wave, measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -35,7 +36,7 @@ struct Refusals {
 
 /// A connection kept open after its bot is back in, with the token of that login.
 struct Back {
-    _conn: bot::Conn,
+    _conn: conn::Conn,
     token: Option<String>,
 }
 
@@ -71,19 +72,16 @@ async fn wave(
         let (shared, refusals, last) =
             (Arc::clone(shared), Arc::clone(&refusals), Arc::clone(&last));
         tasks.push(tokio::spawn(async move {
-            let line = match (&token, kind) {
-                (Some(token), "resume") => {
-                    serde_json::json!({"type": "resume", "token": token}).to_string()
-                }
+            let username = format!("{}{n}", shared.config.prefix);
+            let message = match (&token, kind) {
+                (Some(token), "resume") => Outgoing::Resume { token },
                 (None, "resume") => return None,
-                _ => serde_json::json!({
-                    "type": "login",
-                    "username": format!("{}{n}", shared.config.prefix),
-                    "password": shared.config.password,
-                })
-                .to_string(),
+                _ => Outgoing::Login {
+                    username: &username,
+                    password: &shared.config.password,
+                },
             };
-            let back = tokio::time::timeout(timeout, rejoin(&shared, n, &line, &refusals)).await;
+            let back = tokio::time::timeout(timeout, rejoin(&shared, n, &message, &refusals)).await;
             let back = back.ok()??;
             last.fetch_max(started.elapsed().as_micros() as u64, Relaxed);
             Some(back)
@@ -117,15 +115,19 @@ async fn wave(
     (wave, back.into_iter().map(|(_, b)| b).collect())
 }
 
-/// Connects as bot `n` and sends `line` until it is answered `logged_in`, retrying refusals
+/// Connects as bot `n` and sends `message` until it is answered `logged_in`, retrying refusals
 /// that say "later" after a short, growing pause. `None`: refused for good.
-async fn rejoin(shared: &Shared, n: usize, line: &str, refusals: &Refusals) -> Option<Back> {
+async fn rejoin(
+    shared: &Shared,
+    n: usize,
+    message: &Outgoing<'_>,
+    refusals: &Refusals,
+) -> Option<Back> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let mut conn = None;
-    let line = format!("{line}\n");
     loop {
         if conn.is_none() {
-            match bot::connect(&shared.config, n).await {
+            match conn::connect(&shared.config, n).await {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     backoff.wait().await;
@@ -134,7 +136,7 @@ async fn rejoin(shared: &Shared, n: usize, line: &str, refusals: &Refusals) -> O
             }
         }
         let c = conn.as_mut().expect("connected");
-        match bot::request(c, &line, &shared.stats).await {
+        match bot::request(c, message, &shared.stats).await {
             Ok(message) if message.kind == "logged_in" => {
                 let token = message.resume_token.clone();
                 return Some(Back {

@@ -22,12 +22,14 @@ pub struct Stats {
     /// not over the walk-out that follows.
     pub last_login_us: AtomicU64,
     /// Replication `update`s received, ever.
-    pub snapshots: AtomicU64,
-    /// Bytes received from the server, ever.
-    pub bytes_received: AtomicU64,
-    /// Replication updates that broke the protocol (did not decode, changed or removed an
-    /// entity the bot was never told of), and broken binary streams.
-    pub replication_errors: AtomicU64,
+    pub updates: AtomicU64,
+    /// Bytes received by logged-in bots (lines or frames, every message), ever.
+    pub bytes: AtomicU64,
+    /// Broken replication promises (see `world`), ever; the first is kept in
+    /// [`Stats::first_violation`].
+    pub violations: AtomicU64,
+    /// Bots whose own position stopped being checked (too many moves in flight), ever.
+    pub unchecked: AtomicU64,
     /// Connections of logged-in bots the server closed (kicks included).
     pub disconnects: AtomicU64,
     /// `kicked` messages received.
@@ -42,6 +44,7 @@ pub struct Stats {
     pub login_failures: AtomicU64,
     /// The largest gap between two updates of one bot since the hold began.
     pub max_gap_us: AtomicU64,
+    first_violation: Mutex<Option<String>>,
     rtt: Mutex<RttWindows>,
 }
 
@@ -55,9 +58,10 @@ struct RttWindows {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counters {
     pub logins: u64,
-    pub snapshots: u64,
-    pub bytes_received: u64,
-    pub replication_errors: u64,
+    pub updates: u64,
+    pub bytes: u64,
+    pub violations: u64,
+    pub unchecked: u64,
     pub disconnects: u64,
     pub kicked: u64,
     pub rate_limited: u64,
@@ -71,9 +75,10 @@ impl Counters {
     pub fn since(&self, earlier: &Counters) -> Counters {
         Counters {
             logins: self.logins - earlier.logins,
-            snapshots: self.snapshots - earlier.snapshots,
-            bytes_received: self.bytes_received - earlier.bytes_received,
-            replication_errors: self.replication_errors - earlier.replication_errors,
+            updates: self.updates - earlier.updates,
+            bytes: self.bytes - earlier.bytes,
+            violations: self.violations - earlier.violations,
+            unchecked: self.unchecked - earlier.unchecked,
             disconnects: self.disconnects - earlier.disconnects,
             kicked: self.kicked - earlier.kicked,
             rate_limited: self.rate_limited - earlier.rate_limited,
@@ -120,9 +125,10 @@ impl Stats {
             settled: AtomicU64::new(0),
             logins: AtomicU64::new(0),
             last_login_us: AtomicU64::new(0),
-            snapshots: AtomicU64::new(0),
-            bytes_received: AtomicU64::new(0),
-            replication_errors: AtomicU64::new(0),
+            updates: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            violations: AtomicU64::new(0),
+            unchecked: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             kicked: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -130,6 +136,7 @@ impl Stats {
             other_errors: AtomicU64::new(0),
             login_failures: AtomicU64::new(0),
             max_gap_us: AtomicU64::new(0),
+            first_violation: Mutex::new(None),
             rtt: Mutex::new(RttWindows {
                 second: histogram(),
                 hold: histogram(),
@@ -150,7 +157,27 @@ impl Stats {
         windows.hold.saturating_record(rtt);
     }
 
-    /// Records the time since a bot's previous snapshot.
+    /// Counts a broken replication promise of bot `n`, keeping the first one's description.
+    pub fn record_violation(&self, n: usize, what: &str) {
+        self.violations.fetch_add(1, Relaxed);
+        let mut first = self
+            .first_violation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(format!("bot {n}: {what}"));
+        }
+    }
+
+    /// The first broken replication promise, if any.
+    pub fn first_violation(&self) -> Option<String> {
+        self.first_violation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the time since a bot's previous update.
     pub fn record_gap(&self, gap_us: u64) {
         self.max_gap_us.fetch_max(gap_us, Relaxed);
     }
@@ -168,7 +195,7 @@ impl Stats {
         percentiles(&self.rtt.lock().expect("rtt lock").hold)
     }
 
-    /// Starts a hold: its RTT and snapshot gaps only count from now.
+    /// Starts a hold: its RTT and update gaps only count from now.
     pub fn start_hold(&self) {
         self.rtt.lock().expect("rtt lock").hold.reset();
         self.max_gap_us.store(0, Relaxed);
@@ -178,9 +205,10 @@ impl Stats {
     pub fn counters(&self) -> Counters {
         Counters {
             logins: self.logins.load(Relaxed),
-            snapshots: self.snapshots.load(Relaxed),
-            bytes_received: self.bytes_received.load(Relaxed),
-            replication_errors: self.replication_errors.load(Relaxed),
+            updates: self.updates.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            violations: self.violations.load(Relaxed),
+            unchecked: self.unchecked.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
             kicked: self.kicked.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),

@@ -1,181 +1,204 @@
-//! The world a bot rebuilds from replication, in either encoding, checking every update
-//! against what it was told: a change or a leave of an entity it was never told of, or an
-//! update that does not decode, is a broken promise of the server.
+//! The world a bot rebuilds from its updates, and the promises each update must keep
+//! (docs/protocol.md, "Replication: what you see"): rounds increase, nothing changes or
+//! leaves that was not entered, the bot's own entity is always there, and where it stands
+//! agrees with where it walked ([`crate::walk`]).
 
 use std::collections::HashMap;
 
-use hearth_components::wire::{QuantisedPosition, UpdateFrame, decode_message};
-use serde::Deserialize;
+use crate::conn::ComponentInfo;
+use crate::update::{Component, Update};
+use crate::walk::{Verdict, Walk};
 
-/// What a bot knows of one entity.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Seen {
-    pub player: Option<u64>,
-    pub position: Option<(f64, f64)>,
+/// What one update brought to light.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Checked {
+    /// Broken promises, each a sentence.
+    pub(crate) violations: Vec<String>,
+    /// True when the bot's position could no longer be checked (too many moves in flight).
+    pub(crate) unchecked: bool,
 }
 
-/// The replicated world as this bot was told it.
-#[derive(Default)]
-pub struct World {
-    /// Component names by index (binary updates).
-    components: Vec<String>,
-    entities: HashMap<u64, Seen>,
-}
-
-/// The `replication` message.
-#[derive(Deserialize)]
-pub struct Introduction {
-    components: Vec<Component>,
-}
-
-#[derive(Deserialize)]
-struct Component {
-    name: String,
-}
-
-/// A JSON `update` (components other than position and player id are ignored).
-#[derive(Deserialize)]
-struct JsonUpdate {
-    entered: Vec<JsonEntity>,
-    changed: Vec<JsonEntity>,
-    left: Vec<u64>,
-}
-
-#[derive(Deserialize)]
-struct JsonEntity {
-    id: u64,
-    position: Option<JsonPosition>,
-    player_id: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct JsonPosition {
-    x: f64,
-    y: f64,
+/// Entities by id with their components (by index), as the server told this bot.
+pub(crate) struct World {
+    schema: Vec<ComponentInfo>,
+    you: Option<u64>,
+    entities: HashMap<u64, Vec<Option<Component>>>,
+    round: Option<u64>,
 }
 
 impl World {
-    /// A `replication` message: a new world.
-    pub fn introduce(&mut self, intro: Introduction) {
-        self.components = intro.components.into_iter().map(|c| c.name).collect();
+    /// An empty world, before any `replication` message.
+    pub(crate) fn new() -> Self {
+        Self {
+            schema: Vec::new(),
+            you: None,
+            entities: HashMap::new(),
+            round: None,
+        }
+    }
+
+    /// A `replication` message: clear the world; the bot is `you`.
+    pub(crate) fn replication(&mut self, you: u64, schema: Vec<ComponentInfo>) {
+        self.schema = schema;
+        self.you = Some(you);
         self.entities.clear();
+        self.round = None;
     }
 
-    /// Applies a JSON `update` line.
-    pub fn apply_json(&mut self, line: &[u8]) -> Result<(), String> {
-        let update: JsonUpdate = serde_json::from_slice(line)
-            .map_err(|e| format!("an update that does not parse: {e}"))?;
-        for e in update.entered {
-            self.entities.insert(e.id, Seen::default());
-            self.set_json(e)?;
-        }
-        for e in update.changed {
-            self.set_json(e)?;
-        }
-        self.leave(&update.left)
+    /// The replicated components, in index order.
+    pub(crate) fn schema(&self) -> &[ComponentInfo] {
+        &self.schema
     }
 
-    fn set_json(&mut self, e: JsonEntity) -> Result<(), String> {
-        let seen = self.known(e.id)?;
-        if let Some(p) = e.position {
-            seen.position = Some((p.x, p.y));
-        }
-        if let Some(player) = e.player_id {
-            seen.player = Some(player);
-        }
-        Ok(())
+    /// Entities the bot knows of.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entities.len()
     }
 
-    /// Applies a binary update frame's payload.
-    pub fn apply_binary(&mut self, payload: &[u8]) -> Result<(), String> {
-        let update = UpdateFrame::decode(payload).map_err(|e| format!("a bad update: {e}"))?;
-        for e in &update.entered {
-            self.entities.insert(e.id, Seen::default());
+    /// Applies `update` (entered, changed, left, in that order) and checks it; the bot's own
+    /// position, when reported, against `walk`.
+    pub(crate) fn apply(&mut self, update: Update, walk: &mut Walk) -> Checked {
+        let mut checked = Checked::default();
+        let Some(you) = self.you else {
+            checked
+                .violations
+                .push("an update before the replication message".into());
+            return checked;
+        };
+        if let Some(previous) = self.round.filter(|&r| update.round <= r) {
+            checked
+                .violations
+                .push(format!("round {} after round {previous}", update.round));
         }
-        for e in update.entered.iter().chain(&update.changed) {
-            for (index, bytes) in &e.components {
-                let name = self
-                    .components
-                    .get(*index as usize)
-                    .ok_or_else(|| format!("component {index} was never introduced"))?
-                    .clone();
-                let seen = self.known(e.id)?;
-                match name.as_str() {
-                    "position" => {
-                        let q = QuantisedPosition::decode(bytes)
-                            .map_err(|err| format!("a bad position: {err}"))?;
-                        let (x, y) = q.to_world();
-                        seen.position = Some((f64::from(x), f64::from(y)));
-                    }
-                    "player_id" => {
-                        seen.player = Some(
-                            decode_message(bytes)
-                                .map_err(|err| format!("a bad player id: {err}"))?,
-                        );
-                    }
-                    _ => {}
+        self.round = Some(update.round);
+        let mut own = None;
+        let slots = self.schema.len();
+        for entity in update.entered {
+            let mut components = vec![None; slots];
+            for (index, component) in entity.components {
+                if entity.id == you
+                    && let Component::Position(x, y) = component
+                {
+                    own = Some((x, y));
                 }
+                components[index] = Some(component);
+            }
+            self.entities.insert(entity.id, components);
+        }
+        for entity in update.changed {
+            let Some(known) = self.entities.get_mut(&entity.id) else {
+                checked.violations.push(format!(
+                    "a change of entity {}, never entered or left",
+                    entity.id
+                ));
+                continue;
+            };
+            for (index, component) in entity.components {
+                if entity.id == you
+                    && let Component::Position(x, y) = component
+                {
+                    own = Some((x, y));
+                }
+                known[index] = Some(component);
             }
         }
-        self.leave(&update.left)
-    }
-
-    fn known(&mut self, id: u64) -> Result<&mut Seen, String> {
-        self.entities
-            .get_mut(&id)
-            .ok_or_else(|| format!("an update of entity {id}, which was never entered"))
-    }
-
-    fn leave(&mut self, ids: &[u64]) -> Result<(), String> {
-        for id in ids {
-            if self.entities.remove(id).is_none() {
-                return Err(format!("entity {id} left without having entered"));
+        for id in update.left {
+            if self.entities.remove(&id).is_none() {
+                checked
+                    .violations
+                    .push(format!("entity {id} left, never entered"));
             }
         }
-        Ok(())
+        if !self.entities.contains_key(&you) {
+            checked.violations.push(format!(
+                "its own entity {you} missing after round {}",
+                update.round
+            ));
+        }
+        if let Some(reported) = own {
+            match walk.check(reported) {
+                Verdict::Agrees => {}
+                Verdict::Disagrees(why) => checked.violations.push(why),
+                Verdict::Unchecked => checked.unchecked = true,
+            }
+        }
+        checked
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::update::{Entity, POSITION_ENCODING};
+    use crate::walk::Precision;
+
+    fn world() -> World {
+        let mut world = World::new();
+        world.replication(
+            1,
+            vec![ComponentInfo {
+                name: "position".into(),
+                encoding: POSITION_ENCODING.into(),
+            }],
+        );
+        world
+    }
+
+    fn at(id: u64, x: f32, y: f32) -> Entity {
+        Entity {
+            id,
+            components: vec![(0, Component::Position(x, y))],
+        }
+    }
 
     #[test]
-    fn updates_for_unknown_entities_are_refused() {
-        let mut world = World::default();
-        world.introduce(Introduction {
-            components: vec![Component {
-                name: "position".into(),
-            }],
-        });
-        world
-            .apply_json(br#"{"type":"update","round":1,"entered":[{"id":1,"position":{"x":1.0,"y":2.0}}],"changed":[],"left":[]}"#)
-            .unwrap();
-        assert_eq!(world.entities[&1].position, Some((1.0, 2.0)));
-        let bad = world.apply_json(
-            br#"{"type":"update","round":2,"entered":[],"changed":[{"id":9}],"left":[]}"#,
+    fn a_faithful_stream_keeps_every_promise() {
+        let mut world = world();
+        let mut walk = Walk::new((0.0, 0.0), Precision::Exact);
+        let update = Update {
+            round: 5,
+            entered: vec![at(1, 0.0, 0.0), at(2, 3.0, 4.0)],
+            changed: vec![],
+            left: vec![],
+        };
+        assert_eq!(world.apply(update, &mut walk), Checked::default());
+        walk.sent(1.0, 0.0);
+        let update = Update {
+            round: 6,
+            entered: vec![],
+            changed: vec![at(1, 1.0, 0.0)],
+            left: vec![2],
+        };
+        assert_eq!(world.apply(update, &mut walk), Checked::default());
+        assert_eq!(world.len(), 1);
+    }
+
+    #[test]
+    fn each_broken_promise_is_counted() {
+        let mut world = world();
+        let mut walk = Walk::new((0.0, 0.0), Precision::Exact);
+        let update = Update {
+            round: 5,
+            entered: vec![at(1, 0.0, 2.0)],
+            changed: vec![at(9, 0.0, 0.0)],
+            left: vec![8],
+        };
+        let checked = world.apply(update, &mut walk);
+        assert_eq!(checked.violations.len(), 3, "{checked:?}");
+        let update = Update {
+            round: 5,
+            entered: vec![],
+            changed: vec![],
+            left: vec![1],
+        };
+        let checked = world.apply(update, &mut walk);
+        assert_eq!(
+            checked.violations,
+            [
+                "round 5 after round 5",
+                "its own entity 1 missing after round 5"
+            ]
         );
-        assert!(bad.unwrap_err().contains("never entered"));
-        let bad = world
-            .apply_json(br#"{"type":"update","round":2,"entered":[],"changed":[],"left":[8]}"#);
-        assert!(bad.unwrap_err().contains("without having entered"));
-        let mut payload = Vec::new();
-        UpdateFrame {
-            round: 3,
-            changed: vec![hearth_components::wire::EntityState {
-                id: 1,
-                components: vec![(0, {
-                    let mut b = Vec::new();
-                    QuantisedPosition::from_world(3.0, -1.0).encode(&mut b);
-                    b
-                })],
-            }],
-            ..Default::default()
-        }
-        .encode(&mut payload);
-        world.apply_binary(&payload).unwrap();
-        assert_eq!(world.entities[&1].position, Some((3.0, -1.0)));
-        assert!(world.apply_binary(&[0xff]).is_err());
-        assert_eq!(world.entities.len(), 1);
     }
 }

@@ -19,14 +19,17 @@ fn start_server() -> ServerThread {
     .expect("the server starts")
 }
 
-#[test]
-fn twenty_bots_log_in_play_and_keep_every_promise() {
+/// Twenty bots in `encoding`, in two steps, then eight again on the same accounts: every
+/// bot logs in, plays, rebuilds its world from the updates and finds every promise kept.
+fn twenty_bots_log_in_play_and_keep_every_promise(encoding: &str) {
     let server = start_server();
     let addr = server.game_addr();
     let config = Config::parse_from([
         "hearth-swarm",
         "--addr",
         &addr.to_string(),
+        "--encoding",
+        encoding,
         "--steps",
         "8,20",
         "--hold",
@@ -40,7 +43,7 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         "--server-pid",
         &std::process::id().to_string(),
         // Performance is not what this test checks.
-        "--min-snapshot-rate",
+        "--min-update-rate",
         "1",
         "--max-rtt-p99",
         "10s",
@@ -56,9 +59,11 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         assert_eq!(step.bots, bots);
         assert_eq!(step.online, bots as u64, "{step:?}");
         assert_eq!(step.disconnects, 0, "{step:?}");
-        assert!(step.snapshots_per_bot_per_s > 0.0, "{step:?}");
+        assert_eq!(step.encoding.to_string(), encoding);
+        assert!(step.updates_per_bot_per_s > 0.0, "{step:?}");
         assert!(step.bytes_per_bot_per_s > 0.0, "{step:?}");
-        assert_eq!(step.replication_errors, 0, "{step:?}");
+        assert_eq!(step.violations, 0, "{step:?}");
+        assert_eq!(step.unchecked_bots, 0, "{step:?}");
         assert!(step.rtt.count > 0, "{step:?}");
         assert!(step.broken.is_empty(), "{step:?}");
         // The server is this process: its threads and memory were read.
@@ -66,21 +71,23 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
         assert!(step.server_rss_mib.expect("server RSS") > 0.0);
     }
     let table = hearth_swarm::report::markdown(&report.steps);
-    assert!(table.contains("| 20 (20) | spread, json |"), "{table}");
+    assert!(
+        table.contains(&format!("| 20 (20) | spread, {encoding} |")),
+        "{table}"
+    );
 
-    // A second run, in the binary encoding, reuses the accounts (`username_taken`, then a
-    // login), and rebuilds the world from binary updates without a broken promise.
+    // A second run reuses the accounts (`username_taken`, then a login).
     let again = Config::parse_from([
         "hearth-swarm",
         "--addr",
         &addr.to_string(),
+        "--encoding",
+        encoding,
         "--steps",
         "8",
         "--hold",
         "1s",
-        "--encoding",
-        "binary",
-        "--min-snapshot-rate",
+        "--min-update-rate",
         "1",
         "--max-rtt-p99",
         "10s",
@@ -90,11 +97,19 @@ fn twenty_bots_log_in_play_and_keep_every_promise() {
     assert_eq!(report.failures, Vec::<String>::new());
     assert_eq!(report.steps[0].online, 8);
     assert_eq!(report.steps[0].login_failures, 0);
-    assert_eq!(report.steps[0].replication_errors, 0);
-    assert!(report.steps[0].snapshots_per_bot_per_s > 0.0);
-    assert!(report.steps[0].bytes_per_bot_per_s > 0.0);
+    assert_eq!(report.steps[0].violations, 0);
 
     assert_eq!(server.stop(), 0, "every player saved on shutdown");
+}
+
+#[test]
+fn binary_bots_keep_every_promise() {
+    twenty_bots_log_in_play_and_keep_every_promise("binary");
+}
+
+#[test]
+fn json_bots_keep_every_promise() {
+    twenty_bots_log_in_play_and_keep_every_promise("json");
 }
 
 #[test]
