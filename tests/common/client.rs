@@ -48,36 +48,34 @@ impl NetServer {
 
     /// A server on the store `config` selects, opened by its own `StorePlugin` as the binary
     /// opens it; it listens on a free port of 127.0.0.1.
-    pub fn start(mut config: ServerConfig) -> Self {
-        config.front_door.listen = "127.0.0.1:0".parse().unwrap();
-        let server = ServerThread::start(move || {
-            let mut app = bevy_app::App::new();
-            app.add_plugins(HearthPlugins::new(config))
-                .add_plugins(DemoGamePlugin);
-            app
-        })
-        .expect("the server starts");
-        Self {
-            addr: server.game_addr(),
-            backend: None,
-            server,
-        }
+    pub fn start(config: ServerConfig) -> Self {
+        Self::run(config, |_| {})
     }
 
     /// A server on the store and accounts given, whose app `setup` extends first. It listens
     /// on a free port of 127.0.0.1, whatever `config` says.
     pub fn start_with(
-        mut config: ServerConfig,
+        config: ServerConfig,
         port: StorePort,
         accounts: AccountStoreFactory,
+        setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
+    ) -> Self {
+        Self::run(config, move |app| {
+            app.insert_resource(port)
+                .insert_resource(AccountStores(accounts));
+            setup(app);
+        })
+    }
+
+    /// The demo game on `HearthPlugins`, extended by `setup`, run on a free port of 127.0.0.1.
+    fn run(
+        mut config: ServerConfig,
         setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
     ) -> Self {
         config.front_door.listen = "127.0.0.1:0".parse().unwrap();
         let server = ServerThread::start(move || {
             let mut app = bevy_app::App::new();
-            app.insert_resource(port)
-                .insert_resource(AccountStores(accounts))
-                .add_plugins(HearthPlugins::new(config))
+            app.add_plugins(HearthPlugins::new(config))
                 .add_plugins(DemoGamePlugin);
             setup(&mut app);
             app
