@@ -260,6 +260,12 @@ impl Maintenance for Arc<MemoryBackend> {
         Ok(None)
     }
 
+    /// A memory store is never shared between processes: no process it could ask about
+    /// announces itself.
+    fn alive(&mut self, _owner: &str) -> Result<bool, MaintenanceError> {
+        Ok(false)
+    }
+
     fn release_lease(&mut self, player: PlayerId, owner: &str) -> Result<bool, MaintenanceError> {
         let held = self.lease_owner(player).as_deref() == Some(owner);
         self.release(player, owner);

@@ -318,6 +318,19 @@ impl Client {
         logged_in
     }
 
+    /// Sends `message` (a `login` or `resume`) and returns the `logged_in` (this client then
+    /// plays as that player), or the `error` it got instead.
+    pub fn try_enter(&mut self, message: Value) -> Result<Value, Value> {
+        self.send(message);
+        let answer = self.expect_any(&["logged_in", "error"]);
+        if answer["type"] != "logged_in" {
+            return Err(answer);
+        }
+        let id = answer["player_id"].as_u64().unwrap();
+        self.me = Some((id, answer["state"]["position"].clone()));
+        Ok(answer)
+    }
+
     /// Logs in with a resume token and returns the `logged_in` message (carrying the next
     /// token).
     pub fn resume(&mut self, token: &str) -> Value {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hearth_components::PlayerId;
-use redis::Script;
+use redis::{Script, Value};
 
 use super::Keys;
 use super::blocking::{BlockingError, BlockingNodes};
@@ -114,22 +114,37 @@ impl AccountStore for RedisAccounts {
         let presented = presented.map_or("", TokenHash::as_str);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let script = self.resume_script.clone();
-        let answer: i64 = self.nodes.on_key(&set, |c| {
-            script
-                .key(&set)
-                .key(&lease)
-                .arg(presented)
-                .arg(fresh.as_str())
-                .arg(ttl_ms)
-                .arg(TOKENS_PER_PLAYER)
-                .invoke(c)
-        })?;
+        let run = |nodes: &mut BlockingNodes, dead: &str| -> Result<Value, AccountError> {
+            Ok(nodes.on_key(&set, |c| {
+                script
+                    .key(&set)
+                    .key(&lease)
+                    .arg(presented)
+                    .arg(fresh.as_str())
+                    .arg(ttl_ms)
+                    .arg(TOKENS_PER_PLAYER)
+                    .arg(dead)
+                    .invoke(c)
+            })?)
+        };
+        let mut answer = run(&mut self.nodes, "")?;
+        if let Some(holder) = online_holder(&answer) {
+            // A holder that is not alive (crashed) does not keep the player online: the
+            // token is taken, and the join that follows takes the lease over.
+            let alive_key = self.keys.alive(&holder);
+            let alive: i64 = self.nodes.on_key(&alive_key, |c| {
+                redis::cmd("EXISTS").arg(&alive_key).query(c)
+            })?;
+            if alive == 0 {
+                answer = run(&mut self.nodes, &holder)?;
+            }
+        }
         match answer {
-            1 => Ok(Resumed::Stored),
-            0 => Ok(Resumed::Unknown),
-            2 => Ok(Resumed::Online),
+            Value::Int(1) => Ok(Resumed::Stored),
+            Value::Int(0) => Ok(Resumed::Unknown),
+            answer if online_holder(&answer).is_some() => Ok(Resumed::Online),
             other => Err(AccountError::Unavailable(format!(
-                "resume.lua answered {other}"
+                "resume.lua answered {other:?}"
             ))),
         }
     }
@@ -201,5 +216,18 @@ impl AccountStore for RedisAccounts {
             .nodes
             .on_key(&key, |c| redis::cmd("DEL").arg(&key).query(c))?;
         Ok(deleted == 1)
+    }
+}
+
+/// The lease owner in `resume.lua`'s "online" answer (`{2, owner}`), if it is one.
+fn online_holder(answer: &Value) -> Option<String> {
+    match answer {
+        Value::Array(parts) => match parts.as_slice() {
+            [Value::Int(2), Value::BulkString(owner)] => {
+                Some(String::from_utf8_lossy(owner).into_owned())
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
