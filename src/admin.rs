@@ -154,7 +154,7 @@ pub fn run(
     let timeout = config.store_timeout.max(Duration::from_secs(5));
     let mut store = RedisMaintenance::new(url, &config.key_prefix, timeout)
         .map_err(|e| AdminError::Usage(e.to_string()))?;
-    let mut accounts = RedisAccounts::new(url, &config.key_prefix, timeout)
+    let mut accounts = RedisAccounts::new(url, &config.key_prefix, timeout, "")
         .map_err(|e| AdminError::Usage(e.to_string()))?;
     let mut admin = Admin {
         store: &mut store,
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn commands_work_through_the_ports_on_the_memory_adapters() {
         let mut store = MemoryBackend::new(StoreClock::manual());
-        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store));
+        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store), "");
         let hash = Passwords::default().hash("password1").unwrap();
         let id = accounts.create("alice", &hash).unwrap();
         let mut record = PlayerRecord::new(id);

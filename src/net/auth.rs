@@ -240,6 +240,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 impl Working {
     fn handle(&mut self, request: AuthRequest) {
+        self.accounts.begin_request();
         match request {
             AuthRequest::Register {
                 username,

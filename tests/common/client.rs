@@ -40,7 +40,8 @@ impl NetServer {
     ) -> Self {
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
-        let accounts = hearth::store::memory_account_stores(Arc::clone(&backend));
+        let owner = config.store.settings.lease_owner();
+        let accounts = hearth::store::memory_account_stores(Arc::clone(&backend), &owner);
         let mut server = Self::start_with(config, port, accounts, setup);
         server.backend = Some(backend);
         server

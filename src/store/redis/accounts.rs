@@ -12,7 +12,7 @@ use super::Keys;
 use super::blocking::{BlockingError, BlockingNodes};
 use super::scripts::RESUME_LUA;
 use crate::store::accounts::{
-    Account, AccountError, AccountStore, Resumed, TOKENS_PER_PLAYER, TokenHash,
+    Account, AccountError, AccountStore, RESUME_LEASE, Resumed, TOKENS_PER_PLAYER, TokenHash,
 };
 
 /// Accounts in Redis: `<prefix>:account:{<username>}` holds the account JSON,
@@ -32,6 +32,8 @@ pub struct RedisAccounts {
     keys: Keys,
     prefix: String,
     resume_script: Script,
+    /// The lease owner of the server these accounts serve: a resume takes the lease for it.
+    owner: String,
 }
 
 impl From<BlockingError> for AccountError {
@@ -41,14 +43,21 @@ impl From<BlockingError> for AccountError {
 }
 
 impl RedisAccounts {
-    /// Accounts on the Redis at `url` (`redis://...` or `redis+cluster://...`); connections
-    /// open on first use and persist.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, AccountError> {
+    /// Accounts on the Redis at `url` (`redis://...` or `redis+cluster://...`) for the
+    /// server whose lease owner is `owner` (`""` where nobody resumes: `hearth admin`);
+    /// connections open on first use and persist.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        owner: &str,
+    ) -> Result<Self, AccountError> {
         Ok(Self {
             nodes: BlockingNodes::new(url, timeout)?,
             keys: Keys::new(prefix),
             prefix: prefix.to_string(),
             resume_script: Script::new(RESUME_LUA),
+            owner: owner.to_string(),
         })
     }
 
@@ -113,7 +122,9 @@ impl AccountStore for RedisAccounts {
         );
         let presented = presented.map_or("", TokenHash::as_str);
         let ttl_ms = ttl.as_millis().max(1) as u64;
+        let lease_ms = RESUME_LEASE.as_millis() as u64;
         let script = self.resume_script.clone();
+        let owner = self.owner.clone();
         let run = |nodes: &mut BlockingNodes, dead: &str| -> Result<Value, AccountError> {
             Ok(nodes.on_key(&set, |c| {
                 script
@@ -124,6 +135,8 @@ impl AccountStore for RedisAccounts {
                     .arg(ttl_ms)
                     .arg(TOKENS_PER_PLAYER)
                     .arg(dead)
+                    .arg(&owner)
+                    .arg(lease_ms)
                     .invoke(c)
             })?)
         };
@@ -208,6 +221,10 @@ impl AccountStore for RedisAccounts {
             redis::cmd("SET").arg(&key).arg(&json).arg("XX").query(c)
         })?;
         Ok(written.map(|_| account.player_id))
+    }
+
+    fn begin_request(&mut self) {
+        self.nodes.begin_request();
     }
 
     fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError> {
