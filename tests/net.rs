@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::NetServer;
+use common::client::{CLIENT_WAIT, NetServer};
 use hearth::testing::test_config;
 use hearth_components::PlayerId;
 use serde_json::json;
@@ -364,6 +364,49 @@ fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     let c = &mut clients[0];
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3);
+}
+
+#[test]
+fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
+    let mut config = test_config("net-crowd");
+    config.front_door.registrations_per_minute = 1_000; // the line is under test, not this limit
+    let server = NetServer::memory(config);
+    // 60 connections from one address register at once: far more than the two password
+    // workers take, within the address's share of the line.
+    let mut clients: Vec<_> = (0..60).map(|_| server.client()).collect();
+    for (n, c) in clients.iter_mut().enumerate() {
+        c.send(
+            json!({"type": "register", "username": format!("crowd{n}"), "password": "password1"}),
+        );
+    }
+    let mut told = 0;
+    for c in &mut clients {
+        let mut positions = Vec::new();
+        let answer = loop {
+            let message = c
+                .next(CLIENT_WAIT)
+                .expect("an answer before the server closes");
+            match message["type"].as_str() {
+                Some("queued") => {
+                    let position = message["position"].as_u64().unwrap();
+                    assert!(position >= 3, "the next two are not told: {message}");
+                    assert!(message["eta_s"].as_u64().unwrap() >= 1, "{message}");
+                    positions.push(position);
+                }
+                _ => break message,
+            }
+        };
+        assert_eq!(answer["type"], "registered", "no one refused: {answer}");
+        assert!(
+            positions.windows(2).all(|w| w[1] < w[0]),
+            "a place only moves forward: {positions:?}"
+        );
+        told += usize::from(!positions.is_empty());
+    }
+    assert!(
+        told >= 30,
+        "most of a crowd of 60 waits behind others and is told so ({told} were)"
+    );
 }
 
 #[test]

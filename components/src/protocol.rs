@@ -25,6 +25,7 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "logged_in",
     "logged_out",
     "pong",
+    "queued",
     "kicked",
     "error",
 ];
@@ -181,6 +182,13 @@ pub enum ServerMessage {
     Pong {
         nonce: u64,
     },
+    /// A `register` or `login` waits for a password worker behind others: its place in the
+    /// line (1 = next) and an estimate of the wait in whole seconds. Sent when it joins the
+    /// line behind others and again every few seconds while it waits; its answer follows.
+    Queued {
+        position: u64,
+        eta_s: u64,
+    },
     Kicked {
         reason: String,
     },
@@ -238,7 +246,7 @@ pub enum ErrorCode {
     /// Too many failed logins from this address, or too many messages on this connection
     /// (the message was dropped); try again later.
     RateLimited,
-    /// The server cannot take the request now (auth queue full); retry shortly.
+    /// The server cannot take the request now (its waiting line is full); retry shortly.
     ServerBusy,
     /// The request needs a logged-in player.
     NotLoggedIn,
@@ -303,6 +311,10 @@ mod tests {
             },
             ServerMessage::LoggedOut {},
             ServerMessage::Pong { nonce: 1 },
+            ServerMessage::Queued {
+                position: 1,
+                eta_s: 1,
+            },
             ServerMessage::Kicked { reason: "r".into() },
             ServerMessage::error(ErrorCode::BadRequest, "m"),
         ];
@@ -312,6 +324,7 @@ mod tests {
                 | ServerMessage::LoggedIn { .. }
                 | ServerMessage::LoggedOut {}
                 | ServerMessage::Pong { .. }
+                | ServerMessage::Queued { .. }
                 | ServerMessage::Kicked { .. }
                 | ServerMessage::Error { .. } => {}
                 ServerMessage::Game(_) => unreachable!("not a core message"),

@@ -262,7 +262,7 @@ impl Client {
         self.world.get(&you).map(|e| e["position"].clone())
     }
 
-    /// Reads until a message of one of `kinds` arrives (skipping replication), failing on
+    /// Reads until a message of one of `kinds` arrives (skipping replication and `queued` notices), failing on
     /// anything else or after [`CLIENT_WAIT`].
     pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
         let deadline = Instant::now() + CLIENT_WAIT;
@@ -272,7 +272,7 @@ impl Client {
                 .unwrap_or_else(|| panic!("connection closed while waiting for {kinds:?}"));
             match message["type"].as_str() {
                 Some(t) if kinds.contains(&t) => return message,
-                Some("update" | "replication") => assert!(
+                Some("update" | "replication" | "queued") => assert!(
                     Instant::now() < deadline,
                     "no {kinds:?} within {CLIENT_WAIT:?}"
                 ),
@@ -418,7 +418,7 @@ impl Client {
                 .expect("connection closed while waiting for a pong");
             match message["type"].as_str() {
                 Some("pong") if message["nonce"] == nonce => return,
-                Some("update" | "replication") => {}
+                Some("update" | "replication" | "queued") => {}
                 _ => self.backlog.push_back(message),
             }
         }
