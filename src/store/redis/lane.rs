@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::calls::{
-    CallFailed, CallReply, build_refresh_chunk, build_save_chunk, in_order, per_item,
-    refresh_outcomes, reply_text, save_outcomes,
+    CallFailed, CallReply, build_refresh_chunk, build_save_chunk, build_together_call, in_order,
+    per_item, refresh_outcomes, reply_text, save_outcomes,
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
@@ -400,6 +400,62 @@ impl StoreOperations for LaneWorker {
             Some(order) => in_order(results, &order, |result| result.player),
             None => results,
         }
+    }
+
+    /// One call of `save_together.lua`, one round trip, when every player's keys share a slot
+    /// (always on one Redis). On a cluster, players of several slots cannot be written by one
+    /// script: they are saved one by one (each still owner-checked and fenced, but not
+    /// together), and that is logged as an error.
+    async fn save_together(
+        &mut self,
+        items: Vec<SaveItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<SaveResult> {
+        let Some(first) = items.first().map(|item| item.snapshot.player) else {
+            return Vec::new();
+        };
+        let one_slot = !self.nodes.is_cluster()
+            || items.iter().all(|item| {
+                cluster::player_slot(item.snapshot.player) == cluster::player_slot(first)
+            });
+        if !one_slot {
+            tracing::error!(
+                players = items.len(),
+                "a linked save spans Redis Cluster slots, which one script cannot write: saving each player on its own (not atomically)"
+            );
+            return self.save(items, round_trips).await;
+        }
+        self.nodes.refresh_if_stale().await;
+        let node = self.nodes.of_player(first);
+        let mut out = Vec::new();
+        let (pipe, sent) = build_together_call(&self.shared, items, &mut out);
+        if !sent.is_empty() {
+            let pipe = Arc::new(pipe);
+            match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
+                Ok(handle) => {
+                    let mut redirected = Vec::new();
+                    let chunk = (node, handle, pipe, sent);
+                    let what = "saving records together";
+                    self.finish_chunk(chunk, what, round_trips, &mut out, &mut redirected)
+                        .await
+                        .ok();
+                    if !redirected.is_empty() {
+                        self.send_redirected(redirected, what, round_trips, &mut out)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    let reason = CallFailed::NoReply(e.to_string());
+                    out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                }
+            }
+        }
+        per_item(out, save_outcomes, |sent, outcome| SaveResult {
+            entity: sent.entity,
+            player: sent.player,
+            seq: sent.seq,
+            outcome,
+        })
     }
 
     /// A round trip is one pipelined chunk.

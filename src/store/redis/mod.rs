@@ -262,7 +262,9 @@ impl PlayerStore for RedisStore {
         let lane = match &job {
             StoreJob::Save { lane, .. } => *lane,
             StoreJob::Refresh { .. } => Lane::Periodic,
-            StoreJob::Join { .. } | StoreJob::Release { .. } => Lane::Interactive,
+            StoreJob::SaveTogether { .. } | StoreJob::Join { .. } | StoreJob::Release { .. } => {
+                Lane::Interactive
+            }
         };
         let queue = match lane {
             Lane::Periodic => &self.periodic,

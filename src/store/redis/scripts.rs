@@ -16,6 +16,8 @@ pub const INSTANCE_LUA: &str = include_str!("../../../assets/redis/instance.lua"
 pub const IMPORT_LUA: &str = include_str!("../../../assets/redis/import.lua");
 /// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
 pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
+/// `save_together.lua`: several players' records, every one or none (a linked save).
+pub const SAVE_TOGETHER_LUA: &str = include_str!("../../../assets/redis/save_together.lua");
 
 /// `resume.lua`: take a presented resume token and store a fresh one (the front door's
 /// account store, not the player store, runs it).
@@ -28,6 +30,7 @@ pub struct Scripts {
     pub refresh: Script,
     pub release: Script,
     pub save: Script,
+    pub save_together: Script,
 }
 
 impl Default for Scripts {
@@ -38,6 +41,7 @@ impl Default for Scripts {
             refresh: Script::new(REFRESH_LUA),
             release: Script::new(RELEASE_LUA),
             save: Script::new(SAVE_LUA),
+            save_together: Script::new(SAVE_TOGETHER_LUA),
         }
     }
 }
