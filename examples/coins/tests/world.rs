@@ -105,3 +105,23 @@ fn bad_gifts_are_refused_and_move_nothing() {
         );
     }
 }
+
+/// `client_json` decodes through the game's registry, as the front door does: a gift without
+/// its amount is refused in an ECS test too. `is_dirty` shows a collect not saved yet.
+#[test]
+fn a_line_decodes_through_the_registry_and_a_change_is_dirty_until_saved() {
+    let mut server = server();
+    let e = server.join(PlayerId(1));
+    let refused = server.client_json(e, json!({"type": "gift", "to": 2}));
+    let reason = refused.expect_err("an amount is required").to_string();
+    assert!(reason.contains("amount"), "{reason}");
+    assert!(!server.is_dirty(e));
+    server
+        .client_json(e, json!({"type": "collect"}))
+        .expect("a valid collect");
+    server.frame();
+    assert!(server.is_dirty(e), "collected, not saved yet");
+    server.flush_now();
+    assert!(!server.is_dirty(e), "saved");
+    assert_eq!(stored_coins(&server, PlayerId(1)), Some(STARTING_COINS + 1));
+}
