@@ -206,7 +206,64 @@ fn a_player_no_longer_ours_abandons_the_link_with_nothing_written(stores: &dyn S
     assert_eq!(stored_coins(&a, ids[1]), Some(1));
 }
 
+/// Players whose keys live in different cluster slots (on one Redis and in memory, any two).
+fn players_of_two_slots() -> [PlayerId; 2] {
+    let first = PlayerId(1);
+    let other = (2..)
+        .map(PlayerId)
+        .find(|p| player_slot(*p) != player_slot(first))
+        .expect("another slot");
+    [first, other]
+}
+
+/// A gift between players of different cluster slots (on a cluster: prepared on each slot,
+/// committed by one decision, then applied) is stored on both sides, and no pending record
+/// or decision is left behind.
+fn a_gift_across_slots_is_stored_on_both_sides(stores: &dyn StoreFactory) {
+    let mut server = stores.game_server(config("a"), coins_game);
+    let ids = players_of_two_slots();
+    let g = player_with(&mut server, ids[0], 100);
+    let r = player_with(&mut server, ids[1], 1);
+    gift(&mut server, g, r, 25, 5);
+    assert_eq!(until_answered(&mut server, 5), TogetherOutcome::Saved);
+    assert_eq!(
+        (stored_coins(&server, ids[0]), stored_coins(&server, ids[1])),
+        (Some(75), Some(26))
+    );
+    // A second gift between the same two goes through as well (nothing left in the way).
+    gift(&mut server, r, g, 6, 6);
+    assert_eq!(until_answered(&mut server, 6), TogetherOutcome::Saved);
+    assert_eq!(
+        (stored_coins(&server, ids[0]), stored_coins(&server, ids[1])),
+        (Some(81), Some(20))
+    );
+}
+
+/// Across slots too, a recipient no longer ours abandons the gift with nothing written.
+fn a_lost_player_across_slots_abandons_the_link_with_nothing_written(stores: &dyn StoreFactory) {
+    let mut a = stores.game_server(config("a"), coins_game);
+    let mut b = stores.game_server(config("b"), coins_game);
+    let ids = players_of_two_slots();
+    let g = player_with(&mut a, ids[0], 100);
+    let r = player_with(&mut a, ids[1], 1);
+    a.store().advance_clock(Duration::from_secs(120));
+    b.join(ids[1]);
+    gift(&mut a, g, r, 50, 3);
+    assert_eq!(
+        until_answered(&mut a, 3),
+        TogetherOutcome::Abandoned { entity: r }
+    );
+    assert_eq!(
+        stored_coins(&a, ids[0]),
+        Some(100),
+        "the giver's side unwritten"
+    );
+    assert_eq!(stored_coins(&a, ids[1]), Some(1));
+}
+
 on_every_store!(
+    a_gift_across_slots_is_stored_on_both_sides,
+    a_lost_player_across_slots_abandons_the_link_with_nothing_written,
     a_gift_is_stored_on_both_sides_and_never_on_one,
     no_side_is_saved_alone_while_the_link_waits,
     links_sharing_a_player_are_saved_as_one,

@@ -1402,3 +1402,54 @@ fn saving_together_writes_every_record_or_none(redis: &dyn TestRedis) {
     assert_eq!(owner(&mut conn, q).as_deref(), Some("a/boot"));
     assert_eq!(xp_of(&stored(&mut conn, q).unwrap()), 23);
 }
+
+/// A linked save across cluster slots interrupted by a crash (pending records written, the
+/// store gone): a claim of such a player applies the pending record when its link was
+/// committed, and aborts an undecided link (so its committer can no longer commit it) keeping
+/// the stored record. Either way no pending record is left. (Only a cluster has them.)
+#[test]
+fn a_claim_rolls_a_committed_link_forward_and_aborts_an_undecided_one() {
+    let redis = &RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.inspector();
+    let (p, q) = (PlayerId(1), PlayerId(2));
+    let before = br#"{"version":2,"seq":3,"id":1,"sections":{"progress":{"xp":1,"level":1}}}"#;
+    let pending = r#"{"version":2,"seq":4,"id":1,"sections":{"progress":{"xp":9,"level":1}}}"#;
+    let _: () = conn.set("hearth:player:{1}", &before[..]).unwrap();
+    let _: () = conn
+        .hset_multiple(
+            "hearth:pending:{1}",
+            &[("link", "dead/1"), ("seq", "4"), ("record", pending)],
+        )
+        .unwrap();
+    let _: () = conn.set("hearth:link:{dead/1}", "committed").unwrap();
+    let grant = store.join(p).expect("claim");
+    assert_eq!(xp_of(grant.record.as_ref().unwrap()), 9, "rolled forward");
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 9);
+    let left: bool = conn.exists("hearth:pending:{1}").unwrap();
+    assert!(!left, "no pending record left");
+
+    let stored_q = br#"{"version":2,"seq":3,"id":2,"sections":{"progress":{"xp":2,"level":1}}}"#;
+    let pending_q = r#"{"version":2,"seq":4,"id":2,"sections":{"progress":{"xp":8,"level":1}}}"#;
+    let _: () = conn.set("hearth:player:{2}", &stored_q[..]).unwrap();
+    let _: () = conn
+        .hset_multiple(
+            "hearth:pending:{2}",
+            &[("link", "dead/2"), ("seq", "4"), ("record", pending_q)],
+        )
+        .unwrap();
+    let grant = store.join(q).expect("claim");
+    assert_eq!(
+        xp_of(grant.record.as_ref().unwrap()),
+        2,
+        "undecided: dropped"
+    );
+    let decision: Option<String> = conn.get("hearth:link:{dead/2}").unwrap();
+    assert_eq!(
+        decision.as_deref(),
+        Some("aborted"),
+        "its committer can no longer commit"
+    );
+    let left: bool = conn.exists("hearth:pending:{2}").unwrap();
+    assert!(!left, "no pending record left");
+}

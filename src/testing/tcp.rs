@@ -27,10 +27,7 @@ pub struct TcpGameServer {
 impl TcpGameServer {
     /// Starts `HearthPlugins::new(config)` plus `game`, with `listen` set to port 0 of
     /// 127.0.0.1. `Err` says what could not be opened (the store, the listener).
-    pub fn start(
-        mut config: ServerConfig,
-        game: impl Plugin,
-    ) -> Result<Self, NotStarted> {
+    pub fn start(mut config: ServerConfig, game: impl Plugin) -> Result<Self, NotStarted> {
         config.front_door.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = ServerThread::start(move || {
             let mut app = App::new();

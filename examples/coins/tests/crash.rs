@@ -1,12 +1,18 @@
 //! The crash property: gifts between random pairs of players while real `coins` server
-//! processes are SIGKILLed at random moments, on a real `redis-server`; after every crash
+//! processes are SIGKILLed at random moments, on a real `redis-server` and on a real 3-master
+//! Redis Cluster (where most pairs live in different slots, so a gift takes the three-step
+//! commit across slots); after every crash
 //! the total of all coins in the store is what the players started with. A gift's two wallets
 //! are written together (a linked save) or not at all; saved one by one, a kill between the
 //! two writes would create or destroy coins.
 //!
 //! Seeded: `COINS_CRASH_SEED=<n>` replays a run (the seed is printed).
 
-// The Hearth suite's harness: a real redis-server on a free port, killed on drop.
+// The Hearth suite's harnesses: a real redis-server on a free port, and a local Redis
+// Cluster, killed on drop.
+#[allow(dead_code)]
+#[path = "../../../tests/common/redis_cluster.rs"]
+mod redis_cluster;
 #[allow(dead_code)]
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use coins::STARTING_COINS;
 use redis::Commands;
+use redis_cluster::{RedisCluster, TestRedis};
 use redis_server::{RedisServer, free_port};
 use serde_json::{Value, json};
 
@@ -152,8 +159,8 @@ impl Client {
 }
 
 /// The coins the store holds for each player (a player never saved holds the starting coins).
-fn stored_coins(redis: &RedisServer, ids: &[u64]) -> Vec<u64> {
-    let mut conn = redis.connection();
+fn stored_coins(redis: &dyn TestRedis, ids: &[u64]) -> Vec<u64> {
+    let mut conn = redis.inspector();
     ids.iter()
         .map(|id| {
             let record: Option<String> = conn.get(format!("hearth:player:{{{id}}}")).unwrap();
@@ -167,6 +174,15 @@ fn stored_coins(redis: &RedisServer, ids: &[u64]) -> Vec<u64> {
 
 #[test]
 fn gifts_conserve_every_coin_across_random_sigkills_on_one_redis() {
+    gifts_conserve_every_coin_across_random_sigkills(&RedisServer::start());
+}
+
+#[test]
+fn gifts_conserve_every_coin_across_random_sigkills_on_a_redis_cluster() {
+    gifts_conserve_every_coin_across_random_sigkills(&RedisCluster::start(3, 0));
+}
+
+fn gifts_conserve_every_coin_across_random_sigkills(redis: &dyn TestRedis) {
     let seed = std::env::var("COINS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -179,7 +195,6 @@ fn gifts_conserve_every_coin_across_random_sigkills_on_one_redis() {
         });
     println!("COINS_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
-    let redis = RedisServer::start();
     let url = redis.url();
     let names: Vec<String> = (0..PLAYERS).map(|i| format!("player{i}")).collect();
     let mut server = Server::start(&url, "coins-0");
@@ -213,7 +228,7 @@ fn gifts_conserve_every_coin_across_random_sigkills_on_one_redis() {
             client.drain();
             gifted += client.gifted;
         }
-        let coins = stored_coins(&redis, &ids);
+        let coins = stored_coins(redis, &ids);
         assert_eq!(
             coins.iter().sum::<u64>(),
             total,
@@ -222,7 +237,7 @@ fn gifts_conserve_every_coin_across_random_sigkills_on_one_redis() {
         server = Server::start(&url, &format!("coins-{}", crash + 1));
     }
     server.kill();
-    let coins = stored_coins(&redis, &ids);
+    let coins = stored_coins(redis, &ids);
     println!("{gifted} gifts acknowledged durable; wallets now {coins:?}");
     assert!(gifted > 0, "gifts were made and saved");
     assert_ne!(

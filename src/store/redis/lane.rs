@@ -404,8 +404,7 @@ impl StoreOperations for LaneWorker {
 
     /// One call of `save_together.lua`, one round trip, when every player's keys share a slot
     /// (always on one Redis). On a cluster, players of several slots cannot be written by one
-    /// script: they are saved one by one (each still owner-checked and fenced, but not
-    /// together), and that is logged as an error.
+    /// script: the three-step commit of [`super::linked`] writes them together.
     async fn save_together(
         &mut self,
         items: Vec<SaveItem>,
@@ -419,11 +418,11 @@ impl StoreOperations for LaneWorker {
                 cluster::player_slot(item.snapshot.player) == cluster::player_slot(first)
             });
         if !one_slot {
-            tracing::error!(
-                players = items.len(),
-                "a linked save spans Redis Cluster slots, which one script cannot write: saving each player on its own (not atomically)"
-            );
-            return self.save(items, round_trips).await;
+            let started = Instant::now();
+            let count = items.len();
+            let results = self.save_across_slots(items).await;
+            round_trips.record(started.elapsed(), count);
+            return results;
         }
         self.nodes.refresh_if_stale().await;
         let node = self.nodes.of_player(first);
@@ -574,6 +573,16 @@ impl StoreOperations for LaneWorker {
         };
         match (granted, payload) {
             (Some(Value::Int(1)), payload) => {
+                // On a cluster, a linked save across slots may have left a pending record:
+                // resolve it by the link's decision (roll forward or drop), then read the
+                // record as it is now.
+                let payload = match self.pending_record(player, payload).await {
+                    Ok(payload) => payload,
+                    Err(reason) => {
+                        self.release_if_ours(player).await;
+                        return unavailable(reason);
+                    }
+                };
                 StoreMetrics::add(&shared.metrics.loads, 1);
                 let bytes = match payload {
                     Some(Value::BulkString(bytes)) => Some(bytes),
