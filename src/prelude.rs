@@ -21,7 +21,7 @@ pub use serde::{Deserialize, Serialize};
 
 pub use hearth_components::{
     JoinRefusal, JoinRefused, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
-    PlayerLeft, Position, SaveNowRequest, SavedNow,
+    PlayerLeft, Position, SaveNowRequest, SaveTogether, SavedNow, SavedTogether, TogetherOutcome,
 };
 pub use hearth_systems::replication::{
     InterestTags, QuantisedPositionEncoding, ReplicationAppExt, ReplicationPlugin, RoundSettings,

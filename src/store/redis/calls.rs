@@ -133,6 +133,57 @@ pub(super) fn build_save_chunk(
     (pipe, groups)
 }
 
+/// A linked save: `SCRIPT LOAD save_together.lua`, then one `EVALSHA` holding every record
+/// (all of one slot: the caller checks), then `WAIT` as for any chunk of saves. A record that
+/// cannot be encoded fails the whole call, unsent: the records travel together or not at all.
+pub(super) fn build_together_call(
+    shared: &Shared,
+    items: Vec<SaveItem>,
+    out: &mut Vec<CallReply<SentSave>>,
+) -> (Pipeline, Vec<Vec<SentSave>>) {
+    let script = &shared.scripts.save_together;
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.load_script(script).ignore();
+    let mut keys = Vec::with_capacity(2 * items.len());
+    let mut args = Vec::with_capacity(3 * items.len());
+    let mut group = Vec::with_capacity(items.len());
+    let mut unencodable = None;
+    for item in items {
+        let snapshot = &item.snapshot;
+        match snapshot.encode() {
+            Ok(record) => {
+                keys.push(shared.keys.player(snapshot.player));
+                keys.push(shared.keys.session(snapshot.player));
+                args.push(snapshot.seq.to_string().into_bytes());
+                args.push(item.last_stored_seq.to_string().into_bytes());
+                args.push(record);
+            }
+            Err(e) => unencodable = Some(CallFailed::Encode(std::sync::Arc::new(e))),
+        }
+        group.push(SentSave {
+            entity: item.entity,
+            player: snapshot.player,
+            seq: snapshot.seq,
+        });
+    }
+    if let Some(reason) = unencodable {
+        out.push((group, Err(reason)));
+        return (pipe, Vec::new());
+    }
+    pipe.cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(&shared.instance)
+        .arg(shared.lease_ttl_ms)
+        .arg(args);
+    if shared.durable_replicas > 0 {
+        pipe.add_command(wait_command(shared));
+    }
+    (pipe, vec![group])
+}
+
 /// `WAIT <durable_replicas> <ms>`: after a chunk of saves, on the same connection, asks how
 /// many replicas have them. It waits at most half the store timeout, so the chunk's reply
 /// still comes within it.
