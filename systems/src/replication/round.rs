@@ -4,7 +4,6 @@
 //! An unchanged value is the previous round's, shared: a round costs the tick an `Arc` clone
 //! per replicated component, a copy per changed one.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -69,8 +68,9 @@ pub struct ReplicationRound {
     entities: Vec<RoundEntity>,
     /// `entities.len() × components.len()` values, entity-major.
     values: Vec<Option<Arc<ComponentValue>>>,
-    /// Built by the first reader that needs it, off the tick.
-    by_player: OnceLock<HashMap<PlayerId, u32>>,
+    /// Built by the first reader that needs it, off the tick: (player, slot), sorted (a
+    /// sort and binary searches cost a fraction of a hash table's inserts and lookups).
+    by_player: OnceLock<Vec<(PlayerId, u32)>>,
     grid: OnceLock<SpatialGrid<u32>>,
 }
 
@@ -123,16 +123,20 @@ impl ReplicationRound {
 
     /// The slot of a player's entity.
     pub fn slot_of(&self, player: PlayerId) -> Option<u32> {
-        self.by_player
-            .get_or_init(|| {
-                self.entities
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(slot, e)| Some((e.player?, slot as u32)))
-                    .collect()
-            })
-            .get(&player)
-            .copied()
+        let by_player = self.by_player.get_or_init(|| {
+            let mut by_player: Vec<(PlayerId, u32)> = self
+                .entities
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, e)| Some((e.player?, slot as u32)))
+                .collect();
+            by_player.sort_unstable_by_key(|&(player, _)| player.0);
+            by_player
+        });
+        let index = by_player
+            .binary_search_by_key(&player.0, |&(p, _)| p.0)
+            .ok()?;
+        Some(by_player[index].1)
     }
 
     /// Slots of entities within the radius of `(x, y)`, nearest cells first, at most

@@ -302,3 +302,129 @@ fn the_games_rule_filters_and_a_crowd_is_bounded() {
     assert!(update.entered().len() <= r.settings().max_candidates + 1);
     assert!(view.heap_bytes() < 64 * 1024, "{} bytes", view.heap_bytes());
 }
+
+/// A xorshift generator: repeatable randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn coordinate(&mut self, half: u64) -> f32 {
+        (self.next() % (2 * half + 1)) as f32 - half as f32
+    }
+}
+
+/// What a binary client holds: id → component index → payload.
+type ClientWorld = std::collections::HashMap<u64, Vec<(u8, Vec<u8>)>>;
+
+/// Applies the frames of one written update the way a client does, asserting the protocol's
+/// promises: an entered entity is new to the client, a changed or left one is known.
+fn apply(world: &mut ClientWorld, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let (frame, used) = decode_frame(bytes).unwrap();
+        bytes = &bytes[used..];
+        if frame.kind == FrameKind::Message {
+            world.clear(); // `replication`: start from nothing
+            continue;
+        }
+        let update = UpdateFrame::decode(frame.payload).unwrap();
+        for e in update.entered {
+            assert!(world.insert(e.id, e.components).is_none(), "entered twice");
+        }
+        for e in update.changed {
+            let known = world.get_mut(&e.id).expect("a change to an unknown entity");
+            for (i, payload) in e.components {
+                known.retain(|c| c.0 != i);
+                known.push((i, payload));
+            }
+            known.sort();
+        }
+        for id in update.left {
+            assert!(world.remove(&id).is_some(), "an unknown entity left");
+        }
+    }
+}
+
+/// The baseline survives churn: entities walking in and out of range, despawns and spawns,
+/// updates skipped (never confirmed), all within a tight budget; once the world stands still
+/// the client's world is exactly what is in its range, component for component.
+#[test]
+fn a_client_applying_its_updates_converges_on_what_is_in_range() {
+    let mut app = app();
+    spawn(&mut app, 1, 0.0, 0.0);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut others: Vec<Entity> = (0..80)
+        .map(|i| {
+            let (x, y) = (rng.coordinate(70), rng.coordinate(70));
+            spawn(&mut app, 100 + i, x, y)
+        })
+        .collect();
+    let budget = ReplicationPlugin::default().settings.round_budget();
+    let mut view = ClientView::new();
+    let mut world = ClientWorld::new();
+    let mut next_id = 1000;
+    for phase in 0..4 {
+        // Churn.
+        for _ in 0..30 {
+            for &e in &others {
+                if rng.next().is_multiple_of(3) {
+                    let mut p = app.world_mut().get_mut::<Position>(e).unwrap();
+                    p.x = (p.x + rng.coordinate(8)).clamp(-80.0, 80.0);
+                    p.y = (p.y + rng.coordinate(8)).clamp(-80.0, 80.0);
+                }
+            }
+            if rng.next().is_multiple_of(4) {
+                let gone = others.swap_remove((rng.next() % others.len() as u64) as usize);
+                app.world_mut().despawn(gone);
+                let (x, y) = (rng.coordinate(40), rng.coordinate(40));
+                others.push(spawn(&mut app, next_id, x, y));
+                next_id += 1;
+            }
+            let r = round(&mut app);
+            let update = view.compose(&r, PlayerId(1), budget).unwrap();
+            let mut out = Vec::new();
+            write_binary(&update, &mut out).unwrap();
+            if rng.next().is_multiple_of(4) {
+                continue; // not written: never confirmed
+            }
+            apply(&mut world, &out);
+            view.confirm(update);
+        }
+        // Stand still until nothing is left to send.
+        let mut quiet = 0;
+        while quiet < 3 {
+            let r = round(&mut app);
+            let update = view.compose(&r, PlayerId(1), budget).unwrap();
+            let empty = update.entered().is_empty()
+                && update.changed().is_empty()
+                && update.left().is_empty();
+            let mut out = Vec::new();
+            write_binary(&update, &mut out).unwrap();
+            apply(&mut world, &out);
+            view.confirm(update);
+            quiet = if empty { quiet + 1 } else { 0 };
+        }
+        let r = round(&mut app);
+        let mut expected = ClientWorld::new();
+        for (slot, e) in r.entities().iter().enumerate() {
+            let (x, y) = e.at.unwrap();
+            if x * x + y * y <= r.settings().radius.powi(2) {
+                let components = r
+                    .values(slot as u32)
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| Some((i as u8, v.as_ref()?.binary()?.to_vec())))
+                    .collect();
+                expected.insert(e.id, components);
+            }
+        }
+        assert!(expected.len() > 10, "phase {phase}: a crowd in range");
+        assert_eq!(world, expected, "phase {phase}");
+        assert_eq!(view.known(), expected.len(), "phase {phase}");
+    }
+}
