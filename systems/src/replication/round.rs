@@ -41,7 +41,9 @@ impl RoundSettings {
 /// One replicated entity in a round.
 #[derive(Clone, Copy, Debug)]
 pub struct RoundEntity {
-    /// Its id on the wire ([`wire_id`]).
+    /// Its id on the wire: given when the entity first replicates, counting up from 0, never
+    /// given again in this process (so never reused while a client may know it), and small:
+    /// one varint byte for the first 128 entities, two up to 16,384, three up to 2 million.
     pub id: u64,
     /// The player it is, if a player.
     pub player: Option<PlayerId>,
@@ -50,13 +52,6 @@ pub struct RoundEntity {
     pub at: Option<(f32, f32)>,
     /// What the visibility rule knows of it.
     pub tags: InterestTags,
-}
-
-/// An entity's id on the wire: its index in the low 32 bits, the index's generation (how
-/// often the index was reused) above. Unique for the process's lifetime, and small (one or
-/// two varint bytes) while indexes are not reused.
-pub fn wire_id(entity: Entity) -> u64 {
-    (u64::from(entity.generation().to_bits()) << 32) | u64::from(entity.index_u32())
 }
 
 /// Every replicated entity's state as of one round, shared by all connections.
@@ -219,6 +214,8 @@ impl ReplicationFeed {
 /// One entity's values between rounds.
 struct Staged {
     entity: Entity,
+    /// Its id on the wire ([`RoundEntity::id`]).
+    id: u64,
     /// Bit i: component i was seen on the entity this round.
     present: u64,
     values: Vec<Option<Arc<ComponentValue>>>,
@@ -235,6 +232,8 @@ pub struct Staging {
     due: bool,
     number: u64,
     slots: Vec<Option<Staged>>,
+    /// The next wire id to give.
+    next_id: u64,
 }
 
 impl Staging {
@@ -251,6 +250,7 @@ impl Staging {
             due: false,
             number: 0,
             slots: Vec::new(),
+            next_id: 0,
         }
     }
 
@@ -276,11 +276,20 @@ impl Staging {
         if slot.as_ref().is_none_or(|s| s.entity != entity) {
             *slot = Some(Staged {
                 entity,
+                id: self.next_id,
                 present: 0,
                 values: vec![None; n],
             });
+            self.next_id += 1;
         }
         slot.as_mut().expect("just filled")
+    }
+
+    /// The wire id `entity` replicates under, while it does.
+    #[cfg(test)]
+    pub(super) fn wire_id(&self, entity: Entity) -> Option<u64> {
+        let staged = self.slots.get(entity.index_u32() as usize)?.as_ref()?;
+        (staged.entity == entity).then_some(staged.id)
     }
 }
 
@@ -351,7 +360,7 @@ pub(super) fn publish(
             }
         }
         entities.push(RoundEntity {
-            id: wire_id(staged.entity),
+            id: staged.id,
             player: player.copied(),
             at: position.map(|p| (p.x, p.y)),
             tags: tags.copied().unwrap_or_default(),

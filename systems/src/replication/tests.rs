@@ -47,8 +47,11 @@ fn ids(round: &ReplicationRound, slots: &[(u32, u64)]) -> Vec<u64> {
     ids
 }
 
-fn bits(entity: Entity) -> u64 {
-    round::wire_id(entity)
+fn bits(app: &App, entity: Entity) -> u64 {
+    app.world()
+        .resource::<round::Staging>()
+        .wire_id(entity)
+        .expect("replicating")
 }
 
 const BIG: usize = 1 << 20;
@@ -62,7 +65,7 @@ fn rounds_share_unchanged_values_and_version_changed_ones() {
     assert_eq!(first.entities().len(), 2);
     let slot_a = first.slot_of(PlayerId(1)).unwrap();
     let slot_b = first.slot_of(PlayerId(2)).unwrap();
-    assert_eq!(first.entities()[slot_a as usize].id, bits(a));
+    assert_eq!(first.entities()[slot_a as usize].id, bits(&app, a));
     app.world_mut().get_mut::<Position>(a).unwrap().x = 5.0;
     let second = round(&mut app);
     assert_eq!(second.number(), first.number() + 1);
@@ -91,9 +94,9 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     let mut view = ClientView::new();
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.introduces(), Some(bits(me)));
+    assert_eq!(update.introduces(), Some(bits(&app, me)));
     assert_eq!(ids(&r, update.entered()), {
-        let mut v = vec![bits(me), bits(near)];
+        let mut v = vec![bits(&app, me), bits(&app, near)];
         v.sort();
         v
     });
@@ -101,7 +104,7 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
         update.entered().iter().all(|&(_, mask)| mask == 0b11),
         "full state"
     );
-    assert!(!ids(&r, update.entered()).contains(&bits(far)));
+    assert!(!ids(&r, update.entered()).contains(&bits(&app, far)));
     view.confirm(update);
 
     // Nothing changed: an empty update.
@@ -115,7 +118,7 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     app.world_mut().get_mut::<Position>(near).unwrap().x = 31.0;
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(ids(&r, update.changed()), [bits(near)]);
+    assert_eq!(ids(&r, update.changed()), [bits(&app, near)]);
     assert_eq!(update.changed()[0].1, 0b01, "only the position changed");
     view.confirm(update);
 
@@ -124,16 +127,17 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     app.world_mut().get_mut::<Position>(far).unwrap().x = 10.0;
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.left(), [bits(near)]);
-    assert_eq!(ids(&r, update.entered()), [bits(far)]);
+    assert_eq!(update.left(), [bits(&app, near)]);
+    assert_eq!(ids(&r, update.entered()), [bits(&app, far)]);
     view.confirm(update);
     assert_eq!(view.known(), 2);
 
     // A despawned entity leaves.
+    let far_id = bits(&app, far);
     app.world_mut().despawn(far);
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.left(), [bits(far)]);
+    assert_eq!(update.left(), [far_id]);
 }
 
 #[test]
@@ -169,7 +173,7 @@ fn a_skipped_update_leaves_the_baseline_as_it_was() {
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
     assert_eq!(
         ids(&r, update.changed()),
-        [bits(other)],
+        [bits(&app, other)],
         "the skipped change is resent"
     );
 }
@@ -245,7 +249,7 @@ fn binary_and_json_updates_carry_the_same_state() {
     assert_eq!(intro.kind, FrameKind::Message);
     let intro: serde_json::Value = decode_message(intro.payload).unwrap();
     assert_eq!(intro["type"], "replication");
-    assert_eq!(intro["you"], bits(me));
+    assert_eq!(intro["you"], bits(&app, me));
     assert_eq!(intro["components"][0]["name"], "position");
     assert_eq!(intro["components"][0]["encoding"], "position_q64");
     assert_eq!(intro["components"][1]["encoding"], "messagepack");
@@ -253,7 +257,7 @@ fn binary_and_json_updates_carry_the_same_state() {
     let decoded = UpdateFrame::decode(frame.payload).unwrap();
     assert_eq!(decoded.round, r.number());
     let entity = &decoded.entered[0];
-    assert_eq!(entity.id, bits(me));
+    assert_eq!(entity.id, bits(&app, me));
     let q = QuantisedPosition::decode(&entity.components[0].1).unwrap();
     assert_eq!(q.to_world(), (1.25, -3.5));
     let id: u64 = decode_message(&entity.components[1].1).unwrap();
@@ -265,11 +269,11 @@ fn binary_and_json_updates_carry_the_same_state() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines[0]["you"], bits(me));
+    assert_eq!(lines[0]["you"], bits(&app, me));
     assert_eq!(
         lines[1],
         serde_json::json!({"type": "update", "round": r.number(), "entered": [
-            {"id": bits(me), "position": {"x": 1.25, "y": -3.5}, "player_id": 1}
+            {"id": bits(&app, me), "position": {"x": 1.25, "y": -3.5}, "player_id": 1}
         ], "changed": [], "left": []})
     );
 }
@@ -296,7 +300,7 @@ fn the_games_rule_filters_and_a_crowd_is_bounded() {
     let mut view = ClientView::new();
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
     assert!(
-        !ids(&r, update.entered()).contains(&bits(stranger)),
+        !ids(&r, update.entered()).contains(&bits(&app, stranger)),
         "another group"
     );
     assert!(update.entered().len() <= r.settings().max_candidates + 1);
@@ -427,4 +431,23 @@ fn a_client_applying_its_updates_converges_on_what_is_in_range() {
         assert_eq!(world, expected, "phase {phase}");
         assert_eq!(view.known(), expected.len(), "phase {phase}");
     }
+}
+
+/// Wire ids count up as entities start replicating and are never given again, however
+/// often entity indexes are reused: a client that still shows a gone entity can never
+/// mistake a newcomer for it, and ids stay one or two bytes.
+#[test]
+fn wire_ids_stay_small_and_are_never_reused() {
+    let mut app = app();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..300 {
+        let e = spawn(&mut app, i + 1, 0.0, 0.0);
+        round(&mut app);
+        let id = bits(&app, e);
+        assert!(seen.insert(id), "id {id} given twice");
+        app.world_mut().despawn(e); // its index is reused by the next spawn
+    }
+    let r = round(&mut app);
+    assert!(r.entities().is_empty());
+    assert!(seen.iter().all(|&id| id < 300), "{:?}", seen.iter().max());
 }
