@@ -284,13 +284,6 @@ impl Staging {
         }
         slot.as_mut().expect("just filled")
     }
-
-    /// The wire id `entity` replicates under, while it does.
-    #[cfg(test)]
-    pub(super) fn wire_id(&self, entity: Entity) -> Option<u64> {
-        let staged = self.slots.get(entity.index_u32() as usize)?.as_ref()?;
-        (staged.entity == entity).then_some(staged.id)
-    }
 }
 
 /// Whether a round is due this frame (set by [`advance_clock`]).

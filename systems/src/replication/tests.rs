@@ -47,11 +47,12 @@ fn ids(round: &ReplicationRound, slots: &[(u32, u64)]) -> Vec<u64> {
     ids
 }
 
+/// The wire id of a player's entity, in the latest round.
 fn bits(app: &App, entity: Entity) -> u64 {
-    app.world()
-        .resource::<round::Staging>()
-        .wire_id(entity)
-        .expect("replicating")
+    let player = *app.world().get::<PlayerId>(entity).expect("a player");
+    let round = app.world().resource::<ReplicationFeed>().latest();
+    let slot = round.slot_of(player).expect("in the latest round");
+    round.entities()[slot as usize].id
 }
 
 const BIG: usize = 1 << 20;
