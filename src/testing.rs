@@ -459,11 +459,8 @@ impl TestServer {
             .world()
             .get::<PlayerId>(entity)
             .expect("client_message: the entity is not a player");
-        self.world_mut().write_message(FromClient {
-            player,
-            entity,
-            message,
-        });
+        self.world_mut()
+            .write_message(FromClient::new(player, entity, message));
     }
 
     /// Connects a recording client to the player on `entity`: what the world sends it
