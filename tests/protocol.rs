@@ -288,12 +288,13 @@ fn during_a_drain_register_works_and_resume_is_draining() {
 #[test]
 fn a_session_taken_over_by_another_server_is_kicked_with_code_takeover() {
     let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
-    let accounts = hearth::store::memory_account_stores(Arc::clone(&backend));
     let start = |name: &str, refresh: Duration| {
         let mut config = test_config(name);
         config.sessions.lease_refresh_interval = refresh;
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
-        NetServer::start_with(config, port, Arc::clone(&accounts), |_| {})
+        let accounts =
+            hearth::store::memory_account_stores(Arc::clone(&backend), &config.lease_owner());
+        NetServer::start_with(config, port, accounts, |_| {})
     };
     let a = start("takeover-a", Duration::from_millis(200));
     let b = start("takeover-b", Duration::from_secs(20));

@@ -38,6 +38,7 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "logged_in",
     "logged_out",
     "pong",
+    "queued",
     "kicked",
     "error",
 ];
@@ -237,6 +238,13 @@ pub enum ServerMessage {
     Pong {
         nonce: u64,
     },
+    /// A `register` or `login` waits for a password worker behind others: its place in the
+    /// line (1 = next) and an estimate of the wait in whole seconds. Sent when it joins the
+    /// line behind others and again every few seconds while it waits; its answer follows.
+    Queued {
+        position: u64,
+        eta_s: u64,
+    },
     /// The server closes the connection right after this message.
     Kicked {
         /// Why, for programs: what the client should do next depends on it.
@@ -399,7 +407,7 @@ pub enum ErrorCode {
     /// Too many failed logins from this address, or too many messages on this connection
     /// (the message was dropped); try again later.
     RateLimited,
-    /// The server cannot take the request now (auth queue full); retry shortly.
+    /// The server cannot take the request now (its waiting line is full); retry shortly.
     ServerBusy,
     /// The request needs a logged-in player.
     NotLoggedIn,
@@ -464,6 +472,10 @@ mod tests {
             },
             ServerMessage::LoggedOut {},
             ServerMessage::Pong { nonce: 1 },
+            ServerMessage::Queued {
+                position: 1,
+                eta_s: 1,
+            },
             ServerMessage::kicked(KickCode::Idle, "r"),
             ServerMessage::error(ErrorCode::BadRequest, "m"),
         ];
@@ -473,6 +485,7 @@ mod tests {
                 | ServerMessage::LoggedIn { .. }
                 | ServerMessage::LoggedOut {}
                 | ServerMessage::Pong { .. }
+                | ServerMessage::Queued { .. }
                 | ServerMessage::Kicked { .. }
                 | ServerMessage::Error { .. } => {}
                 ServerMessage::Game(_) | ServerMessage::Answer { .. } => {

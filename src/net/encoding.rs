@@ -10,7 +10,8 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use hearth_components::protocol::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES, ServerMessage};
 use hearth_components::wire::{
-    self, FrameKind, MAGIC, PREAMBLE, WireError, decode_frame, decode_message, encode_message,
+    self, FrameKind, MAGIC, MessageError, PREAMBLE, WireError, decode_frame, decode_message,
+    encode_message,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -70,12 +71,12 @@ impl Incoming {
     /// The message as the JSON text the parser reads; for a binary message, the reason it
     /// has no JSON form (not MessagePack, not a map with string keys, bytes or extension
     /// values).
-    pub fn into_text(self) -> Result<String, String> {
+    pub fn into_text(self) -> Result<String, MessageError> {
         match self {
             Self::Line(line) => Ok(line),
-            Self::Message(payload) => decode_message::<serde_json::Value>(&payload)
-                .map(|value| value.to_string())
-                .map_err(|e| e.to_string()),
+            Self::Message(payload) => {
+                decode_message::<serde_json::Value>(&payload).map(|value| value.to_string())
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod replica;
 pub mod resume;
 pub mod sent_rate;
 pub mod stats;
+pub mod waiting_room;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
