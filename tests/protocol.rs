@@ -303,6 +303,8 @@ fn a_session_taken_over_by_another_server_is_kicked_with_code_takeover() {
     on_a.login("joe", "password1");
     let mut maintenance = Arc::clone(&backend);
     let mut on_b = b.client();
+    // Each server has its own memory accounts: the same name gets the same player id on B.
+    assert_eq!(PlayerId(on_b.register("joe", "password1")), id);
     // A's refresh may re-claim a lease released a moment before B's login reaches the
     // store: release it again until B's login wins.
     loop {

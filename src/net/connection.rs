@@ -434,6 +434,11 @@ async fn write_batch(
         ) && let Some(id) = batch.awaiting.take()
         {
             message = message.answering(id);
+        } else if matches!(message, ServerMessage::Queued { .. })
+            && let Some(Some(id)) = batch.awaiting.as_ref()
+        {
+            // A notice about the request awaited names it too.
+            message = message.answering(Some(id.clone()));
         }
         match message.inner() {
             ServerMessage::LoggedIn { player_id, .. } => {
