@@ -409,3 +409,31 @@ fn in_binary_an_answer_carries_the_request_id_right_after_its_type() {
     assert_eq!(&answer[..6], preamble);
     assert_eq!(&answer[6..], pong, "{answer:02x?}");
 }
+
+/// The demo world's edge, as docs/protocol.md states it (a world fixture: walking 1,000
+/// steps to the edge over TCP would only make the test slow): a diagonal step at the edge
+/// slides along it, a step straight into it moves nothing.
+#[test]
+fn a_diagonal_step_at_the_worlds_edge_slides_along_it() {
+    use hearth::demo_game::{Move, WORLD_HALF_EXTENT};
+    use hearth::prelude::Position;
+    let mut server = hearth::testing::TestServer::new();
+    let at_edge = Position {
+        x: WORLD_HALF_EXTENT,
+        y: 0.0,
+    };
+    let player = server.spawn_player(PlayerId(1), at_edge);
+    let position =
+        |server: &hearth::testing::TestServer| *server.world().get::<Position>(player).unwrap();
+    server.client_message(player, Move { dx: 1.0, dy: 1.0 });
+    server.frame();
+    let slid = position(&server);
+    assert_eq!(slid.x, WORLD_HALF_EXTENT, "{slid:?}");
+    assert!(
+        (slid.y - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6,
+        "{slid:?}"
+    );
+    server.client_message(player, Move { dx: 1.0, dy: 0.0 });
+    server.frame();
+    assert_eq!(position(&server), slid, "straight into the edge: no move");
+}
