@@ -204,8 +204,9 @@ pub fn write_message(encoding: Encoding, message: &ServerMessage, out: &mut Vec<
                 tracing::error!("a game message could not be encoded; not sent");
                 return;
             };
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(value) => packed(&value, out),
+            // In the line's order, `type` first (serde_json's `Value` would sort the keys).
+            match serde_json::from_str::<OrderedFields>(text) {
+                Ok(fields) => packed(&fields, out),
                 Err(e) => tracing::error!(%e, "a game message line is not JSON; not sent"),
             }
         }
@@ -390,6 +391,25 @@ mod tests {
         );
         assert_eq!(&frame.payload[1..6], b"\xa4type", "type first");
         assert_eq!(&frame.payload[12..15], b"\xa2id", "then id");
+        // A game's message without an id: `type` first too, then its fields in order.
+        #[derive(serde::Serialize)]
+        struct PickedUp {
+            item: &'static str,
+            count: u32,
+        }
+        let game = ServerMessage::Game(hearth_components::protocol::GameLine::new(
+            "picked_up",
+            PickedUp {
+                item: "gem",
+                count: 1,
+            },
+        ));
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &game, &mut bin);
+        let (frame, _) = decode_frame(&bin).unwrap();
+        let mut expected = vec![0x83, 0xa4];
+        expected.extend_from_slice(b"type\xa9picked_up\xa4item\xa3gem\xa5count\x01");
+        assert_eq!(frame.payload, expected, "{:02x?}", frame.payload);
     }
 
     #[test]
