@@ -475,11 +475,8 @@ impl TestServer {
             .world()
             .get::<PlayerId>(entity)
             .expect("client_message: the entity is not a player");
-        self.world_mut().write_message(FromClient {
-            player,
-            entity,
-            message,
-        });
+        self.world_mut()
+            .write_message(FromClient::new(player, entity, message));
     }
 
     /// Hands the world a client line from the player on `entity`, decoded through the game's

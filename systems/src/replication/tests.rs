@@ -283,7 +283,8 @@ fn binary_and_json_updates_carry_the_same_state() {
 fn the_games_rule_filters_and_a_crowd_is_bounded() {
     let mut app = app();
     app.set_interest_rule(|v: &InterestTags, o: &InterestTags| v.group == o.group);
-    spawn(&mut app, 1, 0.0, 0.0);
+    // In a corner of the crowd, so the candidates' cut could leave it out.
+    let me = spawn(&mut app, 1, 9.9, 4.9);
     let stranger = spawn(&mut app, 2, 1.0, 0.0);
     app.world_mut().entity_mut(stranger).insert(InterestTags {
         layers: 1,
@@ -305,6 +306,10 @@ fn the_games_rule_filters_and_a_crowd_is_bounded() {
         "another group"
     );
     assert!(update.entered().len() <= r.settings().max_candidates + 1);
+    assert!(
+        ids(&r, update.entered()).contains(&bits(me)),
+        "the viewer is always in its own view, whatever the crowd (docs/protocol.md)"
+    );
     assert!(view.heap_bytes() < 64 * 1024, "{} bytes", view.heap_bytes());
 }
 
