@@ -107,8 +107,8 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     );
     assert_eq!(
         sample(&text, "hearth_store_connections_open"),
-        Some(2.0),
-        "both lanes' connections answer"
+        Some(3.0),
+        "both lanes' connections and the liveness heartbeat's answer"
     );
     assert_eq!(
         sample(&text, "hearth_store_lane_down{lane=\"periodic\"}"),
@@ -151,7 +151,7 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
         1.0,
     );
     assert!(
-        sample(&text, "hearth_store_connections_open").unwrap() < 2.0,
+        sample(&text, "hearth_store_connections_open").unwrap() < 3.0,
         "the periodic lane's connection no longer answers: {text}"
     );
     redis.thaw();
