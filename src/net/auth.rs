@@ -81,6 +81,12 @@ impl AuthRequest {
     }
 }
 
+impl waiting_room::Waiting for AuthRequest {
+    fn outbox(&self) -> &dyn ClientOutbox {
+        self.reply().as_ref()
+    }
+}
+
 /// The queues into the auth workers (passwords, resumes), fair between client addresses.
 #[derive(Clone)]
 pub struct AuthQueue {

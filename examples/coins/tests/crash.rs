@@ -158,16 +158,37 @@ impl Client {
     }
 }
 
-/// The coins the store holds for each player (a player never saved holds the starting coins).
+/// The coins a load of each player would find (a player never saved holds the starting
+/// coins): its record, or, on a cluster, the pending record a killed server's committed
+/// linked save left (a load rolls it forward; an undecided one it aborts).
 fn stored_coins(redis: &dyn TestRedis, ids: &[u64]) -> Vec<u64> {
     let mut conn = redis.inspector();
+    let coins = |record: &str| -> (u64, u64) {
+        let record: Value = serde_json::from_str(record).unwrap();
+        let seq = record["seq"].as_u64().unwrap();
+        (seq, record["sections"]["wallet"]["coins"].as_u64().unwrap())
+    };
     ids.iter()
         .map(|id| {
             let record: Option<String> = conn.get(format!("hearth:player:{{{id}}}")).unwrap();
-            record.map_or(STARTING_COINS, |r| {
-                let record: Value = serde_json::from_str(&r).unwrap();
-                record["sections"]["wallet"]["coins"].as_u64().unwrap()
-            })
+            let stored = record.as_deref().map(coins);
+            let pending: std::collections::HashMap<String, String> =
+                conn.hgetall(format!("hearth:pending:{{{id}}}")).unwrap();
+            let committed = match pending.get("link") {
+                Some(link) => {
+                    let decision: Option<String> =
+                        conn.get(format!("hearth:link:{{{link}}}")).unwrap();
+                    decision.as_deref() == Some("committed")
+                }
+                None => false,
+            };
+            let rolled = committed.then(|| coins(&pending["record"]));
+            match (stored, rolled) {
+                (Some(s), Some(p)) if p.0 > s.0 => p.1,
+                (None, Some(p)) => p.1,
+                (Some(s), _) => s.1,
+                (None, None) => STARTING_COINS,
+            }
         })
         .collect()
 }

@@ -307,7 +307,7 @@ fn the_games_rule_filters_and_a_crowd_is_bounded() {
     );
     assert!(update.entered().len() <= r.settings().max_candidates + 1);
     assert!(
-        ids(&r, update.entered()).contains(&bits(me)),
+        ids(&r, update.entered()).contains(&bits(&app, me)),
         "the viewer is always in its own view, whatever the crowd (docs/protocol.md)"
     );
     assert!(view.heap_bytes() < 64 * 1024, "{} bytes", view.heap_bytes());
