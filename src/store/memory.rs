@@ -67,6 +67,9 @@ struct Lease {
 struct Data {
     records: HashMap<PlayerId, (u64, Vec<u8>)>,
     leases: HashMap<PlayerId, Lease>,
+    /// `save.lua`'s release markers: who last released each player with a save, at which
+    /// stored sequence, until when.
+    released: HashMap<PlayerId, (String, u64, Duration)>,
 }
 
 /// The shared data of the memory store: records and leases.
@@ -198,7 +201,11 @@ impl MemoryBackend {
             Some(_) => return SaveOutcome::LeaseLost,
             None => {
                 let stored = data.records.get(&player).map_or(0, |r| r.0);
-                if stored != last_stored_seq {
+                let ours = data
+                    .released
+                    .get(&player)
+                    .is_some_and(|(by, at, until)| by == owner && *at == stored && *until > now);
+                if stored != last_stored_seq && !ours {
                     return SaveOutcome::LeaseLost;
                 }
                 data.leases.insert(
@@ -219,6 +226,9 @@ impl MemoryBackend {
         };
         if release {
             data.leases.remove(&player);
+            let stored = data.records.get(&player).map_or(0, |r| r.0);
+            data.released
+                .insert(player, (owner.to_string(), stored, now + ttl));
         }
         outcome
     }
