@@ -7,13 +7,15 @@
 //!
 //! Exit codes a script can rely on: 0 done; 1 the store failed (unreachable, refused);
 //! 2 usage or configuration error (including the memory store); 3 not found; 4 refused to
-//! protect a live player or newer data (`--force` / `--overwrite-newer` override).
+//! protect a live player or newer data (`--force` / `--overwrite-newer` override); 5 an
+//! import file rejected, every bad line named and nothing written.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hearth_components::{PlayerId, PlayerRecord, StoreSelection};
+use hearth_systems::PersistentRegistry;
 
 use crate::store::StoreSettings;
 
@@ -55,8 +57,10 @@ pub enum AdminCommand {
     },
     /// Every stored record, one JSON object per line, to stdout.
     Export,
-    /// Records from stdin, one JSON object per line (as `export` writes them). A record whose
-    /// stored counterpart has an equal or newer sequence is skipped unless `--overwrite-newer`.
+    /// Records from stdin, one JSON object per line (as `export` writes them). Every line is
+    /// checked as a login would load it before the first is written: one bad line and
+    /// nothing is written (exit 5, every bad line named). A record whose stored counterpart
+    /// has an equal or newer sequence is skipped unless `--overwrite-newer`.
     Import {
         /// Write even over an equal or newer stored record.
         #[arg(long)]
@@ -105,6 +109,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// Input refused as a whole before anything was written (an import with bad lines).
+    #[error("rejected, nothing written: {0}")]
+    Rejected(String),
 }
 
 impl AdminError {
@@ -115,6 +122,7 @@ impl AdminError {
             Self::Usage(_) => 2,
             Self::NotFound(_) => 3,
             Self::Refused(_) => 4,
+            Self::Rejected(_) => 5,
         }
     }
 }
@@ -135,9 +143,11 @@ impl From<AccountError> for AdminError {
 }
 
 /// Runs an admin command against the store `config` selects, writing results to `out` and
-/// reading stdin where the command needs it.
+/// reading stdin where the command needs it. `registry` holds the game's persistent sections:
+/// an import decodes each record's sections with it, as the server does when the player joins.
 pub fn run(
     config: &StoreSettings,
+    registry: &PersistentRegistry,
     command: &AdminCommand,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -160,15 +170,18 @@ pub fn run(
         store: &mut store,
         accounts: &mut accounts,
         prefix: &config.key_prefix,
+        registry,
     };
     admin.execute(command, input, out)
 }
 
-/// The ports a command works through, and the key prefix (for messages).
+/// The ports a command works through, the key prefix (for messages) and the game's
+/// persistent sections (for checking imports).
 struct Admin<'a> {
     store: &'a mut dyn Maintenance,
     accounts: &'a mut dyn AccountStore,
     prefix: &'a str,
+    registry: &'a PersistentRegistry,
 }
 
 /// Writes one line of output.
@@ -370,18 +383,12 @@ impl Admin<'_> {
         input: &mut dyn BufRead,
         overwrite_newer: bool,
     ) -> Result<String, AdminError> {
+        let records = self.check_import(input)?;
         let (mut written, mut skipped) = (0u64, Vec::new());
-        for (n, line) in input.lines().enumerate() {
-            let line = line.map_err(|e| AdminError::Usage(format!("reading stdin: {e}")))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let record = PlayerRecord::decode(line.as_bytes()).map_err(|e| {
-                AdminError::Usage(format!("line {}: not a record Hearth can load: {e}", n + 1))
-            })?;
+        for record in &records {
             // Stored as the current layout (a v1 record is written migrated), so the
             // sequence prefix save.lua reads is there.
-            match self.store.import(&record, overwrite_newer)? {
+            match self.store.import(record, overwrite_newer)? {
                 Imported::Written => written += 1,
                 Imported::Kept { stored_seq } => skipped.push(format!(
                     "player {} (stored seq {stored_seq} >= imported {})",
@@ -399,6 +406,52 @@ impl Admin<'_> {
             return Err(AdminError::Refused(text));
         }
         Ok(text)
+    }
+
+    /// Every record of an import file, each checked as a join would load it (the record's
+    /// layout, then each registered section through [`PersistentRegistry::check_record`]);
+    /// or, if any line fails, every failing line named and nothing to write.
+    fn check_import(&self, input: &mut dyn BufRead) -> Result<Vec<PlayerRecord>, AdminError> {
+        let (mut records, mut bad) = (Vec::new(), Vec::new());
+        let mut ids = std::collections::HashMap::new();
+        for (n, line) in input.lines().enumerate() {
+            let line_no = n + 1;
+            let line = line.map_err(|e| AdminError::Usage(format!("reading stdin: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let checked = PlayerRecord::decode(line.as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|record| {
+                    self.registry
+                        .check_record(&record)
+                        .map(|()| record)
+                        .map_err(|e| e.to_string())
+                });
+            match checked {
+                Ok(record) => {
+                    if let Some(first) = ids.insert(record.id, line_no) {
+                        bad.push(format!(
+                            "line {line_no}: player {} is also on line {first}",
+                            record.id
+                        ));
+                    }
+                    records.push(record);
+                }
+                Err(why) => bad.push(format!(
+                    "line {line_no}: a server would refuse to load it: {why}"
+                )),
+            }
+        }
+        if bad.is_empty() {
+            Ok(records)
+        } else {
+            Err(AdminError::Rejected(format!(
+                "{} of the file's lines cannot be imported:\n{}",
+                bad.len(),
+                bad.join("\n")
+            )))
+        }
     }
 }
 
@@ -418,10 +471,12 @@ mod tests {
         stdin: &str,
     ) -> Result<String, AdminError> {
         let mut out = Vec::new();
+        let registry = PersistentRegistry::default();
         let mut admin = Admin {
             store,
             accounts,
             prefix: "hearth",
+            registry: &registry,
         };
         admin.execute(&command, &mut stdin.as_bytes(), &mut out)?;
         Ok(String::from_utf8(out).expect("utf-8 output"))

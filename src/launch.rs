@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use bevy_app::{App, AppExit, Plugin};
+use hearth_systems::PersistentRegistry;
 
 use crate::HearthPlugins;
 use crate::config::{self, Cli, Command};
@@ -20,7 +21,7 @@ pub const INVALID_CONFIG: u8 = 2;
 pub fn main(name: &'static str, about: &'static str, game: impl Plugin) -> ExitCode {
     let cli = config::parse_cli_as(name, about);
     if let Some(Command::Admin(args)) = &cli.command {
-        return admin(name, &cli, &args.command);
+        return admin(name, &cli, &args.command, game);
     }
     crate::logging::init(cli.verbose());
     let config = match load(&cli) {
@@ -58,8 +59,15 @@ fn load(cli: &Cli) -> Result<config::ServerConfig, config::LoadError> {
 }
 
 /// `<name> admin ...`: one command against the configured store; its result on stdout, an
-/// error on stderr, the exit code of `hearth::admin`.
-fn admin(name: &str, cli: &Cli, command: &crate::admin::AdminCommand) -> ExitCode {
+/// error on stderr, the exit code of `hearth::admin`. The server's app is built (not
+/// started: nothing is opened) so an import checks records against the game's own
+/// persistent sections.
+fn admin(
+    name: &str,
+    cli: &Cli,
+    command: &crate::admin::AdminCommand,
+    game: impl Plugin,
+) -> ExitCode {
     let config = match config::load(cli) {
         Ok(config) => config,
         Err(e) => {
@@ -67,9 +75,22 @@ fn admin(name: &str, cli: &Cli, command: &crate::admin::AdminCommand) -> ExitCod
             return ExitCode::from(INVALID_CONFIG);
         }
     };
+    let mut app = App::new();
+    app.add_plugins(HearthPlugins::new(config.clone()))
+        .add_plugins(game);
+    let registry = app
+        .world_mut()
+        .remove_resource::<PersistentRegistry>()
+        .unwrap_or_default();
     let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
-    match crate::admin::run(&config.store.settings, command, &mut input, &mut out) {
+    match crate::admin::run(
+        &config.store.settings,
+        &registry,
+        command,
+        &mut input,
+        &mut out,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name} admin: {e}");

@@ -201,3 +201,132 @@ fn bad_config_and_unreachable_redis_are_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&url), "the message names the URL: {err}");
 }
+
+#[test]
+fn players_on_live_masters_save_and_keep_their_tokens_while_one_master_is_dead() {
+    // A 3-master cluster without replicas; the master that dies is first in the store URL
+    // (the first seed asked for the slot table). The live masters go on serving their slots
+    // (`cluster-require-full-coverage no`; with the default they refuse every command once
+    // a slot is unserved, and no client can do better).
+    let cluster = RedisCluster::start(3, 0);
+    cluster.config_set("cluster-require-full-coverage", "no");
+    let masters = cluster.masters();
+    let dead = masters[0];
+    let seeds: Vec<String> = masters.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let url = format!("redis+cluster://{}", seeds.join(","));
+    let resume_ttl = Duration::from_secs(3);
+    let server = Hearth::start_args(&[
+        "--store",
+        &url,
+        "--instance-id",
+        "server-a",
+        "--lease-ttl",
+        "2s",
+        "--lease-refresh-interval",
+        "500ms",
+        "--flush-interval",
+        "500ms",
+        "--resume-ttl",
+        "3s",
+        "--registrations-per-minute",
+        "1000",
+    ]);
+    let master_of =
+        |id: u64| cluster.master_of_slot(cluster.slot_of(&format!("hearth:player:{{{id}}}")));
+    // Players until eight live on the master that dies and four on the others.
+    let (mut live, mut on_dead) = (Vec::new(), Vec::new());
+    for i in 0..100 {
+        if live.len() >= 4 && on_dead.len() >= 8 {
+            break;
+        }
+        let name = format!("player{i}");
+        let mut client = server.client();
+        let id = client.register(&name, "password1");
+        let logged_in = client.login(&name, "password1");
+        let token = logged_in["resume_token"].as_str().unwrap().to_string();
+        if master_of(id) == dead {
+            on_dead.push(client);
+        } else {
+            live.push((id, client, token));
+        }
+    }
+    assert!(
+        live.len() >= 4 && on_dead.len() >= 8,
+        "players on every master"
+    );
+    // Frozen (SIGSTOP): connections to it open but nothing answers, the costliest way for a
+    // master to be dead.
+    cluster.freeze(dead);
+    let killed = Instant::now();
+
+    // Every player keeps playing. Those on the dead master level up too: their immediate
+    // saves fail and are retried every second, and must not hold up the others' (eight of
+    // them each waiting the 2 s store timeout would hold a live player's `level_up` longer
+    // than the client waits).
+    let move_line = format!("{}\n", json!({"type": "move", "dx": 1.0, "dy": 0.0}));
+    for level in 2..=4u64 {
+        for client in &mut on_dead {
+            for _ in 0..10 {
+                use std::io::Write;
+                let _ = client.writer().write_all(move_line.as_bytes());
+            }
+        }
+        for (id, client, _) in &mut live {
+            for _ in 0..10 {
+                client.step(1.0, 0.0);
+            }
+            let level_up = client.expect("level_up");
+            assert_eq!(level_up["level"], level, "player {id}: {level_up}");
+        }
+    }
+    // Past the tokens' lifetime since their login: only renewal kept them.
+    while killed.elapsed() < resume_ttl * 2 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (id, mut client, token) in live {
+        client.send(json!({"type": "logout"}));
+        client.expect("logged_out");
+        let resumed = server.client().resume(&token);
+        assert_eq!(
+            resumed["state"]["progress"]["level"], 4,
+            "player {id} resumed with every level saved: {resumed}"
+        );
+    }
+}
+
+#[test]
+fn the_slot_table_is_read_past_a_frozen_first_seed() {
+    use hearth::store::accounts::AccountStore;
+    use hearth::store::redis::accounts::RedisAccounts;
+
+    let cluster = RedisCluster::start(3, 0);
+    cluster.config_set("cluster-require-full-coverage", "no");
+    let masters = cluster.masters();
+    let frozen = masters[0];
+    let seeds: Vec<String> = masters.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let url = format!("redis+cluster://{}", seeds.join(","));
+    // An account name whose key lives on a live master (asked before the freeze).
+    let owners = cluster.slot_owners();
+    let name = (0..)
+        .map(|i| format!("user{i}"))
+        .find(|name| {
+            owners[usize::from(cluster.slot_of(&format!("hearth:account:{{{name}}}")))] != frozen
+        })
+        .unwrap();
+    cluster.freeze(frozen);
+    // A store timeout far longer than the test waits: asking the frozen first seed before
+    // the others would hold the answer that long.
+    let (answer, answered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut accounts =
+            RedisAccounts::new(&url, "hearth", Duration::from_secs(600), "").unwrap();
+        answer
+            .send(accounts.find(&name).map(|found| found.is_none()))
+            .ok();
+    });
+    let found = answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the slot table was read from a live seed, not after the frozen one");
+    assert!(matches!(found, Ok(true)), "{found:?}");
+    cluster.thaw(frozen);
+}

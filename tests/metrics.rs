@@ -122,9 +122,13 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     );
     assert_eq!(sample(&text, "hearth_auth_queue_depth"), Some(0.0));
 
-    // Over the limits: a second registration this minute, a third connection.
+    // Over the limits: a second registration this minute (from a connection without a
+    // player: a logged-in one may not register), a third connection.
+    client.send(serde_json::json!({"type": "logout"}));
+    client.expect("logged_out");
     client.send(serde_json::json!({"type": "register", "username": "bob", "password": "correct horse battery"}));
     client.expect_error("rate_limited");
+    client.login("ada", "correct horse battery");
     let _second = std::net::TcpStream::connect(server.addr).unwrap();
     let mut third = server.client();
     third.expect_error("server_busy");
@@ -200,4 +204,172 @@ fn liveness_fails_while_the_tick_stalls_and_draining_makes_the_server_unready() 
     assert_eq!(get(addr, "/readyz").0, 200);
 
     assert_eq!(get(addr, "/nothing").0, 404);
+}
+
+/// The metrics port is reachable by whoever reaches its interface: no client of it can stall
+/// the probes, hold unbounded memory or take every connection for long.
+mod abuse {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use hearth::observability::http::{MAX_CONNECTIONS, MAX_HEAD_BYTES};
+    use hearth::prelude::*;
+    use hearth::testing::ServerThread;
+
+    use super::common::http::{get, wait_for_status};
+
+    /// A server on the memory store with its metrics endpoint on a free port, its tick
+    /// running (so `/healthz` is 200 while it lives).
+    fn server() -> (ServerThread, SocketAddr) {
+        let mut config = ServerConfig::default();
+        config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+        config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        let server = ServerThread::start(move || {
+            let mut app = App::new();
+            app.add_plugins(HearthPlugins::new(config));
+            app
+        })
+        .expect("the server starts");
+        let metrics = server.addrs().metrics.expect("the metrics listener bound");
+        wait_for_status(metrics, "/healthz", 200, Duration::from_secs(20));
+        (server, metrics)
+    }
+
+    /// Whether the server reset `stream` (its pending socket error), without reading it.
+    fn was_reset(stream: &TcpStream) -> bool {
+        matches!(stream.take_error(), Ok(Some(e)) if e.kind() == ErrorKind::ConnectionReset)
+    }
+
+    #[test]
+    fn a_client_pipelining_requests_and_never_reading_stalls_only_itself() {
+        let (server, metrics) = server();
+        // 3,000 requests for the whole exposition (several KiB each), each padded so the
+        // requests outgrow the socket buffers: the server's writes to this client block.
+        let mut stalled = TcpStream::connect(metrics).unwrap();
+        let pad = "x".repeat(200);
+        let requests: String = (0..3_000)
+            .map(|_| format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nX-Pad: {pad}\r\n\r\n"))
+            .collect();
+        let mut writer = stalled.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(requests.as_bytes()));
+
+        // While it stays connected without reading, every endpoint answers, again and again.
+        let started = Instant::now();
+        let mut probes = 0;
+        while !was_reset(&stalled) {
+            for path in ["/healthz", "/readyz", "/metrics"] {
+                assert_eq!(
+                    get(metrics, path).0,
+                    200,
+                    "{path} while a client never reads"
+                );
+            }
+            probes += 1;
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the stalled connection was not closed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(probes > 1, "probed while the client was stalled");
+        // Closed by the write timeout, long before its 3,000 answers were written.
+        let mut answered = Vec::new();
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stalled.read_to_end(&mut answered);
+        let answers = String::from_utf8_lossy(&answered)
+            .matches("HTTP/1.1 200")
+            .count();
+        assert!(
+            answers < 3_000,
+            "{answers} answers to a client that never read"
+        );
+        // The writer ends either way (its last writes may fail on the closed connection).
+        let _ = writing.join().unwrap();
+        assert_eq!(server.stop(), 0);
+    }
+
+    #[test]
+    fn a_header_line_that_never_ends_is_cut_off_at_the_head_limit() {
+        let (server, metrics) = server();
+        let mut client = TcpStream::connect(metrics).unwrap();
+        client
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut reader = client.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            client.write_all(b"GET /metrics HTTP/1.1\r\nX-Long: ")?;
+            // Up to 64 MiB of one header line, no CRLF: the server must stop taking it.
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 64 * 1024 * 1024 {
+                client.write_all(&chunk)?;
+                sent += chunk.len();
+            }
+            Ok::<usize, std::io::Error>(sent)
+        });
+        reader
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = reader.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        // Either the 431 arrived before the close, or the close reset the connection first.
+        assert!(
+            answer.starts_with("HTTP/1.1 431")
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset),
+            "{answer:?} {read:?}"
+        );
+        assert!(
+            sending.join().unwrap().is_err(),
+            "the server took a 64 MiB header line (the head limit is {MAX_HEAD_BYTES} bytes)"
+        );
+        assert_eq!(get(metrics, "/healthz").0, 200);
+        assert_eq!(server.stop(), 0);
+    }
+
+    #[test]
+    fn too_many_headers_or_too_long_a_head_is_answered_431() {
+        let (server, metrics) = server();
+        let ask = |head: String| {
+            let mut stream = TcpStream::connect(metrics).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            answer
+        };
+        let many: String = (0..100).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+        let answer = ask(format!("GET /healthz HTTP/1.1\r\nHost: h\r\n{many}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+        let long = "y".repeat(MAX_HEAD_BYTES + 1);
+        let answer = ask(format!("GET /healthz HTTP/1.1\r\nX-Long: {long}\r\n\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+        // Within the limits: answered.
+        let answer = ask("GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".into());
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert_eq!(server.stop(), 0);
+    }
+
+    #[test]
+    fn the_connection_past_the_limit_is_answered_503_and_a_slot_frees_when_one_closes() {
+        let (server, metrics) = server();
+        let held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(metrics).unwrap())
+            .collect();
+        let (status, body) = get(metrics, "/healthz");
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "too many metrics connections\n")
+        );
+        drop(held);
+        wait_for_status(metrics, "/healthz", 200, Duration::from_secs(20));
+        assert_eq!(server.stop(), 0);
+    }
 }

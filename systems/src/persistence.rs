@@ -22,8 +22,9 @@ use bevy_ecs::system::{EntityCommands, SystemChangeTick};
 use bevy_ecs::world::{DeferredWorld, EntityRefExcept};
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
-    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerSnapshot,
-    SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue, UnknownSections,
+    Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerRecord,
+    PlayerSnapshot, SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue,
+    UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,7 +61,8 @@ pub type SnapshotSource<'w, 's> = EntityRefExcept<'w, 's, SaveState>;
 
 type SnapshotFn = for<'w, 's> fn(&SnapshotSource<'w, 's>) -> Option<SectionValue>;
 type ChangedFn = for<'w, 's> fn(&SnapshotSource<'w, 's>, Tick, Tick) -> bool;
-type RestoreFn = fn(&mut EntityCommands, serde_json::Value) -> Result<(), serde_json::Error>;
+type RestoreFn = fn(&mut EntityCommands, &serde_json::Value) -> Result<(), serde_json::Error>;
+type CheckFn = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
 
 /// A stored section that does not decode as the component registered under its name.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,7 @@ pub struct PersistentSection {
     snapshot: SnapshotFn,
     changed: ChangedFn,
     restore: RestoreFn,
+    check: CheckFn,
 }
 
 /// Every registered persistent component, in registration order.
@@ -116,6 +119,22 @@ impl PersistentRegistry {
         }
     }
 
+    /// Whether a join would restore every section of `record`: each registered section is
+    /// decoded with the very code [`PersistentSection::restore`] uses (and dropped); a section
+    /// this build does not register is kept unchanged on a join, so it passes. `hearth admin
+    /// import` checks records with it, so a record it writes cannot refuse its player's login.
+    pub fn check_record(&self, record: &PlayerRecord) -> Result<(), RestoreError> {
+        for (name, value) in &record.sections {
+            if let Some(section) = self.get(name) {
+                (section.check)(value).map_err(|source| RestoreError {
+                    section: section.name,
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a registered component of the entity changed after `since` (a snapshot's
     /// tick), as seen by a system running at `now`.
     pub fn changed_since(&self, source: &SnapshotSource, since: Tick, now: Tick) -> bool {
@@ -130,7 +149,7 @@ impl PersistentSection {
     pub fn restore(
         &self,
         entity: &mut EntityCommands,
-        value: serde_json::Value,
+        value: &serde_json::Value,
     ) -> Result<(), RestoreError> {
         (self.restore)(entity, value).map_err(|source| RestoreError {
             section: self.name,
@@ -153,13 +172,22 @@ fn section_changed<T: Component>(source: &SnapshotSource, since: Tick, now: Tick
         .is_some_and(|ticks| ticks.is_changed(since, now))
 }
 
+/// A stored section as the component `T`: the one decode of a section, used by a join
+/// ([`restore_section`]) and by a check ([`check_section`]) alike.
+fn decode_section<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, serde_json::Error> {
+    T::deserialize(value)
+}
+
 fn restore_section<T: Component + DeserializeOwned>(
     entity: &mut EntityCommands,
-    value: serde_json::Value,
+    value: &serde_json::Value,
 ) -> Result<(), serde_json::Error> {
-    let component: T = serde_json::from_value(value)?;
-    entity.insert(component);
+    entity.insert(decode_section::<T>(value)?);
     Ok(())
+}
+
+fn check_section<T: DeserializeOwned>(value: &serde_json::Value) -> Result<(), serde_json::Error> {
+    decode_section::<T>(value).map(drop)
 }
 
 /// Registers persistent player components.
@@ -189,6 +217,7 @@ impl PersistentAppExt for App {
             snapshot: snapshot_section::<T>,
             changed: section_changed::<T>,
             restore: restore_section::<T>,
+            check: check_section::<T>,
         });
         self.add_systems(
             PostUpdate,

@@ -217,7 +217,7 @@ fn spawn_joined_players(
         for (name, value) in grant.record.iter().flat_map(|r| r.sections.iter()) {
             match registry.get(name) {
                 Some(section) => {
-                    if let Err(reason) = section.restore(&mut entity, value.clone()) {
+                    if let Err(reason) = section.restore(&mut entity, value) {
                         failure = Some(reason.to_string());
                         break;
                     }

@@ -163,7 +163,9 @@ impl AccountStore for RedisAccounts {
     }
 
     /// Each master's share is renewed on its own: a master that fails does not keep the
-    /// others' tokens from being renewed (the error names how many players failed).
+    /// others' tokens from being renewed (the error names how many players failed), and one
+    /// that does not answer is tried after the others and costs one store timeout at most
+    /// (then a short probe per round while it stays shed).
     fn extend_resume(&mut self, players: &[u64], ttl: Duration) -> Result<(), AccountError> {
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let (mut failed, mut last_error) = (0usize, None);
@@ -190,8 +192,17 @@ impl AccountStore for RedisAccounts {
                 per_node[at].1.cmd("PEXPIRE").arg(key).arg(ttl_ms).ignore();
                 per_node[at].2 += 1;
             }
+            // Nodes that answered last time first: a dead master's wait comes last.
+            per_node.sort_by_key(|(node, ..)| self.nodes.is_shed(*node));
             for (node, pipe, count) in per_node {
-                if let Err(e) = self.nodes.on_node(node, |c| pipe.query::<()>(c)) {
+                // A PING first: a pipeline's replies are each read with the store timeout,
+                // so a node that does not answer would cost that once per key. Not
+                // answering the PING sheds the node, and later rounds only probe it briefly.
+                let renewed = self
+                    .nodes
+                    .on_node(node, |c| redis::cmd("PING").exec(c))
+                    .and_then(|()| self.nodes.on_node(node, |c| pipe.query::<()>(c)));
+                if let Err(e) = renewed {
                     failed += count;
                     last_error = Some(e);
                 }

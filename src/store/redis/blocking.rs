@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::client::client_for;
 use super::cluster::{self, ClusterUrl, ClusterUrlError};
+use super::conn::SHED_PROBE;
 use super::nodes::{Connect, Nodes, NodesError};
 
 /// Why a blocking call failed.
@@ -36,6 +37,10 @@ pub enum BlockingError {
 pub struct NodeConn {
     client: redis::Client,
     connection: Option<redis::Connection>,
+    /// On a cluster: the node gave no reply last time. Before it is used again a `PING` over
+    /// a fresh connection, bounded by [`SHED_PROBE`], must answer; if not the call fails at
+    /// once instead of waiting the store timeout (twice, with the retry) on a dead master.
+    shed: bool,
 }
 
 /// Makes [`NodeConn`]s (nothing connects until first use).
@@ -48,6 +53,7 @@ impl Connect for BlockingConnect {
         NodeConn {
             client,
             connection: None,
+            shed: false,
         }
     }
 }
@@ -139,6 +145,12 @@ impl BlockingNodes {
         Ok(())
     }
 
+    /// Whether `node` gave no reply the last time it was used (cluster only): callers with
+    /// work for several nodes do the others' first.
+    pub fn is_shed(&mut self, node: usize) -> bool {
+        self.nodes.conn(node).shed
+    }
+
     /// Runs `op` on the connection to the node serving `key` ([`BlockingNodes::on_node`]).
     pub fn on_key<T>(
         &mut self,
@@ -166,6 +178,19 @@ impl BlockingNodes {
         loop {
             let timeout = self.call_timeout()?;
             let at = self.nodes.conn(node);
+            if at.shed {
+                // A probe with a short bound; the connection it opens is the one used.
+                let conn = at.client.get_connection_with_timeout(SHED_PROBE)?;
+                conn.set_read_timeout(Some(SHED_PROBE)).ok();
+                conn.set_write_timeout(Some(SHED_PROBE)).ok();
+                let mut conn = conn;
+                redis::cmd("PING").exec(&mut conn)?;
+                conn.set_read_timeout(Some(timeout)).ok();
+                conn.set_write_timeout(Some(timeout)).ok();
+                at.connection = Some(conn);
+                at.shed = false;
+                reused = false;
+            }
             if at.connection.is_none() {
                 // redis-rs bounds each step of the handshake (connect, then each setup reply)
                 // by the timeout it is given: on a hung Redis a fresh connection waited twice
@@ -210,6 +235,11 @@ impl BlockingNodes {
             // that failed may have failed over).
             self.nodes.conn(node).connection = None;
             self.nodes.mark_stale();
+            if self.nodes.is_cluster() && (e.is_timeout() || e.is_connection_refusal()) {
+                // No reply, or nothing listening: shed until a probe answers, no retry.
+                self.nodes.conn(node).shed = true;
+                return Err(e.into());
+            }
             // A timeout is a hung Redis, not a connection closed while idle: sending again
             // would only wait again.
             let broken = (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout();

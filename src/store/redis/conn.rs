@@ -20,6 +20,10 @@ const STILL_DOWN_REPORT: Duration = Duration::from_secs(60);
 /// request instead of one per outage.
 const RECOVERY_SETTLES: Duration = Duration::from_secs(5);
 
+/// How long a probe of a shed cluster node waits for its `PING`, and how often a shed node
+/// is probed while requests keep coming for it.
+pub const SHED_PROBE: Duration = Duration::from_millis(500);
+
 /// Why a request got no reply.
 #[derive(Debug)]
 pub enum CallError {
@@ -29,6 +33,8 @@ pub enum CallError {
     Redis(RedisError),
     /// The task carrying the request did not finish (store shutting down).
     Worker(String),
+    /// Not sent: this cluster node stopped answering and no probe has reached it since.
+    Shed(String),
 }
 
 impl fmt::Display for CallError {
@@ -37,6 +43,10 @@ impl fmt::Display for CallError {
             Self::Timeout(t) => write!(f, "no reply from Redis within {t:?}"),
             Self::Redis(e) => write!(f, "{e}"),
             Self::Worker(e) => write!(f, "store worker stopped: {e}"),
+            Self::Shed(node) => write!(
+                f,
+                "not sent: cluster node {node} stopped answering (probed every {SHED_PROBE:?} until it does)"
+            ),
         }
     }
 }
@@ -134,6 +144,19 @@ pub struct LaneConn {
     working_since: Option<Instant>,
     last_report: Instant,
     failures_while_down: u64,
+    /// On a cluster node: whether it is shed (see [`LaneConn::shedding`]).
+    shed: Option<Shed>,
+}
+
+/// A cluster node's shedding: once a request to it gets no reply (a timeout, a broken or
+/// refused connection), requests to it fail at once instead of each waiting the store
+/// timeout, so one dead master costs the lane nothing for the players on the others; a
+/// `PING` over a fresh connection, at most every [`SHED_PROBE`], lets it back in.
+#[derive(Default)]
+struct Shed {
+    down: bool,
+    probe: Option<tokio::task::JoinHandle<bool>>,
+    last_probe: Option<Instant>,
 }
 
 impl LaneConn {
@@ -158,6 +181,68 @@ impl LaneConn {
             working_since: None,
             last_report: Instant::now(),
             failures_while_down: 0,
+            shed: None,
+        }
+    }
+
+    /// This connection is one of a cluster's nodes: shed it while it does not answer (see
+    /// [`Shed`]). Not for a single Redis, where there is no other node to go on with.
+    pub fn shedding(mut self) -> Self {
+        self.shed = Some(Shed::default());
+        self
+    }
+
+    /// Whether a request may be sent: always, unless the node is shed. A shed node is let
+    /// back in once a probe reached it; a new probe starts if none runs and the last began
+    /// [`SHED_PROBE`] ago or more.
+    fn usable(&mut self) -> bool {
+        let Some(shed) = &mut self.shed else {
+            return true;
+        };
+        if !shed.down {
+            return true;
+        }
+        if let Some(probe) = shed.probe.take_if(|p| p.is_finished()) {
+            let answered = futures_util::FutureExt::now_or_never(probe)
+                .and_then(Result::ok)
+                .unwrap_or(false);
+            if answered {
+                shed.down = false;
+                // A fresh connection: the old one may be half-open.
+                self.manager = None;
+                return true;
+            }
+        }
+        let due = shed.last_probe.is_none_or(|at| at.elapsed() >= SHED_PROBE);
+        if shed.probe.is_none() && due {
+            shed.last_probe = Some(Instant::now());
+            let client = self.client.clone();
+            let metrics = Arc::clone(&self.metrics);
+            shed.probe = Some(tokio::spawn(async move {
+                let ping = async {
+                    let mut connection = probe(&client, SHED_PROBE).await.ok()?.ok()?;
+                    StoreMetrics::add(&metrics.connections_opened, 1);
+                    redis::cmd("PING")
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .ok()
+                };
+                matches!(tokio::time::timeout(SHED_PROBE, ping).await, Ok(Some(())))
+            }));
+        }
+        false
+    }
+
+    /// Sheds a cluster node that gave no reply.
+    fn shed(&mut self) {
+        if let Some(shed) = &mut self.shed
+            && !std::mem::replace(&mut shed.down, true)
+        {
+            tracing::warn!(
+                lane = self.lane,
+                node = %self.location,
+                "cluster node not answering: requests for its slots fail at once until a probe reaches it; the other masters' players go on"
+            );
         }
     }
 
@@ -179,6 +264,9 @@ impl LaneConn {
     /// The manager to send on, made on first use and after a timeout dropped the old one.
     /// Must be called inside the store's runtime.
     pub fn manager(&mut self) -> Result<ConnectionManager, CallError> {
+        if !self.usable() {
+            return Err(CallError::Shed(self.location.clone()));
+        }
         if let Some(manager) = &self.manager {
             return Ok(manager.clone());
         }
@@ -283,16 +371,19 @@ impl LaneConn {
                 // their way to the old one are discarded; writes are safe to repeat.
                 self.manager = None;
                 self.set_connected(false);
+                self.shed();
                 let error = CallError::Timeout(self.timeout).to_string();
                 self.failed(what, &error, true);
             }
             Err(CallError::Worker(e)) => self.failed(what, e, false),
+            Err(error @ CallError::Shed(_)) => self.failed(what, &error.to_string(), false),
             Err(CallError::Redis(e)) => {
                 if e.is_io_error() || e.is_unrecoverable_error() {
                     // The manager reconnects by itself; the next reply comes over a new
                     // connection.
                     self.uncounted_connection = true;
                     self.set_connected(false);
+                    self.shed();
                 }
                 self.failed(what, &e.to_string(), false);
             }

@@ -8,9 +8,12 @@
 //! On a cluster every master gets one connection per [`Nodes`], made when it first learns
 //! of the master and kept (a master that stops serving slots keeps its idle connection). The
 //! slot table is read at start (or first use) and again before the next request once a reply
-//! showed it stale (`MOVED`, or a node that stopped answering: a failover).
+//! showed it stale (`MOVED`, or a node that stopped answering: a failover), from every seed
+//! at once so a dead seed holds nothing up. A lane's node that stops answering is shed
+//! (`conn.rs`): requests for its slots fail at once, so the other masters' players go on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hearth_components::PlayerId;
@@ -20,6 +23,11 @@ use redis::Value;
 use super::client::{client_for, redact_url};
 use super::cluster::{self, ClusterUrl, SLOTS, SlotRange, SlotsReplyError};
 use super::conn::{self, CallError, LaneConn};
+
+/// How long after asking one seed for the slot table the next is asked too (without waiting
+/// for the first to fail): a seed answers within a millisecond or two on a healthy network,
+/// so the others are rarely asked, and a dead one costs this much, not a store timeout.
+pub const SEED_STAGGER: Duration = Duration::from_millis(100);
 
 /// Why a node could not be reached or the slot table not read.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +102,8 @@ impl Connect for LaneConnect {
     type Conn = LaneConn;
 
     fn connect(&self, url: &str, client: redis::Client) -> LaneConn {
+        // Only a cluster's nodes are made here (a single Redis's connection is made by the
+        // store): each is shed while it does not answer.
         LaneConn::new(
             self.lane,
             &redact_url(url),
@@ -101,6 +111,7 @@ impl Connect for LaneConnect {
             self.timeout,
             Arc::clone(&self.metrics),
         )
+        .shedding()
     }
 }
 
@@ -218,17 +229,22 @@ impl<C: Connect> Nodes<C> {
         Ok(self.conns.len() - 1)
     }
 
-    /// Reads which master serves each slot from the first seed that answers, over a
-    /// blocking connection made for the question (bounded by `timeout`).
+    /// Reads which master serves each slot from the first seed that answers, asking the
+    /// seeds [`SEED_STAGGER`] apart without waiting for one to fail (a thread each, over a
+    /// blocking connection made for the question, bounded by `timeout`): a dead or frozen
+    /// first seed does not hold up the answer.
     pub fn refresh_from_seeds(&mut self, timeout: Duration) -> Result<(), NodesError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
         let url = cluster.url.clone();
-        let mut why = NodesError::NoSeed;
-        for seed in &url.seeds {
-            let asked = || -> Result<Vec<SlotRange>, SlotsError> {
-                let client = client_for(&url.node_url(seed))?;
+        let (answers, answered) = std::sync::mpsc::channel();
+        let done = Arc::new(AtomicBool::new(false));
+        for (n, seed) in url.seeds.iter().enumerate() {
+            let (seed, node_url, answers) = (seed.clone(), url.node_url(seed), answers.clone());
+            let done = Arc::clone(&done);
+            let asked = move || -> Result<Vec<SlotRange>, SlotsError> {
+                let client = client_for(&node_url)?;
                 let mut conn = client.get_connection_with_timeout(timeout)?;
                 conn.set_read_timeout(Some(timeout))?;
                 let reply = redis::cmd("CLUSTER")
@@ -236,14 +252,24 @@ impl<C: Connect> Nodes<C> {
                     .query::<Value>(&mut conn)?;
                 Ok(cluster::parse_slots(reply)?)
             };
-            match asked() {
-                Ok(ranges) => return self.apply(ranges),
-                Err(error) => {
-                    why = NodesError::Slots {
-                        asked: seed.clone(),
-                        error,
-                    }
+            // A seed not asked yet when an answer came is not asked; a slower seed's answer
+            // goes nowhere.
+            std::thread::spawn(move || {
+                std::thread::sleep(SEED_STAGGER * n as u32);
+                if !done.load(Ordering::Relaxed) {
+                    answers.send((seed, asked())).ok();
                 }
+            });
+        }
+        drop(answers);
+        let mut why = NodesError::NoSeed;
+        for (seed, answer) in answered {
+            match answer {
+                Ok(ranges) => {
+                    done.store(true, Ordering::Relaxed);
+                    return self.apply(ranges);
+                }
+                Err(error) => why = NodesError::Slots { asked: seed, error },
             }
         }
         Err(why)
@@ -313,18 +339,33 @@ impl Nodes<LaneConnect> {
                 }
             }
         }
-        for seed in &seeds.seeds {
-            match ask_seed(&seeds.node_url(seed), timeout, &metrics).await {
-                Ok(ranges) => return self.apply(ranges),
-                Err(error) => {
-                    why = NodesError::Slots {
-                        asked: seed.clone(),
-                        error,
-                    }
-                }
-            }
+        // Seeds [`SEED_STAGGER`] apart, all in flight together, the first table wins: a dead
+        // or frozen seed (first in the URL, say) delays the answer by that much, not a store
+        // timeout; a seed that answers at once spares the others a connection.
+        let asked = seeds
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(n, seed)| {
+                let url = seeds.node_url(seed);
+                let metrics = &metrics;
+                Box::pin(async move {
+                    tokio::time::sleep(SEED_STAGGER * n as u32).await;
+                    ask_seed(&url, timeout, metrics)
+                        .await
+                        .map_err(|error| NodesError::Slots {
+                            asked: seed.clone(),
+                            error,
+                        })
+                })
+            })
+            .collect::<Vec<_>>();
+        if asked.is_empty() {
+            return Err(why);
         }
-        Err(why)
+        // On failure, the last seed's reason (`select_ok` keeps the last error).
+        let (ranges, _slower) = futures_util::future::select_ok(asked).await?;
+        self.apply(ranges)
     }
 }
 
