@@ -125,12 +125,19 @@ impl MemoryBackend {
     }
 
     /// Gives `owner` the player's lease for `ttl` if nobody (this owner included) holds it:
-    /// `resume.lua`'s rule, a resume takes the lease with the token. `Err` with the holder.
-    pub fn claim_free(&self, player: PlayerId, owner: &str, ttl: Duration) -> Result<(), String> {
+    /// `resume.lua`'s rule, a resume takes the lease with the token. `Err` names the holder.
+    pub fn claim_free(
+        &self,
+        player: PlayerId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(), JoinRefusal> {
         let now = self.clock.now();
         let mut data = self.data();
         if let Some(current) = Self::live_owner(&data, player, now) {
-            return Err(current.to_string());
+            return Err(JoinRefusal::AlreadyOnline {
+                owner: current.to_string(),
+            });
         }
         data.leases.insert(
             player,
