@@ -67,20 +67,15 @@ struct Lease {
 struct Data {
     records: HashMap<PlayerId, (u64, Vec<u8>)>,
     leases: HashMap<PlayerId, Lease>,
+    /// `save.lua`'s release markers: who last released each player with a save, at which
+    /// stored sequence, until when.
+    released: HashMap<PlayerId, (String, u64, Duration)>,
 }
 
 /// The shared data of the memory store: records and leases.
 pub struct MemoryBackend {
     data: Mutex<Data>,
     clock: StoreClock,
-}
-
-/// A lease someone holds: a claim that needed it free was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("the lease is held by {owner}")]
-pub struct LeaseHeld {
-    /// The holder's lease owner.
-    pub owner: String,
 }
 
 impl MemoryBackend {
@@ -136,11 +131,11 @@ impl MemoryBackend {
         player: PlayerId,
         owner: &str,
         ttl: Duration,
-    ) -> Result<(), LeaseHeld> {
+    ) -> Result<(), JoinRefusal> {
         let now = self.clock.now();
         let mut data = self.data();
         if let Some(current) = Self::live_owner(&data, player, now) {
-            return Err(LeaseHeld {
+            return Err(JoinRefusal::AlreadyOnline {
                 owner: current.to_string(),
             });
         }
@@ -213,7 +208,11 @@ impl MemoryBackend {
             Some(_) => return SaveOutcome::LeaseLost,
             None => {
                 let stored = data.records.get(&player).map_or(0, |r| r.0);
-                if stored != last_stored_seq {
+                let ours = data
+                    .released
+                    .get(&player)
+                    .is_some_and(|(by, at, until)| by == owner && *at == stored && *until > now);
+                if stored != last_stored_seq && !ours {
                     return SaveOutcome::LeaseLost;
                 }
                 data.leases.insert(
@@ -234,6 +233,9 @@ impl MemoryBackend {
         };
         if release {
             data.leases.remove(&player);
+            let stored = data.records.get(&player).map_or(0, |r| r.0);
+            data.released
+                .insert(player, (owner.to_string(), stored, now + ttl));
         }
         outcome
     }

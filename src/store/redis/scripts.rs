@@ -80,6 +80,13 @@ impl Keys {
         format!("{}:session:{{{}}}", self.prefix, player.0)
     }
 
+    /// `<prefix>:released:{<id>}`: `<lease owner> <sequence>` of the last save that released
+    /// the player's lease (with a TTL), so a save retried after a timeout recognises the
+    /// record a late copy of its own release wrote (`save.lua`).
+    pub fn released(&self, player: PlayerId) -> String {
+        format!("{}:released:{{{}}}", self.prefix, player.0)
+    }
+
     /// `<prefix>:instance:{<instance id>}`: the registration of the process running under
     /// that instance id (JSON), with a TTL; see `instance.lua`.
     pub fn instance(&self, instance_id: &str) -> String {
