@@ -25,6 +25,7 @@ use super::calls::{
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
+use super::linked::CrossSlot;
 use super::liveness;
 use super::nodes::{LaneConnect, Nodes};
 use super::registration::Held;
@@ -421,7 +422,12 @@ impl StoreOperations for LaneWorker {
         if !one_slot {
             let started = Instant::now();
             let count = items.len();
-            let results = self.save_across_slots(items).await;
+            let results = CrossSlot {
+                nodes: &mut self.nodes,
+                shared: &self.shared,
+            }
+            .save_across_slots(items)
+            .await;
             round_trips.record(started.elapsed(), count);
             return results;
         }
@@ -612,11 +618,17 @@ impl LaneWorker {
                 // On a cluster, a linked save across slots may have left a pending record:
                 // resolve it by the link's decision (roll forward or drop), then read the
                 // record as it is now.
-                let payload = match self.pending_record(player, payload).await {
+                let recovered = CrossSlot {
+                    nodes: &mut self.nodes,
+                    shared: &self.shared,
+                }
+                .pending_record(player, payload)
+                .await;
+                let payload = match recovered {
                     Ok(payload) => payload,
                     Err(reason) => {
                         self.release_if_ours(player).await;
-                        return unavailable(reason);
+                        return unavailable(reason.to_string());
                     }
                 };
                 StoreMetrics::add(&shared.metrics.loads, 1);

@@ -23,19 +23,39 @@ use hearth_components::PlayerId;
 use hearth_systems::storage::{SaveItem, SaveOutcome, SaveResult};
 use redis::{Pipeline, Value};
 
+use super::Shared;
 use super::calls::reply_text;
 use super::cluster::player_slot;
-use super::lane::LaneWorker;
+use super::nodes::{LaneConnect, Nodes};
 
 /// A link's decision.
 const COMMITTED: &str = "committed";
 const ABORTED: &str = "aborted";
 
-impl LaneWorker {
+/// Why a step of a linked save across slots, or a load's recovery of a pending record,
+/// failed. The save is retried (or the join refused `unavailable`); nothing is half-applied:
+/// the decision key settles every pending record.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LinkError {
+    /// The node did not answer, refused the command, or its slot could not be routed.
+    #[error("{0}")]
+    Redis(String),
+    /// Redis answered something the step does not expect.
+    #[error("unexpected reply {what}: {reply}")]
+    Unexpected { what: &'static str, reply: String },
+}
+
+/// A lane's connections and settings, lent to the cross-slot steps for one job.
+pub(super) struct CrossSlot<'a> {
+    pub nodes: &'a mut Nodes<LaneConnect>,
+    pub shared: &'a Shared,
+}
+
+impl CrossSlot<'_> {
     /// Writes `items` (players of several slots) together by the three-step commit; one
     /// result per item in order.
     pub(super) async fn save_across_slots(&mut self, items: Vec<SaveItem>) -> Vec<SaveResult> {
-        let shared = std::sync::Arc::clone(&self.shared);
+        let shared = self.shared;
         let number = shared
             .next_link
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -155,7 +175,7 @@ impl LaneWorker {
                         "a pending record of link {earlier} was in the way ({}); retried",
                         match resolved {
                             Ok(()) => "resolved".to_string(),
-                            Err(e) => e,
+                            Err(e) => e.to_string(),
                         }
                     ))
                 }
@@ -175,7 +195,7 @@ impl LaneWorker {
         &mut self,
         player: PlayerId,
         claimed: Option<Value>,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, LinkError> {
         if !self.nodes.is_cluster() {
             return Ok(claimed);
         }
@@ -198,12 +218,12 @@ impl LaneWorker {
         let mut value = match reply.result {
             Ok(mut values) if values.len() == 1 => values.remove(0),
             Ok(values) => {
-                return Err(format!(
-                    "unexpected reply: {} values for 1 command",
-                    values.len()
-                ));
+                return Err(LinkError::Unexpected {
+                    what: "to HGET",
+                    reply: format!("{} values for 1 command", values.len()),
+                });
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(LinkError::Redis(e.to_string())),
         };
         if let Value::ServerError(e) = &value
             && let Some((redirect, address)) = super::cluster::redirect_target(e)
@@ -212,7 +232,10 @@ impl LaneWorker {
                 self.nodes.mark_stale();
                 self.nodes.refresh_if_stale().await;
             }
-            let node = self.nodes.at(&address).map_err(|e| e.to_string())?;
+            let node = self
+                .nodes
+                .at(&address)
+                .map_err(|e| LinkError::Redis(e.to_string()))?;
             let asking = redirect == super::cluster::Redirect::Ask;
             value = self
                 .call_node(node, hget(asking), "reading a pending record")
@@ -220,9 +243,12 @@ impl LaneWorker {
         }
         match value {
             Value::Nil => Ok(claimed),
-            Value::ServerError(e) => Err(e.to_string()),
+            Value::ServerError(e) => Err(LinkError::Redis(e.to_string())),
             link => {
-                let link = reply_text(&link).ok_or("unexpected pending link")?;
+                let link = reply_text(&link).ok_or_else(|| LinkError::Unexpected {
+                    what: "to HGET",
+                    reply: format!("{link:?}"),
+                })?;
                 Ok(self
                     .resolve_and_read(player, &link)
                     .await?
@@ -237,7 +263,7 @@ impl LaneWorker {
         &mut self,
         player: PlayerId,
         link: &str,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, LinkError> {
         self.resolve(player, link).await?;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -245,19 +271,22 @@ impl LaneWorker {
         match self.one_call(player, pipe, "reading a record").await? {
             Value::BulkString(bytes) => Ok(Some(bytes)),
             Value::Nil => Ok(None),
-            other => Err(format!("unexpected reply to GET: {other:?}")),
+            other => Err(LinkError::Unexpected {
+                what: "to GET",
+                reply: format!("{other:?}"),
+            }),
         }
     }
 
     /// Applies or drops `player`'s pending record of `link` by the link's decision, aborting
     /// the link first if nobody decided it yet.
-    async fn resolve(&mut self, player: PlayerId, link: &str) -> Result<(), String> {
+    async fn resolve(&mut self, player: PlayerId, link: &str) -> Result<(), LinkError> {
         let decision = self.decide(link, ABORTED).await?;
         self.finish(&[player], link, &decision).await
     }
 
     /// `SET <link key> <wanted> NX GET`: the decision, ours if nobody's was there first.
-    async fn decide(&mut self, link: &str, wanted: &str) -> Result<String, String> {
+    async fn decide(&mut self, link: &str, wanted: &str) -> Result<String, LinkError> {
         let key = self.shared.keys.link(link);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -265,7 +294,10 @@ impl LaneWorker {
         let node = self.nodes.of_key(&key);
         match self.call_node(node, pipe, "deciding a linked save").await? {
             Value::Nil => Ok(wanted.to_string()),
-            value => reply_text(&value).ok_or_else(|| format!("unexpected decision {value:?}")),
+            value => reply_text(&value).ok_or_else(|| LinkError::Unexpected {
+                what: "to a decision",
+                reply: format!("{value:?}"),
+            }),
         }
     }
 
@@ -275,7 +307,7 @@ impl LaneWorker {
         players: &[PlayerId],
         link: &str,
         decision: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let Some(&first) = players.first() else {
             return Ok(());
         };
@@ -315,7 +347,7 @@ impl LaneWorker {
         player: PlayerId,
         pipe: Pipeline,
         what: &str,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, LinkError> {
         let node = self.nodes.of_player(player);
         self.call_node(node, pipe, what).await
     }
@@ -327,25 +359,25 @@ impl LaneWorker {
         node: usize,
         pipe: Pipeline,
         what: &str,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, LinkError> {
         let reply = self.nodes.conn(node).request(pipe, what).await;
         let value = match reply.result {
             Ok(mut values) if values.len() == 1 => values.remove(0),
             Ok(values) => {
-                return Err(format!(
-                    "unexpected reply: {} values for 1 command",
-                    values.len()
-                ));
+                return Err(LinkError::Unexpected {
+                    what: "to one command",
+                    reply: format!("{} values", values.len()),
+                });
             }
             Err(e) => {
                 self.nodes.mark_stale();
-                return Err(e.to_string());
+                return Err(LinkError::Redis(e.to_string()));
             }
         };
         match value {
             Value::ServerError(e) => {
                 self.nodes.mark_stale();
-                Err(e.to_string())
+                Err(LinkError::Redis(e.to_string()))
             }
             value => Ok(value),
         }
