@@ -295,6 +295,9 @@ fn run(mut app: App, stop: Arc<AtomicBool>) -> i32 {
         .len();
     if drain.load(Ordering::SeqCst) {
         app.world_mut().insert_resource(Draining);
+        if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
+            door.begin_draining();
+        }
         // /readyz answers 503 `draining` from now on: the load balancer stops sending players.
         if let Some(readiness) = app
             .world()

@@ -242,7 +242,7 @@ fn a_login_right_after_the_own_connection_dropped_may_be_already_online_then_wor
 /// During a drain (kept going by a player whose final save the paused store holds), a
 /// `register` still creates the account while a `resume` is refused like a login.
 #[test]
-fn during_a_drain_register_works_and_resume_is_draining() {
+fn during_a_drain_register_works_and_resume_is_draining_keeping_its_token() {
     let mut config = test_config("drain-answers");
     config.persistence.flush_interval = Duration::from_secs(3600);
     config.sessions.lease_refresh_interval = Duration::from_secs(3600);
@@ -251,6 +251,7 @@ fn during_a_drain_register_works_and_resume_is_draining() {
     let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
     let (store, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
     let accounts = hearth::store::account_stores(&config.store.settings).unwrap();
+    let accounts_again = Arc::clone(&accounts);
     let drain = Arc::new(AtomicBool::new(false));
     let signal = DrainSignal(Arc::clone(&drain));
     let server = NetServer::start_with(config, port, accounts, move |app| {
@@ -281,6 +282,15 @@ fn during_a_drain_register_works_and_resume_is_draining() {
     assert_eq!(playing.expect("kicked")["code"], "drain");
     assert_eq!(late.expect("kicked")["code"], "drain");
     assert_eq!(server.join(), 0);
+
+    // The resume refused by the draining server spent nothing: the token works on the next.
+    let mut config = test_config("drain-answers-next");
+    config.store.settings.lease_ttl = Duration::from_secs(7200);
+    let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
+    let next = NetServer::start_with(config, port, accounts_again, |_| {});
+    let mut back = next.client();
+    back.send(json!({"type": "resume", "token": token}));
+    back.expect("logged_in");
 }
 
 /// Two servers on one store: a player's lease is released behind its server's back and

@@ -5,7 +5,7 @@
 //! updates from each new round ([`super::replica`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use hearth_components::protocol::{
 use hearth_components::wire::{PREAMBLE, WireError};
 use hearth_systems::ReplicationFeed;
 use hearth_systems::game_messages::{ClientMessageTypes, DecodeError};
-use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, OutboxClosed};
+use hearth_systems::net::{ClientOutbox, ConnId, DRAINING_REFUSAL, NetEvent, OutboxClosed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -88,6 +88,8 @@ pub struct ConnectionContext {
     /// Why `closing` closes connections, set just before it is cancelled (a drain tells
     /// clients to go elsewhere; a shutdown just that the server stops).
     pub farewell: Arc<OnceLock<(KickCode, &'static str)>>,
+    /// The server drains: logins and resumes are answered `draining` here.
+    pub draining: Arc<AtomicBool>,
     /// Connections being served.
     pub open: Arc<AtomicUsize>,
     /// The front door's counters.
@@ -573,6 +575,12 @@ fn handle_request(
         ClientMessage::Register { .. } if logged_in => logged_in_already("register"),
         ClientMessage::Login { .. } if logged_in => logged_in_already("login"),
         ClientMessage::Resume { .. } if logged_in => logged_in_already("resume"),
+        ClientMessage::Login { .. } | ClientMessage::Resume { .. }
+            if ctx.draining.load(Ordering::SeqCst) =>
+        {
+            // Refused before anything is spent: the token still works on another server.
+            Handled::Answer(ServerMessage::error(ErrorCode::Draining, DRAINING_REFUSAL))
+        }
         ClientMessage::Register { username, password } => {
             if let Err(refused) = ctx.registrations.check(peer.ip()) {
                 NetStats::count(&ctx.stats.rate_limited_registrations);

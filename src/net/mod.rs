@@ -17,7 +17,7 @@ pub mod stats;
 pub mod waiting_room;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub struct FrontDoor {
     accepting: CancellationToken,
     closing: CancellationToken,
     farewell: Arc<OnceLock<(KickCode, &'static str)>>,
+    /// Set when the server starts draining: logins and resumes are answered `draining` at
+    /// the door, before they spend anything (a resume token stays good for another server).
+    draining: Arc<AtomicBool>,
     open: Arc<AtomicUsize>,
     stats: Arc<NetStats>,
     /// Keeps the resume tokens of the players online here alive; stops with the door.
@@ -66,6 +69,12 @@ impl FrontDoor {
     /// Stops accepting new connections (shutdown); open ones keep being served.
     pub fn stop_accepting(&self) {
         self.accepting.cancel();
+    }
+
+    /// The server drains: from now on a `login` or `resume` is answered `draining` before
+    /// it reaches the auth workers or the store.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Tells every open connection why (`kicked` with `code` and `reason`) and closes it,
@@ -233,6 +242,7 @@ impl FrontDoorPlugin {
         );
         let closing = CancellationToken::new();
         let farewell = Arc::new(OnceLock::new());
+        let draining = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicUsize::new(0));
         let game_messages = Arc::new(
             app.world()
@@ -250,6 +260,7 @@ impl FrontDoorPlugin {
             idle_timeout: config.idle_timeout,
             closing: closing.clone(),
             farewell: Arc::clone(&farewell),
+            draining: Arc::clone(&draining),
             open: Arc::clone(&open),
             stats: Arc::clone(&stats),
             online,
@@ -270,6 +281,7 @@ impl FrontDoorPlugin {
                 accepting,
                 closing,
                 farewell,
+                draining,
                 open,
                 stats,
                 _keeper: keeper,
