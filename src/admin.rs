@@ -164,7 +164,7 @@ pub fn run(
     let timeout = config.store_timeout.max(Duration::from_secs(5));
     let mut store = RedisMaintenance::new(url, &config.key_prefix, timeout)
         .map_err(|e| AdminError::Usage(e.to_string()))?;
-    let mut accounts = RedisAccounts::new(url, &config.key_prefix, timeout)
+    let mut accounts = RedisAccounts::new(url, &config.key_prefix, timeout, "")
         .map_err(|e| AdminError::Usage(e.to_string()))?;
     let mut admin = Admin {
         store: &mut store,
@@ -280,13 +280,15 @@ impl Admin<'_> {
         for (owner, mut players) in by_owner {
             players.sort_unstable();
             let instance = owner.split_once('/').map_or(owner.as_str(), |(i, _)| i);
-            let alive = match self.registration(instance)? {
-                Some((registered, detail)) if registered == owner => format!("alive: {detail}"),
-                Some(_) => "its process is gone (the instance id now belongs to another)".into(),
-                None => {
-                    "no live process registered (crashed or stopped; leases expire by their TTL)"
-                        .into()
+            // Alive means the process renews its liveness key now: a crashed server is shown
+            // dead within `liveness_ttl`, while its registration and leases still last.
+            let registered = self.registration(instance)?;
+            let alive = match (self.store.alive(&owner)?, registered) {
+                (true, Some((registered, detail))) if registered == owner => {
+                    format!("alive: {detail}")
                 }
+                (true, _) => "alive".into(),
+                (false, _) => "not alive: crashed, stopped or cut off from the store; its players can log in on another server".into(),
             };
             let ids: Vec<String> = players.iter().map(u64::to_string).collect();
             text.push_str(&format!(
@@ -483,7 +485,7 @@ mod tests {
     #[test]
     fn commands_work_through_the_ports_on_the_memory_adapters() {
         let mut store = MemoryBackend::new(StoreClock::manual());
-        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store));
+        let mut accounts = MemoryAccounts::on_leases(Arc::clone(&store), "");
         let hash = Passwords::default().hash("password1").unwrap();
         let id = accounts.create("alice", &hash).unwrap();
         let mut record = PlayerRecord::new(id);
@@ -507,10 +509,7 @@ mod tests {
         );
 
         let online = run_on(&mut store, &mut accounts, AdminCommand::Online, "").unwrap();
-        assert!(
-            online.contains("eu-1/boot (no live process registered"),
-            "{online}"
-        );
+        assert!(online.contains("eu-1/boot (not alive: crashed"), "{online}");
         assert!(online.ends_with("1 players online\n"), "{online}");
 
         let release = AdminCommand::Lease {

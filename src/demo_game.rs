@@ -53,11 +53,33 @@ impl Default for Progress {
     }
 }
 
-/// `move`: take one step in a direction; the server owns speed and position.
+/// `move`: take one step in a direction; the server owns speed and position. Each of `dx`
+/// and `dy` is 0 or of a magnitude within [`MOVE_COMPONENT_RANGE`]; anything else (too
+/// large for an `f32`, too small to tell from 0 after normalising) is refused as a
+/// `bad_request` naming the field, rather than silently moving nothing.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Move {
+    #[serde(deserialize_with = "move_component")]
     pub dx: f32,
+    #[serde(deserialize_with = "move_component")]
     pub dy: f32,
+}
+
+/// The magnitudes a non-zero `dx` or `dy` of a `move` may have (inclusive).
+pub const MOVE_COMPONENT_RANGE: std::ops::RangeInclusive<f64> = 1e-6..=1e6;
+
+/// A `move` component: 0, or a number whose magnitude is within [`MOVE_COMPONENT_RANGE`].
+fn move_component<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value == 0.0 || MOVE_COMPONENT_RANGE.contains(&value.abs()) {
+        Ok(value as f32) // within ±1e6: an f32 holds it
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value:e} is out of range: must be 0 or of magnitude {:e} to {:e}",
+            MOVE_COMPONENT_RANGE.start(),
+            MOVE_COMPONENT_RANGE.end()
+        )))
+    }
 }
 
 /// `level_up`: the recipient reached `level`, durably saved.
@@ -194,6 +216,26 @@ mod tests {
             let intent =
                 MoveIntent::new(dx, dy).unwrap_or_else(|| panic!("({dx}, {dy}) is a direction"));
             assert!(close(intent, ux, uy), "({dx}, {dy}) -> {intent:?}");
+        }
+    }
+
+    #[test]
+    fn a_move_component_is_zero_or_within_its_range_and_refused_otherwise() {
+        let decode = |line: &str| serde_json::from_str::<Move>(line);
+        for (dx, dy) in [
+            ("0", "0"),
+            ("1e-6", "-1e6"),
+            ("-1e-6", "1e6"),
+            ("0.5", "0"),
+            ("-0.0", "3"),
+        ] {
+            let line = format!(r#"{{"dx":{dx},"dy":{dy}}}"#);
+            assert!(decode(&line).is_ok(), "{line}");
+        }
+        for bad in ["1e39", "1e300", "-1e7", "1e-50", "9.9e-7", "1000000.1"] {
+            let line = format!(r#"{{"dx":{bad},"dy":1}}"#);
+            let error = decode(&line).expect_err(&line).to_string();
+            assert!(error.contains("out of range"), "{line}: {error}");
         }
     }
 

@@ -32,6 +32,7 @@ pub fn main(name: &'static str, about: &'static str, game: impl Plugin) -> ExitC
         }
     };
     let exit = App::new()
+        .insert_resource(crate::runner::ServerName(name))
         .add_plugins(HearthPlugins::new(config))
         .add_plugins(game)
         .run();

@@ -10,6 +10,7 @@ use bevy_app::{App, AppExit, Plugin, PluginsState};
 use bevy_ecs::resource::Resource;
 use bevy_time::{Fixed, Time};
 use hearth_components::PlayerId;
+use hearth_components::protocol::KickCode;
 use hearth_systems::sessions::{self, Draining};
 
 use crate::startup::{BoundAddresses, StartupFailure, StartupFailures};
@@ -74,6 +75,18 @@ impl Plugin for RunnerPlugin {
 #[derive(Resource, Clone, Default)]
 pub struct DrainSignal(pub Arc<AtomicBool>);
 
+/// The server binary's name, which its log says is running (`arena running`): the game's
+/// binary, not the framework. `launch::main` inserts it; without it the name is `hearth`.
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerName(pub &'static str);
+
+impl ServerName {
+    /// The name in `app`, `hearth` when none was set.
+    fn of(app: &App) -> &'static str {
+        app.world().get_resource::<Self>().map_or("hearth", |n| n.0)
+    }
+}
+
 /// A flag that stops a running server (graceful shutdown) when set. Insert one to stop the
 /// server from code; without it the runner stops on Ctrl-C and SIGTERM.
 #[derive(Resource, Clone)]
@@ -126,36 +139,46 @@ pub fn finish_plugins(app: &mut App) {
 
 /// Hearth's runner (see [`RunnerPlugin`]).
 fn run_server(mut app: App) -> AppExit {
+    // The signal handlers go in before the plugins open their ports: a SIGTERM or SIGUSR1
+    // sent as soon as the port answers (a supervisor, a test) must stop or drain the server,
+    // not kill it with the signal's default action.
+    let signals = signals(&app);
     finish_plugins(&mut app);
-    match start(&mut app) {
+    match signals.and_then(|stop| start(&mut app).map(|()| stop)) {
         Ok(stop) => match u8::try_from(run(app, stop)) {
             Ok(0) => AppExit::Success,
             Ok(code) => AppExit::from_code(code),
             Err(_) => AppExit::from_code(1),
         },
         Err(failures) => {
+            let name = ServerName::of(&app);
             for failure in failures {
-                eprintln!("hearth: {failure}");
+                eprintln!("{name}: {failure}");
             }
             AppExit::from_code(1)
         }
     }
 }
 
-/// Checks what the plugins opened and installs the signal handlers; returns the stop flag.
-fn start(app: &mut App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
-    if let Some(mut failures) = app.world_mut().remove_resource::<StartupFailures>()
-        && !failures.0.is_empty()
-    {
-        return Err(std::mem::take(&mut failures.0));
-    }
+/// Installs the signal handlers (unless a [`StopSignal`] was inserted: then only SIGUSR1's);
+/// returns the stop flag.
+fn signals(app: &App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
     let stop = match app.world().get_resource::<StopSignal>() {
         Some(signal) => Arc::clone(&signal.0),
         None => termination_signal().map_err(|f| vec![f])?,
     };
     let drain = Arc::clone(&app.world().resource::<DrainSignal>().0); // RunnerPlugin's
-    // Installed before the server says it runs: SIGUSR1 would otherwise end the process.
     drain_on_sigusr1(drain).map_err(|f| vec![f])?;
+    Ok(stop)
+}
+
+/// Checks what the plugins opened and announces the server.
+fn start(app: &mut App) -> Result<(), Vec<StartupFailure>> {
+    if let Some(mut failures) = app.world_mut().remove_resource::<StartupFailures>()
+        && !failures.0.is_empty()
+    {
+        return Err(std::mem::take(&mut failures.0));
+    }
     let bound = app
         .world()
         .get_resource::<BoundAddresses>()
@@ -166,16 +189,17 @@ fn start(app: &mut App) -> Result<Arc<AtomicBool>, Vec<StartupFailure>> {
         let timestep = app.world().resource::<Time<Fixed>>().timestep();
         // The configured rate, without the float error of its round trip through a Duration.
         let tick_rate = (1000.0 / timestep.as_secs_f64()).round() / 1000.0;
+        let name = ServerName::of(app);
         tracing::info!(
             tick_rate,
-            "hearth running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain"
+            "{name} running; Ctrl-C or SIGTERM to stop, SIGUSR1 to drain"
         );
         tracing::info!(%addr, "accepting game clients (JSON lines or the binary encoding over TCP, see docs/protocol.md)");
     }
     if let Some(addr) = bound.metrics {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
     }
-    Ok(stop)
+    Ok(())
 }
 
 /// How long a shutdown waits for connections to write their last message.
@@ -198,17 +222,17 @@ pub fn shutdown(app: &mut App, deadline: Duration, mut wait_frame: impl FnMut())
     {
         door.stop_accepting();
     }
-    let farewell = if app.world().contains_resource::<Draining>() {
-        hearth_systems::net::DRAINING_REFUSAL
+    let (code, farewell) = if app.world().contains_resource::<Draining>() {
+        (KickCode::Drain, hearth_systems::net::DRAINING_REFUSAL)
     } else {
-        crate::net::connection::SHUTTING_DOWN
+        (KickCode::Shutdown, crate::net::connection::SHUTTING_DOWN)
     };
     let started = Instant::now();
     loop {
         let present = sessions::leave_everyone(app.world_mut());
         if present == 0 || started.elapsed() >= deadline {
             if let Some(door) = app.world().get_resource::<crate::net::FrontDoor>() {
-                door.close_all(farewell, CLOSE_GRACE);
+                door.close_all(code, farewell, CLOSE_GRACE);
             }
             let unsaved = app
                 .world_mut()

@@ -50,7 +50,7 @@ fn admin_shows_lists_releases_and_resets_with_exit_codes_a_script_can_use() {
     let online = text(&out);
     assert_eq!(out.status.code(), Some(0), "{online}");
     assert!(
-        online.contains("eu-1/") && online.contains("alive"),
+        online.contains("eu-1/") && online.contains("(alive"),
         "{online}"
     );
     assert!(online.contains("1 players online"), "{online}");
@@ -151,6 +151,48 @@ fn export_then_import_copies_records_and_refuses_to_overwrite_newer_ones() {
     let out = admin(&redis, &["import"], "{\"version\":2}\n");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(text(&out).contains("line 1"), "{}", text(&out));
+}
+
+/// Promise (R13): `hearth admin online` shows a SIGKILLed server as not alive once its
+/// liveness key lapses (`liveness_ttl`, 3 s), not only when its registration and leases expire
+/// (`lease_ttl`, 60 s here): its players are still listed under it, shown as free to log in
+/// elsewhere.
+#[test]
+fn online_shows_a_killed_server_not_alive_while_its_leases_still_last() {
+    let redis = RedisServer::start();
+    let mut server = Hearth::start_with(
+        &redis,
+        "eu-1",
+        &["--lease-ttl", "60s", "--lease-refresh-interval", "20s"],
+    );
+    let mut alice = server.client();
+    alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    let online = text(&admin(&redis, &["online"], ""));
+    assert!(online.contains("(alive: host"), "{online}");
+    server.signal("-KILL");
+    server.wait();
+    let killed = std::time::Instant::now();
+    let online = loop {
+        let online = text(&admin(&redis, &["online"], ""));
+        if online.contains("(not alive") {
+            break online;
+        }
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "still shown alive long after the kill: {online}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    eprintln!(
+        "shown not alive {} ms after SIGKILL",
+        killed.elapsed().as_millis()
+    );
+    assert!(online.contains("eu-1/"), "{online}");
+    assert!(
+        online.contains("1 players online"),
+        "the lease still lasts: {online}"
+    );
 }
 
 #[test]
@@ -263,7 +305,7 @@ fn every_admin_command_works_on_a_redis_cluster() {
     let online = text(&out);
     assert_eq!(out.status.code(), Some(0), "{online}");
     assert!(
-        online.contains("eu-1/") && online.contains("alive"),
+        online.contains("eu-1/") && online.contains("(alive"),
         "{online}"
     );
     assert!(online.contains("6 players online"), "{online}");

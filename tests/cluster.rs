@@ -318,7 +318,8 @@ fn the_slot_table_is_read_past_a_frozen_first_seed() {
     // the others would hold the answer that long.
     let (answer, answered) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut accounts = RedisAccounts::new(&url, "hearth", Duration::from_secs(600)).unwrap();
+        let mut accounts =
+            RedisAccounts::new(&url, "hearth", Duration::from_secs(600), "").unwrap();
         answer
             .send(accounts.find(&name).map(|found| found.is_none()))
             .ok();

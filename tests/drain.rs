@@ -34,6 +34,7 @@ fn login(client: &mut Client, username: &str) {
 /// Kicked by a drain (not by a shutdown or a takeover): the drain's own reason.
 fn assert_told_to_reconnect(kicked: &Value) {
     assert_eq!(kicked["type"], "kicked", "{kicked}");
+    assert_eq!(kicked["code"], "drain", "{kicked}");
     assert_eq!(kicked["reason"], DRAINED_KICK_REASON, "{kicked}");
 }
 
@@ -107,6 +108,7 @@ fn a_drain_refuses_logins_and_kicks_each_player_once_saved_and_released() {
 
     // A connection without a player hears it too, as the door closes at the end.
     let kicked = late.expect("kicked");
+    assert_eq!(kicked["code"], "drain", "{kicked}");
     assert!(
         kicked["reason"]
             .as_str()

@@ -15,9 +15,32 @@ use std::time::{Duration, Instant};
 use common::client::{Client, NetServer};
 use common::redis_server::free_port;
 use hearth::config::ServerConfig;
+use hearth::prelude::*;
 use hearth::testing::test_config;
 use hearth_components::PlayerId;
 use serde_json::json;
+
+/// `shout`: asks for an [`Echo`].
+#[derive(Deserialize, Debug)]
+struct Shout {}
+
+/// `echo`: a large answer (60 KB).
+#[derive(Serialize, Debug)]
+struct Echo {
+    text: String,
+}
+
+/// Answers every `shout` with a 60 KB `echo`.
+fn echo(mut shouts: MessageReader<FromClient<Shout>>, to_clients: ToClients<Echo>) {
+    for shout in shouts.read() {
+        to_clients.send(
+            shout.entity,
+            Echo {
+                text: "x".repeat(60_000),
+            },
+        );
+    }
+}
 
 /// A memory-store server with a short idle timeout.
 fn config(name: &str) -> ServerConfig {
@@ -477,15 +500,20 @@ fn thousands_of_silent_connections_do_not_stop_a_player_being_served() {
 
 #[test]
 fn a_logged_in_client_that_never_reads_is_disconnected_saved_and_released() {
-    let server = NetServer::memory(test_config("never-reads"));
+    // A game whose answer is large: each `shout` is answered with a 60 KB `echo`.
+    let server = NetServer::memory_with(test_config("never-reads"), |app| {
+        app.add_client_message::<Shout>("shout")
+            .add_server_message::<Echo>("echo")
+            .add_systems(PreUpdate, echo.after(NetSystems::Receive));
+    });
     let (mut other, _) = player(&server, "reader");
     let (stalled, id) = player(&server, "deaf");
     // The deaf client keeps sending (within its message rate) requests whose answers are
-    // large (an unknown type is named in the error), and never reads one of them: the
-    // socket buffers fill and the server's write stalls.
+    // large, and never reads one of them: the socket buffers fill and the server's write
+    // stalls.
     let mut writer = stalled.writer();
     let sender = std::thread::spawn(move || {
-        let line = format!("{{\"type\":\"{}\"}}\n", "x".repeat(60_000));
+        let line = "{\"type\":\"shout\"}\n";
         loop {
             for _ in 0..50 {
                 if writer.write_all(line.as_bytes()).is_err() {

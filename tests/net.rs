@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::NetServer;
+use common::client::{CLIENT_WAIT, NetServer};
 use hearth::testing::test_config;
 use hearth_components::PlayerId;
 use serde_json::json;
@@ -244,6 +244,7 @@ fn a_flooding_client_is_rate_limited_and_others_are_unaffected() {
         limited >= 120,
         "at least 120 refused in a row before the kick, each answered: {limited}"
     );
+    assert_eq!(kicked["code"], "rate", "{kicked}");
     assert!(
         kicked["reason"]
             .as_str()
@@ -292,6 +293,7 @@ fn shutdown_tells_every_client_why_and_players_that_their_progress_is_saved() {
     assert_eq!(server.stop(), 0, "everyone saved");
 
     let kicked = player.expect("kicked");
+    assert_eq!(kicked["code"], "shutdown", "{kicked}");
     assert!(
         kicked["reason"]
             .as_str()
@@ -303,6 +305,7 @@ fn shutdown_tells_every_client_why_and_players_that_their_progress_is_saved() {
     let record = backend.record(PlayerId(id)).expect("saved");
     assert_eq!(record.sections["position"]["x"], 1.0);
     let kicked = anonymous.expect("kicked");
+    assert_eq!(kicked["code"], "shutdown", "{kicked}");
     assert!(
         kicked["reason"].as_str().unwrap().contains("shutting down"),
         "{kicked}"
@@ -318,6 +321,7 @@ fn idle_clients_are_disconnected() {
     let server = NetServer::start(config);
     let mut c = server.client();
     let kicked = c.expect("kicked");
+    assert_eq!(kicked["code"], "idle", "{kicked}");
     assert!(
         kicked["reason"].as_str().unwrap().contains("no message"),
         "{kicked}"
@@ -329,41 +333,79 @@ fn idle_clients_are_disconnected() {
 fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     let mut config = test_config("net-busy");
     config.front_door.registrations_per_minute = 1_000; // the queue's limit is under test, not this one
+    config.front_door.max_connections_per_address = 100; // more than the address's 64 places
     let server = NetServer::memory(config);
-    // 4 connections x 100 requests: within each connection's message rate, far beyond the
-    // auth queue.
-    let mut clients: Vec<_> = (0..4).map(|_| server.client()).collect();
-    let per_client = 100;
+    // 80 connections from one address register at once (a connection has one request in the
+    // queue at a time: it reads the next once the last is answered, so the flood comes from
+    // many connections): beyond the address's share of the line.
+    let mut clients: Vec<_> = (0..80).map(|_| server.client()).collect();
     for (n, c) in clients.iter_mut().enumerate() {
-        let lines: String = (0..per_client)
-            .map(|i| {
-                let register = json!({"type": "register", "username": format!("user{n}x{i}"), "password": "password1"});
-                format!("{register}\n")
-            })
-            .collect();
-        c.send_raw(lines.as_bytes());
+        c.send(
+            json!({"type": "register", "username": format!("user{n}"), "password": "password1"}),
+        );
     }
     let (mut registered, mut busy) = (0, 0);
     for c in &mut clients {
-        for _ in 0..per_client {
-            let answer = c.expect_any(&["registered", "error"]);
-            match answer["type"].as_str() {
-                Some("registered") => registered += 1,
-                _ => {
-                    assert_eq!(answer["code"], "server_busy", "{answer}");
-                    busy += 1;
-                }
+        let answer = c.expect_any(&["registered", "error"]);
+        match answer["type"].as_str() {
+            Some("registered") => registered += 1,
+            _ => {
+                assert_eq!(answer["code"], "server_busy", "{answer}");
+                busy += 1;
             }
         }
     }
     assert!(
         busy > 0,
-        "400 password hashes at once overflow the bounded queue"
+        "80 password hashes at once overflow the address's 64 places in the line"
     );
     assert!(registered > 0, "queued requests are still served");
     let c = &mut clients[0];
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3);
+}
+
+#[test]
+fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
+    let mut config = test_config("net-crowd");
+    config.front_door.registrations_per_minute = 1_000; // the line is under test, not this limit
+    let server = NetServer::memory(config);
+    // 60 connections from one address register at once: far more than the two password
+    // workers take, within the address's share of the line.
+    let mut clients: Vec<_> = (0..60).map(|_| server.client()).collect();
+    for (n, c) in clients.iter_mut().enumerate() {
+        c.send(
+            json!({"type": "register", "username": format!("crowd{n}"), "password": "password1"}),
+        );
+    }
+    let mut told = 0;
+    for c in &mut clients {
+        let mut positions = Vec::new();
+        let answer = loop {
+            let message = c
+                .next(CLIENT_WAIT)
+                .expect("an answer before the server closes");
+            match message["type"].as_str() {
+                Some("queued") => {
+                    let position = message["position"].as_u64().unwrap();
+                    assert!(position >= 3, "the next two are not told: {message}");
+                    assert!(message["eta_s"].as_u64().unwrap() >= 1, "{message}");
+                    positions.push(position);
+                }
+                _ => break message,
+            }
+        };
+        assert_eq!(answer["type"], "registered", "no one refused: {answer}");
+        assert!(
+            positions.windows(2).all(|w| w[1] < w[0]),
+            "a place only moves forward: {positions:?}"
+        );
+        told += usize::from(!positions.is_empty());
+    }
+    assert!(
+        told >= 30,
+        "most of a crowd of 60 waits behind others and is told so ({told} were)"
+    );
 }
 
 #[test]

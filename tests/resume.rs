@@ -319,7 +319,7 @@ fn renewal_renews_the_tokens_on_every_live_master_when_one_master_is_down() {
 
     let mut cluster = RedisCluster::start(3, 0);
     let timeout = Duration::from_millis(500);
-    let mut accounts = RedisAccounts::new(&cluster.url(), "hearth", timeout).unwrap();
+    let mut accounts = RedisAccounts::new(&cluster.url(), "hearth", timeout, "").unwrap();
     let players: Vec<u64> = (1..=30).collect();
     for &player in &players {
         let fresh = TokenHash::from_digest(format!("{player:064x}"));

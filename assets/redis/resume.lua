@@ -5,17 +5,26 @@
 -- ARGV[2] = digest of the fresh token
 -- ARGV[3] = lifetime of the set, ms (every store extends it)
 -- ARGV[4] = most tokens kept (the oldest go first)
+-- ARGV[5] = a lease owner found not alive (its liveness key gone), or '': a lease held by
+--           exactly that owner does not keep the player online (the claim takes it over)
+-- ARGV[6] = this server's lease owner   ARGV[7] = the lease it is granted, ms (until the join
+--           that follows claims it for the full lease TTL)
+-- A presented token is spent only together with the lease, in this one step: a resume racing
+-- another login of the player (here or on another server) either wins the lease or keeps its
+-- token, never loses both.
 -- Returns 1: the fresh token is stored (the presented one deleted); 0: the presented token is
--- unknown (never issued, used, expired, revoked): nothing changed; 2: it is known but the
--- player holds a lease (online): nothing changed, it stays usable.
+-- unknown (never issued, used, expired, revoked): nothing changed; {2, owner}: it is known
+-- but the player holds a lease (online, on that owner): nothing changed, it stays usable.
 if ARGV[1] ~= '' then
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
     return 0
   end
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    return 2
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= ARGV[5] then
+    return {2, holder}
   end
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
 end
 local n = redis.call('HINCRBY', KEYS[1], '#', 1)
 redis.call('HSET', KEYS[1], ARGV[2], n)

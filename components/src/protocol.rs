@@ -14,6 +14,19 @@ use serde::{Deserialize, Serialize};
 /// Longest accepted line, in bytes (without the newline).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// Longest line the server sends, in bytes (without the newline): what a client must accept.
+/// A message that would be longer (a game's oversized message) is not sent, and logged.
+pub const MAX_SERVER_LINE_BYTES: usize = 64 * 1024;
+
+/// Longest `message` of an `error`, in characters: a message quoting the client's input
+/// (a serde error naming a bad value) is cut here, so an error line stays under
+/// [`MAX_ERROR_LINE_BYTES`] whatever the client sent.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 256;
+
+/// Longest `error` line the server sends, in bytes (a 256-character message of 4-byte
+/// characters, escaped, and the rest of the line).
+pub const MAX_ERROR_LINE_BYTES: usize = 2048;
+
 /// The `type`s of [`ClientMessage`], in declaration order: a game cannot register these
 /// names. Kept beside the enum by hand; a test fails when a variant is missing here.
 pub const CORE_CLIENT_MESSAGES: &[&str] = &["register", "login", "resume", "logout", "ping"];
@@ -25,6 +38,7 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "logged_in",
     "logged_out",
     "pong",
+    "queued",
     "kicked",
     "error",
 ];
@@ -181,7 +195,18 @@ pub enum ServerMessage {
     Pong {
         nonce: u64,
     },
+    /// A `register` or `login` waits for a password worker behind others: its place in the
+    /// line (1 = next) and an estimate of the wait in whole seconds. Sent when it joins the
+    /// line behind others and again every few seconds while it waits; its answer follows.
+    Queued {
+        position: u64,
+        eta_s: u64,
+    },
+    /// The server closes the connection right after this message.
     Kicked {
+        /// Why, for programs: what the client should do next depends on it.
+        code: KickCode,
+        /// Why, for people.
         reason: String,
     },
     Error {
@@ -194,11 +219,20 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    /// An `error` message.
+    /// An `error` message; a `message` over [`MAX_ERROR_MESSAGE_CHARS`] characters is cut
+    /// there and ends with `...`.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Error {
             code,
-            message: message.into(),
+            message: cut(message.into(), MAX_ERROR_MESSAGE_CHARS),
+        }
+    }
+
+    /// A `kicked` message.
+    pub fn kicked(code: KickCode, reason: impl Into<String>) -> Self {
+        Self::Kicked {
+            code,
+            reason: reason.into(),
         }
     }
 
@@ -221,6 +255,35 @@ impl ServerMessage {
     }
 }
 
+/// `text` cut to at most `max` characters, the last three of them `...` when it was cut.
+fn cut(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        let keep = text
+            .char_indices()
+            .nth(max.saturating_sub(3))
+            .map_or(at, |(i, _)| i);
+        text.truncate(keep);
+        text.push_str("...");
+    }
+    text
+}
+
+/// Why the server closed a connection (`kicked`'s `code`): what a client does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KickCode {
+    /// No message from the client for the idle timeout: reconnect if still wanted.
+    Idle,
+    /// Too many messages over the rate, in a row: slow down before reconnecting.
+    Rate,
+    /// The server is shutting down (a player's progress is saved): reconnect later.
+    Shutdown,
+    /// The server is draining for a deploy: reconnect at once (to another server) and log in.
+    Drain,
+    /// The player's session was taken over by another server: do not reconnect blindly.
+    Takeover,
+}
+
 /// Machine-readable error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -238,7 +301,7 @@ pub enum ErrorCode {
     /// Too many failed logins from this address, or too many messages on this connection
     /// (the message was dropped); try again later.
     RateLimited,
-    /// The server cannot take the request now (auth queue full); retry shortly.
+    /// The server cannot take the request now (its waiting line is full); retry shortly.
     ServerBusy,
     /// The request needs a logged-in player.
     NotLoggedIn,
@@ -303,7 +366,11 @@ mod tests {
             },
             ServerMessage::LoggedOut {},
             ServerMessage::Pong { nonce: 1 },
-            ServerMessage::Kicked { reason: "r".into() },
+            ServerMessage::Queued {
+                position: 1,
+                eta_s: 1,
+            },
+            ServerMessage::kicked(KickCode::Idle, "r"),
             ServerMessage::error(ErrorCode::BadRequest, "m"),
         ];
         for message in &every {
@@ -312,6 +379,7 @@ mod tests {
                 | ServerMessage::LoggedIn { .. }
                 | ServerMessage::LoggedOut {}
                 | ServerMessage::Pong { .. }
+                | ServerMessage::Queued { .. }
                 | ServerMessage::Kicked { .. }
                 | ServerMessage::Error { .. } => {}
                 ServerMessage::Game(_) => unreachable!("not a core message"),
@@ -377,6 +445,52 @@ mod tests {
             logged_in
         );
         assert!(!format!("{logged_in:?}").contains(secret));
+    }
+
+    #[test]
+    fn an_error_message_is_cut_to_its_bound_and_its_line_stays_under_the_error_line_bound() {
+        assert_eq!(
+            ServerMessage::error(ErrorCode::BadRequest, "short").to_line(),
+            "{\"type\":\"error\",\"code\":\"bad_request\",\"message\":\"short\"}\n"
+        );
+        let exact = "é".repeat(MAX_ERROR_MESSAGE_CHARS);
+        let ServerMessage::Error { message, .. } =
+            ServerMessage::error(ErrorCode::BadRequest, exact.clone())
+        else {
+            unreachable!()
+        };
+        assert_eq!(message, exact, "at the bound: kept whole");
+        for long in ["a".repeat(100_000), "\u{1F600}\"".repeat(10_000)] {
+            let error = ServerMessage::error(ErrorCode::BadRequest, long.clone());
+            let ServerMessage::Error { message, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(message.chars().count(), MAX_ERROR_MESSAGE_CHARS);
+            assert!(message.ends_with("..."), "{message}");
+            assert!(long.starts_with(message.trim_end_matches("...")));
+            assert!(
+                error.to_line().len() <= MAX_ERROR_LINE_BYTES,
+                "{}",
+                error.to_line().len()
+            );
+        }
+    }
+
+    #[test]
+    fn kicked_carries_a_machine_readable_code() {
+        let codes = [
+            (KickCode::Idle, "idle"),
+            (KickCode::Rate, "rate"),
+            (KickCode::Shutdown, "shutdown"),
+            (KickCode::Drain, "drain"),
+            (KickCode::Takeover, "takeover"),
+        ];
+        for (code, name) in codes {
+            assert_eq!(
+                ServerMessage::kicked(code, "why").to_line(),
+                format!("{{\"type\":\"kicked\",\"code\":\"{name}\",\"reason\":\"why\"}}\n")
+            );
+        }
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub const KEYS: &[Key] = &[
         parse_duration
     ),
     key!(
+        liveness_ttl => store.settings.liveness_ttl,
+        "Lifetime of this process's liveness key, renewed every third of it: a crashed server's players get back in on another after about this long (e.g. 3s).",
+        parse_duration
+    ),
+    key!(
         lease_refresh_interval => sessions.lease_refresh_interval,
         "How often all leases are refreshed (e.g. 20s).",
         parse_duration

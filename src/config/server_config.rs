@@ -95,6 +95,9 @@ impl ServerConfig {
         if front_door.resume_ttl < Duration::from_secs(1) {
             return Err(ConfigError::new("resume_ttl", "must be at least 1s"));
         }
+        if store.liveness_ttl < Duration::from_millis(300) {
+            return Err(ConfigError::new("liveness_ttl", "must be at least 300ms"));
+        }
         if store.lease_ttl < Duration::from_millis(100) {
             return Err(ConfigError::new("lease_ttl", "must be at least 100ms"));
         }

@@ -3,10 +3,11 @@
 //! connection). Passwords (argon2: deliberately slow CPU work) and resume tokens (one store
 //! round trip) have separate queues and workers, so a reconnect wave of thousands of resumes
 //! is never refused for want of room behind argon2, and never slows password logins down.
-//! Both queues are bounded and fair between client addresses ([`super::fair_queue`]): when
-//! the caller's share or the whole queue is full the client gets `server_busy` at once
-//! instead of waiting in an ever-growing line, and a flood from one address never stands
-//! between another address and a worker.
+//! Both queues are bounded and fair between client addresses ([`super::fair_queue`]): a flood
+//! from one address never stands between another address and a worker. The password line is
+//! deep enough for a crowd logging in at once; a request waiting in it is told its place
+//! ([`super::waiting_room`]). Only when the caller's share or the whole line is full does the
+//! client get `server_busy` at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,15 +26,19 @@ use super::fair_queue::{FairReceiver, FairSender, Full, fair_queue};
 use super::password::Passwords;
 use super::resume;
 use super::stats::NetStats;
+use super::waiting_room::{self, WaitEstimate};
 use crate::store::accounts::{AccountError, AccountStore, AccountStoreFactory, Resumed};
 
 /// Failed logins allowed per address per minute before a lockout.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 5;
-/// Requests waiting for a worker before new ones are answered `server_busy`.
-pub const AUTH_QUEUE: usize = 64;
-/// Requests one address may have waiting: enough for a few clients behind one NAT logging
-/// in together, small enough that one address cannot fill the queue.
-pub const AUTH_QUEUE_PER_ADDRESS: usize = 4;
+/// Registrations and logins waiting for a password worker before new ones are answered
+/// `server_busy`: a whole server's crowd logging in at once waits (told its place) instead of
+/// retrying. Each holds a connection, so `max_connections` bounds it too.
+pub const AUTH_QUEUE: usize = 8_192;
+/// Requests one address may have waiting: as many as the connections it may hold
+/// (`max_connections_per_address`' default), so players behind one NAT wait like anyone
+/// else, while addresses take turns.
+pub const AUTH_QUEUE_PER_ADDRESS: usize = 64;
 /// Resumes waiting for a resume worker before new ones are answered `server_busy`. A resume
 /// costs one store round trip (~0.1 ms), so this is a few tens of milliseconds of work: deep
 /// enough that a whole server's players reconnecting at once mostly wait instead of retrying.
@@ -65,31 +70,55 @@ pub enum AuthRequest {
     },
 }
 
+impl AuthRequest {
+    /// Where the request's answers (and `queued` notices) go.
+    pub fn reply(&self) -> &Arc<dyn ClientOutbox> {
+        match self {
+            Self::Register { reply, .. }
+            | Self::Login { reply, .. }
+            | Self::Resume { reply, .. } => reply,
+        }
+    }
+}
+
 /// The queues into the auth workers (passwords, resumes), fair between client addresses.
 #[derive(Clone)]
 pub struct AuthQueue {
     passwords: FairSender<IpAddr, AuthRequest>,
     resumes: FairSender<IpAddr, AuthRequest>,
+    wait: Arc<WaitEstimate>,
     stats: Arc<NetStats>,
 }
 
 impl AuthQueue {
     /// Queues a request from `addr` (a resume on the resume queue, the rest on the password
-    /// queue); the `server_busy` answer when that address already has its share waiting or
-    /// the whole queue is full.
+    /// queue, where a request that waits behind others is told its place at once); the
+    /// `server_busy` answer when that address already has its share waiting or the whole
+    /// queue is full.
     pub fn try_submit(&self, addr: IpAddr, request: AuthRequest) -> Result<(), ServerMessage> {
-        let (queue, per_address) = match request {
-            AuthRequest::Resume { .. } => (&self.resumes, RESUME_QUEUE_PER_ADDRESS),
-            _ => (&self.passwords, AUTH_QUEUE_PER_ADDRESS),
+        let (queue, per_address, told) = match request {
+            AuthRequest::Resume { .. } => (&self.resumes, RESUME_QUEUE_PER_ADDRESS, None),
+            _ => (
+                &self.passwords,
+                AUTH_QUEUE_PER_ADDRESS,
+                Some(Arc::clone(request.reply())),
+            ),
         };
         // Counted before the push, so a worker taking it at once never sees the depth at 0.
         NetStats::count(&self.stats.auth_queued);
         let pushed = queue.try_push(addr, request);
-        if pushed.is_err() {
-            self.stats.auth_dequeued();
-            NetStats::count(&self.stats.auth_queue_full);
+        match (&pushed, told) {
+            (Err(_), _) => {
+                self.stats.auth_dequeued();
+                NetStats::count(&self.stats.auth_queue_full);
+            }
+            (Ok(ahead), Some(reply)) if self.wait.waits(*ahead) => {
+                // A notice, not an answer: a client too slow to take it misses only this.
+                reply.send(self.wait.notice(*ahead)).ok();
+            }
+            (Ok(_), _) => {}
         }
-        pushed.map_err(|full| {
+        pushed.map(|_| ()).map_err(|full| {
             let message = match full {
                 Full::Key => format!(
                     "{per_address} requests from your address are already waiting; try again shortly"
@@ -158,6 +187,8 @@ pub fn start_workers(
 ) -> AuthQueue {
     let (passwords, password_rx) = fair_queue(AUTH_QUEUE_PER_ADDRESS, AUTH_QUEUE);
     let (resumes, resume_rx) = fair_queue(RESUME_QUEUE_PER_ADDRESS, RESUME_QUEUE);
+    let wait = Arc::new(WaitEstimate::new(workers));
+    waiting_room::start(passwords.watcher(), Arc::clone(&wait)).expect("spawning the waiting room");
     let pools = [
         ("auth", workers, password_rx),
         ("resume", RESUME_WORKERS, resume_rx),
@@ -169,6 +200,7 @@ pub fn start_workers(
                 events: events.clone(),
                 throttle: Arc::clone(&throttle),
                 stats: Arc::clone(&stats),
+                wait: (kind == "auth").then(|| Arc::clone(&wait)),
                 resume_ttl,
             };
             let rx = rx.clone();
@@ -190,6 +222,7 @@ pub fn start_workers(
     AuthQueue {
         passwords,
         resumes,
+        wait,
         stats,
     }
 }
@@ -201,6 +234,8 @@ struct Worker {
     events: Sender<NetEvent>,
     throttle: Arc<LoginThrottle>,
     stats: Arc<NetStats>,
+    /// Password workers time their requests for the waiting room's estimates.
+    wait: Option<Arc<WaitEstimate>>,
     resume_ttl: Duration,
 }
 
@@ -215,7 +250,11 @@ impl Worker {
             worker.setup.stats.auth_dequeued();
             let started = Instant::now();
             worker.handle(request);
-            worker.setup.stats.auth_done(started.elapsed());
+            let took = started.elapsed();
+            worker.setup.stats.auth_done(took);
+            if let Some(wait) = &worker.setup.wait {
+                wait.record(took);
+            }
         }
     }
 }
@@ -240,6 +279,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 impl Working {
     fn handle(&mut self, request: AuthRequest) {
+        self.accounts.begin_request();
         match request {
             AuthRequest::Register {
                 username,

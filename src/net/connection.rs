@@ -13,7 +13,9 @@ use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use hearth_components::PlayerId;
 use hearth_components::protocol::CORE_CLIENT_MESSAGES;
-use hearth_components::protocol::{ClientMessage, ErrorCode, MAX_LINE_BYTES, ServerMessage};
+use hearth_components::protocol::{
+    ClientMessage, ErrorCode, KickCode, MAX_LINE_BYTES, ServerMessage,
+};
 use hearth_components::wire::{PREAMBLE, WireError};
 use hearth_systems::ReplicationFeed;
 use hearth_systems::game_messages::{ClientMessageTypes, DecodeError};
@@ -85,7 +87,7 @@ pub struct ConnectionContext {
     pub closing: CancellationToken,
     /// Why `closing` closes connections, set just before it is cancelled (a drain tells
     /// clients to go elsewhere; a shutdown just that the server stops).
-    pub farewell: Arc<OnceLock<&'static str>>,
+    pub farewell: Arc<OnceLock<(KickCode, &'static str)>>,
     /// Connections being served.
     pub open: Arc<AtomicUsize>,
     /// The front door's counters.
@@ -164,11 +166,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     // The client's first bytes choose the encoding; silence counts against the idle timeout.
     let detected = tokio::select! {
         () = ctx.closing.cancelled() => {
-            let farewell = kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN));
-            return close(writer, reader, Encoding::Json, Some(farewell)).await;
+            return close(writer, reader, Encoding::Json, Some(farewell(&ctx))).await;
         }
         () = tokio::time::sleep(ctx.idle_timeout) => {
-            let farewell = kicked(&format!("no message for {:?}", ctx.idle_timeout));
+            let farewell = kicked(KickCode::Idle, &format!("no message for {:?}", ctx.idle_timeout));
             return close(writer, reader, Encoding::Json, Some(farewell)).await;
         }
         detected = encoding::detect(&mut reader) => detected,
@@ -207,6 +208,10 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     let mut login = LoginState::new(Arc::clone(&ctx.stats));
     let mut replica = Replica::new(ctx.replication.as_ref().map(ReplicationFeed::subscribe));
     let mut refused_in_a_row = 0u32;
+    // A register, login, resume or logout sent and not answered yet: nothing more is read
+    // until its answer is written, so a connection's answers come in the order of its
+    // requests (a later ping cannot overtake a login being checked).
+    let mut awaiting = false;
     // Only complete messages from the client count as activity: what we send it (updates)
     // and incomplete lines or frames do not, so a silent or half-open connection ends.
     let idle = tokio::time::sleep(ctx.idle_timeout);
@@ -223,13 +228,13 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
                 write_queued(&mut writer, &mut outbound, encoding, &ctx.stats).await;
-                break Some(kicked(ctx.farewell.get().copied().unwrap_or(SHUTTING_DOWN)));
+                break Some(farewell(&ctx));
             }
             () = &mut idle => {
-                break Some(kicked(&format!("no message for {:?}", ctx.idle_timeout)));
+                break Some(kicked(KickCode::Idle, &format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
-                let mut batch = Batch { writer: &mut writer, out: &mut out, encoding, outbound: &mut outbound, login: &mut login, replica: &mut replica };
+                let mut batch = Batch { writer: &mut writer, out: &mut out, encoding, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting };
                 match write_batch(&mut batch, message, conn, &ctx).await {
                     Ok(None) => {}
                     Ok(Some(kicked)) => break Some(kicked),
@@ -248,7 +253,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     NetStats::count(&ctx.stats.messages_out);
                 }
             }
-            line = lines.next() => {
+            line = lines.next(), if !awaiting => {
                 if let Some(Ok(message)) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
                     if !message.is_blank() {
@@ -268,7 +273,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         NetStats::count(&ctx.stats.rate_limited_messages);
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
-                            break Some(kicked(&format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
+                            break Some(kicked(KickCode::Rate, &format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
                         }
                         let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
                         Some(ServerMessage::error(ErrorCode::RateLimited, message))
@@ -276,7 +281,17 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     Some(Ok(message)) => {
                         refused_in_a_row = 0;
                         match message.into_text() {
-                            Ok(text) => handle_line(conn, peer, &text, &mut login, &outbox, &ctx),
+                            Ok(text) => match handle_line(conn, peer, &text, &login, &outbox, &ctx) {
+                                Handled::Answer(answer) => Some(answer),
+                                Handled::Awaiting(pending) => {
+                                    if let Some(state) = pending {
+                                        login.set(state);
+                                    }
+                                    awaiting = true;
+                                    None
+                                }
+                                Handled::Nothing => None,
+                            },
                             Err(reason) => Some(ServerMessage::error(ErrorCode::BadRequest, format!("not a valid MessagePack message: {reason}"))),
                         }
                     }
@@ -341,10 +356,18 @@ fn broken_stream(e: &WireError) -> ServerMessage {
 }
 
 /// A `kicked` message.
-fn kicked(reason: &str) -> ServerMessage {
-    ServerMessage::Kicked {
-        reason: reason.to_string(),
-    }
+fn kicked(code: KickCode, reason: &str) -> ServerMessage {
+    ServerMessage::kicked(code, reason)
+}
+
+/// The `kicked` every connection gets when the server closes them all (shutdown or drain).
+fn farewell(ctx: &ConnectionContext) -> ServerMessage {
+    let (code, reason) = ctx
+        .farewell
+        .get()
+        .copied()
+        .unwrap_or((KickCode::Shutdown, SHUTTING_DOWN));
+    kicked(code, reason)
 }
 
 /// Writes what is queued for the client (all of it, in one write).
@@ -379,14 +402,16 @@ struct Batch<'a> {
     outbound: &'a mut mpsc::Receiver<ServerMessage>,
     login: &'a mut LoginState,
     replica: &'a mut Replica,
+    /// Whether a request's answer is awaited (reading is paused); its answer clears it.
+    awaiting: &'a mut bool,
 }
 
 /// Writes `first` and whatever else the world queued for the client since (up to
 /// [`WRITE_BATCH`] messages) with one write, through the connection's reused buffer: one
 /// system call per connection per frame rather than one per message. Tracks the login state
 /// the messages imply (a `logged_in` starts the player's replication with a fresh view, a
-/// `logged_out` ends it); stops at a `kicked`, which it returns for the connection to close
-/// with.
+/// `logged_out` ends it); an answer to the request awaited resumes reading; stops at a
+/// `kicked`, which it returns for the connection to close with.
 async fn write_batch(
     batch: &mut Batch<'_>,
     first: ServerMessage,
@@ -408,6 +433,15 @@ async fn write_batch(
                 batch.replica.left();
             }
             _ => {}
+        }
+        if matches!(
+            message,
+            ServerMessage::Registered { .. }
+                | ServerMessage::LoggedIn { .. }
+                | ServerMessage::LoggedOut {}
+                | ServerMessage::Error { .. }
+        ) {
+            *batch.awaiting = false;
         }
         batch.login.set(match (&message, batch.login.get()) {
             (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
@@ -452,37 +486,70 @@ async fn write_bytes(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Resu
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
-/// Handles one line; returns an immediate reply, if any.
+/// What became of a line.
+enum Handled {
+    /// Answered at once.
+    Answer(ServerMessage),
+    /// Sent on (auth workers, the world): its answer comes later, and nothing more is read
+    /// until it does. The login state to move to meanwhile, if any.
+    Awaiting(Option<Login>),
+    /// Nothing to answer (a blank line; a game message, answered by the game if at all).
+    Nothing,
+}
+
+/// The `bad_request` for a request that needs the client not logged in.
+fn logged_in_already(kind: &str) -> Handled {
+    Handled::Answer(ServerMessage::error(
+        ErrorCode::BadRequest,
+        format!("already logged in; {kind} needs a connection without a player (log out first)"),
+    ))
+}
+
+/// Handles one line.
 fn handle_line(
     conn: ConnId,
     peer: SocketAddr,
     line: &str,
-    login: &mut LoginState,
+    login: &LoginState,
     outbox: &Arc<dyn ClientOutbox>,
     ctx: &ConnectionContext,
-) -> Option<ServerMessage> {
+) -> Handled {
     if line.trim().is_empty() {
-        return None;
+        return Handled::Nothing;
     }
     let message = match parse(line, &ctx.game_messages) {
         Ok(Parsed::Core(message)) => message,
         Ok(Parsed::Game(request)) => {
+            if login.get() == Login::No {
+                return Handled::Answer(ServerMessage::error(
+                    ErrorCode::NotLoggedIn,
+                    format!("log in first ({} needs a player)", request.kind()),
+                ));
+            }
             ctx.events.send(NetEvent::Game { conn, request }).ok();
-            return None;
+            return Handled::Nothing;
         }
         Err(reason) => {
-            return Some(ServerMessage::error(
+            return Handled::Answer(ServerMessage::error(
                 ErrorCode::BadRequest,
                 reason.to_string(),
             ));
         }
     };
+    let submitted = |request, state| match ctx.auth.try_submit(peer.ip(), request) {
+        Ok(()) => Handled::Awaiting(state),
+        Err(busy) => Handled::Answer(busy),
+    };
+    let logged_in = login.get() != Login::No;
     match message {
-        ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
+        ClientMessage::Ping { nonce } => Handled::Answer(ServerMessage::Pong { nonce }),
+        ClientMessage::Register { .. } if logged_in => logged_in_already("register"),
+        ClientMessage::Login { .. } if logged_in => logged_in_already("login"),
+        ClientMessage::Resume { .. } if logged_in => logged_in_already("resume"),
         ClientMessage::Register { username, password } => {
             if let Err(refused) = ctx.registrations.check(peer.ip()) {
                 NetStats::count(&ctx.stats.rate_limited_registrations);
-                return Some(refused);
+                return Handled::Answer(refused);
             }
             let reply = Arc::clone(outbox);
             let request = AuthRequest::Register {
@@ -490,15 +557,9 @@ fn handle_line(
                 password,
                 reply,
             };
-            ctx.auth.try_submit(peer.ip(), request).err()
+            submitted(request, None)
         }
         ClientMessage::Login { username, password } => {
-            if login.get() != Login::No {
-                return Some(ServerMessage::error(
-                    ErrorCode::BadRequest,
-                    "already logged in (or logging in)",
-                ));
-            }
             let reply = Arc::clone(outbox);
             let request = AuthRequest::Login {
                 conn,
@@ -507,19 +568,9 @@ fn handle_line(
                 password,
                 reply,
             };
-            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
-                return Some(busy);
-            }
-            login.set(Login::Pending);
-            None
+            submitted(request, Some(Login::Pending))
         }
         ClientMessage::Resume { token } => {
-            if login.get() != Login::No {
-                return Some(ServerMessage::error(
-                    ErrorCode::BadRequest,
-                    "already logged in (or logging in)",
-                ));
-            }
             let reply = Arc::clone(outbox);
             let request = AuthRequest::Resume {
                 conn,
@@ -527,15 +578,14 @@ fn handle_line(
                 token,
                 reply,
             };
-            if let Err(busy) = ctx.auth.try_submit(peer.ip(), request) {
-                return Some(busy);
-            }
-            login.set(Login::Pending);
-            None
+            submitted(request, Some(Login::Pending))
+        }
+        ClientMessage::Logout {} if !logged_in => {
+            Handled::Answer(ServerMessage::error(ErrorCode::NotLoggedIn, "log in first"))
         }
         message @ ClientMessage::Logout {} => {
             ctx.events.send(NetEvent::Request { conn, message }).ok();
-            None
+            Handled::Awaiting(None)
         }
     }
 }

@@ -8,9 +8,10 @@
 use std::io;
 
 use bytes::{Buf, BytesMut};
-use hearth_components::protocol::{MAX_LINE_BYTES, ServerMessage};
+use hearth_components::protocol::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES, ServerMessage};
 use hearth_components::wire::{
-    self, FrameKind, MAGIC, PREAMBLE, WireError, decode_frame, decode_message, encode_message,
+    self, FrameKind, MAGIC, MessageError, PREAMBLE, WireError, decode_frame, decode_message,
+    encode_message,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -70,12 +71,12 @@ impl Incoming {
     /// The message as the JSON text the parser reads; for a binary message, the reason it
     /// has no JSON form (not MessagePack, not a map with string keys, bytes or extension
     /// values).
-    pub fn into_text(self) -> Result<String, String> {
+    pub fn into_text(self) -> Result<String, MessageError> {
         match self {
             Self::Line(line) => Ok(line),
-            Self::Message(payload) => decode_message::<serde_json::Value>(&payload)
-                .map(|value| value.to_string())
-                .map_err(|e| e.to_string()),
+            Self::Message(payload) => {
+                decode_message::<serde_json::Value>(&payload).map(|value| value.to_string())
+            }
         }
     }
 }
@@ -179,10 +180,25 @@ impl Decoder for WireCodec {
 }
 
 /// Appends `message` in `encoding` to `out`. A message without a form in that encoding (a
-/// game's message that does not serialise, a programming error) is logged and left out.
+/// game's message that does not serialise, a programming error), or longer than a client
+/// must accept ([`MAX_SERVER_LINE_BYTES`] as a JSON line, a frame of
+/// [`wire::MAX_FRAME_BYTES`]), is logged and left out.
 pub fn write_message(encoding: Encoding, message: &ServerMessage, out: &mut Vec<u8>) {
     match (encoding, message) {
-        (Encoding::Json, message) => out.extend_from_slice(message.to_line().as_bytes()),
+        (Encoding::Json, message) => {
+            let line = message.to_line();
+            // The newline does not count, as for the client's lines.
+            if line.len() > MAX_SERVER_LINE_BYTES + 1 {
+                tracing::error!(
+                    bytes = line.len() - 1,
+                    max = MAX_SERVER_LINE_BYTES,
+                    head = %line.chars().take(60).collect::<String>(),
+                    "a server message is longer than a client must accept; not sent"
+                );
+                return;
+            }
+            out.extend_from_slice(line.as_bytes());
+        }
         (Encoding::Binary, ServerMessage::Game(line)) => {
             let Ok(text) = line.line() else {
                 tracing::error!("a game message could not be encoded; not sent");
@@ -264,6 +280,39 @@ mod tests {
             panic!("a message")
         };
         assert!(message.into_text().is_err());
+    }
+
+    #[test]
+    fn no_server_line_or_frame_is_longer_than_a_client_must_accept() {
+        #[derive(serde::Serialize)]
+        struct Blob {
+            text: String,
+        }
+        // `{"type":"blob","text":"..."}` is 25 bytes around the text.
+        let fits = ServerMessage::Game(hearth_components::protocol::GameLine::new(
+            "blob",
+            Blob {
+                text: "a".repeat(MAX_SERVER_LINE_BYTES - 25),
+            },
+        ));
+        let mut json = Vec::new();
+        write_message(Encoding::Json, &fits, &mut json);
+        assert_eq!(
+            json.len(),
+            MAX_SERVER_LINE_BYTES + 1,
+            "the longest line is sent"
+        );
+        let over = ServerMessage::Game(hearth_components::protocol::GameLine::new(
+            "blob",
+            Blob {
+                text: "a".repeat(MAX_SERVER_LINE_BYTES),
+            },
+        ));
+        for encoding in [Encoding::Json, Encoding::Binary] {
+            let mut out = Vec::new();
+            write_message(encoding, &over, &mut out);
+            assert!(out.is_empty(), "{encoding:?}: not sent");
+        }
     }
 
     #[test]

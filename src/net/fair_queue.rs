@@ -100,8 +100,8 @@ pub fn fair_queue<K: Eq + Hash + Clone, T>(
 
 impl<K: Eq + Hash + Clone, T> FairSender<K, T> {
     /// Queues `item` in `key`'s line without waiting; refused when that line or the whole
-    /// queue is full.
-    pub fn try_push(&self, key: K, item: T) -> Result<(), Full> {
+    /// queue is full. Returns how many waiting items will be served before it.
+    pub fn try_push(&self, key: K, item: T) -> Result<usize, Full> {
         let mut state = self.shared.lock();
         let waiting = state.lines.get(&key).map_or(0, VecDeque::len);
         if waiting >= self.shared.per_key {
@@ -113,11 +113,64 @@ impl<K: Eq + Hash + Clone, T> FairSender<K, T> {
         if waiting == 0 {
             state.turns.push_back(key.clone());
         }
+        // Served in rounds, one item per key per round in turn order: before the new item
+        // (round `waiting` of its key) come every other key's first `waiting` items, the keys
+        // ahead of it in turn order with an item in that round, and its own earlier items.
+        let mut ahead = waiting;
+        let mut before_key = true;
+        for other in &state.turns {
+            if *other == key {
+                before_key = false;
+                continue;
+            }
+            let len = state.lines.get(other).map_or(0, VecDeque::len);
+            ahead += len.min(waiting) + usize::from(before_key && len > waiting);
+        }
         state.lines.entry(key).or_default().push_back(item);
         state.len += 1;
         drop(state);
         self.shared.ready.notify_one();
-        Ok(())
+        Ok(ahead)
+    }
+
+    /// A view of the queue for telling waiting items their place; it does not keep the queue
+    /// open.
+    pub fn watcher(&self) -> FairWatcher<K, T> {
+        FairWatcher {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Looks at what waits, in serving order, without taking anything.
+pub struct FairWatcher<K, T> {
+    shared: Arc<Shared<K, T>>,
+}
+
+impl<K: Eq + Hash + Clone, T> FairWatcher<K, T> {
+    /// Calls `visit` with each waiting item and how many will be served before it, in the
+    /// order they will be served (as of now: a new key joins the end of the turns). `false`
+    /// once every sender is gone.
+    pub fn visit_in_serving_order(&self, mut visit: impl FnMut(usize, &T)) -> bool {
+        let state = self.shared.lock();
+        let mut lines: Vec<&VecDeque<T>> = state
+            .turns
+            .iter()
+            .filter_map(|key| state.lines.get(key))
+            .collect();
+        let (mut ahead, mut round) = (0, 0);
+        while !lines.is_empty() {
+            lines.retain(|line| match line.get(round) {
+                Some(item) => {
+                    visit(ahead, item);
+                    ahead += 1;
+                    true
+                }
+                None => false,
+            });
+            round += 1;
+        }
+        !state.closed
     }
 }
 
@@ -209,6 +262,46 @@ mod tests {
             order,
             [(1, 0), (2, 0), (3, 0), (1, 1), (3, 1), (1, 2)],
             "one from each address in turn"
+        );
+    }
+
+    #[test]
+    fn each_item_is_told_its_place_in_serving_order() {
+        let (tx, rx) = fair_queue::<IpAddr, (u8, u32)>(3, 64);
+        let mut told = Vec::new();
+        for (key, n) in [(1, 0), (1, 1), (1, 2), (2, 0), (3, 0), (3, 1)] {
+            told.push(((key, n), tx.try_push(ip(key), (key, n)).unwrap()));
+        }
+        // Served (1,0) (2,0) (3,0) (1,1) (3,1) (1,2): each push saw the items then waiting
+        // that are served before it.
+        assert_eq!(
+            told,
+            [
+                ((1, 0), 0),
+                ((1, 1), 1),
+                ((1, 2), 2),
+                ((2, 0), 1),
+                ((3, 0), 2),
+                ((3, 1), 4)
+            ]
+        );
+        let mut places = Vec::new();
+        assert!(
+            tx.watcher()
+                .visit_in_serving_order(|ahead, item| places.push((*item, ahead)))
+        );
+        let served: Vec<_> = (0..6).map(|_| rx.pop().unwrap()).collect();
+        let expected: Vec<_> = served
+            .iter()
+            .enumerate()
+            .map(|(n, item)| (*item, n))
+            .collect();
+        assert_eq!(places, expected, "the watcher sees the order pop serves");
+        let watcher = tx.watcher();
+        drop(tx);
+        assert!(
+            !watcher.visit_in_serving_order(|_, _| {}),
+            "closed once senders are gone"
         );
     }
 

@@ -14,6 +14,7 @@ pub mod replica;
 pub mod resume;
 pub mod sent_rate;
 pub mod stats;
+pub mod waiting_room;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin};
 use bevy_ecs::resource::Resource;
+use hearth_components::protocol::KickCode;
 use hearth_systems::NetBridgePlugin;
 use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::NetInbox;
@@ -48,7 +50,7 @@ pub struct FrontDoor {
     local_addr: SocketAddr,
     accepting: CancellationToken,
     closing: CancellationToken,
-    farewell: Arc<OnceLock<&'static str>>,
+    farewell: Arc<OnceLock<(KickCode, &'static str)>>,
     open: Arc<AtomicUsize>,
     stats: Arc<NetStats>,
     /// Keeps the resume tokens of the players online here alive; stops with the door.
@@ -66,11 +68,11 @@ impl FrontDoor {
         self.accepting.cancel();
     }
 
-    /// Tells every open connection `reason` (with `kicked`) and closes it, waiting up to
-    /// `grace` for them to finish writing. The last step of a shutdown or drain, once every
-    /// player has left (each was told its progress is saved).
-    pub fn close_all(&self, reason: &'static str, grace: Duration) {
-        self.farewell.set(reason).ok();
+    /// Tells every open connection why (`kicked` with `code` and `reason`) and closes it,
+    /// waiting up to `grace` for them to finish writing. The last step of a shutdown or
+    /// drain, once every player has left (each was told its progress is saved).
+    pub fn close_all(&self, code: KickCode, reason: &'static str, grace: Duration) {
+        self.farewell.set((code, reason)).ok();
         self.accepting.cancel();
         self.closing.cancel();
         let started = std::time::Instant::now();

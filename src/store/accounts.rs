@@ -20,6 +20,11 @@ use super::MemoryBackend;
 /// few are kept; older ones are dropped first.
 pub const TOKENS_PER_PLAYER: usize = 4;
 
+/// How long the lease a resume takes with its token lasts until the join that follows claims
+/// it for the full `lease_ttl`: long enough for that join behind a busy interactive lane,
+/// short enough that a join that never comes (the server stopped) frees the player soon.
+pub const RESUME_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The stored form of a resume token: the lowercase hex BLAKE2b-256 digest of its wire form.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(String);
@@ -78,8 +83,10 @@ pub trait AccountStore: Send {
     fn create(&mut self, username: &str, password_hash: &str) -> Result<u64, AccountError>;
     /// Looks an account up by (normalised) username.
     fn find(&mut self, username: &str) -> Result<Option<Account>, AccountError>;
-    /// Atomically takes the `presented` resume token of `player_id` (if given) and stores
-    /// `fresh` in its place; the player's tokens then live `ttl` from now.
+    /// Atomically takes the `presented` resume token of `player_id` (if given) together with
+    /// the player's lease for this server (held [`RESUME_LEASE`], until the join claims it),
+    /// and stores `fresh` in its place; the player's tokens then live `ttl` from now. A
+    /// player whose lease is held (online here or elsewhere) keeps its token: `Online`.
     fn resume(
         &mut self,
         player_id: u64,
@@ -98,6 +105,10 @@ pub trait AccountStore: Send {
     ) -> Result<Option<u64>, AccountError>;
     /// Deletes every resume token of `player_id`; whether it had any.
     fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError>;
+    /// Starts one client request (a login, resume or registration): its store calls together,
+    /// retries included, are bounded by one store timeout, so a hung store answers the client
+    /// in about that long. A store that never waits needs nothing.
+    fn begin_request(&mut self) {}
 }
 
 /// Makes one account store per auth worker.
@@ -109,8 +120,9 @@ pub struct MemoryAccounts {
     accounts: Arc<Mutex<HashMap<String, Account>>>,
     next_id: Arc<AtomicU64>,
     resume: Arc<Mutex<HashMap<u64, PlayerTokens>>>,
-    /// The memory store whose leases say who is online, if known.
-    leases: Option<Arc<MemoryBackend>>,
+    /// The memory store whose leases say who is online, if known, and the lease owner of
+    /// the server these accounts serve (a resume takes the lease for it).
+    leases: Option<(Arc<MemoryBackend>, String)>,
 }
 
 /// One player's live resume tokens in memory, oldest first.
@@ -165,10 +177,14 @@ impl AccountStore for MemoryAccounts {
             let Some(at) = player.tokens.iter().position(|t| t == presented) else {
                 return Ok(Resumed::Unknown);
             };
-            let online =
-                |leases: &Arc<MemoryBackend>| leases.lease_owner(PlayerId(player_id)).is_some();
-            if self.leases.as_ref().is_some_and(online) {
-                return Ok(Resumed::Online);
+            if let Some((leases, owner)) = &self.leases {
+                // The lease goes with the token, in one step under the lock.
+                if leases
+                    .claim_free(PlayerId(player_id), owner, RESUME_LEASE)
+                    .is_err()
+                {
+                    return Ok(Resumed::Online);
+                }
             }
             player.tokens.remove(at);
         }
@@ -211,10 +227,11 @@ impl AccountStore for MemoryAccounts {
 }
 
 impl MemoryAccounts {
-    /// Accounts that see who is online in the memory store `leases`.
-    pub fn on_leases(leases: Arc<MemoryBackend>) -> Self {
+    /// Accounts that see who is online in the memory store `leases`, for the server whose
+    /// lease owner is `owner`.
+    pub fn on_leases(leases: Arc<MemoryBackend>, owner: &str) -> Self {
         Self {
-            leases: Some(leases),
+            leases: Some((leases, owner.to_string())),
             ..Self::default()
         }
     }

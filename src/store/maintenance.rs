@@ -41,6 +41,8 @@ pub trait Maintenance {
     fn leases(&mut self) -> Result<Vec<(PlayerId, String)>, MaintenanceError>;
     /// The registration (JSON) of the process running under `instance`, if it is alive.
     fn registration(&mut self, instance: &str) -> Result<Option<String>, MaintenanceError>;
+    /// Whether the process with lease owner `owner` is alive: it renews its liveness key.
+    fn alive(&mut self, owner: &str) -> Result<bool, MaintenanceError>;
     /// Deletes a player's lease if `owner` still holds it; whether it did.
     fn release_lease(&mut self, player: PlayerId, owner: &str) -> Result<bool, MaintenanceError>;
     /// Every player with a stored record, in id order.

@@ -121,6 +121,24 @@ impl MemoryBackend {
             .map(|l| l.owner.clone())
     }
 
+    /// Gives `owner` the player's lease for `ttl` if nobody (this owner included) holds it:
+    /// `resume.lua`'s rule, a resume takes the lease with the token. `Err` with the holder.
+    pub fn claim_free(&self, player: PlayerId, owner: &str, ttl: Duration) -> Result<(), String> {
+        let now = self.clock.now();
+        let mut data = self.data();
+        if let Some(current) = Self::live_owner(&data, player, now) {
+            return Err(current.to_string());
+        }
+        data.leases.insert(
+            player,
+            Lease {
+                owner: owner.to_string(),
+                expires: now + ttl,
+            },
+        );
+        Ok(())
+    }
+
     /// Gives a player's lease to `owner` (simulates another server taking over).
     pub fn force_lease(&self, player: PlayerId, owner: &str, ttl: Duration) {
         let expires = self.clock.now() + ttl;
@@ -258,6 +276,12 @@ impl Maintenance for Arc<MemoryBackend> {
 
     fn registration(&mut self, _instance: &str) -> Result<Option<String>, MaintenanceError> {
         Ok(None)
+    }
+
+    /// A memory store is never shared between processes: no process it could ask about
+    /// announces itself.
+    fn alive(&mut self, _owner: &str) -> Result<bool, MaintenanceError> {
+        Ok(false)
     }
 
     fn release_lease(&mut self, player: PlayerId, owner: &str) -> Result<bool, MaintenanceError> {

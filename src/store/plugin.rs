@@ -46,7 +46,7 @@ impl Plugin for StorePlugin {
             .map_err(|e| StartupFailure::Store(Box::new(e)))
             .and_then(|(port, backend)| {
                 let accounts = match backend {
-                    Some(backend) => memory_account_stores(backend),
+                    Some(backend) => memory_account_stores(backend, &settings.lease_owner()),
                     None => account_stores(&self.settings)
                         .map_err(|e| StartupFailure::Store(Box::new(e)))?,
                 };
@@ -80,7 +80,8 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
             }))
         }
         StoreSelection::Redis(url) | StoreSelection::RedisCluster(url) => {
-            RedisAccounts::new(url, &settings.key_prefix, settings.store_timeout)?; // URL check at start
+            let owner = settings.lease_owner();
+            RedisAccounts::new(url, &settings.key_prefix, settings.store_timeout, &owner)?; // URL check at start
             let (url, prefix, timeout) = (
                 url.clone(),
                 settings.key_prefix.clone(),
@@ -88,7 +89,8 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
             );
             Ok(Arc::new(move || {
                 Box::new(
-                    RedisAccounts::new(&url, &prefix, timeout).expect("URL validated at start"),
+                    RedisAccounts::new(&url, &prefix, timeout, &owner)
+                        .expect("URL validated at start"),
                 ) as Box<dyn AccountStore>
             }))
         }
@@ -96,8 +98,9 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
 }
 
 /// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees
-/// the Redis leases): a resume token presented while its player is online is kept.
-pub fn memory_account_stores(backend: Arc<MemoryBackend>) -> AccountStoreFactory {
-    let shared = MemoryAccounts::on_leases(backend);
+/// the Redis leases) for the server whose lease owner is `owner`: a resume token presented
+/// while its player is online is kept, and one spent takes the lease with it.
+pub fn memory_account_stores(backend: Arc<MemoryBackend>, owner: &str) -> AccountStoreFactory {
+    let shared = MemoryAccounts::on_leases(backend, owner);
     Arc::new(move || Box::new(shared.clone()) as Box<dyn AccountStore>)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use hearth_components::StoreSelection;
 
 /// Everything a store adapter needs to open: the `store`, `key_prefix`, `instance_id`,
-/// `lease_ttl`, `store_timeout`, `batch_chunk` and `durable_replicas` keys, and this process's
-/// boot token.
+/// `lease_ttl`, `liveness_ttl`, `store_timeout`, `batch_chunk` and `durable_replicas` keys, and
+/// this process's boot token.
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
     /// Backing store (the `store` key).
@@ -25,6 +25,11 @@ pub struct StoreSettings {
     /// Lifetime of a session lease that is not refreshed. The instance registration is
     /// renewed every third of it.
     pub lease_ttl: Duration,
+    /// Lifetime of this process's liveness key (`<prefix>:alive:{<lease owner>}`), renewed
+    /// every third of it. A claim takes over a lease whose holder's key is gone, so this, not
+    /// `lease_ttl`, is how long a crashed server's players wait to get back in; and a server
+    /// cut off from Redis for longer loses its players to the next server they reach.
+    pub liveness_ttl: Duration,
     /// Upper bound on any single store call (a Redis pipeline chunk, a login).
     pub store_timeout: Duration,
     /// Saves or refreshes per pipelined round trip.
@@ -47,6 +52,7 @@ impl Default for StoreSettings {
             instance_id: String::new(),
             boot_token: fresh_boot_token(),
             lease_ttl: Duration::from_secs(60),
+            liveness_ttl: Duration::from_secs(3),
             store_timeout: Duration::from_secs(2),
             batch_chunk: 1000,
             durable_replicas: 0,
@@ -66,6 +72,12 @@ impl StoreSettings {
     /// renewal never lets it expire under a live process.
     pub fn registration_heartbeat(&self) -> Duration {
         self.lease_ttl / 3
+    }
+
+    /// How often the liveness key is renewed: a third of `liveness_ttl`, so one lost renewal
+    /// never lets it expire under a live process.
+    pub fn liveness_heartbeat(&self) -> Duration {
+        self.liveness_ttl / 3
     }
 }
 

@@ -102,6 +102,29 @@ impl ClientMessageTypes {
     }
 }
 
+/// Decodes a message type without fields (`struct Hello;`, `()`): serde reads such a type
+/// from `null`, never from an object, so the line is checked to be an object with no field
+/// but `type`, and `T` is read from `null`.
+fn decode_unit<T: DeserializeOwned + Send + 'static>(
+    line: &str,
+) -> Result<Box<dyn Any + Send>, DecodeError> {
+    let fields: HashMap<String, serde::de::IgnoredAny> =
+        serde_json::from_str(line).map_err(DecodeError::Message)?;
+    if let Some(field) = fields.keys().find(|k| k.as_str() != "type") {
+        return Err(DecodeError::UnknownField {
+            field: field.clone(),
+        });
+    }
+    let message = T::deserialize(serde_json::Value::Null).map_err(DecodeError::Message)?;
+    Ok(Box::new(message))
+}
+
+/// Whether `T` is a message without fields: it reads from `null` (a unit struct does; a
+/// struct with fields, even all defaulted, does not).
+fn is_unit<T: DeserializeOwned>() -> bool {
+    T::deserialize(serde_json::Value::Null).is_ok()
+}
+
 /// Decodes a `T` straight from the line (no intermediate JSON tree), refusing every field
 /// `T` does not know except `type`, and naming the field a bad value is in.
 fn decode<T: DeserializeOwned + Send + 'static>(
@@ -165,7 +188,8 @@ struct ServerMessageNames(HashSet<&'static str>);
 /// Registering a game's messages on the app.
 pub trait GameMessagesAppExt {
     /// Makes `{"type":"<name>",...}` a valid request for logged-in players: its fields decode
-    /// into `T`, and systems read it as [`FromClient<T>`]. Panics (a programming error at
+    /// into `T`, and systems read it as [`FromClient<T>`]. A `T` without fields may be a unit
+    /// struct (`struct Hello;`): `{"type":"hello"}` is one. Panics (a programming error at
     /// start-up, not input) if `name` is registered twice or is a core message's type.
     fn add_client_message<T>(&mut self, name: &'static str) -> &mut Self
     where
@@ -200,7 +224,11 @@ impl GameMessagesAppExt for App {
             (
                 name,
                 ClientMessageType {
-                    decode: decode::<T>,
+                    decode: if is_unit::<T>() {
+                        decode_unit::<T>
+                    } else {
+                        decode::<T>
+                    },
                     deliver: deliver::<T>,
                 },
             ),
@@ -375,6 +403,33 @@ mod tests {
         assert!(err(r#"{"type":"chat"}"#).contains("missing field `text`"));
         assert!(err(r#"{"type":"chat","text":"a","text":"b"}"#).contains("duplicate field `text`"));
         assert!(types.decode("shout", r#"{"type":"shout"}"#).is_none());
+    }
+
+    #[test]
+    fn a_unit_struct_is_a_message_without_fields() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Hello;
+        let mut app = App::new();
+        app.add_client_message::<Hello>("hello");
+        let registered = app.world().resource::<ClientMessageTypes>().clone();
+        let request = registered
+            .decode("hello", r#"{"type":"hello"}"#)
+            .expect("registered")
+            .expect("valid");
+        let mut world = World::new();
+        world.init_resource::<Messages<FromClient<Hello>>>();
+        let entity = world.spawn_empty().id();
+        request.deliver(&mut world, PlayerId(3), entity);
+        let messages = world.resource::<Messages<FromClient<Hello>>>();
+        assert_eq!(messages.iter_current_update_messages().count(), 1);
+        let Some(Err(refused)) = registered.decode("hello", r#"{"type":"hello","loud":true}"#)
+        else {
+            panic!("a field is refused")
+        };
+        assert_eq!(refused.to_string(), "unknown field `loud`");
+        // A struct whose fields all have defaults still takes an object.
+        let chat = types().decode("chat", r#"{"type":"chat","text":"hi"}"#);
+        assert!(matches!(chat, Some(Ok(_))));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
 use crossbeam_channel::Receiver;
-use hearth_components::protocol::{ClientMessage, ErrorCode, ResumeToken, ServerMessage};
+use hearth_components::protocol::{ClientMessage, ErrorCode, KickCode, ResumeToken, ServerMessage};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerId, PlayerJoined,
     PlayerLeft, SaveState,
@@ -438,16 +438,15 @@ fn answer_lifecycle(
             // The server ended the session (shutdown or drain): say so once the save is
             // durable and the lease released, so the client can log in elsewhere at once.
             c.session = Session::Anonymous;
-            let reason = if draining.is_some() {
-                DRAINED_KICK_REASON
+            let (code, reason) = if draining.is_some() {
+                (KickCode::Drain, DRAINED_KICK_REASON)
             } else {
-                "the server is shutting down; your progress is saved"
+                (
+                    KickCode::Shutdown,
+                    "the server is shutting down; your progress is saved",
+                )
             };
-            c.outbox
-                .send(ServerMessage::Kicked {
-                    reason: reason.to_string(),
-                })
-                .ok();
+            c.outbox.send(ServerMessage::kicked(code, reason)).ok();
             c.outbox.close();
         }
     }
@@ -456,8 +455,10 @@ fn answer_lifecycle(
             && let Some(c) = connections.by_conn.get_mut(&conn)
         {
             c.session = Session::Anonymous;
-            let reason = "your session was taken over by another server".to_string();
-            c.outbox.send(ServerMessage::Kicked { reason }).ok();
+            let reason = "your session was taken over by another server";
+            c.outbox
+                .send(ServerMessage::kicked(KickCode::Takeover, reason))
+                .ok();
             c.outbox.close();
         }
     }

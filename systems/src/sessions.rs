@@ -160,6 +160,14 @@ fn request_joins(
             } else {
                 JoinRefusal::Unavailable("the server is shutting down".into())
             };
+            // A resume took the player's lease for this server with its token (resume.lua):
+            // give it back at once, so the player can log in elsewhere now, not when that
+            // short lease lapses. Only ours is deleted, and never that of a player here.
+            if !online.is_present(request.player) {
+                port.submit(StoreJob::Release {
+                    player: request.player,
+                });
+            }
             refused.write(JoinRefused {
                 player: request.player,
                 origin: request.origin,

@@ -40,7 +40,8 @@ impl NetServer {
     ) -> Self {
         let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
-        let accounts = hearth::store::memory_account_stores(Arc::clone(&backend));
+        let owner = config.store.settings.lease_owner();
+        let accounts = hearth::store::memory_account_stores(Arc::clone(&backend), &owner);
         let mut server = Self::start_with(config, port, accounts, setup);
         server.backend = Some(backend);
         server
@@ -261,7 +262,7 @@ impl Client {
         self.world.get(&you).map(|e| e["position"].clone())
     }
 
-    /// Reads until a message of one of `kinds` arrives (skipping replication), failing on
+    /// Reads until a message of one of `kinds` arrives (skipping replication and `queued` notices), failing on
     /// anything else or after [`CLIENT_WAIT`].
     pub fn expect_any(&mut self, kinds: &[&str]) -> Value {
         let deadline = Instant::now() + CLIENT_WAIT;
@@ -271,7 +272,7 @@ impl Client {
                 .unwrap_or_else(|| panic!("connection closed while waiting for {kinds:?}"));
             match message["type"].as_str() {
                 Some(t) if kinds.contains(&t) => return message,
-                Some("update" | "replication") => assert!(
+                Some("update" | "replication" | "queued") => assert!(
                     Instant::now() < deadline,
                     "no {kinds:?} within {CLIENT_WAIT:?}"
                 ),
@@ -316,6 +317,19 @@ impl Client {
         let id = logged_in["player_id"].as_u64().unwrap();
         self.me = Some((id, logged_in["state"]["position"].clone()));
         logged_in
+    }
+
+    /// Sends `message` (a `login` or `resume`) and returns the `logged_in` (this client then
+    /// plays as that player), or the `error` it got instead.
+    pub fn try_enter(&mut self, message: Value) -> Result<Value, Value> {
+        self.send(message);
+        let answer = self.expect_any(&["logged_in", "error"]);
+        if answer["type"] != "logged_in" {
+            return Err(answer);
+        }
+        let id = answer["player_id"].as_u64().unwrap();
+        self.me = Some((id, answer["state"]["position"].clone()));
+        Ok(answer)
     }
 
     /// Logs in with a resume token and returns the `logged_in` message (carrying the next
@@ -404,7 +418,7 @@ impl Client {
                 .expect("connection closed while waiting for a pong");
             match message["type"].as_str() {
                 Some("pong") if message["nonce"] == nonce => return,
-                Some("update" | "replication") => {}
+                Some("update" | "replication" | "queued") => {}
                 _ => self.backlog.push_back(message),
             }
         }

@@ -22,7 +22,9 @@ pub type SectionValue = Box<dyn SectionData>;
 pub trait SectionData: Send + Sync {
     /// Appends this value's JSON to `out`.
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-    /// This value as a JSON tree.
+    /// This value as a JSON tree, its numbers as its JSON text writes them: an `f32` keeps
+    /// its shortest form (`0.70710677`, as in every other message), not the `f64` it widens
+    /// to (`0.7071067690849304`).
     fn to_json(&self) -> serde_json::Result<serde_json::Value>;
 }
 
@@ -32,7 +34,7 @@ impl<T: serde::Serialize + Send + Sync> SectionData for T {
     }
 
     fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::to_value(self)
+        serde_json::from_slice(&serde_json::to_vec(self)?)
     }
 }
 
@@ -125,6 +127,20 @@ impl PlayerSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sections_f32_reads_in_json_as_its_shortest_form() {
+        #[derive(serde::Serialize)]
+        struct At {
+            x: f32,
+        }
+        let json = At {
+            x: std::f32::consts::FRAC_1_SQRT_2,
+        }
+        .to_json()
+        .unwrap();
+        assert_eq!(json.to_string(), r#"{"x":0.70710677}"#);
+    }
     use crate::PlayerRecord;
 
     /// A game's section, as a game would define it.

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use hearth_components::PlayerId;
-use redis::Script;
+use redis::{Script, Value};
 
 use super::Keys;
 use super::blocking::{BlockingError, BlockingNodes};
 use super::scripts::RESUME_LUA;
 use crate::store::accounts::{
-    Account, AccountError, AccountStore, Resumed, TOKENS_PER_PLAYER, TokenHash,
+    Account, AccountError, AccountStore, RESUME_LEASE, Resumed, TOKENS_PER_PLAYER, TokenHash,
 };
 
 /// Accounts in Redis: `<prefix>:account:{<username>}` holds the account JSON,
@@ -32,6 +32,8 @@ pub struct RedisAccounts {
     keys: Keys,
     prefix: String,
     resume_script: Script,
+    /// The lease owner of the server these accounts serve: a resume takes the lease for it.
+    owner: String,
 }
 
 impl From<BlockingError> for AccountError {
@@ -41,14 +43,21 @@ impl From<BlockingError> for AccountError {
 }
 
 impl RedisAccounts {
-    /// Accounts on the Redis at `url` (`redis://...` or `redis+cluster://...`); connections
-    /// open on first use and persist.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, AccountError> {
+    /// Accounts on the Redis at `url` (`redis://...` or `redis+cluster://...`) for the
+    /// server whose lease owner is `owner` (`""` where nobody resumes: `hearth admin`);
+    /// connections open on first use and persist.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        owner: &str,
+    ) -> Result<Self, AccountError> {
         Ok(Self {
             nodes: BlockingNodes::new(url, timeout)?,
             keys: Keys::new(prefix),
             prefix: prefix.to_string(),
             resume_script: Script::new(RESUME_LUA),
+            owner: owner.to_string(),
         })
     }
 
@@ -113,23 +122,42 @@ impl AccountStore for RedisAccounts {
         );
         let presented = presented.map_or("", TokenHash::as_str);
         let ttl_ms = ttl.as_millis().max(1) as u64;
+        let lease_ms = RESUME_LEASE.as_millis() as u64;
         let script = self.resume_script.clone();
-        let answer: i64 = self.nodes.on_key(&set, |c| {
-            script
-                .key(&set)
-                .key(&lease)
-                .arg(presented)
-                .arg(fresh.as_str())
-                .arg(ttl_ms)
-                .arg(TOKENS_PER_PLAYER)
-                .invoke(c)
-        })?;
+        let owner = self.owner.clone();
+        let run = |nodes: &mut BlockingNodes, dead: &str| -> Result<Value, AccountError> {
+            Ok(nodes.on_key(&set, |c| {
+                script
+                    .key(&set)
+                    .key(&lease)
+                    .arg(presented)
+                    .arg(fresh.as_str())
+                    .arg(ttl_ms)
+                    .arg(TOKENS_PER_PLAYER)
+                    .arg(dead)
+                    .arg(&owner)
+                    .arg(lease_ms)
+                    .invoke(c)
+            })?)
+        };
+        let mut answer = run(&mut self.nodes, "")?;
+        if let Some(holder) = online_holder(&answer) {
+            // A holder that is not alive (crashed) does not keep the player online: the
+            // token is taken, and the join that follows takes the lease over.
+            let alive_key = self.keys.alive(&holder);
+            let alive: i64 = self.nodes.on_key(&alive_key, |c| {
+                redis::cmd("EXISTS").arg(&alive_key).query(c)
+            })?;
+            if alive == 0 {
+                answer = run(&mut self.nodes, &holder)?;
+            }
+        }
         match answer {
-            1 => Ok(Resumed::Stored),
-            0 => Ok(Resumed::Unknown),
-            2 => Ok(Resumed::Online),
+            Value::Int(1) => Ok(Resumed::Stored),
+            Value::Int(0) => Ok(Resumed::Unknown),
+            answer if online_holder(&answer).is_some() => Ok(Resumed::Online),
             other => Err(AccountError::Unavailable(format!(
-                "resume.lua answered {other}"
+                "resume.lua answered {other:?}"
             ))),
         }
     }
@@ -206,11 +234,28 @@ impl AccountStore for RedisAccounts {
         Ok(written.map(|_| account.player_id))
     }
 
+    fn begin_request(&mut self) {
+        self.nodes.begin_request();
+    }
+
     fn revoke_resume(&mut self, player_id: u64) -> Result<bool, AccountError> {
         let key = self.keys.resume(PlayerId(player_id));
         let deleted: i64 = self
             .nodes
             .on_key(&key, |c| redis::cmd("DEL").arg(&key).query(c))?;
         Ok(deleted == 1)
+    }
+}
+
+/// The lease owner in `resume.lua`'s "online" answer (`{2, owner}`), if it is one.
+fn online_holder(answer: &Value) -> Option<String> {
+    match answer {
+        Value::Array(parts) => match parts.as_slice() {
+            [Value::Int(2), Value::BulkString(owner)] => {
+                Some(String::from_utf8_lossy(owner).into_owned())
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }

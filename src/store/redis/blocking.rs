@@ -3,7 +3,7 @@
 //! goes to the node serving its key, routed by the store's [`Nodes`]: one persistent
 //! connection per node it needs (one on a single Redis), reopened only after it fails.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::client::client_for;
 use super::cluster::{self, ClusterUrl, ClusterUrlError};
@@ -28,6 +28,9 @@ pub enum BlockingError {
     /// Redis failed the call (or the connection to it).
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+    /// The request's budget (one store timeout) was spent before this call.
+    #[error("no reply from Redis within {0:?}")]
+    OutOfTime(Duration),
 }
 
 /// One node's blocking connection, opened on first use.
@@ -59,6 +62,21 @@ impl Connect for BlockingConnect {
 pub struct BlockingNodes {
     nodes: Nodes<BlockingConnect>,
     timeout: Duration,
+    /// The current request's budget ([`BlockingNodes::begin_request`]): every call of it,
+    /// retries included, shares one store timeout.
+    budget: Budget,
+}
+
+/// How a thread's calls are bounded.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// Each call by the store timeout (the resume keeper, `hearth admin`).
+    PerCall,
+    /// A request began; its budget starts with its first call (a login's argon2 before it
+    /// does not spend it).
+    Begun,
+    /// The request's calls share what is left until then.
+    Until(Instant),
 }
 
 impl BlockingNodes {
@@ -72,7 +90,37 @@ impl BlockingNodes {
             let client = client_for(url).map_err(BlockingError::Url)?;
             Nodes::single(BlockingConnect.connect(url, client), BlockingConnect)
         };
-        Ok(Self { nodes, timeout })
+        Ok(Self {
+            nodes,
+            timeout,
+            budget: Budget::PerCall,
+        })
+    }
+
+    /// Starts a request (a login, a resume, a registration): from now on its calls together
+    /// get one store timeout, so a hung Redis answers it in about that long, not one timeout
+    /// per call and retry.
+    pub fn begin_request(&mut self) {
+        self.budget = Budget::Begun;
+    }
+
+    /// How long the next call may take: the store timeout, or what is left of the request's.
+    fn call_timeout(&mut self) -> Result<Duration, BlockingError> {
+        match self.budget {
+            Budget::PerCall => Ok(self.timeout),
+            Budget::Begun => {
+                self.budget = Budget::Until(Instant::now() + self.timeout);
+                Ok(self.timeout)
+            }
+            Budget::Until(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(BlockingError::OutOfTime(self.timeout))
+                } else {
+                    Ok(left.min(self.timeout))
+                }
+            }
+        }
     }
 
     /// The node serving `key`, the slot table read first if it is stale.
@@ -128,7 +176,7 @@ impl BlockingNodes {
         let mut redirects = 0;
         let mut asking = false;
         loop {
-            let timeout = self.timeout;
+            let timeout = self.call_timeout()?;
             let at = self.nodes.conn(node);
             if at.shed {
                 // A probe with a short bound; the connection it opens is the one used.
@@ -137,19 +185,27 @@ impl BlockingNodes {
                 conn.set_write_timeout(Some(SHED_PROBE)).ok();
                 let mut conn = conn;
                 redis::cmd("PING").exec(&mut conn)?;
-                conn.set_read_timeout(Some(timeout)).ok();
-                conn.set_write_timeout(Some(timeout)).ok();
                 at.connection = Some(conn);
                 at.shed = false;
                 reused = false;
             }
             if at.connection.is_none() {
-                let conn = at.client.get_connection_with_timeout(timeout)?;
-                conn.set_read_timeout(Some(timeout)).ok();
-                conn.set_write_timeout(Some(timeout)).ok();
-                at.connection = Some(conn);
+                // redis-rs bounds each step of the handshake (connect, then each setup reply)
+                // by the timeout it is given: on a hung Redis a fresh connection waited twice
+                // the store timeout. A third of what is left bounds the handshake within it;
+                // a Redis that answers at all does so in microseconds.
+                at.connection = Some(at.client.get_connection_with_timeout(timeout / 3)?);
             }
-            let conn = at.connection.as_mut().expect("connected above");
+            // Connecting spent some of the budget (on a hung Redis the handshake waits).
+            let timeout = self.call_timeout()?;
+            let conn = self
+                .nodes
+                .conn(node)
+                .connection
+                .as_mut()
+                .expect("connected above");
+            conn.set_read_timeout(Some(timeout)).ok();
+            conn.set_write_timeout(Some(timeout)).ok();
             let result = match std::mem::take(&mut asking) {
                 true => redis::cmd("ASKING").exec(conn).and_then(|()| op(conn)),
                 false => op(conn),
@@ -177,7 +233,9 @@ impl BlockingNodes {
             // that failed may have failed over).
             self.nodes.conn(node).connection = None;
             self.nodes.mark_stale();
-            let broken = e.is_io_error() || e.is_unrecoverable_error();
+            // A timeout is a hung Redis, not a connection closed while idle: sending again
+            // would only wait again.
+            let broken = (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout();
             if self.nodes.is_cluster() && (e.is_timeout() || e.is_connection_refusal()) {
                 // No reply, or nothing listening: shed until a probe answers, no retry.
                 self.nodes.conn(node).shed = true;

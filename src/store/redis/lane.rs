@@ -25,6 +25,7 @@ use super::calls::{
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
+use super::liveness;
 use super::nodes::{LaneConnect, Nodes};
 use super::registration::Held;
 use super::uncertain::{UncertainClaims, Undo};
@@ -434,9 +435,43 @@ impl StoreOperations for LaneWorker {
     /// connection broke after sending) is answered `unavailable` and undone once Redis
     /// answers (see [`uncertain`]); a connection found broken (closed while idle) is retried
     /// once at once, which is safe: a repeated claim re-claims our own lease.
+    ///
+    /// A lease held by a process that is no longer alive (its liveness key gone: crashed, or
+    /// cut off from Redis longer than `liveness_ttl`) is taken over by a second claim naming
+    /// that holder (`liveness.rs`), so a crashed server's players are back within seconds,
+    /// not `lease_ttl`.
     async fn join(&mut self, ticket: u64, player: PlayerId) -> Result<JoinGrant, JoinRefusal> {
-        let shared = Arc::clone(&self.shared);
         self.uncertain.superseded(player);
+        match self.claim(ticket, player, "").await {
+            Err(JoinRefusal::AlreadyOnline { owner }) => {
+                let shared = Arc::clone(&self.shared);
+                match liveness::holder_alive(&mut self.nodes, &shared.keys, &owner).await {
+                    Some(false) => {
+                        tracing::info!(%player, holder = %owner, "the lease holder is not alive: taking the lease over");
+                        self.claim(ticket, player, &owner).await
+                    }
+                    _ => Err(JoinRefusal::AlreadyOnline { owner }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn release(&mut self, player: PlayerId) {
+        self.release_if_ours(player).await;
+    }
+}
+
+impl LaneWorker {
+    /// One claim of `player`'s lease, taking it over if it is still held by `dead` (a
+    /// holder found not alive; `""` for none), and the record's load.
+    async fn claim(
+        &mut self,
+        ticket: u64,
+        player: PlayerId,
+        dead: &str,
+    ) -> Result<JoinGrant, JoinRefusal> {
+        let shared = Arc::clone(&self.shared);
         self.nodes.refresh_if_stale().await;
         let claim = |asking: bool| {
             let claim = &shared.scripts.claim;
@@ -452,7 +487,8 @@ impl StoreOperations for LaneWorker {
                 .arg(shared.keys.session(player))
                 .arg(shared.keys.player(player))
                 .arg(&shared.instance)
-                .arg(shared.lease_ttl_ms);
+                .arg(shared.lease_ttl_ms)
+                .arg(dead);
             pipe
         };
         let mut node = self.nodes.of_player(player);
@@ -547,12 +583,6 @@ impl StoreOperations for LaneWorker {
         }
     }
 
-    async fn release(&mut self, player: PlayerId) {
-        self.release_if_ours(player).await;
-    }
-}
-
-impl LaneWorker {
     /// Sends one claim to `node` and waits up to the store timeout. If that passes, the claim is left
     /// to finish on its own (up to the lease TTL) and undone when it does.
     async fn claim_once(

@@ -121,6 +121,14 @@ impl Maintenance for RedisMaintenance {
         self.get(&key)
     }
 
+    fn alive(&mut self, owner: &str) -> Result<bool, MaintenanceError> {
+        let key = self.keys.alive(owner);
+        let exists: i64 = self
+            .nodes
+            .on_key(&key, |c| redis::cmd("EXISTS").arg(&key).query(c))?;
+        Ok(exists == 1)
+    }
+
     fn release_lease(&mut self, player: PlayerId, owner: &str) -> Result<bool, MaintenanceError> {
         let key = self.keys.session(player);
         let script = Script::new(RELEASE_LUA);

@@ -25,6 +25,7 @@ mod client;
 pub mod cluster;
 mod conn;
 mod lane;
+mod liveness;
 pub mod maintenance;
 mod nodes;
 pub(crate) mod registration;
@@ -47,6 +48,7 @@ pub use self::client::redact_url;
 pub use self::cluster::ClusterUrl;
 use self::conn::LaneConn;
 use self::lane::LaneWorker;
+use self::liveness::{Heartbeat, Liveness};
 use self::nodes::{LaneConnect, Nodes};
 use self::registration::{Held, Registration};
 pub use self::scripts::{Keys, Scripts};
@@ -64,6 +66,8 @@ pub struct RedisStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Signalled by the periodic worker once it stopped (after releasing the registration).
     stopped: crossbeam_channel::Receiver<()>,
+    /// Renews this process's liveness key; stopped (the key deleted) after the lanes.
+    heartbeat: Heartbeat,
     timeout: Duration,
 }
 
@@ -144,14 +148,14 @@ impl RedisStore {
             completions,
         });
         let timeout = config.store_timeout;
-        let (mut periodic, interactive) = runtime
+        let (mut periodic, interactive, alive) = runtime
             .block_on(async {
                 let connect = |lane| LaneConnect {
                     lane,
                     timeout,
                     metrics: Arc::clone(&metrics),
                 };
-                let (mut periodic, mut interactive) = match &topology {
+                let (mut periodic, mut interactive, alive) = match &topology {
                     Topology::Single(client) => {
                         let lane = |name| {
                             let conn = LaneConn::new(
@@ -163,13 +167,14 @@ impl RedisStore {
                             );
                             Nodes::single(conn, connect(name))
                         };
-                        (lane("periodic"), lane("interactive"))
+                        (lane("periodic"), lane("interactive"), lane("liveness"))
                     }
                     Topology::Cluster(url) => {
                         let lane = |name| Nodes::cluster(url.clone(), connect(name));
                         let periodic = lane("periodic").await.map_err(|e| e.to_string())?;
                         let interactive = lane("interactive").await.map_err(|e| e.to_string())?;
-                        (periodic, interactive)
+                        let alive = lane("liveness").await.map_err(|e| e.to_string())?;
+                        (periodic, interactive, alive)
                     }
                 };
                 let checked = match startup_check(&shared, &mut periodic, true).await {
@@ -177,7 +182,7 @@ impl RedisStore {
                     failed => failed,
                 };
                 match (checked, &topology) {
-                    (Ok(()), _) => Ok((periodic, interactive)),
+                    (Ok(()), _) => Ok((periodic, interactive, alive)),
                     (Err(reason), Topology::Single(client)) => {
                         Err(diagnose(client, timeout, reason).await)
                     }
@@ -200,6 +205,11 @@ impl RedisStore {
                 });
             }
         }
+        // Alive before the first claim: a process without its key could lose a lease it
+        // just took to the next claim that checks.
+        let heartbeat = Liveness::new(config, &shared.keys)
+            .start(alive)
+            .map_err(|e| error(e.to_string()))?;
         let (periodic_tx, periodic_rx) = unbounded_channel();
         let (interactive_tx, interactive_rx) = unbounded_channel();
         let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
@@ -221,6 +231,7 @@ impl RedisStore {
             interactive: interactive_tx,
             runtime: Some(runtime),
             stopped,
+            heartbeat,
             timeout: config.store_timeout,
         })
     }
@@ -233,7 +244,8 @@ impl RedisStore {
 
 impl Drop for RedisStore {
     /// Closes the lanes; the periodic worker finishes its jobs and releases the instance
-    /// registration (waited for up to the store timeout), then the runtime stops.
+    /// registration (waited for up to the store timeout); then the liveness key is deleted
+    /// (waited for up to the store timeout) and the runtime stops.
     fn drop(&mut self) {
         let (closed, _) = unbounded_channel();
         drop(std::mem::replace(&mut self.periodic, closed));
@@ -242,6 +254,8 @@ impl Drop for RedisStore {
         self.stopped
             .recv_timeout(self.timeout + Duration::from_millis(100))
             .ok();
+        self.heartbeat
+            .stop(self.timeout + Duration::from_millis(100));
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

@@ -74,6 +74,13 @@ impl Keys {
         format!("{}:instance:{{{instance_id}}}", self.prefix)
     }
 
+    /// `<prefix>:alive:{<lease owner>}`: present while the process with that lease owner
+    /// runs (a short TTL its heartbeat renews); a lease whose holder has none may be taken
+    /// over (`liveness.rs`).
+    pub fn alive(&self, owner: &str) -> String {
+        format!("{}:alive:{{{owner}}}", self.prefix)
+    }
+
     /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.
     pub fn account(&self, username: &str) -> String {
         format!("{}:account:{{{username}}}", self.prefix)

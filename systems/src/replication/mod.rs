@@ -22,8 +22,8 @@ use bevy_ecs::prelude::*;
 pub use encode::{Introduction, write_binary, write_json};
 pub use interest::{InterestRule, InterestTags, SharedLayer};
 pub use registry::{
-    ComponentValue, QuantisedPositionEncoding, ReplicatedComponent, ReplicationEncoding,
-    ReplicationRegistry, SerdeEncoding,
+    ComponentEncodeError, ComponentValue, QuantisedPositionEncoding, ReplicatedComponent,
+    ReplicationEncoding, ReplicationRegistry, SerdeEncoding,
 };
 pub use round::{ReplicationFeed, ReplicationRound, RoundEntity, RoundSettings, wire_id};
 pub use view::{ClientView, Composed};

@@ -14,15 +14,28 @@ use serde_json::value::RawValue;
 /// Most components one app can replicate (one bit each in an entity's mask).
 pub const MAX_REPLICATED: usize = 64;
 
+/// Why a component value has no form on the wire (a game's type that serde cannot write, such
+/// as a map with non-string keys in JSON). Logged once; the value travels as if absent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentEncodeError(Box<dyn std::error::Error + Send + Sync>);
+
+impl ComponentEncodeError {
+    /// Wraps the encoder's own error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
 /// How a replicated component travels: its payload in the binary encoding and its value in
 /// the JSON one. Called off the tick, once per changed value.
 pub trait ReplicationEncoding<C>: Send + Sync + 'static {
     /// The encoding's name in the `replication` message (docs/protocol.md lists them).
     const NAME: &'static str;
     /// Appends the binary payload.
-    fn binary(value: &C, out: &mut Vec<u8>) -> Result<(), String>;
+    fn binary(value: &C, out: &mut Vec<u8>) -> Result<(), ComponentEncodeError>;
     /// The JSON value.
-    fn json(value: &C) -> Result<Box<RawValue>, String>;
+    fn json(value: &C) -> Result<Box<RawValue>, ComponentEncodeError>;
 }
 
 /// Any serde component: MessagePack (named fields) in binary, its serde JSON in JSON.
@@ -31,12 +44,12 @@ pub struct SerdeEncoding;
 impl<C: Serialize> ReplicationEncoding<C> for SerdeEncoding {
     const NAME: &'static str = "messagepack";
 
-    fn binary(value: &C, out: &mut Vec<u8>) -> Result<(), String> {
-        rmp_serde::encode::write_named(out, value).map_err(|e| e.to_string())
+    fn binary(value: &C, out: &mut Vec<u8>) -> Result<(), ComponentEncodeError> {
+        rmp_serde::encode::write_named(out, value).map_err(ComponentEncodeError::new)
     }
 
-    fn json(value: &C) -> Result<Box<RawValue>, String> {
-        serde_json::value::to_raw_value(value).map_err(|e| e.to_string())
+    fn json(value: &C) -> Result<Box<RawValue>, ComponentEncodeError> {
+        serde_json::value::to_raw_value(value).map_err(ComponentEncodeError::new)
     }
 }
 
@@ -48,30 +61,30 @@ pub struct QuantisedPositionEncoding;
 impl ReplicationEncoding<Position> for QuantisedPositionEncoding {
     const NAME: &'static str = "position_q64";
 
-    fn binary(value: &Position, out: &mut Vec<u8>) -> Result<(), String> {
+    fn binary(value: &Position, out: &mut Vec<u8>) -> Result<(), ComponentEncodeError> {
         QuantisedPosition::from_world(value.x, value.y).encode(out);
         Ok(())
     }
 
-    fn json(value: &Position) -> Result<Box<RawValue>, String> {
-        serde_json::value::to_raw_value(value).map_err(|e| e.to_string())
+    fn json(value: &Position) -> Result<Box<RawValue>, ComponentEncodeError> {
+        serde_json::value::to_raw_value(value).map_err(ComponentEncodeError::new)
     }
 }
 
 /// A value copied off an entity on the tick: encodes itself when asked.
 trait Encodable: Send + Sync {
-    fn binary(&self, out: &mut Vec<u8>) -> Result<(), String>;
-    fn json(&self) -> Result<Box<RawValue>, String>;
+    fn binary(&self, out: &mut Vec<u8>) -> Result<(), ComponentEncodeError>;
+    fn json(&self) -> Result<Box<RawValue>, ComponentEncodeError>;
 }
 
 struct Held<C, E>(C, PhantomData<fn() -> E>);
 
 impl<C: Send + Sync, E: ReplicationEncoding<C>> Encodable for Held<C, E> {
-    fn binary(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn binary(&self, out: &mut Vec<u8>) -> Result<(), ComponentEncodeError> {
         E::binary(&self.0, out)
     }
 
-    fn json(&self) -> Result<Box<RawValue>, String> {
+    fn json(&self) -> Result<Box<RawValue>, ComponentEncodeError> {
         E::json(&self.0)
     }
 }

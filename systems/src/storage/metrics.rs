@@ -133,8 +133,8 @@ pub struct LatencySummary {
 pub struct StoreMetrics {
     /// Connections ever opened to the backing server (reconnects included).
     pub connections_opened: AtomicU64,
-    /// Store connections whose last request was answered (the Redis store's lanes; the
-    /// memory store has none).
+    /// Store connections whose last request was answered (the Redis store's lanes and its
+    /// liveness heartbeat; the memory store has none).
     pub connections_open: AtomicU64,
     /// Requests sent to the backing server (a pipeline counts once).
     pub round_trips: AtomicU64,

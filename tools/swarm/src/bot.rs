@@ -58,7 +58,7 @@ impl Backoff {
     }
 }
 
-/// Sends `message` and waits for its answer, skipping replication and pongs.
+/// Sends `message` and waits for its answer, skipping replication, pongs and `queued` notices.
 pub(crate) async fn request(
     conn: &mut Conn,
     message: &Outgoing<'_>,
@@ -78,7 +78,7 @@ pub(crate) async fn request(
             Ok(None) | Err(ReadError::Io | ReadError::Framing(_)) => return Err(gone),
         };
         match message.kind.as_str() {
-            "replication" | "pong" => {}
+            "replication" | "pong" | "queued" => {}
             "error" => {
                 let code = message.code.as_deref().unwrap_or("");
                 match code {

@@ -246,8 +246,8 @@ async fn run_steps(config: Config) -> RunReport {
         for wave in &report.reconnects {
             if wave.back < wave.bots {
                 report.failures.push(format!(
-                    "reconnect with {}: only {} of {} bots got back in",
-                    wave.kind, wave.back, wave.bots
+                    "reconnect with {}: only {} of {} bots got back in (why: {:?})",
+                    wave.kind, wave.back, wave.bots, wave.not_back
                 ));
             }
         }

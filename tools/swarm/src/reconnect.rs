@@ -2,6 +2,7 @@
 //! (what a server restart or drain does to its players), first with the resume tokens of
 //! their last `logged_in`, then with passwords, for comparison.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -25,6 +26,9 @@ pub struct Wave {
     pub server_busy: u64,
     pub already_online: u64,
     pub other_errors: u64,
+    /// Why the bots not back gave up, with how many gave up for each reason (`no token`,
+    /// `timed out`, a final error's code and message, an unexpected answer).
+    pub not_back: BTreeMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -75,23 +79,27 @@ async fn wave(
             let username = format!("{}{n}", shared.config.prefix);
             let message = match (&token, kind) {
                 (Some(token), "resume") => Outgoing::Resume { token },
-                (None, "resume") => return None,
+                (None, "resume") => return Err("no token".to_string()),
                 _ => Outgoing::Login {
                     username: &username,
                     password: &shared.config.password,
                 },
             };
-            let back = tokio::time::timeout(timeout, rejoin(&shared, n, &message, &refusals)).await;
-            let back = back.ok()??;
+            let back = tokio::time::timeout(timeout, rejoin(&shared, n, &message, &refusals))
+                .await
+                .map_err(|_| "timed out".to_string())??;
             last.fetch_max(started.elapsed().as_micros() as u64, Relaxed);
-            Some(back)
+            Ok(back)
         }));
     }
-    // Bot number and connection of each bot back in.
+    // Bot number and connection of each bot back in; why the others are not.
     let mut back = Vec::new();
+    let mut not_back = BTreeMap::new();
     for (n, task) in tasks.into_iter().enumerate() {
-        if let Ok(Some(b)) = task.await {
-            back.push((n, b));
+        match task.await {
+            Ok(Ok(b)) => back.push((n, b)),
+            Ok(Err(why)) => *not_back.entry(why).or_default() += 1,
+            Err(e) => *not_back.entry(format!("bot task failed: {e}")).or_default() += 1,
         }
     }
     let seconds = last.load(Relaxed) as f64 / 1e6;
@@ -104,6 +112,7 @@ async fn wave(
         server_busy: refusals.server_busy.load(Relaxed),
         already_online: refusals.already_online.load(Relaxed),
         other_errors: refusals.other.load(Relaxed),
+        not_back,
     };
     // Later waves resume with the newest tokens (by bot number: not every bot came back).
     let mut tokens = shared.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,13 +125,13 @@ async fn wave(
 }
 
 /// Connects as bot `n` and sends `message` until it is answered `logged_in`, retrying refusals
-/// that say "later" after a short, growing pause. `None`: refused for good.
+/// that say "later" after a short, growing pause. `Err`: refused for good, and why.
 async fn rejoin(
     shared: &Shared,
     n: usize,
     message: &Outgoing<'_>,
     refusals: &Refusals,
-) -> Option<Back> {
+) -> Result<Back, String> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let mut conn = None;
     loop {
@@ -139,12 +148,12 @@ async fn rejoin(
         match bot::request(c, message, &shared.stats).await {
             Ok(message) if message.kind == "logged_in" => {
                 let token = message.resume_token.clone();
-                return Some(Back {
+                return Ok(Back {
                     _conn: conn.take().expect("connected"),
                     token,
                 });
             }
-            Ok(_) => return None,
+            Ok(other) => return Err(format!("answered {}", other.kind)),
             Err(Refused::Retry { reconnect, code }) => {
                 let counter = match code.as_deref() {
                     Some("server_busy") => &refusals.server_busy,
@@ -157,7 +166,7 @@ async fn rejoin(
                 }
                 backoff.wait().await;
             }
-            Err(Refused::Fatal(_)) => return None,
+            Err(Refused::Fatal(why)) => return Err(why),
         }
     }
 }
@@ -165,11 +174,11 @@ async fn rejoin(
 /// The waves as a Markdown table.
 pub fn markdown(waves: &[Wave]) -> String {
     let mut out = String::from(
-        "| reconnect with | bots back | all back in | logins/s | server_busy | already_online | other errors |\n|---|---|---|---|---|---|---|\n",
+        "| reconnect with | bots back | all back in | logins/s | server_busy | already_online | other errors | not back, why |\n|---|---|---|---|---|---|---|---|\n",
     );
     for w in waves {
         out.push_str(&format!(
-            "| {} | {}/{} | {:.2} s | {:.0} | {} | {} | {} |\n",
+            "| {} | {}/{} | {:.2} s | {:.0} | {} | {} | {} | {} |\n",
             w.kind,
             w.back,
             w.bots,
@@ -177,7 +186,16 @@ pub fn markdown(waves: &[Wave]) -> String {
             w.logins_per_s,
             w.server_busy,
             w.already_online,
-            w.other_errors
+            w.other_errors,
+            if w.not_back.is_empty() {
+                "-".to_string()
+            } else {
+                w.not_back
+                    .iter()
+                    .map(|(why, bots)| format!("{bots}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
         ));
     }
     out

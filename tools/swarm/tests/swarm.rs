@@ -112,6 +112,41 @@ fn json_bots_keep_every_promise() {
     twenty_bots_log_in_play_and_keep_every_promise("json");
 }
 
+/// `--reconnect`: after every connection drops at once, all 20 bots get back in by resume
+/// token and then by password, and a wave says why any bot did not.
+#[test]
+fn every_bot_gets_back_in_after_a_reconnect_wave() {
+    let server = start_server();
+    let config = Config::parse_from([
+        "hearth-swarm",
+        "--addr",
+        &server.game_addr().to_string(),
+        "--steps",
+        "20",
+        "--hold",
+        "1s",
+        "--reconnect",
+        "--min-update-rate",
+        "1",
+        "--max-rtt-p99",
+        "10s",
+        "--ramp-timeout",
+        "60s",
+        "--quiet",
+    ]);
+    let report = hearth_swarm::run(config).expect("a valid run");
+    assert_eq!(report.failures, Vec::<String>::new());
+    let kinds: Vec<_> = report.reconnects.iter().map(|w| w.kind).collect();
+    assert_eq!(kinds, ["resume", "password"]);
+    for wave in &report.reconnects {
+        assert_eq!((wave.back, wave.bots), (20, 20), "{wave:?}");
+        assert!(wave.not_back.is_empty(), "{wave:?}");
+    }
+    let table = hearth_swarm::reconnect::markdown(&report.reconnects);
+    assert!(table.contains("| resume | 20/20 |"), "{table}");
+    assert_eq!(server.stop(), 0, "every player saved on shutdown");
+}
+
 #[test]
 fn a_run_that_cannot_be_bounded_is_refused() {
     let config = Config::parse_from(["hearth-swarm", "--steps", "30000"]);

@@ -1,0 +1,139 @@
+//! Resume tokens under races (issue 18 item 1): a resume spends its token only together with
+//! the lease it is granted, in one `resume.lua` step, so a resume that loses a race for the
+//! player (to a password login, or to the player's other token on another server) is told
+//! `already_online` and keeps its token. Whole `hearth` processes on one real Redis.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use common::client::Client;
+use common::process::Hearth;
+use common::redis_server::RedisServer;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "password1";
+
+fn token(logged_in: &Value) -> String {
+    logged_in["resume_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no resume_token in {logged_in}"))
+        .to_string()
+}
+
+fn log_out(client: &mut Client) {
+    client.send(json!({"type": "logout"}));
+    client.expect("logged_out");
+}
+
+/// Sends each `message` on its client at once (after a barrier), the first `delay` later
+/// than the rest; returns the answers.
+fn at_once(pairs: Vec<(Client, Value)>, delay: Duration) -> Vec<(Client, Result<Value, Value>)> {
+    let barrier = Arc::new(Barrier::new(pairs.len()));
+    let racers: Vec<_> = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut client, message))| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                if i == 0 {
+                    thread::sleep(delay);
+                }
+                let answer = client.try_enter(message);
+                (client, answer)
+            })
+        })
+        .collect();
+    racers.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+/// Exactly one of two racing answers is `logged_in` and the other `already_online`; returns
+/// the index of the winner.
+fn one_winner(answers: &[(Client, Result<Value, Value>)], round: usize) -> usize {
+    let winners: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].1.is_ok())
+        .collect();
+    assert_eq!(winners.len(), 1, "round {round}: exactly one gets in");
+    let loser = 1 - winners[0];
+    let error = answers[loser].1.as_ref().unwrap_err();
+    assert_eq!(error["code"], "already_online", "round {round}: {error}");
+    winners[0]
+}
+
+/// Promise (R7): two unused tokens of one player resumed at once on two servers: one gets
+/// in, the other is told `already_online` and its token still works once the first logs out.
+#[test]
+fn two_tokens_of_one_player_resumed_at_once_on_two_servers_the_loser_keeps_its_token() {
+    let redis = RedisServer::start();
+    let a = Hearth::start(&redis, "server-a");
+    let b = Hearth::start(&redis, "server-b");
+    let mut c = a.client();
+    c.register("alice", PASSWORD);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        tokens.push(token(&c.login("alice", PASSWORD)));
+        log_out(&mut c);
+    }
+    for round in 0..10 {
+        let pairs = vec![
+            (a.client(), json!({"type": "resume", "token": tokens[0]})),
+            (b.client(), json!({"type": "resume", "token": tokens[1]})),
+        ];
+        let mut answers = at_once(pairs, Duration::ZERO);
+        let winner = one_winner(&answers, round);
+        let loser = 1 - winner;
+        tokens[winner] = token(answers[winner].1.as_ref().unwrap());
+        log_out(&mut answers[winner].0);
+        // The loser's token was not spent: it logs in now, and is exchanged for a fresh one.
+        let server = if loser == 0 { &a } else { &b };
+        let mut again = server.client();
+        let resumed = again
+            .try_enter(json!({"type": "resume", "token": tokens[loser]}))
+            .unwrap_or_else(|e| panic!("round {round}: the losing token was burned: {e}"));
+        tokens[loser] = token(&resumed);
+        log_out(&mut again);
+    }
+}
+
+/// Promise (R6): a resume on one server racing a password login on another: one gets in; if
+/// the resume loses, it is told `already_online` and its token still works afterwards. The
+/// resume starts 0-570 ms after the login (argon2 makes the login the slower of the two), so
+/// the rounds cover the resume landing before, during and after the login's claim.
+#[test]
+fn a_resume_racing_a_password_login_elsewhere_keeps_its_token_when_it_loses() {
+    let redis = RedisServer::start();
+    let a = Hearth::start(&redis, "server-a");
+    let b = Hearth::start(&redis, "server-b");
+    let mut c = a.client();
+    c.register("bob", PASSWORD);
+    let mut live = token(&c.login("bob", PASSWORD));
+    log_out(&mut c);
+    let mut resumes_lost = 0;
+    for round in 0..20u32 {
+        let pairs = vec![
+            (a.client(), json!({"type": "resume", "token": live})),
+            (
+                b.client(),
+                json!({"type": "login", "username": "bob", "password": PASSWORD}),
+            ),
+        ];
+        let mut answers = at_once(pairs, Duration::from_millis(30) * round);
+        let winner = one_winner(&answers, round as usize);
+        if winner == 0 {
+            live = token(answers[0].1.as_ref().unwrap());
+        } else {
+            resumes_lost += 1;
+        }
+        log_out(&mut answers[winner].0);
+        let mut again = a.client();
+        let resumed = again
+            .try_enter(json!({"type": "resume", "token": live}))
+            .unwrap_or_else(|e| panic!("round {round}: the token was burned: {e}"));
+        live = token(&resumed);
+        log_out(&mut again);
+    }
+    eprintln!("the resume lost {resumes_lost} of 20 races");
+}
