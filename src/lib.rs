@@ -49,6 +49,11 @@ pub mod testing;
 #[doc(hidden)]
 mod extending_guide {}
 
+/// docs/testing.md, included so `cargo test --doc` compiles and runs its snippets.
+#[cfg(all(doctest, feature = "testing"))]
+#[doc = include_str!("../docs/testing.md")]
+mod testing_guide {}
+
 pub use hearth_components as components;
 pub use hearth_systems as systems;
 pub use server::HearthPlugins;

@@ -19,17 +19,18 @@ pub use bevy_ecs::prelude::*;
 pub use bevy_time::{Real, Time, Timer, TimerMode};
 pub use serde::{Deserialize, Serialize};
 
+pub use hearth_components::protocol::RequestId;
 pub use hearth_components::{
     JoinRefusal, JoinRefused, LeaveRequest, Leaving, OwnershipLost, PlayerId, PlayerJoined,
-    PlayerLeft, Position, SaveNowRequest, SavedNow,
+    PlayerLeft, Position, SaveNowRequest, SaveTogether, SavedNow, SavedTogether, TogetherOutcome,
 };
 pub use hearth_systems::replication::{
     InterestTags, QuantisedPositionEncoding, ReplicationAppExt, ReplicationPlugin, RoundSettings,
 };
 pub use hearth_systems::{
-    EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
-    PersistenceSystems, PersistentAppExt, Players, Playing, SessionSystems, SharedEntries,
-    ToClients,
+    AnswerTo, EntryList, FromClient, GameMessagesAppExt, Nearby, NearbyPlayers, NetSystems,
+    PersistenceSystems, PersistentAppExt, Players, Playing, Refusals, SessionSystems,
+    SharedEntries, ToClients,
 };
 
 pub use crate::HearthPlugins;

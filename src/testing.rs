@@ -27,11 +27,11 @@ use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
 use hearth_components::protocol::ServerMessage;
 use hearth_components::{
-    JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, PlayerId, PlayerJoined,
+    Dirty, JoinRefusal, JoinRefused, JoinRequest, JustLoaded, LeaveRequest, PlayerId, PlayerJoined,
     PlayerRecord,
 };
 use hearth_systems::FlushSchedule;
-use hearth_systems::game_messages::FromClient;
+use hearth_systems::game_messages::{ClientMessageTypes, DecodeError, FromClient};
 use hearth_systems::net::{ClientOutbox, Connections, OutboxClosed};
 use hearth_systems::storage::StorePort;
 
@@ -44,8 +44,24 @@ use crate::store::{MemoryBackend, MemoryStore, StoreClock};
 
 pub mod redis;
 mod server_thread;
+mod tcp;
 pub use self::redis::RedisTestStore;
+pub use self::tcp::{TCP_CLIENT_WAIT, TcpClient, TcpGameServer};
 pub use server_thread::{NotStarted, ServerThread};
+
+/// Why [`TestServer::client_json`] refused a line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientJsonError {
+    /// The line has no string `type`.
+    #[error("the message has no \"type\"")]
+    NoType,
+    /// No game registered this `type` (the front door answers with the known ones).
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// The fields do not fit the registered type (the client would get `bad_request`).
+    #[error("not a valid message: {0}")]
+    Decode(#[from] DecodeError),
+}
 
 /// A store as a test sees it: what it holds, and the faults a test can cause.
 pub trait TestStore: Send + Sync {
@@ -459,11 +475,42 @@ impl TestServer {
             .world()
             .get::<PlayerId>(entity)
             .expect("client_message: the entity is not a player");
-        self.world_mut().write_message(FromClient {
-            player,
-            entity,
-            message,
-        });
+        self.world_mut()
+            .write_message(FromClient::new(player, entity, message));
+    }
+
+    /// Hands the world a client line from the player on `entity`, decoded through the game's
+    /// registry as the front door decodes it: a message of the wrong shape is the same
+    /// `Err` the client would get as `bad_request`, so an ECS test catches it too.
+    pub fn client_json(
+        &mut self,
+        entity: Entity,
+        line: serde_json::Value,
+    ) -> Result<(), ClientJsonError> {
+        let player = *self
+            .world()
+            .get::<PlayerId>(entity)
+            .expect("client_json: the entity is not a player");
+        let kind = line["type"]
+            .as_str()
+            .ok_or(ClientJsonError::NoType)?
+            .to_string();
+        let types = self
+            .world()
+            .get_resource::<ClientMessageTypes>()
+            .cloned()
+            .unwrap_or_default();
+        let request = types
+            .decode(&kind, &line.to_string())
+            .ok_or(ClientJsonError::UnknownType(kind))??;
+        request.deliver(self.world_mut(), player, entity);
+        Ok(())
+    }
+
+    /// Whether the player on `entity` has changes not saved yet (not in any save taken so
+    /// far), without reaching for the persistence internals.
+    pub fn is_dirty(&self, entity: Entity) -> bool {
+        self.world().get::<Dirty>(entity).is_some()
     }
 
     /// Connects a recording client to the player on `entity`: what the world sends it

@@ -173,3 +173,45 @@ fn sigusr1_drains_a_server_and_its_players_continue_on_another_at_once() {
     on_next.register("eve", "password1");
     on_next.login("eve", "password1");
 }
+
+/// Promise (D2): a drain while Redis hangs for 5 s still tells every player "your progress is
+/// saved", and counts no lease lost. The final save-and-release times out, Redis runs it late,
+/// and the retry recognises that write as its own (the release marker) instead of reading it
+/// as another server's.
+#[test]
+fn a_drain_during_a_5_s_redis_hang_tells_players_their_progress_is_saved() {
+    let redis = RedisServer::start();
+    let mut a = Hearth::start_with(
+        &redis,
+        "server-a",
+        &[
+            "--lease-ttl",
+            "60s",
+            "--lease-refresh-interval",
+            "20s",
+            "--shutdown-deadline",
+            "30s",
+        ],
+    );
+    let mut players = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        let mut client = a.client();
+        let id = client.register(name, "password1");
+        client.login(name, "password1");
+        let position = client.step(1.0, 0.0);
+        players.push((id, client, position));
+    }
+    redis.freeze();
+    a.signal("-USR1");
+    std::thread::sleep(Duration::from_secs(5));
+    redis.thaw();
+    for (id, client, position) in &mut players {
+        let kicked = client.expect("kicked");
+        assert_told_to_reconnect(&kicked);
+        let record = common::process::stored_record(&redis, *id).expect("saved");
+        assert_eq!(&record["sections"]["position"], position, "player {id}");
+    }
+    assert_eq!(a.wait(), 0, "a drain that saved everyone exits 0");
+    let log = a.log();
+    assert!(!log.contains("lease lost"), "no lease counted lost:\n{log}");
+}

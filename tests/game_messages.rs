@@ -143,3 +143,66 @@ fn over_tcp_a_game_message_that_does_not_fit_is_refused_naming_the_field() {
     c.send(json!({"type": "ping", "nonce": 3}));
     assert_eq!(c.expect("pong")["nonce"], 3, "the connection still serves");
 }
+
+/// `poke`: nudge another player, by id.
+#[derive(Deserialize, Debug, Clone)]
+struct Poke {
+    to: u64,
+}
+
+/// `poked`: player `from` nudged you.
+#[derive(Serialize, Debug)]
+struct Poked {
+    from: u64,
+}
+
+/// Pokes reach their target by player id; a poke of a player not here is refused with the
+/// standard error, carrying the request's id.
+fn poke(
+    mut pokes: bevy_ecs::message::MessageReader<FromClient<Poke>>,
+    to_clients: ToClients<Poked>,
+    refusals: hearth::prelude::Refusals,
+) {
+    for request in pokes.read() {
+        let poked = Poked {
+            from: request.player.0,
+        };
+        if !to_clients.send_to_player(PlayerId(request.message.to), poked) {
+            refusals.refuse(request, "not_here", "no such player on this server");
+        }
+    }
+}
+
+struct PokeGame;
+
+impl Plugin for PokeGame {
+    fn build(&self, app: &mut App) {
+        app.add_client_message::<Poke>("poke")
+            .add_server_message::<Poked>("poked")
+            .add_systems(PostUpdate, poke.after(NetSystems::Send));
+    }
+}
+
+#[test]
+fn a_message_reaches_a_player_by_id_and_a_refusal_is_the_standard_error_with_the_id() {
+    let mut server = TestServer::for_game(test_config("poke"), PokeGame);
+    let first = server.spawn_player(PlayerId(1), ());
+    let second = server.spawn_player(PlayerId(2), ());
+    let (first_client, second_client) = (server.connect(first), server.connect(second));
+    server.client_message(first, Poke { to: 2 });
+    server.frame();
+    assert_eq!(second_client.take(), [json!({"type": "poked", "from": 1})]);
+    assert!(first_client.take().is_empty());
+
+    let request = FromClient::new(PlayerId(1), first, Poke { to: 9 })
+        .with_id(hearth::prelude::RequestId::Text("p-9".into()));
+    server.world_mut().write_message(request);
+    server.frame();
+    assert_eq!(
+        first_client.take(),
+        [
+            json!({"type": "error", "id": "p-9", "code": "not_here", "message": "no such player on this server"})
+        ]
+    );
+    assert!(second_client.take().is_empty());
+}

@@ -122,11 +122,14 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
     );
     assert_eq!(sample(&text, "hearth_auth_queue_depth"), Some(0.0));
 
-    // Over the limits: a second registration this minute (from a second connection: a
-    // logged-in one may not register), a third connection.
-    let mut second = server.client();
-    second.send(serde_json::json!({"type": "register", "username": "bob", "password": "correct horse battery"}));
-    second.expect_error("rate_limited");
+    // Over the limits: a second registration this minute (from a connection without a
+    // player: a logged-in one may not register), a third connection.
+    client.send(serde_json::json!({"type": "logout"}));
+    client.expect("logged_out");
+    client.send(serde_json::json!({"type": "register", "username": "bob", "password": "correct horse battery"}));
+    client.expect_error("rate_limited");
+    client.login("ada", "correct horse battery");
+    let _second = std::net::TcpStream::connect(server.addr).unwrap();
     let mut third = server.client();
     third.expect_error("server_busy");
     let text = scrape_until(

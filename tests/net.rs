@@ -374,12 +374,15 @@ fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
     // workers take, within the address's share of the line.
     let mut clients: Vec<_> = (0..60).map(|_| server.client()).collect();
     for (n, c) in clients.iter_mut().enumerate() {
-        c.send(
-            json!({"type": "register", "username": format!("crowd{n}"), "password": "password1"}),
-        );
+        c.send(json!({
+            "type": "register",
+            "id": n,
+            "username": format!("crowd{n}"),
+            "password": "password1"
+        }));
     }
     let mut told = 0;
-    for c in &mut clients {
+    for (n, c) in clients.iter_mut().enumerate() {
         let mut positions = Vec::new();
         let answer = loop {
             let message = c
@@ -387,6 +390,7 @@ fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
                 .expect("an answer before the server closes");
             match message["type"].as_str() {
                 Some("queued") => {
+                    assert_eq!(message["id"], n, "a notice names its request: {message}");
                     let position = message["position"].as_u64().unwrap();
                     assert!(position >= 3, "the next two are not told: {message}");
                     assert!(message["eta_s"].as_u64().unwrap() >= 1, "{message}");
@@ -396,6 +400,7 @@ fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
             }
         };
         assert_eq!(answer["type"], "registered", "no one refused: {answer}");
+        assert_eq!(answer["id"], n, "{answer}");
         assert!(
             positions.windows(2).all(|w| w[1] < w[0]),
             "a place only moves forward: {positions:?}"

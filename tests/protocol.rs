@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::client::{Client, NetServer};
 use hearth::components::protocol::{MAX_ERROR_LINE_BYTES, MAX_ERROR_MESSAGE_CHARS};
 use hearth::runner::DrainSignal;
+use hearth::store::accounts::{AccountStore, AccountStoreFactory, MemoryAccounts};
 use hearth::store::maintenance::Maintenance;
 use hearth::store::{MemoryBackend, MemoryStore, StoreClock};
 use hearth::testing::test_config;
@@ -288,13 +289,16 @@ fn during_a_drain_register_works_and_resume_is_draining() {
 #[test]
 fn a_session_taken_over_by_another_server_is_kicked_with_code_takeover() {
     let backend = MemoryBackend::new(StoreClock::Real(Instant::now()));
+    // One set of accounts, seen by each server as its own lease owner.
+    let accounts = MemoryAccounts::on_leases(Arc::clone(&backend), "");
     let start = |name: &str, refresh: Duration| {
         let mut config = test_config(name);
         config.sessions.lease_refresh_interval = refresh;
         let (_, port) = MemoryStore::open(Arc::clone(&backend), &config.store.settings);
-        let accounts =
-            hearth::store::memory_account_stores(Arc::clone(&backend), &config.lease_owner());
-        NetServer::start_with(config, port, accounts, |_| {})
+        let mine = accounts.for_server(&config.lease_owner());
+        let stores: AccountStoreFactory =
+            Arc::new(move || Box::new(mine.clone()) as Box<dyn AccountStore>);
+        NetServer::start_with(config, port, stores, |_| {})
     };
     let a = start("takeover-a", Duration::from_millis(200));
     let b = start("takeover-b", Duration::from_secs(20));
@@ -321,4 +325,117 @@ fn a_session_taken_over_by_another_server_is_kicked_with_code_takeover() {
     assert_eq!(kicked["code"], "takeover", "{kicked}");
     assert!(on_a.is_closed());
     on_b.ping(4);
+}
+
+#[test]
+fn every_answer_carries_the_request_id_right_after_its_type() {
+    let server = server("ids");
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |request: &str| -> String {
+        stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if !line.starts_with("{\"type\":\"update\"")
+                && !line.starts_with("{\"type\":\"replication\"")
+            {
+                return line;
+            }
+        }
+    };
+    assert_eq!(
+        ask(r#"{"type":"ping","nonce":7,"id":5}"#),
+        "{\"type\":\"pong\",\"id\":5,\"nonce\":7}\n"
+    );
+    assert_eq!(
+        ask(r#"{"id":"r-1","type":"register","username":"kit","password":"password1"}"#),
+        "{\"type\":\"registered\",\"id\":\"r-1\",\"player_id\":1}\n"
+    );
+    assert!(
+        ask(r#"{"type":"move","id":3,"dx":1,"dy":0}"#)
+            .starts_with("{\"type\":\"error\",\"id\":3,\"code\":\"not_logged_in\""),
+    );
+    assert!(
+        ask(
+            r#"{"type":"login","id":18446744073709551615,"username":"kit","password":"password1"}"#
+        )
+        .starts_with("{\"type\":\"logged_in\",\"id\":18446744073709551615,\"player_id\":1,"),
+    );
+    assert!(
+        ask(r#"{"type":"login","id":4,"username":"kit","password":"password1"}"#)
+            .starts_with("{\"type\":\"error\",\"id\":4,\"code\":\"bad_request\""),
+    );
+    assert_eq!(
+        ask(r#"{"type":"logout","id":"bye"}"#),
+        "{\"type\":\"logged_out\",\"id\":\"bye\"}\n"
+    );
+    // A bad id is refused naming the field, and the answer carries no id.
+    let long = "x".repeat(65);
+    for bad in ["-1", "1.5", "[1]", "null", &format!("\"{long}\"")] {
+        let answer = ask(&format!(r#"{{"type":"ping","nonce":1,"id":{bad}}}"#));
+        assert!(
+            answer.starts_with(
+                "{\"type\":\"error\",\"code\":\"bad_request\",\"message\":\"field `id`: "
+            ),
+            "{bad}: {answer}"
+        );
+    }
+}
+
+#[test]
+fn in_binary_an_answer_carries_the_request_id_right_after_its_type() {
+    use std::io::Read;
+    let server = server("ids-binary");
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    // docs/protocol.md, "Request ids": {"type":"ping","nonce":7,"id":5} as a frame.
+    let preamble = [0x00, 0x48, 0x52, 0x54, 0x48, 0x01];
+    let ping: &[u8] = &[
+        0x17, 0x01, 0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa4, 0x70, 0x69, 0x6e, 0x67, 0xa5, 0x6e,
+        0x6f, 0x6e, 0x63, 0x65, 0x07, 0xa2, 0x69, 0x64, 0x05,
+    ];
+    stream.write_all(&preamble).unwrap();
+    stream.write_all(ping).unwrap();
+    let pong: &[u8] = &[
+        0x17, 0x01, 0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa4, 0x70, 0x6f, 0x6e, 0x67, 0xa2, 0x69,
+        0x64, 0x05, 0xa5, 0x6e, 0x6f, 0x6e, 0x63, 0x65, 0x07,
+    ];
+    let mut answer = vec![0; preamble.len() + pong.len()];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..6], preamble);
+    assert_eq!(&answer[6..], pong, "{answer:02x?}");
+}
+
+/// The demo world's edge, as docs/protocol.md states it (a world fixture: walking 1,000
+/// steps to the edge over TCP would only make the test slow): a diagonal step at the edge
+/// slides along it, a step straight into it moves nothing.
+#[test]
+fn a_diagonal_step_at_the_worlds_edge_slides_along_it() {
+    use hearth::demo_game::{Move, WORLD_HALF_EXTENT};
+    use hearth::prelude::Position;
+    let mut server = hearth::testing::TestServer::new();
+    let at_edge = Position {
+        x: WORLD_HALF_EXTENT,
+        y: 0.0,
+    };
+    let player = server.spawn_player(PlayerId(1), at_edge);
+    let position =
+        |server: &hearth::testing::TestServer| *server.world().get::<Position>(player).unwrap();
+    server.client_message(player, Move { dx: 1.0, dy: 1.0 });
+    server.frame();
+    let slid = position(&server);
+    assert_eq!(slid.x, WORLD_HALF_EXTENT, "{slid:?}");
+    assert!(
+        (slid.y - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6,
+        "{slid:?}"
+    );
+    server.client_message(player, Move { dx: 1.0, dy: 0.0 });
+    server.frame();
+    assert_eq!(position(&server), slid, "straight into the edge: no move");
 }

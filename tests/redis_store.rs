@@ -16,6 +16,7 @@ on_one_redis_and_a_cluster!(
     a_batch_refresh_answers_each_lease_in_order_and_touches_only_its_own,
     a_record_that_cannot_be_decoded_is_refused_untouched_and_the_lease_released,
     noscript_after_script_flush_is_handled_on_every_path,
+    saving_together_writes_every_record_or_none,
 );
 
 use std::collections::BTreeMap;
@@ -97,6 +98,17 @@ impl Store {
         });
         match self.next() {
             StoreCompletion::Saved { results, .. } => results,
+            other => panic!("expected a save completion, got {other:?}"),
+        }
+    }
+
+    fn save_together(&self, items: Vec<SaveItem>) -> Vec<SaveOutcome> {
+        self.store
+            .submit(StoreJob::SaveTogether { batch: 1, items });
+        match self.next() {
+            StoreCompletion::Saved { results, .. } => {
+                results.into_iter().map(|r| r.outcome).collect()
+            }
             other => panic!("expected a save completion, got {other:?}"),
         }
     }
@@ -1333,4 +1345,116 @@ fn a_failover_can_lose_what_a_master_did_not_replicate_unless_saves_wait_for_a_r
     );
     assert_eq!(owner(&mut conn, q).as_deref(), Some("b/boot"));
     assert_eq!(stored(&mut conn, q), None, "a wrote nothing for q");
+}
+
+/// `save_together.lua`: two records written in one call, or neither when one player's lease
+/// is another server's or its stored sequence is as new; an expired lease nobody took is
+/// re-claimed as by `save.lua`. (On a cluster, with players whose keys share a slot.)
+fn saving_together_writes_every_record_or_none(redis: &dyn TestRedis) {
+    let a = Store::open(&config("a", &redis.url()));
+    let b = Store::open(&config("b", &redis.url()));
+    let mut conn = redis.inspector();
+    let slot = player_slot(PlayerId(1));
+    let mut same_slot = (1..).map(PlayerId).filter(|p| player_slot(*p) == slot);
+    let (p, q) = (same_slot.next().unwrap(), same_slot.next().unwrap());
+    a.join(p).unwrap();
+    a.join(q).unwrap();
+    assert_eq!(
+        a.save_together(vec![item(p, 1, 10, false), item(q, 1, 20, false)]),
+        [SaveOutcome::Saved, SaveOutcome::Saved]
+    );
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 10);
+    assert_eq!(xp_of(&stored(&mut conn, q).unwrap()), 20);
+    assert_eq!(
+        owner(&mut conn, p).as_deref(),
+        Some("a/boot"),
+        "never released"
+    );
+
+    let outcomes = a.save_together(vec![item(p, 2, 11, false), item(q, 1, 21, false)]);
+    assert_eq!(outcomes[1], SaveOutcome::StaleSequence);
+    assert!(
+        matches!(&outcomes[0], SaveOutcome::Failed(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        xp_of(&stored(&mut conn, p).unwrap()),
+        10,
+        "p not written either"
+    );
+
+    let _: () = conn.del(format!("hearth:session:{{{}}}", q.0)).unwrap();
+    b.join(q).unwrap();
+    let outcomes = a.save_together(vec![item(p, 3, 12, false), item(q, 3, 22, false)]);
+    assert_eq!(outcomes[1], SaveOutcome::LeaseLost);
+    assert!(
+        matches!(&outcomes[0], SaveOutcome::Failed(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 10, "p not written");
+    assert_eq!(xp_of(&stored(&mut conn, q).unwrap()), 20);
+
+    b.release(q);
+    let mut p_item = item(p, 4, 13, false);
+    p_item.last_stored_seq = 1;
+    let mut q_item = item(q, 4, 23, false);
+    q_item.last_stored_seq = 1;
+    assert_eq!(
+        a.save_together(vec![p_item, q_item]),
+        [SaveOutcome::Saved, SaveOutcome::Saved],
+        "q's lease expired and nobody wrote it since: re-claimed"
+    );
+    assert_eq!(owner(&mut conn, q).as_deref(), Some("a/boot"));
+    assert_eq!(xp_of(&stored(&mut conn, q).unwrap()), 23);
+}
+
+/// A linked save across cluster slots interrupted by a crash (pending records written, the
+/// store gone): a claim of such a player applies the pending record when its link was
+/// committed, and aborts an undecided link (so its committer can no longer commit it) keeping
+/// the stored record. Either way no pending record is left. (Only a cluster has them.)
+#[test]
+fn a_claim_rolls_a_committed_link_forward_and_aborts_an_undecided_one() {
+    let redis = &RedisCluster::start(3, 0);
+    let store = Store::open(&config("a", &redis.url()));
+    let mut conn = redis.inspector();
+    let (p, q) = (PlayerId(1), PlayerId(2));
+    let before = br#"{"version":2,"seq":3,"id":1,"sections":{"progress":{"xp":1,"level":1}}}"#;
+    let pending = r#"{"version":2,"seq":4,"id":1,"sections":{"progress":{"xp":9,"level":1}}}"#;
+    let _: () = conn.set("hearth:player:{1}", &before[..]).unwrap();
+    let _: () = conn
+        .hset_multiple(
+            "hearth:pending:{1}",
+            &[("link", "dead/1"), ("seq", "4"), ("record", pending)],
+        )
+        .unwrap();
+    let _: () = conn.set("hearth:link:{dead/1}", "committed").unwrap();
+    let grant = store.join(p).expect("claim");
+    assert_eq!(xp_of(grant.record.as_ref().unwrap()), 9, "rolled forward");
+    assert_eq!(xp_of(&stored(&mut conn, p).unwrap()), 9);
+    let left: bool = conn.exists("hearth:pending:{1}").unwrap();
+    assert!(!left, "no pending record left");
+
+    let stored_q = br#"{"version":2,"seq":3,"id":2,"sections":{"progress":{"xp":2,"level":1}}}"#;
+    let pending_q = r#"{"version":2,"seq":4,"id":2,"sections":{"progress":{"xp":8,"level":1}}}"#;
+    let _: () = conn.set("hearth:player:{2}", &stored_q[..]).unwrap();
+    let _: () = conn
+        .hset_multiple(
+            "hearth:pending:{2}",
+            &[("link", "dead/2"), ("seq", "4"), ("record", pending_q)],
+        )
+        .unwrap();
+    let grant = store.join(q).expect("claim");
+    assert_eq!(
+        xp_of(grant.record.as_ref().unwrap()),
+        2,
+        "undecided: dropped"
+    );
+    let decision: Option<String> = conn.get("hearth:link:{dead/2}").unwrap();
+    assert_eq!(
+        decision.as_deref(),
+        Some("aborted"),
+        "its committer can no longer commit"
+    );
+    let left: bool = conn.exists("hearth:pending:{2}").unwrap();
+    assert!(!left, "no pending record left");
 }

@@ -137,3 +137,67 @@ fn a_resume_racing_a_password_login_elsewhere_keeps_its_token_when_it_loses() {
     }
     eprintln!("the resume lost {resumes_lost} of 20 races");
 }
+
+/// Promise (R11): a password reset ends every token issued before it, including one from a
+/// login that verified the old password just before the reset and stores its token after the
+/// reset's delete. Logins with the old password race `hearth admin account reset-password`
+/// (the reset starts 0-275 ms after the login, so the rounds cover every interleaving): a
+/// token any of them got is refused once the reset is done.
+#[test]
+fn no_token_from_a_login_racing_a_password_reset_outlives_the_reset() {
+    let redis = RedisServer::start();
+    let server = Hearth::start(&redis, "server-a");
+    let url = redis.url();
+    let mut c = server.client();
+    c.register("carol", "password-0");
+    let mut tokens_checked = 0;
+    let mut outcomes = Vec::new();
+    for round in 0..12u32 {
+        let (old, new) = (
+            format!("password-{round}"),
+            format!("password-{}", round + 1),
+        );
+        let reset = {
+            let (url, new) = (url.clone(), new.clone());
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(25) * round);
+                let out = common::process::run_admin(
+                    &url,
+                    &["account", "reset-password", "carol"],
+                    &format!("{new}\n"),
+                );
+                assert_eq!(out.status.code(), Some(0), "{out:?}");
+            })
+        };
+        // An address per round: the refused resumes below count as failed logins, and the
+        // lockout they earn would refuse the next rounds' logins.
+        let address = std::net::IpAddr::from([127, 0, 2, round as u8 + 1]);
+        let mut client = Client::connect_from(address, server.addr);
+        let answer =
+            client.try_enter(json!({"type": "login", "username": "carol", "password": old}));
+        match &answer {
+            Ok(_) => outcomes.push("in"),
+            Err(e) if e["message"].as_str().unwrap_or("").contains("changed") => {
+                outcomes.push("changed")
+            }
+            Err(_) => outcomes.push("refused"),
+        }
+        reset.join().unwrap();
+        if let Ok(logged_in) = answer {
+            if let Some(token) = logged_in["resume_token"].as_str() {
+                log_out(&mut client);
+                let mut again = Client::connect_from(address, server.addr);
+                let refused = again
+                    .try_enter(json!({"type": "resume", "token": token}))
+                    .expect_err(&format!("round {round}: a token outlived the reset"));
+                assert_eq!(refused["code"], "invalid_credentials", "{refused}");
+                tokens_checked += 1;
+            } else {
+                log_out(&mut client);
+            }
+        }
+    }
+    eprintln!(
+        "{tokens_checked} of 12 racing logins got a token, each refused after the reset; logins: {outcomes:?}"
+    );
+}

@@ -1,11 +1,14 @@
 -- Write players' records, each only if this server owns its lease AND the record is newer.
 -- ARGV[1] = owner   ARGV[2] = lease TTL in milliseconds (for a re-claim, below)
--- For each player i (one or many):
---   KEYS[2i-1] = <prefix>:player:{<id>}   KEYS[2i] = <prefix>:session:{<id>}
---   ARGV[4i-1] = save sequence of this record
---   ARGV[4i]   = sequence of the newest record this server knows is stored
---   ARGV[4i+1] = the record (JSON)
---   ARGV[4i+2] = '1' to release the lease afterwards (logout, shutdown), '0' otherwise
+-- ARGV[3] = keys per player: 3 in a call of saves that release, 2 otherwise
+-- For each player i (one or many), with k = ARGV[3]:
+--   KEYS[k(i-1)+1] = <prefix>:player:{<id>}   KEYS[k(i-1)+2] = <prefix>:session:{<id>}
+--   KEYS[k(i-1)+3] = <prefix>:released:{<id>} (releasing calls only): '<owner> <seq>' of the
+--                    last save that released the lease (TTL: the lease TTL)
+--   ARGV[4i]   = save sequence of this record
+--   ARGV[4i+1] = sequence of the newest record this server knows is stored
+--   ARGV[4i+2] = the record (JSON)
+--   ARGV[4i+3] = '1' to release the lease afterwards (logout, shutdown), '0' otherwise
 -- Returns one status per player, in order: 'saved', 'lost' (lease not ours: nothing
 -- written, lease untouched), 'stale' (stored sequence >= ours: nothing written; the lease
 -- is still released if asked) or 'error: <reason>' (Redis refused a command for this player).
@@ -14,7 +17,10 @@
 -- that nobody has claimed since is ours again if the stored record is still the one this
 -- server last stored (its sequence equals ARGV[4i]): then no other server has written the
 -- player since, and the save goes on after SET-ting the lease with the full TTL. If the record
--- moved on, another server had the player meanwhile: 'lost'.
+-- moved on, another server had the player meanwhile: 'lost'; unless the release marker says
+-- this server's own release wrote the stored record (a save-and-release that timed out and
+-- that Redis ran late: its retry must not mistake that write for another server's).
+-- Another server that had the player since either holds the lease or left its own marker.
 --
 -- The stored sequence is read from the start of the stored string, which every record of
 -- version >= 2 begins with: {"version":N,"seq":S,... A record without it (v1, foreign data)
@@ -43,12 +49,13 @@ end
 
 -- One player's save; returns its status. Raises if Redis refuses a command (a key of the
 -- wrong type, out of memory).
-local function save(owner, ttl, record_key, lease_key, seq, last_stored, record, release)
+local function save(owner, ttl, record_key, lease_key, marker_key, seq, last_stored, record, release)
   local lease = redis.call('GET', lease_key)
   local stored = nil
   if not lease then
     stored = stored_seq(record_key)
-    if stored == last_stored then
+    if stored == last_stored
+      or (marker_key and redis.call('GET', marker_key) == owner .. ' ' .. stored) then
       redis.call('SET', lease_key, owner, 'PX', ttl)
       lease = owner
     end
@@ -61,9 +68,13 @@ local function save(owner, ttl, record_key, lease_key, seq, last_stored, record,
   if older(stored, seq) then
     redis.call('SET', record_key, record)
     status = 'saved'
+    stored = seq
   end
   if release == '1' then
     redis.call('DEL', lease_key)
+    if marker_key then
+      redis.call('SET', marker_key, owner .. ' ' .. stored, 'PX', ttl)
+    end
   end
   return status
 end
@@ -71,11 +82,14 @@ end
 -- Each player in its own pcall: Redis does not undo a script that fails half-way, so one
 -- player's error must not fail the players before it (already written) or after it. The
 -- failed player gets 'error: <reason>' and is retried.
-local owner, ttl = ARGV[1], ARGV[2]
+local owner, ttl, k = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local statuses = {}
-for i = 1, #KEYS / 2 do
-  local ok, status = pcall(save, owner, ttl, KEYS[2 * i - 1], KEYS[2 * i],
-    ARGV[4 * i - 1], ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2])
+for i = 1, #KEYS / k do
+  local base = k * (i - 1)
+  local marker = nil
+  if k == 3 then marker = KEYS[base + 3] end
+  local ok, status = pcall(save, owner, ttl, KEYS[base + 1], KEYS[base + 2], marker,
+    ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2], ARGV[4 * i + 3])
   if ok then
     statuses[i] = status
   elseif type(status) == 'table' and status.err then

@@ -14,7 +14,7 @@ pub mod wire;
 pub use config::{ConfigError, StoreSelection, StoreUrlError};
 pub use messages::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerJoined, PlayerLeft,
-    SaveNowRequest, SavedNow,
+    SaveNowRequest, SaveTogether, SavedNow, SavedTogether, TogetherOutcome,
 };
 pub use player::{
     Dirty, InFlightSave, JustLoaded, Leaving, PlayerId, SaveNowPending, SaveState, SessionOwner,

@@ -81,3 +81,42 @@ pub struct OwnershipLost {
     pub entity: Entity,
     pub player: PlayerId,
 }
+
+/// Ask for several players to be saved together: every one's current state is written, or
+/// none is (a trade, a gift). Write it in the same system that makes the change, before
+/// `PersistenceSystems::Save` of that frame: from then on none of the players is saved on its
+/// own until the linked save is durable, so no record holds one side of the change without
+/// the other. Answered with [`SavedTogether`] echoing `tag`.
+#[derive(Message, Clone, Debug)]
+pub struct SaveTogether {
+    /// The players' entities (two or more; duplicates are ignored).
+    pub players: Vec<Entity>,
+    /// Chosen by the game, echoed in [`SavedTogether`].
+    pub tag: u64,
+}
+
+/// The answer to a [`SaveTogether`].
+#[derive(Message, Clone, Debug)]
+pub struct SavedTogether {
+    /// The request's tag.
+    pub tag: u64,
+    /// The request's players.
+    pub players: Vec<Entity>,
+    /// Whether the players' states are durable together.
+    pub outcome: TogetherOutcome,
+}
+
+/// How a linked save ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TogetherOutcome {
+    /// Every player's state as of the request (or newer) is durable, written together.
+    Saved,
+    /// Not written together: `entity` is gone or no longer ours (left, or taken over by
+    /// another server), so its side of the change cannot be stored with the others'. The
+    /// other players are saved on their own from now on, with the change; undoing it (a
+    /// refund) is the game's call.
+    Abandoned {
+        /// The player that could not be saved.
+        entity: Entity,
+    },
+}

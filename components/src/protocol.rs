@@ -64,6 +64,49 @@ pub enum ClientMessage {
     Ping { nonce: u64 },
 }
 
+/// Longest request `id` string, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 64;
+
+/// A client's optional request `id` (an unsigned integer, or a string of at most
+/// [`MAX_REQUEST_ID_BYTES`] bytes): every answer to that request carries it, right after its
+/// `type`, so a client with several requests in flight (two gifts) can tell the answers apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// `"id": 7`
+    Number(u64),
+    /// `"id": "gift-1"`
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RequestId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "an unsigned integer or a string of at most {MAX_REQUEST_ID_BYTES} bytes"
+                )
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RequestId, E> {
+                Ok(RequestId::Number(v))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RequestId, E> {
+                if v.len() > MAX_REQUEST_ID_BYTES {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                Ok(RequestId::Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// A resume token: a bearer credential worth one login, so it is never shown by `Debug`
 /// (which logs use) — only its wire form carries it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +259,13 @@ pub enum ServerMessage {
     /// A game-defined message, already encoded (see [`GameLine`]).
     #[serde(skip)]
     Game(GameLine),
+    /// `message` as the answer to the request with this `id`: written with `"id"` right
+    /// after its `"type"`.
+    #[serde(skip)]
+    Answer {
+        id: RequestId,
+        message: Box<ServerMessage>,
+    },
 }
 
 impl ServerMessage {
@@ -225,6 +275,40 @@ impl ServerMessage {
         Self::Error {
             code,
             message: cut(message.into(), MAX_ERROR_MESSAGE_CHARS),
+        }
+    }
+
+    /// A game's refusal: an `error` with the game's own `code` (snake_case by convention,
+    /// such as `stack_full`), its `message` cut as any error's.
+    pub fn game_error(code: &str, message: impl Into<String>) -> Self {
+        #[derive(Serialize)]
+        struct GameError {
+            code: String,
+            message: String,
+        }
+        let error = GameError {
+            code: code.to_string(),
+            message: cut(message.into(), MAX_ERROR_MESSAGE_CHARS),
+        };
+        Self::Game(GameLine::new("error", error))
+    }
+
+    /// `self` as the answer to the request `id` (unchanged without one).
+    pub fn answering(self, id: Option<RequestId>) -> Self {
+        match id {
+            Some(id) => Self::Answer {
+                id,
+                message: Box::new(self),
+            },
+            None => self,
+        }
+    }
+
+    /// The message itself, without the request id it answers.
+    pub fn inner(&self) -> &Self {
+        match self {
+            Self::Answer { message, .. } => message.inner(),
+            message => message,
         }
     }
 
@@ -240,6 +324,13 @@ impl ServerMessage {
     /// once for all its recipients). A game line whose message does not serialise as a JSON
     /// object (a game's programming error) is an empty string, logged, and not sent.
     pub fn to_line(&self) -> Cow<'_, str> {
+        if let Self::Answer { id, message } = self {
+            let line = message.to_line();
+            return match with_id(&line, id) {
+                Some(answered) => Cow::Owned(answered),
+                None => line,
+            };
+        }
         if let Self::Game(line) = self {
             return match line.line() {
                 Ok(line) => Cow::Borrowed(line),
@@ -253,6 +344,21 @@ impl ServerMessage {
         line.push('\n');
         Cow::Owned(line)
     }
+}
+
+/// `line` (`{"type":"<name>"...}\n`) with `"id":<id>` right after its type; `None` for an
+/// empty line (a message that did not encode) or one that does not start with its type.
+fn with_id(line: &str, id: &RequestId) -> Option<String> {
+    let rest = line.strip_prefix("{\"type\":\"")?;
+    // A type is a plain name, never an escaped quote: its string ends at the next quote.
+    let end = "{\"type\":\"".len() + rest.find('"')? + 1;
+    let id = serde_json::to_string(id).ok()?;
+    let mut answered = String::with_capacity(line.len() + id.len() + 6);
+    answered.push_str(&line[..end]);
+    answered.push_str(",\"id\":");
+    answered.push_str(&id);
+    answered.push_str(&line[end..]);
+    Some(answered)
 }
 
 /// `text` cut to at most `max` characters, the last three of them `...` when it was cut.
@@ -382,7 +488,9 @@ mod tests {
                 | ServerMessage::Queued { .. }
                 | ServerMessage::Kicked { .. }
                 | ServerMessage::Error { .. } => {}
-                ServerMessage::Game(_) => unreachable!("not a core message"),
+                ServerMessage::Game(_) | ServerMessage::Answer { .. } => {
+                    unreachable!("not a core message")
+                }
             }
         }
         every
@@ -472,6 +580,56 @@ mod tests {
                 error.to_line().len() <= MAX_ERROR_LINE_BYTES,
                 "{}",
                 error.to_line().len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_carries_the_request_id_right_after_its_type() {
+        let pong = ServerMessage::Pong { nonce: 7 };
+        assert_eq!(
+            pong.clone().answering(Some(RequestId::Number(5))).to_line(),
+            "{\"type\":\"pong\",\"id\":5,\"nonce\":7}\n"
+        );
+        assert_eq!(
+            ServerMessage::LoggedOut {}
+                .answering(Some(RequestId::Text("out \"1\"".into())))
+                .to_line(),
+            "{\"type\":\"logged_out\",\"id\":\"out \\\"1\\\"\"}\n"
+        );
+        assert_eq!(pong.clone().answering(None), pong);
+        let game = ServerMessage::Game(GameLine::new("nudge", serde_json::json!({})));
+        assert_eq!(
+            game.answering(Some(RequestId::Number(1))).to_line(),
+            "{\"type\":\"nudge\",\"id\":1}\n"
+        );
+    }
+
+    #[test]
+    fn a_request_id_is_an_unsigned_integer_or_a_short_string() {
+        let id = |json: &str| serde_json::from_str::<RequestId>(json);
+        assert_eq!(
+            id("18446744073709551615").unwrap(),
+            RequestId::Number(u64::MAX)
+        );
+        let longest = "a".repeat(MAX_REQUEST_ID_BYTES);
+        assert_eq!(
+            id(&format!("\"{longest}\"")).unwrap(),
+            RequestId::Text(longest.clone())
+        );
+        for bad in [
+            "-1",
+            "1.5",
+            "null",
+            "[1]",
+            "{}",
+            "true",
+            &format!("\"{longest}a\""),
+        ] {
+            let error = id(bad).expect_err(bad).to_string();
+            assert!(
+                error.contains("unsigned integer or a string of at most 64 bytes"),
+                "{bad}: {error}"
             );
         }
     }

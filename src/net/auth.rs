@@ -81,6 +81,12 @@ impl AuthRequest {
     }
 }
 
+impl waiting_room::Waiting for AuthRequest {
+    fn outbox(&self) -> &dyn ClientOutbox {
+        self.reply().as_ref()
+    }
+}
+
 /// The queues into the auth workers (passwords, resumes), fair between client addresses.
 #[derive(Clone)]
 pub struct AuthQueue {
@@ -360,6 +366,26 @@ impl Working {
         Ok(())
     }
 
+    /// Whether the password a login verified is still the account's, read again after its
+    /// token was stored: a reset (`hearth admin account reset-password`) writes the new hash
+    /// and then deletes the tokens, so a token stored after that delete is caught here (the
+    /// hash changed: the login is refused and its token, never sent, is worth nothing), and
+    /// one stored before it was deleted by it. `Ok(false)` when the store cannot say: the
+    /// login goes on without a token.
+    fn still_current(&mut self, username: &str, verified: &str) -> Result<bool, ServerMessage> {
+        match self.accounts.find(username) {
+            Ok(Some(now)) if now.password_hash == verified => Ok(true),
+            Ok(_) => Err(ServerMessage::error(
+                ErrorCode::InvalidCredentials,
+                "the password was changed while logging in; log in with the new one",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "login without a resume token: account storage unavailable");
+                Ok(false)
+            }
+        }
+    }
+
     fn login(
         &mut self,
         conn: ConnId,
@@ -387,7 +413,9 @@ impl Working {
                     self.setup.resume_ttl,
                 );
                 let resume_token = match stored {
-                    Ok(_) => Some(issued.token),
+                    Ok(_) => self
+                        .still_current(&username, &account.password_hash)?
+                        .then_some(issued.token),
                     Err(e) => {
                         // The password was right: log in, only without a way to resume.
                         tracing::warn!(error = %e, "login without a resume token: account storage unavailable");

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use hearth_components::PlayerId;
 use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{
-    ClientMessage, ErrorCode, KickCode, MAX_LINE_BYTES, ServerMessage,
+    ClientMessage, ErrorCode, KickCode, MAX_LINE_BYTES, RequestId, ServerMessage,
 };
 use hearth_components::wire::{PREAMBLE, WireError};
 use hearth_systems::ReplicationFeed;
@@ -211,7 +211,8 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     // A register, login, resume or logout sent and not answered yet: nothing more is read
     // until its answer is written, so a connection's answers come in the order of its
     // requests (a later ping cannot overtake a login being checked).
-    let mut awaiting = false;
+    // Holds the request's id (if it had one), for its answer to carry.
+    let mut awaiting: Option<Option<RequestId>> = None;
     // Only complete messages from the client count as activity: what we send it (updates)
     // and incomplete lines or frames do not, so a silent or half-open connection ends.
     let idle = tokio::time::sleep(ctx.idle_timeout);
@@ -253,7 +254,7 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     NetStats::count(&ctx.stats.messages_out);
                 }
             }
-            line = lines.next(), if !awaiting => {
+            line = lines.next(), if awaiting.is_none() => {
                 if let Some(Ok(message)) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
                     if !message.is_blank() {
@@ -283,11 +284,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         match message.into_text() {
                             Ok(text) => match handle_line(conn, peer, &text, &login, &outbox, &ctx) {
                                 Handled::Answer(answer) => Some(answer),
-                                Handled::Awaiting(pending) => {
+                                Handled::Awaiting(pending, id) => {
                                     if let Some(state) = pending {
                                         login.set(state);
                                     }
-                                    awaiting = true;
+                                    awaiting = Some(id);
                                     None
                                 }
                                 Handled::Nothing => None,
@@ -402,8 +403,9 @@ struct Batch<'a> {
     outbound: &'a mut mpsc::Receiver<ServerMessage>,
     login: &'a mut LoginState,
     replica: &'a mut Replica,
-    /// Whether a request's answer is awaited (reading is paused); its answer clears it.
-    awaiting: &'a mut bool,
+    /// The request whose answer is awaited (reading is paused meanwhile), with its id: its
+    /// answer clears it and carries the id.
+    awaiting: &'a mut Option<Option<RequestId>>,
 }
 
 /// Writes `first` and whatever else the world queued for the client since (up to
@@ -422,8 +424,23 @@ async fn write_batch(
     let mut next = Some(first);
     let mut count: u64 = 0;
     let mut kicked = None;
-    while let Some(message) = next.take() {
-        match &message {
+    while let Some(mut message) = next.take() {
+        if matches!(
+            message,
+            ServerMessage::Registered { .. }
+                | ServerMessage::LoggedIn { .. }
+                | ServerMessage::LoggedOut {}
+                | ServerMessage::Error { .. }
+        ) && let Some(id) = batch.awaiting.take()
+        {
+            message = message.answering(id);
+        } else if matches!(message, ServerMessage::Queued { .. })
+            && let Some(Some(id)) = batch.awaiting.as_ref()
+        {
+            // A notice about the request awaited names it too.
+            message = message.answering(Some(id.clone()));
+        }
+        match message.inner() {
             ServerMessage::LoggedIn { player_id, .. } => {
                 ctx.online.joined(conn, *player_id);
                 batch.replica.joined(PlayerId(*player_id));
@@ -434,16 +451,7 @@ async fn write_batch(
             }
             _ => {}
         }
-        if matches!(
-            message,
-            ServerMessage::Registered { .. }
-                | ServerMessage::LoggedIn { .. }
-                | ServerMessage::LoggedOut {}
-                | ServerMessage::Error { .. }
-        ) {
-            *batch.awaiting = false;
-        }
-        batch.login.set(match (&message, batch.login.get()) {
+        batch.login.set(match (message.inner(), batch.login.get()) {
             (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
             (ServerMessage::LoggedOut {}, _) => Login::No,
             (ServerMessage::Error { .. }, Login::Pending) => Login::No,
@@ -491,8 +499,8 @@ enum Handled {
     /// Answered at once.
     Answer(ServerMessage),
     /// Sent on (auth workers, the world): its answer comes later, and nothing more is read
-    /// until it does. The login state to move to meanwhile, if any.
-    Awaiting(Option<Login>),
+    /// until it does. The login state to move to meanwhile, if any, and the request's id.
+    Awaiting(Option<Login>, Option<RequestId>),
     /// Nothing to answer (a blank line; a game message, answered by the game if at all).
     Nothing,
 }
@@ -505,7 +513,7 @@ fn logged_in_already(kind: &str) -> Handled {
     ))
 }
 
-/// Handles one line.
+/// Handles one line; an answer carries the request's id, if it had one.
 fn handle_line(
     conn: ConnId,
     peer: SocketAddr,
@@ -517,9 +525,28 @@ fn handle_line(
     if line.trim().is_empty() {
         return Handled::Nothing;
     }
-    let message = match parse(line, &ctx.game_messages) {
+    let (id, parsed) = parse(line, &ctx.game_messages);
+    match handle_request(conn, peer, parsed, id.clone(), login, outbox, ctx) {
+        Handled::Answer(answer) => Handled::Answer(answer.answering(id)),
+        Handled::Awaiting(state, _) => Handled::Awaiting(state, id),
+        Handled::Nothing => Handled::Nothing,
+    }
+}
+
+/// Handles one parsed request (`id` goes with a game's request to the world).
+fn handle_request(
+    conn: ConnId,
+    peer: SocketAddr,
+    parsed: Result<Parsed, ParseError>,
+    id: Option<RequestId>,
+    login: &LoginState,
+    outbox: &Arc<dyn ClientOutbox>,
+    ctx: &ConnectionContext,
+) -> Handled {
+    let message = match parsed {
         Ok(Parsed::Core(message)) => message,
         Ok(Parsed::Game(request)) => {
+            let request = request.with_id(id);
             if login.get() == Login::No {
                 return Handled::Answer(ServerMessage::error(
                     ErrorCode::NotLoggedIn,
@@ -537,7 +564,7 @@ fn handle_line(
         }
     };
     let submitted = |request, state| match ctx.auth.try_submit(peer.ip(), request) {
-        Ok(()) => Handled::Awaiting(state),
+        Ok(()) => Handled::Awaiting(state, None),
         Err(busy) => Handled::Answer(busy),
     };
     let logged_in = login.get() != Login::No;
@@ -585,7 +612,7 @@ fn handle_line(
         }
         message @ ClientMessage::Logout {} => {
             ctx.events.send(NetEvent::Request { conn, message }).ok();
-            Handled::Awaiting(None)
+            Handled::Awaiting(None, None)
         }
     }
 }
@@ -608,6 +635,9 @@ enum ParseError {
     /// JSON, but not an object with a string `type`.
     #[error("a message must be a JSON object with a string \"type\": {0}")]
     NoType(#[source] serde_json::Error),
+    /// An `id` that is not a request id.
+    #[error("field `id`: {0}")]
+    Id(#[source] serde_json::Error),
     /// A core message whose fields do not fit.
     #[error("not a valid message: {0}")]
     Core(#[source] serde_json::Error),
@@ -626,39 +656,73 @@ enum ParseError {
     },
 }
 
-/// The `type` of a line, read without building a JSON tree.
+/// The `type` and `id` of a line, read without building a JSON tree.
 #[derive(serde::Deserialize)]
 struct Kind<'a> {
     #[serde(rename = "type", borrow)]
     kind: std::borrow::Cow<'a, str>,
+    /// Present whatever its value (`null` too, refused as an id).
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a serde_json::value::RawValue>,
 }
 
-/// Parses one line: a JSON object whose `type` is a core message or one a game registered.
-/// The error says what is wrong (not JSON, no `type`, an unknown one, or the field at fault).
-fn parse(line: &str, game: &ClientMessageTypes) -> Result<Parsed, ParseError> {
-    let kind = match serde_json::from_str::<Kind>(line) {
-        Ok(Kind { kind }) => kind,
-        Err(e) if e.is_syntax() || e.is_eof() => return Err(ParseError::NotJson(e)),
-        Err(e) => return Err(ParseError::NoType(e)),
+/// A field that is there, as its raw JSON (`Option`'s own reading takes `null` for absent).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
+/// Parses one line: a JSON object whose `type` is a core message or one a game registered,
+/// with its request `id` if it has a valid one. The error says what is wrong (not JSON, no
+/// `type`, an unknown one, a bad `id`, or the field at fault).
+fn parse(line: &str, game: &ClientMessageTypes) -> (Option<RequestId>, Result<Parsed, ParseError>) {
+    let (kind, id) = match serde_json::from_str::<Kind>(line) {
+        Ok(Kind { kind, id }) => (kind, id),
+        Err(e) if e.is_syntax() || e.is_eof() => return (None, Err(ParseError::NotJson(e))),
+        Err(e) => return (None, Err(ParseError::NoType(e))),
     };
-    if CORE_CLIENT_MESSAGES.contains(&kind.as_ref()) {
+    let id = match id
+        .map(|raw| serde_json::from_str::<RequestId>(raw.get()))
+        .transpose()
+    {
+        Ok(id) => id,
+        Err(e) => return (None, Err(ParseError::Id(e))),
+    };
+    let parsed = if CORE_CLIENT_MESSAGES.contains(&kind.as_ref()) {
+        parse_core(line, id.is_some())
+    } else {
+        match game.decode(&kind, line) {
+            Some(Ok(request)) => Ok(Parsed::Game(request)),
+            Some(Err(source)) => Err(ParseError::Game {
+                kind: kind.into_owned(),
+                source,
+            }),
+            None => Err(ParseError::UnknownType {
+                kind: kind.into_owned(),
+                known: CORE_CLIENT_MESSAGES
+                    .iter()
+                    .copied()
+                    .chain(game.names())
+                    .collect(),
+            }),
+        }
+    };
+    (id, parsed)
+}
+
+/// A core message; one with an `id` is read without it (the core's messages refuse fields
+/// they do not have).
+fn parse_core(line: &str, has_id: bool) -> Result<Parsed, ParseError> {
+    if !has_id {
         return serde_json::from_str(line)
             .map(Parsed::Core)
             .map_err(ParseError::Core);
     }
-    match game.decode(&kind, line) {
-        Some(Ok(request)) => Ok(Parsed::Game(request)),
-        Some(Err(source)) => Err(ParseError::Game {
-            kind: kind.into_owned(),
-            source,
-        }),
-        None => Err(ParseError::UnknownType {
-            kind: kind.into_owned(),
-            known: CORE_CLIENT_MESSAGES
-                .iter()
-                .copied()
-                .chain(game.names())
-                .collect(),
-        }),
-    }
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line).map_err(ParseError::Core)?;
+    object.remove("id");
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map(Parsed::Core)
+        .map_err(ParseError::Core)
 }

@@ -204,12 +204,61 @@ pub fn write_message(encoding: Encoding, message: &ServerMessage, out: &mut Vec<
                 tracing::error!("a game message could not be encoded; not sent");
                 return;
             };
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(value) => packed(&value, out),
+            // In the line's order, `type` first (serde_json's `Value` would sort the keys).
+            match serde_json::from_str::<OrderedFields>(text) {
+                Ok(fields) => packed(&fields, out),
                 Err(e) => tracing::error!(%e, "a game message line is not JSON; not sent"),
             }
         }
+        (Encoding::Binary, ServerMessage::Answer { .. }) => {
+            // Its JSON line has the fields in their order (`type`, then `id`, then the
+            // message's own): the map keeps that order.
+            let line = message.to_line();
+            match serde_json::from_str::<OrderedFields>(&line) {
+                Ok(fields) => packed(&fields, out),
+                Err(e) => tracing::error!(%e, "an answer's line is not a JSON object; not sent"),
+            }
+        }
         (Encoding::Binary, message) => packed(message, out),
+    }
+}
+
+/// A JSON object's fields in the order they are written (serde_json's `Value` sorts them).
+struct OrderedFields(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OrderedFields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedFields, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(OrderedFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl serde::Serialize for OrderedFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 
@@ -313,6 +362,54 @@ mod tests {
             write_message(encoding, &over, &mut out);
             assert!(out.is_empty(), "{encoding:?}: not sent");
         }
+    }
+
+    #[test]
+    fn an_answer_carries_its_id_right_after_its_type_in_both_encodings() {
+        use hearth_components::protocol::RequestId;
+        let pong = ServerMessage::Pong { nonce: 7 }.answering(Some(RequestId::Number(5)));
+        let mut json = Vec::new();
+        write_message(Encoding::Json, &pong, &mut json);
+        assert_eq!(json, b"{\"type\":\"pong\",\"id\":5,\"nonce\":7}\n");
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &pong, &mut bin);
+        // docs/protocol.md, "Request ids": 23 bytes, a message frame, a map of 3.
+        let expected: &[u8] = &[
+            0x17, 0x01, 0x83, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'p', b'o', b'n', b'g', 0xa2,
+            b'i', b'd', 0x05, 0xa5, b'n', b'o', b'n', b'c', b'e', 0x07,
+        ];
+        assert_eq!(bin, expected, "{bin:02x?}");
+        let refusal = ServerMessage::game_error("stack_full", "no room")
+            .answering(Some(RequestId::Text("g1".into())));
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &refusal, &mut bin);
+        let (frame, _) = decode_frame(&bin).unwrap();
+        let value: serde_json::Value = decode_message(frame.payload).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"type": "error", "id": "g1", "code": "stack_full", "message": "no room"})
+        );
+        assert_eq!(&frame.payload[1..6], b"\xa4type", "type first");
+        assert_eq!(&frame.payload[12..15], b"\xa2id", "then id");
+        // A game's message without an id: `type` first too, then its fields in order.
+        #[derive(serde::Serialize)]
+        struct PickedUp {
+            item: &'static str,
+            count: u32,
+        }
+        let game = ServerMessage::Game(hearth_components::protocol::GameLine::new(
+            "picked_up",
+            PickedUp {
+                item: "gem",
+                count: 1,
+            },
+        ));
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &game, &mut bin);
+        let (frame, _) = decode_frame(&bin).unwrap();
+        let mut expected = vec![0x83, 0xa4];
+        expected.extend_from_slice(b"type\xa9picked_up\xa4item\xa3gem\xa5count\x01");
+        assert_eq!(frame.payload, expected, "{:02x?}", frame.payload);
     }
 
     #[test]

@@ -11,9 +11,15 @@ use std::thread;
 use std::time::Duration;
 
 use hearth_components::protocol::ServerMessage;
+use hearth_systems::net::ClientOutbox;
 
-use super::auth::AuthRequest;
 use super::fair_queue::FairWatcher;
+
+/// A request waiting in the line: where its notices go.
+pub trait Waiting: Send + 'static {
+    /// The outbox of the connection that sent the request.
+    fn outbox(&self) -> &dyn ClientOutbox;
+}
 
 /// How often a waiting request is told its place again.
 pub const NOTICE_INTERVAL: Duration = Duration::from_secs(2);
@@ -74,8 +80,8 @@ impl WaitEstimate {
 
 /// Tells every waiting request that still waits its place, every [`NOTICE_INTERVAL`], until
 /// the queue closes. A client whose outbox is full misses a notice, not its answer.
-pub fn start(
-    watcher: FairWatcher<IpAddr, AuthRequest>,
+pub fn start<T: Waiting>(
+    watcher: FairWatcher<IpAddr, T>,
     estimate: Arc<WaitEstimate>,
 ) -> std::io::Result<()> {
     thread::Builder::new()
@@ -85,7 +91,7 @@ pub fn start(
                 thread::sleep(NOTICE_INTERVAL);
                 let open = watcher.visit_in_serving_order(|ahead, request| {
                     if estimate.waits(ahead) {
-                        request.reply().send(estimate.notice(ahead)).ok();
+                        request.outbox().send(estimate.notice(ahead)).ok();
                     }
                 });
                 if !open {
@@ -102,9 +108,18 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Instant;
 
-    use hearth_systems::net::{ClientOutbox, OutboxClosed};
+    use hearth_systems::net::OutboxClosed;
 
     use crate::net::fair_queue::fair_queue;
+
+    /// A waiting request that is only its outbox.
+    struct Waiter(Arc<Recorded>);
+
+    impl Waiting for Waiter {
+        fn outbox(&self) -> &dyn ClientOutbox {
+            self.0.as_ref()
+        }
+    }
 
     /// An outbox that keeps what it is sent.
     #[derive(Default)]
@@ -121,16 +136,14 @@ mod tests {
 
     #[test]
     fn every_request_still_waiting_is_told_its_place_again() {
-        let (tx, _workers_not_started) = fair_queue::<IpAddr, AuthRequest>(8, 8);
+        let (tx, _workers_not_started) = fair_queue::<IpAddr, Waiter>(8, 8);
         let outboxes: Vec<Arc<Recorded>> = (0..4).map(|_| Arc::default()).collect();
         for (n, outbox) in outboxes.iter().enumerate() {
-            let request = AuthRequest::Register {
-                username: format!("user{n}"),
-                password: "password1".into(),
-                reply: Arc::clone(outbox) as Arc<dyn ClientOutbox>,
-            };
-            tx.try_push(IpAddr::from([10, 0, 0, n as u8]), request)
-                .unwrap();
+            tx.try_push(
+                IpAddr::from([10, 0, 0, n as u8]),
+                Waiter(Arc::clone(outbox)),
+            )
+            .unwrap();
         }
         start(tx.watcher(), Arc::new(WaitEstimate::new(2))).unwrap();
         let deadline = Instant::now() + NOTICE_INTERVAL * 3;

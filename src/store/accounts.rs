@@ -235,4 +235,16 @@ impl MemoryAccounts {
             ..Self::default()
         }
     }
+
+    /// The same accounts and tokens as seen by another server sharing the memory store (whose
+    /// lease owner is `owner`): several servers in one process, as several share one Redis.
+    pub fn for_server(&self, owner: &str) -> Self {
+        Self {
+            leases: self
+                .leases
+                .as_ref()
+                .map(|(leases, _)| (Arc::clone(leases), owner.to_string())),
+            ..self.clone()
+        }
+    }
 }

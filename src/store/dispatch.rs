@@ -31,6 +31,15 @@ pub(crate) trait StoreOperations {
         round_trips: RoundTrips<'_>,
     ) -> impl Future<Output = Vec<SaveResult>> + Send;
 
+    /// Writes every record or none (owner-checked, sequence-fenced, never releasing), one
+    /// result per item in order: all `Saved`; or the players that failed their check
+    /// `LeaseLost`/`StaleSequence` and the rest `Failed`, nothing written.
+    fn save_together(
+        &mut self,
+        items: Vec<SaveItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> impl Future<Output = Vec<SaveResult>> + Send;
+
     /// Extends the leases still ours, one result per lease in order, reporting each round
     /// trip it makes to `round_trips`.
     fn refresh(
@@ -90,6 +99,17 @@ pub(crate) async fn execute<O: StoreOperations>(
             }
             StoreCompletion::Saved { batch, results }
         }
+        StoreJob::SaveTogether { batch, items } => {
+            let round_trips = RoundTrips {
+                per_batch: &metrics.priority_save_batch_latency,
+                per_record: &metrics.priority_save_record_latency,
+            };
+            let results = ops.save_together(items, round_trips).await;
+            for result in &results {
+                metrics.count_save(&result.outcome);
+            }
+            StoreCompletion::Saved { batch, results }
+        }
         StoreJob::Refresh { batch, leases } => {
             let round_trips = RoundTrips {
                 per_batch: &metrics.refresh_batch_latency,
@@ -122,18 +142,20 @@ pub(crate) async fn execute<O: StoreOperations>(
 /// (so it is retried), the join unavailable. Nothing ran, so nothing is recorded.
 pub(crate) fn failed_completion(job: StoreJob, reason: &str) -> StoreCompletion {
     match job {
-        StoreJob::Save { batch, items, .. } => StoreCompletion::Saved {
-            batch,
-            results: items
-                .into_iter()
-                .map(|item| SaveResult {
-                    entity: item.entity,
-                    player: item.snapshot.player,
-                    seq: item.snapshot.seq,
-                    outcome: SaveOutcome::Failed(reason.to_string()),
-                })
-                .collect(),
-        },
+        StoreJob::Save { batch, items, .. } | StoreJob::SaveTogether { batch, items } => {
+            StoreCompletion::Saved {
+                batch,
+                results: items
+                    .into_iter()
+                    .map(|item| SaveResult {
+                        entity: item.entity,
+                        player: item.snapshot.player,
+                        seq: item.snapshot.seq,
+                        outcome: SaveOutcome::Failed(reason.to_string()),
+                    })
+                    .collect(),
+            }
+        }
         StoreJob::Refresh { batch, leases } => StoreCompletion::Refreshed {
             batch,
             results: leases

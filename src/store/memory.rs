@@ -67,6 +67,9 @@ struct Lease {
 struct Data {
     records: HashMap<PlayerId, (u64, Vec<u8>)>,
     leases: HashMap<PlayerId, Lease>,
+    /// `save.lua`'s release markers: who last released each player with a save, at which
+    /// stored sequence, until when.
+    released: HashMap<PlayerId, (String, u64, Duration)>,
 }
 
 /// The shared data of the memory store: records and leases.
@@ -122,12 +125,19 @@ impl MemoryBackend {
     }
 
     /// Gives `owner` the player's lease for `ttl` if nobody (this owner included) holds it:
-    /// `resume.lua`'s rule, a resume takes the lease with the token. `Err` with the holder.
-    pub fn claim_free(&self, player: PlayerId, owner: &str, ttl: Duration) -> Result<(), String> {
+    /// `resume.lua`'s rule, a resume takes the lease with the token. `Err` names the holder.
+    pub fn claim_free(
+        &self,
+        player: PlayerId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(), JoinRefusal> {
         let now = self.clock.now();
         let mut data = self.data();
         if let Some(current) = Self::live_owner(&data, player, now) {
-            return Err(current.to_string());
+            return Err(JoinRefusal::AlreadyOnline {
+                owner: current.to_string(),
+            });
         }
         data.leases.insert(
             player,
@@ -198,7 +208,11 @@ impl MemoryBackend {
             Some(_) => return SaveOutcome::LeaseLost,
             None => {
                 let stored = data.records.get(&player).map_or(0, |r| r.0);
-                if stored != last_stored_seq {
+                let ours = data
+                    .released
+                    .get(&player)
+                    .is_some_and(|(by, at, until)| by == owner && *at == stored && *until > now);
+                if stored != last_stored_seq && !ours {
                     return SaveOutcome::LeaseLost;
                 }
                 data.leases.insert(
@@ -219,8 +233,64 @@ impl MemoryBackend {
         };
         if release {
             data.leases.remove(&player);
+            let stored = data.records.get(&player).map_or(0, |r| r.0);
+            data.released
+                .insert(player, (owner.to_string(), stored, now + ttl));
         }
         outcome
+    }
+
+    /// `save_together.lua`'s rule: every write passes [`MemoryBackend::save`]'s checks, or
+    /// nothing is written (the players that failed get their outcome, the others `Failed`).
+    /// One lock over all of it: atomic like the script. Never releases.
+    fn save_together(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        writes: Vec<RecordWrite>,
+    ) -> Vec<SaveOutcome> {
+        let now = self.clock.now();
+        let mut data = self.data();
+        let checks: Vec<Option<SaveOutcome>> = writes
+            .iter()
+            .map(|write| {
+                let stored = data.records.get(&write.player).map_or(0, |r| r.0);
+                match Self::live_owner(&data, write.player, now) {
+                    Some(current) if current == owner => {}
+                    Some(_) => return Some(SaveOutcome::LeaseLost),
+                    None if stored != write.last_stored_seq => return Some(SaveOutcome::LeaseLost),
+                    None => {}
+                }
+                (stored >= write.seq).then_some(SaveOutcome::StaleSequence)
+            })
+            .collect();
+        if let Some(refused) = checks.iter().position(Option::is_some) {
+            let player = writes[refused].player;
+            return checks
+                .into_iter()
+                .map(|check| {
+                    check.unwrap_or_else(|| {
+                        SaveOutcome::Failed(format!("saved together with player {player}, whose save was refused: nothing written"))
+                    })
+                })
+                .collect();
+        }
+        writes
+            .into_iter()
+            .map(|write| {
+                if Self::live_owner(&data, write.player, now).is_none() {
+                    data.leases.insert(
+                        write.player,
+                        Lease {
+                            owner: owner.to_string(),
+                            expires: now + ttl,
+                        },
+                    );
+                }
+                data.records.insert(write.player, (write.seq, write.bytes));
+                SaveOutcome::Saved
+            })
+            .collect()
     }
 
     fn refresh(&self, player: PlayerId, owner: &str, ttl: Duration) -> RefreshOutcome {
@@ -485,6 +555,47 @@ impl Shared {
         }
     }
 
+    /// Every record or none (see [`MemoryBackend::save_together`]). An injected failure or a
+    /// record that cannot be encoded fails the whole job, as it would on Redis (nothing sent).
+    fn save_together(&self, items: Vec<SaveItem>, unavailable: bool) -> Vec<SaveResult> {
+        let mut writes = Vec::with_capacity(items.len());
+        let mut failure = (unavailable || self.take_injected_failure())
+            .then(|| "memory store unavailable (injected)".to_string());
+        for item in &items {
+            match item.snapshot.encode() {
+                Ok(bytes) => writes.push(RecordWrite {
+                    player: item.snapshot.player,
+                    seq: item.snapshot.seq,
+                    last_stored_seq: item.last_stored_seq,
+                    bytes,
+                    release: false,
+                }),
+                Err(e) => {
+                    failure = Some(format!(
+                        "encoding the record of {}: {e}",
+                        item.snapshot.player
+                    ))
+                }
+            }
+        }
+        let outcomes = match failure {
+            Some(reason) => vec![SaveOutcome::Failed(reason); items.len()],
+            None => self
+                .backend
+                .save_together(&self.instance, self.lease_ttl, writes),
+        };
+        items
+            .into_iter()
+            .zip(outcomes)
+            .map(|(item, outcome)| SaveResult {
+                entity: item.entity,
+                player: item.snapshot.player,
+                seq: item.snapshot.seq,
+                outcome,
+            })
+            .collect()
+    }
+
     fn take_injected_failure(&self) -> bool {
         let mut faults = self.faults();
         if faults.failing_saves > 0 {
@@ -550,6 +661,18 @@ impl StoreOperations for MemoryOps<'_> {
             .into_iter()
             .map(|item| self.shared.save(item, self.unavailable))
             .collect();
+        round_trips.record(started.elapsed(), results.len());
+        results
+    }
+
+    /// One round trip: one pass under one lock.
+    async fn save_together(
+        &mut self,
+        items: Vec<SaveItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<SaveResult> {
+        let started = Instant::now();
+        let results = self.shared.save_together(items, self.unavailable);
         round_trips.record(started.elapsed(), results.len());
         results
     }

@@ -22,13 +22,14 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
 use hearth_components::PlayerId;
 use hearth_components::protocol::{
-    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, REPLICATION_SERVER_MESSAGES,
+    CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, REPLICATION_SERVER_MESSAGES, RequestId,
     ServerMessage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::net::{Connections, DeliverFn, GameRequest};
+use crate::sessions::OnlinePlayers;
 use crate::spatial::{Nearby, NearbyPlayers};
 
 /// A client message a game registered, as the world receives it: who sent it and what.
@@ -40,6 +41,27 @@ pub struct FromClient<T: Send + Sync + 'static> {
     pub entity: Entity,
     /// The message.
     pub message: T,
+    /// The client's request id, if it sent one: answers sent with [`ToClients::answer`] or
+    /// [`Refusals::refuse`] carry it, so the client can match them to the request.
+    pub id: Option<RequestId>,
+}
+
+impl<T: Send + Sync + 'static> FromClient<T> {
+    /// `message` from `player` on `entity`, without a request id.
+    pub fn new(player: PlayerId, entity: Entity, message: T) -> Self {
+        Self {
+            player,
+            entity,
+            message,
+            id: None,
+        }
+    }
+
+    /// The same message with the request id `id`.
+    pub fn with_id(mut self, id: impl Into<Option<RequestId>>) -> Self {
+        self.id = id.into();
+        self
+    }
 }
 
 type DecodeFn = fn(&str) -> Result<Box<dyn Any + Send>, DecodeError>;
@@ -110,7 +132,7 @@ fn decode_unit<T: DeserializeOwned + Send + 'static>(
 ) -> Result<Box<dyn Any + Send>, DecodeError> {
     let fields: HashMap<String, serde::de::IgnoredAny> =
         serde_json::from_str(line).map_err(DecodeError::Message)?;
-    if let Some(field) = fields.keys().find(|k| k.as_str() != "type") {
+    if let Some(field) = fields.keys().find(|k| !matches!(k.as_str(), "type" | "id")) {
         return Err(DecodeError::UnknownField {
             field: field.clone(),
         });
@@ -133,7 +155,8 @@ fn decode<T: DeserializeOwned + Send + 'static>(
     let mut unknown = Vec::new();
     let mut note_unknown = |path: serde_ignored::Path| {
         let path = path.to_string();
-        if path != "type" {
+        // `type` names the message and `id` is the request id, both read by the front door.
+        if path != "type" && path != "id" {
             unknown.push(path);
         }
     };
@@ -163,14 +186,11 @@ fn deliver<T: Send + Sync + 'static>(
     world: &mut World,
     player: PlayerId,
     entity: Entity,
+    id: Option<RequestId>,
     message: Box<dyn Any + Send>,
 ) {
     if let Ok(message) = message.downcast::<T>() {
-        world.write_message(FromClient {
-            player,
-            entity,
-            message: *message,
-        });
+        world.write_message(FromClient::new(player, entity, *message).with_id(id));
     }
 }
 
@@ -268,6 +288,7 @@ impl GameMessagesAppExt for App {
 pub struct ToClients<'w, 's, T: Serialize + Send + Sync + 'static> {
     name: Res<'w, ServerMessageName<T>>,
     connections: Res<'w, Connections>,
+    online: Option<Res<'w, OnlinePlayers>>,
     found: Local<'s, Vec<Nearby>>,
 }
 
@@ -303,6 +324,24 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
         self.connections.queue(player, self.line(message))
     }
 
+    /// Answers a request: sends `message` to `to` (`&request`: its sender), carrying the
+    /// request's `id` (if the client sent one) right after its `type`. Returns whether it
+    /// was queued.
+    pub fn answer(&self, to: impl Into<AnswerTo>, message: T) -> bool {
+        let to = to.into();
+        self.connections
+            .queue(to.entity, self.line(message).answering(to.id))
+    }
+
+    /// Sends to the player `player` if it is online here with a connection (leaving or
+    /// not). Returns whether it was queued.
+    pub fn send_to_player(&self, player: PlayerId, message: T) -> bool {
+        self.online
+            .as_ref()
+            .and_then(|online| online.entity(player))
+            .is_some_and(|entity| self.send(entity, message))
+    }
+
     /// Sends to each of `players` (encoded once). Returns how many were queued.
     pub fn send_to_many(&self, players: impl IntoIterator<Item = Entity>, message: T) -> usize {
         let line = self.line(message);
@@ -332,6 +371,56 @@ impl<T: Serialize + Send + Sync + 'static> ToClients<'_, '_, T> {
     /// Sends to every connected player (encoded once).
     pub fn send_to_all(&self, message: T) -> usize {
         self.send_to_many(self.connections.players(), message)
+    }
+}
+
+/// Who an answer or refusal goes to: the sender of a request (whose `id` it then carries),
+/// a player's entity, or an entity with the id of a request it answers later (a game that
+/// answers at the next tick keeps the id with the pending work).
+#[derive(Clone, Debug)]
+pub struct AnswerTo {
+    entity: Entity,
+    id: Option<RequestId>,
+}
+
+impl<T: Send + Sync + 'static> From<&FromClient<T>> for AnswerTo {
+    fn from(request: &FromClient<T>) -> Self {
+        Self {
+            entity: request.entity,
+            id: request.id.clone(),
+        }
+    }
+}
+
+impl From<Entity> for AnswerTo {
+    fn from(entity: Entity) -> Self {
+        Self { entity, id: None }
+    }
+}
+
+impl From<(Entity, Option<RequestId>)> for AnswerTo {
+    fn from((entity, id): (Entity, Option<RequestId>)) -> Self {
+        Self { entity, id }
+    }
+}
+
+/// Refuses a player's request with Hearth's standard `error` (`{"type":"error","code":..,
+/// "message":..}`) and a game-defined `code`, so clients handle one error shape for the
+/// core's refusals and the game's. It reads no component, like [`ToClients`].
+#[derive(SystemParam)]
+pub struct Refusals<'w> {
+    connections: Res<'w, Connections>,
+}
+
+impl Refusals<'_> {
+    /// Sends `{"type":"error","code":<code>,"message":<message>}` to `to`: the sender of a
+    /// request (`&request`, whose `id` the error then carries) or a player's entity. `code`
+    /// is the game's (snake_case by convention, such as `stack_full`); `message` is for
+    /// people, cut to 256 characters. Returns whether it was queued.
+    pub fn refuse(&self, to: impl Into<AnswerTo>, code: &str, message: impl Into<String>) -> bool {
+        let to = to.into();
+        let error = ServerMessage::game_error(code, message).answering(to.id);
+        self.connections.queue(to.entity, error)
     }
 }
 

@@ -12,7 +12,9 @@ pub mod shared_json;
 pub mod spatial;
 pub mod storage;
 
-pub use game_messages::{FromClient, GameMessagesAppExt, GameMessagesPlugin, ToClients};
+pub use game_messages::{
+    AnswerTo, FromClient, GameMessagesAppExt, GameMessagesPlugin, Refusals, ToClients,
+};
 pub use metrics::{MetricsPlugin, TickMetrics, TickStats};
 pub use net::{NetBridgePlugin, NetSystems};
 pub use persistence::{

@@ -17,7 +17,9 @@ use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
 use bevy_ecs::prelude::*;
 use bevy_ecs::resource::IsResource;
 use crossbeam_channel::Receiver;
-use hearth_components::protocol::{ClientMessage, ErrorCode, KickCode, ResumeToken, ServerMessage};
+use hearth_components::protocol::{
+    ClientMessage, ErrorCode, KickCode, RequestId, ResumeToken, ServerMessage,
+};
 use hearth_components::{
     JoinRefusal, JoinRefused, JoinRequest, LeaveRequest, OwnershipLost, PlayerId, PlayerJoined,
     PlayerLeft, SaveState,
@@ -62,10 +64,13 @@ pub struct GameRequest {
     kind: &'static str,
     deliver: DeliverFn,
     message: Box<dyn Any + Send>,
+    id: Option<RequestId>,
 }
 
-/// Writes a type-erased game message into the world, from a player's entity.
-pub(crate) type DeliverFn = fn(&mut World, PlayerId, Entity, Box<dyn Any + Send>);
+/// Writes a type-erased game message into the world, from a player's entity, with the
+/// request id its answers echo.
+pub(crate) type DeliverFn =
+    fn(&mut World, PlayerId, Entity, Option<RequestId>, Box<dyn Any + Send>);
 
 impl GameRequest {
     /// A message of type `kind`, which `deliver` knows how to write into the world.
@@ -78,7 +83,14 @@ impl GameRequest {
             kind,
             deliver,
             message,
+            id: None,
         }
+    }
+
+    /// The same request, answered with `id` (the client's request id, if it sent one).
+    pub fn with_id(mut self, id: Option<RequestId>) -> Self {
+        self.id = id;
+        self
     }
 
     /// The message's `type`.
@@ -88,7 +100,7 @@ impl GameRequest {
 
     /// Writes it into the world as a `FromClient` message from `player`'s `entity`.
     pub fn deliver(self, world: &mut World, player: PlayerId, entity: Entity) {
-        (self.deliver)(world, player, entity, self.message);
+        (self.deliver)(world, player, entity, self.id, self.message);
     }
 }
 

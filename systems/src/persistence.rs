@@ -8,6 +8,7 @@
 //! failed write marks the player dirty again, and a leave ends only once a final save holds
 //! every change made to the player (else a follow-up final save goes out).
 
+pub mod linked;
 mod pacing;
 
 use std::collections::HashSet;
@@ -23,12 +24,13 @@ use bevy_ecs::world::{DeferredWorld, EntityRefExcept};
 use bevy_time::{Real, Time, Timer, TimerMode};
 use hearth_components::{
     Dirty, InFlightSave, JustLoaded, Leaving, OwnershipLost, PlayerId, PlayerLeft, PlayerRecord,
-    PlayerSnapshot, SaveNowPending, SaveNowRequest, SaveState, SavedNow, SectionValue,
-    UnknownSections,
+    PlayerSnapshot, SaveNowPending, SaveNowRequest, SaveState, SaveTogether, SavedNow,
+    SavedTogether, SectionValue, UnknownSections,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::linked::{Linked, LinkedSaves, apply_link_results, queue_links, send_links};
 use self::pacing::DueQueue;
 use crate::storage::{
     DrainStoreCompletions, Lane, SaveItem, SaveOutcome, SavesCompleted, StoreJob, StorePort,
@@ -353,7 +355,7 @@ fn flush_dirty(
         items.reserve(dirty.iter().len());
         let mut in_flight = HashSet::new();
         for player in &mut dirty {
-            if player.2.in_flight.is_none() {
+            if player.2.in_flight.is_none() && !player.3.contains::<Linked>() {
                 items.push(batch_save(&registry, ticks.this_run(), player));
             } else {
                 in_flight.insert(player.0);
@@ -375,7 +377,8 @@ fn flush_dirty(
             };
             // Not found: saved meanwhile (immediate, final or forced save), leaving or gone.
             if let Ok(player) = dirty.get_mut(entity) {
-                if player.2.in_flight.is_some() {
+                // A linked player waits for its linked save, like one in flight.
+                if player.2.in_flight.is_some() || player.3.contains::<Linked>() {
                     waiting.push((due, entity));
                 } else {
                     items.push(batch_save(&registry, ticks.this_run(), player));
@@ -487,7 +490,8 @@ fn submit_priority_saves(
             .map(|p| p.retry_at)
             .max(leaving.map(|l| l.retry_at))
             .unwrap_or_default();
-        if state.in_flight.is_some() || retry_at > now {
+        // A linked player's own save waits until its linked save is durable.
+        if state.in_flight.is_some() || retry_at > now || source.contains::<Linked>() {
             continue;
         }
         let tags = pending.map(|p| p.tags.clone()).unwrap_or_default();
@@ -720,6 +724,9 @@ impl Plugin for PersistencePlugin {
             .add_message::<SavedNow>()
             .add_message::<PlayerLeft>()
             .add_message::<OwnershipLost>()
+            .add_message::<SaveTogether>()
+            .add_message::<SavedTogether>()
+            .init_resource::<LinkedSaves>()
             .configure_sets(
                 PreUpdate,
                 PersistenceSystems::ApplyResults.after(DrainStoreCompletions),
@@ -730,8 +737,10 @@ impl Plugin for PersistencePlugin {
             )
             .add_systems(
                 PreUpdate,
-                (apply_save_results, finish_leaves)
-                    .chain()
+                (
+                    (apply_save_results, finish_leaves).chain(),
+                    apply_link_results,
+                )
                     .in_set(PersistenceSystems::ApplyResults),
             )
             .add_systems(
@@ -741,7 +750,7 @@ impl Plugin for PersistencePlugin {
                         .after(PersistenceSystems::MarkDirty)
                         .before(PersistenceSystems::Save),
                     queue_save_now.before(PersistenceSystems::MarkDirty),
-                    (flush_dirty, submit_priority_saves)
+                    (queue_links, send_links, flush_dirty, submit_priority_saves)
                         .chain()
                         .in_set(PersistenceSystems::Save),
                 ),

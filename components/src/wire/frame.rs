@@ -93,6 +93,50 @@ pub fn encode_frame(kind: FrameKind, payload: &[u8], out: &mut Vec<u8>) -> Resul
     Ok(())
 }
 
+/// Bytes of the longest length prefix ([`MAX_FRAME_BYTES`] as a varint).
+const MAX_PREFIX: usize = 3;
+
+/// Appends a frame of `kind` whose payload `write` appends to `out` in place: the payload is
+/// written once, where it goes, instead of into a buffer of its own and copied (what an
+/// update costs a connection every round). On an error from `write`, or
+/// [`WireError::Oversized`] when the payload does not fit, nothing is appended.
+pub fn encode_frame_with<E: From<WireError>>(
+    kind: FrameKind,
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = out.len();
+    // Room for the longest prefix; the kind byte and payload follow it.
+    out.extend_from_slice(&[0; MAX_PREFIX]);
+    out.push(kind as u8);
+    if let Err(e) = write(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let length = out.len() - start - MAX_PREFIX;
+    if length > MAX_FRAME_BYTES {
+        out.truncate(start);
+        return Err(WireError::Oversized(length as u64).into());
+    }
+    let mut buffer = [0u8; MAX_PREFIX];
+    let used = {
+        let mut value = length as u64;
+        let mut n = 0;
+        while value >= 0x80 {
+            buffer[n] = (value as u8) | 0x80;
+            value >>= 7;
+            n += 1;
+        }
+        buffer[n] = value as u8;
+        n + 1
+    };
+    // Close the gap a shorter prefix leaves, then write the prefix before the kind byte.
+    out.copy_within(start + MAX_PREFIX.., start + used);
+    out.truncate(out.len() - (MAX_PREFIX - used));
+    out[start..start + used].copy_from_slice(&buffer[..used]);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +177,16 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_in_place_write_appends_nothing() {
+        let mut out = vec![9];
+        let result = encode_frame_with(FrameKind::Message, &mut out, |out| {
+            out.push(1);
+            Err(WireError::Empty)
+        });
+        assert_eq!((result, out), (Err(WireError::Empty), vec![9]));
+    }
+
+    #[test]
     fn the_largest_frame_fits() {
         let payload = vec![7; MAX_FRAME_BYTES - 1];
         let mut out = Vec::new();
@@ -158,6 +212,24 @@ mod tests {
             let _ = read_preamble(&input);
             let _ = crate::wire::UpdateFrame::decode(&input);
             let _ = crate::wire::QuantisedPosition::decode(&input);
+        }
+
+        /// A frame written in place is byte for byte the frame of its payload.
+        #[test]
+        fn frames_written_in_place_equal_copied_ones(
+            head in proptest::collection::vec(any::<u8>(), 0..8),
+            len in prop_oneof![0usize..300, 16_000usize..16_600, MAX_FRAME_BYTES - 2..MAX_FRAME_BYTES + 2],
+        ) {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut copied = head.clone();
+            let copied_result = encode_frame(FrameKind::Update, &payload, &mut copied);
+            let mut in_place = head.clone();
+            let result = encode_frame_with(FrameKind::Update, &mut in_place, |out| {
+                out.extend_from_slice(&payload);
+                Ok::<(), WireError>(())
+            });
+            prop_assert_eq!(result, copied_result);
+            prop_assert_eq!(in_place, copied);
         }
 
         #[test]

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::WireError;
-use super::frame::{FrameKind, encode_frame};
+use super::frame::{FrameKind, encode_frame_with};
 
 /// Why a message frame could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,9 @@ pub fn encode_message<T: Serialize + ?Sized>(
     message: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), MessageError> {
-    let payload = rmp_serde::to_vec_named(message)?;
-    encode_frame(FrameKind::Message, &payload, out)?;
+    encode_frame_with(FrameKind::Message, out, |out| {
+        rmp_serde::encode::write_named(out, message).map_err(MessageError::from)
+    })?;
     Ok(())
 }
 

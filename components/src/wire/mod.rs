@@ -14,7 +14,7 @@ pub mod position;
 pub mod update;
 pub mod varint;
 
-pub use frame::{Frame, FrameKind, decode_frame, encode_frame, read_preamble};
+pub use frame::{Frame, FrameKind, decode_frame, encode_frame, encode_frame_with, read_preamble};
 pub use message::{MessageError, decode_message, encode_message};
 pub use position::{POSITION_UNITS_PER_WORLD_UNIT, QuantisedPosition};
 pub use update::{EntityState, UpdateFrame, UpdateWriter};

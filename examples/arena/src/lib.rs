@@ -9,8 +9,12 @@
 //! | client sends                          | server answers                                   |
 //! |---------------------------------------|--------------------------------------------------|
 //! | `{"type":"walk","dx":3,"dy":-1}`      | `{"type":"walked","x":3.0,"y":-1.0}`             |
-//! | `{"type":"pickup","item":"gem"}`      | `{"type":"picked_up","item":"gem","count":1}` or `{"type":"pickup_refused","item":..,"reason":..,"message":..}` |
-//! | `{"type":"chat","text":"hi"}`         | everyone near: `{"type":"chat_line","from":7,"text":"hi"}`; the sender alone on refusal: `{"type":"chat_refused","reason":..,"message":..}` |
+//! | `{"type":"pickup","item":"gem"}`      | `{"type":"picked_up","item":"gem","count":1}` or the standard `{"type":"error","code":"unknown_item"\|"stack_full","message":..}` |
+//! | `{"type":"chat","text":"hi"}`         | everyone near: `{"type":"chat_line","from":7,"text":"hi"}`; the sender alone on refusal: `{"type":"error","code":"empty"\|"too_long","message":..}` |
+//!
+//! A refusal is Hearth's standard `error` with the arena's own codes ([`Refusals`]), so a
+//! client handles one error shape; a request sent with an `id` gets it back in its answer
+//! (`picked_up`, or the error).
 //!
 //! Every player also gets Hearth's replication `update`s: the position and player id of
 //! everyone within 50 units, so players see each other walk (docs/protocol.md).
@@ -91,22 +95,23 @@ pub struct PickedUp {
     pub count: u32,
 }
 
-/// Why a pickup was refused (a game rule, not a protocol error).
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// Why a pickup was refused (a game rule, not a protocol error): the `code` of its `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PickupRefusal {
-    /// Not one of [`ITEMS`].
+    /// Not one of [`ITEMS`]: `unknown_item`.
     UnknownItem,
-    /// The player already carries [`MAX_STACK`] of it.
+    /// The player already carries [`MAX_STACK`] of it: `stack_full`.
     StackFull,
 }
 
-/// `pickup_refused`: nothing changed; `reason` for programs, `message` for people.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct PickupRefused {
-    pub item: String,
-    pub reason: PickupRefusal,
-    pub message: String,
+impl PickupRefusal {
+    /// The refusal's `code` on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownItem => "unknown_item",
+            Self::StackFull => "stack_full",
+        }
+    }
 }
 
 /// `chat`: say `text` to everyone within [`HEARING`].
@@ -122,21 +127,23 @@ pub struct ChatLine {
     pub text: String,
 }
 
-/// Why a chat was not said.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// Why a chat was not said: the `code` of the `error` the speaker alone gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatRefusal {
-    /// Nothing but whitespace.
+    /// Nothing but whitespace: `empty`.
     Empty,
-    /// Over [`MAX_CHAT_CHARS`] characters.
+    /// Over [`MAX_CHAT_CHARS`] characters: `too_long`.
     TooLong,
 }
 
-/// `chat_refused`: sent to the speaker only; no one heard anything.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct ChatRefused {
-    pub reason: ChatRefusal,
-    pub message: String,
+impl ChatRefusal {
+    /// The refusal's `code` on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLong => "too_long",
+        }
+    }
 }
 
 impl Chat {
@@ -185,11 +192,18 @@ impl WalkIntent {
     }
 }
 
+/// The request id of the walk a [`WalkIntent`] came from, for its `walked` to carry.
+#[derive(Component, Clone, Debug, PartialEq)]
+#[component(storage = "SparseSet")]
+pub struct WalkRequest(pub Option<RequestId>);
+
 /// Turns `walk` requests into the step taken at the next fixed tick.
 fn take_walks(mut walks: MessageReader<FromClient<Walk>>, mut commands: Commands) {
     for walk in walks.read() {
         let intent = WalkIntent::new(walk.message.dx, walk.message.dy);
-        commands.entity(walk.entity).try_insert(intent);
+        commands
+            .entity(walk.entity)
+            .try_insert((intent, WalkRequest(walk.id.clone())));
     }
 }
 
@@ -211,17 +225,20 @@ type WalkedThisTick = (With<WalkIntent>, Without<Leaving>);
 /// Tells each walker where it stands now and retires its intent, after [`apply_walks`]
 /// moved it.
 fn answer_walks(
-    walkers: Query<(Entity, &Position), WalkedThisTick>,
+    walkers: Query<(Entity, &Position, Option<&WalkRequest>), WalkedThisTick>,
     to_clients: ToClients<Walked>,
     mut commands: Commands,
 ) {
-    for (entity, position) in &walkers {
-        commands.entity(entity).remove::<WalkIntent>();
+    for (entity, position, request) in &walkers {
+        commands
+            .entity(entity)
+            .remove::<(WalkIntent, WalkRequest)>();
         let reply = Walked {
             x: position.x,
             y: position.y,
         };
-        to_clients.send(entity, reply);
+        let id = request.and_then(|r| r.0.clone());
+        to_clients.answer((entity, id), reply);
     }
 }
 
@@ -231,7 +248,7 @@ fn pick_up(
     mut requests: MessageReader<FromClient<Pickup>>,
     mut players: Query<&mut Inventory, Without<Leaving>>,
     picked_up: ToClients<PickedUp>,
-    refused: ToClients<PickupRefused>,
+    refusals: Refusals,
 ) {
     for request in requests.read() {
         let Ok(mut inventory) = players.get_mut(request.entity) else {
@@ -246,7 +263,7 @@ fn pick_up(
                     item: item.clone(),
                     count,
                 };
-                picked_up.send(request.entity, reply);
+                picked_up.answer(request, reply);
             }
             Err(reason) => {
                 let message = match reason {
@@ -258,12 +275,7 @@ fn pick_up(
                     }
                 };
                 tracing::debug!(player = %request.player, ?reason, "pickup refused");
-                let reply = PickupRefused {
-                    item: item.clone(),
-                    reason,
-                    message,
-                };
-                refused.send(request.entity, reply);
+                refusals.refuse(request, reason.code(), message);
             }
         }
     }
@@ -276,7 +288,7 @@ fn relay_chat(
     speakers: Query<&Position, Without<Leaving>>,
     nearby: NearbyPlayers,
     mut lines: ToClients<ChatLine>,
-    refused: ToClients<ChatRefused>,
+    refusals: Refusals,
 ) {
     for chat in said.read() {
         let Ok(at) = speakers.get(chat.entity) else {
@@ -290,7 +302,7 @@ fn relay_chat(
                 }
             };
             tracing::debug!(player = %chat.player, ?reason, "chat refused");
-            refused.send(chat.entity, ChatRefused { reason, message });
+            refusals.refuse(chat, reason.code(), message);
             continue;
         }
         let line = ChatLine {
@@ -336,9 +348,7 @@ impl Plugin for ArenaPlugin {
             .add_client_message::<Chat>("chat")
             .add_server_message::<Walked>("walked")
             .add_server_message::<PickedUp>("picked_up")
-            .add_server_message::<PickupRefused>("pickup_refused")
             .add_server_message::<ChatLine>("chat_line")
-            .add_server_message::<ChatRefused>("chat_refused")
             // Players see each other walk: positions (1/64-unit fixed point in binary) and
             // player ids of everyone within 50 units, as `update`s.
             .replicate_with::<Position, QuantisedPositionEncoding>()

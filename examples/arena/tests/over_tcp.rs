@@ -41,8 +41,17 @@ fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
 
     assert_eq!(alice.pickup("gem"), 1);
     assert_eq!(alice.pickup("gem"), 2);
-    let refused = alice.ask(json!({"type": "pickup", "item": "sword"}), "pickup_refused");
-    assert_eq!(refused["reason"], "unknown_item", "{refused}");
+    // Two pickups in flight, told apart by their ids; a refusal is the standard error.
+    alice.send(json!({"type": "pickup", "id": "p1", "item": "sword"}));
+    alice.send(json!({"type": "pickup", "id": 2, "item": "herb"}));
+    let refused = alice.expect("error");
+    assert_eq!(refused["code"], "unknown_item", "{refused}");
+    assert_eq!(refused["id"], "p1", "{refused}");
+    let picked = alice.expect("picked_up");
+    assert_eq!(
+        picked,
+        json!({"type": "picked_up", "id": 2, "item": "herb", "count": 1})
+    );
     let malformed = alice.ask(json!({"type": "pickup", "what": "gem"}), "error");
     assert_eq!(
         malformed["code"], "bad_request",
@@ -56,8 +65,12 @@ fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
     assert_eq!(bob.expect("chat_line"), line);
 
     let too_long = "a".repeat(MAX_CHAT_CHARS + 1);
-    let refused = alice.ask(json!({"type": "chat", "text": too_long}), "chat_refused");
-    assert_eq!(refused["reason"], "too_long", "{refused}");
+    let refused = alice.ask(json!({"type": "chat", "text": too_long}), "error");
+    assert_eq!(refused["code"], "too_long", "{refused}");
+    assert!(
+        refused.get("id").is_none(),
+        "no id asked, none given: {refused}"
+    );
 
     // Bob walks out of earshot, one stride per request.
     let strides = (HEARING / STRIDE) as usize + 1;
@@ -69,8 +82,12 @@ fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
     assert_eq!(alice.expect("chat_line")["text"], "bob?");
     // Alice heard herself, so the chat was relayed; anything queued for Bob then comes
     // before the answer to his next request, which must therefore be next.
-    let here = bob.ask(json!({"type": "walk", "dx": 0, "dy": 0}), "walked");
+    let here = bob.ask(json!({"type": "walk", "id": 9, "dx": 0, "dy": 0}), "walked");
     assert_eq!(here["x"], json!(STRIDE * strides as f32), "{here}");
+    assert_eq!(
+        here["id"], 9,
+        "an answer at a later tick carries the id too: {here}"
+    );
     // `expect` fails on any unexpected line: Bob never received Alice's refusals either.
     assert_eq!(server.stop(), 0, "the server saved everyone");
 }

@@ -57,9 +57,9 @@ fn a_refused_pickup_answers_why_and_changes_nothing() {
         server.frame();
         let replies = client.take();
         assert_eq!(replies.len(), 1, "{replies:?}");
-        assert_eq!(replies[0]["type"], "pickup_refused");
-        assert_eq!(replies[0]["item"], item);
-        assert_eq!(replies[0]["reason"], reason);
+        assert_eq!(replies[0]["type"], "error");
+        assert_eq!(replies[0]["code"], reason);
+        assert!(replies[0]["message"].as_str().is_some(), "{replies:?}");
     }
     assert_eq!(server.world().get::<Inventory>(player), Some(&full));
     assert!(
@@ -107,8 +107,8 @@ fn a_chat_over_the_length_cap_reaches_no_one_and_tells_the_speaker() {
         server.frame();
         let replies = speaker_client.take();
         assert_eq!(replies.len(), 1, "{replies:?}");
-        assert_eq!(replies[0]["type"], "chat_refused");
-        assert_eq!(replies[0]["reason"], reason);
+        assert_eq!(replies[0]["type"], "error");
+        assert_eq!(replies[0]["code"], reason);
         assert!(listener_client.take().is_empty(), "nothing was said");
     }
 }

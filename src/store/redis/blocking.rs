@@ -233,14 +233,14 @@ impl BlockingNodes {
             // that failed may have failed over).
             self.nodes.conn(node).connection = None;
             self.nodes.mark_stale();
-            // A timeout is a hung Redis, not a connection closed while idle: sending again
-            // would only wait again.
-            let broken = (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout();
             if self.nodes.is_cluster() && (e.is_timeout() || e.is_connection_refusal()) {
                 // No reply, or nothing listening: shed until a probe answers, no retry.
                 self.nodes.conn(node).shed = true;
                 return Err(e.into());
             }
+            // A timeout is a hung Redis, not a connection closed while idle: sending again
+            // would only wait again.
+            let broken = (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout();
             if !(std::mem::take(&mut reused) && broken) {
                 return Err(e.into());
             }

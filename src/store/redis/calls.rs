@@ -88,11 +88,14 @@ pub(super) fn build_save_chunk(
     let mut groups = Vec::with_capacity(chunk.len() / PLAYERS_PER_SAVE_CALL + 1);
     let mut items = chunk.into_iter().peekable();
     while let Some(first) = items.peek() {
-        let call = slot(first);
-        let mut keys = Vec::with_capacity(2 * PLAYERS_PER_SAVE_CALL);
+        // Saves that release go in calls of their own, which also name each player's release
+        // marker: a key that rarely exists, and a multi-key call naming a missing key of a
+        // slot being moved is answered TRYAGAIN, so other saves do not name it.
+        let call = (slot(first), first.release);
+        let mut keys = Vec::with_capacity(3 * PLAYERS_PER_SAVE_CALL);
         let mut args = Vec::with_capacity(4 * PLAYERS_PER_SAVE_CALL);
         let mut group = Vec::with_capacity(PLAYERS_PER_SAVE_CALL);
-        while let Some(item) = items.next_if(|item| slot(item) == call) {
+        while let Some(item) = items.next_if(|item| (slot(item), item.release) == call) {
             let snapshot = &item.snapshot;
             let meta = SentSave {
                 entity: item.entity,
@@ -103,6 +106,9 @@ pub(super) fn build_save_chunk(
                 Ok(record) => {
                     keys.push(shared.keys.player(snapshot.player));
                     keys.push(shared.keys.session(snapshot.player));
+                    if item.release {
+                        keys.push(shared.keys.released(snapshot.player));
+                    }
                     args.push(snapshot.seq.to_string().into_bytes());
                     args.push(item.last_stored_seq.to_string().into_bytes());
                     args.push(record);
@@ -124,6 +130,7 @@ pub(super) fn build_save_chunk(
             .arg(keys)
             .arg(&shared.instance)
             .arg(shared.lease_ttl_ms)
+            .arg(if call.1 { 3 } else { 2 })
             .arg(args);
         groups.push(group);
     }
@@ -131,6 +138,57 @@ pub(super) fn build_save_chunk(
         pipe.add_command(wait_command(shared));
     }
     (pipe, groups)
+}
+
+/// A linked save: `SCRIPT LOAD save_together.lua`, then one `EVALSHA` holding every record
+/// (all of one slot: the caller checks), then `WAIT` as for any chunk of saves. A record that
+/// cannot be encoded fails the whole call, unsent: the records travel together or not at all.
+pub(super) fn build_together_call(
+    shared: &Shared,
+    items: Vec<SaveItem>,
+    out: &mut Vec<CallReply<SentSave>>,
+) -> (Pipeline, Vec<Vec<SentSave>>) {
+    let script = &shared.scripts.save_together;
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.load_script(script).ignore();
+    let mut keys = Vec::with_capacity(2 * items.len());
+    let mut args = Vec::with_capacity(3 * items.len());
+    let mut group = Vec::with_capacity(items.len());
+    let mut unencodable = None;
+    for item in items {
+        let snapshot = &item.snapshot;
+        match snapshot.encode() {
+            Ok(record) => {
+                keys.push(shared.keys.player(snapshot.player));
+                keys.push(shared.keys.session(snapshot.player));
+                args.push(snapshot.seq.to_string().into_bytes());
+                args.push(item.last_stored_seq.to_string().into_bytes());
+                args.push(record);
+            }
+            Err(e) => unencodable = Some(CallFailed::Encode(std::sync::Arc::new(e))),
+        }
+        group.push(SentSave {
+            entity: item.entity,
+            player: snapshot.player,
+            seq: snapshot.seq,
+        });
+    }
+    if let Some(reason) = unencodable {
+        out.push((group, Err(reason)));
+        return (pipe, Vec::new());
+    }
+    pipe.cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(&shared.instance)
+        .arg(shared.lease_ttl_ms)
+        .arg(args);
+    if shared.durable_replicas > 0 {
+        pipe.add_command(wait_command(shared));
+    }
+    (pipe, vec![group])
 }
 
 /// `WAIT <durable_replicas> <ms>`: after a chunk of saves, on the same connection, asks how

@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::calls::{
-    CallFailed, CallReply, build_refresh_chunk, build_save_chunk, in_order, per_item,
-    refresh_outcomes, reply_text, save_outcomes,
+    CallFailed, CallReply, build_refresh_chunk, build_save_chunk, build_together_call, in_order,
+    per_item, refresh_outcomes, reply_text, save_outcomes,
 };
 use super::cluster::{self, Redirect};
 use super::conn::{CallError, Reply};
@@ -403,6 +403,61 @@ impl StoreOperations for LaneWorker {
         }
     }
 
+    /// One call of `save_together.lua`, one round trip, when every player's keys share a slot
+    /// (always on one Redis). On a cluster, players of several slots cannot be written by one
+    /// script: the three-step commit of [`super::linked`] writes them together.
+    async fn save_together(
+        &mut self,
+        items: Vec<SaveItem>,
+        round_trips: RoundTrips<'_>,
+    ) -> Vec<SaveResult> {
+        let Some(first) = items.first().map(|item| item.snapshot.player) else {
+            return Vec::new();
+        };
+        let one_slot = !self.nodes.is_cluster()
+            || items.iter().all(|item| {
+                cluster::player_slot(item.snapshot.player) == cluster::player_slot(first)
+            });
+        if !one_slot {
+            let started = Instant::now();
+            let count = items.len();
+            let results = self.save_across_slots(items).await;
+            round_trips.record(started.elapsed(), count);
+            return results;
+        }
+        self.nodes.refresh_if_stale().await;
+        let node = self.nodes.of_player(first);
+        let mut out = Vec::new();
+        let (pipe, sent) = build_together_call(&self.shared, items, &mut out);
+        if !sent.is_empty() {
+            let pipe = Arc::new(pipe);
+            match self.nodes.conn(node).spawn(Arc::clone(&pipe)) {
+                Ok(handle) => {
+                    let mut redirected = Vec::new();
+                    let chunk = (node, handle, pipe, sent);
+                    let what = "saving records together";
+                    self.finish_chunk(chunk, what, round_trips, &mut out, &mut redirected)
+                        .await
+                        .ok();
+                    if !redirected.is_empty() {
+                        self.send_redirected(redirected, what, round_trips, &mut out)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    let reason = CallFailed::NoReply(e.to_string());
+                    out.extend(sent.into_iter().map(|m| (m, Err(reason.clone()))));
+                }
+            }
+        }
+        per_item(out, save_outcomes, |sent, outcome| SaveResult {
+            entity: sent.entity,
+            player: sent.player,
+            seq: sent.seq,
+            outcome,
+        })
+    }
+
     /// A round trip is one pipelined chunk.
     async fn refresh(
         &mut self,
@@ -554,6 +609,16 @@ impl LaneWorker {
         };
         match (granted, payload) {
             (Some(Value::Int(1)), payload) => {
+                // On a cluster, a linked save across slots may have left a pending record:
+                // resolve it by the link's decision (roll forward or drop), then read the
+                // record as it is now.
+                let payload = match self.pending_record(player, payload).await {
+                    Ok(payload) => payload,
+                    Err(reason) => {
+                        self.release_if_ours(player).await;
+                        return unavailable(reason);
+                    }
+                };
                 StoreMetrics::add(&shared.metrics.loads, 1);
                 let bytes = match payload {
                     Some(Value::BulkString(bytes)) => Some(bytes),

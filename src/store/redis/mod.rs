@@ -25,6 +25,7 @@ mod client;
 pub mod cluster;
 mod conn;
 mod lane;
+mod linked;
 mod liveness;
 pub mod maintenance;
 mod nodes;
@@ -95,6 +96,8 @@ struct Shared {
     registration: Registration,
     /// How often the periodic lane refreshes the registration (the lease refresh interval).
     heartbeat: Duration,
+    /// Numbers this process's linked saves across cluster slots (`<owner>/<n>`).
+    next_link: std::sync::atomic::AtomicU64,
 }
 
 impl RedisStore {
@@ -139,6 +142,7 @@ impl RedisStore {
             lease_ttl: config.lease_ttl,
             registration: Registration::new(config, &keys, lease_ttl_ms),
             heartbeat: config.registration_heartbeat(),
+            next_link: std::sync::atomic::AtomicU64::new(1),
             keys,
             scripts: Scripts::default(),
             chunk: config.batch_chunk.max(1),
@@ -276,7 +280,9 @@ impl PlayerStore for RedisStore {
         let lane = match &job {
             StoreJob::Save { lane, .. } => *lane,
             StoreJob::Refresh { .. } => Lane::Periodic,
-            StoreJob::Join { .. } | StoreJob::Release { .. } => Lane::Interactive,
+            StoreJob::SaveTogether { .. } | StoreJob::Join { .. } | StoreJob::Release { .. } => {
+                Lane::Interactive
+            }
         };
         let queue = match lane {
             Lane::Periodic => &self.periodic,

@@ -16,6 +16,12 @@ pub const INSTANCE_LUA: &str = include_str!("../../../assets/redis/instance.lua"
 pub const IMPORT_LUA: &str = include_str!("../../../assets/redis/import.lua");
 /// `save.lua`: owner-checked, sequence-fenced record write (optionally releasing the lease).
 pub const SAVE_LUA: &str = include_str!("../../../assets/redis/save.lua");
+/// `save_together.lua`: several players' records, every one or none (a linked save).
+pub const SAVE_TOGETHER_LUA: &str = include_str!("../../../assets/redis/save_together.lua");
+/// `link_prepare.lua`: a linked save across cluster slots, step 1: pending records.
+pub const LINK_PREPARE_LUA: &str = include_str!("../../../assets/redis/link_prepare.lua");
+/// `link_finish.lua`: apply (committed) or drop (aborted) a link's pending records.
+pub const LINK_FINISH_LUA: &str = include_str!("../../../assets/redis/link_finish.lua");
 
 /// `resume.lua`: take a presented resume token and store a fresh one (the front door's
 /// account store, not the player store, runs it).
@@ -28,6 +34,9 @@ pub struct Scripts {
     pub refresh: Script,
     pub release: Script,
     pub save: Script,
+    pub save_together: Script,
+    pub link_prepare: Script,
+    pub link_finish: Script,
 }
 
 impl Default for Scripts {
@@ -38,6 +47,9 @@ impl Default for Scripts {
             refresh: Script::new(REFRESH_LUA),
             release: Script::new(RELEASE_LUA),
             save: Script::new(SAVE_LUA),
+            save_together: Script::new(SAVE_TOGETHER_LUA),
+            link_prepare: Script::new(LINK_PREPARE_LUA),
+            link_finish: Script::new(LINK_FINISH_LUA),
         }
     }
 }
@@ -68,6 +80,13 @@ impl Keys {
         format!("{}:session:{{{}}}", self.prefix, player.0)
     }
 
+    /// `<prefix>:released:{<id>}`: `<lease owner> <sequence>` of the last save that released
+    /// the player's lease (with a TTL), so a save retried after a timeout recognises the
+    /// record a late copy of its own release wrote (`save.lua`).
+    pub fn released(&self, player: PlayerId) -> String {
+        format!("{}:released:{{{}}}", self.prefix, player.0)
+    }
+
     /// `<prefix>:instance:{<instance id>}`: the registration of the process running under
     /// that instance id (JSON), with a TTL; see `instance.lua`.
     pub fn instance(&self, instance_id: &str) -> String {
@@ -90,6 +109,18 @@ impl Keys {
     /// with a TTL), in the slot of its lease; see `resume.lua`.
     pub fn resume(&self, player: PlayerId) -> String {
         format!("{}:resume:{{{}}}", self.prefix, player.0)
+    }
+
+    /// `<prefix>:pending:{<id>}`: a linked save's pending record of the player (a hash:
+    /// `link`, `seq`, `record`), in the player's slot; see `link_prepare.lua`.
+    pub fn pending(&self, player: PlayerId) -> String {
+        format!("{}:pending:{{{}}}", self.prefix, player.0)
+    }
+
+    /// `<prefix>:link:{<link id>}`: the decision of a linked save across slots, `committed`
+    /// or `aborted`, set once (`SET NX`) by whoever decides first.
+    pub fn link(&self, link: &str) -> String {
+        format!("{}:link:{{{link}}}", self.prefix)
     }
 
     /// A `SCAN MATCH` pattern for every record under the prefix.

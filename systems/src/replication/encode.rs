@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use hearth_components::wire::{
-    FrameKind, MessageError, UpdateWriter, encode_frame, encode_message,
+    FrameKind, MessageError, UpdateWriter, encode_frame_with, encode_message,
 };
 use serde::Serialize;
 
@@ -39,26 +39,26 @@ pub fn write_binary(update: &Composed, out: &mut Vec<u8>) -> Result<(), MessageE
         encode_message(&introduction(update, you), out)?;
     }
     let round = update.round();
-    let mut payload = Vec::with_capacity(update.binary_bytes());
-    let mut w = UpdateWriter::new(&mut payload, round.number());
-    for section in [update.entered(), update.changed()] {
-        w.section(section.len());
-        for &(slot, mask) in section {
-            w.entity(round.entities()[slot as usize].id, mask);
-            for (i, value) in round.values(slot).iter().enumerate() {
-                if mask & (1 << i) != 0 {
-                    let bytes = value.as_ref().and_then(|v| v.binary()).unwrap_or(&[]);
-                    w.component(bytes);
+    encode_frame_with(FrameKind::Update, out, |out| {
+        let mut w = UpdateWriter::new(out, round.number());
+        for section in [update.entered(), update.changed()] {
+            w.section(section.len());
+            for &(slot, mask) in section {
+                w.entity(round.entities()[slot as usize].id, mask);
+                for (i, value) in round.values(slot).iter().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        let bytes = value.as_ref().and_then(|v| v.binary()).unwrap_or(&[]);
+                        w.component(bytes);
+                    }
                 }
             }
         }
-    }
-    w.section(update.left().len());
-    for &id in update.left() {
-        w.left(id);
-    }
-    encode_frame(FrameKind::Update, &payload, out)?;
-    Ok(())
+        w.section(update.left().len());
+        for &id in update.left() {
+            w.left(id);
+        }
+        Ok::<(), MessageError>(())
+    })
 }
 
 /// Appends `update` as JSON lines to `out`.

@@ -25,7 +25,7 @@ pub use registry::{
     ComponentEncodeError, ComponentValue, QuantisedPositionEncoding, ReplicatedComponent,
     ReplicationEncoding, ReplicationRegistry, SerdeEncoding,
 };
-pub use round::{ReplicationFeed, ReplicationRound, RoundEntity, RoundSettings, wire_id};
+pub use round::{ReplicationFeed, ReplicationRound, RoundEntity, RoundSettings};
 pub use view::{ClientView, Composed};
 
 use round::Staging;

@@ -4,7 +4,6 @@
 //! An unchanged value is the previous round's, shared: a round costs the tick an `Arc` clone
 //! per replicated component, a copy per changed one.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -42,7 +41,9 @@ impl RoundSettings {
 /// One replicated entity in a round.
 #[derive(Clone, Copy, Debug)]
 pub struct RoundEntity {
-    /// Its id on the wire ([`wire_id`]).
+    /// Its id on the wire: given when the entity first replicates, counting up from 0, never
+    /// given again in this process (so never reused while a client may know it), and small:
+    /// one varint byte for the first 128 entities, two up to 16,384, three up to 2 million.
     pub id: u64,
     /// The player it is, if a player.
     pub player: Option<PlayerId>,
@@ -51,13 +52,6 @@ pub struct RoundEntity {
     pub at: Option<(f32, f32)>,
     /// What the visibility rule knows of it.
     pub tags: InterestTags,
-}
-
-/// An entity's id on the wire: its index in the low 32 bits, the index's generation (how
-/// often the index was reused) above. Unique for the process's lifetime, and small (one or
-/// two varint bytes) while indexes are not reused.
-pub fn wire_id(entity: Entity) -> u64 {
-    (u64::from(entity.generation().to_bits()) << 32) | u64::from(entity.index_u32())
 }
 
 /// Every replicated entity's state as of one round, shared by all connections.
@@ -69,8 +63,9 @@ pub struct ReplicationRound {
     entities: Vec<RoundEntity>,
     /// `entities.len() × components.len()` values, entity-major.
     values: Vec<Option<Arc<ComponentValue>>>,
-    /// Built by the first reader that needs it, off the tick.
-    by_player: OnceLock<HashMap<PlayerId, u32>>,
+    /// Built by the first reader that needs it, off the tick: (player, slot), sorted (a
+    /// sort and binary searches cost a fraction of a hash table's inserts and lookups).
+    by_player: OnceLock<Vec<(PlayerId, u32)>>,
     grid: OnceLock<SpatialGrid<u32>>,
 }
 
@@ -123,16 +118,20 @@ impl ReplicationRound {
 
     /// The slot of a player's entity.
     pub fn slot_of(&self, player: PlayerId) -> Option<u32> {
-        self.by_player
-            .get_or_init(|| {
-                self.entities
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(slot, e)| Some((e.player?, slot as u32)))
-                    .collect()
-            })
-            .get(&player)
-            .copied()
+        let by_player = self.by_player.get_or_init(|| {
+            let mut by_player: Vec<(PlayerId, u32)> = self
+                .entities
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, e)| Some((e.player?, slot as u32)))
+                .collect();
+            by_player.sort_unstable_by_key(|&(player, _)| player.0);
+            by_player
+        });
+        let index = by_player
+            .binary_search_by_key(&player.0, |&(p, _)| p.0)
+            .ok()?;
+        Some(by_player[index].1)
     }
 
     /// Slots of entities within the radius of `(x, y)`, nearest cells first, at most
@@ -215,6 +214,8 @@ impl ReplicationFeed {
 /// One entity's values between rounds.
 struct Staged {
     entity: Entity,
+    /// Its id on the wire ([`RoundEntity::id`]).
+    id: u64,
     /// Bit i: component i was seen on the entity this round.
     present: u64,
     values: Vec<Option<Arc<ComponentValue>>>,
@@ -231,6 +232,8 @@ pub struct Staging {
     due: bool,
     number: u64,
     slots: Vec<Option<Staged>>,
+    /// The next wire id to give.
+    next_id: u64,
 }
 
 impl Staging {
@@ -247,6 +250,7 @@ impl Staging {
             due: false,
             number: 0,
             slots: Vec::new(),
+            next_id: 0,
         }
     }
 
@@ -272,9 +276,11 @@ impl Staging {
         if slot.as_ref().is_none_or(|s| s.entity != entity) {
             *slot = Some(Staged {
                 entity,
+                id: self.next_id,
                 present: 0,
                 values: vec![None; n],
             });
+            self.next_id += 1;
         }
         slot.as_mut().expect("just filled")
     }
@@ -347,7 +353,7 @@ pub(super) fn publish(
             }
         }
         entities.push(RoundEntity {
-            id: wire_id(staged.entity),
+            id: staged.id,
             player: player.copied(),
             at: position.map(|p| (p.x, p.y)),
             tags: tags.copied().unwrap_or_default(),

@@ -47,8 +47,12 @@ fn ids(round: &ReplicationRound, slots: &[(u32, u64)]) -> Vec<u64> {
     ids
 }
 
-fn bits(entity: Entity) -> u64 {
-    round::wire_id(entity)
+/// The wire id of a player's entity, in the latest round.
+fn bits(app: &App, entity: Entity) -> u64 {
+    let player = *app.world().get::<PlayerId>(entity).expect("a player");
+    let round = app.world().resource::<ReplicationFeed>().latest();
+    let slot = round.slot_of(player).expect("in the latest round");
+    round.entities()[slot as usize].id
 }
 
 const BIG: usize = 1 << 20;
@@ -62,7 +66,7 @@ fn rounds_share_unchanged_values_and_version_changed_ones() {
     assert_eq!(first.entities().len(), 2);
     let slot_a = first.slot_of(PlayerId(1)).unwrap();
     let slot_b = first.slot_of(PlayerId(2)).unwrap();
-    assert_eq!(first.entities()[slot_a as usize].id, bits(a));
+    assert_eq!(first.entities()[slot_a as usize].id, bits(&app, a));
     app.world_mut().get_mut::<Position>(a).unwrap().x = 5.0;
     let second = round(&mut app);
     assert_eq!(second.number(), first.number() + 1);
@@ -91,9 +95,9 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     let mut view = ClientView::new();
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.introduces(), Some(bits(me)));
+    assert_eq!(update.introduces(), Some(bits(&app, me)));
     assert_eq!(ids(&r, update.entered()), {
-        let mut v = vec![bits(me), bits(near)];
+        let mut v = vec![bits(&app, me), bits(&app, near)];
         v.sort();
         v
     });
@@ -101,7 +105,7 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
         update.entered().iter().all(|&(_, mask)| mask == 0b11),
         "full state"
     );
-    assert!(!ids(&r, update.entered()).contains(&bits(far)));
+    assert!(!ids(&r, update.entered()).contains(&bits(&app, far)));
     view.confirm(update);
 
     // Nothing changed: an empty update.
@@ -115,7 +119,7 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     app.world_mut().get_mut::<Position>(near).unwrap().x = 31.0;
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(ids(&r, update.changed()), [bits(near)]);
+    assert_eq!(ids(&r, update.changed()), [bits(&app, near)]);
     assert_eq!(update.changed()[0].1, 0b01, "only the position changed");
     view.confirm(update);
 
@@ -124,16 +128,17 @@ fn first_update_enters_everyone_in_range_then_only_changes_then_leaves() {
     app.world_mut().get_mut::<Position>(far).unwrap().x = 10.0;
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.left(), [bits(near)]);
-    assert_eq!(ids(&r, update.entered()), [bits(far)]);
+    assert_eq!(update.left(), [bits(&app, near)]);
+    assert_eq!(ids(&r, update.entered()), [bits(&app, far)]);
     view.confirm(update);
     assert_eq!(view.known(), 2);
 
     // A despawned entity leaves.
+    let far_id = bits(&app, far);
     app.world_mut().despawn(far);
     let r = round(&mut app);
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
-    assert_eq!(update.left(), [bits(far)]);
+    assert_eq!(update.left(), [far_id]);
 }
 
 #[test]
@@ -169,7 +174,7 @@ fn a_skipped_update_leaves_the_baseline_as_it_was() {
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
     assert_eq!(
         ids(&r, update.changed()),
-        [bits(other)],
+        [bits(&app, other)],
         "the skipped change is resent"
     );
 }
@@ -245,7 +250,7 @@ fn binary_and_json_updates_carry_the_same_state() {
     assert_eq!(intro.kind, FrameKind::Message);
     let intro: serde_json::Value = decode_message(intro.payload).unwrap();
     assert_eq!(intro["type"], "replication");
-    assert_eq!(intro["you"], bits(me));
+    assert_eq!(intro["you"], bits(&app, me));
     assert_eq!(intro["components"][0]["name"], "position");
     assert_eq!(intro["components"][0]["encoding"], "position_q64");
     assert_eq!(intro["components"][1]["encoding"], "messagepack");
@@ -253,7 +258,7 @@ fn binary_and_json_updates_carry_the_same_state() {
     let decoded = UpdateFrame::decode(frame.payload).unwrap();
     assert_eq!(decoded.round, r.number());
     let entity = &decoded.entered[0];
-    assert_eq!(entity.id, bits(me));
+    assert_eq!(entity.id, bits(&app, me));
     let q = QuantisedPosition::decode(&entity.components[0].1).unwrap();
     assert_eq!(q.to_world(), (1.25, -3.5));
     let id: u64 = decode_message(&entity.components[1].1).unwrap();
@@ -265,11 +270,11 @@ fn binary_and_json_updates_carry_the_same_state() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines[0]["you"], bits(me));
+    assert_eq!(lines[0]["you"], bits(&app, me));
     assert_eq!(
         lines[1],
         serde_json::json!({"type": "update", "round": r.number(), "entered": [
-            {"id": bits(me), "position": {"x": 1.25, "y": -3.5}, "player_id": 1}
+            {"id": bits(&app, me), "position": {"x": 1.25, "y": -3.5}, "player_id": 1}
         ], "changed": [], "left": []})
     );
 }
@@ -278,7 +283,8 @@ fn binary_and_json_updates_carry_the_same_state() {
 fn the_games_rule_filters_and_a_crowd_is_bounded() {
     let mut app = app();
     app.set_interest_rule(|v: &InterestTags, o: &InterestTags| v.group == o.group);
-    spawn(&mut app, 1, 0.0, 0.0);
+    // In a corner of the crowd, so the candidates' cut could leave it out.
+    let me = spawn(&mut app, 1, 9.9, 4.9);
     let stranger = spawn(&mut app, 2, 1.0, 0.0);
     app.world_mut().entity_mut(stranger).insert(InterestTags {
         layers: 1,
@@ -296,9 +302,158 @@ fn the_games_rule_filters_and_a_crowd_is_bounded() {
     let mut view = ClientView::new();
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
     assert!(
-        !ids(&r, update.entered()).contains(&bits(stranger)),
+        !ids(&r, update.entered()).contains(&bits(&app, stranger)),
         "another group"
     );
     assert!(update.entered().len() <= r.settings().max_candidates + 1);
+    assert!(
+        ids(&r, update.entered()).contains(&bits(&app, me)),
+        "the viewer is always in its own view, whatever the crowd (docs/protocol.md)"
+    );
     assert!(view.heap_bytes() < 64 * 1024, "{} bytes", view.heap_bytes());
+}
+
+/// A xorshift generator: repeatable randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn coordinate(&mut self, half: u64) -> f32 {
+        (self.next() % (2 * half + 1)) as f32 - half as f32
+    }
+}
+
+/// What a binary client holds: id → component index → payload.
+type ClientWorld = std::collections::HashMap<u64, Vec<(u8, Vec<u8>)>>;
+
+/// Applies the frames of one written update the way a client does, asserting the protocol's
+/// promises: an entered entity is new to the client, a changed or left one is known.
+fn apply(world: &mut ClientWorld, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let (frame, used) = decode_frame(bytes).unwrap();
+        bytes = &bytes[used..];
+        if frame.kind == FrameKind::Message {
+            world.clear(); // `replication`: start from nothing
+            continue;
+        }
+        let update = UpdateFrame::decode(frame.payload).unwrap();
+        for e in update.entered {
+            assert!(world.insert(e.id, e.components).is_none(), "entered twice");
+        }
+        for e in update.changed {
+            let known = world.get_mut(&e.id).expect("a change to an unknown entity");
+            for (i, payload) in e.components {
+                known.retain(|c| c.0 != i);
+                known.push((i, payload));
+            }
+            known.sort();
+        }
+        for id in update.left {
+            assert!(world.remove(&id).is_some(), "an unknown entity left");
+        }
+    }
+}
+
+/// The baseline survives churn: entities walking in and out of range, despawns and spawns,
+/// updates skipped (never confirmed), all within a tight budget; once the world stands still
+/// the client's world is exactly what is in its range, component for component.
+#[test]
+fn a_client_applying_its_updates_converges_on_what_is_in_range() {
+    let mut app = app();
+    spawn(&mut app, 1, 0.0, 0.0);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut others: Vec<Entity> = (0..80)
+        .map(|i| {
+            let (x, y) = (rng.coordinate(70), rng.coordinate(70));
+            spawn(&mut app, 100 + i, x, y)
+        })
+        .collect();
+    let budget = ReplicationPlugin::default().settings.round_budget();
+    let mut view = ClientView::new();
+    let mut world = ClientWorld::new();
+    let mut next_id = 1000;
+    for phase in 0..4 {
+        // Churn.
+        for _ in 0..30 {
+            for &e in &others {
+                if rng.next().is_multiple_of(3) {
+                    let mut p = app.world_mut().get_mut::<Position>(e).unwrap();
+                    p.x = (p.x + rng.coordinate(8)).clamp(-80.0, 80.0);
+                    p.y = (p.y + rng.coordinate(8)).clamp(-80.0, 80.0);
+                }
+            }
+            if rng.next().is_multiple_of(4) {
+                let gone = others.swap_remove((rng.next() % others.len() as u64) as usize);
+                app.world_mut().despawn(gone);
+                let (x, y) = (rng.coordinate(40), rng.coordinate(40));
+                others.push(spawn(&mut app, next_id, x, y));
+                next_id += 1;
+            }
+            let r = round(&mut app);
+            let update = view.compose(&r, PlayerId(1), budget).unwrap();
+            let mut out = Vec::new();
+            write_binary(&update, &mut out).unwrap();
+            if rng.next().is_multiple_of(4) {
+                continue; // not written: never confirmed
+            }
+            apply(&mut world, &out);
+            view.confirm(update);
+        }
+        // Stand still until nothing is left to send.
+        let mut quiet = 0;
+        while quiet < 3 {
+            let r = round(&mut app);
+            let update = view.compose(&r, PlayerId(1), budget).unwrap();
+            let empty = update.entered().is_empty()
+                && update.changed().is_empty()
+                && update.left().is_empty();
+            let mut out = Vec::new();
+            write_binary(&update, &mut out).unwrap();
+            apply(&mut world, &out);
+            view.confirm(update);
+            quiet = if empty { quiet + 1 } else { 0 };
+        }
+        let r = round(&mut app);
+        let mut expected = ClientWorld::new();
+        for (slot, e) in r.entities().iter().enumerate() {
+            let (x, y) = e.at.unwrap();
+            if x * x + y * y <= r.settings().radius.powi(2) {
+                let components = r
+                    .values(slot as u32)
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| Some((i as u8, v.as_ref()?.binary()?.to_vec())))
+                    .collect();
+                expected.insert(e.id, components);
+            }
+        }
+        assert!(expected.len() > 10, "phase {phase}: a crowd in range");
+        assert_eq!(world, expected, "phase {phase}");
+        assert_eq!(view.known(), expected.len(), "phase {phase}");
+    }
+}
+
+/// Wire ids count up as entities start replicating and are never given again, however
+/// often entity indexes are reused: a client that still shows a gone entity can never
+/// mistake a newcomer for it, and ids stay one or two bytes.
+#[test]
+fn wire_ids_stay_small_and_are_never_reused() {
+    let mut app = app();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..300 {
+        let e = spawn(&mut app, i + 1, 0.0, 0.0);
+        round(&mut app);
+        let id = bits(&app, e);
+        assert!(seen.insert(id), "id {id} given twice");
+        app.world_mut().despawn(e); // its index is reused by the next spawn
+    }
+    let r = round(&mut app);
+    assert!(r.entities().is_empty());
+    assert!(seen.iter().all(|&id| id < 300), "{:?}", seen.iter().max());
 }

@@ -5,7 +5,6 @@
 //! was composed and never confirmed (skipped, failed) leaves the view as it was, so the next
 //! update still brings the client from what it really has.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use hearth_components::PlayerId;
@@ -72,21 +71,48 @@ struct Pending {
     cost: usize,
 }
 
-/// One client's replication state. Memory: per entity the client knows, its id and one
-/// `u32` version per replicated component, and per candidate an accumulator, in hash tables;
-/// both are bounded by the candidates examined per round (`max_candidates`, 128 by default)
-/// plus the entities not yet confirmed gone: about 20 KB per client at the defaults with two
-/// components ([`ClientView::heap_bytes`], printed by `cargo bench --bench replication`).
+/// An update's lists (entered, changed, left), kept between rounds for their allocations.
+type Lists = (Vec<(u32, u64)>, Vec<(u32, u64)>, Vec<u64>);
+
+/// An entity the view tracks: one the client has (the baseline), or a candidate of the last
+/// compose with its priority accumulator, or both.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: u64,
+    /// Priority accumulated while a candidate with something to send (0 when sent).
+    priority: f32,
+    /// Whether the client has it: its versions (in `ClientView::versions`) are the baseline.
+    known: bool,
+}
+
+/// One client's replication state, in sorted arrays rather than hash tables: `entries`
+/// holds the entities the client has and the last round's candidates, sorted by id, and
+/// `versions` one `u32` per replicated component of each entry (0: the client does not have
+/// it). Each compose merges them with the round's candidates (sorted by id) in one pass, with
+/// no hashing and no allocation once the buffers have grown. Memory: both arrays twice
+/// (this round's and the next, swapped) plus the round's scratch, all bounded by the
+/// candidates examined per round (`max_candidates`, 128 by default) plus the entities not yet
+/// confirmed gone: about 21 KB per client at the defaults with two components
+/// ([`ClientView::heap_bytes`], printed by `cargo bench --bench replication`).
 #[derive(Default)]
 pub struct ClientView {
-    /// The baseline: entity id → version of each component the client has (0: none).
-    known: HashMap<u64, Box<[u32]>>,
+    /// Sorted by id: what the client has, and the last compose's candidates.
+    entries: Vec<Entry>,
+    /// `entries.len() × stride` versions, entry-major.
+    versions: Vec<u32>,
+    /// Replicated components per entry (the round's schema; fixed once the app is built).
+    stride: usize,
+    /// The arrays the next compose merges into (swapped with `entries` and `versions`).
+    next_entries: Vec<Entry>,
+    next_versions: Vec<u32>,
     /// Whether the client was sent the `replication` message.
     introduced: bool,
-    /// Priority accumulators: entity id → (priority, last round it was a candidate in).
-    accumulators: HashMap<u64, (f32, u64)>,
     found: Vec<(f32, f32, u32)>,
+    /// This round's visible candidates: (id, slot, squared distance to the viewer), sorted.
+    candidates: Vec<(u64, u32, f32)>,
     pending: Vec<Pending>,
+    /// The lists of the last confirmed update, kept for their allocations.
+    spare: Option<Lists>,
 }
 
 impl ClientView {
@@ -98,24 +124,28 @@ impl ClientView {
 
     /// Entities the client is known to have.
     pub fn known(&self) -> usize {
-        self.known.len()
+        self.entries.iter().filter(|e| e.known).count()
     }
 
     /// An estimate of the heap this view holds, in bytes.
     pub fn heap_bytes(&self) -> usize {
-        let versions: usize = self.known.values().map(|v| v.len() * 4 + 16).sum();
-        self.known.capacity() * (8 + 16 + 1)
-            + versions
-            + self.accumulators.capacity() * (8 + 16 + 1)
-            + self.found.capacity() * 12
-            + self.pending.capacity() * std::mem::size_of::<Pending>()
+        let spare = self.spare.as_ref().map_or(0, |(e, c, l)| {
+            (e.capacity() + c.capacity()) * size_of::<(u32, u64)>() + l.capacity() * 8
+        });
+        (self.entries.capacity() + self.next_entries.capacity()) * size_of::<Entry>()
+            + (self.versions.capacity() + self.next_versions.capacity()) * 4
+            + self.found.capacity() * size_of::<(f32, f32, u32)>()
+            + self.candidates.capacity() * size_of::<(u64, u32, f32)>()
+            + self.pending.capacity() * size_of::<Pending>()
+            + spare
     }
 
     /// This round's update for the player `viewer`, at most `budget` bytes in the binary
     /// encoding (at least one entity goes out whatever its size, so nothing starves): `None`
     /// while the viewer is not in the round. Changes only the priority accumulators, never
     /// the baseline. Cost: the grid cells within the radius, at most `max_candidates`
-    /// candidates (sorted), and the entities the client knows.
+    /// candidates (sorted by id, then by priority), and one pass over the entities the
+    /// client knows.
     pub fn compose(
         &mut self,
         round: &Arc<ReplicationRound>,
@@ -127,24 +157,62 @@ impl ClientView {
         let entities = round.entities();
         let me = entities[viewer_slot as usize];
         let settings = *round.settings();
-        let mut found = std::mem::take(&mut self.found);
-        found.clear();
-        if let Some((x, y)) = me.at {
-            round.near(x, y, &mut found);
+        let stride = round.components().len();
+        if stride != self.stride {
+            // The schema is fixed once the app is built; a view from before it starts over.
+            self.entries.clear();
+            self.versions.clear();
+            self.stride = stride;
         }
-        if !found.iter().any(|f| f.2 == viewer_slot) {
-            found.push((0.0, 0.0, viewer_slot));
-        }
+        self.find_candidates(round, viewer_slot);
+        let (mut entered, mut changed, mut left) = self.spare.take().unwrap_or_default();
+        entered.clear();
+        changed.clear();
+        left.clear();
+
+        // Merge the entries (sorted) with the candidates (sorted): a known entity that is no
+        // longer a candidate leaves; a candidate new to the view gets an entry.
+        let mut next = std::mem::take(&mut self.next_entries);
+        let mut next_versions = std::mem::take(&mut self.next_versions);
+        next.clear();
+        next_versions.clear();
         self.pending.clear();
-        for &(ox, oy, slot) in &found {
-            let other = &entities[slot as usize];
-            let myself = slot == viewer_slot;
-            if !myself && !round.rule().visible(&me.tags, &other.tags) {
+        let (mut e, mut c) = (0, 0);
+        while e < self.entries.len() || c < self.candidates.len() {
+            let entry_id = self.entries.get(e).map_or(u64::MAX, |x| x.id);
+            let candidate = self.candidates.get(c).copied();
+            let candidate_id = candidate.map_or(u64::MAX, |x| x.0);
+            if e < self.entries.len() && (c == self.candidates.len() || entry_id < candidate_id) {
+                // Tracked, not a candidate now: its accumulator is forgotten; if the client
+                // has it, it leaves (and stays in the baseline until that is confirmed).
+                let entry = self.entries[e];
+                if entry.known {
+                    left.push(entry.id);
+                    next.push(Entry {
+                        priority: 0.0,
+                        ..entry
+                    });
+                    next_versions.extend_from_slice(self.entry_versions(e));
+                }
+                e += 1;
                 continue;
             }
-            let accumulator = self.accumulators.entry(other.id).or_insert((0.0, number));
-            accumulator.1 = number;
-            let known = self.known.get(&other.id);
+            let (id, slot, d2) = candidate.expect("a candidate is left");
+            let mut entry = if e < self.entries.len() && entry_id == id {
+                let entry = self.entries[e];
+                next_versions.extend_from_slice(self.entry_versions(e));
+                e += 1;
+                entry
+            } else {
+                next_versions.resize(next_versions.len() + stride, 0);
+                Entry {
+                    id,
+                    priority: 0.0,
+                    known: false,
+                }
+            };
+            c += 1;
+            let versions = &next_versions[next_versions.len() - stride..];
             let mut mask = 0u64;
             let mut cost = 0;
             for (i, value) in round.values(slot).iter().enumerate() {
@@ -152,48 +220,37 @@ impl ClientView {
                 let Some(bytes) = value.binary() else {
                     continue;
                 };
-                if known.is_none_or(|k| k[i] != value.version()) {
+                if !entry.known || versions[i] != value.version() {
                     mask |= 1 << i;
                     cost += len_u64(bytes.len() as u64) + bytes.len();
                 }
             }
-            if mask == 0 {
-                continue;
+            if mask != 0 {
+                cost += len_u64(id) + len_u64(mask);
+                let priority = if slot == viewer_slot {
+                    f32::INFINITY
+                } else {
+                    entry.priority += gain(d2, settings.radius, !entry.known);
+                    entry.priority
+                };
+                self.pending.push(Pending {
+                    slot,
+                    mask,
+                    entering: !entry.known,
+                    priority,
+                    cost,
+                });
             }
-            cost += len_u64(other.id) + len_u64(mask);
-            let entering = known.is_none();
-            let priority = if myself {
-                f32::INFINITY
-            } else {
-                let (mx, my) = me.at.unwrap_or((ox, oy));
-                let d2 = (ox - mx).powi(2) + (oy - my).powi(2);
-                accumulator.0 += gain(d2, settings.radius, entering);
-                accumulator.0
-            };
-            self.pending.push(Pending {
-                slot,
-                mask,
-                entering,
-                priority,
-                cost,
-            });
+            next.push(entry);
         }
-        self.found = found;
-        // Forget the accumulators of entities no longer candidates.
-        self.accumulators.retain(|_, a| a.1 == number);
-        let left: Vec<u64> = self
-            .known
-            .keys()
-            .copied()
-            .filter(|id| !self.accumulators.contains_key(id))
-            .collect();
+        self.next_entries = std::mem::replace(&mut self.entries, next);
+        self.next_versions = std::mem::replace(&mut self.versions, next_versions);
+
         let mut bytes = len_u64(number) + 3;
         bytes += left.iter().map(|&id| len_u64(id)).sum::<usize>();
         let limit = budget.min(MAX_FRAME_BYTES - UPDATE_OVERHEAD);
         self.pending
             .sort_unstable_by(|a, b| b.priority.total_cmp(&a.priority));
-        let mut entered = Vec::new();
-        let mut changed = Vec::new();
         for p in &self.pending {
             let first = entered.is_empty() && changed.is_empty();
             if bytes + p.cost > limit && !(first && p.cost < MAX_FRAME_BYTES - UPDATE_OVERHEAD) {
@@ -220,16 +277,74 @@ impl ClientView {
         })
     }
 
+    /// Fills `candidates`: the entities within the viewer's radius its rule lets it see (and
+    /// itself, always), with their squared distance to it, sorted by id.
+    fn find_candidates(&mut self, round: &ReplicationRound, viewer_slot: u32) {
+        let entities = round.entities();
+        let me = entities[viewer_slot as usize];
+        self.found.clear();
+        if let Some((x, y)) = me.at {
+            round.near(x, y, &mut self.found);
+        }
+        self.candidates.clear();
+        let mut myself = false;
+        for &(ox, oy, slot) in &self.found {
+            let other = &entities[slot as usize];
+            if slot == viewer_slot {
+                myself = true;
+            } else if !round.rule().visible(&me.tags, &other.tags) {
+                continue;
+            }
+            let (mx, my) = me.at.unwrap_or((ox, oy));
+            let d2 = (ox - mx).powi(2) + (oy - my).powi(2);
+            self.candidates.push((other.id, slot, d2));
+        }
+        if !myself {
+            self.candidates.push((me.id, viewer_slot, 0.0));
+        }
+        self.candidates.sort_unstable_by_key(|c| c.0);
+    }
+
+    fn entry_versions(&self, index: usize) -> &[u32] {
+        &self.versions[index * self.stride..(index + 1) * self.stride]
+    }
+
     /// Records that `update` was written to the client: its baseline now holds what the
     /// update carried, and what it sent starts accumulating priority afresh.
     pub fn confirm(&mut self, update: Composed) {
-        let round = &update.round;
+        let Composed {
+            round,
+            entered,
+            changed,
+            left,
+            ..
+        } = update;
         self.introduced = true;
-        let n = round.components().len();
-        for (list, entering) in [(&update.entered, true), (&update.changed, false)] {
+        let stride = self.stride;
+        for (list, entering) in [(&entered, true), (&changed, false)] {
             for &(slot, mask) in list {
                 let id = round.entities()[slot as usize].id;
-                let versions = self.known.entry(id).or_insert_with(|| vec![0; n].into());
+                let index = match self.entries.binary_search_by_key(&id, |e| e.id) {
+                    Ok(index) => index,
+                    Err(index) => {
+                        // Only if another compose came between this update's and now.
+                        self.entries.insert(
+                            index,
+                            Entry {
+                                id,
+                                priority: 0.0,
+                                known: false,
+                            },
+                        );
+                        let at = index * stride;
+                        self.versions.splice(at..at, std::iter::repeat_n(0, stride));
+                        index
+                    }
+                };
+                let entry = &mut self.entries[index];
+                entry.known = true;
+                entry.priority = 0.0;
+                let versions = &mut self.versions[index * stride..(index + 1) * stride];
                 if entering {
                     versions.fill(0);
                 }
@@ -240,13 +355,15 @@ impl ClientView {
                         versions[i] = value.version();
                     }
                 }
-                if let Some(a) = self.accumulators.get_mut(&id) {
-                    a.0 = 0.0;
-                }
             }
         }
-        for id in &update.left {
-            self.known.remove(id);
+        for id in &left {
+            // The entry goes at the next compose (it is no longer a candidate, or it enters
+            // again as new).
+            if let Ok(index) = self.entries.binary_search_by_key(id, |e| e.id) {
+                self.entries[index].known = false;
+            }
         }
+        self.spare = Some((entered, changed, left));
     }
 }

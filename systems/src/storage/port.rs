@@ -51,6 +51,14 @@ pub enum StoreJob {
         batch: u64,
         items: Vec<SaveItem>,
     },
+    /// Write several players' records together (interactive lane): every record is written,
+    /// or none is. Each is owner-checked and sequence-fenced as in [`StoreJob::Save`]; if any
+    /// player fails its check (lease lost, stale), nothing is written: that player is
+    /// answered `LeaseLost`/`StaleSequence` and the others `Failed` (retry or give up is the
+    /// caller's). Answered with [`StoreCompletion::Saved`], one result per item in order.
+    /// Never releases a lease: a trade is not a logout. Used by linked saves (a trade that
+    /// must be durable on both sides or neither).
+    SaveTogether { batch: u64, items: Vec<SaveItem> },
     /// Extend every lease this server still owns (periodic lane).
     Refresh { batch: u64, leases: Vec<LeaseItem> },
     /// Claim the player's lease and load the record (interactive lane). A record that cannot

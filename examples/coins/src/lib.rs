@@ -1,0 +1,275 @@
+//! The coins game: every player has a persistent [`Wallet`]; `collect` adds a coin, `balance`
+//! tells the wallet, and `gift {"to", "amount"}` moves coins to another playing player. A
+//! gift changes two players at once, so it is saved with a linked save (`SaveTogether`): both
+//! wallets are durable together or neither is, and the gift is answered (`gifted` to the
+//! giver, `gift_received` to the recipient) only once they are. A crash at any moment never
+//! creates or destroys coins (tests/crash.rs).
+
+use std::collections::HashMap;
+
+use hearth::prelude::*;
+
+/// Coins a new player starts with.
+pub const STARTING_COINS: u64 = 100;
+
+/// A player's coins (the record's `wallet` section).
+#[derive(Component, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wallet {
+    /// Coins held.
+    pub coins: u64,
+}
+
+impl Default for Wallet {
+    fn default() -> Self {
+        Self {
+            coins: STARTING_COINS,
+        }
+    }
+}
+
+/// `{"type":"collect"}`: one more coin.
+#[derive(Deserialize, Debug, Clone)]
+pub struct Collect {}
+
+/// `{"type":"balance"}`: the wallet, unchanged.
+#[derive(Deserialize, Debug, Clone)]
+pub struct Balance {}
+
+/// `{"type":"gift","to":<player id>,"amount":<coins>}`.
+#[derive(Deserialize, Debug, Clone)]
+pub struct Gift {
+    /// The recipient's player id (playing on this server).
+    pub to: u64,
+    /// Coins to give (at least 1, at most what the giver has).
+    pub amount: u64,
+}
+
+/// `{"type":"wallet","coins":N}`: the answer to `collect` and `balance`.
+#[derive(Serialize, Debug, Clone)]
+pub struct WalletMessage {
+    pub coins: u64,
+}
+
+/// `{"type":"gifted","to","amount","coins"}`: the giver's gift is durable on both sides.
+#[derive(Serialize, Debug, Clone)]
+pub struct Gifted {
+    pub to: u64,
+    pub amount: u64,
+    /// The giver's coins after the gift.
+    pub coins: u64,
+}
+
+/// `{"type":"gift_received","from","amount","coins"}`: to the recipient, once durable.
+#[derive(Serialize, Debug, Clone)]
+pub struct GiftReceived {
+    pub from: u64,
+    pub amount: u64,
+    /// The recipient's coins after the gift.
+    pub coins: u64,
+}
+
+/// `{"type":"gift_refused","reason"}`: a gift not made (`no_such_player` when the recipient
+/// is not playing here, `to_self`, `zero_amount`, `not_enough_coins`), or made in the world
+/// but not saved together (`not_saved`: the recipient left or was taken over meanwhile).
+#[derive(Serialize, Debug, Clone)]
+pub struct GiftRefused {
+    pub reason: &'static str,
+}
+
+/// Gifts made in the world whose linked save is not answered yet, by tag.
+#[derive(Resource, Default)]
+struct PendingGifts {
+    next_tag: u64,
+    gifts: HashMap<u64, PendingGift>,
+}
+
+struct PendingGift {
+    giver: (Entity, PlayerId),
+    recipient: (Entity, PlayerId),
+    amount: u64,
+}
+
+fn collect(
+    mut requests: MessageReader<FromClient<Collect>>,
+    mut wallets: Query<&mut Wallet>,
+    answers: ToClients<WalletMessage>,
+) {
+    for request in requests.read() {
+        if let Ok(mut wallet) = wallets.get_mut(request.entity) {
+            wallet.coins += 1;
+            answers.send(
+                request.entity,
+                WalletMessage {
+                    coins: wallet.coins,
+                },
+            );
+        }
+    }
+}
+
+fn balance(
+    mut requests: MessageReader<FromClient<Balance>>,
+    wallets: Query<&Wallet>,
+    answers: ToClients<WalletMessage>,
+) {
+    for request in requests.read() {
+        if let Ok(wallet) = wallets.get(request.entity) {
+            answers.send(
+                request.entity,
+                WalletMessage {
+                    coins: wallet.coins,
+                },
+            );
+        }
+    }
+}
+
+/// Why a gift cannot be made.
+fn check_gift(from: PlayerId, gift: &Gift, coins: u64) -> Result<(), &'static str> {
+    if gift.to == from.0 {
+        Err("to_self")
+    } else if gift.amount == 0 {
+        Err("zero_amount")
+    } else if gift.amount > coins {
+        Err("not_enough_coins")
+    } else {
+        Ok(())
+    }
+}
+
+/// Moves the coins in the world and asks for both wallets to be saved together.
+fn give(
+    mut requests: MessageReader<FromClient<Gift>>,
+    players: Players,
+    mut wallets: Query<&mut Wallet>,
+    mut pending: ResMut<PendingGifts>,
+    mut together: MessageWriter<SaveTogether>,
+    refused: ToClients<GiftRefused>,
+) {
+    for request in requests.read() {
+        let gift = &request.message;
+        let coins = wallets.get(request.entity).map_or(0, |w| w.coins);
+        if let Err(reason) = check_gift(request.player, gift, coins) {
+            refused.send(request.entity, GiftRefused { reason });
+            continue;
+        }
+        let to = PlayerId(gift.to);
+        let Some(recipient) = players.playing(to) else {
+            refused.send(
+                request.entity,
+                GiftRefused {
+                    reason: "no_such_player",
+                },
+            );
+            continue;
+        };
+        let Ok([mut from, mut into]) = wallets.get_many_mut([request.entity, recipient]) else {
+            refused.send(
+                request.entity,
+                GiftRefused {
+                    reason: "no_such_player",
+                },
+            );
+            continue;
+        };
+        from.coins -= gift.amount;
+        into.coins += gift.amount;
+        pending.next_tag += 1;
+        let tag = pending.next_tag;
+        pending.gifts.insert(
+            tag,
+            PendingGift {
+                giver: (request.entity, request.player),
+                recipient: (recipient, to),
+                amount: gift.amount,
+            },
+        );
+        together.write(SaveTogether {
+            players: vec![request.entity, recipient],
+            tag,
+        });
+    }
+}
+
+/// Answers gifts whose wallets are durable together.
+fn answer_gifts(
+    mut saved: MessageReader<SavedTogether>,
+    mut pending: ResMut<PendingGifts>,
+    wallets: Query<&Wallet>,
+    gifted: ToClients<Gifted>,
+    received: ToClients<GiftReceived>,
+    refused: ToClients<GiftRefused>,
+) {
+    for answer in saved.read() {
+        let Some(gift) = pending.gifts.remove(&answer.tag) else {
+            continue;
+        };
+        let coins = |entity| wallets.get(entity).map_or(0, |w| w.coins);
+        match answer.outcome {
+            TogetherOutcome::Saved => {
+                gifted.send(
+                    gift.giver.0,
+                    Gifted {
+                        to: gift.recipient.1.0,
+                        amount: gift.amount,
+                        coins: coins(gift.giver.0),
+                    },
+                );
+                received.send(
+                    gift.recipient.0,
+                    GiftReceived {
+                        from: gift.giver.1.0,
+                        amount: gift.amount,
+                        coins: coins(gift.recipient.0),
+                    },
+                );
+            }
+            TogetherOutcome::Abandoned { .. } => {
+                refused.send(
+                    gift.giver.0,
+                    GiftRefused {
+                        reason: "not_saved",
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The coins game: a persistent wallet every player gets, its messages and systems.
+pub struct CoinsPlugin;
+
+impl Plugin for CoinsPlugin {
+    fn build(&self, app: &mut App) {
+        app.register_persistent::<Wallet>("wallet")
+            .register_required_components::<PlayerId, Wallet>()
+            .init_resource::<PendingGifts>()
+            .add_client_message::<Collect>("collect")
+            .add_client_message::<Balance>("balance")
+            .add_client_message::<Gift>("gift")
+            .add_server_message::<WalletMessage>("wallet")
+            .add_server_message::<Gifted>("gifted")
+            .add_server_message::<GiftReceived>("gift_received")
+            .add_server_message::<GiftRefused>("gift_refused")
+            .add_systems(
+                PreUpdate,
+                (collect, balance, give).after(NetSystems::Receive),
+            )
+            .add_systems(Update, answer_gifts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gift_is_refused_to_oneself_for_nothing_or_beyond_the_wallet() {
+        let gift = |to, amount| Gift { to, amount };
+        let me = PlayerId(1);
+        assert_eq!(check_gift(me, &gift(1, 5), 10), Err("to_self"));
+        assert_eq!(check_gift(me, &gift(2, 0), 10), Err("zero_amount"));
+        assert_eq!(check_gift(me, &gift(2, 11), 10), Err("not_enough_coins"));
+        assert_eq!(check_gift(me, &gift(2, 10), 10), Ok(()));
+    }
+}
