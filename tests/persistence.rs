@@ -9,6 +9,7 @@ use common::{StoreFactory, config};
 use hearth::demo_game::{Progress, Vitals};
 use hearth::testing::TestServer;
 use hearth_components::{Dirty, OwnershipLost, PlayerId, Position, SaveState, UnknownSections};
+use hearth_systems::storage::StorePort;
 
 fn xp(server: &TestServer, player: PlayerId) -> Option<u64> {
     server
@@ -691,6 +692,49 @@ fn a_player_online_here_or_elsewhere_cannot_join_twice(stores: &dyn StoreFactory
     );
 }
 
+/// Leases are refreshed in slices over the refresh interval (not all in one frame), and
+/// every lease is refreshed, so every one outlives several lease TTLs.
+fn lease_refreshes_are_spread_over_the_interval_and_reach_everyone(stores: &dyn StoreFactory) {
+    use std::sync::atomic::Ordering;
+
+    let mut cfg = config("a");
+    cfg.sessions.lease_refresh_interval = Duration::from_secs(2);
+    cfg.store.settings.lease_ttl = Duration::from_secs(6);
+    let mut server = stores.server(cfg);
+    let players: Vec<PlayerId> = (1..=200).map(PlayerId).collect();
+    server.join_many(&players);
+    let refreshed = |server: &TestServer| {
+        let metrics = server.world().resource::<StorePort>().metrics();
+        metrics.refreshes.load(Ordering::Relaxed)
+    };
+    // Three lease TTLs, a frame (100 ms) at a time.
+    let (mut most, mut frames_refreshing) = (0, 0);
+    for _ in 0..180 {
+        let before = refreshed(&server);
+        server.frame();
+        let now = refreshed(&server) - before;
+        most = most.max(now);
+        frames_refreshing += usize::from(now > 0);
+    }
+    // 200 leases over 2 s in 100 ms slices: 10 a slice, not 200 in one frame.
+    assert!(most <= 20, "{most} leases refreshed in one frame");
+    assert!(
+        frames_refreshing >= 150,
+        "{frames_refreshing} frames refreshed"
+    );
+    assert!(
+        refreshed(&server) >= 8 * 200,
+        "about 9 refreshes of each lease"
+    );
+    for &p in &players {
+        assert_eq!(
+            server.store().lease_owner(p),
+            Some(server.lease_owner()),
+            "player {p:?}: refreshed past three lease TTLs"
+        );
+    }
+}
+
 on_every_store!(
     changed_player_is_flushed_at_the_interval_and_not_before,
     unusable_records_are_refused_untouched_and_their_lease_released,
@@ -714,4 +758,5 @@ on_every_store!(
     a_lost_save_and_a_lost_refresh_in_one_frame_drop_the_player_without_a_panic,
     players_dirty_together_are_saved_in_slices_within_the_interval,
     players_dirty_every_frame_are_saved_once_an_interval_in_even_slices,
+    lease_refreshes_are_spread_over_the_interval_and_reach_everyone,
 );

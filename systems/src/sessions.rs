@@ -1,7 +1,8 @@
-//! Session leases: joining (claim + load + spawn), leaving (final save + release), periodic
-//! refresh of every lease in one batch, and losing a lease to another server.
+//! Session leases: joining (claim + load + spawn), leaving (final save + release), the
+//! refresh of every lease once per interval, paced in slices like the flush, and losing a
+//! lease to another server.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
@@ -57,21 +58,49 @@ impl OnlinePlayers {
     }
 }
 
-/// The lease refresh timer and the batch in flight, if any.
+/// How often a slice of leases is refreshed (or a tenth of the refresh interval, if
+/// shorter): the same pace as the flush's slices, so no frame refreshes everyone.
+pub const REFRESH_SLICE: Duration = Duration::from_millis(100);
+
+/// The lease refresh, paced: every player's lease is refreshed once per `interval`, a slice
+/// of them every [`REFRESH_SLICE`], half a slice after the flush's slices so the two seldom
+/// share a frame. At 10,000 players and 20 s that is 50 leases a slice instead of 10,000 in
+/// one frame. One slice is in flight at a time; leases owed while the store is slow go in
+/// the next slice, so every lease is still refreshed about once per interval.
 #[derive(Resource)]
 pub struct LeaseRefreshSchedule {
-    timer: Timer,
+    interval: Duration,
+    slice_timer: Timer,
+    /// Players in refresh order: a slice takes from the front and puts them at the back; a
+    /// joined player goes to the back (its claim just set its lease).
+    order: VecDeque<Entity>,
+    /// Players owed a refresh, times `interval` in nanoseconds (`players × elapsed`
+    /// accrues, a slice takes whole players): exact, whatever the frame rate.
+    owed: u128,
     in_flight: Option<u64>,
     next_batch: u64,
+    /// The most leases one slice sent (benches print it).
+    pub largest_slice: usize,
 }
 
 impl LeaseRefreshSchedule {
-    /// Refresh every `interval`.
+    /// Refresh every lease once per `interval`, in slices.
     pub fn new(interval: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        let slice = REFRESH_SLICE
+            .min(interval / 10)
+            .max(Duration::from_micros(1));
+        let mut slice_timer = Timer::new(slice, TimerMode::Repeating);
+        // Half a slice ahead of the flush's timer: its slices fall between the flush's.
+        slice_timer.set_elapsed(slice / 2);
         Self {
-            timer: Timer::new(interval, TimerMode::Repeating),
+            interval,
+            slice_timer,
+            order: VecDeque::new(),
+            owed: 0,
             in_flight: None,
             next_batch: 1,
+            largest_slice: 0,
         }
     }
 }
@@ -269,27 +298,51 @@ fn start_leaves(
     }
 }
 
-/// Refreshes every lease in one batch per interval, never two batches at once.
+/// Refreshes a slice of the leases every [`REFRESH_SLICE`] so each is refreshed once per
+/// interval, never two slices at once.
 fn refresh_leases(
     time: Res<Time<Real>>,
     mut schedule: ResMut<LeaseRefreshSchedule>,
     port: Res<StorePort>,
-    players: Query<(Entity, &PlayerId), With<SessionOwner>>,
+    joined: Query<Entity, Added<SessionOwner>>,
+    players: Query<&PlayerId, With<SessionOwner>>,
 ) {
-    schedule.timer.tick(time.delta());
-    if !schedule.timer.just_finished() || schedule.in_flight.is_some() {
+    let schedule = &mut *schedule;
+    schedule.order.extend(joined.iter());
+    let online = players.iter().len();
+    let interval = schedule.interval.as_nanos();
+    // Owed leases wait for the slice timer, and for the slice in flight; never more than
+    // one refresh per player is owed.
+    schedule.owed =
+        (schedule.owed + online as u128 * time.delta().as_nanos()).min(online as u128 * interval);
+    schedule.slice_timer.tick(time.delta());
+    if !schedule.slice_timer.just_finished() || schedule.in_flight.is_some() {
         return;
     }
-    let leases: Vec<LeaseItem> = players
-        .iter()
-        .map(|(entity, player)| LeaseItem {
-            entity,
-            player: *player,
-        })
-        .collect();
+    let mut count = usize::try_from(schedule.owed / interval).unwrap_or(usize::MAX);
+    schedule.owed -= count as u128 * interval;
+    let mut leases = Vec::with_capacity(count.min(online));
+    // Each player at most once a slice; entities gone (left, despawned) drop out.
+    let mut looked = 0;
+    let queued = schedule.order.len();
+    while count > 0 && looked < queued {
+        let Some(entity) = schedule.order.pop_front() else {
+            break;
+        };
+        looked += 1;
+        if let Ok(player) = players.get(entity) {
+            leases.push(LeaseItem {
+                entity,
+                player: *player,
+            });
+            schedule.order.push_back(entity);
+            count -= 1;
+        }
+    }
     if leases.is_empty() {
         return;
     }
+    schedule.largest_slice = schedule.largest_slice.max(leases.len());
     let batch = schedule.next_batch;
     schedule.next_batch += 1;
     schedule.in_flight = Some(batch);

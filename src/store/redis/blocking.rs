@@ -185,8 +185,6 @@ impl BlockingNodes {
                 conn.set_write_timeout(Some(SHED_PROBE)).ok();
                 let mut conn = conn;
                 redis::cmd("PING").exec(&mut conn)?;
-                conn.set_read_timeout(Some(timeout)).ok();
-                conn.set_write_timeout(Some(timeout)).ok();
                 at.connection = Some(conn);
                 at.shed = false;
                 reused = false;
