@@ -68,12 +68,18 @@ pub struct GiftReceived {
     pub coins: u64,
 }
 
-/// `{"type":"gift_refused","reason"}`: a gift not made (`no_such_player` when the recipient
-/// is not playing here, `to_self`, `zero_amount`, `not_enough_coins`), or made in the world
-/// but not saved together (`not_saved`: the recipient left or was taken over meanwhile).
-#[derive(Serialize, Debug, Clone)]
-pub struct GiftRefused {
-    pub reason: &'static str,
+/// Why a gift is refused: the `code` of the standard `error` the giver gets (with its
+/// request's `id`): a gift not made (`no_such_player` when the recipient is not playing here,
+/// `to_self`, `zero_amount`, `not_enough_coins`), or made in the world but not saved together
+/// (`not_saved`: the recipient left or was taken over meanwhile).
+fn refusal_message(code: &str) -> &'static str {
+    match code {
+        "no_such_player" => "the recipient is not playing on this server",
+        "to_self" => "a gift to yourself",
+        "zero_amount" => "a gift of no coins",
+        "not_enough_coins" => "you have fewer coins than that",
+        _ => "the gift could not be saved; your coins are as they were before it",
+    }
 }
 
 /// Gifts made in the world whose linked save is not answered yet, by tag.
@@ -85,6 +91,8 @@ struct PendingGifts {
 
 struct PendingGift {
     giver: (Entity, PlayerId),
+    /// The gift request, answered when its save is: its `id` goes with the answer.
+    request: AnswerTo,
     recipient: (Entity, PlayerId),
     amount: u64,
 }
@@ -97,8 +105,8 @@ fn collect(
     for request in requests.read() {
         if let Ok(mut wallet) = wallets.get_mut(request.entity) {
             wallet.coins += 1;
-            answers.send(
-                request.entity,
+            answers.answer(
+                request,
                 WalletMessage {
                     coins: wallet.coins,
                 },
@@ -114,8 +122,8 @@ fn balance(
 ) {
     for request in requests.read() {
         if let Ok(wallet) = wallets.get(request.entity) {
-            answers.send(
-                request.entity,
+            answers.answer(
+                request,
                 WalletMessage {
                     coins: wallet.coins,
                 },
@@ -144,32 +152,23 @@ fn give(
     mut wallets: Query<&mut Wallet>,
     mut pending: ResMut<PendingGifts>,
     mut together: MessageWriter<SaveTogether>,
-    refused: ToClients<GiftRefused>,
+    refusals: Refusals,
 ) {
     for request in requests.read() {
         let gift = &request.message;
         let coins = wallets.get(request.entity).map_or(0, |w| w.coins);
-        if let Err(reason) = check_gift(request.player, gift, coins) {
-            refused.send(request.entity, GiftRefused { reason });
+        if let Err(code) = check_gift(request.player, gift, coins) {
+            refusals.refuse(request, code, refusal_message(code));
             continue;
         }
         let to = PlayerId(gift.to);
+        let refused = "no_such_player";
         let Some(recipient) = players.playing(to) else {
-            refused.send(
-                request.entity,
-                GiftRefused {
-                    reason: "no_such_player",
-                },
-            );
+            refusals.refuse(request, refused, refusal_message(refused));
             continue;
         };
         let Ok([mut from, mut into]) = wallets.get_many_mut([request.entity, recipient]) else {
-            refused.send(
-                request.entity,
-                GiftRefused {
-                    reason: "no_such_player",
-                },
-            );
+            refusals.refuse(request, refused, refusal_message(refused));
             continue;
         };
         from.coins -= gift.amount;
@@ -180,6 +179,7 @@ fn give(
             tag,
             PendingGift {
                 giver: (request.entity, request.player),
+                request: request.into(),
                 recipient: (recipient, to),
                 amount: gift.amount,
             },
@@ -198,7 +198,7 @@ fn answer_gifts(
     wallets: Query<&Wallet>,
     gifted: ToClients<Gifted>,
     received: ToClients<GiftReceived>,
-    refused: ToClients<GiftRefused>,
+    refusals: Refusals,
 ) {
     for answer in saved.read() {
         let Some(gift) = pending.gifts.remove(&answer.tag) else {
@@ -207,8 +207,8 @@ fn answer_gifts(
         let coins = |entity| wallets.get(entity).map_or(0, |w| w.coins);
         match answer.outcome {
             TogetherOutcome::Saved => {
-                gifted.send(
-                    gift.giver.0,
+                gifted.answer(
+                    gift.request,
                     Gifted {
                         to: gift.recipient.1.0,
                         amount: gift.amount,
@@ -225,12 +225,7 @@ fn answer_gifts(
                 );
             }
             TogetherOutcome::Abandoned { .. } => {
-                refused.send(
-                    gift.giver.0,
-                    GiftRefused {
-                        reason: "not_saved",
-                    },
-                );
+                refusals.refuse(gift.request, "not_saved", refusal_message("not_saved"));
             }
         }
     }
@@ -250,7 +245,6 @@ impl Plugin for CoinsPlugin {
             .add_server_message::<WalletMessage>("wallet")
             .add_server_message::<Gifted>("gifted")
             .add_server_message::<GiftReceived>("gift_received")
-            .add_server_message::<GiftRefused>("gift_refused")
             .add_systems(
                 PreUpdate,
                 (collect, balance, give).after(NetSystems::Receive),

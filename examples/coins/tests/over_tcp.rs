@@ -27,10 +27,11 @@ fn two_players_collect_and_gift_over_tcp() {
     let received = bob.expect("gift_received");
     assert_eq!(received["coins"], STARTING_COINS + 11, "{received}");
     let refused = alice.ask(
-        json!({"type": "gift", "to": bob_id, "amount": 1000}),
-        "gift_refused",
+        json!({"type": "gift", "id": 7, "to": bob_id, "amount": 1000}),
+        "error",
     );
-    assert_eq!(refused["reason"], "not_enough_coins");
+    assert_eq!(refused["code"], "not_enough_coins", "{refused}");
+    assert_eq!(refused["id"], 7, "the refusal names its request: {refused}");
     let malformed = alice.ask(json!({"type": "gift", "to": bob_id}), "error");
     assert_eq!(malformed["code"], "bad_request", "{malformed}");
 
