@@ -365,6 +365,27 @@ fn a_full_auth_queue_answers_server_busy_instead_of_growing() {
     assert_eq!(c.expect("pong")["nonce"], 3);
 }
 
+/// Waiting in the line for our answer is not idling: with a 300 ms idle timeout, 40
+/// registrations at once (seconds of password hashing for two workers) are all answered,
+/// none kicked `idle` while it waits.
+#[test]
+fn a_request_waiting_in_the_line_is_not_kicked_idle() {
+    let mut config = test_config("net-wait-idle");
+    config.front_door.registrations_per_minute = 1_000;
+    config.front_door.idle_timeout = Duration::from_millis(300);
+    let server = NetServer::memory(config);
+    let mut clients: Vec<_> = (0..40).map(|_| server.client()).collect();
+    for (n, c) in clients.iter_mut().enumerate() {
+        c.send(
+            json!({"type": "register", "username": format!("patient{n}"), "password": "password1"}),
+        );
+    }
+    for c in &mut clients {
+        let answer = c.expect_any(&["registered", "kicked"]);
+        assert_eq!(answer["type"], "registered", "{answer}");
+    }
+}
+
 #[test]
 fn a_crowd_registering_at_once_waits_its_turn_told_its_place() {
     let mut config = test_config("net-crowd");

@@ -254,6 +254,11 @@ impl Worker {
         };
         while let Some(request) = rx.pop() {
             worker.setup.stats.auth_dequeued();
+            if request.reply().is_gone() {
+                // Its connection ended while it waited (a client that gave up): nobody to
+                // answer, so nothing is hashed, checked or spent for it.
+                continue;
+            }
             let started = Instant::now();
             worker.handle(request);
             let took = started.elapsed();

@@ -71,6 +71,10 @@ impl ClientOutbox for TokioOutbox {
     fn backlog(&self) -> usize {
         CLIENT_QUEUE - self.queue.capacity()
     }
+
+    fn is_gone(&self) -> bool {
+        self.queue.is_closed() || self.closed.is_cancelled()
+    }
 }
 
 /// What a connection needs from the server.
@@ -234,11 +238,21 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                 break Some(farewell(&ctx));
             }
             () = &mut idle => {
+                if awaiting.is_some() {
+                    // Waiting for our answer (a login in the waiting room) is not idling.
+                    idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
+                    continue;
+                }
                 break Some(kicked(KickCode::Idle, &format!("no message for {:?}", ctx.idle_timeout)));
             }
             Some(message) = outbound.recv() => {
+                let was_awaiting = awaiting.is_some();
                 let mut batch = Batch { writer: &mut writer, out: &mut out, encoding, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting };
                 match write_batch(&mut batch, message, conn, &ctx).await {
+                    // The answer came: the client's idle time starts now.
+                    Ok(None) if was_awaiting && awaiting.is_none() => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
+                    }
                     Ok(None) => {}
                     Ok(Some(kicked)) => break Some(kicked),
                     Err(_) => break None,

@@ -56,6 +56,11 @@ pub trait ClientOutbox: Send + Sync + 'static {
     fn backlog(&self) -> usize {
         0
     }
+    /// Whether the connection has ended, so nothing sent would be read: work queued for it
+    /// (a login waiting for a worker) can be dropped undone.
+    fn is_gone(&self) -> bool {
+        false
+    }
 }
 
 /// A decoded game message on its way to the world, type-erased for the trip: the front
