@@ -133,8 +133,23 @@ impl MemoryBackend {
         ttl: Duration,
     ) -> Result<(), JoinRefusal> {
         let now = self.clock.now();
-        let mut data = self.data();
-        if let Some(current) = Self::live_owner(&data, player, now) {
+        Self::take_lease(&mut self.data(), player, owner, now, ttl, false)
+    }
+
+    /// Gives `owner` the lease for `ttl` from `now` unless a live holder refuses it: any
+    /// holder, or (with `renew_own`) any holder but `owner`. The rule `claim.lua` and
+    /// `resume.lua` share.
+    fn take_lease(
+        data: &mut Data,
+        player: PlayerId,
+        owner: &str,
+        now: Duration,
+        ttl: Duration,
+        renew_own: bool,
+    ) -> Result<(), JoinRefusal> {
+        if let Some(current) =
+            Self::live_owner(data, player, now).filter(|holder| !(renew_own && *holder == owner))
+        {
             return Err(JoinRefusal::AlreadyOnline {
                 owner: current.to_string(),
             });
@@ -176,18 +191,7 @@ impl MemoryBackend {
     ) -> Result<Option<Vec<u8>>, JoinRefusal> {
         let now = self.clock.now();
         let mut data = self.data();
-        if let Some(current) = Self::live_owner(&data, player, now).filter(|o| *o != owner) {
-            return Err(JoinRefusal::AlreadyOnline {
-                owner: current.to_string(),
-            });
-        }
-        data.leases.insert(
-            player,
-            Lease {
-                owner: owner.to_string(),
-                expires: now + ttl,
-            },
-        );
+        Self::take_lease(&mut data, player, owner, now, ttl, true)?;
         Ok(data.records.get(&player).map(|r| r.1.clone()))
     }
 
