@@ -12,6 +12,7 @@ use super::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAcc
 use super::{MemoryBackend, StoreSettings, open_with_backend};
 use crate::startup::{self, StartupFailure};
 use crate::store::redis::accounts::RedisAccounts;
+use crate::store::redis::resume_undo::ResumeUndos;
 
 /// The game listener's configured address, which the instance registration records so an
 /// operator sees where a process serves. The front door plugin inserts it when built.
@@ -87,10 +88,13 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
                 settings.key_prefix.clone(),
                 settings.store_timeout,
             );
+            let undos = ResumeUndos::start(&url, &prefix, timeout, &owner)
+                .map_err(|e| AccountError::Unavailable(e.to_string()))?;
             Ok(Arc::new(move || {
                 Box::new(
                     RedisAccounts::new(&url, &prefix, timeout, &owner)
-                        .expect("URL validated at start"),
+                        .expect("URL validated at start")
+                        .with_undos(undos.clone()),
                 ) as Box<dyn AccountStore>
             }))
         }

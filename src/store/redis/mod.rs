@@ -30,6 +30,7 @@ mod liveness;
 pub mod maintenance;
 mod nodes;
 pub(crate) mod registration;
+pub(crate) mod resume_undo;
 pub mod scripts;
 mod startup;
 mod uncertain;
