@@ -102,6 +102,12 @@ impl Keys {
         format!("{}:alive:{{{owner}}}", self.prefix)
     }
 
+    /// `<prefix>:zone:{<name>}`: the registration of the process serving the zone (JSON, with
+    /// the address its clients are handed over to), kept alive like the instance's.
+    pub fn zone(&self, name: &str) -> String {
+        format!("{}:zone:{{{name}}}", self.prefix)
+    }
+
     /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.
     pub fn account(&self, username: &str) -> String {
         format!("{}:account:{{{username}}}", self.prefix)
