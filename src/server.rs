@@ -36,7 +36,6 @@ impl PluginGroup for HearthPlugins {
             .add(TaskPoolPlugin::default())
             .add(TimePlugin)
             .add(config.tick)
-            .add(config.zones)
             .add(config.store)
             .add(StoragePlugin)
             .add(config.persistence)
@@ -45,6 +44,7 @@ impl PluginGroup for HearthPlugins {
             .add(GameMessagesPlugin)
             .add(config.metrics)
             .add(config.front_door)
+            .add(config.zones)
             .add(config.metrics_endpoint)
             .add(config.runner)
     }

@@ -33,6 +33,9 @@ pub enum StartupFailure {
         signal: &'static str,
         reason: String,
     },
+    /// The zones worker could not start.
+    #[error("cannot start the zones worker: {0}")]
+    Zones(String),
 }
 
 /// Every failure recorded while the app's plugins finished, in order. Empty: ready to run.

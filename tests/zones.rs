@@ -7,20 +7,30 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::client::Client;
 use common::process::{Hearth, run_hearth};
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisServer, free_port};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
-/// A two-zone map in a temporary file.
-fn two_zones() -> (tempfile::TempDir, PathBuf) {
+/// A two-zone map with the border at `x = border`, in a temporary file.
+fn zones_at(border: i32) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zones.toml");
     std::fs::write(
         &path,
-        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [0, 1000]\n\n\
-         [[zone]]\nname = \"east\"\nmin = [0, -1000]\nmax = [1000, 1000]\n",
+        format!(
+            "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [{border}, 1000]\n\n\
+             [[zone]]\nname = \"east\"\nmin = [{border}, -1000]\nmax = [1000, 1000]\n"
+        ),
     )
     .unwrap();
     (dir, path)
+}
+
+/// A two-zone map with the border at `x = 0`.
+fn two_zones() -> (tempfile::TempDir, PathBuf) {
+    zones_at(0)
 }
 
 /// The registration of `zone` in `redis`, as JSON.
@@ -80,7 +90,7 @@ fn each_zone_is_served_by_one_live_process() {
         "--zone",
         "west",
         "--listen",
-        "127.0.0.1:0",
+        &format!("127.0.0.1:{}", free_port()),
     ]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -132,7 +142,7 @@ fn zone_settings_that_make_no_sense_are_refused_at_start() {
         "[[zone]]\nname = \"a\"\nmin = [0, 0]\nmax = [0, 1]\n",
     )
     .unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--store", &url, "--zone", "west"],
             "invalid config `zones`: must be set with zone",
@@ -173,11 +183,174 @@ fn zone_settings_that_make_no_sense_are_refused_at_start() {
             ],
             "expected host:port",
         ),
+        (
+            &[
+                "--store",
+                &url,
+                "--zones",
+                map,
+                "--zone",
+                "west",
+                "--listen",
+                "0.0.0.0:7777",
+            ],
+            "public_addr",
+        ),
     ];
     for (args, expected) in cases {
-        let output = run_hearth(&[args, &["--listen", "127.0.0.1:0"]].concat());
+        // Refused before binding: the port is never listened on.
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:1"]
+        };
+        let output = run_hearth(&[args, listen].concat());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} started");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// Steps `client`'s player by `dx` once per `move` until the server hands it off, refusing
+/// at first while the source has not yet seen the destination's process (its directory is
+/// read every 500 ms); returns the `handoff`.
+fn walk_until_handoff(client: &mut Client, dx: i32) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "never handed off");
+        client.send(json!({"type": "move", "dx": dx, "dy": 0}));
+        let wait_until = Instant::now() + Duration::from_millis(150);
+        while let Some(message) = client.next(wait_until.saturating_duration_since(Instant::now()))
+        {
+            match (message["type"].as_str(), message["code"].as_str()) {
+                (Some("handoff"), _) => return message,
+                // Refused until the source's directory has seen the destination's process.
+                (Some("error"), Some("zone_unavailable")) => {}
+                // A move that arrived while the player was leaving.
+                (Some("error"), Some("not_logged_in")) => {}
+                (Some("error"), _) => panic!("{message}"),
+                _ => {}
+            }
+            if Instant::now() >= wait_until {
+                break;
+            }
+        }
+    }
+}
+
+/// The player's stored x, as its `logged_in` state shows it.
+fn x_of(logged_in: &Value) -> f64 {
+    logged_in["state"]["position"]["x"].as_f64().unwrap()
+}
+
+/// Promise (issue 20, item 2): one world across two processes. A player walks from west to
+/// east and back: each time the source saves it and hands it over, the client is told where
+/// to go with a resume token (no password), and it plays on there with its position and xp;
+/// the lease is the destination's. A login at the wrong zone is answered `handoff` at once.
+#[test]
+fn a_player_walks_across_the_border_and_back_keeping_its_progress() {
+    let redis = RedisServer::start();
+    // A new player starts at (0, 0): in west, 2 steps from the border.
+    let (_dir, map) = zones_at(2);
+    let map = map.to_str().unwrap();
+    let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+    let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+
+    let mut client = west.client();
+    let id = client.register("alice", "password1");
+    assert_eq!(x_of(&client.login("alice", "password1")), 0.0);
+    let handoff = walk_until_handoff(&mut client, 1);
+    assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
+
+    let mut there = east.client();
+    let logged_in = there
+        .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
+        .unwrap_or_else(|e| panic!("the handoff token was refused at east: {e}\n{}", east.log()));
+    assert_eq!(logged_in["player_id"], id);
+    assert_eq!(x_of(&logged_in), 2.0, "{logged_in}");
+    assert_eq!(logged_in["state"]["progress"]["xp"], 20, "{logged_in}");
+    let lease: String = redis::cmd("GET")
+        .arg(format!("hearth:session:{{{id}}}"))
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(lease.starts_with("east-1/"), "the lease is east's: {lease}");
+
+    // And back west, with the token the handoff gives.
+    let handoff = walk_until_handoff(&mut there, -1);
+    assert_eq!(handoff["addr"], west.addr.to_string(), "{handoff}");
+    let mut back = west.client();
+    let logged_in = back
+        .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
+        .unwrap_or_else(|e| panic!("the handoff token was refused at west: {e}"));
+    assert_eq!(x_of(&logged_in), 1.0, "{logged_in}");
+    assert_eq!(logged_in["state"]["progress"]["xp"], 30, "{logged_in}");
+
+    // Stored in west now: a password login at east is sent west at once.
+    back.send(json!({"type": "logout"}));
+    back.expect("logged_out");
+    let mut wrong = east.client();
+    wrong.send(json!({"type": "login", "username": "alice", "password": "password1"}));
+    let handoff = wrong.expect("handoff");
+    assert_eq!(handoff["addr"], west.addr.to_string(), "{handoff}");
+    let mut right = west.client();
+    let logged_in = right
+        .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
+        .unwrap_or_else(|e| panic!("the login's handoff token was refused: {e}"));
+    assert_eq!(x_of(&logged_in), 1.0);
+}
+
+/// Promise (issue 20, item 5): towards a zone no process serves, a walking player stays at
+/// the border (told `zone_unavailable`, not kicked), and a player stored there is refused at
+/// login (`unavailable`, naming the zone).
+#[test]
+fn a_zone_without_a_server_keeps_players_at_the_border() {
+    let redis = RedisServer::start();
+    let (_dir, map) = zones_at(2);
+    let map = map.to_str().unwrap();
+    let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+
+    let mut client = west.client();
+    client.register("bob", "password1");
+    client.login("bob", "password1");
+    let refused = loop {
+        client.send(json!({"type": "move", "dx": 1, "dy": 0}));
+        if let Some(message) = client.next(Duration::from_millis(150))
+            && message["type"] == "error"
+        {
+            break message;
+        }
+    };
+    assert_eq!(refused["code"], "zone_unavailable", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("\"east\""),
+        "{refused}"
+    );
+    client.send(json!({"type": "logout"}));
+    client.expect_any(&["logged_out"]);
+    let logged_in = client.login("bob", "password1");
+    let x = x_of(&logged_in);
+    assert!(
+        (1.99..2.0).contains(&x),
+        "bob stays in west, at the border: {x}"
+    );
+
+    // A player stored in east (walked there while east ran) cannot play while east is down.
+    let mut east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+    let handoff = walk_until_handoff(&mut client, 1);
+    let mut there = east.client();
+    there
+        .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
+        .unwrap();
+    there.send(json!({"type": "logout"}));
+    there.expect("logged_out");
+    east.signal("-TERM");
+    assert_eq!(east.wait(), 0);
+    std::thread::sleep(Duration::from_secs(1)); // west's directory sees east gone
+    let mut again = west.client();
+    again.send(json!({"type": "login", "username": "bob", "password": "password1"}));
+    let error = again.expect_error("unavailable");
+    assert!(
+        error["message"].as_str().unwrap().contains("\"east\""),
+        "{error}"
+    );
 }

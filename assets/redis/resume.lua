@@ -11,6 +11,8 @@
 --           that follows claims it for the full lease TTL)
 -- KEYS[3] = <prefix>:resume:{<id>}:cancelled   set: fresh digests of resumes given up on
 --           (resume_undo.lua): a late copy of such a resume changes nothing
+-- KEYS[4] = <prefix>:handoff:{<id>}   '<owner> <digest>' while a handoff (handoff.lua) holds
+--           the lease for that owner until the client resumes there with that token
 -- A presented token is spent only together with the lease, in this one step: a resume racing
 -- another login of the player (here or on another server) either wins the lease or keeps its
 -- token, never loses both.
@@ -27,26 +29,14 @@ if ARGV[1] ~= '' then
   end
   local holder = redis.call('GET', KEYS[2])
   if holder and holder ~= ARGV[5] then
-    return {2, holder}
+    -- A lease handed to this server for exactly this token is the client arriving.
+    if holder ~= ARGV[6] or redis.call('GET', KEYS[4]) ~= ARGV[6] .. ' ' .. ARGV[1] then
+      return {2, holder}
+    end
+    redis.call('DEL', KEYS[4])
   end
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
 end
-local n = redis.call('HINCRBY', KEYS[1], '#', 1)
-redis.call('HSET', KEYS[1], ARGV[2], n)
-local all = redis.call('HGETALL', KEYS[1])
-local tokens = {}
-for i = 1, #all, 2 do
-  if all[i] ~= '#' then
-    table.insert(tokens, {all[i], tonumber(all[i + 1])})
-  end
-end
-local max = tonumber(ARGV[4])
-if #tokens > max then
-  table.sort(tokens, function(a, b) return a[2] < b[2] end)
-  for i = 1, #tokens - max do
-    redis.call('HDEL', KEYS[1], tokens[i][1])
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+store_token(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
 return 1

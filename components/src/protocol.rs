@@ -41,6 +41,7 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
     "queued",
     "kicked",
     "error",
+    "handoff",
 ];
 
 /// The `type`s the replication plugin writes itself (not [`ServerMessage`] variants: an
@@ -256,6 +257,15 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    /// The player's place is on another server (the zone it walked into, or the zone its
+    /// stored position is in): it has left this one, its progress saved. Connect to `addr`
+    /// and send `resume` with `resume_token` (no password). The answer to a `login` or
+    /// `resume` too, instead of `logged_in`.
+    Handoff {
+        /// `host:port` of the server to continue on, in the transport this connection uses.
+        addr: String,
+        resume_token: ResumeToken,
+    },
     /// A game-defined message, already encoded (see [`GameLine`]).
     #[serde(skip)]
     Game(GameLine),
@@ -417,6 +427,9 @@ pub enum ErrorCode {
     /// (or this one once it is back). Distinct from `unavailable` so a client moves on
     /// instead of retrying here.
     Draining,
+    /// The player walked towards a zone no server serves now: it stays at the border of its
+    /// own zone. Try again later.
+    ZoneUnavailable,
 }
 
 #[cfg(test)]
@@ -478,6 +491,10 @@ mod tests {
             },
             ServerMessage::kicked(KickCode::Idle, "r"),
             ServerMessage::error(ErrorCode::BadRequest, "m"),
+            ServerMessage::Handoff {
+                addr: "a:1".into(),
+                resume_token: ResumeToken::new("t"),
+            },
         ];
         for message in &every {
             match message {
@@ -487,7 +504,8 @@ mod tests {
                 | ServerMessage::Pong { .. }
                 | ServerMessage::Queued { .. }
                 | ServerMessage::Kicked { .. }
-                | ServerMessage::Error { .. } => {}
+                | ServerMessage::Error { .. }
+                | ServerMessage::Handoff { .. } => {}
                 ServerMessage::Game(_) | ServerMessage::Answer { .. } => {
                     unreachable!("not a core message")
                 }

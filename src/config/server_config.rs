@@ -70,6 +70,17 @@ impl ServerConfig {
                         ),
                     ));
                 }
+                let listen = self.front_door.listen;
+                if zones.public_addr.is_none()
+                    && (listen.port() == 0 || listen.ip().is_unspecified())
+                {
+                    return Err(ConfigError::new(
+                        "public_addr",
+                        format!(
+                            "must be set when listen ({listen}) is not an address clients can connect to: handoffs send players to it"
+                        ),
+                    ));
+                }
                 if self.store.settings.selection == hearth_components::StoreSelection::Memory {
                     return Err(ConfigError::new(
                         "zone",

@@ -447,6 +447,7 @@ async fn write_batch(
                 | ServerMessage::LoggedIn { .. }
                 | ServerMessage::LoggedOut {}
                 | ServerMessage::Error { .. }
+                | ServerMessage::Handoff { .. }
         ) && let Some(id) = batch.awaiting.take()
         {
             message = message.answering(id);
@@ -461,7 +462,7 @@ async fn write_batch(
                 ctx.online.joined(conn, *player_id);
                 batch.replica.joined(PlayerId(*player_id));
             }
-            ServerMessage::LoggedOut {} => {
+            ServerMessage::LoggedOut {} | ServerMessage::Handoff { .. } => {
                 ctx.online.left(conn);
                 batch.replica.left();
             }
@@ -469,7 +470,7 @@ async fn write_batch(
         }
         batch.login.set(match (message.inner(), batch.login.get()) {
             (ServerMessage::LoggedIn { .. }, _) => Login::Yes,
-            (ServerMessage::LoggedOut {}, _) => Login::No,
+            (ServerMessage::LoggedOut {} | ServerMessage::Handoff { .. }, _) => Login::No,
             (ServerMessage::Error { .. }, Login::Pending) => Login::No,
             (_, state) => state,
         });

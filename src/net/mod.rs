@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
 use crate::store::accounts::AccountStoreFactory;
-use crate::store::{AccountStores, AdvertisedListen};
+use crate::store::{AccountStores, AdvertisedListen, ResumeTokenLifetime};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;
@@ -178,7 +178,8 @@ impl Default for FrontDoorPlugin {
 impl Plugin for FrontDoorPlugin {
     fn build(&self, app: &mut App) {
         app.add_plugins(NetBridgePlugin)
-            .insert_resource(AdvertisedListen(self.listen));
+            .insert_resource(AdvertisedListen(self.listen))
+            .insert_resource(ResumeTokenLifetime(self.resume_ttl));
     }
 
     fn finish(&self, app: &mut App) {

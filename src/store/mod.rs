@@ -8,6 +8,7 @@ pub mod memory;
 mod plugin;
 pub mod redis;
 mod settings;
+pub mod zones;
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use hearth_systems::storage::{PlayerStore, StorePort};
 pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
 pub use plugin::{
-    AccountStores, AdvertisedListen, StorePlugin, account_stores, memory_account_stores,
+    AccountStores, AdvertisedListen, ResumeTokenLifetime, StorePlugin, ZoneStores, account_stores,
+    memory_account_stores,
 };
 pub use settings::{StoreSettings, ZoneRegistration};
 

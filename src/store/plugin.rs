@@ -14,6 +14,8 @@ use crate::startup::{self, StartupFailure};
 use crate::store::ZoneRegistration;
 use crate::store::redis::accounts::RedisAccounts;
 use crate::store::redis::resume_undo::ResumeUndos;
+use crate::store::redis::zones::RedisZones;
+use crate::store::zones::{ZoneStore, ZoneStoreFactory};
 use crate::zones::ServedZone;
 
 /// The game listener's configured address, which the instance registration records so an
@@ -24,6 +26,16 @@ pub struct AdvertisedListen(pub std::net::SocketAddr);
 /// The account stores the front door's auth workers use (one per worker, from this factory).
 #[derive(Resource, Clone)]
 pub struct AccountStores(pub AccountStoreFactory);
+
+/// How long a resume token stays usable (the front door's `resume_ttl`, inserted by it): a
+/// token issued for a handoff lives as long.
+#[derive(Resource, Clone, Copy)]
+pub struct ResumeTokenLifetime(pub std::time::Duration);
+
+/// The zone stores of the zones module (one per worker, from this factory): present when the
+/// process serves a zone (on Redis).
+#[derive(Resource, Clone)]
+pub struct ZoneStores(pub ZoneStoreFactory);
 
 /// Opens the store [`StoreSettings::selection`] names (and its account store) in
 /// `Plugin::finish`: after every plugin's `build`, so a test or an embedder that inserted its
@@ -78,6 +90,9 @@ impl Plugin for StorePlugin {
                 }
                 app.insert_resource(port)
                     .insert_resource(AccountStores(accounts));
+                if let Some(zones) = zone_stores(&settings) {
+                    app.insert_resource(ZoneStores(zones));
+                }
             }
             Err(failure) => startup::record(app.world_mut(), failure),
         }
@@ -113,6 +128,25 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
             }))
         }
     }
+}
+
+/// Zone stores on the Redis the settings select, for a process that serves a zone (`None`
+/// otherwise: the memory store serves no zones).
+fn zone_stores(settings: &StoreSettings) -> Option<ZoneStoreFactory> {
+    settings.zone.as_ref()?;
+    let (StoreSelection::Redis(url) | StoreSelection::RedisCluster(url)) = &settings.selection
+    else {
+        return None;
+    };
+    let (url, prefix, timeout, owner) = (
+        url.clone(),
+        settings.key_prefix.clone(),
+        settings.store_timeout,
+        settings.lease_owner(),
+    );
+    Some(Arc::new(move || -> Box<dyn ZoneStore> {
+        Box::new(RedisZones::new(&url, &prefix, timeout, &owner).expect("URL validated at start"))
+    }))
 }
 
 /// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees

@@ -5,14 +5,21 @@
 //! zone refuses to start and the others can find where a zone is served. Both keys unset
 //! keeps a single world, exactly as before.
 
+mod handoff;
 mod map;
+mod worker;
 
 use std::sync::Arc;
 
-use bevy_app::{App, Plugin};
-use bevy_ecs::resource::Resource;
+use bevy_app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy_ecs::prelude::*;
+use hearth_systems::net::NetSystems;
 
+use self::handoff::{PendingHandoffs, detect_crossings, finish_hand_overs, send_hand_overs};
 pub use self::map::{Zone, ZoneMap, ZoneMapError};
+use self::worker::{ZoneDirectory, ZonesWorker};
+use crate::startup::{self, StartupFailure};
+use crate::store::ZoneStores;
 
 /// The zone settings of a process: the world's map, the zone it serves, and where its
 /// clients connect.
@@ -44,12 +51,52 @@ impl Plugin for ZonesPlugin {
         let (Some(map), Some(name)) = (&self.map, &self.zone) else {
             return;
         };
-        if let Some(zone) = map.zone(name) {
-            app.insert_resource(ServedZone {
-                map: Arc::clone(map),
-                zone: zone.clone(),
-                public_addr: self.public_addr.clone(),
-            });
+        let Some(zone) = map.zone(name) else {
+            return;
+        };
+        app.insert_resource(ServedZone {
+            map: Arc::clone(map),
+            zone: zone.clone(),
+            public_addr: self.public_addr.clone(),
+        })
+        .init_resource::<PendingHandoffs>()
+        .init_resource::<ZoneDirectory>()
+        .add_systems(
+            PreUpdate,
+            finish_hand_overs
+                .after(NetSystems::Receive)
+                .run_if(resource_exists::<ZonesWorker>),
+        )
+        .add_systems(
+            PostUpdate,
+            (
+                detect_crossings.before(NetSystems::Send),
+                send_hand_overs.after(NetSystems::Send),
+            )
+                .run_if(resource_exists::<ZonesWorker>),
+        );
+    }
+
+    /// Starts the zones worker on the store's zone connections (the store opened in its own
+    /// `finish`, before this one).
+    fn finish(&self, app: &mut App) {
+        let Some(served) = app.world().get_resource::<ServedZone>() else {
+            return;
+        };
+        let Some(stores) = app.world().get_resource::<ZoneStores>() else {
+            // The store failed to open (recorded already) or serves no zones (refused by
+            // the configuration's checks).
+            return;
+        };
+        let zones = served.map.zones().iter().map(|z| z.name.clone()).collect();
+        let own = served.zone.name.clone();
+        let directory = app.world().resource::<ZoneDirectory>().clone();
+        match ZonesWorker::start(Arc::clone(&stores.0), zones, &own, directory) {
+            Ok(worker) => {
+                tracing::info!(zone = %own, "serving zone");
+                app.insert_resource(worker);
+            }
+            Err(e) => startup::record(app.world_mut(), StartupFailure::Zones(e.to_string())),
         }
     }
 }

@@ -151,6 +151,25 @@ enum Session {
     Joining(PlayerId),
     Playing(Entity),
     LoggingOut(Entity),
+    /// Its player leaves for another server ([`HandingOff`]); the connection's answer
+    /// (`handoff`, or why not) comes from [`Connections::answer_handoff`].
+    HandingOff(Entity),
+}
+
+/// Marks a player who leaves this server for another one (the zone it walked into, or the
+/// zone its stored position is in). The bridge answers neither `logged_in` (for a join) nor
+/// `logged_out`: the player leaves with a final save and [`HandoffDue`] names its connection,
+/// whose answer the module handing it over sends with [`Connections::answer_handoff`].
+#[derive(Component, Clone, Copy, Debug, Default)]
+#[component(storage = "SparseSet")]
+pub struct HandingOff;
+
+/// A player marked [`HandingOff`] left (its final save is durable, its lease released): its
+/// connection awaits the handoff's answer.
+#[derive(Message, Clone, Copy, Debug)]
+pub struct HandoffDue {
+    pub conn: ConnId,
+    pub player: PlayerId,
 }
 
 struct Connection {
@@ -186,6 +205,24 @@ impl Connections {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(conn);
+        }
+        queued
+    }
+
+    /// Answers the connection whose player was handed off ([`HandoffDue`]): `message` is the
+    /// `handoff` (or the error saying why not), and the connection has no player after it.
+    /// Returns whether it was queued (`false` for a connection gone meanwhile).
+    pub fn answer_handoff(&mut self, conn: ConnId, message: ServerMessage) -> bool {
+        let Some(connection) = self.by_conn.get_mut(&conn) else {
+            return false;
+        };
+        if !matches!(connection.session, Session::HandingOff(_)) {
+            return false;
+        }
+        connection.session = Session::Anonymous;
+        let queued = self.offer(conn, message);
+        if !queued {
+            self.by_conn.remove(&conn);
         }
         queued
     }
@@ -259,7 +296,10 @@ impl Connections {
         let Some(connection) = self.by_conn.remove(&conn) else {
             return;
         };
-        if let Session::Playing(entity) | Session::LoggingOut(entity) = connection.session {
+        if let Session::Playing(entity)
+        | Session::LoggingOut(entity)
+        | Session::HandingOff(entity) = connection.session
+        {
             self.by_entity.remove(&entity);
             if let Session::Playing(entity) = connection.session {
                 leaves.write(LeaveRequest {
@@ -379,6 +419,11 @@ fn answer_lifecycle(
     mut left: MessageReader<PlayerLeft>,
     mut lost: MessageReader<OwnershipLost>,
     mut leaves: MessageWriter<LeaveRequest>,
+    (handing_off, new_handoffs): (
+        Query<(), With<HandingOff>>,
+        Query<Entity, Added<HandingOff>>,
+    ),
+    mut handoffs_due: MessageWriter<HandoffDue>,
     draining: Option<Res<Draining>>,
 ) {
     for j in joined.read() {
@@ -392,6 +437,19 @@ fn answer_lifecycle(
                 entity: j.entity,
                 origin: conn,
             }); // client gone meanwhile
+            continue;
+        }
+        if handing_off.contains(j.entity) {
+            // Its place is on another server: no `logged_in` here, it leaves at once.
+            if let Some(c) = connections.by_conn.get_mut(&conn) {
+                c.session = Session::HandingOff(j.entity);
+                c.resume_token = None;
+            }
+            connections.by_entity.insert(j.entity, conn);
+            leaves.write(LeaveRequest {
+                entity: j.entity,
+                origin: conn,
+            });
             continue;
         }
         let Ok((player, save, source)) = players.get(j.entity) else {
@@ -415,6 +473,18 @@ fn answer_lifecycle(
             },
             &mut leaves,
         );
+    }
+    for entity in &new_handoffs {
+        if let Some(&conn) = connections.by_entity.get(&entity)
+            && let Some(c) = connections.by_conn.get_mut(&conn)
+            && c.session == Session::Playing(entity)
+        {
+            c.session = Session::HandingOff(entity);
+            leaves.write(LeaveRequest {
+                entity,
+                origin: conn,
+            });
+        }
     }
     for r in refused.read() {
         let Some(c) = connections.by_conn.get_mut(&r.origin) else {
@@ -444,6 +514,14 @@ fn answer_lifecycle(
     }
     for l in left.read() {
         if let Some(c) = connections.by_conn.get_mut(&l.origin)
+            && c.session == Session::HandingOff(l.entity)
+        {
+            connections.by_entity.remove(&l.entity);
+            handoffs_due.write(HandoffDue {
+                conn: l.origin,
+                player: l.player,
+            });
+        } else if let Some(c) = connections.by_conn.get_mut(&l.origin)
             && let Session::LoggingOut(entity) = c.session
         {
             c.session = Session::Anonymous;
@@ -500,6 +578,7 @@ pub struct NetBridgePlugin;
 impl Plugin for NetBridgePlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Connections>()
+            .add_message::<HandoffDue>()
             .add_systems(
                 PreUpdate,
                 receive_net_events

@@ -129,10 +129,11 @@ impl AccountStore for RedisAccounts {
         ttl: Duration,
     ) -> Result<Resumed, AccountError> {
         let player = PlayerId(player_id);
-        let (set, lease, cancelled) = (
+        let (set, lease, cancelled, handoff) = (
             self.keys.resume(player),
             self.keys.session(player),
             self.keys.resume_cancelled(player),
+            self.keys.handoff(player),
         );
         if let (Some(undos), Some(_)) = (&self.undos, presented) {
             // An earlier resume of this player that may still run is settled first.
@@ -155,6 +156,7 @@ impl AccountStore for RedisAccounts {
                     .key(&set)
                     .key(&lease)
                     .key(&cancelled)
+                    .key(&handoff)
                     .arg(presented_digest)
                     .arg(fresh.as_str())
                     .arg(ttl_ms)

@@ -34,6 +34,7 @@ pub(crate) mod resume_undo;
 pub mod scripts;
 mod startup;
 mod uncertain;
+pub mod zones;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -25,7 +25,15 @@ pub const LINK_FINISH_LUA: &str = include_str!("../../../assets/redis/link_finis
 
 /// `resume.lua`: take a presented resume token and store a fresh one (the front door's
 /// account store, not the player store, runs it).
-pub const RESUME_LUA: &str = include_str!("../../../assets/redis/resume.lua");
+pub const RESUME_LUA: &str = concat!(
+    include_str!("../../../assets/redis/tokens.lua"),
+    include_str!("../../../assets/redis/resume.lua")
+);
+/// `handoff.lua`: hand a player who just left to the server of the zone it walked into.
+pub const HANDOFF_LUA: &str = concat!(
+    include_str!("../../../assets/redis/tokens.lua"),
+    include_str!("../../../assets/redis/handoff.lua")
+);
 /// `resume_undo.lua`: cancel a resume answered `unavailable`, and reverse it if it ran.
 pub const RESUME_UNDO_LUA: &str = include_str!("../../../assets/redis/resume_undo.lua");
 
@@ -106,6 +114,12 @@ impl Keys {
     /// the address its clients are handed over to), kept alive like the instance's.
     pub fn zone(&self, name: &str) -> String {
         format!("{}:zone:{{{name}}}", self.prefix)
+    }
+
+    /// `<prefix>:handoff:{<id>}`: `<destination owner> <token digest>` while a handoff holds
+    /// the player's lease for the destination; see `handoff.lua`.
+    pub fn handoff(&self, player: PlayerId) -> String {
+        format!("{}:handoff:{{{}}}", self.prefix, player.0)
     }
 
     /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.

@@ -1,0 +1,151 @@
+//! The zones worker: a thread with its own store connection (like an auth worker's) that
+//! keeps the zone directory fresh — who serves each other zone, and whether that process is
+//! alive — and runs handoffs, each retried until it is done or refused, so the tick never
+//! waits on the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bevy_ecs::resource::Resource;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hearth_components::PlayerId;
+use hearth_components::protocol::ResumeToken;
+use hearth_systems::net::ConnId;
+
+use crate::store::accounts::TokenHash;
+use crate::store::zones::{HandOver, ZoneHolder, ZoneStore, ZoneStoreFactory};
+
+/// How often the directory is read again: a zone whose process started (or died) is seen
+/// within about this long (plus the dead process's `liveness_ttl`).
+pub const DIRECTORY_REFRESH: Duration = Duration::from_millis(500);
+/// How long a handoff that fails (the store unavailable) is retried before the client is
+/// told to log in again.
+pub const HANDOFF_RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long a failed handoff attempt waits before the next.
+const HANDOFF_RETRY: Duration = Duration::from_millis(200);
+/// How long the destination holds a handed-over player's lease until its client resumes
+/// there (then the join claims it for the full lease TTL); a client that never comes frees
+/// the player after this long.
+pub const HANDOFF_HOLD: Duration = Duration::from_secs(10);
+
+/// Who serves each other zone, as last read ([`DIRECTORY_REFRESH`]).
+#[derive(Resource, Clone, Default)]
+pub struct ZoneDirectory(Arc<RwLock<HashMap<String, ZoneHolder>>>);
+
+impl ZoneDirectory {
+    /// The live process serving `zone`, if any.
+    pub fn live_holder(&self, zone: &str) -> Option<ZoneHolder> {
+        let directory = self.0.read().unwrap_or_else(|p| p.into_inner());
+        directory.get(zone).filter(|holder| holder.alive).cloned()
+    }
+
+    fn replace(&self, holders: HashMap<String, ZoneHolder>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = holders;
+    }
+}
+
+/// A handoff to run: the player who left, where it goes, and the token its client resumes
+/// with there.
+pub struct HandOverJob {
+    pub conn: ConnId,
+    pub player: PlayerId,
+    pub zone: String,
+    pub holder: ZoneHolder,
+    pub token: ResumeToken,
+    pub hash: TokenHash,
+    pub token_ttl: Duration,
+}
+
+/// A handoff's outcome: `Ok` as the store answered, `Err` when it never answered.
+pub struct HandOverDone {
+    pub job: HandOverJob,
+    pub outcome: Result<HandOver, String>,
+}
+
+/// The worker's ends: handoffs in, outcomes out, and the directory it keeps. The thread
+/// stops when this is dropped.
+#[derive(Resource)]
+pub struct ZonesWorker {
+    jobs: Sender<HandOverJob>,
+    pub done: Receiver<HandOverDone>,
+}
+
+impl ZonesWorker {
+    /// Starts the worker for a process serving `own` among `zones`.
+    pub fn start(
+        stores: ZoneStoreFactory,
+        zones: Vec<String>,
+        own: &str,
+        directory: ZoneDirectory,
+    ) -> std::io::Result<Self> {
+        let others: Vec<String> = zones.into_iter().filter(|z| z != own).collect();
+        let (jobs, jobs_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("hearth-zones".into())
+            .spawn(move || run(stores(), &others, &directory, &jobs_rx, &done_tx))?;
+        Ok(Self { jobs, done })
+    }
+
+    /// Queues a handoff; its outcome comes on `done`.
+    pub fn submit(&self, job: HandOverJob) {
+        self.jobs.send(job).ok();
+    }
+}
+
+fn run(
+    mut store: Box<dyn ZoneStore>,
+    others: &[String],
+    directory: &ZoneDirectory,
+    jobs: &Receiver<HandOverJob>,
+    done: &Sender<HandOverDone>,
+) {
+    let mut next_read = Instant::now();
+    loop {
+        if Instant::now() >= next_read {
+            match store.read_zones(others) {
+                Ok(holders) => directory.replace(
+                    others
+                        .iter()
+                        .cloned()
+                        .zip(holders)
+                        .filter_map(|(zone, holder)| Some((zone, holder?)))
+                        .collect(),
+                ),
+                Err(e) => tracing::debug!(error = %e, "zone directory not refreshed"),
+            }
+            next_read = Instant::now() + DIRECTORY_REFRESH;
+        }
+        let job = match jobs.recv_timeout(next_read.saturating_duration_since(Instant::now())) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let outcome = hand_over(store.as_mut(), &job);
+        if done.send(HandOverDone { job, outcome }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one handoff, retrying a store that does not answer for up to [`HANDOFF_RETRY_FOR`].
+fn hand_over(store: &mut dyn ZoneStore, job: &HandOverJob) -> Result<HandOver, String> {
+    let give_up = Instant::now() + HANDOFF_RETRY_FOR;
+    loop {
+        match store.hand_over(
+            job.player,
+            &job.holder.owner,
+            HANDOFF_HOLD,
+            &job.hash,
+            job.token_ttl,
+        ) {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if Instant::now() >= give_up => return Err(e.to_string()),
+            Err(e) => {
+                tracing::debug!(error = %e, player = %job.player, "handoff failed; retrying");
+                std::thread::sleep(HANDOFF_RETRY);
+            }
+        }
+    }
+}
