@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::ConnectionLimits;
-use super::connection::{self, ConnectionContext};
+use super::connection::ConnectionContext;
+use super::stream;
+use super::transport::TransportKind;
 
 /// Refused connections being told why at once. Each holds a file descriptor for up to the
 /// closing linger; past this many, the loop waits for one to finish before accepting more,
@@ -89,7 +91,9 @@ pub async fn run(
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection::serve(conn, stream, peer, ctx).await;
+                    stream.set_nodelay(true).ok();
+                    let (reader, writer) = stream.into_split();
+                    stream::serve(conn, reader, writer, TransportKind::Tcp, peer, ctx).await;
                 });
             }
             Err(refused) => {
@@ -99,7 +103,9 @@ pub async fn run(
                     continue; // never closed
                 };
                 tokio::spawn(async move {
-                    connection::refuse(stream, refused.message()).await;
+                    stream.set_nodelay(true).ok();
+                    let (reader, writer) = stream.into_split();
+                    stream::refuse(reader, writer, refused.message()).await;
                     drop(slot);
                 });
             }

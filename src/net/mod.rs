@@ -14,6 +14,8 @@ pub mod replica;
 pub mod resume;
 pub mod sent_rate;
 pub mod stats;
+pub mod stream;
+pub mod transport;
 pub mod waiting_room;
 
 use std::net::SocketAddr;
