@@ -85,7 +85,7 @@ impl<R: AsyncRead + Unpin + Send, W: AsyncWrite + Unpin + Send> Transport
 /// after connecting) would reset the connection and could destroy the last message before
 /// the client reads it, so what still arrives is discarded for a moment (until the client
 /// closes, at most [`LINGER`]).
-async fn linger<R: AsyncRead + Unpin>(mut reader: R) {
+pub(super) async fn linger<R: AsyncRead + Unpin>(mut reader: R) {
     let mut sink = [0u8; 4096];
     let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
     tokio::time::timeout(LINGER, discard).await.ok();

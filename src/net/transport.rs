@@ -8,6 +8,8 @@ use std::io;
 
 use hearth_components::protocol::{ErrorCode, KickCode, ServerMessage};
 
+use hearth_components::wire::decode_frame;
+
 use super::encoding::{self, Encoding, Incoming, IncomingError};
 use super::sent_rate::SentRate;
 
@@ -77,13 +79,12 @@ pub trait Transport: Send {
     fn close(self, last: Option<ServerMessage>) -> impl Future<Output = ()> + Send;
 }
 
-/// Encoded messages waiting to be sent, with where each ends: a byte stream writes them
-/// all at once, WebSocket sends each as a message of its own.
+/// Encoded messages waiting to be sent: a byte stream writes them all at once, WebSocket
+/// sends each as a message of its own ([`Outgoing::messages`]).
 #[derive(Debug)]
 pub struct Outgoing {
     encoding: Encoding,
     bytes: Vec<u8>,
-    ends: Vec<usize>,
 }
 
 /// A batch's buffer is given back when it grew past this.
@@ -95,7 +96,6 @@ impl Outgoing {
         Self {
             encoding,
             bytes: Vec::new(),
-            ends: Vec::new(),
         }
     }
 
@@ -109,7 +109,6 @@ impl Outgoing {
     /// Empties it for the next batch (keeping a buffer of ordinary size).
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.ends.clear();
         if self.bytes.capacity() > KEPT_BUFFER {
             self.bytes = Vec::new();
         }
@@ -117,28 +116,12 @@ impl Outgoing {
 
     /// Appends `message` (left out, and logged, when it has no form in the encoding).
     pub fn push(&mut self, message: &ServerMessage) {
-        let encoding = self.encoding;
-        self.push_with(|out| encoding::write_message(encoding, message, out));
+        encoding::write_message(self.encoding, message, &mut self.bytes);
     }
 
-    /// Appends what `write` writes as one message (nothing written: no message).
+    /// Appends what `write` writes: whole messages in the batch's encoding (lines, frames).
     pub fn push_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
-        let before = self.bytes.len();
-        let written = write(&mut self.bytes);
-        if self.bytes.len() > before {
-            self.ends.push(self.bytes.len());
-        }
-        written
-    }
-
-    /// Messages in it.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether it holds no message.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        write(&mut self.bytes)
     }
 
     /// All of it, as a byte stream carries it.
@@ -146,12 +129,27 @@ impl Outgoing {
         &self.bytes
     }
 
-    /// Each message's bytes, in order (a JSON message with its newline).
+    /// Each message's bytes, in order: a JSON line with its newline, or one binary frame.
     pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(start, end)| &self.bytes[start..end])
+        let mut rest = self.bytes.as_slice();
+        let encoding = self.encoding;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let len = match encoding {
+                Encoding::Json => rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |newline| newline + 1),
+                // The server wrote these frames: one that does not read back would be a
+                // bug, and is sent whole rather than dropped.
+                Encoding::Binary => decode_frame(rest).map_or(rest.len(), |(_, used)| used),
+            };
+            let (message, after) = rest.split_at(len);
+            rest = after;
+            Some(message)
+        })
     }
 }
 
@@ -183,7 +181,6 @@ mod tests {
         out.push(&ServerMessage::Pong { nonce: 1 });
         out.push_with(|_| ()); // nothing written: no message
         out.push(&ServerMessage::Pong { nonce: 22 });
-        assert_eq!(out.len(), 2);
         let messages: Vec<&[u8]> = out.messages().collect();
         assert_eq!(
             messages,
@@ -193,8 +190,19 @@ mod tests {
             ]
         );
         assert_eq!(out.bytes(), messages.concat());
+        let mut binary = Outgoing::new(Encoding::Binary);
+        binary.push(&ServerMessage::Pong { nonce: 1 });
+        binary.push(&ServerMessage::Pong { nonce: 300 });
+        let frames: Vec<&[u8]> = binary.messages().collect();
+        assert_eq!(frames.len(), 2);
+        for frame in &frames {
+            assert_eq!(
+                decode_frame(frame).unwrap().1,
+                frame.len(),
+                "one whole frame each"
+            );
+        }
         out.clear();
-        assert!(out.is_empty());
         assert_eq!(out.messages().count(), 0);
     }
 
