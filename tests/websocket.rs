@@ -68,17 +68,7 @@ async fn json_text_messages_register_log_in_ping_replicate_and_resume() {
         (Some("p-1"), Some(7))
     );
     // Replication: who we are, then updates that bring us into view.
-    let replication = client.expect("replication").await;
-    let you = replication["you"].as_u64().expect("our entity");
-    loop {
-        let update = client.expect("update").await;
-        if update["entered"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["id"] == you))
-        {
-            break;
-        }
-    }
+    client.until_in_view().await;
     client.send(json!({"type": "move", "dx": 1, "dy": 0})).await;
     // A dropped connection, then a resume on a new one, without the password.
     drop(client);
@@ -119,13 +109,7 @@ async fn the_binary_subprotocol_carries_one_frame_per_message() {
         (pong["id"].as_u64(), pong["nonce"].as_u64()),
         (Some(3), Some(9))
     );
-    let you = client.expect("replication").await["you"].as_u64().unwrap();
-    loop {
-        let update = client.expect("update").await;
-        if update["entered"].as_array().unwrap().contains(&json!(you)) {
-            break;
-        }
-    }
+    client.until_in_view().await;
     // A text message under hearth.binary breaks the transport's rule: told, then closed.
     client
         .ws

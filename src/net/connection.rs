@@ -215,13 +215,13 @@ pub async fn serve<T: Transport>(
         // queued take turns, so neither starves the other.
         tokio::select! {
             () = closed.cancelled() => {
-                write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
-                break None;
+                // The world's last word (a `kicked`, say) ends the connection.
+                break write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
-                break Some(farewell(&ctx));
+                let kicked = write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
+                break Some(kicked.unwrap_or_else(|| farewell(&ctx)));
             }
             () = &mut idle => {
                 if awaiting.is_some() {
@@ -361,22 +361,30 @@ pub(super) fn farewell(ctx: &ConnectionContext) -> ServerMessage {
     kicked(code, reason)
 }
 
-/// Writes what is queued for the client (all of it, in one write).
+/// Writes what is queued for the client (all of it, in one write) up to a `kicked`, which
+/// it returns for the connection to close with (so a transport closes the way a kick
+/// closes, as WebSocket's close code tells).
 async fn write_queued<T: Transport>(
     transport: &mut T,
     outbound: &mut mpsc::Receiver<ServerMessage>,
     out: &mut Outgoing,
     stats: &NetStats,
-) {
+) -> Option<ServerMessage> {
     out.clear();
     let mut count: u64 = 0;
+    let mut kicked = None;
     while let Ok(message) = outbound.try_recv() {
+        if matches!(message, ServerMessage::Kicked { .. }) {
+            kicked = Some(message);
+            break;
+        }
         out.push(&message);
         count += 1;
     }
     if count > 0 && transport.send(out).await.is_ok() {
         stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
+    kicked
 }
 
 /// Most messages written with one system call: what a client is sent in a few frames.

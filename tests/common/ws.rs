@@ -55,6 +55,10 @@ pub struct WsClient<S> {
     pub ws: WebSocketStream<S>,
     /// Under `hearth.binary`: messages are frames of the binary encoding.
     binary: bool,
+    /// Our entity, from the last `replication` message read.
+    you: Option<u64>,
+    /// Whether an update read since brought it into view.
+    in_view: bool,
 }
 
 impl WsClient<TcpStream> {
@@ -75,7 +79,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
             .headers()
             .get("Sec-WebSocket-Protocol")
             .is_some_and(|p| p == "hearth.binary");
-        Self { ws, binary }
+        Self {
+            ws,
+            binary,
+            you: None,
+            in_view: false,
+        }
     }
 
     /// Sends one message in the connection's encoding.
@@ -95,6 +104,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
     /// "entered":[ids],"changed":[ids],"left":[ids]}`); `Err` with the close frame when the
     /// server closes instead.
     pub async fn next(&mut self) -> Result<Value, Option<CloseFrame>> {
+        let message = self.read_one().await?;
+        match message["type"].as_str() {
+            Some("replication") => {
+                self.you = message["you"].as_u64();
+                self.in_view = false;
+            }
+            Some("update") => {
+                let entered = message["entered"].as_array().expect("an entered section");
+                // JSON: entities as objects with an id; the test's binary view: bare ids.
+                let you = self.you;
+                if entered
+                    .iter()
+                    .any(|e| you.is_some_and(|you| e["id"] == you || *e == you))
+                {
+                    self.in_view = true;
+                }
+            }
+            _ => {}
+        }
+        Ok(message)
+    }
+
+    async fn read_one(&mut self) -> Result<Value, Option<CloseFrame>> {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -149,6 +181,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
     pub async fn ask(&mut self, message: Value, kind: &str) -> Value {
         self.send(message).await;
         self.expect(kind).await
+    }
+
+    /// Reads until an update brings our own entity into view (after the `replication`
+    /// message that named it); returns its id.
+    pub async fn until_in_view(&mut self) -> u64 {
+        while !self.in_view {
+            if let Err(close) = self.next().await {
+                panic!("closed ({close:?}) before our entity came into view");
+            }
+        }
+        self.you.expect("a replication message")
     }
 
     /// Registers and logs in `username`; returns the `logged_in` message.
