@@ -1,5 +1,5 @@
 //! The browser client's files, embedded in the binary from the repository's `web/` folder
-//! and served by the WebSocket listener ([`super::web`]): a newcomer opens the server's
+//! and served by the WebSocket listener (`net::web`): a newcomer opens the server's
 //! address in a browser and plays, with nothing else to install or host. Adding a file is
 //! one line in [`STATIC_FILES`].
 

@@ -1,7 +1,7 @@
-//! The seam between a connection's rules ([`super::connection`]: admission, rate limits,
+//! The seam between a connection's rules (`net::connection`: admission, rate limits,
 //! idle timeout, resume, drain, request ids, kicks, replication) and how its messages
-//! travel: a byte stream (plain TCP or TLS, [`super::stream`]) or WebSocket messages (plain
-//! or over TLS, [`super::websocket`]). One `serve` runs the same rules over each.
+//! travel: a byte stream (plain TCP or TLS, `net::stream`) or WebSocket messages (plain
+//! or over TLS, `net::websocket`). One `serve` runs the same rules over each.
 
 use std::future::Future;
 use std::io;

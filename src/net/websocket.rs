@@ -1,5 +1,5 @@
 //! The WebSocket transport (docs/protocol.md, "WebSocket"): after the HTTP upgrade
-//! ([`super::web`]), each text message carries one JSON message and each binary message one
+//! (`net::web`), each text message carries one JSON message and each binary message one
 //! frame of the binary encoding, as the subprotocol chose. tokio-tungstenite speaks the
 //! WebSocket framing (masking, fragments, pings, the close handshake) and enforces the size
 //! limit; this module maps its messages onto the protocol's.
