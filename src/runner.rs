@@ -196,6 +196,9 @@ fn start(app: &mut App) -> Result<(), Vec<StartupFailure>> {
         );
         tracing::info!(%addr, "accepting game clients (JSON lines or the binary encoding over TCP, see docs/protocol.md)");
     }
+    if let Some(addr) = bound.ws {
+        tracing::info!(%addr, "accepting WebSocket clients at /ws and serving the browser client at / (docs/protocol.md, \"WebSocket\")");
+    }
     if let Some(addr) = bound.metrics {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz over HTTP");
     }

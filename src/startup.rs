@@ -27,6 +27,9 @@ pub enum StartupFailure {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be used (the front door's own error, boxed).
+    #[error(transparent)]
+    Tls(Box<dyn std::error::Error + Send + Sync>),
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler: {reason}")]
     Signal {
@@ -56,6 +59,8 @@ pub fn record(world: &mut bevy_ecs::world::World, failure: StartupFailure) {
 pub struct BoundAddresses {
     /// The game client listener (the front door plugin's).
     pub game: Option<SocketAddr>,
+    /// The WebSocket listener (the front door plugin's, when `listen_ws` is set).
+    pub ws: Option<SocketAddr>,
     /// The `/metrics`, `/healthz`, `/readyz` listener (the metrics endpoint plugin's).
     pub metrics: Option<SocketAddr>,
 }

@@ -80,6 +80,29 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
         ),
         Some(0.0)
     );
+    // The one client came in over plain TCP.
+    assert_eq!(
+        sample(
+            &text,
+            "hearth_client_connections_by_transport{transport=\"tcp\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "hearth_client_connections_opened_total{transport=\"tcp\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hearth_client_connections_opened_total{transport=\"ws\"}"
+        ),
+        Some(0.0)
+    );
     assert_eq!(
         sample(&text, "hearth_store_loads_total{outcome=\"loaded\"}"),
         Some(1.0)

@@ -172,6 +172,26 @@ pub const KEYS: &[Key] = &[
         parse_optional_addr
     ),
     key!(
+        listen_ws => front_door.listen_ws,
+        "Address of the WebSocket listener for browser and WASM clients, which also serves the browser client at / (off when unset or `off`).",
+        parse_optional_addr
+    ),
+    key!(
+        ws_allowed_origins => front_door.ws_allowed_origins,
+        "Comma-separated Origins allowed to open a WebSocket, e.g. https://game.example (any when unset).",
+        parse_list
+    ),
+    key!(
+        tls_cert => front_door.tls_cert,
+        "PEM certificate chain; with tls_key, both listeners speak TLS (wss:// for WebSocket).",
+        parse_optional_path
+    ),
+    key!(
+        tls_key => front_door.tls_key,
+        "PEM private key of tls_cert.",
+        parse_optional_path
+    ),
+    key!(
         idle_timeout => front_door.idle_timeout,
         "Clients silent this long are disconnected (e.g. 30s).",
         parse_duration
@@ -492,6 +512,22 @@ fn parse_host_port(text: &str) -> Result<Option<String>, ValueError> {
     }
 }
 
+/// A file's path; nothing for none.
+fn parse_optional_path(text: &str) -> Result<Option<PathBuf>, ValueError> {
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+}
+
+/// Comma-separated values, each trimmed; empty ones left out.
+fn parse_list(text: &str) -> Result<Vec<String>, ValueError> {
+    Ok(text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 fn parse_addr(text: &str) -> Result<SocketAddr, ValueError> {
     Ok(text.trim().parse()?)
 }
@@ -536,6 +572,55 @@ mod tests {
         );
         let refused = with(&["--metrics-listen", "9477"]).unwrap_err().to_string();
         assert!(refused.contains("metrics_listen"), "{refused}");
+    }
+
+    #[test]
+    fn websocket_and_tls_keys_from_flags() {
+        let with = |args: &[&str]| {
+            let mut cli = cli(args);
+            cli.config = Some(empty_config());
+            load(&cli)
+        };
+        let defaults = with(&[]).unwrap().front_door;
+        assert_eq!(defaults.listen_ws, None, "off by default");
+        assert!(
+            defaults.ws_allowed_origins.is_empty(),
+            "any origin by default"
+        );
+        assert_eq!((defaults.tls_cert, defaults.tls_key), (None, None));
+        let config = with(&[
+            "--listen-ws",
+            "127.0.0.1:7780",
+            "--ws-allowed-origins",
+            "https://a.example, https://b.example,",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ])
+        .unwrap()
+        .front_door;
+        assert_eq!(config.listen_ws, Some("127.0.0.1:7780".parse().unwrap()));
+        assert_eq!(
+            config.ws_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("key.pem")));
+        let alone = with(&["--tls-cert", "cert.pem"]).unwrap_err().to_string();
+        assert!(
+            alone.contains("tls_key") && alone.contains("together"),
+            "{alone}"
+        );
+        let same = with(&[
+            "--listen",
+            "127.0.0.1:7777",
+            "--listen-ws",
+            "127.0.0.1:7777",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(same.contains("listen_ws"), "{same}");
     }
 
     fn cli(args: &[&str]) -> Cli {

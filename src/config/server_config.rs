@@ -214,6 +214,23 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
+        if front_door.tls_cert.is_some() != front_door.tls_key.is_some() {
+            let missing = if front_door.tls_cert.is_some() {
+                "tls_key"
+            } else {
+                "tls_cert"
+            };
+            return Err(ConfigError::new(
+                missing,
+                "tls_cert and tls_key go together: set both for TLS, or neither",
+            ));
+        }
+        if front_door.listen_ws == Some(front_door.listen) && front_door.listen.port() != 0 {
+            return Err(ConfigError::new(
+                "listen_ws",
+                "must differ from listen (the game's TCP listener)",
+            ));
+        }
         if !(1..=100_000).contains(&store.batch_chunk) {
             return Err(ConfigError::new(
                 "batch_chunk",

@@ -1,17 +1,30 @@
-//! The accept loop: admits each new connection against the connection limits (a refused
-//! one is told `server_busy` and closed), and backs off while accepting fails (out of file
-//! descriptors, say) instead of spinning and logging every failure.
+//! The accept loop of each listener: admits each new connection against the connection
+//! limits the listeners share (a refused one is told `server_busy` and closed), hands it to
+//! its [`Door`] (the game protocol over TCP or TLS, or HTTP and WebSocket), and backs off
+//! while accepting fails (out of file descriptors, say) instead of spinning and logging
+//! every failure.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use hearth_components::protocol::ServerMessage;
+use hearth_systems::net::ConnId;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::ConnectionLimits;
-use super::connection::{self, ConnectionContext};
+use super::connection::ConnectionContext;
+use super::stream;
+use super::tls;
+use super::transport::TransportKind;
+use super::web::{self, WebSettings};
+
+/// Connection ids, unique across the listeners.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Refused connections being told why at once. Each holds a file descriptor for up to the
 /// closing linger; past this many, the loop waits for one to finish before accepting more,
@@ -52,14 +65,91 @@ impl AcceptBackoff {
     }
 }
 
-/// Accepts until `accepting` is cancelled.
+/// What a listener's connections speak.
+#[derive(Clone)]
+pub struct Door {
+    /// `None`: the game protocol on the stream (`listen`); `Some`: HTTP, with WebSocket
+    /// client connections at `/ws` (`listen_ws`).
+    pub web: Option<Arc<WebSettings>>,
+    /// TLS first, when the certificate and key are configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl Door {
+    /// Serves an admitted connection until it ends.
+    async fn serve(
+        self,
+        conn: ConnId,
+        stream: TcpStream,
+        peer: SocketAddr,
+        ctx: ConnectionContext,
+    ) {
+        stream.set_nodelay(true).ok();
+        match (self.web, self.tls) {
+            (None, None) => {
+                let (reader, writer) = stream.into_split();
+                stream::serve(conn, reader, writer, TransportKind::Tcp, peer, ctx).await;
+            }
+            (None, Some(tls)) => {
+                let Some(tls) = tls::handshake(&tls, stream, peer, ctx.idle_timeout).await else {
+                    return;
+                };
+                let (reader, writer) = tokio::io::split(tls);
+                stream::serve(conn, reader, writer, TransportKind::Tls, peer, ctx).await;
+            }
+            (Some(web), None) => web::serve(conn, stream, TransportKind::Ws, peer, ctx, web).await,
+            (Some(web), Some(tls)) => {
+                let Some(tls) = tls::handshake(&tls, stream, peer, ctx.idle_timeout).await else {
+                    return;
+                };
+                web::serve(conn, tls, TransportKind::Wss, peer, ctx, web).await;
+            }
+        }
+    }
+
+    /// Tells a connection refused at the door why, in what it speaks, and closes it.
+    async fn refuse(self, stream: TcpStream, peer: SocketAddr, message: ServerMessage) {
+        stream.set_nodelay(true).ok();
+        let stream = match &self.tls {
+            None => Secured::Plain(stream),
+            Some(tls) => match tls::handshake(tls, stream, peer, REFUSAL_HANDSHAKE).await {
+                Some(tls) => Secured::Tls(Box::new(tls)),
+                None => return,
+            },
+        };
+        match (self.web.is_some(), stream) {
+            (false, Secured::Plain(stream)) => {
+                let (reader, writer) = stream.into_split();
+                stream::refuse(reader, writer, message).await;
+            }
+            (false, Secured::Tls(tls)) => {
+                let (reader, writer) = tokio::io::split(tls);
+                stream::refuse(reader, writer, message).await;
+            }
+            (true, Secured::Plain(stream)) => web::refuse(stream, message).await,
+            (true, Secured::Tls(tls)) => web::refuse(tls, message).await,
+        }
+    }
+}
+
+/// A refused connection, in TLS or not.
+enum Secured {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// How long a refused TLS connection's handshake may take before it is closed without a
+/// word: refusals happen under load, and a slow one holds a refusal slot.
+const REFUSAL_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Accepts until `accepting` is cancelled, handing what it admits to `door`.
 pub async fn run(
     listener: TcpListener,
+    door: Door,
     ctx: ConnectionContext,
     limits: Arc<ConnectionLimits>,
     accepting: CancellationToken,
 ) {
-    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
     let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -87,9 +177,10 @@ pub async fn run(
             Ok(permit) => {
                 let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                 let ctx = ctx.clone();
+                let door = door.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection::serve(conn, stream, peer, ctx).await;
+                    door.serve(conn, stream, peer, ctx).await;
                 });
             }
             Err(refused) => {
@@ -98,8 +189,9 @@ pub async fn run(
                 let Ok(slot) = Arc::clone(&refusing).acquire_owned().await else {
                     continue; // never closed
                 };
+                let door = door.clone();
                 tokio::spawn(async move {
-                    connection::refuse(stream, refused.message()).await;
+                    door.refuse(stream, peer, refused.message()).await;
                     drop(slot);
                 });
             }

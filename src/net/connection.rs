@@ -10,30 +10,25 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use futures_util::StreamExt;
 use hearth_components::PlayerId;
 use hearth_components::protocol::CORE_CLIENT_MESSAGES;
 use hearth_components::protocol::{
     ClientMessage, ErrorCode, KickCode, MAX_LINE_BYTES, RequestId, ServerMessage,
 };
-use hearth_components::wire::{PREAMBLE, WireError};
+use hearth_components::wire::WireError;
 use hearth_systems::ReplicationFeed;
 use hearth_systems::game_messages::{ClientMessageTypes, DecodeError};
 use hearth_systems::net::{ClientOutbox, ConnId, DRAINING_REFUSAL, NetEvent, OutboxClosed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::RegistrationLimit;
 use super::auth::{AuthQueue, AuthRequest};
-use super::encoding::{self, DetectError, Encoding, IncomingError, WireCodec};
+use super::encoding::{Encoding, IncomingError};
 use super::replica::Replica;
 use super::resume::OnlinePlayers;
-use super::sent_rate::{SentRate, SentRateReader};
 use super::stats::NetStats;
+use super::transport::{Outgoing, Received, Transport, TransportKind};
 
 /// The `kicked` reason of a connection without a player when the server shuts down.
 pub const SHUTTING_DOWN: &str = "the server is shutting down";
@@ -44,7 +39,7 @@ pub const CLIENT_QUEUE: usize = 256;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing connection keeps discarding what the client still sends, so the close
 /// does not reset the connection before the client reads the last message.
-const LINGER: Duration = Duration::from_millis(500);
+pub(super) const LINGER: Duration = Duration::from_millis(500);
 
 /// Messages one connection may send per second (and in one burst) before the excess is
 /// refused with `rate_limited`: twice the default tick rate, so a client moving every frame
@@ -104,19 +99,30 @@ pub struct ConnectionContext {
     pub replication: Option<ReplicationFeed>,
 }
 
-/// Counts a connection as open while it lives.
-struct OpenConnection(Arc<AtomicUsize>);
+/// Counts a connection as open while it lives: in the total (which a shutdown waits on)
+/// and under its transport.
+pub(super) struct OpenConnection {
+    open: Arc<AtomicUsize>,
+    stats: Arc<NetStats>,
+    kind: TransportKind,
+}
 
 impl OpenConnection {
-    fn new(open: &Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(open))
+    pub(super) fn new(ctx: &ConnectionContext, kind: TransportKind) -> Self {
+        ctx.open.fetch_add(1, Ordering::SeqCst);
+        ctx.stats.connection_opened(kind);
+        Self {
+            open: Arc::clone(&ctx.open),
+            stats: Arc::clone(&ctx.stats),
+            kind,
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.stats.connection_closed(self.kind);
     }
 }
 
@@ -164,37 +170,16 @@ impl Drop for LoginState {
     }
 }
 
-/// Serves one client until it leaves, misbehaves, idles out or is closed by the server.
-pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: ConnectionContext) {
-    let _open = OpenConnection::new(&ctx.open);
-    stream.set_nodelay(true).ok();
-    let (mut reader, mut writer) = stream.into_split();
-    // The client's first bytes choose the encoding; silence counts against the idle timeout.
-    let detected = tokio::select! {
-        () = ctx.closing.cancelled() => {
-            return close(writer, reader, Encoding::Json, Some(farewell(&ctx))).await;
-        }
-        () = tokio::time::sleep(ctx.idle_timeout) => {
-            let farewell = kicked(KickCode::Idle, &format!("no message for {:?}", ctx.idle_timeout));
-            return close(writer, reader, Encoding::Json, Some(farewell)).await;
-        }
-        detected = encoding::detect(&mut reader) => detected,
-    };
-    let encoding = match detected {
-        Ok(encoding) => encoding,
-        Err(DetectError::Io(_)) => return,
-        Err(DetectError::Wire(e)) => {
-            // Not a preamble this server speaks: the answer is a JSON line any client reads.
-            let refused = ServerMessage::error(ErrorCode::BadRequest, format!("{e}; closing"));
-            return close(writer, reader, Encoding::Json, Some(refused)).await;
-        }
-    };
-    if encoding == Encoding::Binary && write_bytes(&mut writer, &PREAMBLE).await.is_err() {
-        return;
-    }
-    let limit = SentRate::new(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_PER_SECOND);
-    let mut lines = FramedRead::new(SentRateReader::new(reader, limit), WireCodec::new(encoding));
-    let mut out = Vec::new();
+/// Serves one client over `transport` until it leaves, misbehaves, idles out or is closed
+/// by the server: the same rules whatever the transport.
+pub async fn serve<T: Transport>(
+    conn: ConnId,
+    mut transport: T,
+    peer: SocketAddr,
+    ctx: ConnectionContext,
+) {
+    let encoding = transport.encoding();
+    let mut out = Outgoing::new(encoding);
     let (queue, mut outbound) = mpsc::channel(CLIENT_QUEUE);
     let closed = CancellationToken::new();
     let outbox: Arc<dyn ClientOutbox> = Arc::new(TokioOutbox {
@@ -219,8 +204,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
     // requests (a later ping cannot overtake a login being checked).
     // Holds the request's id (if it had one), for its answer to carry.
     let mut awaiting: Option<Option<RequestId>> = None;
-    // Only complete messages from the client count as activity: what we send it (updates)
-    // and incomplete lines or frames do not, so a silent or half-open connection ends.
+    // Only complete messages from the client count as activity: what we send it (updates),
+    // WebSocket pings and incomplete lines or frames do not, so a silent or half-open
+    // connection ends.
     let idle = tokio::time::sleep(ctx.idle_timeout);
     tokio::pin!(idle);
     // Runs until the connection ends, with the last word for the client, if any.
@@ -229,13 +215,13 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         // queued take turns, so neither starves the other.
         tokio::select! {
             () = closed.cancelled() => {
-                write_queued(&mut writer, &mut outbound, encoding, &ctx.stats).await;
-                break None;
+                // The world's last word (a `kicked`, say) ends the connection.
+                break write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                write_queued(&mut writer, &mut outbound, encoding, &ctx.stats).await;
-                break Some(farewell(&ctx));
+                let kicked = write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
+                break Some(kicked.unwrap_or_else(|| farewell(&ctx)));
             }
             () = &mut idle => {
                 if awaiting.is_some() {
@@ -243,11 +229,11 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
                     continue;
                 }
-                break Some(kicked(KickCode::Idle, &format!("no message for {:?}", ctx.idle_timeout)));
+                break Some(idle_kick(ctx.idle_timeout));
             }
             Some(message) = outbound.recv() => {
                 let was_awaiting = awaiting.is_some();
-                let mut batch = Batch { writer: &mut writer, out: &mut out, encoding, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting };
+                let mut batch = Batch { transport: &mut transport, out: &mut out, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting };
                 match write_batch(&mut batch, message, conn, &ctx).await {
                     // The answer came: the client's idle time starts now.
                     Ok(None) if was_awaiting && awaiting.is_none() => {
@@ -260,18 +246,18 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
             }
             round = replica.next_round(), if replica.active() => {
                 out.clear();
-                if let Some(update) = replica.compose(&round, encoding, &mut out) {
+                if let Some(update) = out.push_with(|bytes| replica.compose(&round, encoding, bytes)) {
                     // Confirmed only once written: a failed write ends the connection, and
                     // a round never written leaves the view as it was.
-                    if write_bytes(&mut writer, &out).await.is_err() {
+                    if transport.send(&out).await.is_err() {
                         break None;
                     }
                     replica.confirm(update);
                     NetStats::count(&ctx.stats.messages_out);
                 }
             }
-            line = lines.next(), if awaiting.is_none() => {
-                if let Some(Ok(message)) = &line {
+            line = transport.receive(), if awaiting.is_none() => {
+                if let Some(Ok(Received::Message(message))) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
                     if !message.is_blank() {
                         NetStats::count(&ctx.stats.messages_in);
@@ -284,18 +270,25 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                         break Some(ServerMessage::error(ErrorCode::BadRequest, "a line must be valid UTF-8"));
                     }
                     Some(Err(IncomingError::Wire(e))) => break Some(broken_stream(&e)),
+                    Some(Err(IncomingError::Malformed(reason))) => {
+                        break Some(ServerMessage::error(ErrorCode::BadRequest, format!("{reason}; closing")));
+                    }
                     Some(Err(IncomingError::Io(_))) => break None,
-                    Some(Ok(message)) if message.is_blank() => None,
-                    Some(Ok(_)) if !lines.get_mut().rate().take() => {
+                    Some(Ok(Received::Message(message))) if message.is_blank() => None,
+                    Some(Ok(received)) if !transport.rate().take() => {
                         NetStats::count(&ctx.stats.rate_limited_messages);
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
                             break Some(kicked(KickCode::Rate, &format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
                         }
-                        let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
-                        Some(ServerMessage::error(ErrorCode::RateLimited, message))
+                        // A control frame over the rate is dropped without a word.
+                        matches!(received, Received::Message(_)).then(|| {
+                            let message = format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second; this one was dropped");
+                            ServerMessage::error(ErrorCode::RateLimited, message)
+                        })
                     }
-                    Some(Ok(message)) => {
+                    Some(Ok(Received::Control)) => None,
+                    Some(Ok(Received::Message(message))) => {
                         refused_in_a_row = 0;
                         match message.into_text() {
                             Ok(text) => match handle_line(conn, peer, &text, &login, &outbox, &ctx) {
@@ -314,7 +307,9 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
                     }
                 };
                 if let Some(reply) = reply {
-                    if write(&mut writer, encoding, &reply).await.is_err() {
+                    out.clear();
+                    out.push(&reply);
+                    if transport.send(&out).await.is_err() {
                         break None;
                     }
                     NetStats::count(&ctx.stats.messages_out);
@@ -323,34 +318,8 @@ pub async fn serve(conn: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Conne
         }
     };
     ctx.online.left(conn);
-    close(writer, lines.into_inner().into_inner(), encoding, farewell).await;
+    transport.close(farewell).await;
     ctx.events.send(NetEvent::Disconnected { conn }).ok();
-}
-
-/// Tells a connection refused at the door why (`server_busy`), then closes it.
-pub async fn refuse(stream: TcpStream, message: ServerMessage) {
-    stream.set_nodelay(true).ok();
-    let (reader, writer) = stream.into_split();
-    close(writer, reader, Encoding::Json, Some(message)).await;
-}
-
-/// Every close: the last message, if any, then our side ends. Closing with input unread (a
-/// flood, the rest of an oversized line, a request sent right after connecting) would reset
-/// the connection and could destroy the last message before the client reads it, so what
-/// still arrives is discarded for a moment (until the client closes, at most [`LINGER`]).
-async fn close(
-    mut writer: OwnedWriteHalf,
-    mut reader: OwnedReadHalf,
-    encoding: Encoding,
-    last: Option<ServerMessage>,
-) {
-    if let Some(message) = last {
-        write(&mut writer, encoding, &message).await.ok();
-    }
-    writer.shutdown().await.ok();
-    let mut sink = [0u8; 4096];
-    let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
-    tokio::time::timeout(LINGER, discard).await.ok();
 }
 
 /// The answer to a line over [`MAX_LINE_BYTES`] or a frame over
@@ -377,8 +346,13 @@ fn kicked(code: KickCode, reason: &str) -> ServerMessage {
     ServerMessage::kicked(code, reason)
 }
 
+/// The `kicked` a client gets after `idle_timeout` without a message.
+pub(super) fn idle_kick(idle_timeout: Duration) -> ServerMessage {
+    kicked(KickCode::Idle, &format!("no message for {idle_timeout:?}"))
+}
+
 /// The `kicked` every connection gets when the server closes them all (shutdown or drain).
-fn farewell(ctx: &ConnectionContext) -> ServerMessage {
+pub(super) fn farewell(ctx: &ConnectionContext) -> ServerMessage {
     let (code, reason) = ctx
         .farewell
         .get()
@@ -387,35 +361,40 @@ fn farewell(ctx: &ConnectionContext) -> ServerMessage {
     kicked(code, reason)
 }
 
-/// Writes what is queued for the client (all of it, in one write).
-async fn write_queued(
-    writer: &mut OwnedWriteHalf,
+/// Writes what is queued for the client (all of it, in one write) up to a `kicked`, which
+/// it returns for the connection to close with (so a transport closes the way a kick
+/// closes, as WebSocket's close code tells).
+async fn write_queued<T: Transport>(
+    transport: &mut T,
     outbound: &mut mpsc::Receiver<ServerMessage>,
-    encoding: Encoding,
+    out: &mut Outgoing,
     stats: &NetStats,
-) {
-    let mut batch = Vec::new();
+) -> Option<ServerMessage> {
+    out.clear();
     let mut count: u64 = 0;
+    let mut kicked = None;
     while let Ok(message) = outbound.try_recv() {
-        encoding::write_message(encoding, &message, &mut batch);
+        if matches!(message, ServerMessage::Kicked { .. }) {
+            kicked = Some(message);
+            break;
+        }
+        out.push(&message);
         count += 1;
     }
-    if count > 0 && write_bytes(writer, &batch).await.is_ok() {
+    if count > 0 && transport.send(out).await.is_ok() {
         stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
+    kicked
 }
 
 /// Most messages written with one system call: what a client is sent in a few frames.
 const WRITE_BATCH: usize = 64;
-/// A connection's write buffer is given back when a batch grew it past this.
-const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 
-/// What [`write_batch`] works with: the connection's writer, reused buffer, encoding, queue,
+/// What [`write_batch`] works with: the connection's transport, reused buffer, queue,
 /// login state and replication.
-struct Batch<'a> {
-    writer: &'a mut OwnedWriteHalf,
-    out: &'a mut Vec<u8>,
-    encoding: Encoding,
+struct Batch<'a, T> {
+    transport: &'a mut T,
+    out: &'a mut Outgoing,
     outbound: &'a mut mpsc::Receiver<ServerMessage>,
     login: &'a mut LoginState,
     replica: &'a mut Replica,
@@ -430,8 +409,8 @@ struct Batch<'a> {
 /// the messages imply (a `logged_in` starts the player's replication with a fresh view, a
 /// `logged_out` ends it); an answer to the request awaited resumes reading; stops at a
 /// `kicked`, which it returns for the connection to close with.
-async fn write_batch(
-    batch: &mut Batch<'_>,
+async fn write_batch<T: Transport>(
+    batch: &mut Batch<'_, T>,
     first: ServerMessage,
     conn: ConnId,
     ctx: &ConnectionContext,
@@ -478,37 +457,17 @@ async fn write_batch(
             kicked = Some(message);
             break;
         }
-        encoding::write_message(batch.encoding, &message, batch.out);
+        batch.out.push(&message);
         count += 1;
         if count < WRITE_BATCH as u64 {
             next = batch.outbound.try_recv().ok();
         }
     }
     if count > 0 {
-        write_bytes(batch.writer, batch.out).await?;
+        batch.transport.send(batch.out).await?;
         ctx.stats.messages_out.fetch_add(count, Ordering::Relaxed);
     }
-    if batch.out.capacity() > KEPT_WRITE_BUFFER {
-        *batch.out = Vec::new();
-    }
     Ok(kicked)
-}
-
-async fn write(
-    writer: &mut OwnedWriteHalf,
-    encoding: Encoding,
-    message: &ServerMessage,
-) -> std::io::Result<()> {
-    let mut bytes = Vec::new();
-    encoding::write_message(encoding, message, &mut bytes);
-    write_bytes(writer, &bytes).await
-}
-
-/// Writes all of `bytes`, or fails if the client does not take them within [`WRITE_TIMEOUT`].
-async fn write_bytes(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
-    tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes))
-        .await
-        .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
 /// What became of a line.

@@ -13,8 +13,7 @@ use hearth_components::wire::{
     self, FrameKind, MAGIC, MessageError, PREAMBLE, WireError, decode_frame, decode_message,
     encode_message,
 };
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
 
 /// How a connection's bytes are encoded, both ways.
@@ -37,20 +36,24 @@ pub enum DetectError {
     Wire(#[from] WireError),
 }
 
-/// Reads the connection's first byte (without consuming it, for JSON) and, for binary, the
-/// whole preamble: the encoding the client chose.
-pub async fn detect(reader: &mut OwnedReadHalf) -> Result<Encoding, DetectError> {
+/// Reads the connection's first bytes: the encoding the client chose and, for JSON, the
+/// byte already read (the start of its first line, for the decoder). Reads rather than
+/// peeks, so it works over TLS as over plain TCP.
+pub async fn detect<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<(Encoding, Option<u8>), DetectError> {
     let mut first = [0u8; 1];
-    if reader.peek(&mut first).await? == 0 {
+    if reader.read(&mut first).await? == 0 {
         return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
     }
     if first[0] != MAGIC[0] {
-        return Ok(Encoding::Json);
+        return Ok((Encoding::Json, Some(first[0])));
     }
     let mut preamble = [0u8; PREAMBLE.len()];
-    reader.read_exact(&mut preamble).await?;
+    preamble[0] = first[0];
+    reader.read_exact(&mut preamble[1..]).await?;
     wire::read_preamble(&preamble)?;
-    Ok(Encoding::Binary)
+    Ok((Encoding::Binary, None))
 }
 
 /// One message from the client, in its encoding.
@@ -94,6 +97,10 @@ pub enum IncomingError {
     /// a kind a client may not send).
     #[error(transparent)]
     Wire(WireError),
+    /// A WebSocket message that breaks the transport's rules (a binary message that is not
+    /// exactly one frame, a message of the other encoding's kind), said in words.
+    #[error("{0}")]
+    Malformed(String),
     /// The socket failed.
     #[error(transparent)]
     Io(io::Error),

@@ -1,4 +1,5 @@
-//! The front door: a tokio TCP listener for game clients, their connection tasks and the
+//! The front door: the listeners for game clients (TCP, and WebSocket when `listen_ws` is
+//! set, each in TLS when a certificate is configured), their connection tasks and the
 //! auth workers. Everything here talks to the ECS only through crossbeam channels
 //! ([`NetEvent`]) and per-client bounded queues.
 
@@ -13,10 +14,17 @@ pub mod password;
 pub mod replica;
 pub mod resume;
 pub mod sent_rate;
+pub mod static_files;
 pub mod stats;
+pub mod stream;
+pub mod tls;
+pub mod transport;
 pub mod waiting_room;
+pub mod web;
+pub mod websocket;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,6 +36,7 @@ use hearth_systems::NetBridgePlugin;
 use hearth_systems::game_messages::ClientMessageTypes;
 use hearth_systems::net::NetInbox;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
@@ -160,6 +169,16 @@ pub struct FrontDoorPlugin {
     /// player's last login, resume or time online: it lets a client reconnect after a
     /// restart or drain without a password (and without argon2's cost).
     pub resume_ttl: Duration,
+    /// The WebSocket listener's address (the `listen_ws` key; `None`: no listener): browser
+    /// and WASM clients, and the browser client's files.
+    pub listen_ws: Option<SocketAddr>,
+    /// The `Origin`s a WebSocket handshake may come from (empty: any), so other sites'
+    /// pages cannot connect with a visitor's browser.
+    pub ws_allowed_origins: Vec<String>,
+    /// PEM certificate chain: with `tls_key`, both listeners speak TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for FrontDoorPlugin {
@@ -171,6 +190,10 @@ impl Default for FrontDoorPlugin {
             max_connections: 10_000,
             max_connections_per_address: 64,
             resume_ttl: Duration::from_secs(600),
+            listen_ws: None,
+            ws_allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -191,17 +214,21 @@ impl Plugin for FrontDoorPlugin {
             return;
         };
         let accounts = Arc::clone(&accounts.0);
-        match self.start(app, accounts) {
-            Ok(addr) => {
-                app.world_mut()
-                    .get_resource_or_init::<BoundAddresses>()
-                    .game = Some(addr);
+        let tls = match self.tls_acceptors() {
+            Ok(tls) => tls,
+            Err(e) => return startup::record(app.world_mut(), StartupFailure::Tls(Box::new(e))),
+        };
+        match self.start(app, accounts, tls) {
+            Ok((game, ws)) => {
+                let mut bound = app.world_mut().get_resource_or_init::<BoundAddresses>();
+                bound.game = Some(game);
+                bound.ws = ws;
             }
-            Err(source) => startup::record(
+            Err((addr, source)) => startup::record(
                 app.world_mut(),
                 StartupFailure::Listen {
                     what: "listen on",
-                    addr: self.listen,
+                    addr,
                     source,
                 },
             ),
@@ -209,11 +236,36 @@ impl Plugin for FrontDoorPlugin {
     }
 }
 
+/// The TLS acceptors of the two listeners (the same certificate; the WebSocket one offers
+/// HTTP/1.1 by ALPN).
+struct TlsAcceptors {
+    game: TlsAcceptor,
+    web: TlsAcceptor,
+}
+
 impl FrontDoorPlugin {
-    /// Binds the listener, starts auth workers and connection handling, and wires the bridge
-    /// into the app (as the [`FrontDoor`] resource). Returns the address it listens on.
-    fn start(&self, app: &mut App, accounts: AccountStoreFactory) -> std::io::Result<SocketAddr> {
+    /// The TLS acceptors, when a certificate and key are configured.
+    fn tls_acceptors(&self) -> Result<Option<TlsAcceptors>, tls::TlsError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(TlsAcceptors {
+            game: tls::acceptor(cert, key, &[])?,
+            web: tls::acceptor(cert, key, &[tls::HTTP1_ALPN])?,
+        }))
+    }
+
+    /// Binds the listeners, starts auth workers and connection handling, and wires the
+    /// bridge into the app (as the [`FrontDoor`] resource). Returns the addresses it listens
+    /// on (the game's, the WebSocket one's), or the address it could not bind and why.
+    fn start(
+        &self,
+        app: &mut App,
+        accounts: AccountStoreFactory,
+        tls: Option<TlsAcceptors>,
+    ) -> Result<(SocketAddr, Option<SocketAddr>), (SocketAddr, std::io::Error)> {
         let config = self;
+        let failed = |addr| move |e| (addr, e);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(network_threads())
             .thread_name("hearth-net")
@@ -221,9 +273,18 @@ impl FrontDoorPlugin {
                 crate::priority::lower_this_thread(crate::priority::NETWORK_NICENESS)
             })
             .enable_all()
-            .build()?;
-        let listener = runtime.block_on(TcpListener::bind(config.listen))?;
-        let local_addr = listener.local_addr()?;
+            .build()
+            .map_err(failed(config.listen))?;
+        let bind = |addr| {
+            let listener = runtime.block_on(TcpListener::bind(addr))?;
+            let local = listener.local_addr()?;
+            Ok((listener, local))
+        };
+        let (listener, local_addr) = bind(config.listen).map_err(failed(config.listen))?;
+        let ws_listener = match config.listen_ws {
+            Some(addr) => Some(bind(addr).map_err(failed(addr))?),
+            None => None,
+        };
         let (events, inbox) = crossbeam_channel::unbounded();
         let throttle = Arc::new(LoginThrottle::new(LOGIN_LOCKOUT));
         let stats = Arc::new(NetStats::default());
@@ -232,7 +293,8 @@ impl FrontDoorPlugin {
             Arc::clone(&online),
             Arc::clone(&accounts),
             config.resume_ttl,
-        )?;
+        )
+        .map_err(failed(config.listen))?;
         let auth = auth::start_workers(
             AUTH_WORKERS,
             accounts,
@@ -274,7 +336,30 @@ impl FrontDoorPlugin {
         let limits =
             admission::ConnectionLimits::new(max_connections, config.max_connections_per_address);
         let accepting = CancellationToken::new();
-        runtime.spawn(accept::run(listener, ctx, limits, accepting.clone()));
+        let (game_tls, web_tls) = match tls {
+            Some(TlsAcceptors { game, web }) => (Some(game), Some(web)),
+            None => (None, None),
+        };
+        let ws_addr = ws_listener.map(|(ws_listener, ws_addr)| {
+            let door = accept::Door {
+                web: Some(Arc::new(web::WebSettings::new(&config.ws_allowed_origins))),
+                tls: web_tls,
+            };
+            let (ctx, limits) = (ctx.clone(), Arc::clone(&limits));
+            runtime.spawn(accept::run(
+                ws_listener,
+                door,
+                ctx,
+                limits,
+                accepting.clone(),
+            ));
+            ws_addr
+        });
+        let door = accept::Door {
+            web: None,
+            tls: game_tls,
+        };
+        runtime.spawn(accept::run(listener, door, ctx, limits, accepting.clone()));
         app.insert_resource(NetInbox(inbox))
             .insert_resource(FrontDoor {
                 _runtime: runtime,
@@ -287,6 +372,6 @@ impl FrontDoorPlugin {
                 stats,
                 _keeper: keeper,
             });
-        Ok(local_addr)
+        Ok((local_addr, ws_addr))
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hearth_systems::storage::LatencyHistogram;
 
 use super::admission::Refused;
+use super::transport::TransportKind;
 
 /// Front door counters.
 #[derive(Default)]
@@ -36,6 +37,10 @@ pub struct NetStats {
     pub auth_latency: LatencyHistogram,
     /// Open connections by login state, in [`NetStats::CONNECTION_STATES`] order.
     pub connections_by_state: [AtomicU64; 3],
+    /// Client connections opened since start, by transport ([`TransportKind::ALL`] order).
+    pub connections_opened: [AtomicU64; 4],
+    /// Client connections open now, by transport ([`TransportKind::ALL`] order).
+    pub connections_open: [AtomicU64; 4],
 }
 
 impl NetStats {
@@ -52,6 +57,17 @@ impl NetStats {
         if let Some(to) = to {
             self.connections_by_state[to].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A client connection came in by `kind` and is being served.
+    pub fn connection_opened(&self, kind: TransportKind) {
+        Self::count(&self.connections_opened[kind.index()]);
+        Self::count(&self.connections_open[kind.index()]);
+    }
+
+    /// A client connection that came in by `kind` ended.
+    pub fn connection_closed(&self, kind: TransportKind) {
+        self.connections_open[kind.index()].fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Adds one to `counter`.

@@ -23,6 +23,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::net::FrontDoorObserver;
 use crate::net::stats::NetStats;
+use crate::net::transport::TransportKind;
 
 /// Bucket upper bounds of every latency histogram, in seconds: from 0.5 ms (a local Redis
 /// round trip, a fast frame) to 10 s (past any store timeout).
@@ -323,6 +324,28 @@ impl HearthCollector {
             "Client connections being served, by login state.",
             "state",
             &by_state,
+        )?;
+        let open: Vec<(&str, f64)> = TransportKind::ALL
+            .iter()
+            .map(|kind| (kind.label(), get(&n.connections_open[kind.index()]) as f64))
+            .collect();
+        gauges(
+            e,
+            "hearth_client_connections_by_transport",
+            "Client connections being served, by transport (tcp, tls, ws, wss).",
+            "transport",
+            &open,
+        )?;
+        let opened: Vec<(&str, u64)> = TransportKind::ALL
+            .iter()
+            .map(|kind| (kind.label(), get(&n.connections_opened[kind.index()])))
+            .collect();
+        counters(
+            e,
+            "hearth_client_connections_opened",
+            "Client connections opened since start, by transport (tcp, tls, ws, wss).",
+            "transport",
+            &opened,
         )?;
         counters(
             e,

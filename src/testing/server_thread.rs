@@ -90,6 +90,13 @@ impl ServerThread {
             .expect("this server has a front door (FrontDoorPlugin)")
     }
 
+    /// The WebSocket listener's address (panics if `listen_ws` was not set: a test bug).
+    pub fn ws_addr(&self) -> std::net::SocketAddr {
+        self.addrs
+            .ws
+            .expect("this server has a WebSocket listener (set listen_ws)")
+    }
+
     /// Asks for a drain (as SIGUSR1 does); [`ServerThread::join`] then waits for its end.
     pub fn drain(&self) {
         self.drain.store(true, Ordering::SeqCst);

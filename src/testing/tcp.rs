@@ -25,10 +25,14 @@ pub struct TcpGameServer {
 }
 
 impl TcpGameServer {
-    /// Starts `HearthPlugins::new(config)` plus `game`, with `listen` set to port 0 of
-    /// 127.0.0.1. `Err` says what could not be opened (the store, the listener).
+    /// Starts `HearthPlugins::new(config)` plus `game`, with `listen` (and `listen_ws`, if
+    /// set) on port 0 of 127.0.0.1. `Err` says what could not be opened (the store, a
+    /// listener).
     pub fn start(mut config: ServerConfig, game: impl Plugin) -> Result<Self, NotStarted> {
         config.front_door.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if config.front_door.listen_ws.is_some() {
+            config.front_door.listen_ws = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let server = ServerThread::start(move || {
             let mut app = App::new();
             app.add_plugins(HearthPlugins::new(config))
@@ -41,6 +45,11 @@ impl TcpGameServer {
     /// Where the game listens.
     pub fn addr(&self) -> SocketAddr {
         self.server.game_addr()
+    }
+
+    /// Where its WebSocket listener is (when the config set `listen_ws`).
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.server.addrs().ws
     }
 
     /// A new connection to it.

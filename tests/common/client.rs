@@ -22,6 +22,8 @@ pub const CLIENT_WAIT: Duration = Duration::from_secs(15);
 /// `HearthPlugins`, run by Hearth's runner on a thread ([`ServerThread`]).
 pub struct NetServer {
     pub addr: SocketAddr,
+    /// The WebSocket listener, when the config set `listen_ws` (bound to a free port).
+    pub ws_addr: Option<SocketAddr>,
     pub backend: Option<Arc<MemoryBackend>>,
     server: ServerThread,
 }
@@ -74,6 +76,9 @@ impl NetServer {
         setup: impl FnOnce(&mut bevy_app::App) + Send + 'static,
     ) -> Self {
         config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+        if config.front_door.listen_ws.is_some() {
+            config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
+        }
         let server = ServerThread::start(move || {
             let mut app = bevy_app::App::new();
             app.add_plugins(HearthPlugins::new(config))
@@ -84,6 +89,7 @@ impl NetServer {
         .expect("the server starts");
         Self {
             addr: server.game_addr(),
+            ws_addr: server.addrs().ws,
             backend: None,
             server,
         }

@@ -1,0 +1,52 @@
+//! The browser client's files, embedded in the binary from the repository's `web/` folder
+//! and served by the WebSocket listener (`net::web`): a newcomer opens the server's
+//! address in a browser and plays, with nothing else to install or host. Adding a file is
+//! one line in [`STATIC_FILES`].
+
+/// One file of the browser client.
+pub struct StaticFile {
+    /// Its name under `web/`, which is also its path on the listener (`/` is `index.html`).
+    pub name: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+}
+
+/// Every file served, by name.
+pub const STATIC_FILES: &[StaticFile] = &[StaticFile {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../../web/index.html"),
+}];
+
+/// The file a request path names (`/` names `index.html`); `None` for anything else.
+pub fn lookup(path: &str) -> Option<&'static StaticFile> {
+    let name = match path.strip_prefix('/')? {
+        "" => "index.html",
+        name => name,
+    };
+    STATIC_FILES.iter().find(|file| file.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_the_index_and_unknown_paths_are_nothing() {
+        assert_eq!(lookup("/").map(|f| f.name), Some("index.html"));
+        assert_eq!(lookup("/index.html").map(|f| f.name), Some("index.html"));
+        assert!(lookup("/../Cargo.toml").is_none());
+        assert!(lookup("/nothing.js").is_none());
+        assert!(lookup("index.html").is_none());
+    }
+
+    #[test]
+    fn every_file_has_a_content_type_and_a_body() {
+        for file in STATIC_FILES {
+            assert!(!file.content_type.is_empty(), "{}", file.name);
+            assert!(!file.body.is_empty(), "{}", file.name);
+        }
+    }
+}
