@@ -36,7 +36,10 @@
 //! - After a dropped connection a logged-in client reconnects with backoff and resumes with
 //!   its resume token ([`Reconnect`]), telling it as [`Event::Disconnected`],
 //!   [`Event::Reconnecting`] and [`Event::Resumed`].
+//! - Feature `bevy`: [`bevy::HearthClientPlugin`] mirrors the world into a client `App`.
 
+#[cfg(feature = "bevy")]
+pub mod bevy;
 mod client;
 mod codec;
 mod config;
