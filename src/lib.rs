@@ -43,6 +43,7 @@ pub mod startup;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod zones;
 
 /// docs/extending.md, included so `cargo test --doc` compiles and runs its snippets.
 #[doc = include_str!("../docs/extending.md")]

@@ -36,6 +36,7 @@ impl PluginGroup for HearthPlugins {
             .add(TaskPoolPlugin::default())
             .add(TimePlugin)
             .add(config.tick)
+            .add(config.zones)
             .add(config.store)
             .add(StoragePlugin)
             .add(config.persistence)

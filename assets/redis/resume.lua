@@ -9,12 +9,18 @@
 --           exactly that owner does not keep the player online (the claim takes it over)
 -- ARGV[6] = this server's lease owner   ARGV[7] = the lease it is granted, ms (until the join
 --           that follows claims it for the full lease TTL)
+-- KEYS[3] = <prefix>:resume:{<id>}:cancelled   set: fresh digests of resumes given up on
+--           (resume_undo.lua): a late copy of such a resume changes nothing
 -- A presented token is spent only together with the lease, in this one step: a resume racing
 -- another login of the player (here or on another server) either wins the lease or keeps its
 -- token, never loses both.
 -- Returns 1: the fresh token is stored (the presented one deleted); 0: the presented token is
 -- unknown (never issued, used, expired, revoked): nothing changed; {2, owner}: it is known
--- but the player holds a lease (online, on that owner): nothing changed, it stays usable.
+-- but the player holds a lease (online, on that owner): nothing changed, it stays usable;
+-- 3: this resume was given up on (answered `unavailable`) before it ran: nothing changed.
+if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
+  return 3
+end
 if ARGV[1] ~= '' then
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
     return 0

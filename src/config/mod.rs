@@ -92,6 +92,10 @@ pub enum ValueError {
     Store(#[from] hearth_components::StoreUrlError),
     #[error(transparent)]
     Cluster(#[from] crate::store::redis::cluster::ClusterUrlError),
+    #[error(transparent)]
+    ZoneMap(#[from] crate::zones::ZoneMapError),
+    #[error("expected host:port (a host name or address, and a port number)")]
+    HostPort,
 }
 
 /// Every configuration key, in `--help` order.
@@ -191,6 +195,21 @@ pub const KEYS: &[Key] = &[
         resume_ttl => front_door.resume_ttl,
         "How long a resume token stays usable after the player was last online (e.g. 10m).",
         parse_duration
+    ),
+    key!(
+        zones => zones.map,
+        "A zone map (TOML file of [[zone]] name/min/max rectangles) shared by every process of one world; with --zone, this process serves one of its zones.",
+        parse_zone_map
+    ),
+    key!(
+        zone => zones.zone,
+        "The zone of the --zones map this process serves (needs a Redis store).",
+        parse_optional_text
+    ),
+    key!(
+        public_addr => zones.public_addr,
+        "host:port where this zone's clients connect, for handoffs (defaults to --listen).",
+        parse_host_port
     ),
     key!(
         verbose => metrics.verbose,
@@ -440,6 +459,37 @@ fn parse_store(text: &str) -> Result<StoreSelection, ValueError> {
         crate::store::redis::ClusterUrl::parse(url)?;
     }
     Ok(selection)
+}
+
+/// Text, or nothing (`""`) for unset.
+fn parse_optional_text(text: &str) -> Result<Option<String>, ValueError> {
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| text.to_string()))
+}
+
+/// A zone map file, read and checked now, so a bad map stops the start naming the problem;
+/// nothing (`""`) for none.
+fn parse_zone_map(text: &str) -> Result<Option<std::sync::Arc<crate::zones::ZoneMap>>, ValueError> {
+    match text.trim() {
+        "" => Ok(None),
+        path => Ok(Some(std::sync::Arc::new(crate::zones::ZoneMap::load(
+            Path::new(path),
+        )?))),
+    }
+}
+
+/// `host:port` with a host name or address (what a client connects to); nothing for unset.
+fn parse_host_port(text: &str) -> Result<Option<String>, ValueError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(Some(text.to_string()))
+        }
+        _ => Err(ValueError::HostPort),
+    }
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, ValueError> {

@@ -12,6 +12,7 @@ use crate::net::FrontDoorPlugin;
 use crate::observability::MetricsEndpointPlugin;
 use crate::runner::{RunnerPlugin, TickRatePlugin};
 use crate::store::StorePlugin;
+use crate::zones::ZonesPlugin;
 
 /// Every configurable plugin of a server, each holding its own settings (its defaults are
 /// the plugins' `Default`s). Change one before starting, or override one plugin later with
@@ -35,9 +36,51 @@ pub struct ServerConfig {
     pub metrics_endpoint: MetricsEndpointPlugin,
     /// Shutdown's deadline.
     pub runner: RunnerPlugin,
+    /// The world's zone map and the zone this process serves (none: a single world).
+    pub zones: ZonesPlugin,
 }
 
 impl ServerConfig {
+    /// Zones: a map and a zone together or neither, the zone in the map, and a store that
+    /// processes share (Redis), since zones are served by separate processes.
+    fn validate_zones(&self) -> Result<(), ConfigError> {
+        let zones = &self.zones;
+        match (&zones.map, &zones.zone) {
+            (None, None) if zones.public_addr.is_some() => Err(ConfigError::new(
+                "public_addr",
+                "is where a zone's clients are handed over to: set it with --zones and --zone",
+            )),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(ConfigError::new(
+                "zone",
+                "must be set with zones: the zone of the map this process serves",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "zones",
+                "must be set with zone: the zone map file the zone is in",
+            )),
+            (Some(map), Some(name)) => {
+                if map.zone(name).is_none() {
+                    let names: Vec<&str> = map.zones().iter().map(|z| z.name.as_str()).collect();
+                    return Err(ConfigError::new(
+                        "zone",
+                        format!(
+                            "{name:?} is not in the zone map (its zones: {})",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                if self.store.settings.selection == hearth_components::StoreSelection::Memory {
+                    return Err(ConfigError::new(
+                        "zone",
+                        "zones are served by separate processes sharing one store: use --store redis://... (or redis+cluster://...)",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The value of every lease this process holds (`<instance_id>/<boot_token>`).
     pub fn lease_owner(&self) -> String {
         self.store.settings.lease_owner()
@@ -110,6 +153,7 @@ impl ServerConfig {
                 ),
             ));
         }
+        self.validate_zones()?;
         let rate = self.tick.tick_rate;
         if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
             return Err(ConfigError::new(

@@ -19,7 +19,7 @@ pub use memory::{MemoryBackend, MemoryStore, StoreClock};
 pub use plugin::{
     AccountStores, AdvertisedListen, StorePlugin, account_stores, memory_account_stores,
 };
-pub use settings::StoreSettings;
+pub use settings::{StoreSettings, ZoneRegistration};
 
 /// Why a store could not be opened at start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,15 @@ pub enum OpenError {
     )]
     InstanceTaken {
         id: String,
+        holder: String,
+        expires_in: std::time::Duration,
+    },
+    /// Another running process serves this zone.
+    #[error(
+        "zone {zone:?} is served by another running process ({holder}). One process serves a zone, so this one does not start: pick another --zone, or drain that process first. If that process is gone, its registration expires in {expires_in:?}"
+    )]
+    ZoneTaken {
+        zone: String,
         holder: String,
         expires_in: std::time::Duration,
     },

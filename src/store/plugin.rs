@@ -11,7 +11,10 @@ use hearth_systems::storage::StorePort;
 use super::accounts::{AccountError, AccountStore, AccountStoreFactory, MemoryAccounts};
 use super::{MemoryBackend, StoreSettings, open_with_backend};
 use crate::startup::{self, StartupFailure};
+use crate::store::ZoneRegistration;
 use crate::store::redis::accounts::RedisAccounts;
+use crate::store::redis::resume_undo::ResumeUndos;
+use crate::zones::ServedZone;
 
 /// The game listener's configured address, which the instance registration records so an
 /// operator sees where a process serves. The front door plugin inserts it when built.
@@ -42,6 +45,18 @@ impl Plugin for StorePlugin {
         }
         let mut settings = self.settings.clone();
         settings.listen = app.world().get_resource::<AdvertisedListen>().map(|a| a.0);
+        settings.zone = app
+            .world()
+            .get_resource::<ServedZone>()
+            .map(|served| ZoneRegistration {
+                name: served.zone.name.clone(),
+                public_addr: served.public_addr.clone().unwrap_or_else(|| {
+                    settings
+                        .listen
+                        .map(|addr| addr.to_string())
+                        .unwrap_or_default()
+                }),
+            });
         let opened = open_with_backend(&settings)
             .map_err(|e| StartupFailure::Store(Box::new(e)))
             .and_then(|(port, backend)| {
@@ -87,10 +102,13 @@ pub fn account_stores(settings: &StoreSettings) -> Result<AccountStoreFactory, A
                 settings.key_prefix.clone(),
                 settings.store_timeout,
             );
+            let undos = ResumeUndos::start(&url, &prefix, timeout, &owner)
+                .map_err(|e| AccountError::Unavailable(e.to_string()))?;
             Ok(Arc::new(move || {
                 Box::new(
                     RedisAccounts::new(&url, &prefix, timeout, &owner)
-                        .expect("URL validated at start"),
+                        .expect("URL validated at start")
+                        .with_undos(undos.clone()),
                 ) as Box<dyn AccountStore>
             }))
         }

@@ -42,6 +42,19 @@ pub struct StoreSettings {
     /// operator sees where the process serves. [`crate::store::StorePlugin`] fills it from
     /// the [`crate::store::AdvertisedListen`] the front door plugin inserts.
     pub listen: Option<std::net::SocketAddr>,
+    /// Not a key: the zone this process serves in a world cut into zones, registered beside
+    /// the instance so a second process for the zone refuses to start. [`crate::store::StorePlugin`]
+    /// fills it from the [`crate::zones::ServedZone`] the zones plugin inserts.
+    pub zone: Option<ZoneRegistration>,
+}
+
+/// What the store registers for the zone this process serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneRegistration {
+    /// The zone's name in the zone map.
+    pub name: String,
+    /// Where its clients connect (`host:port`): handoffs send players there.
+    pub public_addr: String,
 }
 
 impl Default for StoreSettings {
@@ -57,6 +70,7 @@ impl Default for StoreSettings {
             batch_chunk: 1000,
             durable_replicas: 0,
             listen: None,
+            zone: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use redis::{Script, Value};
 
 use super::Keys;
 use super::blocking::{BlockingError, BlockingNodes};
+use super::resume_undo::ResumeUndos;
 use super::scripts::RESUME_LUA;
 use crate::store::accounts::{
     Account, AccountError, AccountStore, RESUME_LEASE, Resumed, TOKENS_PER_PLAYER, TokenHash,
@@ -34,6 +35,9 @@ pub struct RedisAccounts {
     resume_script: Script,
     /// The lease owner of the server these accounts serve: a resume takes the lease for it.
     owner: String,
+    /// Where resumes answered `unavailable` are undone (`None`: `hearth admin`, which never
+    /// resumes).
+    undos: Option<ResumeUndos>,
 }
 
 impl From<BlockingError> for AccountError {
@@ -58,7 +62,15 @@ impl RedisAccounts {
             prefix: prefix.to_string(),
             resume_script: Script::new(RESUME_LUA),
             owner: owner.to_string(),
+            undos: None,
         })
+    }
+
+    /// These accounts, with resumes that fail uncertainly undone by `undos` (one per server,
+    /// shared by its resume workers).
+    pub fn with_undos(mut self, undos: ResumeUndos) -> Self {
+        self.undos = Some(undos);
+        self
     }
 
     /// The stored account at `key`, if any.
@@ -116,11 +128,23 @@ impl AccountStore for RedisAccounts {
         fresh: &TokenHash,
         ttl: Duration,
     ) -> Result<Resumed, AccountError> {
-        let (set, lease) = (
-            self.keys.resume(PlayerId(player_id)),
-            self.keys.session(PlayerId(player_id)),
+        let player = PlayerId(player_id);
+        let (set, lease, cancelled) = (
+            self.keys.resume(player),
+            self.keys.session(player),
+            self.keys.resume_cancelled(player),
         );
-        let presented = presented.map_or("", TokenHash::as_str);
+        if let (Some(undos), Some(_)) = (&self.undos, presented) {
+            // An earlier resume of this player that may still run is settled first.
+            undos.settle(player, &mut self.nodes)?;
+        }
+        let uncertain = |e: AccountError| {
+            if let (Some(undos), Some(presented)) = (&self.undos, presented) {
+                undos.uncertain(player, presented, fresh, ttl);
+            }
+            e
+        };
+        let presented_digest = presented.map_or("", TokenHash::as_str);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let lease_ms = RESUME_LEASE.as_millis() as u64;
         let script = self.resume_script.clone();
@@ -130,7 +154,8 @@ impl AccountStore for RedisAccounts {
                 script
                     .key(&set)
                     .key(&lease)
-                    .arg(presented)
+                    .key(&cancelled)
+                    .arg(presented_digest)
                     .arg(fresh.as_str())
                     .arg(ttl_ms)
                     .arg(TOKENS_PER_PLAYER)
@@ -140,7 +165,7 @@ impl AccountStore for RedisAccounts {
                     .invoke(c)
             })?)
         };
-        let mut answer = run(&mut self.nodes, "")?;
+        let mut answer = run(&mut self.nodes, "").map_err(uncertain)?;
         if let Some(holder) = online_holder(&answer) {
             // A holder that is not alive (crashed) does not keep the player online: the
             // token is taken, and the join that follows takes the lease over.
@@ -149,7 +174,7 @@ impl AccountStore for RedisAccounts {
                 redis::cmd("EXISTS").arg(&alive_key).query(c)
             })?;
             if alive == 0 {
-                answer = run(&mut self.nodes, &holder)?;
+                answer = run(&mut self.nodes, &holder).map_err(uncertain)?;
             }
         }
         match answer {

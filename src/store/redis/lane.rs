@@ -89,42 +89,38 @@ impl LaneWorker {
         }
         if let Some(stopped) = stopped {
             let shared = Arc::clone(&self.shared);
-            shared
-                .registration
-                .release(
-                    self.nodes.for_key(&shared.registration.key),
-                    &shared.scripts,
-                )
-                .await;
+            for registration in &shared.registrations {
+                registration
+                    .release(self.nodes.for_key(&registration.key), &shared.scripts)
+                    .await;
+            }
             stopped.send(()).ok();
         }
     }
 
-    /// Refreshes the instance registration. Finding it held by another process means two
-    /// processes run under one instance id (the other started while this one could not reach
-    /// Redis): leases stay safe, as each process owns them under its own boot token, but the
-    /// operator must know.
+    /// Refreshes the registrations. Finding one held by another process means two processes
+    /// run under one instance id or serve one zone (the other started while this one could
+    /// not reach Redis): leases stay safe, as each process owns them under its own boot token,
+    /// but the operator must know.
     async fn hold_registration(&mut self) {
         let shared = Arc::clone(&self.shared);
         self.nodes.refresh_if_stale().await;
-        match shared
-            .registration
-            .hold(
-                self.nodes.for_key(&shared.registration.key),
-                &shared.scripts,
-            )
-            .await
-        {
-            Ok(Held::Ours) => {}
-            Ok(Held::Taken { holder, .. }) => tracing::error!(
-                instance = %shared.registration.instance_id,
-                other = %holder,
-                "another process now runs under this instance id; each process still owns only its own leases, but give each its own --instance-id"
-            ),
-            Err(e) => {
-                // On a cluster the registration's slot may have moved: read the slots again.
-                self.nodes.mark_stale();
-                tracing::debug!(error = %e, "instance registration not refreshed");
+        for registration in &shared.registrations {
+            match registration
+                .hold(self.nodes.for_key(&registration.key), &shared.scripts)
+                .await
+            {
+                Ok(Held::Ours) => {}
+                Ok(Held::Taken { holder, .. }) => tracing::error!(
+                    registration = %registration.what,
+                    other = %holder,
+                    "another process now holds this registration; each process still owns only its own leases, but give each its own --instance-id and --zone"
+                ),
+                Err(e) => {
+                    // On a cluster the registration's slot may have moved: read the slots again.
+                    self.nodes.mark_stale();
+                    tracing::debug!(error = %e, registration = %registration.what, "registration not refreshed");
+                }
             }
         }
     }

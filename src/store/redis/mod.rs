@@ -30,6 +30,7 @@ mod liveness;
 pub mod maintenance;
 mod nodes;
 pub(crate) mod registration;
+pub(crate) mod resume_undo;
 pub mod scripts;
 mod startup;
 mod uncertain;
@@ -51,7 +52,7 @@ use self::conn::LaneConn;
 use self::lane::LaneWorker;
 use self::liveness::{Heartbeat, Liveness};
 use self::nodes::{LaneConnect, Nodes};
-use self::registration::{Held, Registration};
+use self::registration::{Held, Registered, Registration};
 pub use self::scripts::{Keys, Scripts};
 use self::startup::{Topology, diagnose, startup_check};
 use self::uncertain::UncertainClaims;
@@ -93,8 +94,9 @@ struct Shared {
     metrics: Arc<StoreMetrics>,
     pending: AtomicUsize,
     completions: Sender<StoreCompletion>,
-    registration: Registration,
-    /// How often the periodic lane refreshes the registration (the lease refresh interval).
+    /// The instance's registration, then the zone's if this process serves one.
+    registrations: Vec<Registration>,
+    /// How often the periodic lane refreshes the registrations (a third of the lease TTL).
     heartbeat: Duration,
     /// Numbers this process's linked saves across cluster slots (`<owner>/<n>`).
     next_link: std::sync::atomic::AtomicU64,
@@ -140,7 +142,7 @@ impl RedisStore {
             instance: config.lease_owner(),
             lease_ttl_ms,
             lease_ttl: config.lease_ttl,
-            registration: Registration::new(config, &keys, lease_ttl_ms),
+            registrations: Registration::all(config, &keys, lease_ttl_ms),
             heartbeat: config.registration_heartbeat(),
             next_link: std::sync::atomic::AtomicU64::new(1),
             keys,
@@ -194,20 +196,31 @@ impl RedisStore {
                 }
             })
             .map_err(error)?;
-        let held = runtime.block_on(
-            shared
-                .registration
-                .hold(periodic.for_key(&shared.registration.key), &shared.scripts),
-        );
-        match held.map_err(|reason| error(format!("registering the instance: {reason}")))? {
-            Held::Ours => {}
-            Held::Taken { holder, expires_in } => {
-                return Err(OpenError::InstanceTaken {
-                    id: config.instance_id.clone(),
-                    holder,
-                    expires_in,
-                });
+        for (i, registration) in shared.registrations.iter().enumerate() {
+            let held = runtime
+                .block_on(registration.hold(periodic.for_key(&registration.key), &shared.scripts));
+            let taken = match held.map_err(|reason| {
+                error(format!("registering the {}: {reason}", registration.what))
+            })? {
+                Held::Ours => continue,
+                Held::Taken { holder, expires_in } => match &registration.what {
+                    Registered::Instance(id) => OpenError::InstanceTaken {
+                        id: id.clone(),
+                        holder,
+                        expires_in,
+                    },
+                    Registered::Zone(name) => OpenError::ZoneTaken {
+                        zone: name.clone(),
+                        holder,
+                        expires_in,
+                    },
+                },
+            };
+            // What was registered before is given back, so a corrected restart starts at once.
+            for earlier in &shared.registrations[..i] {
+                runtime.block_on(earlier.release(periodic.for_key(&earlier.key), &shared.scripts));
             }
+            return Err(taken);
         }
         // Alive before the first claim: a process without its key could lose a lease it
         // just took to the next claim that checks.

@@ -1,7 +1,9 @@
-//! The process's registration under its instance id (`<prefix>:instance:{<id>}`, see
-//! `assets/redis/instance.lua`): claimed at start, so a second process started with the same
-//! instance id refuses to start naming the first; kept alive on the periodic lane like a
-//! lease; released on a clean stop, so a restart under the same id starts at once.
+//! The process's registrations (see `assets/redis/instance.lua`): under its instance id
+//! (`<prefix>:instance:{<id>}`) and, in a world cut into zones, under its zone
+//! (`<prefix>:zone:{<name>}`, which carries the address its clients are handed over to).
+//! Claimed at start, so a second process started with the same instance id or zone refuses to
+//! start naming the first; kept alive on the periodic lane like a lease; released on a clean
+//! stop, so a restart starts at once.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,12 +13,31 @@ use redis::Value;
 use super::conn::{CallError, LaneConn};
 use super::scripts::{Keys, Scripts};
 
-/// This process's registration: where it is stored and what it says.
+/// What a registration is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// The process's instance id.
+    Instance(String),
+    /// The zone the process serves.
+    Zone(String),
+}
+
+impl std::fmt::Display for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instance(id) => write!(f, "instance id {id:?}"),
+            Self::Zone(name) => write!(f, "zone {name:?}"),
+        }
+    }
+}
+
+/// One registration of this process: what for, where it is stored and what it says.
 pub struct Registration {
-    pub instance_id: String,
+    pub what: Registered,
     pub key: String,
-    /// JSON: lease owner, host, pid, client address, start time. Unique per process start
-    /// (it carries the boot token), so "ours" is an exact string comparison in Lua.
+    /// JSON: lease owner, host, pid, client address, start time (and the zone and the
+    /// address clients are handed over to). Unique per process start (it carries the boot
+    /// token), so "ours" is an exact string comparison in Lua.
     pub value: String,
     pub ttl_ms: u64,
 }
@@ -53,25 +74,37 @@ pub enum Held {
 }
 
 impl Registration {
-    /// The registration of the process `config` describes, starting now.
-    pub fn new(config: &StoreSettings, keys: &Keys, ttl_ms: u64) -> Self {
+    /// The registrations of the process `config` describes, starting now: its instance id,
+    /// then its zone if it serves one.
+    pub fn all(config: &StoreSettings, keys: &Keys, ttl_ms: u64) -> Vec<Self> {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "owner": config.lease_owner(),
             "host": host,
             "pid": std::process::id(),
             "listen": config.listen.map(|addr| addr.to_string()).unwrap_or_default(),
             "started": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        })
-        .to_string();
-        Self {
-            instance_id: config.instance_id.clone(),
+        });
+        let instance = Self {
+            what: Registered::Instance(config.instance_id.clone()),
             key: keys.instance(&config.instance_id),
-            value,
+            value: value.to_string(),
             ttl_ms,
+        };
+        let mut all = vec![instance];
+        if let Some(zone) = &config.zone {
+            value["zone"] = zone.name.clone().into();
+            value["public_addr"] = zone.public_addr.clone().into();
+            all.push(Self {
+                what: Registered::Zone(zone.name.clone()),
+                key: keys.zone(&zone.name),
+                value: value.to_string(),
+                ttl_ms,
+            });
         }
+        all
     }
 
     /// Registers, or extends the registration. `Err` when Redis did not answer.
@@ -81,7 +114,7 @@ impl Registration {
         scripts: &Scripts,
     ) -> Result<Held, RegistrationError> {
         let reply = self
-            .call(conn, scripts, "hold", "registering the instance")
+            .call(conn, scripts, "hold", "registering the process")
             .await?;
         match reply {
             Value::Array(parts) if matches!(parts.first(), Some(Value::Int(1))) => Ok(Held::Ours),
@@ -103,10 +136,10 @@ impl Registration {
     /// Deletes the registration if it is still ours (a clean stop).
     pub async fn release(&self, conn: &mut LaneConn, scripts: &Scripts) {
         if let Err(e) = self
-            .call(conn, scripts, "release", "releasing the instance")
+            .call(conn, scripts, "release", "releasing a registration")
             .await
         {
-            tracing::warn!(instance = %self.instance_id, error = %e, "could not release the instance registration; it expires by its TTL");
+            tracing::warn!(registration = %self.what, error = %e, "could not release the registration; it expires by its TTL");
         }
     }
 

@@ -26,6 +26,8 @@ pub const LINK_FINISH_LUA: &str = include_str!("../../../assets/redis/link_finis
 /// `resume.lua`: take a presented resume token and store a fresh one (the front door's
 /// account store, not the player store, runs it).
 pub const RESUME_LUA: &str = include_str!("../../../assets/redis/resume.lua");
+/// `resume_undo.lua`: cancel a resume answered `unavailable`, and reverse it if it ran.
+pub const RESUME_UNDO_LUA: &str = include_str!("../../../assets/redis/resume_undo.lua");
 
 /// The scripts, with their SHA1s computed once.
 pub struct Scripts {
@@ -100,6 +102,12 @@ impl Keys {
         format!("{}:alive:{{{owner}}}", self.prefix)
     }
 
+    /// `<prefix>:zone:{<name>}`: the registration of the process serving the zone (JSON, with
+    /// the address its clients are handed over to), kept alive like the instance's.
+    pub fn zone(&self, name: &str) -> String {
+        format!("{}:zone:{{{name}}}", self.prefix)
+    }
+
     /// `<prefix>:account:{<username>}`: the account (player id, password hash), JSON.
     pub fn account(&self, username: &str) -> String {
         format!("{}:account:{{{username}}}", self.prefix)
@@ -109,6 +117,13 @@ impl Keys {
     /// with a TTL), in the slot of its lease; see `resume.lua`.
     pub fn resume(&self, player: PlayerId) -> String {
         format!("{}:resume:{{{}}}", self.prefix, player.0)
+    }
+
+    /// `<prefix>:resume:{<id>}:cancelled`: the fresh-token digests of the player's resumes
+    /// given up on (a set, with a TTL), so a late copy of one changes nothing; see
+    /// `resume_undo.lua`.
+    pub fn resume_cancelled(&self, player: PlayerId) -> String {
+        format!("{}:resume:{{{}}}:cancelled", self.prefix, player.0)
     }
 
     /// `<prefix>:pending:{<id>}`: a linked save's pending record of the player (a hash:
