@@ -17,7 +17,7 @@ use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::{Event, GameMessage, Refusal};
 use crate::session::{Command, Session, Shared, lock};
-use crate::transport::{Target, connect};
+use crate::transport::{Target, connect_raw};
 use crate::world::World;
 
 /// A connection to a Hearth server, kept alive and resumed on its own: requests through
@@ -70,8 +70,20 @@ impl Client {
         addr: impl ToString,
         config: ClientConfig,
     ) -> Result<Self, ClientError> {
-        let target = Target::Tcp(addr.to_string());
-        let conn = connect(&target, config.encoding).await?;
+        Self::connect_to(Target::Tcp(addr.to_string()), config).await
+    }
+
+    /// Connects over WebSocket to `url` (`ws://host:port/ws`) with the default settings
+    /// (JSON text messages). For `wss://`, the binary encoding or other settings, use
+    /// [`Client::connect_to`] with [`Target::WebSocket`].
+    pub async fn connect_ws(url: &str) -> Result<Self, ClientError> {
+        Self::connect_to(Target::WebSocket(url.into()), ClientConfig::default()).await
+    }
+
+    /// Connects to `target` (TCP, TLS, `ws://` or `wss://`) with `config` (for TLS and
+    /// `wss://`, [`ClientConfig::tls`] says which certificates to trust).
+    pub async fn connect_to(target: Target, config: ClientConfig) -> Result<Self, ClientError> {
+        let conn = connect_raw(&target, &config).await?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let ids = Arc::new(AtomicU64::new(1));
         let (commands, commands_rx) = mpsc::channel(1024);

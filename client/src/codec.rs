@@ -1,8 +1,9 @@
-//! The two encodings of docs/protocol.md as a tokio-util codec: JSON lines, or length-prefixed
-//! binary frames (after the preamble exchange, which [`crate::transport`] does). Reading is
-//! cancel-safe (a `FramedRead` keeps partial input), so the session can `select!` on it.
+//! The two encodings of docs/protocol.md: on a byte stream (TCP, TLS) a tokio-util codec that
+//! cuts JSON lines or length-prefixed binary frames (after the preamble exchange, which
+//! [`crate::transport`] does) into [`RawMessage`]s, cancel-safe so the session can
+//! `select!` on it; then the decoding of a raw message into what it says ([`Inbound`]).
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hearth_components::protocol::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES};
 use hearth_components::wire::{self, FrameKind, UpdateFrame, WireError, decode_frame};
 use serde_json::{Map, Value};
@@ -21,6 +22,39 @@ pub enum Encoding {
     Binary,
 }
 
+/// One message as the connection carried it, not yet decoded: what a client that decodes
+/// with care (hearth-swarm) reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawMessage {
+    /// A JSON message: a line without its newline (TCP), or a WebSocket text message.
+    Json(Bytes),
+    /// A binary frame's kind and payload.
+    Frame { kind: FrameKind, payload: Bytes },
+}
+
+impl RawMessage {
+    /// The message's size in its encoding (a line with its newline, a frame with its length
+    /// prefix), before any TLS or WebSocket framing.
+    pub fn wire_bytes(&self) -> usize {
+        match self {
+            Self::Json(text) => text.len() + 1,
+            Self::Frame { payload, .. } => {
+                let length = payload.len() as u64 + 1;
+                let prefix = (64 - length.leading_zeros()).div_ceil(7).max(1) as usize;
+                prefix + length as usize
+            }
+        }
+    }
+
+    /// What the message says.
+    pub(crate) fn decode(&self) -> Inbound {
+        match self {
+            Self::Json(text) => decode_json(text),
+            Self::Frame { kind, payload } => decode_binary(*kind, payload),
+        }
+    }
+}
+
 /// What one line or frame from the server carried.
 #[derive(Debug)]
 pub(crate) enum Inbound {
@@ -34,19 +68,49 @@ pub(crate) enum Inbound {
     Invalid(String),
 }
 
-/// A message to the server, encoded: a JSON object (the codec adds the newline) or a binary
-/// message frame.
+/// A message to the server, encoded: a JSON object (the codec adds the newline; a WebSocket
+/// sends it as a text message) or a binary message frame.
 #[derive(Debug, Clone)]
-pub(crate) struct Outgoing(pub(crate) Vec<u8>);
+pub struct Outgoing(pub(crate) Vec<u8>);
+
+impl Outgoing {
+    /// `message` (any serde type that serialises as an object with its `type`) in
+    /// `encoding`, or why it cannot be sent (not serialisable, over the protocol's limit).
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        encoding: Encoding,
+        message: &T,
+    ) -> Result<Self, String> {
+        match encoding {
+            Encoding::Json => {
+                let text = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+                if text.len() > MAX_LINE_BYTES {
+                    return Err(format!(
+                        "a message of {} bytes is over the limit of {MAX_LINE_BYTES}",
+                        text.len()
+                    ));
+                }
+                Ok(Self(text))
+            }
+            Encoding::Binary => {
+                let mut out = Vec::new();
+                wire::encode_message(message, &mut out).map_err(|e| e.to_string())?;
+                Ok(Self(out))
+            }
+        }
+    }
+}
 
 /// Why the stream cannot go on.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Bytes that break the framing: a line or frame over the limit, a bad frame.
     #[error("{0}")]
     Framing(String),
+    /// The WebSocket connection failed.
+    #[error("websocket: {0}")]
+    WebSocket(String),
 }
 
 /// Encodes and decodes one connection's messages in its [`Encoding`].
@@ -61,7 +125,7 @@ impl Codec {
     }
 }
 
-/// One message's text or bytes, decoded: a message, an update, or why it is not one.
+/// One JSON message, decoded: a message, an update, or why it is not one.
 pub(crate) fn decode_json(text: &[u8]) -> Inbound {
     let object = match serde_json::from_slice::<Value>(text) {
         Ok(Value::Object(object)) => object,
@@ -98,10 +162,10 @@ pub(crate) fn decode_binary(kind: FrameKind, payload: &[u8]) -> Inbound {
 }
 
 impl Decoder for Codec {
-    type Item = Inbound;
+    type Item = RawMessage;
     type Error = CodecError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RawMessage>, CodecError> {
         match self.encoding {
             Encoding::Json => loop {
                 let Some(end) = src.iter().position(|&b| b == b'\n') else {
@@ -113,17 +177,25 @@ impl Decoder for Codec {
                     }
                     return Ok(None);
                 };
-                let line = src.split_to(end + 1);
-                let text = line[..end].trim_ascii();
-                if !text.is_empty() {
-                    return Ok(Some(decode_json(text)));
+                let mut line = src.split_to(end + 1).freeze();
+                line.truncate(end);
+                if line.ends_with(b"\r") {
+                    line.truncate(end - 1);
+                }
+                if !line.trim_ascii().is_empty() {
+                    return Ok(Some(RawMessage::Json(line)));
                 }
             },
             Encoding::Binary => match decode_frame(src) {
                 Ok((frame, used)) => {
-                    let inbound = decode_binary(frame.kind, frame.payload);
-                    src.advance(used);
-                    Ok(Some(inbound))
+                    let kind = frame.kind;
+                    let start = used - frame.payload.len();
+                    let mut bytes = src.split_to(used);
+                    bytes.advance(start);
+                    Ok(Some(RawMessage::Frame {
+                        kind,
+                        payload: bytes.freeze(),
+                    }))
                 }
                 Err(WireError::Truncated(_)) => Ok(None),
                 Err(e) => Err(CodecError::Framing(format!("a bad frame: {e}"))),
@@ -131,7 +203,7 @@ impl Decoder for Codec {
         }
     }
 
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<RawMessage>, CodecError> {
         match self.decode(src)? {
             Some(inbound) => Ok(Some(inbound)),
             None if src.is_empty() => Ok(None),
@@ -144,26 +216,9 @@ impl Decoder for Codec {
     }
 }
 
-/// `message` (a JSON object, `type` included) in `encoding`: JSON text without the newline,
-/// or a MessagePack message frame; an error when it is over the protocol's limit.
+/// `message` (a JSON object, `type` included) in `encoding`.
 pub(crate) fn encode(encoding: Encoding, message: &Map<String, Value>) -> Result<Outgoing, String> {
-    match encoding {
-        Encoding::Json => {
-            let text = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-            if text.len() > MAX_LINE_BYTES {
-                return Err(format!(
-                    "a message of {} bytes is over the limit of {MAX_LINE_BYTES}",
-                    text.len()
-                ));
-            }
-            Ok(Outgoing(text))
-        }
-        Encoding::Binary => {
-            let mut out = Vec::new();
-            wire::encode_message(message, &mut out).map_err(|e| e.to_string())?;
-            Ok(Outgoing(out))
-        }
-    }
+    Outgoing::encode(encoding, message)
 }
 
 impl Encoder<Outgoing> for Codec {
@@ -186,8 +241,8 @@ mod tests {
         let mut codec = Codec::new(encoding);
         let mut src = BytesMut::from(bytes);
         let mut out = Vec::new();
-        while let Some(inbound) = codec.decode(&mut src).unwrap() {
-            out.push(inbound);
+        while let Some(raw) = codec.decode(&mut src).unwrap() {
+            out.push(raw.decode());
         }
         out
     }
@@ -224,6 +279,12 @@ mod tests {
         let bytes = encode(Encoding::Binary, &object).unwrap();
         let out = decode_all(Encoding::Binary, &bytes.0);
         assert!(matches!(&out[..], [Inbound::Message(m)] if *m == object));
+        let mut codec = Codec::new(Encoding::Binary);
+        let raw = codec
+            .decode(&mut BytesMut::from(&bytes.0[..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw.wire_bytes(), bytes.0.len());
         let mut codec = Codec::new(Encoding::Binary);
         assert!(codec.decode(&mut BytesMut::from(&[2u8, 9, 0][..])).is_err());
     }

@@ -1,9 +1,11 @@
 //! How a client connects and comes back.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::codec::Encoding;
 use crate::session::DEFAULT_KEEPALIVE;
+use crate::transport::TlsConfig;
 
 /// A client's settings; `ClientConfig::default()` is JSON, automatic resume on, a ping after
 /// 10 s of silence.
@@ -16,6 +18,11 @@ pub struct ClientConfig {
     /// After this long without sending anything the client sends a `ping`, so the server's
     /// idle timeout (30 s by default) never kicks a quiet player.
     pub keepalive: Duration,
+    /// The certificates trusted for [`crate::Target::Tls`] and `wss://` (a server's own
+    /// certificate, or its CA).
+    pub tls: Option<TlsConfig>,
+    /// The local address to connect from (default: the system's choice).
+    pub bind_ip: Option<IpAddr>,
     /// Events held for the application before the client stops reading the server (see
     /// [`crate::Client::next_event`]).
     pub event_capacity: usize,
@@ -27,6 +34,8 @@ impl Default for ClientConfig {
             encoding: Encoding::Json,
             reconnect: Reconnect::default(),
             keepalive: DEFAULT_KEEPALIVE,
+            tls: None,
+            bind_ip: None,
             event_capacity: 4096,
         }
     }

@@ -8,6 +8,10 @@ pub enum ClientError {
     /// The connection could not be opened.
     #[error("cannot connect: {0}")]
     Connect(#[source] std::io::Error),
+    /// TLS could not be set up or its handshake failed (no root configured, an untrusted or
+    /// misnamed certificate).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The server answered with an `error` (Hearth's code or the game's).
     #[error("refused: {0}")]
     Refused(Refusal),

@@ -50,6 +50,14 @@ mod transport;
 mod world;
 
 pub use client::{Client, ClientHandle, LoggedIn, WorldRef};
+pub use transport::{Target, TlsConfig};
+
+/// The connection layer alone, for clients that decode with care of their own
+/// (hearth-swarm): any door, either encoding, messages not yet decoded.
+pub mod raw {
+    pub use crate::codec::{CodecError, Outgoing, RawMessage};
+    pub use crate::transport::{Incoming, Outbound, RawConn, connect_raw};
+}
 pub use codec::Encoding;
 pub use config::{ClientConfig, Reconnect};
 pub use error::ClientError;

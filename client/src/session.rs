@@ -18,10 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::codec::{Encoding, Inbound, Outgoing, encode};
+
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::{Event, GameMessage, Refusal, kick_allows_resume};
-use crate::transport::{Conn, Target, connect};
+use crate::transport::{RawConn as Conn, Target, connect_raw};
 use crate::world::{ComponentInfo, Update, World};
 
 /// What the client's handles share with the session: the world and who is logged in.
@@ -194,7 +195,7 @@ impl Session {
                 inbound = conn.incoming.next() => match inbound {
                     None => return End::Dropped(self.closed_reason()),
                     Some(Err(e)) => return End::Dropped(format!("reading failed: {e}")),
-                    Some(Ok(inbound)) => self.dispatch(inbound).await,
+                    Some(Ok(raw)) => self.dispatch(raw.decode()).await,
                 },
                 _ = tick.tick() => {
                     if last_sent.elapsed() >= keepalive {
@@ -361,7 +362,7 @@ impl Session {
             self.emit(Event::Reconnecting { attempt }).await;
             refusing(commands, tokio::time::sleep(delay)).await?;
             delay = (delay * 2).min(policy.max_delay);
-            let conn = match refusing(commands, connect(&self.target, self.encoding())).await? {
+            let conn = match refusing(commands, connect_raw(&self.target, &self.config)).await? {
                 Ok(conn) => conn,
                 Err(e) => {
                     last = e.to_string();
@@ -410,7 +411,7 @@ impl Session {
                 },
                 inbound = conn.incoming.next() => inbound,
             };
-            let object = match inbound {
+            let object = match inbound.map(|raw| raw.map(|raw| raw.decode())) {
                 None => return Attempt::Retry(self.closed_reason()),
                 Some(Err(e)) => return Attempt::Retry(format!("reading failed: {e}")),
                 Some(Ok(Inbound::Message(object)))
