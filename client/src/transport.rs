@@ -55,10 +55,19 @@ impl Target {
 }
 
 /// The certificates a TLS client trusts, and the name it expects the server's to carry.
-#[derive(Clone, Debug, Default)]
+/// Built once (the rustls configuration is shared by every connection made with it).
+#[derive(Clone)]
 pub struct TlsConfig {
-    roots: Vec<CertificateDer<'static>>,
+    connector: TlsConnector,
     server_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsConfig {
@@ -71,8 +80,20 @@ impl TlsConfig {
         if roots.is_empty() {
             return Err(ClientError::Tls("no certificate in the PEM".into()));
         }
+        let mut store = RootCertStore::empty();
+        for root in roots {
+            store
+                .add(root)
+                .map_err(|e| ClientError::Tls(format!("a root certificate: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
         Ok(Self {
-            roots,
+            connector: TlsConnector::from(Arc::new(config)),
             server_name: None,
         })
     }
@@ -84,26 +105,19 @@ impl TlsConfig {
         self
     }
 
-    fn connector(&self) -> Result<TlsConnector, ClientError> {
-        let mut store = RootCertStore::empty();
-        for root in &self.roots {
-            store
-                .add(root.clone())
-                .map_err(|e| ClientError::Tls(format!("a root certificate: {e}")))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Tls(e.to_string()))?
-            .with_root_certificates(store)
-            .with_no_client_auth();
-        Ok(TlsConnector::from(Arc::new(config)))
-    }
-
-    fn server_name(&self, host: &str) -> Result<ServerName<'static>, ClientError> {
+    /// The TLS handshake on `stream` to `host`.
+    async fn connect(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
         let name = self.server_name.as_deref().unwrap_or(host);
-        ServerName::try_from(name.to_string())
-            .map_err(|e| ClientError::Tls(format!("server name {name:?}: {e}")))
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|e| ClientError::Tls(format!("server name {name:?}: {e}")))?;
+        self.connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| ClientError::Tls(format!("handshake: {e}")))
     }
 }
 
@@ -134,11 +148,7 @@ pub async fn connect_raw(target: &Target, config: &ClientConfig) -> Result<RawCo
             let tls = tls_config(config)?;
             let host = host_of(addr);
             let stream = tcp(addr, config.bind_ip).await?;
-            let mut stream = tls
-                .connector()?
-                .connect(tls.server_name(host)?, stream)
-                .await
-                .map_err(|e| ClientError::Tls(format!("handshake: {e}")))?;
+            let mut stream = tls.connect(host, stream).await?;
             if encoding == Encoding::Binary {
                 open_binary(&mut stream).await?;
             }
@@ -173,11 +183,7 @@ pub async fn connect_raw(target: &Target, config: &ClientConfig) -> Result<RawCo
             if secure {
                 let tls = tls_config(config)?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                let stream = tls
-                    .connector()?
-                    .connect(tls.server_name(host)?, stream)
-                    .await
-                    .map_err(|e| ClientError::Tls(format!("handshake: {e}")))?;
+                let stream = tls.connect(host, stream).await?;
                 let (ws, response) =
                     tokio_tungstenite::client_async_with_config(request, stream, Some(limits))
                         .await
