@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::client::{Client, ClientHandle, LoggedIn};
 use crate::config::ClientConfig;
 use crate::event::{Event, GameMessage};
-use crate::{ClientError, ResumeToken};
+use crate::{ClientError, ResumeToken, Target};
 
 /// The server's id of a mirrored entity.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,24 +147,21 @@ type Mapper = Box<dyn Fn(&mut EntityCommands, &Value) + Send + Sync>;
 #[derive(Resource, Default)]
 struct Mappings(HashMap<String, Vec<Mapper>>);
 
-/// Connects to a Hearth server (`host:port`) and mirrors what it replicates.
+/// Connects to a Hearth server and mirrors what it replicates.
 pub struct HearthClientPlugin {
-    addr: String,
+    target: Target,
     config: ClientConfig,
 }
 
 impl HearthClientPlugin {
-    /// A client of the server at `addr` with the default settings.
+    /// A client of the server at `addr` (`host:port`, TCP) with the default settings.
     pub fn new(addr: impl ToString) -> Self {
-        Self::with_config(addr, ClientConfig::default())
+        Self::to(Target::Tcp(addr.to_string()), ClientConfig::default())
     }
 
-    /// A client of the server at `addr` with `config`.
-    pub fn with_config(addr: impl ToString, config: ClientConfig) -> Self {
-        Self {
-            addr: addr.to_string(),
-            config,
-        }
+    /// A client of `target` (TCP, TLS, `ws://`, `wss://`) with `config`.
+    pub fn to(target: Target, config: ClientConfig) -> Self {
+        Self { target, config }
     }
 }
 
@@ -186,7 +183,7 @@ impl Plugin for HearthClientPlugin {
             }
         };
         runtime.spawn(bridge(
-            self.addr.clone(),
+            self.target.clone(),
             self.config.clone(),
             requests_rx,
             events,
@@ -233,12 +230,12 @@ impl ReplicateFromServer for App {
 
 /// Connects, then serves the App's requests and forwards the client's events.
 async fn bridge(
-    addr: String,
+    target: Target,
     config: ClientConfig,
     mut requests: mpsc::UnboundedReceiver<Ask>,
     events: crossbeam_channel::Sender<HearthEvent>,
 ) {
-    let client = match Client::connect_with(addr, config).await {
+    let client = match Client::connect_to(target, config).await {
         Ok(client) => client,
         Err(e) => {
             let _ = events.send(HearthEvent::ConnectFailed(e.to_string()));
