@@ -147,7 +147,9 @@ type Mapper = Box<dyn Fn(&mut EntityCommands, &Value) + Send + Sync>;
 #[derive(Resource, Default)]
 struct Mappings(HashMap<String, Vec<Mapper>>);
 
-/// Connects to a Hearth server and mirrors what it replicates.
+/// Connects to a Hearth server and mirrors what it replicates. What the client hears waits
+/// for the App's next update (in a queue without bound: an App that stops updating should
+/// drop the plugin's resources, which closes the connection).
 pub struct HearthClientPlugin {
     target: Target,
     config: ClientConfig,
