@@ -46,7 +46,7 @@ pub mod redis;
 mod server_thread;
 mod tcp;
 pub use self::redis::RedisTestStore;
-pub use self::tcp::{TCP_CLIENT_WAIT, TcpClient, TcpGameServer};
+pub use self::tcp::TcpGameServer;
 pub use server_thread::{NotStarted, ServerThread};
 
 /// Why [`TestServer::client_json`] refused a line.

@@ -19,6 +19,9 @@
 //! Every player also gets Hearth's replication `update`s: the position and player id of
 //! everyone within 50 units, so players see each other walk (docs/protocol.md).
 //!
+//! Each message type derives both `Serialize` and `Deserialize`, so a Rust client
+//! (`hearth_client`) sends and reads the very types the server uses.
+//!
 //! Malformed requests (a missing or mistyped field, an unknown one) never reach the game:
 //! Hearth answers them with its own `bad_request` error.
 
@@ -69,27 +72,27 @@ impl Inventory {
 /// `walk`: go up to [`STRIDE`] toward `(dx, dy)` at the next tick. Several walks within one
 /// tick collapse into the latest, so sending faster gains no speed. `(0, 0)` stays put and
 /// still answers `walked`: where am I.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Walk {
     pub dx: f32,
     pub dy: f32,
 }
 
 /// `walked`: where the walker stands now.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Walked {
     pub x: f32,
     pub y: f32,
 }
 
 /// `pickup`: take one `item` from the arena floor.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Pickup {
     pub item: String,
 }
 
 /// `picked_up`: the player now carries `count` of `item`.
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct PickedUp {
     pub item: String,
     pub count: u32,
@@ -115,13 +118,13 @@ impl PickupRefusal {
 }
 
 /// `chat`: say `text` to everyone within [`HEARING`].
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Chat {
     pub text: String,
 }
 
 /// `chat_line`: player `from` said `text` near the recipient.
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ChatLine {
     pub from: u64,
     pub text: String,

@@ -1,5 +1,6 @@
-//! The arena as players see it: real TCP connections to the arena app running in this
-//! process, on the memory store and on a real `redis-server`.
+//! The arena as players see it: real TCP connections (`hearth_client`, with the arena's own
+//! message types) to the arena app running in this process, on the memory store and on a
+//! real `redis-server`.
 
 mod common;
 // The Hearth suite's harness: a real redis-server on a free port, killed on drop; a missing
@@ -8,92 +9,126 @@ mod common;
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
 
-use arena::{HEARING, MAX_CHAT_CHARS, STRIDE};
-use common::ArenaServer;
-use hearth::components::StoreSelection;
+use arena::{Chat, ChatLine, HEARING, MAX_CHAT_CHARS, PickedUp, Pickup, STRIDE};
+use common::{ArenaServer, decode};
+use hearth::components::{Position, StoreSelection};
 use hearth::testing::test_config;
+use hearth_client::ClientError;
 use serde_json::json;
 
-#[test]
-fn players_see_each_other_walk() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_see_each_other_walk() {
     let server = ArenaServer::start(test_config("arena-see"));
-    let mut alice = server.client();
-    alice.register("alice", "password1");
-    alice.login("alice", "password1");
-    let mut bob = server.client();
-    let bob_id = bob.register("bob", "password1");
-    bob.login("bob", "password1");
-    alice.until_seen(bob_id, json!({"x": 0.0, "y": 0.0}));
-    bob.ask(json!({"type": "walk", "dx": 3, "dy": -1}), "walked");
-    alice.until_seen(bob_id, json!({"x": 3.0, "y": -1.0}));
+    let mut alice = server.client().await;
+    alice.register("alice", "password1").await;
+    alice.login("alice", "password1").await;
+    let bob = server.client().await;
+    let bob_id = bob.register("bob", "password1").await;
+    bob.login("bob", "password1").await;
+    alice.until_seen(bob_id, Position { x: 0.0, y: 0.0 }).await;
+    bob.walk(3.0, -1.0).await;
+    alice.until_seen(bob_id, Position { x: 3.0, y: -1.0 }).await;
     assert_eq!(server.stop(), 0);
 }
 
-#[test]
-fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
-    let server = ArenaServer::start(test_config("arena-tcp"));
-    let mut alice = server.client();
-    let alice_id = alice.register("alice", "password1");
-    alice.login("alice", "password1");
-    let mut bob = server.client();
-    bob.register("bob", "password1");
-    bob.login("bob", "password1");
+/// A `pickup` with a field the type does not have.
+#[derive(serde::Serialize)]
+struct MalformedPickup {
+    what: String,
+}
 
-    assert_eq!(alice.pickup("gem"), 1);
-    assert_eq!(alice.pickup("gem"), 2);
-    // Two pickups in flight, told apart by their ids; a refusal is the standard error.
-    alice.send(json!({"type": "pickup", "id": "p1", "item": "sword"}));
-    alice.send(json!({"type": "pickup", "id": 2, "item": "herb"}));
-    let refused = alice.expect("error");
-    assert_eq!(refused["code"], "unknown_item", "{refused}");
-    assert_eq!(refused["id"], "p1", "{refused}");
-    let picked = alice.expect("picked_up");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_memory_store_players_pick_up_walk_and_chat_within_earshot() {
+    let server = ArenaServer::start(test_config("arena-tcp"));
+    let mut alice = server.client().await;
+    let alice_id = alice.register("alice", "password1").await;
+    alice.login("alice", "password1").await;
+    let mut bob = server.client().await;
+    bob.register("bob", "password1").await;
+    bob.login("bob", "password1").await;
+
+    assert_eq!(alice.pickup("gem").await, 1);
+    assert_eq!(alice.pickup("gem").await, 2);
+    // Two pickups in flight, told apart by their request ids; a refusal is the standard error.
+    let sword = Pickup {
+        item: "sword".into(),
+    };
+    let herb = Pickup {
+        item: "herb".into(),
+    };
+    let (refused, picked) = tokio::join!(alice.ask("pickup", &sword), alice.ask("pickup", &herb));
+    match refused {
+        Err(ClientError::Refused(refusal)) => assert_eq!(refusal.code, "unknown_item"),
+        other => panic!("expected unknown_item, got {other:?}"),
+    }
+    let picked: PickedUp = decode(&picked.expect("picked up"), "picked_up");
     assert_eq!(
         picked,
-        json!({"type": "picked_up", "id": 2, "item": "herb", "count": 1})
+        PickedUp {
+            item: "herb".into(),
+            count: 1
+        }
     );
-    let malformed = alice.ask(json!({"type": "pickup", "what": "gem"}), "error");
-    assert_eq!(
-        malformed["code"], "bad_request",
-        "malformed input is Hearth's protocol error: {malformed}"
-    );
+    let malformed = MalformedPickup { what: "gem".into() };
+    match alice.ask("pickup", &malformed).await {
+        Err(ClientError::Refused(refusal)) => assert_eq!(
+            refusal.code, "bad_request",
+            "malformed input is Hearth's protocol error: {refusal}"
+        ),
+        other => panic!("expected bad_request, got {other:?}"),
+    }
 
     // Both stand at the origin: within earshot of each other.
-    alice.send(json!({"type": "chat", "text": "hi bob"}));
-    let line = json!({"type": "chat_line", "from": alice_id, "text": "hi bob"});
-    assert_eq!(alice.expect("chat_line"), line);
-    assert_eq!(bob.expect("chat_line"), line);
-
-    let too_long = "a".repeat(MAX_CHAT_CHARS + 1);
-    let refused = alice.ask(json!({"type": "chat", "text": too_long}), "error");
-    assert_eq!(refused["code"], "too_long", "{refused}");
-    assert!(
-        refused.get("id").is_none(),
-        "no id asked, none given: {refused}"
+    let hi = Chat {
+        text: "hi bob".into(),
+    };
+    alice.client.send("chat", &hi).await.unwrap();
+    let line = ChatLine {
+        from: alice_id,
+        text: "hi bob".into(),
+    };
+    assert_eq!(
+        decode::<ChatLine>(&alice.expect_game("chat_line").await, "chat_line"),
+        line
     );
+    assert_eq!(
+        decode::<ChatLine>(&bob.expect_game("chat_line").await, "chat_line"),
+        line
+    );
+
+    // Sent without a request id: the refusal answers no request (it carries no id).
+    let too_long = Chat {
+        text: "a".repeat(MAX_CHAT_CHARS + 1),
+    };
+    alice.client.send("chat", &too_long).await.unwrap();
+    let refused = alice.expect_refusal().await;
+    assert_eq!(refused.code, "too_long", "{refused}");
 
     // Bob walks out of earshot, one stride per request.
     let strides = (HEARING / STRIDE) as usize + 1;
     for i in 1..=strides {
-        let walked = bob.ask(json!({"type": "walk", "dx": STRIDE, "dy": 0}), "walked");
-        assert_eq!(walked["x"], json!(STRIDE * i as f32), "{walked}");
+        let walked = bob.walk(STRIDE, 0.0).await;
+        assert_eq!(walked.x, STRIDE * i as f32, "{walked:?}");
     }
-    alice.send(json!({"type": "chat", "text": "bob?"}));
-    assert_eq!(alice.expect("chat_line")["text"], "bob?");
+    let bob_where = Chat {
+        text: "bob?".into(),
+    };
+    alice.client.send("chat", &bob_where).await.unwrap();
+    let heard: ChatLine = decode(&alice.expect_game("chat_line").await, "chat_line");
+    assert_eq!(heard.text, "bob?");
     // Alice heard herself, so the chat was relayed; anything queued for Bob then comes
-    // before the answer to his next request, which must therefore be next.
-    let here = bob.ask(json!({"type": "walk", "id": 9, "dx": 0, "dy": 0}), "walked");
-    assert_eq!(here["x"], json!(STRIDE * strides as f32), "{here}");
-    assert_eq!(
-        here["id"], 9,
-        "an answer at a later tick carries the id too: {here}"
-    );
-    // `expect` fails on any unexpected line: Bob never received Alice's refusals either.
+    // before the answer to his next request. That answer comes at a later tick and still
+    // carries its request id (or `walk` would not return).
+    let here = bob.walk(0.0, 0.0).await;
+    assert_eq!(here.x, STRIDE * strides as f32, "{here:?}");
+    // Bob never received Alice's refusals, nor the chat out of earshot.
+    bob.assert_nothing_unasked();
+    alice.assert_nothing_unasked();
     assert_eq!(server.stop(), 0, "the server saved everyone");
 }
 
-#[test]
-fn on_redis_the_inventory_survives_logout_login_and_a_new_server() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_the_inventory_survives_logout_login_and_a_new_server() {
     let redis = redis_server::RedisServer::start();
     let config = |instance: &str| {
         let mut config = test_config(instance);
@@ -102,34 +137,34 @@ fn on_redis_the_inventory_survives_logout_login_and_a_new_server() {
     };
 
     let first = ArenaServer::start(config("arena-a"));
-    let mut carol = first.client();
-    carol.register("carol", "password1");
-    let fresh = carol.login("carol", "password1");
+    let carol = first.client().await;
+    carol.register("carol", "password1").await;
+    let fresh = carol.login("carol", "password1").await;
     assert_eq!(
         fresh["inventory"],
         json!({}),
         "a new player carries nothing"
     );
-    assert_eq!(carol.pickup("gem"), 1);
-    assert_eq!(carol.pickup("gem"), 2);
-    assert_eq!(carol.pickup("coin"), 1);
-    carol.ask(json!({"type": "walk", "dx": 3, "dy": -4}), "walked");
-    carol.logout();
+    assert_eq!(carol.pickup("gem").await, 1);
+    assert_eq!(carol.pickup("gem").await, 2);
+    assert_eq!(carol.pickup("coin").await, 1);
+    carol.walk(3.0, -4.0).await;
+    carol.logout().await;
 
-    let state = carol.login("carol", "password1");
+    let state = carol.login("carol", "password1").await;
     assert_eq!(state["inventory"], json!({"gem": 2, "coin": 1}), "{state}");
     assert_eq!(state["position"], json!({"x": 3.0, "y": -4.0}), "{state}");
-    carol.logout();
+    carol.logout().await;
     assert_eq!(first.stop(), 0, "the first server saved everyone");
 
     let second = ArenaServer::start(config("arena-b"));
-    let mut carol = second.client();
-    let state = carol.login("carol", "password1");
+    let carol = second.client().await;
+    let state = carol.login("carol", "password1").await;
     assert_eq!(
         state["inventory"],
         json!({"gem": 2, "coin": 1}),
         "another server on the same Redis restores it: {state}"
     );
-    assert_eq!(carol.pickup("gem"), 3);
+    assert_eq!(carol.pickup("gem").await, 3);
     assert_eq!(second.stop(), 0);
 }

@@ -44,13 +44,45 @@ impl std::fmt::Display for Encoding {
     }
 }
 
+/// Which of the server's doors bots use (docs/protocol.md, "Transport").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Plain TCP (`--listen`).
+    Tcp,
+    /// TCP in TLS (a server with `--tls-cert`): needs `--tls-ca`.
+    Tls,
+    /// WebSocket (`--listen-ws`): `ws://ADDR/ws`.
+    Ws,
+    /// WebSocket in TLS: `wss://ADDR/ws`, needs `--tls-ca`.
+    Wss,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        })
+    }
+}
+
 /// A load test: steps of N bots, each held for a while, and the promises that gate it.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "hearth-swarm", version, about)]
 pub struct Config {
-    /// The server to load (the only address the swarm connects to).
+    /// The server to load (the only address the swarm connects to): its TCP listener, or its
+    /// WebSocket listener with `--transport ws|wss`.
     #[arg(long, default_value = "127.0.0.1:7777")]
     pub addr: SocketAddr,
+    /// The door bots use: `tcp`, `tls`, `ws` (`ws://ADDR/ws`) or `wss`.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// With `--transport tls|wss`: the PEM certificate (or CA) to trust, read at start.
+    #[arg(long, value_parser = read_tls_ca)]
+    pub tls_ca: Option<TlsCa>,
     /// Bot counts to reach, in increasing order; bots are added to reach each step.
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     pub steps: Vec<usize>,
@@ -132,7 +164,32 @@ pub struct Config {
     pub reconnect: bool,
 }
 
+/// The certificate the bots trust, read from its PEM file (its path kept for the report).
+#[derive(Clone, Debug)]
+pub struct TlsCa {
+    pub path: PathBuf,
+    pub config: hearth_client::TlsConfig,
+}
+
+/// Reads `--tls-ca`: bots expect the certificate to name `localhost` (what a test
+/// certificate names) unless it names the address's host.
+fn read_tls_ca(path: &str) -> Result<TlsCa, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let config = hearth_client::TlsConfig::from_pem(&pem)
+        .map_err(|e| format!("{path}: {e}"))?
+        .with_server_name("localhost");
+    Ok(TlsCa {
+        path: PathBuf::from(path),
+        config,
+    })
+}
+
 impl Config {
+    /// The TLS settings bots connect with (`--tls-ca`).
+    pub(crate) fn tls(&self) -> Option<hearth_client::TlsConfig> {
+        self.tls_ca.as_ref().map(|ca| ca.config.clone())
+    }
+
     /// Refuses a run that would be unbounded or that the server would refuse anyway.
     pub fn validate(&self) -> Result<(), String> {
         if self.steps.is_empty() {
@@ -177,6 +234,13 @@ impl Config {
                 "usernames like {longest:?} are invalid (3-32 of A-Z a-z 0-9 _ -)"
             ));
         }
+        let secure = matches!(self.transport, Transport::Tls | Transport::Wss);
+        if secure && self.tls_ca.is_none() {
+            return Err(format!(
+                "--transport {} needs --tls-ca (the server's certificate, PEM)",
+                self.transport
+            ));
+        }
         if !(8..=128).contains(&self.password.len()) {
             return Err("--password must be 8-128 characters".into());
         }
@@ -205,5 +269,11 @@ mod tests {
         assert_eq!(c.placement, Placement::Spread);
         assert_eq!(c.encoding, Encoding::Binary);
         assert_eq!(config(&["--encoding", "json"]).encoding, Encoding::Json);
+        assert_eq!(c.transport, Transport::Tcp);
+        assert_eq!(config(&["--transport", "ws"]).validate(), Ok(()));
+        assert!(
+            config(&["--transport", "wss"]).validate().is_err(),
+            "TLS needs a certificate to trust"
+        );
     }
 }

@@ -1,19 +1,18 @@
-//! A bot's connection in either encoding (docs/protocol.md): JSON lines, or the binary
-//! preamble then length-prefixed frames. Reads messages and updates, counting the bytes
+//! A bot's connection, opened by `hearth_client`'s connection layer (`hearth_client::raw`:
+//! TCP, TLS, `ws://` or `wss://`, in either encoding), whose messages the bot decodes itself
+//! with care (typed, only the fields it reads): messages and updates, counting the bytes
 //! received; writes the few messages a bot sends.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use hearth_components::wire::{
-    self, FrameKind, PREAMBLE, UpdateFrame, WireError, decode_frame, decode_message, encode_message,
-};
+use futures_util::{SinkExt, StreamExt};
+use hearth_client::raw::{self, Incoming as RawIncoming, Outbound, RawMessage};
+use hearth_client::{ClientConfig, Target};
+use hearth_components::wire::{FrameKind, UpdateFrame, decode_message};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::config::{Config, Encoding};
+use crate::config::{Config, Encoding, Transport};
 use crate::update::JsonUpdate;
 
 /// What a bot sends.
@@ -91,18 +90,13 @@ pub(crate) enum ReadError {
 
 /// The reading half of a connection.
 pub(crate) struct Reader {
-    half: BufReader<OwnedReadHalf>,
-    encoding: Encoding,
-    buffer: Vec<u8>,
-    /// Bytes of `buffer` already consumed (binary).
-    start: usize,
+    incoming: RawIncoming,
 }
 
 /// The writing half of a connection.
 pub(crate) struct Writer {
-    half: OwnedWriteHalf,
-    encoding: Encoding,
-    out: Vec<u8>,
+    outbound: Outbound,
+    encoding: hearth_client::Encoding,
 }
 
 /// A connection: both halves.
@@ -126,134 +120,93 @@ fn source_ip(config: &Config, n: usize) -> Option<IpAddr> {
     )))
 }
 
-/// Connects bot `n` and opens the connection in the configured encoding (a binary
-/// connection sends the preamble and reads the server's).
+/// The encoding in `hearth_client`'s terms.
+fn encoding(config: &Config) -> hearth_client::Encoding {
+    match config.encoding {
+        Encoding::Json => hearth_client::Encoding::Json,
+        Encoding::Binary => hearth_client::Encoding::Binary,
+    }
+}
+
+/// Where bots connect: `--addr` through `--transport`.
+fn target(config: &Config) -> Target {
+    let addr = config.addr;
+    match config.transport {
+        Transport::Tcp => Target::Tcp(addr.to_string()),
+        Transport::Tls => Target::Tls(addr.to_string()),
+        Transport::Ws => Target::WebSocket(format!("ws://{addr}/ws")),
+        Transport::Wss => Target::WebSocket(format!("wss://{addr}/ws")),
+    }
+}
+
+/// Connects bot `n` and opens the connection in the configured transport and encoding (a
+/// binary connection on a byte stream sends the preamble and reads the server's).
 pub(crate) async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
-    let socket = match config.addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    let client = ClientConfig {
+        encoding: encoding(config),
+        tls: config.tls(),
+        bind_ip: source_ip(config, n),
+        ..ClientConfig::default()
     };
-    if let Some(ip) = source_ip(config, n) {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(config.addr).await?;
-    stream.set_nodelay(true)?;
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    if config.encoding == Encoding::Binary {
-        writer.write_all(&PREAMBLE).await?;
-        let mut answer = [0u8; PREAMBLE.len()];
-        reader.read_exact(&mut answer).await?;
-        // Anything but our preamble (a refusal such as `server_busy` is a JSON line).
-        if wire::read_preamble(&answer).is_err() {
-            return Err(io::Error::other("the server did not answer the preamble"));
-        }
-    }
+    let conn = raw::connect_raw(&target(config), &client)
+        .await
+        .map_err(io::Error::other)?;
     Ok(Conn {
         reader: Reader {
-            half: reader,
-            encoding: config.encoding,
-            buffer: Vec::with_capacity(4096),
-            start: 0,
+            incoming: conn.incoming,
         },
         writer: Writer {
-            half: writer,
-            encoding: config.encoding,
-            out: Vec::with_capacity(256),
+            outbound: conn.outbound,
+            encoding: client.encoding,
         },
     })
 }
 
 impl Writer {
-    /// Sends one message (a line or a frame).
+    /// Sends one message (a line, a frame, or a WebSocket message).
     pub(crate) async fn send(&mut self, message: &Outgoing<'_>) -> io::Result<()> {
-        self.out.clear();
-        match self.encoding {
-            Encoding::Json => {
-                serde_json::to_writer(&mut self.out, message).map_err(io::Error::other)?;
-                self.out.push(b'\n');
-            }
-            Encoding::Binary => encode_message(message, &mut self.out).map_err(io::Error::other)?,
-        }
-        self.half.write_all(&self.out).await
+        let message = raw::Outgoing::encode(self.encoding, message).map_err(io::Error::other)?;
+        self.outbound.send(message).await.map_err(io::Error::other)
     }
 
     /// Ends the writing side.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
-        self.half.shutdown().await
+        self.outbound.close().await.map_err(io::Error::other)
     }
 }
 
 impl Reader {
-    /// The next message or update and the bytes it took on the wire; `Ok(None)` at a clean
-    /// end of stream.
+    /// The next message or update and the bytes it took in its encoding; `Ok(None)` at a
+    /// clean end of stream.
     pub(crate) async fn next(&mut self) -> Result<Option<(Incoming, usize)>, ReadError> {
-        match self.encoding {
-            Encoding::Json => self.next_line().await,
-            Encoding::Binary => self.next_frame().await,
-        }
-    }
-
-    async fn next_line(&mut self) -> Result<Option<(Incoming, usize)>, ReadError> {
-        loop {
-            self.buffer.clear();
-            let read = self
-                .half
-                .read_until(b'\n', &mut self.buffer)
-                .await
-                .map_err(|_| ReadError::Io)?;
-            if read == 0 {
-                return Ok(None);
-            }
-            let line = self.buffer.trim_ascii();
-            if line.is_empty() {
-                continue;
-            }
-            let incoming = if line.starts_with(br#"{"type":"update""#) {
-                serde_json::from_slice(line).map(|u| Incoming::Update(RawUpdate::Json(u)))
-            } else {
-                serde_json::from_slice(line).map(Incoming::Message)
-            };
-            return incoming
-                .map(|i| Some((i, read)))
-                .map_err(|e| ReadError::Decode(format!("not a valid JSON message: {e}")));
-        }
-    }
-
-    async fn next_frame(&mut self) -> Result<Option<(Incoming, usize)>, ReadError> {
-        loop {
-            match decode_frame(&self.buffer[self.start..]) {
-                Ok((frame, used)) => {
-                    let incoming = match frame.kind {
-                        FrameKind::Message => decode_message(frame.payload)
-                            .map(Incoming::Message)
-                            .map_err(|e| e.to_string()),
-                        FrameKind::Update => UpdateFrame::decode(frame.payload)
-                            .map(|u| Incoming::Update(RawUpdate::Binary(u)))
-                            .map_err(|e| e.to_string()),
-                    };
-                    self.start += used;
-                    return incoming.map(|i| Some((i, used))).map_err(ReadError::Decode);
+        let raw = match self.incoming.next().await {
+            None => return Ok(None),
+            Some(Err(raw::CodecError::Io(_))) => return Err(ReadError::Io),
+            Some(Err(e)) => return Err(ReadError::Framing(format!("a bad frame: {e}"))),
+            Some(Ok(raw)) => raw,
+        };
+        let bytes = raw.wire_bytes();
+        let incoming = match raw {
+            RawMessage::Json(line) => {
+                let line = line.trim_ascii();
+                if line.starts_with(br#"{"type":"update""#) {
+                    serde_json::from_slice(line).map(|u| Incoming::Update(RawUpdate::Json(u)))
+                } else {
+                    serde_json::from_slice(line).map(Incoming::Message)
                 }
-                Err(WireError::Truncated(_)) => {
-                    self.buffer.drain(..self.start);
-                    self.start = 0;
-                    self.buffer.reserve(16 * 1024);
-                    let read = self
-                        .half
-                        .read_buf(&mut self.buffer)
-                        .await
-                        .map_err(|_| ReadError::Io)?;
-                    if read == 0 {
-                        return if self.buffer.is_empty() {
-                            Ok(None)
-                        } else {
-                            Err(ReadError::Framing("the stream ended inside a frame".into()))
-                        };
-                    }
-                }
-                Err(e) => return Err(ReadError::Framing(format!("a bad frame: {e}"))),
+                .map_err(|e| format!("not a valid JSON message: {e}"))
             }
-        }
+            RawMessage::Frame { kind, payload } => match kind {
+                FrameKind::Message => decode_message(&payload)
+                    .map(Incoming::Message)
+                    .map_err(|e| e.to_string()),
+                FrameKind::Update => UpdateFrame::decode(&payload)
+                    .map(|u| Incoming::Update(RawUpdate::Binary(u)))
+                    .map_err(|e| e.to_string()),
+            },
+        };
+        incoming
+            .map(|i| Some((i, bytes)))
+            .map_err(ReadError::Decode)
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 
-pub use config::{Config, Encoding, Placement};
+pub use config::{Config, Encoding, Placement, Transport};
 pub use report::{Limits, StepReport};
 pub use stats::Rtt;
 
@@ -200,6 +200,7 @@ async fn run_steps(config: Config) -> RunReport {
             online,
             placement: config.placement,
             encoding: config.encoding,
+            transport: config.transport,
             hold_s: hold,
             ramp_s: ramp,
             logins_per_s: logins as f64 / login_span.max(1e-3),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Encoding, Placement};
+use crate::config::{Encoding, Placement, Transport};
 use crate::procfs::ThreadCpu;
 use crate::stats::Rtt;
 use crate::tick::TickReport;
@@ -19,6 +19,8 @@ pub struct StepReport {
     pub online: u64,
     pub placement: Placement,
     pub encoding: Encoding,
+    /// The door bots used (`tcp`, `tls`, `ws`, `wss`).
+    pub transport: Transport,
     pub hold_s: f64,
     /// Time to get the step's new bots logged in and in place.
     pub ramp_s: f64,
@@ -149,17 +151,18 @@ fn tick_cell(tick: TickReport) -> String {
 /// The steps as a markdown table, one row each.
 pub fn markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots (online) | placement, encoding | tick p99 (frames over budget) | ping RTT p50 / p99 | updates/s per bot (largest gap) | bytes/s per bot | violations | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
+        "| bots (online) | placement, encoding, transport | tick p99 (frames over budget) | ping RTT p50 / p99 | updates/s per bot (largest gap) | bytes/s per bot | violations | disconnects (kicked) | rate_limited | server_busy | logins/s | server CPU by thread | server RSS | swarm CPU | promises |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let _ = writeln!(
             out,
-            "| {} ({}) | {}, {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} | {} | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
+            "| {} ({}) | {}, {}, {} | {} | {} / {} ms | {:.1} ({:.0} ms) | {} | {} | {} ({}) | {} | {} | {:.1} | {} | {} | {:.0}% | {} |",
             s.bots,
             s.online,
             s.placement,
             s.encoding,
+            s.transport,
             s.tick.map_or("-".into(), tick_cell),
             ms(s.rtt.p50_ms),
             ms(s.rtt.p99_ms),
@@ -201,6 +204,7 @@ mod tests {
             online: 100,
             placement: Placement::Clustered,
             encoding: Encoding::Binary,
+            transport: Transport::Tcp,
             hold_s: 40.0,
             ramp_s: 2.0,
             logins_per_s: 50.0,
@@ -241,7 +245,7 @@ mod tests {
         // server_busy during logins and a long gap are reported, not failures.
         let table = markdown(&[healthy()]);
         assert!(table.contains(
-            "| 100 (100) | clustered, binary | - | 0.3 / 12.0 ms | 20.0 (70 ms) | 2.45 KB/s | 0 |"
+            "| 100 (100) | clustered, binary, tcp | - | 0.3 / 12.0 ms | 20.0 (70 ms) | 2.45 KB/s | 0 |"
         ));
         assert!(table.ends_with("| kept |\n"));
     }

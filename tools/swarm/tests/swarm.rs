@@ -72,7 +72,7 @@ fn twenty_bots_log_in_play_and_keep_every_promise(encoding: &str) {
     }
     let table = hearth_swarm::report::markdown(&report.steps);
     assert!(
-        table.contains(&format!("| 20 (20) | spread, {encoding} |")),
+        table.contains(&format!("| 20 (20) | spread, {encoding}, tcp |")),
         "{table}"
     );
 

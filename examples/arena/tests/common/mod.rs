@@ -1,18 +1,20 @@
 //! The arena over real TCP: the arena app running in this process on real time with its
-//! front door on a free port, and a line client that reads what a player would.
+//! front door on a free port, and players on `hearth_client` with the arena's own message
+//! types, reading what a player would.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use arena::ArenaPlugin;
+use arena::{ArenaPlugin, PickedUp, Pickup, Walk, Walked};
+use hearth::components::Position;
 use hearth::prelude::*;
 use hearth::testing::ServerThread;
-use serde_json::{Value, json};
+use hearth_client::{Client, Event, GameMessage, Refusal};
+use serde_json::Value;
 
-/// How long a client waits for a line before failing the test (a guard against a hang, not
-/// a timing assertion).
+/// How long a player waits for a message before failing the test (a guard against a hang,
+/// not a timing assertion).
 pub const CLIENT_WAIT: Duration = Duration::from_secs(15);
 
 /// The arena server in this process, on the store `config` selects, until stopped or dropped:
@@ -40,9 +42,12 @@ impl ArenaServer {
         }
     }
 
-    /// A new client connection.
-    pub fn client(&self) -> Client {
-        Client::connect(self.addr)
+    /// A new player connection.
+    pub async fn client(&self) -> Player {
+        let client = Client::connect(self.addr)
+            .await
+            .expect("connect to the arena");
+        Player { client }
     }
 
     /// Stops the server gracefully (everyone saved) and returns its exit code.
@@ -51,123 +56,134 @@ impl ArenaServer {
     }
 }
 
-/// One connection speaking newline-delimited JSON.
-pub struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    /// Replicated entities (entity id → components as JSON), from Hearth's `update`s.
-    world: HashMap<u64, Value>,
+/// `work`, or a failure naming `what` after [`CLIENT_WAIT`].
+pub async fn within<T>(what: &str, work: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(CLIENT_WAIT, work).await {
+        Ok(out) => out,
+        Err(_) => panic!("no {what} within {CLIENT_WAIT:?}"),
+    }
 }
 
-impl Client {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect to the arena");
-        stream.set_read_timeout(Some(CLIENT_WAIT)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Self {
-            stream,
-            reader,
-            world: HashMap::new(),
-        }
-    }
+/// One player's connection.
+pub struct Player {
+    pub client: Client,
+}
 
-    /// Sends one message.
-    pub fn send(&mut self, message: Value) {
-        let line = format!("{message}\n");
-        self.stream
-            .write_all(line.as_bytes())
-            .expect("write to the arena");
-    }
-
-    /// The next message other than replication (applied to the world as it comes), which
-    /// must be of type `kind` (anything else fails the test: the arena sends nothing
-    /// unasked, so every line a test does not expect is a bug).
-    pub fn expect(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.next(kind);
-            if !self.absorb(&message) {
-                assert_eq!(message["type"], kind, "expected {kind}, got {message}");
-                return message;
-            }
-        }
-    }
-
-    fn next(&mut self, waiting_for: &str) -> Value {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("the connection closed while waiting for {waiting_for}"),
-            Ok(_) => {}
-            Err(e) => panic!("no {waiting_for} within {CLIENT_WAIT:?}: {e}"),
-        }
-        serde_json::from_str(&line).expect("the server sends JSON")
-    }
-
-    /// Applies a replication message; whether it was one.
-    fn absorb(&mut self, message: &Value) -> bool {
-        match message["type"].as_str() {
-            Some("replication") => self.world.clear(),
-            Some("update") => {
-                for e in message["entered"].as_array().unwrap() {
-                    self.world.insert(e["id"].as_u64().unwrap(), e.clone());
-                }
-                for e in message["changed"].as_array().unwrap() {
-                    let known = self.world.get_mut(&e["id"].as_u64().unwrap());
-                    let known = known.expect("a change of an entity the client was told of");
-                    for (key, value) in e.as_object().unwrap() {
-                        known[key] = value.clone();
-                    }
-                }
-                for id in message["left"].as_array().unwrap() {
-                    self.world.remove(&id.as_u64().unwrap());
-                }
-            }
-            _ => return false,
-        }
-        true
-    }
-
-    /// Reads replication updates until the player `player` is seen at `position`.
-    pub fn until_seen(&mut self, player: u64, position: Value) {
-        let seen = |world: &HashMap<u64, Value>| {
-            world
-                .values()
-                .any(|e| e["player_id"] == player && e["position"] == position)
-        };
-        while !seen(&self.world) {
-            let message = self.next("an update");
-            assert!(self.absorb(&message), "unexpected {message}");
-        }
-    }
-
-    /// Sends `message` and returns the answer, which must be of type `kind`.
-    pub fn ask(&mut self, message: Value, kind: &str) -> Value {
-        self.send(message);
-        self.expect(kind)
-    }
-
+impl Player {
     /// Registers an account; returns its player id.
-    pub fn register(&mut self, username: &str, password: &str) -> u64 {
-        let request = json!({"type": "register", "username": username, "password": password});
-        self.ask(request, "registered")["player_id"]
-            .as_u64()
-            .unwrap()
+    pub async fn register(&self, username: &str, password: &str) -> u64 {
+        within("registered", self.client.register(username, password))
+            .await
+            .expect("registered")
     }
 
-    /// Logs in; returns the player's stored state (the record's sections).
-    pub fn login(&mut self, username: &str, password: &str) -> Value {
-        let request = json!({"type": "login", "username": username, "password": password});
-        self.ask(request, "logged_in")["state"].clone()
+    /// Logs in; returns the player's stored state (the record's sections) as JSON.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let logged_in = within("logged_in", self.client.login(username, password))
+            .await
+            .expect("logged in");
+        serde_json::to_value(logged_in.state).unwrap()
     }
 
     /// Logs out; returns once the final save is durable (`logged_out`).
-    pub fn logout(&mut self) {
-        self.ask(json!({"type": "logout"}), "logged_out");
+    pub async fn logout(&self) {
+        within("logged_out", self.client.logout())
+            .await
+            .expect("logged out");
+    }
+
+    /// Sends game message `name` and waits for the answer to it (matched by its request id).
+    pub async fn ask<T: serde::Serialize>(
+        &self,
+        name: &str,
+        message: &T,
+    ) -> Result<GameMessage, hearth_client::ClientError> {
+        within(name, self.client.request(name, message)).await
+    }
+
+    /// Walks; where the walker stands now (the `walked` answer).
+    pub async fn walk(&self, dx: f32, dy: f32) -> Walked {
+        let answer = self.ask("walk", &Walk { dx, dy }).await.expect("walked");
+        decode(&answer, "walked")
     }
 
     /// Picks one `item` up; returns the count now carried.
-    pub fn pickup(&mut self, item: &str) -> u64 {
-        let reply = self.ask(json!({"type": "pickup", "item": item}), "picked_up");
-        assert_eq!(reply["item"], item, "{reply}");
-        reply["count"].as_u64().unwrap()
+    pub async fn pickup(&self, item: &str) -> u32 {
+        let pickup = Pickup { item: item.into() };
+        let answer = self.ask("pickup", &pickup).await.expect("picked up");
+        let picked: PickedUp = decode(&answer, "picked_up");
+        assert_eq!(picked.item, item, "{answer:?}");
+        picked.count
     }
+
+    /// The next event that is not replication (the world applies those on its own), which
+    /// must be a game message `name` (anything else fails the test: the arena sends nothing
+    /// unasked, so every message a test does not expect is a bug).
+    pub async fn expect_game(&mut self, name: &str) -> GameMessage {
+        match self.next_unasked(name).await {
+            Event::Game(message) if message.name == name => message,
+            other => panic!("expected {name}, got {other:?}"),
+        }
+    }
+
+    /// The next event that is not replication, which must be a refusal of something sent
+    /// without waiting (an `error` that answers no request).
+    pub async fn expect_refusal(&mut self) -> Refusal {
+        match self.next_unasked("an error").await {
+            Event::Refused(refusal) => refusal,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    async fn next_unasked(&mut self, waiting_for: &str) -> Event {
+        within(waiting_for, async {
+            loop {
+                match self.client.next_event().await {
+                    Some(Event::Replication { .. } | Event::Update(_)) => {}
+                    Some(event) => return event,
+                    None => panic!("the connection closed while waiting for {waiting_for}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Fails if anything but replication arrived unasked so far (read after an answer, this
+    /// covers everything the server sent before it).
+    pub fn assert_nothing_unasked(&mut self) {
+        while let Some(event) = self.client.try_next_event() {
+            assert!(
+                matches!(event, Event::Replication { .. } | Event::Update(_)),
+                "unexpected {event:?}"
+            );
+        }
+    }
+
+    /// Reads events until the player `player` is seen at `position`; any event other than
+    /// replication on the way fails the test.
+    pub async fn until_seen(&mut self, player: u64, position: Position) {
+        let seen = |client: &Client| {
+            let world = client.world();
+            world
+                .player(player)
+                .is_some_and(|e| e.get::<Position>("position").ok() == Some(position))
+        };
+        within("the player in view", async {
+            while !seen(&self.client) {
+                match self.client.next_event().await {
+                    Some(Event::Replication { .. } | Event::Update(_)) => {}
+                    other => panic!("unexpected {other:?} while waiting for player {player}"),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// An answer decoded as the arena's type for `name`.
+pub fn decode<T: serde::de::DeserializeOwned>(answer: &GameMessage, name: &str) -> T {
+    answer
+        .decode_if(name)
+        .unwrap_or_else(|| panic!("expected {name}, got {answer:?}"))
+        .unwrap_or_else(|e| panic!("{name} does not decode: {e}"))
 }
