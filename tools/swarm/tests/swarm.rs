@@ -153,3 +153,57 @@ fn a_run_that_cannot_be_bounded_is_refused() {
     let refused = hearth_swarm::run(config).unwrap_err();
     assert!(refused.contains("--max-bots"), "{refused}");
 }
+
+/// Bots over WebSocket (`--transport ws`, binary frames under `hearth.binary`): every bot
+/// logs in, plays and finds every promise kept, as over TCP.
+#[test]
+fn websocket_bots_keep_every_promise() {
+    let mut config = ServerConfig::default();
+    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+    config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
+    let server = ServerThread::start(move || {
+        let mut app = App::new();
+        app.add_plugins(HearthPlugins::new(config))
+            .add_plugins(hearth::demo_game::DemoGamePlugin);
+        app
+    })
+    .expect("the server starts");
+    let ws = server.addrs().ws.expect("a WebSocket listener");
+    let config = Config::parse_from([
+        "hearth-swarm",
+        "--addr",
+        &ws.to_string(),
+        "--transport",
+        "ws",
+        "--steps",
+        "12",
+        "--hold",
+        "2s",
+        "--placement",
+        "spread",
+        "--max-walk-steps",
+        "30",
+        "--min-update-rate",
+        "1",
+        "--max-rtt-p99",
+        "10s",
+        "--ramp-timeout",
+        "60s",
+        "--quiet",
+    ]);
+    let report = hearth_swarm::run(config).expect("a valid run");
+    assert_eq!(report.failures, Vec::<String>::new());
+    let step = &report.steps[0];
+    assert_eq!(
+        (step.online, step.disconnects, step.violations),
+        (12, 0, 0),
+        "{step:?}"
+    );
+    assert!(step.updates_per_bot_per_s > 0.0, "{step:?}");
+    let table = hearth_swarm::report::markdown(&report.steps);
+    assert!(
+        table.contains("| 12 (12) | spread, binary, ws |"),
+        "{table}"
+    );
+    assert_eq!(server.stop(), 0, "every player saved on shutdown");
+}
