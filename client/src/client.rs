@@ -267,10 +267,14 @@ impl ClientHandle {
         })
         .await?;
         let answer = answered.await.map_err(|_| ClientError::Closed)??;
-        if answer.get("type").and_then(Value::as_str) == Some("error") {
-            return Err(ClientError::Refused(Refusal::from_object(&answer)));
+        match answer.get("type").and_then(Value::as_str) {
+            Some("error") => Err(ClientError::Refused(Refusal::from_object(&answer))),
+            Some("handoff") => Err(ClientError::HandedOff {
+                addr: field(&answer, "addr")?,
+                resume_token: ResumeToken::new(field::<String>(&answer, "resume_token")?),
+            }),
+            _ => Ok(answer),
         }
-        Ok(answer)
     }
 
     async fn command(&self, command: Command) -> Result<(), ClientError> {

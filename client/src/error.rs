@@ -15,6 +15,13 @@ pub enum ClientError {
     /// The server answered with an `error` (Hearth's code or the game's).
     #[error("refused: {0}")]
     Refused(Refusal),
+    /// The player's place is on another server (a world cut into zones): connect to `addr`
+    /// and `resume` with `resume_token` there.
+    #[error("handed off to {addr}")]
+    HandedOff {
+        addr: String,
+        resume_token: hearth_components::protocol::ResumeToken,
+    },
     /// The connection ended before the answer came.
     #[error("the connection ended before the answer")]
     Disconnected,

@@ -100,6 +100,10 @@ pub enum Event {
     /// Back in the world after a drop, with the resume token held: a new session, so
     /// [`Event::Replication`] and the world's full state follow.
     Resumed { player_id: u64 },
+    /// The server handed the player to another (a world cut into zones: it walked into
+    /// another zone); the client follows: [`Event::Resumed`] there, or
+    /// [`Event::ResumeFailed`].
+    HandedOff { addr: String },
     /// The automatic resume gave up; the client is logged out (log in again).
     ResumeFailed { reason: String },
     /// A line or frame that did not decode as the protocol says (the stream went on).

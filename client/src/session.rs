@@ -76,6 +76,8 @@ enum End {
     Closed,
     /// The connection ended or broke, with why.
     Dropped(String),
+    /// The player was handed off to the server at this address (a world cut into zones).
+    HandedOff(String),
 }
 
 /// How an attempt to resume on a new connection went.
@@ -101,6 +103,8 @@ pub(crate) struct Session {
     pending: HashMap<u64, Pending>,
     /// The `kicked` code of the current connection, if the server kicked it.
     kicked: Option<hearth_components::protocol::KickCode>,
+    /// Where a `handoff` pushed on the current connection sends the player.
+    handed_off: Option<String>,
 }
 
 impl Session {
@@ -119,6 +123,7 @@ impl Session {
             events,
             pending: HashMap::new(),
             kicked: None,
+            handed_off: None,
         }
     }
 
@@ -139,6 +144,19 @@ impl Session {
             let reason = match end {
                 End::Closed => return,
                 End::Dropped(reason) => reason,
+                End::HandedOff(addr) => {
+                    // The player left this server for `addr`: follow it there, with the
+                    // handoff's token, on the same transport.
+                    let _ = conn.outbound.close().await;
+                    lock(&self.shared).world.clear();
+                    self.target = self.target.with_addr(&addr);
+                    self.emit(Event::HandedOff { addr }).await;
+                    conn = match self.reconnect(&mut commands).await {
+                        Some(conn) => conn,
+                        None => return,
+                    };
+                    continue;
+                }
             };
             let resumable = {
                 let mut shared = lock(&self.shared);
@@ -195,7 +213,12 @@ impl Session {
                 inbound = conn.incoming.next() => match inbound {
                     None => return End::Dropped(self.closed_reason()),
                     Some(Err(e)) => return End::Dropped(format!("reading failed: {e}")),
-                    Some(Ok(raw)) => self.dispatch(raw.decode()).await,
+                    Some(Ok(raw)) => {
+                        self.dispatch(raw.decode()).await;
+                        if let Some(addr) = self.handed_off.take() {
+                            return End::HandedOff(addr);
+                        }
+                    }
                 },
                 _ = tick.tick() => {
                     if last_sent.elapsed() >= keepalive {
@@ -293,8 +316,18 @@ impl Session {
     async fn core_event(&mut self, object: Map<String, Value>) {
         match serde_json::from_value::<ServerMessage>(Value::Object(object)) {
             Ok(message) => {
-                if let ServerMessage::Kicked { code, .. } = &message {
-                    self.kicked = Some(*code);
+                match &message {
+                    ServerMessage::Kicked { code, .. } => self.kicked = Some(*code),
+                    // The player left this server for another: nothing here to resume.
+                    ServerMessage::Handoff { addr, resume_token } => {
+                        let mut shared = lock(&self.shared);
+                        shared.logged_in = false;
+                        shared.token = Some(resume_token.clone());
+                        if self.config.reconnect.enabled {
+                            self.handed_off = Some(addr.clone());
+                        }
+                    }
+                    _ => {}
                 }
                 self.emit(Event::Server(message)).await;
             }
@@ -336,6 +369,12 @@ impl Session {
                 }
             }
             "logged_out" => shared.logged_in = false,
+            "handoff" => {
+                shared.logged_in = false;
+                if let Some(token) = object.get("resume_token").and_then(Value::as_str) {
+                    shared.token = Some(ResumeToken::new(token));
+                }
+            }
             _ => {}
         }
     }

@@ -43,6 +43,20 @@ pub enum Target {
 }
 
 impl Target {
+    /// The same transport to another server's `addr` (`host:port`), as a `handoff` names
+    /// it: a WebSocket URL keeps its scheme and path.
+    pub fn with_addr(&self, addr: &str) -> Self {
+        match self {
+            Self::Tcp(_) => Self::Tcp(addr.into()),
+            Self::Tls(_) => Self::Tls(addr.into()),
+            Self::WebSocket(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("ws", url));
+                let path = rest.find('/').map_or("", |at| &rest[at..]);
+                Self::WebSocket(format!("{scheme}://{addr}{path}"))
+            }
+        }
+    }
+
     /// The transport's name, as `hearth-swarm --transport` spells it.
     pub fn transport(&self) -> &'static str {
         match self {
@@ -390,4 +404,25 @@ fn one_frame(bytes: Bytes) -> Result<RawMessage, CodecError> {
         kind,
         payload: bytes.slice(start..used),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handoff_keeps_the_transport() {
+        assert_eq!(
+            Target::Tcp("a:1".into()).with_addr("b:2"),
+            Target::Tcp("b:2".into())
+        );
+        assert_eq!(
+            Target::Tls("a:1".into()).with_addr("b:2"),
+            Target::Tls("b:2".into())
+        );
+        assert_eq!(
+            Target::WebSocket("wss://a:1/ws".into()).with_addr("b:2"),
+            Target::WebSocket("wss://b:2/ws".into())
+        );
+    }
 }

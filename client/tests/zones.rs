@@ -1,0 +1,126 @@
+//! A handoff followed by the client: two servers of one world cut into zones (in this
+//! process, on a real `redis-server`); a player walks across the border, and the client
+//! follows the `handoff` to the other server and resumes there on its own, the world
+//! entered again and the walk going on.
+
+mod common;
+// The Hearth suite's harness: a real redis-server on a free port, killed on drop.
+#[allow(dead_code)]
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::within;
+use hearth::components::{Position, StoreSelection};
+use hearth::prelude::*;
+use hearth::testing::{ServerThread, test_config};
+use hearth::zones::ZoneMap;
+use hearth_client::{Client, Event};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Move {
+    dx: f32,
+    dy: f32,
+}
+
+/// The server of `zone` in a world of two zones whose border is at x = 2.
+fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
+    let map: ZoneMap = "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
+                        [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n"
+        .parse()
+        .expect("a zone map");
+    let mut config = test_config(&format!("{zone}-1"));
+    // A fixed port: a zone's server advertises its configured address to the others (for
+    // handoffs), which port 0 is not.
+    config.front_door.listen = format!("127.0.0.1:{}", redis_server::free_port())
+        .parse()
+        .unwrap();
+    config.store.settings.selection = StoreSelection::Redis(redis.url());
+    config.zones.map = Some(Arc::new(map));
+    config.zones.zone = Some(zone.to_string());
+    ServerThread::start(move || {
+        let mut app = App::new();
+        app.add_plugins(HearthPlugins::new(config))
+            .add_plugins(hearth::demo_game::DemoGamePlugin);
+        app
+    })
+    .expect("the zone's server starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_walking_into_another_zone_is_followed_there() {
+    let redis = redis_server::RedisServer::start();
+    let west = zone_server(&redis, "west");
+    let east = zone_server(&redis, "east");
+    let mut client = Client::connect(west.game_addr()).await.unwrap();
+    let id = client.register("alice", "password1").await.unwrap();
+    client.login("alice", "password1").await.unwrap();
+
+    // East, one move at a time (refused at the border until west has seen east's process),
+    // until the client has followed the handoff.
+    let handed_to = within("the handoff", async {
+        let mut handed_to = None;
+        loop {
+            if handed_to.is_none() {
+                client.send("move", &Move { dx: 1.0, dy: 0.0 }).await.ok();
+            }
+            let event = tokio::time::timeout(Duration::from_millis(150), client.next_event()).await;
+            match event {
+                Ok(Some(Event::HandedOff { addr })) => handed_to = Some(addr),
+                Ok(Some(Event::Resumed { player_id })) => {
+                    assert_eq!(player_id, id);
+                    return handed_to.expect("resumed after the handoff");
+                }
+                Ok(Some(Event::ResumeFailed { reason })) => panic!("{reason}"),
+                Ok(None) => panic!("the client ended"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(handed_to, east.game_addr().to_string());
+
+    // Playing on in east: its world shows the player past the border, then one step more.
+    let x = within("the player in east's world", async {
+        loop {
+            if let Some(x) = {
+                let world = client.world();
+                world
+                    .player(id)
+                    .and_then(|e| e.get::<Position>("position").ok())
+                    .map(|p| p.x)
+            } {
+                return x;
+            }
+            client.next_event().await.expect("the client");
+        }
+    })
+    .await;
+    assert!((2.0..3.0).contains(&x), "one step past the border: {x}");
+    client
+        .send("move", &Move { dx: 1.0, dy: 0.0 })
+        .await
+        .unwrap();
+    within("the next step in east", async {
+        loop {
+            let moved = {
+                let world = client.world();
+                world
+                    .player(id)
+                    .and_then(|e| e.get::<Position>("position").ok())
+                    .is_some_and(|p| (p.x - (x + 1.0)).abs() < 1e-4)
+            };
+            if moved {
+                return;
+            }
+            client.next_event().await.expect("the client");
+        }
+    })
+    .await;
+    client.close().await;
+    assert_eq!(east.stop(), 0);
+    assert_eq!(west.stop(), 0);
+}
