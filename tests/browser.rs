@@ -1,7 +1,7 @@
 //! The browser client (web/) in real headless Chromium, driven through chromedriver
 //! (WebDriver): the `hearth` binary serves the page and the game over `--listen-ws`; two
 //! pages register and log in, one walks with the keyboard, the other sees it move; a dropped
-//! connection is resumed with the stored token. A screenshot of each page is saved to
+//! connection and a reload are resumed with the stored token. A screenshot of each page is saved to
 //! `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is a failure that says
 //! how to install it, never a skip.
 
@@ -302,6 +302,16 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
         near(position_of(s, &bob_id), (3.0, 2.0))
     })
     .await;
+
+    // A reload keeps the tab's sessionStorage: the new page resumes by itself too.
+    bob.refresh().await.unwrap();
+    let reloaded = wait_until(&bob, "bob resumed after a reload", |s| {
+        s["resumes"] == 1 && s["loggedIn"] == true && s["position"].is_object()
+    })
+    .await;
+    assert_eq!(reloaded["playerId"], bob_id);
+    assert!(near(own_position(&reloaded), (3.0, 2.0)), "{reloaded:#}");
+    assert_eq!(reloaded["xp"], 50, "the stored progress: {reloaded:#}");
 
     alice.close().await.unwrap();
     bob.close().await.unwrap();

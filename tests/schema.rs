@@ -172,6 +172,28 @@ fn a_game_without_replication_has_no_update_messages() {
     assert!(bindings.typescript.contains("export interface PongMessage"));
 }
 
+#[test]
+fn a_type_named_like_one_of_the_documents_own_definitions_is_refused_by_name() {
+    #[derive(Serialize, JsonSchema)]
+    struct PingMessage {
+        loud: bool,
+    }
+    #[derive(Serialize, JsonSchema)]
+    struct Echo {
+        of: PingMessage,
+    }
+    struct Clashing;
+    impl Plugin for Clashing {
+        fn build(&self, app: &mut App) {
+            app.add_server_message::<Echo>("echo");
+        }
+    }
+    let error = bindings_of("clashing", Clashing)
+        .expect_err("a clash")
+        .to_string();
+    assert!(error.contains("`PingMessage`"), "{error}");
+}
+
 /// A validator for messages of one direction (`ClientMessage` or `ServerMessage`) of the
 /// demo game's document.
 fn validator(document: &Value, union: &str) -> jsonschema::Validator {
