@@ -174,6 +174,7 @@ export class HearthClient {
   receive(message) {
     switch (message.type) {
       case 'registered':
+        this.notice = '';
         if (this.pendingLogin) {
           const { username, password } = this.pendingLogin;
           this.pendingLogin = null;
@@ -208,6 +209,9 @@ export class HearthClient {
       case 'level_up':
         this.level = message.level;
         this.xp = Math.max(this.xp, (message.level - 1) * XP_PER_LEVEL);
+        break;
+      case 'queued':
+        this.notice = `waiting for the server: position ${message.position} in line, about ${message.eta_s} s`;
         break;
       case 'kicked':
         this.notice = `disconnected by the server (${message.code}): ${message.reason}`;
