@@ -285,6 +285,17 @@ pub enum Command {
     /// Look at and repair what the store holds (players, leases, accounts, records), with the
     /// server's configuration. See docs/operations.md.
     Admin(crate::admin::AdminArgs),
+    /// Write the game's message registry as typed bindings for clients: a JSON Schema
+    /// document and TypeScript declarations. See docs/protocol.md.
+    Schema(SchemaArgs),
+}
+
+/// `hearth schema`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SchemaArgs {
+    /// Directory to write hearth-messages.schema.json and hearth-messages.d.ts into.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 /// The command line and `HEARTH_*` environment of this process, as the `hearth` binary reads
