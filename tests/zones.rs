@@ -254,13 +254,22 @@ fn a_player_walks_across_the_border_and_back_keeping_its_progress() {
     let (_dir, map) = zones_at(2);
     let map = map.to_str().unwrap();
     let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
-    let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+    let east_ws = format!("127.0.0.1:{}", free_port());
+    let east = Hearth::start_with(
+        &redis,
+        "east-1",
+        &["--zones", map, "--zone", "east", "--listen-ws", &east_ws],
+    );
 
     let mut client = west.client();
     let id = client.register("alice", "password1");
     assert_eq!(x_of(&client.login("alice", "password1")), 0.0);
     let handoff = walk_until_handoff(&mut client, 1);
     assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
+    assert_eq!(
+        handoff["ws_addr"], east_ws,
+        "WebSocket clients go to east's WebSocket listener"
+    );
 
     // What west saved before handing over is what east plays on with (each step is 10 xp;
     // a step refused at the border before west saw east's process is not).
@@ -292,6 +301,10 @@ fn a_player_walks_across_the_border_and_back_keeping_its_progress() {
     // And back west, with the token the handoff gives.
     let handoff = walk_until_handoff(&mut there, -1);
     assert_eq!(handoff["addr"], west.addr.to_string(), "{handoff}");
+    assert!(
+        handoff.get("ws_addr").is_none(),
+        "west has no WebSocket listener: {handoff}"
+    );
     let mut back = west.client();
     let logged_in = back
         .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))

@@ -27,10 +27,15 @@ export interface ErrorMessage {
  */
 export interface HandoffMessage {
   type: "handoff";
-  /** `host:port` of the server to continue on. */
+  /** `host:port` of the server to continue on (its TCP listener). */
   addr: string;
   id?: RequestId;
   resume_token: ResumeToken;
+  /**
+   * `host:port` of its WebSocket listener, if it has one: a WebSocket client connects
+   * to `ws://<ws_addr>/ws` (`wss://` when the server speaks TLS).
+   */
+  ws_addr?: string | null;
 }
 
 /** Why the server closed a connection (`kicked`'s `code`): what a client does next. */

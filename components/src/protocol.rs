@@ -276,8 +276,12 @@ pub enum ServerMessage {
     /// and send `resume` with `resume_token` (no password). The answer to a `login` or
     /// `resume` too, instead of `logged_in`.
     Handoff {
-        /// `host:port` of the server to continue on.
+        /// `host:port` of the server to continue on (its TCP listener).
         addr: String,
+        /// `host:port` of its WebSocket listener, if it has one: a WebSocket client connects
+        /// to `ws://<ws_addr>/ws` (`wss://` when the server speaks TLS).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ws_addr: Option<String>,
         resume_token: ResumeToken,
     },
     /// A game-defined message, already encoded (see [`GameLine`]).
@@ -507,6 +511,7 @@ mod tests {
             ServerMessage::error(ErrorCode::BadRequest, "m"),
             ServerMessage::Handoff {
                 addr: "a:1".into(),
+                ws_addr: None,
                 resume_token: ResumeToken::new("t"),
             },
         ];

@@ -232,6 +232,11 @@ pub const KEYS: &[Key] = &[
         parse_host_port
     ),
     key!(
+        public_ws_addr => zones.public_ws_addr,
+        "host:port where this zone's WebSocket clients connect, for handoffs (defaults to --listen-ws).",
+        parse_host_port
+    ),
+    key!(
         verbose => metrics.verbose,
         "Verbose logs and periodic metric summaries (also -v).",
         parse_switch

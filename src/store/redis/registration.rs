@@ -97,6 +97,7 @@ impl Registration {
         if let Some(zone) = &config.zone {
             value["zone"] = zone.name.clone().into();
             value["public_addr"] = zone.public_addr.clone().into();
+            value["public_ws_addr"] = zone.public_ws_addr.clone().into();
             all.push(Self {
                 what: Registered::Zone(zone.name.clone()),
                 key: keys.zone(&zone.name),
