@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs redis-server and promtool (Debian/Ubuntu apt) when
-# missing: the Redis tests start their own redis-server on free ports, the metrics tests
-# check the exposition with `promtool check metrics`; neither ever skips.
+# Runs the whole test suite. Installs redis-server, promtool and Chromium with its WebDriver
+# (Debian/Ubuntu apt) when missing: the Redis tests start their own redis-server on free
+# ports, the metrics tests check the exposition with `promtool check metrics`, the browser
+# test (tests/browser.rs) drives headless Chromium through chromedriver; none ever skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -13,5 +14,10 @@ if ! command -v promtool >/dev/null 2>&1; then
   echo "promtool not found; installing the prometheus package with apt-get" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq prometheus
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "chromium or chromedriver not found; installing chromium and chromium-driver with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
 fi
 cargo test --workspace "$@"

@@ -57,10 +57,12 @@ impl Default for Progress {
 /// and `dy` is 0 or of a magnitude within [`MOVE_COMPONENT_RANGE`]; anything else (too
 /// large for an `f32`, too small to tell from 0 after normalising) is refused as a
 /// `bad_request` naming the field, rather than silently moving nothing.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq)]
 pub struct Move {
+    /// The direction's x component: 0, or of magnitude 1e-6 to 1e6.
     #[serde(deserialize_with = "move_component")]
     pub dx: f32,
+    /// The direction's y component: 0, or of magnitude 1e-6 to 1e6.
     #[serde(deserialize_with = "move_component")]
     pub dy: f32,
 }
@@ -83,7 +85,7 @@ fn move_component<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f
 }
 
 /// `level_up`: the recipient reached `level`, durably saved.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, JsonSchema, Debug, Clone, Copy, PartialEq)]
 pub struct LevelUp {
     pub level: u32,
 }

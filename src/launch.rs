@@ -1,5 +1,6 @@
 //! The whole `main` of a game's server binary, in one call: [`main`] reads Hearth's flags,
-//! `HEARTH_*` variables and config file, runs `hearth admin ...` when asked, and otherwise
+//! `HEARTH_*` variables and config file, runs `hearth admin ...` or `hearth schema` when
+//! asked, and otherwise
 //! starts `App::new().add_plugins(HearthPlugins::new(config)).add_plugins(game)` until it
 //! stops. The `hearth` binary and the arena are this call.
 
@@ -22,6 +23,9 @@ pub fn main(name: &'static str, about: &'static str, game: impl Plugin) -> ExitC
     let cli = config::parse_cli_as(name, about);
     if let Some(Command::Admin(args)) = &cli.command {
         return admin(name, &cli, &args.command, game);
+    }
+    if let Some(Command::Schema(args)) = &cli.command {
+        return schema(name, &cli, &args.out, game);
     }
     crate::logging::init(cli.verbose());
     let config = match load(&cli) {
@@ -95,6 +99,36 @@ fn admin(
         Err(e) => {
             eprintln!("{name} admin: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `<name> schema --out DIR`: the game's typed bindings written into `DIR` (its app built
+/// with the configured settings, not started), the files named on stdout.
+fn schema(name: &str, cli: &Cli, out: &std::path::Path, game: impl Plugin) -> ExitCode {
+    let config = match config::load(cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{name} schema: {e}");
+            return ExitCode::from(INVALID_CONFIG);
+        }
+    };
+    let mut app = App::new();
+    app.add_plugins(HearthPlugins::new(config))
+        .add_plugins(game);
+    let written = crate::schema::bindings(name, &app)
+        .map_err(|e| e.to_string())
+        .and_then(|bindings| crate::schema::write(out, &bindings).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => {
+            for file in [crate::schema::SCHEMA_FILE, crate::schema::TYPESCRIPT_FILE] {
+                println!("{}", out.join(file).display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name} schema: {e}");
+            ExitCode::FAILURE
         }
     }
 }

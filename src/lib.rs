@@ -23,7 +23,7 @@
 //! `hearth::launch::main("my-game", "My game on Hearth", MyGame)`.
 //!
 //! This crate assembles the server: store adapters ([`store`]), the front door ([`net`]),
-//! configuration ([`config`]), the plugin group ([`server`]), the tick rate and the runner ([`runner`]), what plugins opened
+//! configuration ([`config`]), the plugin group ([`server`]), the tick rate and the runner ([`runner`]), typed bindings ([`schema`]), what plugins opened
 //! or failed to open ([`startup`]), a binary's `main` ([`launch`]), the built-in
 //! [`demo_game`], log output for a binary ([`logging`]), and, with the `testing` feature,
 //! the world fixtures games are tested with (`testing`). [`prelude`] is what a game imports.
@@ -38,6 +38,7 @@ pub mod observability;
 pub mod prelude;
 pub mod priority;
 pub mod runner;
+pub mod schema;
 pub mod server;
 pub mod startup;
 pub mod store;

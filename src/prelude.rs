@@ -1,7 +1,9 @@
 //! What a game needs, in one import: `use hearth::prelude::*;`. A game crate depends on
 //! `hearth` (and `serde` for its message types) and never has to match Bevy versions: the
 //! Bevy crates Hearth is built on are re-exported here, and Bevy's derives (`Component`,
-//! `Resource`, `Message`, `SystemParam`) find them through this import. `tracing` is here for
+//! `Resource`, `Message`, `SystemParam`) find them through this import; so does schemars'
+//! `JsonSchema` derive, which every message type has (it types the bindings `hearth schema`
+//! writes). `tracing` is here for
 //! its logging macros (`tracing::info!`), and [`crate::config::parse_cli`] reads the
 //! server's flags without a `clap` dependency. Test fixtures are in `hearth::testing` (the
 //! `testing` feature, for a game's dev-dependencies).
@@ -9,6 +11,7 @@
 pub use bevy_app;
 pub use bevy_ecs;
 pub use bevy_time;
+pub use schemars;
 pub use tracing;
 
 pub use bevy_app::{
@@ -17,6 +20,7 @@ pub use bevy_app::{
 };
 pub use bevy_ecs::prelude::*;
 pub use bevy_time::{Real, Time, Timer, TimerMode};
+pub use schemars::JsonSchema;
 pub use serde::{Deserialize, Serialize};
 
 pub use hearth_components::protocol::RequestId;

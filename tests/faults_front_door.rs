@@ -21,11 +21,11 @@ use hearth_components::PlayerId;
 use serde_json::json;
 
 /// `shout`: asks for an [`Echo`].
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, JsonSchema)]
 struct Shout {}
 
 /// `echo`: a large answer (60 KB).
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, JsonSchema)]
 struct Echo {
     text: String,
 }

@@ -12,17 +12,18 @@ use hearth::prelude::{
 };
 use hearth::testing::{TestServer, test_config};
 use hearth_components::PlayerId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// `chat`: say something to the players within [`HEARING`].
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, JsonSchema)]
 struct Chat {
     text: String,
 }
 
 /// `chat_line`: what someone near said.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, JsonSchema)]
 struct ChatLine {
     from: u64,
     text: String,
@@ -145,13 +146,13 @@ fn over_tcp_a_game_message_that_does_not_fit_is_refused_naming_the_field() {
 }
 
 /// `poke`: nudge another player, by id.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, JsonSchema)]
 struct Poke {
     to: u64,
 }
 
 /// `poked`: player `from` nudged you.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, JsonSchema)]
 struct Poked {
     from: u64,
 }

@@ -49,7 +49,7 @@ fn change_leaving_players_late(
 
 /// `{"type":"gift","to":2,"amount":5}`: moves coins to another online player, found by id
 /// (leaving or not: the gift is saved before the recipient is gone).
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, JsonSchema)]
 struct Gift {
     to: u64,
     amount: u64,

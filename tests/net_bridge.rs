@@ -57,7 +57,7 @@ fn move_from(server: &TestServer, conn: u64) -> NetEvent {
 
 /// `{"type":"beat"}`: pushed each frame to every connected player that has walked, to fill
 /// slow clients' queues.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, JsonSchema)]
 struct Beat {}
 
 fn beat(to_clients: ToClients<Beat>, positions: Query<&Position>) {

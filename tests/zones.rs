@@ -254,13 +254,22 @@ fn a_player_walks_across_the_border_and_back_keeping_its_progress() {
     let (_dir, map) = zones_at(2);
     let map = map.to_str().unwrap();
     let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
-    let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+    let east_ws = format!("127.0.0.1:{}", free_port());
+    let east = Hearth::start_with(
+        &redis,
+        "east-1",
+        &["--zones", map, "--zone", "east", "--listen-ws", &east_ws],
+    );
 
     let mut client = west.client();
     let id = client.register("alice", "password1");
     assert_eq!(x_of(&client.login("alice", "password1")), 0.0);
     let handoff = walk_until_handoff(&mut client, 1);
     assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
+    assert_eq!(
+        handoff["ws_addr"], east_ws,
+        "WebSocket clients go to east's WebSocket listener"
+    );
 
     // What west saved before handing over is what east plays on with (each step is 10 xp;
     // a step refused at the border before west saw east's process is not).
@@ -292,6 +301,10 @@ fn a_player_walks_across_the_border_and_back_keeping_its_progress() {
     // And back west, with the token the handoff gives.
     let handoff = walk_until_handoff(&mut there, -1);
     assert_eq!(handoff["addr"], west.addr.to_string(), "{handoff}");
+    assert!(
+        handoff.get("ws_addr").is_none(),
+        "west has no WebSocket listener: {handoff}"
+    );
     let mut back = west.client();
     let logged_in = back
         .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
@@ -368,4 +381,66 @@ fn a_zone_without_a_server_keeps_players_at_the_border() {
         error["message"].as_str().unwrap().contains("\"east\""),
         "{error}"
     );
+}
+
+/// Promise (issue 20, item 3): a zone's process that crashed does not keep its zone for the
+/// registration's TTL (a minute here): once its liveness key is gone (`liveness_ttl`, 3 s) a
+/// replacement takes the zone over and starts, and the players stored in the zone play again.
+#[test]
+fn a_crashed_zone_process_is_replaced_within_the_failover_time() {
+    let redis = RedisServer::start();
+    // A new player starts at (0, 0): in west.
+    let (_dir, map) = zones_at(2);
+    let map = map.to_str().unwrap();
+    let slow_ttl = ["--lease-ttl", "60s", "--lease-refresh-interval", "10s"];
+    let url = redis.url();
+    let args = |instance: &'static str| -> Vec<String> {
+        [
+            ["--store", url.as_str(), "--instance-id", instance].as_slice(),
+            &["--zones", map, "--zone", "west"],
+            &slow_ttl,
+        ]
+        .concat()
+        .into_iter()
+        .map(String::from)
+        .collect()
+    };
+    let first_args = args("west-1");
+    let first = Hearth::start_args(&first_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let pid = first.child.id();
+    first.signal("-KILL");
+    let started = Instant::now();
+    let replacement_args = args("west-2");
+    let replacement_args: Vec<&str> = replacement_args.iter().map(String::as_str).collect();
+    let replacement = loop {
+        match Hearth::try_start_args(&replacement_args) {
+            Ok(server) => break server,
+            Err(log) => {
+                assert!(
+                    log.contains("zone \"west\" is served by another running process"),
+                    "{log}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the zone was not taken over from the dead process (pid {pid}):\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    };
+    eprintln!(
+        "the replacement started {} ms after the crash",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        zone_registration(&redis, "west").unwrap()["owner"]
+            .as_str()
+            .unwrap()
+            .starts_with("west-2/"),
+        "{}",
+        replacement.log()
+    );
+    let mut client = replacement.client();
+    client.register("carol", "password1");
+    client.login("carol", "password1");
 }

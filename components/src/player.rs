@@ -6,11 +6,23 @@ use std::time::Duration;
 
 use bevy_ecs::change_detection::Tick;
 use bevy_ecs::component::Component;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The stable identity of a player across sessions and servers (an account's numeric id).
 #[derive(
-    Component, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Component,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 pub struct PlayerId(pub u64);
 

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted line, in bytes (without the newline).
@@ -50,7 +51,7 @@ pub const CORE_SERVER_MESSAGES: &[&str] = &[
 pub const REPLICATION_SERVER_MESSAGES: &[&str] = &["replication", "update"];
 
 /// A message from a client that the core handles.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Create an account.
@@ -108,9 +109,26 @@ impl<'de> Deserialize<'de> for RequestId {
     }
 }
 
+/// The schema of what [`RequestId`]'s own `Deserialize` accepts.
+impl JsonSchema for RequestId {
+    fn schema_name() -> Cow<'static, str> {
+        "RequestId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A request id: every answer to the request carries it.",
+            "anyOf": [
+                { "type": "integer", "format": "uint64", "minimum": 0 },
+                { "type": "string", "maxLength": MAX_REQUEST_ID_BYTES }
+            ]
+        })
+    }
+}
+
 /// A resume token: a bearer credential worth one login, so it is never shown by `Debug`
 /// (which logs use) — only its wire form carries it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct ResumeToken(String);
 
@@ -221,12 +239,12 @@ impl std::fmt::Debug for GameLine {
 }
 
 /// A message to a client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Registered {
-        player_id: u64,
-    },
+    /// The account was created (answers `register`).
+    Registered { player_id: u64 },
+    /// Logged in (answers `login` or `resume`): the player's stored state, by section.
     LoggedIn {
         player_id: u64,
         state: BTreeMap<String, serde_json::Value>,
@@ -235,17 +253,14 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_token: Option<ResumeToken>,
     },
+    /// Saved and left the world (answers `logout`).
     LoggedOut {},
-    Pong {
-        nonce: u64,
-    },
+    /// Answers `ping` with its nonce.
+    Pong { nonce: u64 },
     /// A `register` or `login` waits for a password worker behind others: its place in the
     /// line (1 = next) and an estimate of the wait in whole seconds. Sent when it joins the
     /// line behind others and again every few seconds while it waits; its answer follows.
-    Queued {
-        position: u64,
-        eta_s: u64,
-    },
+    Queued { position: u64, eta_s: u64 },
     /// The server closes the connection right after this message.
     Kicked {
         /// Why, for programs: what the client should do next depends on it.
@@ -253,17 +268,20 @@ pub enum ServerMessage {
         /// Why, for people.
         reason: String,
     },
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
+    /// A request was refused, or the connection is about to close (docs/protocol.md says
+    /// which codes close it).
+    Error { code: ErrorCode, message: String },
     /// The player's place is on another server (the zone it walked into, or the zone its
     /// stored position is in): it has left this one, its progress saved. Connect to `addr`
     /// and send `resume` with `resume_token` (no password). The answer to a `login` or
     /// `resume` too, instead of `logged_in`.
     Handoff {
-        /// `host:port` of the server to continue on, in the transport this connection uses.
+        /// `host:port` of the server to continue on (its TCP listener).
         addr: String,
+        /// `host:port` of its WebSocket listener, if it has one: a WebSocket client connects
+        /// to `ws://<ws_addr>/ws` (`wss://` when the server speaks TLS).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ws_addr: Option<String>,
         resume_token: ResumeToken,
     },
     /// A game-defined message, already encoded (see [`GameLine`]).
@@ -385,7 +403,7 @@ fn cut(mut text: String, max: usize) -> String {
 }
 
 /// Why the server closed a connection (`kicked`'s `code`): what a client does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KickCode {
     /// No message from the client for the idle timeout: reconnect if still wanted.
@@ -401,7 +419,7 @@ pub enum KickCode {
 }
 
 /// Machine-readable error codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not a valid message: bad JSON, invalid UTF-8, unknown type, missing or bad field.
@@ -493,6 +511,7 @@ mod tests {
             ServerMessage::error(ErrorCode::BadRequest, "m"),
             ServerMessage::Handoff {
                 addr: "a:1".into(),
+                ws_addr: None,
                 resume_token: ResumeToken::new("t"),
             },
         ];

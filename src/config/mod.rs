@@ -232,6 +232,11 @@ pub const KEYS: &[Key] = &[
         parse_host_port
     ),
     key!(
+        public_ws_addr => zones.public_ws_addr,
+        "host:port where this zone's WebSocket clients connect, for handoffs (defaults to --listen-ws).",
+        parse_host_port
+    ),
+    key!(
         verbose => metrics.verbose,
         "Verbose logs and periodic metric summaries (also -v).",
         parse_switch
@@ -285,6 +290,17 @@ pub enum Command {
     /// Look at and repair what the store holds (players, leases, accounts, records), with the
     /// server's configuration. See docs/operations.md.
     Admin(crate::admin::AdminArgs),
+    /// Write the game's message registry as typed bindings for clients: a JSON Schema
+    /// document and TypeScript declarations. See docs/protocol.md.
+    Schema(SchemaArgs),
+}
+
+/// `hearth schema`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SchemaArgs {
+    /// Directory to write hearth-messages.schema.json and hearth-messages.d.ts into.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 /// The command line and `HEARTH_*` environment of this process, as the `hearth` binary reads

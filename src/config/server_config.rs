@@ -81,6 +81,17 @@ impl ServerConfig {
                         ),
                     ));
                 }
+                if let Some(ws) = self.front_door.listen_ws
+                    && zones.public_ws_addr.is_none()
+                    && (ws.port() == 0 || ws.ip().is_unspecified())
+                {
+                    return Err(ConfigError::new(
+                        "public_ws_addr",
+                        format!(
+                            "must be set when listen_ws ({ws}) is not an address clients can connect to: handoffs send WebSocket players to it"
+                        ),
+                    ));
+                }
                 if self.store.settings.selection == hearth_components::StoreSelection::Memory {
                     return Err(ConfigError::new(
                         "zone",

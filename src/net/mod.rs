@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::startup::{self, BoundAddresses, StartupFailure, StartupFailures};
 use crate::store::accounts::AccountStoreFactory;
-use crate::store::{AccountStores, AdvertisedListen, ResumeTokenLifetime};
+use crate::store::{AccountStores, AdvertisedListen, AdvertisedWsListen, ResumeTokenLifetime};
 use auth::LoginThrottle;
 use connection::ConnectionContext;
 use stats::NetStats;
@@ -203,6 +203,9 @@ impl Plugin for FrontDoorPlugin {
         app.add_plugins(NetBridgePlugin)
             .insert_resource(AdvertisedListen(self.listen))
             .insert_resource(ResumeTokenLifetime(self.resume_ttl));
+        if let Some(ws) = self.listen_ws {
+            app.insert_resource(AdvertisedWsListen(ws));
+        }
     }
 
     fn finish(&self, app: &mut App) {

@@ -14,11 +14,33 @@ pub struct StaticFile {
 }
 
 /// Every file served, by name.
-pub const STATIC_FILES: &[StaticFile] = &[StaticFile {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("../../web/index.html"),
-}];
+pub const STATIC_FILES: &[StaticFile] = &[
+    StaticFile {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/index.html"),
+    },
+    StaticFile {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/app.js"),
+    },
+    StaticFile {
+        name: "client.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/client.js"),
+    },
+    StaticFile {
+        name: "hearth-messages.d.ts",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../../web/hearth-messages.d.ts"),
+    },
+    StaticFile {
+        name: "hearth-messages.schema.json",
+        content_type: "application/schema+json",
+        body: include_bytes!("../../web/hearth-messages.schema.json"),
+    },
+];
 
 /// The file a request path names (`/` names `index.html`); `None` for anything else.
 pub fn lookup(path: &str) -> Option<&'static StaticFile> {
@@ -40,6 +62,18 @@ mod tests {
         assert!(lookup("/../Cargo.toml").is_none());
         assert!(lookup("/nothing.js").is_none());
         assert!(lookup("index.html").is_none());
+    }
+
+    #[test]
+    fn every_file_of_the_web_folder_is_served() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                lookup(&format!("/{name}")).is_some(),
+                "web/{name} is not in STATIC_FILES"
+            );
+        }
     }
 
     #[test]

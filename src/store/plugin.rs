@@ -23,6 +23,11 @@ use crate::zones::ServedZone;
 #[derive(Resource, Clone, Copy, Debug)]
 pub struct AdvertisedListen(pub std::net::SocketAddr);
 
+/// The WebSocket listener's configured address (when there is one), inserted by the front
+/// door plugin: a zone's registration tells handoffs of WebSocket clients to go there.
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct AdvertisedWsListen(pub std::net::SocketAddr);
+
 /// The account stores the front door's auth workers use (one per worker, from this factory).
 #[derive(Resource, Clone)]
 pub struct AccountStores(pub AccountStoreFactory);
@@ -57,6 +62,10 @@ impl Plugin for StorePlugin {
         }
         let mut settings = self.settings.clone();
         settings.listen = app.world().get_resource::<AdvertisedListen>().map(|a| a.0);
+        let ws_listen = app
+            .world()
+            .get_resource::<AdvertisedWsListen>()
+            .map(|a| a.0);
         settings.zone = app
             .world()
             .get_resource::<ServedZone>()
@@ -68,6 +77,10 @@ impl Plugin for StorePlugin {
                         .map(|addr| addr.to_string())
                         .unwrap_or_default()
                 }),
+                public_ws_addr: served
+                    .public_ws_addr
+                    .clone()
+                    .or_else(|| ws_listen.map(|addr| addr.to_string())),
             });
         let opened = open_with_backend(&settings)
             .map_err(|e| StartupFailure::Store(Box::new(e)))

@@ -55,6 +55,8 @@ pub struct ZoneRegistration {
     pub name: String,
     /// Where its clients connect (`host:port`): handoffs send players there.
     pub public_addr: String,
+    /// Where its WebSocket clients connect (`host:port`), if it has a WebSocket listener.
+    pub public_ws_addr: Option<String>,
 }
 
 impl Default for StoreSettings {

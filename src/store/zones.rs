@@ -17,6 +17,8 @@ pub struct ZoneHolder {
     pub owner: String,
     /// Where its clients connect (`host:port`).
     pub public_addr: String,
+    /// Where its WebSocket clients connect (`host:port`), if it has a WebSocket listener.
+    pub public_ws_addr: Option<String>,
     /// Whether its liveness key exists: a crashed process's registration outlives it.
     pub alive: bool,
 }

@@ -162,6 +162,7 @@ pub fn finish_hand_overs(worker: Res<ZonesWorker>, mut connections: ResMut<Conne
                 tracing::debug!(player = %job.player, zone = %job.zone, "handed over");
                 ServerMessage::Handoff {
                     addr: job.holder.public_addr,
+                    ws_addr: job.holder.public_ws_addr,
                     resume_token: job.token,
                 }
             }

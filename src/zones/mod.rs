@@ -33,6 +33,9 @@ pub struct ZonesPlugin {
     /// Where this zone's clients connect, `host:port` (the `public_addr` key): players are
     /// handed over to it. Defaults to the game listener's address.
     pub public_addr: Option<String>,
+    /// Where this zone's WebSocket clients connect, `host:port` (the `public_ws_addr` key).
+    /// Defaults to the WebSocket listener's address.
+    pub public_ws_addr: Option<String>,
 }
 
 /// The zone this process serves, for the systems and the store: its place in the map and
@@ -42,6 +45,7 @@ pub struct ServedZone {
     pub map: Arc<ZoneMap>,
     pub zone: Zone,
     pub public_addr: Option<String>,
+    pub public_ws_addr: Option<String>,
 }
 
 impl Plugin for ZonesPlugin {
@@ -58,6 +62,7 @@ impl Plugin for ZonesPlugin {
             map: Arc::clone(map),
             zone: zone.clone(),
             public_addr: self.public_addr.clone(),
+            public_ws_addr: self.public_ws_addr.clone(),
         })
         .init_resource::<PendingHandoffs>()
         .init_resource::<ZoneDirectory>()

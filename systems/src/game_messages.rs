@@ -25,10 +25,12 @@ use hearth_components::protocol::{
     CORE_CLIENT_MESSAGES, CORE_SERVER_MESSAGES, GameLine, REPLICATION_SERVER_MESSAGES, RequestId,
     ServerMessage,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::net::{Connections, DeliverFn, GameRequest};
+use crate::schema::MessageSchemas;
 use crate::sessions::OnlinePlayers;
 use crate::spatial::{Nearby, NearbyPlayers};
 
@@ -213,20 +215,20 @@ pub trait GameMessagesAppExt {
     /// start-up, not input) if `name` is registered twice or is a core message's type.
     fn add_client_message<T>(&mut self, name: &'static str) -> &mut Self
     where
-        T: DeserializeOwned + Send + Sync + 'static;
+        T: DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
     /// Lets systems send `T` as `{"type":"<name>",...}` with [`ToClients<T>`]. `T` must
     /// serialise as a JSON object. Panics if `name` is registered twice or is a core
     /// message's type.
     fn add_server_message<T>(&mut self, name: &'static str) -> &mut Self
     where
-        T: Serialize + Send + Sync + 'static;
+        T: Serialize + JsonSchema + Send + Sync + 'static;
 }
 
 impl GameMessagesAppExt for App {
     fn add_client_message<T>(&mut self, name: &'static str) -> &mut Self
     where
-        T: DeserializeOwned + Send + Sync + 'static,
+        T: DeserializeOwned + JsonSchema + Send + Sync + 'static,
     {
         assert!(
             !CORE_CLIENT_MESSAGES.contains(&name),
@@ -253,12 +255,15 @@ impl GameMessagesAppExt for App {
                 },
             ),
         );
+        self.world_mut()
+            .get_resource_or_init::<MessageSchemas>()
+            .add_client::<T>(name);
         self.add_message::<FromClient<T>>()
     }
 
     fn add_server_message<T>(&mut self, name: &'static str) -> &mut Self
     where
-        T: Serialize + Send + Sync + 'static,
+        T: Serialize + JsonSchema + Send + Sync + 'static,
     {
         assert!(
             !CORE_SERVER_MESSAGES.contains(&name) && !REPLICATION_SERVER_MESSAGES.contains(&name),
@@ -271,6 +276,9 @@ impl GameMessagesAppExt for App {
             names.0.insert(name),
             "server message type {name:?} registered twice"
         );
+        self.world_mut()
+            .get_resource_or_init::<MessageSchemas>()
+            .add_server::<T>(name);
         self.insert_resource(ServerMessageName::<T> {
             name,
             _type: PhantomData,
@@ -441,7 +449,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Deserialize, Debug)]
+    #[derive(Deserialize, Debug, JsonSchema)]
     struct Chat {
         text: String,
         #[serde(default)]
@@ -496,7 +504,7 @@ mod tests {
 
     #[test]
     fn a_unit_struct_is_a_message_without_fields() {
-        #[derive(Deserialize, Debug, PartialEq)]
+        #[derive(Deserialize, Debug, PartialEq, JsonSchema)]
         struct Hello;
         let mut app = App::new();
         app.add_client_message::<Hello>("hello");
@@ -538,7 +546,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "one of Hearth's own")]
     fn a_core_server_message_name_cannot_be_taken() {
-        #[derive(Serialize)]
+        #[derive(Serialize, JsonSchema)]
         struct Fake {}
         App::new().add_server_message::<Fake>("kicked");
     }

@@ -7,6 +7,7 @@ pub mod net;
 pub mod persistence;
 pub mod players;
 pub mod replication;
+pub mod schema;
 pub mod sessions;
 pub mod shared_json;
 pub mod spatial;
@@ -26,6 +27,7 @@ pub use replication::{
     ClientView, QuantisedPositionEncoding, ReplicationAppExt, ReplicationFeed, ReplicationPlugin,
     ReplicationRound, ReplicationSystems,
 };
+pub use schema::MessageSchemas;
 pub use sessions::{LeaseRefreshSchedule, OnlinePlayers, SessionPlugin, SessionSystems};
 pub use shared_json::{EntryList, SharedEntries};
 pub use spatial::{FrameCount, Nearby, NearbyPlayers, SpatialIndex, SpatialPlugin};

@@ -72,27 +72,27 @@ impl Inventory {
 /// `walk`: go up to [`STRIDE`] toward `(dx, dy)` at the next tick. Several walks within one
 /// tick collapse into the latest, so sending faster gains no speed. `(0, 0)` stays put and
 /// still answers `walked`: where am I.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, JsonSchema)]
 pub struct Walk {
     pub dx: f32,
     pub dy: f32,
 }
 
 /// `walked`: where the walker stands now.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, JsonSchema)]
 pub struct Walked {
     pub x: f32,
     pub y: f32,
 }
 
 /// `pickup`: take one `item` from the arena floor.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 pub struct Pickup {
     pub item: String,
 }
 
 /// `picked_up`: the player now carries `count` of `item`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 pub struct PickedUp {
     pub item: String,
     pub count: u32,
@@ -118,13 +118,13 @@ impl PickupRefusal {
 }
 
 /// `chat`: say `text` to everyone within [`HEARING`].
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 pub struct Chat {
     pub text: String,
 }
 
 /// `chat_line`: player `from` said `text` near the recipient.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 pub struct ChatLine {
     pub from: u64,
     pub text: String,

@@ -28,15 +28,15 @@ impl Default for Wallet {
 }
 
 /// `{"type":"collect"}`: one more coin.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct Collect {}
 
 /// `{"type":"balance"}`: the wallet, unchanged.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct Balance {}
 
 /// `{"type":"gift","to":<player id>,"amount":<coins>}`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct Gift {
     /// The recipient's player id (playing on this server).
     pub to: u64,
@@ -45,13 +45,13 @@ pub struct Gift {
 }
 
 /// `{"type":"wallet","coins":N}`: the answer to `collect` and `balance`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct WalletMessage {
     pub coins: u64,
 }
 
 /// `{"type":"gifted","to","amount","coins"}`: the giver's gift is durable on both sides.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct Gifted {
     pub to: u64,
     pub amount: u64,
@@ -60,7 +60,7 @@ pub struct Gifted {
 }
 
 /// `{"type":"gift_received","from","amount","coins"}`: to the recipient, once durable.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, JsonSchema)]
 pub struct GiftReceived {
     pub from: u64,
     pub amount: u64,

@@ -70,6 +70,7 @@ impl ZoneStore for RedisZones {
             holders.push(Some(ZoneHolder {
                 owner,
                 public_addr,
+                public_ws_addr: fields["public_ws_addr"].as_str().map(String::from),
                 alive,
             }));
         }

@@ -99,15 +99,16 @@ impl Plugin for ReplicationPlugin {
 pub trait ReplicationAppExt {
     /// Replicates `C` to every client whose area of interest holds the entity, under the
     /// name of its type in snake_case (`PlayerId` → `player_id`): MessagePack in binary, its
-    /// serde JSON in JSON.
+    /// serde JSON in JSON. Its `JsonSchema` types it in the bindings (`hearth schema`).
     fn replicate<C>(&mut self) -> &mut Self
     where
-        C: Component + Clone + serde::Serialize;
+        C: Component + Clone + serde::Serialize + schemars::JsonSchema;
 
-    /// Replicates `C` with the encoding `E` (such as [`QuantisedPositionEncoding`]).
+    /// Replicates `C` with the encoding `E` (such as [`QuantisedPositionEncoding`]), whose
+    /// JSON form is `C`'s serde JSON (what `C`'s `JsonSchema` describes).
     fn replicate_with<C, E>(&mut self) -> &mut Self
     where
-        C: Component + Clone,
+        C: Component + Clone + schemars::JsonSchema,
         E: ReplicationEncoding<C>;
 
     /// Sets the game's visibility rule (the default: [`SharedLayer`]).
@@ -117,14 +118,14 @@ pub trait ReplicationAppExt {
 impl ReplicationAppExt for App {
     fn replicate<C>(&mut self) -> &mut Self
     where
-        C: Component + Clone + serde::Serialize,
+        C: Component + Clone + serde::Serialize + schemars::JsonSchema,
     {
         self.replicate_with::<C, SerdeEncoding>()
     }
 
     fn replicate_with<C, E>(&mut self) -> &mut Self
     where
-        C: Component + Clone,
+        C: Component + Clone + schemars::JsonSchema,
         E: ReplicationEncoding<C>,
     {
         if !self.is_plugin_added::<ReplicationPlugin>() {
@@ -135,6 +136,9 @@ impl ReplicationAppExt for App {
             name: name.clone(),
             encoding: E::NAME,
         };
+        self.world_mut()
+            .get_resource_or_init::<crate::schema::MessageSchemas>()
+            .add_replicated::<C>(&name);
         let index = self
             .world_mut()
             .resource_mut::<ReplicationRegistry>()
