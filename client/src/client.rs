@@ -271,6 +271,7 @@ impl ClientHandle {
             Some("error") => Err(ClientError::Refused(Refusal::from_object(&answer))),
             Some("handoff") => Err(ClientError::HandedOff {
                 addr: field(&answer, "addr")?,
+                ws_addr: field(&answer, "ws_addr")?,
                 resume_token: ResumeToken::new(field::<String>(&answer, "resume_token")?),
             }),
             _ => Ok(answer),

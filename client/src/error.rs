@@ -16,10 +16,12 @@ pub enum ClientError {
     #[error("refused: {0}")]
     Refused(Refusal),
     /// The player's place is on another server (a world cut into zones): connect to `addr`
-    /// and `resume` with `resume_token` there.
+    /// (its TCP listener; `ws_addr`: its WebSocket listener, if any) and `resume` with
+    /// `resume_token` there.
     #[error("handed off to {addr}")]
     HandedOff {
         addr: String,
+        ws_addr: Option<String>,
         resume_token: hearth_components::protocol::ResumeToken,
     },
     /// The connection ended before the answer came.

@@ -319,12 +319,22 @@ impl Session {
                 match &message {
                     ServerMessage::Kicked { code, .. } => self.kicked = Some(*code),
                     // The player left this server for another: nothing here to resume.
-                    ServerMessage::Handoff { addr, resume_token } => {
+                    ServerMessage::Handoff {
+                        addr,
+                        ws_addr,
+                        resume_token,
+                    } => {
                         let mut shared = lock(&self.shared);
                         shared.logged_in = false;
                         shared.token = Some(resume_token.clone());
+                        // The destination's door of this client's transport (a server
+                        // without a WebSocket listener cannot be followed over WebSocket).
+                        let next = match self.target {
+                            Target::WebSocket(_) => ws_addr.clone(),
+                            Target::Tcp(_) | Target::Tls(_) => Some(addr.clone()),
+                        };
                         if self.config.reconnect.enabled {
-                            self.handed_off = Some(addr.clone());
+                            self.handed_off = next;
                         }
                     }
                     _ => {}

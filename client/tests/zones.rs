@@ -26,7 +26,8 @@ struct Move {
     dy: f32,
 }
 
-/// The server of `zone` in a world of two zones whose border is at x = 2.
+/// The server of `zone` in a world of two zones whose border is at x = 2, with a WebSocket
+/// listener too.
 fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
     let map: ZoneMap = "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
                         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n"
@@ -38,6 +39,11 @@ fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
     config.front_door.listen = format!("127.0.0.1:{}", redis_server::free_port())
         .parse()
         .unwrap();
+    config.front_door.listen_ws = Some(
+        format!("127.0.0.1:{}", redis_server::free_port())
+            .parse()
+            .unwrap(),
+    );
     config.store.settings.selection = StoreSelection::Redis(redis.url());
     config.zones.map = Some(Arc::new(map));
     config.zones.zone = Some(zone.to_string());
@@ -52,10 +58,32 @@ fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_walking_into_another_zone_is_followed_there() {
+    walk_into_the_other_zone(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_websocket_a_player_walking_into_another_zone_is_followed_there() {
+    walk_into_the_other_zone(true).await;
+}
+
+/// Alice walks from west into east over TCP, or WebSocket when `ws`.
+async fn walk_into_the_other_zone(ws: bool) {
     let redis = redis_server::RedisServer::start();
     let west = zone_server(&redis, "west");
     let east = zone_server(&redis, "east");
-    let mut client = Client::connect(west.game_addr()).await.unwrap();
+    let door = |server: &ServerThread| {
+        if ws {
+            server.addrs().ws.expect("a WebSocket listener")
+        } else {
+            server.game_addr()
+        }
+    };
+    let mut client = if ws {
+        Client::connect_ws(&format!("ws://{}/ws", door(&west))).await
+    } else {
+        Client::connect(door(&west)).await
+    }
+    .unwrap();
     let id = client.register("alice", "password1").await.unwrap();
     client.login("alice", "password1").await.unwrap();
 
@@ -81,7 +109,7 @@ async fn a_player_walking_into_another_zone_is_followed_there() {
         }
     })
     .await;
-    assert_eq!(handed_to, east.game_addr().to_string());
+    assert_eq!(handed_to, door(&east).to_string());
 
     // Playing on in east: its world shows the player past the border, then one step more.
     let x = within("the player in east's world", async {
