@@ -304,26 +304,21 @@ impl Player {
             if !conn.send(json!({"type": "walk", "dx": dx, "dy": 0})) {
                 return None;
             }
-            loop {
-                let message = conn.next()?;
-                match message["type"].as_str() {
-                    Some("walked") => break,
-                    Some("handoff") => {
-                        self.token = message["resume_token"].as_str().map(String::from);
-                        return message["addr"].as_str().unwrap().parse().ok();
-                    }
-                    // A walk that arrived while the player was leaving for the other zone,
-                    // or towards a zone whose process is being replaced.
-                    Some("error")
-                        if matches!(
-                            message["code"].as_str(),
-                            Some("not_logged_in" | "zone_unavailable")
-                        ) =>
-                    {
-                        break;
-                    }
-                    _ => panic!("{}: {message}", self.name),
+            let message = conn.next()?;
+            match message["type"].as_str() {
+                Some("walked") => {}
+                Some("handoff") => {
+                    self.token = message["resume_token"].as_str().map(String::from);
+                    return message["addr"].as_str().unwrap().parse().ok();
                 }
+                // A walk that arrived while the player was leaving for the other zone, or
+                // towards a zone whose process is being replaced.
+                Some("error")
+                    if matches!(
+                        message["code"].as_str(),
+                        Some("not_logged_in" | "zone_unavailable")
+                    ) => {}
+                _ => panic!("{}: {message}", self.name),
             }
             std::thread::sleep(Duration::from_millis(100));
         }
