@@ -16,7 +16,6 @@ use crate::store::redis::accounts::RedisAccounts;
 use crate::store::redis::resume_undo::ResumeUndos;
 use crate::store::redis::zones::RedisZones;
 use crate::store::zones::{ZoneStore, ZoneStoreFactory};
-use crate::zones::ServedZone;
 
 /// The game listener's configured address, which the instance registration records so an
 /// operator sees where a process serves. The front door plugin inserts it when built.
@@ -31,6 +30,16 @@ pub struct AdvertisedWsListen(pub std::net::SocketAddr);
 /// The account stores the front door's auth workers use (one per worker, from this factory).
 #[derive(Resource, Clone)]
 pub struct AccountStores(pub AccountStoreFactory);
+
+/// The zone this process serves, as the zones plugin advertises it (inserted in its `build`):
+/// the store registers it beside the instance. An address left `None` defaults to the
+/// matching listener's.
+#[derive(Resource, Clone, Debug)]
+pub struct AdvertisedZone {
+    pub name: String,
+    pub public_addr: Option<String>,
+    pub public_ws_addr: Option<String>,
+}
 
 /// How long a resume token stays usable (the front door's `resume_ttl`, inserted by it): a
 /// token issued for a handoff lives as long.
@@ -68,16 +77,16 @@ impl Plugin for StorePlugin {
             .map(|a| a.0);
         settings.zone = app
             .world()
-            .get_resource::<ServedZone>()
-            .map(|served| ZoneRegistration {
-                name: served.zone.name.clone(),
-                public_addr: served.public_addr.clone().unwrap_or_else(|| {
+            .get_resource::<AdvertisedZone>()
+            .map(|zone| ZoneRegistration {
+                name: zone.name.clone(),
+                public_addr: zone.public_addr.clone().unwrap_or_else(|| {
                     settings
                         .listen
                         .map(|addr| addr.to_string())
                         .unwrap_or_default()
                 }),
-                public_ws_addr: served
+                public_ws_addr: zone
                     .public_ws_addr
                     .clone()
                     .or_else(|| ws_listen.map(|addr| addr.to_string())),

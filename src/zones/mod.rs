@@ -19,7 +19,7 @@ use self::handoff::{PendingHandoffs, detect_crossings, finish_hand_overs, send_h
 pub use self::map::{Zone, ZoneMap, ZoneMapError};
 use self::worker::{ZoneDirectory, ZonesWorker};
 use crate::startup::{self, StartupFailure};
-use crate::store::ZoneStores;
+use crate::store::{AdvertisedZone, ZoneStores};
 
 /// The zone settings of a process: the world's map, the zone it serves, and where its
 /// clients connect.
@@ -38,14 +38,11 @@ pub struct ZonesPlugin {
     pub public_ws_addr: Option<String>,
 }
 
-/// The zone this process serves, for the systems and the store: its place in the map and
-/// the address it advertises (`None`: the game listener's).
+/// The zone this process serves, for its systems: the world's map and its own rectangle.
 #[derive(Resource, Clone, Debug)]
 pub struct ServedZone {
     pub map: Arc<ZoneMap>,
     pub zone: Zone,
-    pub public_addr: Option<String>,
-    pub public_ws_addr: Option<String>,
 }
 
 impl Plugin for ZonesPlugin {
@@ -58,11 +55,14 @@ impl Plugin for ZonesPlugin {
         let Some(zone) = map.zone(name) else {
             return;
         };
+        app.insert_resource(AdvertisedZone {
+            name: zone.name.clone(),
+            public_addr: self.public_addr.clone(),
+            public_ws_addr: self.public_ws_addr.clone(),
+        });
         app.insert_resource(ServedZone {
             map: Arc::clone(map),
             zone: zone.clone(),
-            public_addr: self.public_addr.clone(),
-            public_ws_addr: self.public_ws_addr.clone(),
         })
         .init_resource::<PendingHandoffs>()
         .init_resource::<ZoneDirectory>()
