@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::Hearth;
-use common::redis_server::free_port;
+use common::redis_server::{RedisServer, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -70,6 +70,14 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 /// The `hearth` binary with its WebSocket listener on a free port, once the listener serves
 /// the page and every module it loads.
 fn server() -> (Hearth, SocketAddr) {
+    let ws = free_ws_addr();
+    let hearth = Hearth::start_args(&["--listen-ws", &ws.to_string()]);
+    serves_the_page(ws);
+    (hearth, ws)
+}
+
+/// A free address for a WebSocket listener, once the binary is known to have one.
+fn free_ws_addr() -> SocketAddr {
     let help = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--help")
         .output()
@@ -79,8 +87,11 @@ fn server() -> (Hearth, SocketAddr) {
         "this hearth binary has no --listen-ws: the browser client needs the WebSocket \
          listener (issue 19, item 1)"
     );
-    let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let hearth = Hearth::start_args(&["--listen-ws", &ws.to_string()]);
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// Waits until the WebSocket listener at `ws` serves the page and every module it loads.
+fn serves_the_page(ws: SocketAddr) {
     let started = Instant::now();
     while http_get(ws, "/").is_err() {
         assert!(started.elapsed() < WAIT, "--listen-ws {ws} never answered");
@@ -94,7 +105,6 @@ fn server() -> (Hearth, SocketAddr) {
              all be served; got {status} {body}"
         );
     }
-    (hearth, ws)
 }
 
 /// chromedriver on a free port, stopped when dropped.
@@ -315,4 +325,95 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
 
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+}
+
+/// Presses `key` on the page's canvas until the page has followed `handoffs` handoffs in
+/// all and is playing again (a step towards a zone whose server the source has not seen yet
+/// is refused with `zone_unavailable`, so one press may not be enough).
+async fn walk_until_handed_off(page: &Client, key: &str, handoffs: u64) -> Value {
+    let canvas = page.find(Locator::Id("world")).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let now = snapshot(page).await;
+        if now["handoffs"] == handoffs && now["loggedIn"] == true && now["position"].is_object() {
+            return now;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no handoff number {handoffs} within {WAIT:?}; the page knows {now:#}"
+        );
+        if now["loggedIn"] == true && now["handoffs"] != handoffs {
+            canvas.send_keys(key).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_its_player_into_another_zone_and_back() {
+    tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
+    let driver = Driver::start();
+    let redis = RedisServer::start();
+    // Two zones, the border at x = 2: a player starting at (0, 0) is in the west.
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("zones.toml");
+    std::fs::write(
+        &map,
+        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
+         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n",
+    )
+    .unwrap();
+    let map = map.to_str().unwrap();
+    let (west_ws, east_ws) = (free_ws_addr(), free_ws_addr());
+    let (west_ws_text, east_ws_text) = (west_ws.to_string(), east_ws.to_string());
+    let _west = Hearth::start_with(
+        &redis,
+        "west-1",
+        &[
+            "--zones",
+            map,
+            "--zone",
+            "west",
+            "--listen-ws",
+            &west_ws_text,
+        ],
+    );
+    let _east = Hearth::start_with(
+        &redis,
+        "east-1",
+        &[
+            "--zones",
+            map,
+            "--zone",
+            "east",
+            "--listen-ws",
+            &east_ws_text,
+        ],
+    );
+    serves_the_page(west_ws);
+    serves_the_page(east_ws);
+
+    let carol = driver.open(&format!("http://{west_ws}/")).await;
+    let joined = register(&carol, "carol").await;
+    let carol_id = joined["playerId"].clone();
+
+    let east = walk_until_handed_off(&carol, "d", 1).await;
+    assert_eq!(east["server"], format!("ws://{east_ws}/ws"), "{east:#}");
+    assert_eq!(east["playerId"], carol_id);
+    assert_eq!(east["resumes"], 1, "in by the handoff's token: {east:#}");
+    let (x, _) = own_position(&east).unwrap();
+    assert!(x >= 2.0, "in the east zone: {east:#}");
+    let png = carol.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("carol-east.png"), png).unwrap();
+
+    let west = walk_until_handed_off(&carol, "\u{E012}", 2).await; // ArrowLeft
+    assert_eq!(west["server"], format!("ws://{west_ws}/ws"), "{west:#}");
+    assert_eq!(west["playerId"], carol_id);
+    let (x, _) = own_position(&west).unwrap();
+    assert!(x < 2.0, "back in the west zone: {west:#}");
+    assert!(
+        west["xp"].as_u64().unwrap() >= 30,
+        "the steps' xp came along through both handoffs: {west:#}"
+    );
+    carol.close().await.unwrap();
 }

@@ -99,7 +99,7 @@ window.setInterval(step, MOVE_INTERVAL_MS);
 /** Shows what the client knows: which panels, the numbers, the world. */
 function render() {
   status.textContent = client.connected
-    ? (client.loggedIn ? `playing as player ${client.playerId}` : 'connected')
+    ? (client.loggedIn ? `playing as player ${client.playerId} on ${new URL(client.url).host}` : 'connected')
     : 'reconnecting…';
   notice.textContent = client.notice;
   const playing = client.loggedIn;

@@ -65,8 +65,10 @@ export class HearthClient {
     this.nonce = 0;
     /** @type {'login' | 'resume' | null} how we last asked to enter the world */
     this.entering = null;
-    /** How many times the session came back by its token (after a drop or a reload). */
+    /** How many times the session came back by its token (after a drop, a reload, a handoff). */
     this.resumes = 0;
+    /** How many times the server handed our player over to another (zones). */
+    this.handoffs = 0;
     // The server kicks a connection silent for its idle timeout (30 s): ping well within it.
     window.setInterval(() => this.send({ type: 'ping', nonce: ++this.nonce }), PING_INTERVAL_MS);
   }
@@ -210,6 +212,9 @@ export class HearthClient {
         this.level = message.level;
         this.xp = Math.max(this.xp, (message.level - 1) * XP_PER_LEVEL);
         break;
+      case 'handoff':
+        this.followHandoff(message);
+        break;
       case 'queued':
         this.notice = `waiting for the server: position ${message.position} in line, about ${message.eta_s} s`;
         break;
@@ -229,6 +234,32 @@ export class HearthClient {
       default:
         break;
     }
+  }
+
+  /**
+   * Our player's place is on another server (a world cut into zones): continue there with the
+   * token, at once. This connection has no player any more.
+   * @param {ServerMessages['handoff']} handoff
+   */
+  followHandoff(handoff) {
+    sessionStorage.setItem(TOKEN_KEY, handoff.resume_token);
+    this.loggedIn = false;
+    this.world.clear();
+    this.you = null;
+    const old = this.socket;
+    this.socket = null; // its close is not a drop to recover from
+    this.connected = false;
+    old?.close();
+    if (!handoff.ws_addr) {
+      this.notice = `your player is now on ${handoff.addr}, which has no WebSocket listener`;
+      this.stopped = true;
+      return;
+    }
+    const scheme = this.url.startsWith('wss:') ? 'wss' : 'ws';
+    this.url = `${scheme}://${handoff.ws_addr}/ws`;
+    this.wantsSession = true;
+    this.handoffs += 1;
+    this.connect();
   }
 
   /**
@@ -294,6 +325,8 @@ export class HearthClient {
       level: this.level,
       notice: this.notice,
       resumes: this.resumes,
+      handoffs: this.handoffs,
+      server: this.url,
       players: [...this.world.values()].map((p) => ({
         id: p.id,
         playerId: p.playerId ?? null,
