@@ -1,9 +1,10 @@
 //! The browser client (web/) in real headless Chromium, driven through chromedriver
 //! (WebDriver): the `hearth` binary serves the page and the game over `--listen-ws`; two
 //! pages register and log in, one walks with the keyboard, the other sees it move; a dropped
-//! connection and a reload are resumed with the stored token. A screenshot of each page is saved to
-//! `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is a failure that says
-//! how to install it, never a skip.
+//! connection and a reload are resumed with the stored token; a page follows its player's
+//! handoff between two zone servers; over HTTPS the page plays on `wss://`. A screenshot of
+//! each page is saved to `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is
+//! a failure that says how to install it, never a skip.
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::process::Hearth;
 use common::redis_server::{RedisServer, free_port};
+use common::ws::TestCertificate;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -136,6 +138,12 @@ impl Driver {
 
     /// A new headless Chromium (its own profile, so its own sessionStorage) on `page`.
     async fn open(&self, page: &str) -> Client {
+        self.open_trusting(page, false).await
+    }
+
+    /// [`Driver::open`], accepting a certificate no authority signed (a test's own) when
+    /// `self_signed`.
+    async fn open_trusting(&self, page: &str, self_signed: bool) -> Client {
         let chromium = tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -147,6 +155,7 @@ impl Driver {
                          "--disable-dev-shm-usage", "--window-size=1000,760"]
             }),
         );
+        capabilities.insert("acceptInsecureCerts".into(), json!(self_signed));
         let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.url)
@@ -416,4 +425,45 @@ async fn the_page_follows_its_player_into_another_zone_and_back() {
         "the steps' xp came along through both handoffs: {west:#}"
     );
     carol.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_page_plays_on_wss() {
+    tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
+    let driver = Driver::start();
+    let certificate = TestCertificate::new();
+    let ws = free_ws_addr();
+    let _hearth = Hearth::start_args(&[
+        "--listen-ws",
+        &ws.to_string(),
+        "--tls-cert",
+        certificate.cert.to_str().unwrap(),
+        "--tls-key",
+        certificate.key.to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+    while TcpStream::connect(ws).is_err() {
+        assert!(started.elapsed() < WAIT, "--listen-ws {ws} never accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The certificate is for `localhost`.
+    let origin = format!("localhost:{}", ws.port());
+    let dave = driver
+        .open_trusting(&format!("https://{origin}/"), true)
+        .await;
+    let joined = register(&dave, "dave").await;
+    assert_eq!(joined["server"], format!("wss://{origin}/ws"), "{joined:#}");
+    dave.find(Locator::Id("world"))
+        .await
+        .unwrap()
+        .send_keys("s")
+        .await
+        .unwrap();
+    wait_until(&dave, "dave one step south", |s| {
+        near(own_position(s), (0.0, -1.0))
+    })
+    .await;
+    let png = dave.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("dave-https.png"), png).unwrap();
+    dave.close().await.unwrap();
 }
