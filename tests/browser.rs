@@ -1,7 +1,8 @@
 //! The browser client (web/) in real headless Chromium, driven through chromedriver
 //! (WebDriver): the `hearth` binary serves the page and the game over `--listen-ws`; two
 //! pages register and log in, one walks with the keyboard, the other sees it move; a dropped
-//! connection and a reload are resumed with the stored token; a page follows its player's
+//! connection and a reload are resumed with the stored token, a token in use is retried
+//! until its player logs out; a page follows its player's
 //! handoff between two zone servers; over HTTPS the page plays on `wss://`. A screenshot of
 //! each page is saved to `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is
 //! a failure that says how to install it, never a skip.
@@ -332,8 +333,48 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
     assert!(near(own_position(&reloaded), (3.0, 2.0)), "{reloaded:#}");
     assert_eq!(reloaded["xp"], 50, "the stored progress: {reloaded:#}");
 
+    // Bob's token in a second browser while Bob plays: `already_online`, retried until Bob
+    // logs out (which does not spend the token); then that browser is Bob.
+    let token = bob
+        .execute(
+            "return sessionStorage.getItem('hearth.resume_token');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let twin = driver.open(&page).await;
+    twin.execute(
+        "sessionStorage.setItem('hearth.resume_token', arguments[0]); location.reload();",
+        vec![token],
+    )
+    .await
+    .unwrap();
+    wait_until(&twin, "the twin told already_online", |s| {
+        s["notice"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("already_online")
+            && s["loggedIn"] == false
+    })
+    .await;
+    bob.find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let twin_in = wait_until(&twin, "the twin in as bob", |s| {
+        s["loggedIn"] == true && s["position"].is_object()
+    })
+    .await;
+    assert_eq!(twin_in["playerId"], bob_id);
+    assert!(near(own_position(&twin_in), (3.0, 2.0)), "{twin_in:#}");
+    let bob_out = snapshot(&bob).await;
+    assert_eq!(bob_out["loggedIn"], false, "{bob_out:#}");
+
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+    twin.close().await.unwrap();
 }
 
 /// Presses `key` on the page's canvas until the page has followed `handoffs` handoffs in

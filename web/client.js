@@ -19,6 +19,8 @@ const XP_PER_STEP = 10;
 const XP_PER_LEVEL = 100;
 /** Delays before reconnecting after a dropped connection, in ms (then the last, repeated). */
 const RECONNECT_DELAYS = [250, 500, 1000, 2000, 5000];
+/** How long to wait before trying a token again that was answered `already_online`, in ms. */
+const RESUME_RETRY_MS = 500;
 /** How often to ping, in ms: an idle player is not kicked. */
 const PING_INTERVAL_MS = 10000;
 
@@ -81,11 +83,7 @@ export class HearthClient {
     socket.onopen = () => {
       this.connected = true;
       this.reconnects = 0;
-      const token = sessionStorage.getItem(TOKEN_KEY);
-      if (this.wantsSession && token !== null) {
-        this.entering = 'resume';
-        this.send({ type: 'resume', token });
-      }
+      this.resume();
       this.changed();
     };
     socket.onmessage = (event) => {
@@ -120,6 +118,15 @@ export class HearthClient {
       }
       this.changed();
     };
+  }
+
+  /** Resumes the session with the stored token, if we want one and have a token. */
+  resume() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (this.wantsSession && !this.loggedIn && token !== null) {
+      this.entering = 'resume';
+      this.send({ type: 'resume', token });
+    }
   }
 
   /** @param {ClientMessage} message */
@@ -225,6 +232,12 @@ export class HearthClient {
         break;
       case 'error':
         this.notice = `${message.code}: ${message.message}`;
+        if (message.code === 'already_online' && this.entering === 'resume' && !this.loggedIn) {
+          // Our dropped connection's player is still leaving (its final save): the token is
+          // not spent, so try it again shortly, as docs/protocol.md advises.
+          window.setTimeout(() => this.resume(), RESUME_RETRY_MS);
+          break;
+        }
         if (message.code === 'invalid_credentials' && this.wantsSession && !this.loggedIn) {
           // The stored token is no longer good (expired, used): log in with a password.
           this.wantsSession = false;
