@@ -264,12 +264,12 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
     })
     .await;
 
-    // Bob walks: three steps right (D), two up (the up arrow), one key press at a time,
-    // each waiting for the server's update that shows it.
+    // Bob walks: three steps right (D and the right arrow), two up (W and the up arrow),
+    // each press waiting for the server's update that shows it.
     let canvas = bob.find(Locator::Id("world")).await.unwrap();
     let steps = [
-        ("d", (1.0, 0.0)),
-        ("d", (2.0, 0.0)),
+        // Two taps at once: the second, within the page's 50 ms between moves, waits its turn.
+        ("dd", (2.0, 0.0)),
         ("\u{E014}", (3.0, 0.0)), // ArrowRight
         ("w", (3.0, 1.0)),
         ("\u{E013}", (3.0, 2.0)), // ArrowUp
