@@ -1,0 +1,195 @@
+//! Neighbours across a zone border (issue 20, item 4): two `hearth` processes on one Redis
+//! serve the two halves of a world; players near the border on either side see each other
+//! in their replication updates (by `player_id` and position), see each other's moves, and
+//! see a player leave when it walks away. A player handed over is never seen twice. Also
+//! prints how stale a remote entity is, against a local neighbour measured the same way
+//! (docs/benchmarks.md).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::client::Client;
+use common::process::Hearth;
+use common::redis_server::RedisServer;
+use serde_json::{Value, json};
+
+/// How long a client waits to see something that should come within a few rounds.
+const SEE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A two-zone map with the border at `x = 2` (a new player starts at (0, 0), in west, two
+/// steps from east).
+fn zones() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zones.toml");
+    std::fs::write(
+        &path,
+        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
+         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n",
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// Steps east until the server hands the player over; the `handoff` message.
+fn walk_until_handoff(client: &mut Client) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "never handed off");
+        client.send(json!({"type": "move", "dx": 1, "dy": 0}));
+        let wait_until = Instant::now() + Duration::from_millis(150);
+        while let Some(message) = client.next(wait_until.saturating_duration_since(Instant::now()))
+        {
+            match (message["type"].as_str(), message["code"].as_str()) {
+                (Some("handoff"), _) => return message,
+                // Refused until west's directory has seen east's process.
+                (Some("error"), Some("zone_unavailable" | "not_logged_in")) => {}
+                (Some("error"), _) => panic!("{message}"),
+                _ => {}
+            }
+            if Instant::now() >= wait_until {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads `client`'s updates until `done` holds of what it sees, checking after every update
+/// that no player is seen twice; fails after [`SEE_WITHIN`].
+fn watch_until(client: &mut Client, what: &str, players: &[u64], done: impl Fn(&Client) -> bool) {
+    let deadline = Instant::now() + SEE_WITHIN;
+    while !done(client) {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what}: {:?}",
+            client.seen()
+        );
+        client.update();
+        for &player in players {
+            let entities = client.entities_of(player);
+            assert!(
+                entities.len() <= 1,
+                "player {player} seen twice: {entities:?}"
+            );
+        }
+    }
+}
+
+/// Whether `client` sees `player` at `(x, y)`.
+fn sees_at(client: &Client, player: u64, x: f64, y: f64) -> bool {
+    client.seen().get(&player).is_some_and(|p| {
+        (p["x"].as_f64().unwrap() - x).abs() < 1e-3 && (p["y"].as_f64().unwrap() - y).abs() < 1e-3
+    })
+}
+
+fn coordinates(position: &Value) -> (f64, f64) {
+    (
+        position["x"].as_f64().unwrap(),
+        position["y"].as_f64().unwrap(),
+    )
+}
+
+/// Steps `mover` up and down `rounds` times; after each step, how long `watcher` took (from
+/// the move) to see it. Sorted, in milliseconds.
+fn time_to_see(mover: &mut Client, id: u64, watcher: &mut Client, rounds: usize) -> Vec<f64> {
+    let mut delays = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let dy = if i % 2 == 0 { 1.0 } else { -1.0 };
+        let sent = Instant::now();
+        let (x, y) = coordinates(&mover.step(0.0, dy));
+        watch_until(watcher, "the move", &[id], |c| sees_at(c, id, x, y));
+        delays.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    delays.sort_by(f64::total_cmp);
+    delays
+}
+
+fn summary(delays: &[f64]) -> String {
+    let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} moves",
+        at(0.5),
+        at(0.9),
+        at(1.0),
+        delays.len()
+    )
+}
+
+/// Promise (issue 20, item 4): players on either side of a border see each other. Alice
+/// stays in west at the border; Bob walks into east (handed over: Alice never sees him twice,
+/// as he goes from her process's player to east's remote entity). Each sees the other by
+/// `player_id` and position; Bob's moves reach Alice; when Bob walks away east, Alice's
+/// updates tell her he left.
+#[test]
+fn players_see_each_other_across_the_border() {
+    let redis = RedisServer::start();
+    let (_dir, map) = zones();
+    let map = map.to_str().unwrap();
+    let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+    let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+
+    let mut alice = west.client();
+    let alice_id = alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    let mut carol = west.client();
+    let carol_id = carol.register("carol", "password1");
+    carol.login("carol", "password1");
+    let mut bob = west.client();
+    let bob_id = bob.register("bob", "password1");
+    bob.login("bob", "password1");
+    watch_until(&mut alice, "bob in west", &[bob_id], |c| {
+        sees_at(c, bob_id, 0.0, 0.0)
+    });
+
+    // Bob crosses: from west's player to east's, seen once all along.
+    let handoff = walk_until_handoff(&mut bob);
+    assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
+    let mut bob = east.client();
+    let token = handoff["resume_token"].as_str().unwrap().to_string();
+    let (bob_x, bob_y) = coordinates(&bob.resume(&token)["state"]["position"]);
+    assert!(bob_x >= 2.0, "bob is in east: {bob_x}");
+    watch_until(&mut alice, "bob across the border", &[bob_id], |c| {
+        sees_at(c, bob_id, bob_x, bob_y)
+    });
+    watch_until(&mut bob, "alice across the border", &[alice_id], |c| {
+        sees_at(c, alice_id, 0.0, 0.0) && sees_at(c, carol_id, 0.0, 0.0)
+    });
+
+    // Bob moves: Alice sees it. How long it takes, against Carol's moves on Alice's own
+    // process (the same measure without the border).
+    let across = time_to_see(&mut bob, bob_id, &mut alice, 40);
+    let local = time_to_see(&mut carol, carol_id, &mut alice, 40);
+    println!(
+        "remote entity (bob in east, seen by alice in west): {}",
+        summary(&across)
+    );
+    println!(
+        "local entity (carol in west, seen by alice in west): {}",
+        summary(&local)
+    );
+    println!(
+        "staleness added by the border (p50 difference): {:.1} ms",
+        across[across.len() / 2] - local[local.len() / 2]
+    );
+
+    // Bob walks away east, out of the strip: Alice is told he left.
+    let bob_entity = alice.entities_of(bob_id)[0];
+    for _ in 0..60 {
+        bob.step(1.0, 0.0);
+    }
+    // Alice's updates meanwhile wait in her socket, read now in order.
+    let deadline = Instant::now() + SEE_WITHIN;
+    let mut left = false;
+    while !left {
+        assert!(Instant::now() < deadline, "bob never left alice's view");
+        let update = alice.update();
+        left = update["left"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(bob_entity));
+    }
+    assert!(!alice.seen().contains_key(&bob_id));
+    let (x, _) = coordinates(&bob.position().unwrap());
+    assert!(x > 52.0, "bob is out of the strip: {x}");
+}
