@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::client::Client;
+use common::http;
 use common::process::Hearth;
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisServer, free_port};
 use serde_json::{Value, json};
 
 /// How long a client waits to see something that should come within a few rounds.
@@ -116,6 +117,29 @@ fn summary(delays: &[f64]) -> String {
     )
 }
 
+/// Prints how old east's snapshots were when west swapped them in, from west's
+/// `hearth_border_snapshot_age_seconds` histogram.
+fn print_snapshot_ages(metrics: std::net::SocketAddr) {
+    let (status, exposition) = http::get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    let name = "hearth_border_snapshot_age_seconds";
+    let count = http::sample(&exposition, &format!("{name}_count")).expect("the age histogram");
+    assert!(count > 0.0, "west received east's snapshots");
+    let sum = http::sample(&exposition, &format!("{name}_sum")).unwrap();
+    let within = |le: &str| {
+        let n = http::sample(&exposition, &format!("{name}_bucket{{le=\"{le}\"}}")).unwrap();
+        format!("{:.1} % within {le} s", 100.0 * n / count)
+    };
+    println!(
+        "snapshot age at swap-in (west, from east): {count} snapshots, mean {:.2} ms; {}; {}; {}; {}",
+        1000.0 * sum / count,
+        within("0.001"),
+        within("0.005"),
+        within("0.0167"),
+        within("0.025")
+    );
+}
+
 /// Promise (issue 20, item 4): players on either side of a border see each other. Alice
 /// stays in west at the border; Bob walks into east (handed over: Alice never sees him twice,
 /// as he goes from her process's player to east's remote entity). Each sees the other by
@@ -126,7 +150,19 @@ fn players_see_each_other_across_the_border() {
     let redis = RedisServer::start();
     let (_dir, map) = zones();
     let map = map.to_str().unwrap();
-    let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let west = Hearth::start_with(
+        &redis,
+        "west-1",
+        &[
+            "--zones",
+            map,
+            "--zone",
+            "west",
+            "--metrics-listen",
+            &metrics,
+        ],
+    );
     let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
 
     let mut alice = west.client();
@@ -172,6 +208,8 @@ fn players_see_each_other_across_the_border() {
         "staleness added by the border (p50 difference): {:.1} ms",
         across[across.len() / 2] - local[local.len() / 2]
     );
+
+    print_snapshot_ages(metrics.parse().unwrap());
 
     // Bob walks away east, out of the strip: Alice is told he left.
     let bob_entity = alice.entities_of(bob_id)[0];

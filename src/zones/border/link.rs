@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bevy_ecs::resource::Resource;
 use hearth_components::PlayerId;
@@ -29,6 +29,8 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 pub struct Received {
     pub zone: String,
     pub at: Instant,
+    /// When the sender took it ([`BorderSnapshot::taken_us`]).
+    pub taken_us: u64,
     pub players: Vec<(PlayerId, InterestTags, EncodedReplica)>,
 }
 
@@ -106,7 +108,7 @@ fn publish(
     let mut connection = None;
     while !stop.load(Ordering::Relaxed) && runtime.block_on(rounds.changed()).is_ok() {
         let round = Arc::clone(&rounds.borrow_and_update());
-        let snapshot = strip.snapshot(zone, &round);
+        let snapshot = strip.snapshot(zone, &round, unix_us(SystemTime::now()));
         let Ok(bytes) = rmp_serde::to_vec(&snapshot) else {
             continue;
         };
@@ -179,10 +181,17 @@ fn receive(payload: &[u8], components: &[ReplicatedComponent], mailbox: &Mailbox
     mailbox.put(Received {
         zone: snapshot.zone,
         at: Instant::now(),
+        taken_us: snapshot.taken_us,
         players: snapshot
             .players
             .into_iter()
             .map(|player| replica(player, components))
             .collect(),
     });
+}
+
+/// Microseconds since the Unix epoch (0 for a clock before it).
+pub fn unix_us(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

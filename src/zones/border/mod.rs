@@ -11,7 +11,8 @@ mod link;
 mod snapshot;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bevy_app::{App, PreUpdate};
 use bevy_ecs::prelude::*;
@@ -22,7 +23,9 @@ use hearth_systems::replication::{
 };
 use hearth_systems::sessions::{OnlinePlayers, SessionSystems};
 
-use self::link::{BorderLink, Mailbox, Received};
+use hearth_systems::storage::LatencyHistogram;
+
+use self::link::{BorderLink, Mailbox, Received, unix_us};
 use self::snapshot::Strip;
 use super::ServedZone;
 use crate::store::redis::border::BorderBus;
@@ -41,6 +44,12 @@ pub struct Remote {
     pub player: PlayerId,
 }
 
+/// How old each neighbour's snapshot is when the tick swaps it in (from its round there to
+/// its remote entities here; they reach this process's next round, like any change here):
+/// the `hearth_border_snapshot_age_seconds` histogram.
+#[derive(Resource, Clone, Default)]
+pub struct BorderSnapshotAge(pub Arc<LatencyHistogram>);
+
 /// The remote entities by player (with the zone each came from), and when each neighbour
 /// was last heard.
 #[derive(Resource, Default)]
@@ -54,6 +63,7 @@ struct Remotes {
 pub(super) fn build(app: &mut App) {
     app.init_resource::<Mailbox>()
         .init_resource::<Remotes>()
+        .init_resource::<BorderSnapshotAge>()
         .add_systems(
             PreUpdate,
             // After this frame's joins: a player who just arrived here is a remote entity no
@@ -103,12 +113,16 @@ fn apply_snapshots(
     mut commands: Commands,
     mailbox: Res<Mailbox>,
     mut remotes: ResMut<Remotes>,
+    age: Res<BorderSnapshotAge>,
     online: Option<Res<OnlinePlayers>>,
     mut entities: Query<(&mut EncodedReplica, &mut InterestTags), With<Remote>>,
 ) {
     let here = |player: PlayerId| online.as_ref().is_some_and(|o| o.entity(player).is_some());
     let now = Instant::now();
     for received in mailbox.take() {
+        let taken =
+            Duration::from_micros(unix_us(SystemTime::now()).saturating_sub(received.taken_us));
+        age.0.record(taken);
         remotes.heard.insert(received.zone.clone(), received.at);
         apply(&mut commands, &mut remotes, &mut entities, received, &here);
     }
@@ -201,6 +215,7 @@ mod tests {
         let mut app = App::new();
         app.init_resource::<Mailbox>()
             .init_resource::<Remotes>()
+            .init_resource::<BorderSnapshotAge>()
             .init_resource::<OnlinePlayers>()
             .add_systems(bevy_app::Update, apply_snapshots);
         app
@@ -215,6 +230,7 @@ mod tests {
         app.world().resource::<Mailbox>().put(Received {
             zone: zone.into(),
             at,
+            taken_us: unix_us(SystemTime::now()),
             players,
         });
         app.update();
@@ -251,6 +267,15 @@ mod tests {
         // Another neighbour's snapshot leaves east's entities alone.
         receive(&mut app, "north", Instant::now(), vec![player(3, 0.0)]);
         assert_eq!(remotes(&mut app).len(), 2);
+        assert_eq!(
+            app.world()
+                .resource::<BorderSnapshotAge>()
+                .0
+                .summary()
+                .count,
+            3,
+            "each snapshot's age is recorded"
+        );
     }
 
     #[test]

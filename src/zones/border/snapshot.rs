@@ -20,6 +20,9 @@ use crate::zones::{Zone, ZoneMap};
 pub struct BorderSnapshot {
     /// The zone that sent it.
     pub zone: String,
+    /// When its round was taken there (microseconds since the Unix epoch, the sender's
+    /// clock): how stale it is when it arrives (`hearth_border_snapshot_age_seconds`).
+    pub taken_us: u64,
     pub players: Vec<BorderPlayer>,
 }
 
@@ -68,7 +71,7 @@ impl Strip {
 
     /// The snapshot of `round`'s players in the strip (this process's own players: remote
     /// entities are not players in a round, so they are never passed on).
-    pub fn snapshot(&self, zone: &str, round: &ReplicationRound) -> BorderSnapshot {
+    pub fn snapshot(&self, zone: &str, round: &ReplicationRound, taken_us: u64) -> BorderSnapshot {
         let names = round.components();
         let players = round
             .entities()
@@ -105,6 +108,7 @@ impl Strip {
             .collect();
         BorderSnapshot {
             zone: zone.to_string(),
+            taken_us,
             players,
         }
     }
@@ -192,6 +196,7 @@ mod tests {
     fn a_snapshot_survives_its_encoding_and_maps_components_by_name() {
         let snapshot = BorderSnapshot {
             zone: "east".into(),
+            taken_us: 1,
             players: vec![BorderPlayer {
                 player: 42,
                 x: 3.0,
