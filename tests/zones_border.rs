@@ -140,6 +140,40 @@ fn print_snapshot_ages(metrics: std::net::SocketAddr) {
     );
 }
 
+/// Bob registers in west (at (0, 0), beside `watcher`), is seen there, walks into east and
+/// resumes there; `watcher` sees him across the border, never twice on the way. His client
+/// at east and his id.
+fn cross_to_east(west: &Hearth, east: &Hearth, watcher: &mut Client) -> (Client, u64) {
+    let mut bob = west.client();
+    let bob_id = bob.register("bob", "password1");
+    bob.login("bob", "password1");
+    watch_until(watcher, "bob in west", &[bob_id], |c| {
+        sees_at(c, bob_id, 0.0, 0.0)
+    });
+    let handoff = walk_until_handoff(&mut bob);
+    assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
+    let mut bob = east.client();
+    let token = handoff["resume_token"].as_str().unwrap().to_string();
+    let (x, y) = coordinates(&bob.resume(&token)["state"]["position"]);
+    assert!(x >= 2.0, "bob is in east: {x}");
+    watch_until(watcher, "bob across the border", &[bob_id], |c| {
+        sees_at(c, bob_id, x, y)
+    });
+    (bob, bob_id)
+}
+
+/// Reads `client`'s updates until one says `entity` left; fails after [`SEE_WITHIN`].
+fn wait_for_left(client: &mut Client, entity: u64, what: &str) {
+    let deadline = Instant::now() + SEE_WITHIN;
+    loop {
+        assert!(Instant::now() < deadline, "{what} never left the view");
+        let update = client.update();
+        if update["left"].as_array().unwrap().contains(&json!(entity)) {
+            return;
+        }
+    }
+}
+
 /// Promise (issue 20, item 4): players on either side of a border see each other. Alice
 /// stays in west at the border; Bob walks into east (handed over: Alice never sees him twice,
 /// as he goes from her process's player to east's remote entity). Each sees the other by
@@ -171,23 +205,8 @@ fn players_see_each_other_across_the_border() {
     let mut carol = west.client();
     let carol_id = carol.register("carol", "password1");
     carol.login("carol", "password1");
-    let mut bob = west.client();
-    let bob_id = bob.register("bob", "password1");
-    bob.login("bob", "password1");
-    watch_until(&mut alice, "bob in west", &[bob_id], |c| {
-        sees_at(c, bob_id, 0.0, 0.0)
-    });
-
     // Bob crosses: from west's player to east's, seen once all along.
-    let handoff = walk_until_handoff(&mut bob);
-    assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
-    let mut bob = east.client();
-    let token = handoff["resume_token"].as_str().unwrap().to_string();
-    let (bob_x, bob_y) = coordinates(&bob.resume(&token)["state"]["position"]);
-    assert!(bob_x >= 2.0, "bob is in east: {bob_x}");
-    watch_until(&mut alice, "bob across the border", &[bob_id], |c| {
-        sees_at(c, bob_id, bob_x, bob_y)
-    });
+    let (mut bob, bob_id) = cross_to_east(&west, &east, &mut alice);
     watch_until(&mut bob, "alice across the border", &[alice_id], |c| {
         sees_at(c, alice_id, 0.0, 0.0) && sees_at(c, carol_id, 0.0, 0.0)
     });
@@ -217,17 +236,29 @@ fn players_see_each_other_across_the_border() {
         bob.step(1.0, 0.0);
     }
     // Alice's updates meanwhile wait in her socket, read now in order.
-    let deadline = Instant::now() + SEE_WITHIN;
-    let mut left = false;
-    while !left {
-        assert!(Instant::now() < deadline, "bob never left alice's view");
-        let update = alice.update();
-        left = update["left"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(bob_entity));
-    }
+    wait_for_left(&mut alice, bob_entity, "bob");
     assert!(!alice.seen().contains_key(&bob_id));
     let (x, _) = coordinates(&bob.position().unwrap());
     assert!(x > 52.0, "bob is out of the strip: {x}");
+}
+
+/// Promise: a neighbour that dies takes its players out of view. East is killed (no clean
+/// stop, no last snapshot) while Bob stands at the border: within about a second of east's
+/// silence, Alice's updates tell her Bob left.
+#[test]
+fn a_neighbour_that_dies_takes_its_players_out_of_view() {
+    let redis = RedisServer::start();
+    let (_dir, map) = zones();
+    let map = map.to_str().unwrap();
+    let west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+    let east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+    let mut alice = west.client();
+    alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    let (_bob, bob_id) = cross_to_east(&west, &east, &mut alice);
+    let bob_entity = alice.entities_of(bob_id)[0];
+
+    east.signal("-KILL");
+    wait_for_left(&mut alice, bob_entity, "bob, whose server died,");
+    assert!(!alice.seen().contains_key(&bob_id));
 }
