@@ -382,3 +382,65 @@ fn a_zone_without_a_server_keeps_players_at_the_border() {
         "{error}"
     );
 }
+
+/// Promise (issue 20, item 3): a zone's process that crashed does not keep its zone for the
+/// registration's TTL (a minute here): once its liveness key is gone (`liveness_ttl`, 3 s) a
+/// replacement takes the zone over and starts, and the players stored in the zone play again.
+#[test]
+fn a_crashed_zone_process_is_replaced_within_the_failover_time() {
+    let redis = RedisServer::start();
+    // A new player starts at (0, 0): in west.
+    let (_dir, map) = zones_at(2);
+    let map = map.to_str().unwrap();
+    let slow_ttl = ["--lease-ttl", "60s", "--lease-refresh-interval", "10s"];
+    let url = redis.url();
+    let args = |instance: &'static str| -> Vec<String> {
+        [
+            ["--store", url.as_str(), "--instance-id", instance].as_slice(),
+            &["--zones", map, "--zone", "west"],
+            &slow_ttl,
+        ]
+        .concat()
+        .into_iter()
+        .map(String::from)
+        .collect()
+    };
+    let first_args = args("west-1");
+    let first = Hearth::start_args(&first_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let pid = first.child.id();
+    first.signal("-KILL");
+    let started = Instant::now();
+    let replacement_args = args("west-2");
+    let replacement_args: Vec<&str> = replacement_args.iter().map(String::as_str).collect();
+    let replacement = loop {
+        match Hearth::try_start_args(&replacement_args) {
+            Ok(server) => break server,
+            Err(log) => {
+                assert!(
+                    log.contains("zone \"west\" is served by another running process"),
+                    "{log}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the zone was not taken over from the dead process (pid {pid}):\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    };
+    eprintln!(
+        "the replacement started {} ms after the crash",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        zone_registration(&redis, "west").unwrap()["owner"]
+            .as_str()
+            .unwrap()
+            .starts_with("west-2/"),
+        "{}",
+        replacement.log()
+    );
+    let mut client = replacement.client();
+    client.register("carol", "password1");
+    client.login("carol", "password1");
+}

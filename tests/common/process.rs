@@ -51,6 +51,17 @@ impl Hearth {
     /// Like [`Hearth::start_args`], run in directory `cwd` (where `assets/server.toml` is
     /// looked for).
     pub fn start_args_in(cwd: &Path, args: &[&str]) -> Self {
+        Self::try_start_args_in(cwd, args).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// Like [`Hearth::start_args`], or `Err` with its log when it exits instead of listening
+    /// (a refusal at start).
+    #[allow(dead_code)]
+    pub fn try_start_args(args: &[&str]) -> Result<Self, String> {
+        Self::try_start_args_in(Path::new("."), args)
+    }
+
+    fn try_start_args_in(cwd: &Path, args: &[&str]) -> Result<Self, String> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = tempfile::NamedTempFile::new().unwrap();
         let listen = addr.to_string();
@@ -66,7 +77,7 @@ impl Hearth {
         let started = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("hearth exited with {status}:\n{}", server.log());
+                return Err(format!("hearth exited with {status}:\n{}", server.log()));
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
@@ -75,7 +86,7 @@ impl Hearth {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Ok(server)
     }
 
     /// A client connected to it.

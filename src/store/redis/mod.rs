@@ -198,14 +198,21 @@ impl RedisStore {
                 }
             })
             .map_err(error)?;
+        // Alive before registering (so a process starting alongside never takes this one
+        // for dead) and before the first claim (a process without its key could lose a lease
+        // it just took to the next claim that checks).
+        let heartbeat = Liveness::new(config, &shared.keys)
+            .start(alive)
+            .map_err(|e| error(e.to_string()))?;
         for (i, registration) in shared.registrations.iter().enumerate() {
-            let held = runtime
-                .block_on(registration.hold(periodic.for_key(&registration.key), &shared.scripts));
+            let held = runtime.block_on(register(&shared, registration, &mut periodic));
             let taken = match held.map_err(|reason| {
                 error(format!("registering the {}: {reason}", registration.what))
             })? {
                 Held::Ours => continue,
-                Held::Taken { holder, expires_in } => match &registration.what {
+                Held::Taken {
+                    holder, expires_in, ..
+                } => match &registration.what {
                     Registered::Instance(id) => OpenError::InstanceTaken {
                         id: id.clone(),
                         holder,
@@ -224,11 +231,6 @@ impl RedisStore {
             }
             return Err(taken);
         }
-        // Alive before the first claim: a process without its key could lose a lease it
-        // just took to the next claim that checks.
-        let heartbeat = Liveness::new(config, &shared.keys)
-            .start(alive)
-            .map_err(|e| error(e.to_string()))?;
         let (periodic_tx, periodic_rx) = unbounded_channel();
         let (interactive_tx, interactive_rx) = unbounded_channel();
         let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
@@ -259,6 +261,32 @@ impl RedisStore {
     pub fn keys(&self) -> &Keys {
         &self.shared.keys
     }
+}
+
+/// Holds `registration` at start; one held by a process found dead (its liveness key gone:
+/// it crashed) is taken over at once instead of after its TTL, so a crashed zone's or
+/// instance's replacement starts within the failover time.
+async fn register(
+    shared: &Shared,
+    registration: &Registration,
+    periodic: &mut Nodes<LaneConnect>,
+) -> Result<Held, registration::RegistrationError> {
+    let held = registration
+        .hold(periodic.for_key(&registration.key), &shared.scripts)
+        .await?;
+    let Held::Taken { raw, .. } = &held else {
+        return Ok(held);
+    };
+    let owner = registration::owner_of(raw);
+    if owner.is_empty()
+        || liveness::holder_alive(periodic, &shared.keys, &owner).await != Some(false)
+    {
+        return Ok(held);
+    }
+    tracing::warn!(registration = %registration.what, dead = %registration::describe(raw), "taking over the registration of a process that is not alive");
+    registration
+        .take(periodic.for_key(&registration.key), &shared.scripts, raw)
+        .await
 }
 
 impl Drop for RedisStore {

@@ -68,6 +68,8 @@ pub enum Held {
     Taken {
         /// Who, in words (host, pid, address, start time).
         holder: String,
+        /// Its registration as stored (JSON), to take it over if its process is dead.
+        raw: String,
         /// When its registration expires unless it is refreshed.
         expires_in: Duration,
     },
@@ -115,20 +117,49 @@ impl Registration {
         scripts: &Scripts,
     ) -> Result<Held, RegistrationError> {
         let reply = self
-            .call(conn, scripts, "hold", "registering the process")
+            .call(conn, scripts, "hold", "", "registering the process")
             .await?;
+        Self::held(reply)
+    }
+
+    /// Registers in place of `dead`, the registration of a process found dead (its liveness
+    /// key gone); `Taken` if the registration changed meanwhile.
+    pub async fn take(
+        &self,
+        conn: &mut LaneConn,
+        scripts: &Scripts,
+        dead: &str,
+    ) -> Result<Held, RegistrationError> {
+        let reply = self
+            .call(
+                conn,
+                scripts,
+                "take",
+                dead,
+                "taking over a dead process's registration",
+            )
+            .await?;
+        Self::held(reply)
+    }
+
+    fn held(reply: Value) -> Result<Held, RegistrationError> {
         match reply {
             Value::Array(parts) if matches!(parts.first(), Some(Value::Int(1))) => Ok(Held::Ours),
             Value::Array(parts) if parts.len() == 3 => {
-                let holder = match &parts[1] {
-                    Value::BulkString(bytes) => describe(&String::from_utf8_lossy(bytes)),
+                let raw = match &parts[1] {
+                    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                     other => format!("{other:?}"),
                 };
+                let holder = describe(&raw);
                 let expires_in = match parts[2] {
                     Value::Int(ms) => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
                     _ => Duration::ZERO,
                 };
-                Ok(Held::Taken { holder, expires_in })
+                Ok(Held::Taken {
+                    holder,
+                    raw,
+                    expires_in,
+                })
             }
             other => Err(RegistrationError::Unexpected(other)),
         }
@@ -137,7 +168,7 @@ impl Registration {
     /// Deletes the registration if it is still ours (a clean stop).
     pub async fn release(&self, conn: &mut LaneConn, scripts: &Scripts) {
         if let Err(e) = self
-            .call(conn, scripts, "release", "releasing a registration")
+            .call(conn, scripts, "release", "", "releasing a registration")
             .await
         {
             tracing::warn!(registration = %self.what, error = %e, "could not release the registration; it expires by its TTL");
@@ -149,6 +180,7 @@ impl Registration {
         conn: &mut LaneConn,
         scripts: &Scripts,
         mode: &str,
+        dead: &str,
         what: &str,
     ) -> Result<Value, RegistrationError> {
         let script = &scripts.instance;
@@ -161,7 +193,8 @@ impl Registration {
             .arg(&self.key)
             .arg(mode)
             .arg(&self.value)
-            .arg(self.ttl_ms);
+            .arg(self.ttl_ms)
+            .arg(dead);
         let reply = conn.request(pipe, what).await;
         match reply.result {
             Ok(mut values) if values.len() == 1 => match values.remove(0) {
@@ -172,6 +205,14 @@ impl Registration {
             Err(e) => Err(RegistrationError::Call(e)),
         }
     }
+}
+
+/// The lease owner a registration names (`""` if it names none).
+pub fn owner_of(registration: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(registration)
+        .ok()
+        .and_then(|fields| fields["owner"].as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// A registration in words: "host h, pid 12, listening on 127.0.0.1:7777, started at ...".
