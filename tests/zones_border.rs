@@ -262,3 +262,48 @@ fn a_neighbour_that_dies_takes_its_players_out_of_view() {
     wait_for_left(&mut alice, bob_entity, "bob, whose server died,");
     assert!(!alice.seen().contains_key(&bob_id));
 }
+
+/// Promise: a single world (no `--zones`) shares nothing: after twenty replication rounds
+/// with a player online, Redis has run no `PUBLISH` and has no subscriber; a zone's process
+/// does both (its neighbour subscribes to its channel).
+#[test]
+fn a_single_world_publishes_nothing() {
+    let redis = RedisServer::start();
+    let single = Hearth::start(&redis, "single-1");
+    let mut alice = single.client();
+    alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    for _ in 0..20 {
+        alice.update();
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(!stats.contains("cmdstat_publish:"), "{stats}");
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(channels.is_empty(), "{channels:?}");
+    drop(single);
+
+    let (_dir, map) = zones();
+    let map = map.to_str().unwrap();
+    let _west = Hearth::start_with(&redis, "west-1", &["--zones", map, "--zone", "west"]);
+    let _east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
+    let deadline = Instant::now() + SEE_WITHIN;
+    loop {
+        let subscribers: (String, u64, String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("hearth:border:{west}")
+            .arg("hearth:border:{east}")
+            .query(&mut redis.connection())
+            .unwrap();
+        if (subscribers.1, subscribers.3) == (1, 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{subscribers:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
