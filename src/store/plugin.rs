@@ -13,6 +13,7 @@ use super::{MemoryBackend, StoreSettings, open_with_backend};
 use crate::startup::{self, StartupFailure};
 use crate::store::ZoneRegistration;
 use crate::store::redis::accounts::RedisAccounts;
+use crate::store::redis::border::BorderBus;
 use crate::store::redis::resume_undo::ResumeUndos;
 use crate::store::redis::zones::RedisZones;
 use crate::store::zones::{ZoneStore, ZoneStoreFactory};
@@ -115,6 +116,9 @@ impl Plugin for StorePlugin {
                 if let Some(zones) = zone_stores(&settings) {
                     app.insert_resource(ZoneStores(zones));
                 }
+                if let Some(bus) = border_bus(&settings) {
+                    app.insert_resource(bus);
+                }
             }
             Err(failure) => startup::record(app.world_mut(), failure),
         }
@@ -169,6 +173,23 @@ fn zone_stores(settings: &StoreSettings) -> Option<ZoneStoreFactory> {
     Some(Arc::new(move || -> Box<dyn ZoneStore> {
         Box::new(RedisZones::new(&url, &prefix, timeout, &owner).expect("URL validated at start"))
     }))
+}
+
+/// The border channels on the Redis the settings select, for a process that serves a zone on
+/// a single Redis (`None` otherwise: on a cluster, border sharing is off; see
+/// [`BorderBus`]).
+fn border_bus(settings: &StoreSettings) -> Option<BorderBus> {
+    settings.zone.as_ref()?;
+    match &settings.selection {
+        StoreSelection::Redis(url) => Some(BorderBus::new(url, &settings.key_prefix)),
+        StoreSelection::RedisCluster(_) => {
+            tracing::warn!(
+                "border sharing is off: it needs a single Redis (sharded Pub/Sub on a cluster is not supported yet); players do not see across zone borders"
+            );
+            None
+        }
+        StoreSelection::Memory => None,
+    }
 }
 
 /// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees

@@ -3,8 +3,10 @@
 //! serves the zone named by `--zone`; the store registers it (`<prefix>:zone:{<name>}`, with
 //! the address its clients are handed over to, `--public-addr`), so a second process for the
 //! zone refuses to start and the others can find where a zone is served. Both keys unset
-//! keeps a single world, exactly as before.
+//! keeps a single world, exactly as before. Players near a border see their neighbours
+//! across it ([`border`]).
 
+pub mod border;
 mod handoff;
 mod map;
 mod worker;
@@ -80,6 +82,7 @@ impl Plugin for ZonesPlugin {
             )
                 .run_if(resource_exists::<ZonesWorker>),
         );
+        border::build(app);
     }
 
     /// Starts the zones worker on the store's zone connections (the store opened in its own
@@ -103,5 +106,6 @@ impl Plugin for ZonesPlugin {
             }
             Err(e) => startup::record(app.world_mut(), StartupFailure::Zones(e.to_string())),
         }
+        border::start(app);
     }
 }
