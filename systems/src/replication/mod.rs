@@ -91,7 +91,7 @@ impl Plugin for ReplicationPlugin {
                 PostUpdate,
                 (
                     round::advance_clock.in_set(ReplicationSystems::Clock),
-                    replica::collect_encoded.in_set(ReplicationSystems::Collect),
+                    round::collect_encoded.in_set(ReplicationSystems::Collect),
                     round::publish.in_set(ReplicationSystems::Publish),
                 ),
             );

@@ -2,15 +2,13 @@
 //! the border, as its snapshots carry them (src/zones/border). They carry no game components
 //! (no game system sees or moves them), only [`EncodedReplica`]: where they are, for interest,
 //! and each replicated component's encoded forms. Each round copies them into the round like
-//! any entity's values, so clients get them as entered / changed / left like any other.
-
-use std::sync::Arc;
+//! any entity's values (`round::collect_encoded`), so clients get them as entered / changed /
+//! left like any other.
 
 use bevy_ecs::prelude::*;
 use serde_json::value::RawValue;
 
 use super::registry::ComponentValue;
-use super::round::Staging;
 
 /// One replicated component's encoded forms: the binary payload and the JSON value, as the
 /// registry of the game that encoded them writes them.
@@ -39,31 +37,4 @@ impl PartialEq<EncodedValue> for ComponentValue {
 pub struct EncodedReplica {
     pub at: (f32, f32),
     pub values: Vec<Option<EncodedValue>>,
-}
-
-/// Copies every [`EncodedReplica`]'s values into the round being taken; a value whose
-/// encoded forms changed gets this round's version (so clients are sent it as changed), an
-/// equal one keeps its version.
-pub(super) fn collect_encoded(
-    query: Query<(Entity, Ref<EncodedReplica>)>,
-    mut staging: ResMut<Staging>,
-) {
-    let version = staging.number() as u32;
-    for (entity, replica) in &query {
-        let slot = staging.slot(entity);
-        for (index, value) in replica.values.iter().enumerate() {
-            let Some(value) = value else { continue };
-            let Some(staged) = slot.values.get_mut(index) else {
-                continue;
-            };
-            slot.present |= 1 << index;
-            if staged.as_ref().is_none_or(|s| **s != *value) {
-                *staged = Some(Arc::new(ComponentValue::encoded(
-                    value.binary.clone(),
-                    value.json.clone(),
-                    version,
-                )));
-            }
-        }
-    }
 }

@@ -388,3 +388,30 @@ pub(super) fn publish(
     };
     feed.publish(round);
 }
+
+/// Copies every [`EncodedReplica`]'s values into the round being taken; a value whose
+/// encoded forms changed gets this round's version (so clients are sent it as changed), an
+/// equal one keeps its version.
+pub(super) fn collect_encoded(
+    query: Query<(Entity, Ref<EncodedReplica>)>,
+    mut staging: ResMut<Staging>,
+) {
+    let version = staging.number() as u32;
+    for (entity, replica) in &query {
+        let slot = staging.slot(entity);
+        for (index, value) in replica.values.iter().enumerate() {
+            let Some(value) = value else { continue };
+            let Some(staged) = slot.values.get_mut(index) else {
+                continue;
+            };
+            slot.present |= 1 << index;
+            if staged.as_ref().is_none_or(|s| **s != *value) {
+                *staged = Some(Arc::new(ComponentValue::encoded(
+                    value.binary.clone(),
+                    value.json.clone(),
+                    version,
+                )));
+            }
+        }
+    }
+}
