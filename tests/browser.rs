@@ -1,9 +1,11 @@
 //! The browser client (web/) in real headless Chromium, driven through chromedriver
 //! (WebDriver): the `hearth` binary serves the page and the game over `--listen-ws`; two
 //! pages register and log in, one walks with the keyboard, the other sees it move; a dropped
-//! connection and a reload are resumed with the stored token. A screenshot of each page is saved to
-//! `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is a failure that says
-//! how to install it, never a skip.
+//! connection and a reload are resumed with the stored token, a token in use is retried
+//! until its player logs out; a page follows its player's
+//! handoff between two zone servers; over HTTPS the page plays on `wss://`. A screenshot of
+//! each page is saved to `<target>/browser-artifacts/` (docs/testing.md). Chromium missing is
+//! a failure that says how to install it, never a skip.
 
 mod common;
 
@@ -14,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::Hearth;
-use common::redis_server::free_port;
+use common::redis_server::{RedisServer, free_port};
+use common::ws::TestCertificate;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -70,6 +73,14 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 /// The `hearth` binary with its WebSocket listener on a free port, once the listener serves
 /// the page and every module it loads.
 fn server() -> (Hearth, SocketAddr) {
+    let ws = free_ws_addr();
+    let hearth = Hearth::start_args(&["--listen-ws", &ws.to_string()]);
+    serves_the_page(ws);
+    (hearth, ws)
+}
+
+/// A free address for a WebSocket listener, once the binary is known to have one.
+fn free_ws_addr() -> SocketAddr {
     let help = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--help")
         .output()
@@ -79,8 +90,11 @@ fn server() -> (Hearth, SocketAddr) {
         "this hearth binary has no --listen-ws: the browser client needs the WebSocket \
          listener (issue 19, item 1)"
     );
-    let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let hearth = Hearth::start_args(&["--listen-ws", &ws.to_string()]);
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// Waits until the WebSocket listener at `ws` serves the page and every module it loads.
+fn serves_the_page(ws: SocketAddr) {
     let started = Instant::now();
     while http_get(ws, "/").is_err() {
         assert!(started.elapsed() < WAIT, "--listen-ws {ws} never answered");
@@ -94,7 +108,6 @@ fn server() -> (Hearth, SocketAddr) {
              all be served; got {status} {body}"
         );
     }
-    (hearth, ws)
 }
 
 /// chromedriver on a free port, stopped when dropped.
@@ -126,6 +139,12 @@ impl Driver {
 
     /// A new headless Chromium (its own profile, so its own sessionStorage) on `page`.
     async fn open(&self, page: &str) -> Client {
+        self.open_trusting(page, false).await
+    }
+
+    /// [`Driver::open`], accepting a certificate no authority signed (a test's own) when
+    /// `self_signed`.
+    async fn open_trusting(&self, page: &str, self_signed: bool) -> Client {
         let chromium = tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -137,6 +156,7 @@ impl Driver {
                          "--disable-dev-shm-usage", "--window-size=1000,760"]
             }),
         );
+        capabilities.insert("acceptInsecureCerts".into(), json!(self_signed));
         let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.url)
@@ -244,12 +264,12 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
     })
     .await;
 
-    // Bob walks: three steps right (D), two up (the up arrow), one key press at a time,
-    // each waiting for the server's update that shows it.
+    // Bob walks: three steps right (D and the right arrow), two up (W and the up arrow),
+    // each press waiting for the server's update that shows it.
     let canvas = bob.find(Locator::Id("world")).await.unwrap();
     let steps = [
-        ("d", (1.0, 0.0)),
-        ("d", (2.0, 0.0)),
+        // Two taps at once: the second, within the page's 50 ms between moves, waits its turn.
+        ("dd", (2.0, 0.0)),
         ("\u{E014}", (3.0, 0.0)), // ArrowRight
         ("w", (3.0, 1.0)),
         ("\u{E013}", (3.0, 2.0)), // ArrowUp
@@ -313,6 +333,182 @@ async fn two_browsers_play_one_walks_and_the_other_sees_it_move() {
     assert!(near(own_position(&reloaded), (3.0, 2.0)), "{reloaded:#}");
     assert_eq!(reloaded["xp"], 50, "the stored progress: {reloaded:#}");
 
+    // Bob's token in a second browser while Bob plays: `already_online`, retried until Bob
+    // logs out (which does not spend the token); then that browser is Bob.
+    let token = bob
+        .execute(
+            "return sessionStorage.getItem('hearth.resume_token');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let twin = driver.open(&page).await;
+    twin.execute(
+        "sessionStorage.setItem('hearth.resume_token', arguments[0]); location.reload();",
+        vec![token],
+    )
+    .await
+    .unwrap();
+    wait_until(&twin, "the twin told already_online", |s| {
+        s["notice"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("already_online")
+            && s["loggedIn"] == false
+    })
+    .await;
+    bob.find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let twin_in = wait_until(&twin, "the twin in as bob", |s| {
+        s["loggedIn"] == true && s["position"].is_object()
+    })
+    .await;
+    assert_eq!(twin_in["playerId"], bob_id);
+    assert!(near(own_position(&twin_in), (3.0, 2.0)), "{twin_in:#}");
+    let bob_out = snapshot(&bob).await;
+    assert_eq!(bob_out["loggedIn"], false, "{bob_out:#}");
+
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+    twin.close().await.unwrap();
+}
+
+/// Presses `key` on the page's canvas until the page has followed `handoffs` handoffs in
+/// all and is playing again (a step towards a zone whose server the source has not seen yet
+/// is refused with `zone_unavailable`, so one press may not be enough).
+async fn walk_until_handed_off(page: &Client, key: &str, handoffs: u64) -> Value {
+    let canvas = page.find(Locator::Id("world")).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let now = snapshot(page).await;
+        if now["handoffs"] == handoffs && now["loggedIn"] == true && now["position"].is_object() {
+            return now;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no handoff number {handoffs} within {WAIT:?}; the page knows {now:#}"
+        );
+        if now["loggedIn"] == true && now["handoffs"] != handoffs {
+            // The handoff may come between the snapshot and the key press: the page then
+            // hides its canvas while it moves to the other server, and the press waits.
+            if let Err(e) = canvas.send_keys(key).await {
+                assert!(e.is_element_not_interactable(), "pressing {key:?}: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_its_player_into_another_zone_and_back() {
+    tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
+    let driver = Driver::start();
+    let redis = RedisServer::start();
+    // Two zones, the border at x = 2: a player starting at (0, 0) is in the west.
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("zones.toml");
+    std::fs::write(
+        &map,
+        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
+         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n",
+    )
+    .unwrap();
+    let map = map.to_str().unwrap();
+    let (west_ws, east_ws) = (free_ws_addr(), free_ws_addr());
+    let (west_ws_text, east_ws_text) = (west_ws.to_string(), east_ws.to_string());
+    let _west = Hearth::start_with(
+        &redis,
+        "west-1",
+        &[
+            "--zones",
+            map,
+            "--zone",
+            "west",
+            "--listen-ws",
+            &west_ws_text,
+        ],
+    );
+    let _east = Hearth::start_with(
+        &redis,
+        "east-1",
+        &[
+            "--zones",
+            map,
+            "--zone",
+            "east",
+            "--listen-ws",
+            &east_ws_text,
+        ],
+    );
+    serves_the_page(west_ws);
+    serves_the_page(east_ws);
+
+    let carol = driver.open(&format!("http://{west_ws}/")).await;
+    let joined = register(&carol, "carol").await;
+    let carol_id = joined["playerId"].clone();
+
+    let east = walk_until_handed_off(&carol, "d", 1).await;
+    assert_eq!(east["server"], format!("ws://{east_ws}/ws"), "{east:#}");
+    assert_eq!(east["playerId"], carol_id);
+    assert_eq!(east["resumes"], 1, "in by the handoff's token: {east:#}");
+    let (x, _) = own_position(&east).unwrap();
+    assert!(x >= 2.0, "in the east zone: {east:#}");
+    let png = carol.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("carol-east.png"), png).unwrap();
+
+    let west = walk_until_handed_off(&carol, "\u{E012}", 2).await; // ArrowLeft
+    assert_eq!(west["server"], format!("ws://{west_ws}/ws"), "{west:#}");
+    assert_eq!(west["playerId"], carol_id);
+    let (x, _) = own_position(&west).unwrap();
+    assert!(x < 2.0, "back in the west zone: {west:#}");
+    assert!(
+        west["xp"].as_u64().unwrap() >= 30,
+        "the steps' xp came along through both handoffs: {west:#}"
+    );
+    carol.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_page_plays_on_wss() {
+    tool("HEARTH_CHROMIUM", "/usr/bin/chromium");
+    let driver = Driver::start();
+    let certificate = TestCertificate::new();
+    let ws = free_ws_addr();
+    let _hearth = Hearth::start_args(&[
+        "--listen-ws",
+        &ws.to_string(),
+        "--tls-cert",
+        certificate.cert.to_str().unwrap(),
+        "--tls-key",
+        certificate.key.to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+    while TcpStream::connect(ws).is_err() {
+        assert!(started.elapsed() < WAIT, "--listen-ws {ws} never accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The certificate is for `localhost`.
+    let origin = format!("localhost:{}", ws.port());
+    let dave = driver
+        .open_trusting(&format!("https://{origin}/"), true)
+        .await;
+    let joined = register(&dave, "dave").await;
+    assert_eq!(joined["server"], format!("wss://{origin}/ws"), "{joined:#}");
+    dave.find(Locator::Id("world"))
+        .await
+        .unwrap()
+        .send_keys("s")
+        .await
+        .unwrap();
+    wait_until(&dave, "dave one step south", |s| {
+        near(own_position(s), (0.0, -1.0))
+    })
+    .await;
+    let png = dave.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("dave-https.png"), png).unwrap();
+    dave.close().await.unwrap();
 }

@@ -79,6 +79,15 @@ enum Item {
 #[derive(Deserialize, JsonSchema)]
 struct Wave;
 
+/// `emote`: one of several gestures, each its own shape (an enum tagged by `kind`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Emote {
+    Wave,
+    Bow { depth: u8 },
+}
+
 #[derive(Serialize, JsonSchema)]
 struct Traded {
     accepted: bool,
@@ -93,6 +102,7 @@ impl Plugin for TestGame {
     fn build(&self, app: &mut App) {
         app.add_client_message::<Trade>("trade")
             .add_client_message::<Wave>("wave")
+            .add_client_message::<Emote>("emote")
             .add_server_message::<Traded>("traded")
             .replicate::<Mood>();
     }
@@ -158,6 +168,17 @@ fn a_games_messages_appear_with_their_fields_and_types() {
     assert!(
         ts.contains("export type Item = \"sword\" | {"),
         "an enum is a union of its forms:\n{ts}"
+    );
+    assert!(
+        ts.contains("export type EmoteMessage = {\n  type: \"emote\";\n  id?: RequestId;\n} & ("),
+        "a message that is not a plain object is its tag beside its own schema:\n{ts}"
+    );
+    let emote = &defs["EmoteMessage"];
+    assert_eq!(emote["properties"]["type"]["const"], "emote");
+    assert_eq!(
+        emote["allOf"][0]["oneOf"].as_array().map(Vec::len),
+        Some(2),
+        "{emote}"
     );
 }
 

@@ -62,17 +62,21 @@ element('logout', HTMLButtonElement).addEventListener('click', () => client.logo
 
 /** Movement keys held down. */
 const held = new Set();
+/** Keys pressed since the last step: a tap released before its step is sent still steps. */
+const tapped = new Set();
 let lastMove = 0;
 
-/** Sends one step in the direction of the keys held, at most once per MOVE_INTERVAL_MS. */
+/** Sends one step in the direction of the keys held or tapped, at most once per MOVE_INTERVAL_MS. */
 function step() {
   const now = performance.now();
-  if (held.size === 0 || now - lastMove < MOVE_INTERVAL_MS) {
+  const keys = new Set([...held, ...tapped]);
+  if (keys.size === 0 || now - lastMove < MOVE_INTERVAL_MS) {
     return;
   }
+  tapped.clear();
   let dx = 0;
   let dy = 0;
-  for (const key of held) {
+  for (const key of keys) {
     const [x, y] = KEYS.get(key) ?? [0, 0];
     dx += x;
     dy += y;
@@ -90,16 +94,20 @@ window.addEventListener('keydown', (event) => {
   }
   event.preventDefault(); // arrows would scroll the page
   held.add(key);
-  step(); // a tap is one step, even between two intervals
+  tapped.add(key);
+  step(); // at once when the last step is old enough, else at the next interval
 });
 window.addEventListener('keyup', (event) => held.delete(event.key.toLowerCase()));
-window.addEventListener('blur', () => held.clear());
+window.addEventListener('blur', () => {
+  held.clear();
+  tapped.clear();
+});
 window.setInterval(step, MOVE_INTERVAL_MS);
 
 /** Shows what the client knows: which panels, the numbers, the world. */
 function render() {
   status.textContent = client.connected
-    ? (client.loggedIn ? `playing as player ${client.playerId}` : 'connected')
+    ? (client.loggedIn ? `playing as player ${client.playerId} on ${new URL(client.url).host}` : 'connected')
     : 'reconnecting…';
   notice.textContent = client.notice;
   const playing = client.loggedIn;

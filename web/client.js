@@ -19,6 +19,8 @@ const XP_PER_STEP = 10;
 const XP_PER_LEVEL = 100;
 /** Delays before reconnecting after a dropped connection, in ms (then the last, repeated). */
 const RECONNECT_DELAYS = [250, 500, 1000, 2000, 5000];
+/** How long to wait before trying a token again that was answered `already_online`, in ms. */
+const RESUME_RETRY_MS = 500;
 /** How often to ping, in ms: an idle player is not kicked. */
 const PING_INTERVAL_MS = 10000;
 
@@ -65,8 +67,10 @@ export class HearthClient {
     this.nonce = 0;
     /** @type {'login' | 'resume' | null} how we last asked to enter the world */
     this.entering = null;
-    /** How many times the session came back by its token (after a drop or a reload). */
+    /** How many times the session came back by its token (after a drop, a reload, a handoff). */
     this.resumes = 0;
+    /** How many times the server handed our player over to another (zones). */
+    this.handoffs = 0;
     // The server kicks a connection silent for its idle timeout (30 s): ping well within it.
     window.setInterval(() => this.send({ type: 'ping', nonce: ++this.nonce }), PING_INTERVAL_MS);
   }
@@ -79,11 +83,7 @@ export class HearthClient {
     socket.onopen = () => {
       this.connected = true;
       this.reconnects = 0;
-      const token = sessionStorage.getItem(TOKEN_KEY);
-      if (this.wantsSession && token !== null) {
-        this.entering = 'resume';
-        this.send({ type: 'resume', token });
-      }
+      this.resume();
       this.changed();
     };
     socket.onmessage = (event) => {
@@ -118,6 +118,15 @@ export class HearthClient {
       }
       this.changed();
     };
+  }
+
+  /** Resumes the session with the stored token, if we want one and have a token. */
+  resume() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (this.wantsSession && !this.loggedIn && token !== null) {
+      this.entering = 'resume';
+      this.send({ type: 'resume', token });
+    }
   }
 
   /** @param {ClientMessage} message */
@@ -210,6 +219,9 @@ export class HearthClient {
         this.level = message.level;
         this.xp = Math.max(this.xp, (message.level - 1) * XP_PER_LEVEL);
         break;
+      case 'handoff':
+        this.followHandoff(message);
+        break;
       case 'queued':
         this.notice = `waiting for the server: position ${message.position} in line, about ${message.eta_s} s`;
         break;
@@ -220,6 +232,12 @@ export class HearthClient {
         break;
       case 'error':
         this.notice = `${message.code}: ${message.message}`;
+        if (message.code === 'already_online' && this.entering === 'resume' && !this.loggedIn) {
+          // Our dropped connection's player is still leaving (its final save): the token is
+          // not spent, so try it again shortly, as docs/protocol.md advises.
+          window.setTimeout(() => this.resume(), RESUME_RETRY_MS);
+          break;
+        }
         if (message.code === 'invalid_credentials' && this.wantsSession && !this.loggedIn) {
           // The stored token is no longer good (expired, used): log in with a password.
           this.wantsSession = false;
@@ -229,6 +247,32 @@ export class HearthClient {
       default:
         break;
     }
+  }
+
+  /**
+   * Our player's place is on another server (a world cut into zones): continue there with the
+   * token, at once. This connection has no player any more.
+   * @param {ServerMessages['handoff']} handoff
+   */
+  followHandoff(handoff) {
+    sessionStorage.setItem(TOKEN_KEY, handoff.resume_token);
+    this.loggedIn = false;
+    this.world.clear();
+    this.you = null;
+    const old = this.socket;
+    this.socket = null; // its close is not a drop to recover from
+    this.connected = false;
+    old?.close();
+    if (!handoff.ws_addr) {
+      this.notice = `your player is now on ${handoff.addr}, which has no WebSocket listener`;
+      this.stopped = true;
+      return;
+    }
+    const scheme = this.url.startsWith('wss:') ? 'wss' : 'ws';
+    this.url = `${scheme}://${handoff.ws_addr}/ws`;
+    this.wantsSession = true;
+    this.handoffs += 1;
+    this.connect();
   }
 
   /**
@@ -294,6 +338,8 @@ export class HearthClient {
       level: this.level,
       notice: this.notice,
       resumes: this.resumes,
+      handoffs: this.handoffs,
+      server: this.url,
       players: [...this.world.values()].map((p) => ({
         id: p.id,
         playerId: p.playerId ?? null,

@@ -38,6 +38,8 @@ pub struct HearthCollector {
     pub tick_period: Duration,
     /// `None` when the server has no front door.
     pub front_door: Option<FrontDoorObserver>,
+    /// How old neighbours' border snapshots are on arrival; `None` without zones.
+    pub border_age: Option<Arc<LatencyHistogram>>,
 }
 
 impl fmt::Debug for HearthCollector {
@@ -407,6 +409,14 @@ impl Collector for HearthCollector {
         self.encode_store(&mut e)?;
         if let Some(door) = &self.front_door {
             self.encode_front_door(&mut e, door)?;
+        }
+        if let Some(age) = &self.border_age {
+            histograms(
+                &mut e,
+                "hearth_border_snapshot_age_seconds",
+                "Age of each neighbouring zone's border snapshot when swapped in (from its round there; its remote entities then wait for this process's next round).",
+                &[(&[], age)],
+            )?;
         }
         Ok(())
     }

@@ -95,12 +95,16 @@ fn start(app: &mut App, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         front_door: front_door.clone(),
         readiness,
     };
+    let border_age = world
+        .get_resource::<crate::zones::border::BorderSnapshotAge>()
+        .map(|age| Arc::clone(&age.0));
     let mut registry = Registry::default();
     registry.register_collector(Box::new(HearthCollector {
         store,
         tick,
         tick_period,
         front_door,
+        border_age,
     }));
     let endpoint = http::serve(addr, registry, health)?;
     let local = endpoint.local_addr();

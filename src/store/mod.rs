@@ -18,8 +18,8 @@ use hearth_systems::storage::{PlayerStore, StorePort};
 pub use self::redis::RedisStore;
 pub use memory::{MemoryBackend, MemoryStore, StoreClock};
 pub use plugin::{
-    AccountStores, AdvertisedListen, AdvertisedWsListen, ResumeTokenLifetime, StorePlugin,
-    ZoneStores, account_stores, memory_account_stores,
+    AccountStores, AdvertisedListen, AdvertisedWsListen, AdvertisedZone, ResumeTokenLifetime,
+    StorePlugin, ZoneStores, account_stores, memory_account_stores,
 };
 pub use settings::{StoreSettings, ZoneRegistration};
 

@@ -13,10 +13,10 @@ use super::{MemoryBackend, StoreSettings, open_with_backend};
 use crate::startup::{self, StartupFailure};
 use crate::store::ZoneRegistration;
 use crate::store::redis::accounts::RedisAccounts;
+use crate::store::redis::border::BorderBus;
 use crate::store::redis::resume_undo::ResumeUndos;
 use crate::store::redis::zones::RedisZones;
 use crate::store::zones::{ZoneStore, ZoneStoreFactory};
-use crate::zones::ServedZone;
 
 /// The game listener's configured address, which the instance registration records so an
 /// operator sees where a process serves. The front door plugin inserts it when built.
@@ -31,6 +31,16 @@ pub struct AdvertisedWsListen(pub std::net::SocketAddr);
 /// The account stores the front door's auth workers use (one per worker, from this factory).
 #[derive(Resource, Clone)]
 pub struct AccountStores(pub AccountStoreFactory);
+
+/// The zone this process serves, as the zones plugin advertises it (inserted in its `build`):
+/// the store registers it beside the instance. An address left `None` defaults to the
+/// matching listener's.
+#[derive(Resource, Clone, Debug)]
+pub struct AdvertisedZone {
+    pub name: String,
+    pub public_addr: Option<String>,
+    pub public_ws_addr: Option<String>,
+}
 
 /// How long a resume token stays usable (the front door's `resume_ttl`, inserted by it): a
 /// token issued for a handoff lives as long.
@@ -68,16 +78,16 @@ impl Plugin for StorePlugin {
             .map(|a| a.0);
         settings.zone = app
             .world()
-            .get_resource::<ServedZone>()
-            .map(|served| ZoneRegistration {
-                name: served.zone.name.clone(),
-                public_addr: served.public_addr.clone().unwrap_or_else(|| {
+            .get_resource::<AdvertisedZone>()
+            .map(|zone| ZoneRegistration {
+                name: zone.name.clone(),
+                public_addr: zone.public_addr.clone().unwrap_or_else(|| {
                     settings
                         .listen
                         .map(|addr| addr.to_string())
                         .unwrap_or_default()
                 }),
-                public_ws_addr: served
+                public_ws_addr: zone
                     .public_ws_addr
                     .clone()
                     .or_else(|| ws_listen.map(|addr| addr.to_string())),
@@ -105,6 +115,9 @@ impl Plugin for StorePlugin {
                     .insert_resource(AccountStores(accounts));
                 if let Some(zones) = zone_stores(&settings) {
                     app.insert_resource(ZoneStores(zones));
+                }
+                if let Some(bus) = border_bus(&settings) {
+                    app.insert_resource(bus);
                 }
             }
             Err(failure) => startup::record(app.world_mut(), failure),
@@ -160,6 +173,23 @@ fn zone_stores(settings: &StoreSettings) -> Option<ZoneStoreFactory> {
     Some(Arc::new(move || -> Box<dyn ZoneStore> {
         Box::new(RedisZones::new(&url, &prefix, timeout, &owner).expect("URL validated at start"))
     }))
+}
+
+/// The border channels on the Redis the settings select, for a process that serves a zone on
+/// a single Redis (`None` otherwise: on a cluster, border sharing is off; see
+/// [`BorderBus`]).
+fn border_bus(settings: &StoreSettings) -> Option<BorderBus> {
+    settings.zone.as_ref()?;
+    match &settings.selection {
+        StoreSelection::Redis(url) => Some(BorderBus::new(url, &settings.key_prefix)),
+        StoreSelection::RedisCluster(_) => {
+            tracing::warn!(
+                "border sharing is off: it needs a single Redis (sharded Pub/Sub on a cluster is not supported yet); players do not see across zone borders"
+            );
+            None
+        }
+        StoreSelection::Memory => None,
+    }
 }
 
 /// Memory accounts that see the leases of the memory store `backend` (as `resume.lua` sees

@@ -44,7 +44,7 @@ pub struct StoreSettings {
     pub listen: Option<std::net::SocketAddr>,
     /// Not a key: the zone this process serves in a world cut into zones, registered beside
     /// the instance so a second process for the zone refuses to start. [`crate::store::StorePlugin`]
-    /// fills it from the [`crate::zones::ServedZone`] the zones plugin inserts.
+    /// fills it from the `AdvertisedZone` the zones plugin inserts.
     pub zone: Option<ZoneRegistration>,
 }
 

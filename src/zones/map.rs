@@ -265,6 +265,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_map_in_assets_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/zones.toml");
+        let map = ZoneMap::load(Path::new(path)).unwrap();
+        assert_eq!(map.bounds(), ([-1000.0, -1000.0], [1000.0, 1000.0]));
+        assert_eq!(map.zone_at(-1.0, 0.0).unwrap().name, "west");
+    }
+
+    #[test]
     fn bad_maps_are_refused_saying_why() {
         let cases = [
             ("", "at least one"),

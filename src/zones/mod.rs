@@ -3,8 +3,10 @@
 //! serves the zone named by `--zone`; the store registers it (`<prefix>:zone:{<name>}`, with
 //! the address its clients are handed over to, `--public-addr`), so a second process for the
 //! zone refuses to start and the others can find where a zone is served. Both keys unset
-//! keeps a single world, exactly as before.
+//! keeps a single world, exactly as before. Players near a border see their neighbours
+//! across it ([`border`]).
 
+pub mod border;
 mod handoff;
 mod map;
 mod worker;
@@ -19,7 +21,7 @@ use self::handoff::{PendingHandoffs, detect_crossings, finish_hand_overs, send_h
 pub use self::map::{Zone, ZoneMap, ZoneMapError};
 use self::worker::{ZoneDirectory, ZonesWorker};
 use crate::startup::{self, StartupFailure};
-use crate::store::ZoneStores;
+use crate::store::{AdvertisedZone, ZoneStores};
 
 /// The zone settings of a process: the world's map, the zone it serves, and where its
 /// clients connect.
@@ -38,14 +40,11 @@ pub struct ZonesPlugin {
     pub public_ws_addr: Option<String>,
 }
 
-/// The zone this process serves, for the systems and the store: its place in the map and
-/// the address it advertises (`None`: the game listener's).
+/// The zone this process serves, for its systems: the world's map and its own rectangle.
 #[derive(Resource, Clone, Debug)]
 pub struct ServedZone {
     pub map: Arc<ZoneMap>,
     pub zone: Zone,
-    pub public_addr: Option<String>,
-    pub public_ws_addr: Option<String>,
 }
 
 impl Plugin for ZonesPlugin {
@@ -58,11 +57,14 @@ impl Plugin for ZonesPlugin {
         let Some(zone) = map.zone(name) else {
             return;
         };
+        app.insert_resource(AdvertisedZone {
+            name: zone.name.clone(),
+            public_addr: self.public_addr.clone(),
+            public_ws_addr: self.public_ws_addr.clone(),
+        });
         app.insert_resource(ServedZone {
             map: Arc::clone(map),
             zone: zone.clone(),
-            public_addr: self.public_addr.clone(),
-            public_ws_addr: self.public_ws_addr.clone(),
         })
         .init_resource::<PendingHandoffs>()
         .init_resource::<ZoneDirectory>()
@@ -80,6 +82,7 @@ impl Plugin for ZonesPlugin {
             )
                 .run_if(resource_exists::<ZonesWorker>),
         );
+        border::build(app);
     }
 
     /// Starts the zones worker on the store's zone connections (the store opened in its own
@@ -103,5 +106,6 @@ impl Plugin for ZonesPlugin {
             }
             Err(e) => startup::record(app.world_mut(), StartupFailure::Zones(e.to_string())),
         }
+        border::start(app);
     }
 }

@@ -262,6 +262,16 @@ impl Client {
             .collect()
     }
 
+    /// The ids of the entities that carry `player`'s id (more than one: the client sees the
+    /// player twice).
+    pub fn entities_of(&self, player: u64) -> Vec<u64> {
+        self.world
+            .iter()
+            .filter(|(_, e)| e["player_id"].as_u64() == Some(player))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     /// Our own position as replication last showed it.
     fn replicated_position(&self) -> Option<Value> {
         let you = self.you?;

@@ -16,7 +16,7 @@ mod redis_server;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -176,8 +176,16 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(addr: SocketAddr) -> Option<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    /// Connects to `addr` from `from` (a loopback address of the player's own: the server
+    /// throttles failed logins per address, as it would different players' homes).
+    fn open(from: IpAddr, addr: SocketAddr) -> Option<Self> {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+        socket.bind(&SocketAddr::new(from, 0).into()).ok()?;
+        socket
+            .connect_timeout(&addr.into(), Duration::from_secs(1))
+            .ok()?;
+        let stream: TcpStream = socket.into();
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         Some(Self {
             writer: stream.try_clone().ok()?,
@@ -219,6 +227,8 @@ impl Conn {
 struct Player {
     name: String,
     id: u64,
+    /// Where its connections come from.
+    from: IpAddr,
     token: Option<String>,
     conn: Option<Conn>,
 }
@@ -236,7 +246,7 @@ impl Player {
                 "{} could not get back in within {REJOIN_WITHIN:?}",
                 self.name
             );
-            let Some(mut conn) = Conn::open(at) else {
+            let Some(mut conn) = Conn::open(self.from, at) else {
                 std::thread::sleep(Duration::from_millis(100));
                 at = world.addr_of(0);
                 continue;
@@ -311,8 +321,8 @@ impl Player {
                     self.token = message["resume_token"].as_str().map(String::from);
                     return message["addr"].as_str().unwrap().parse().ok();
                 }
-                // A walk that arrived while the player was leaving for the other zone,
-                // or towards a zone whose process is being replaced.
+                // A walk that arrived while the player was leaving for the other zone, or
+                // towards a zone whose process is being replaced.
                 Some("error")
                     if matches!(
                         message["code"].as_str(),
@@ -328,15 +338,18 @@ impl Player {
 
 /// Registers `name`, picks a few items up, logs out (so the inventory is durable: `logged_out`
 /// comes once the final save is) and returns the player with what it carries.
-fn outfit(world: &World, name: &str, rng: &mut Rng) -> (Player, BTreeMap<String, u64>) {
-    let mut conn = Conn::open(world.addr_of(0)).expect("west listens");
+fn outfit(world: &World, i: u8, rng: &mut Rng) -> (Player, BTreeMap<String, u64>) {
+    let name = format!("player{i}");
+    let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i));
+    let mut conn = Conn::open(from, world.addr_of(0)).expect("west listens");
     conn.send(json!({"type": "register", "username": name, "password": "password1"}));
     let id = conn.next().expect("registered")["player_id"]
         .as_u64()
         .unwrap();
     let mut player = Player {
-        name: name.to_string(),
+        name,
         id,
+        from,
         token: None,
         conn: None,
     };
@@ -394,7 +407,7 @@ fn items_are_conserved_and_no_player_is_held_twice_across_crossings_and_crashes(
     });
 
     let outfitted: Vec<(Player, BTreeMap<String, u64>)> = (0..PLAYERS)
-        .map(|i| outfit(&world, &format!("player{i}"), &mut rng))
+        .map(|i| outfit(&world, i as u8, &mut rng))
         .collect();
     let expected: Vec<(u64, BTreeMap<String, u64>)> =
         outfitted.iter().map(|(p, c)| (p.id, c.clone())).collect();

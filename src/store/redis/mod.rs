@@ -20,6 +20,7 @@
 
 pub mod accounts;
 mod blocking;
+pub mod border;
 mod calls;
 mod client;
 pub mod cluster;

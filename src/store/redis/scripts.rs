@@ -116,6 +116,12 @@ impl Keys {
         format!("{}:zone:{{{name}}}", self.prefix)
     }
 
+    /// `<prefix>:border:{<name>}`: a Pub/Sub channel, not a key: the zone's process publishes
+    /// the players in its border strip there, 20 times a second (`src/zones/border`).
+    pub fn border(&self, zone: &str) -> String {
+        format!("{}:border:{{{zone}}}", self.prefix)
+    }
+
     /// `<prefix>:handoff:{<id>}`: `<destination owner> <token digest>` while a handoff holds
     /// the player's lease for the destination; see `handoff.lua`.
     pub fn handoff(&self, player: PlayerId) -> String {

@@ -11,6 +11,7 @@ pub mod encode;
 pub mod interest;
 pub mod priority;
 pub mod registry;
+pub mod replica;
 pub mod round;
 pub mod view;
 
@@ -25,6 +26,7 @@ pub use registry::{
     ComponentEncodeError, ComponentValue, QuantisedPositionEncoding, ReplicatedComponent,
     ReplicationEncoding, ReplicationRegistry, SerdeEncoding,
 };
+pub use replica::{EncodedReplica, EncodedValue};
 pub use round::{ReplicationFeed, ReplicationRound, RoundEntity, RoundSettings};
 pub use view::{ClientView, Composed};
 
@@ -89,6 +91,7 @@ impl Plugin for ReplicationPlugin {
                 PostUpdate,
                 (
                     round::advance_clock.in_set(ReplicationSystems::Clock),
+                    round::collect_encoded.in_set(ReplicationSystems::Collect),
                     round::publish.in_set(ReplicationSystems::Publish),
                 ),
             );

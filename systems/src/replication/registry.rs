@@ -89,6 +89,20 @@ impl<C: Send + Sync, E: ReplicationEncoding<C>> Encodable for Held<C, E> {
     }
 }
 
+/// Stands in for the value of [`ComponentValue::encoded`], whose forms are set at
+/// creation and so never asked of it.
+struct Encoded;
+
+impl Encodable for Encoded {
+    fn binary(&self, _out: &mut Vec<u8>) -> Result<(), ComponentEncodeError> {
+        Ok(())
+    }
+
+    fn json(&self) -> Result<Box<RawValue>, ComponentEncodeError> {
+        serde_json::value::to_raw_value(&()).map_err(ComponentEncodeError::new)
+    }
+}
+
 /// One component's value as of a round: what it was (copied on the tick), the round in which
 /// it last changed (its version), and its encodings, made on first use off the tick and
 /// shared by every client. A value that fails to encode (a game's programming error) is
@@ -112,6 +126,17 @@ impl ComponentValue {
             value: Box::new(Held::<C, E>(value, PhantomData)),
             binary: OnceLock::new(),
             json: OnceLock::new(),
+        }
+    }
+
+    /// A value that arrives already encoded (a neighbouring zone's border snapshot, encoded
+    /// there by the same game's registry): both forms are set, nothing is encoded here.
+    pub fn encoded(binary: Box<[u8]>, json: Box<RawValue>, version: u32) -> Self {
+        Self {
+            version,
+            value: Box::new(Encoded),
+            binary: OnceLock::from(Some(binary)),
+            json: OnceLock::from(Some(json)),
         }
     }
 
@@ -222,6 +247,14 @@ mod tests {
         assert_eq!(value.version(), 3);
         assert_eq!(value.binary(), Some(&[192, 1, 255, 1][..]));
         assert_eq!(value.json().unwrap().get(), r#"{"x":1.5,"y":-2.0}"#);
+        let copied = ComponentValue::encoded(
+            value.binary().unwrap().into(),
+            value.json().unwrap().to_owned(),
+            4,
+        );
+        assert_eq!(copied.version(), 4);
+        assert_eq!(copied.binary(), value.binary());
+        assert_eq!(copied.json().unwrap().get(), value.json().unwrap().get());
         let id = ComponentValue::new::<_, SerdeEncoding>(PlayerId(7), 1);
         assert_eq!(id.binary(), Some(&[7][..]));
         assert_eq!(id.json().unwrap().get(), "7");

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::interest::{InterestRule, InterestTags, SharedLayer};
 use super::registry::{ComponentValue, ReplicatedComponent, ReplicationEncoding};
+use super::replica::EncodedReplica;
 use crate::spatial::SpatialGrid;
 
 /// The settings every client's view of a round follows (the plugin's, copied into rounds).
@@ -212,13 +213,13 @@ impl ReplicationFeed {
 }
 
 /// One entity's values between rounds.
-struct Staged {
+pub(super) struct Staged {
     entity: Entity,
     /// Its id on the wire ([`RoundEntity::id`]).
     id: u64,
     /// Bit i: component i was seen on the entity this round.
-    present: u64,
-    values: Vec<Option<Arc<ComponentValue>>>,
+    pub(super) present: u64,
+    pub(super) values: Vec<Option<Arc<ComponentValue>>>,
 }
 
 /// What the round systems keep between rounds: every replicated entity's latest values, by
@@ -266,7 +267,13 @@ impl Staging {
         self.rule = rule;
     }
 
-    fn slot(&mut self, entity: Entity) -> &mut Staged {
+    /// The number of the round being taken.
+    pub(super) fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The staged values of `entity` (new ones for an entity not seen before).
+    pub(super) fn slot(&mut self, entity: Entity) -> &mut Staged {
         let index = entity.index_u32() as usize;
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
@@ -327,12 +334,21 @@ where
     }
 }
 
+/// What a round needs of an entity besides its values: the player it is, where it is (its
+/// `Position`, or an [`EncodedReplica`]'s), what the visibility rule knows of it.
+type Facts = (
+    Option<&'static PlayerId>,
+    Option<&'static Position>,
+    Option<&'static EncodedReplica>,
+    Option<&'static InterestTags>,
+);
+
 /// Builds the round from what the collect systems found and publishes it. Entities with no
 /// replicated component left are forgotten, as are components an entity lost.
 pub(super) fn publish(
     mut staging: ResMut<Staging>,
     feed: Res<ReplicationFeed>,
-    facts: Query<(Option<&PlayerId>, Option<&Position>, Option<&InterestTags>)>,
+    facts: Query<Facts>,
 ) {
     let n = staging.components.len();
     let mut entities = Vec::new();
@@ -343,7 +359,7 @@ pub(super) fn publish(
             *slot = None;
             continue;
         }
-        let Ok((player, position, tags)) = facts.get(staged.entity) else {
+        let Ok((player, position, replica, tags)) = facts.get(staged.entity) else {
             *slot = None;
             continue;
         };
@@ -355,7 +371,7 @@ pub(super) fn publish(
         entities.push(RoundEntity {
             id: staged.id,
             player: player.copied(),
-            at: position.map(|p| (p.x, p.y)),
+            at: position.map(|p| (p.x, p.y)).or(replica.map(|r| r.at)),
             tags: tags.copied().unwrap_or_default(),
         });
         values.extend(staged.values.iter().take(n).cloned());
@@ -371,4 +387,31 @@ pub(super) fn publish(
         grid: OnceLock::new(),
     };
     feed.publish(round);
+}
+
+/// Copies every [`EncodedReplica`]'s values into the round being taken; a value whose
+/// encoded forms changed gets this round's version (so clients are sent it as changed), an
+/// equal one keeps its version.
+pub(super) fn collect_encoded(
+    query: Query<(Entity, Ref<EncodedReplica>)>,
+    mut staging: ResMut<Staging>,
+) {
+    let version = staging.number() as u32;
+    for (entity, replica) in &query {
+        let slot = staging.slot(entity);
+        for (index, value) in replica.values.iter().enumerate() {
+            let Some(value) = value else { continue };
+            let Some(staged) = slot.values.get_mut(index) else {
+                continue;
+            };
+            slot.present |= 1 << index;
+            if staged.as_ref().is_none_or(|s| **s != *value) {
+                *staged = Some(Arc::new(ComponentValue::encoded(
+                    value.binary.clone(),
+                    value.json.clone(),
+                    version,
+                )));
+            }
+        }
+    }
 }

@@ -457,3 +457,81 @@ fn wire_ids_stay_small_and_are_never_reused() {
     assert!(r.entities().is_empty());
     assert!(seen.iter().all(|&id| id < 300), "{:?}", seen.iter().max());
 }
+
+/// The encoded forms a registry of this app gives `value` (as a neighbouring zone's would).
+fn encoded<C: Send + Sync + 'static, E: ReplicationEncoding<C>>(value: C) -> Option<EncodedValue> {
+    let value = ComponentValue::new::<C, E>(value, 1);
+    Some(EncodedValue {
+        binary: value.binary()?.into(),
+        json: value.json()?.to_owned(),
+    })
+}
+
+fn replica(x: f32, player: u64) -> EncodedReplica {
+    EncodedReplica {
+        at: (x, 0.0),
+        values: vec![
+            encoded::<_, QuantisedPositionEncoding>(Position { x, y: 0.0 }),
+            encoded::<_, SerdeEncoding>(PlayerId(player)),
+        ],
+    }
+}
+
+#[test]
+fn an_encoded_replica_enters_changes_and_leaves_like_any_entity() {
+    let mut app = app();
+    spawn(&mut app, 1, 0.0, 0.0);
+    let remote = app.world_mut().spawn(replica(20.0, 9)).id();
+    let mut view = ClientView::new();
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    let (slot, mask) = *update
+        .entered()
+        .iter()
+        .find(|&&(slot, _)| r.entities()[slot as usize].player.is_none())
+        .expect("the replica entered");
+    assert_eq!(mask, 0b11, "with every component it carries");
+    let mut json = String::new();
+    write_json(&update, &mut json).unwrap();
+    assert!(
+        json.contains(r#""position":{"x":20.0,"y":0.0},"player_id":9"#),
+        "{json}"
+    );
+    view.confirm(update);
+    let id = r.entities()[slot as usize].id;
+
+    // The same values again: nothing to send.
+    app.world_mut().entity_mut(remote).insert(replica(20.0, 9));
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    assert!(
+        update.changed().is_empty(),
+        "equal values keep their version"
+    );
+    view.confirm(update);
+
+    // It moved: only its position changes.
+    app.world_mut().entity_mut(remote).insert(replica(25.0, 9));
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    assert_eq!(ids(&r, update.changed()), vec![id]);
+    assert_eq!(update.changed()[0].1, 0b01);
+    view.confirm(update);
+
+    // Out of the radius (interest by its position): it leaves.
+    app.world_mut().entity_mut(remote).insert(replica(80.0, 9));
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    assert_eq!(update.left(), &[id]);
+    view.confirm(update);
+
+    // Back, then despawned: it leaves.
+    app.world_mut().entity_mut(remote).insert(replica(10.0, 9));
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    view.confirm(update);
+    app.world_mut().despawn(remote);
+    let r = round(&mut app);
+    let update = view.compose(&r, PlayerId(1), BIG).unwrap();
+    assert_eq!(update.left().len(), 1);
+}

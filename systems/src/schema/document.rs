@@ -85,37 +85,35 @@ impl Side {
     }
 }
 
+/// An object with only the `type` tag `kind` (and `description`, when given).
+fn tag_only(kind: &str, description: Option<Value>) -> Map<String, Value> {
+    let mut object = Map::new();
+    if let Some(description) = description {
+        object.insert("description".into(), description);
+    }
+    object.insert("type".into(), json!("object"));
+    object.insert("properties".into(), json!({ "type": tag(kind) }));
+    object.insert("required".into(), json!(["type"]));
+    object
+}
+
 /// A game message's schema: `fields` (the schema of its Rust type) with the `type` tag
 /// as its first required property. A type without fields (a unit struct, `null` to serde)
 /// is an object with only the tag; a type that is not a plain object (an enum, a flattened
 /// struct) is kept whole beside the tag (`allOf`).
 fn with_tag(kind: &str, fields: Value) -> Value {
     let Value::Object(mut object) = fields else {
-        return json!({ "type": "object", "properties": { "type": tag(kind) }, "required": ["type"] });
+        return Value::Object(tag_only(kind, None));
     };
     if object.get("type") == Some(&json!("null")) {
-        let mut unit = Map::new();
-        if let Some(description) = object.remove("description") {
-            unit.insert("description".into(), description);
-        }
-        unit.insert("type".into(), json!("object"));
-        unit.insert("properties".into(), json!({ "type": tag(kind) }));
-        unit.insert("required".into(), json!(["type"]));
-        return Value::Object(unit);
+        return Value::Object(tag_only(kind, object.remove("description")));
     }
     let plain = object.get("type") == Some(&json!("object"))
         && ["allOf", "anyOf", "oneOf", "$ref"]
             .iter()
             .all(|key| !object.contains_key(*key));
     if !plain {
-        let description = object.remove("description");
-        let mut whole = Map::new();
-        if let Some(description) = description {
-            whole.insert("description".into(), description);
-        }
-        whole.insert("type".into(), json!("object"));
-        whole.insert("properties".into(), json!({ "type": tag(kind) }));
-        whole.insert("required".into(), json!(["type"]));
+        let mut whole = tag_only(kind, object.remove("description"));
         whole.insert("allOf".into(), json!([object]));
         return Value::Object(whole);
     }
