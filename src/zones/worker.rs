@@ -14,7 +14,7 @@ use hearth_components::protocol::ResumeToken;
 use hearth_systems::net::ConnId;
 
 use crate::store::accounts::TokenHash;
-use crate::store::zones::{HandOver, ZoneHolder, ZoneStore, ZoneStoreFactory};
+use crate::store::zones::{HandOver, ZoneHolder, ZoneStore, ZoneStoreError, ZoneStoreFactory};
 
 /// How often the directory is read again: a zone whose process started (or died) is seen
 /// within about this long (plus the dead process's `liveness_ttl`).
@@ -57,10 +57,11 @@ pub struct HandOverJob {
     pub token_ttl: Duration,
 }
 
-/// A handoff's outcome: `Ok` as the store answered, `Err` when it never answered.
+/// A handoff's outcome: `Ok` as the store answered, `Err` when it never answered (within
+/// [`HANDOFF_RETRY_FOR`]).
 pub struct HandOverDone {
     pub job: HandOverJob,
-    pub outcome: Result<HandOver, String>,
+    pub outcome: Result<HandOver, ZoneStoreError>,
 }
 
 /// The worker's ends: handoffs in, outcomes out, and the directory it keeps. The thread
@@ -130,7 +131,7 @@ fn run(
 }
 
 /// Runs one handoff, retrying a store that does not answer for up to [`HANDOFF_RETRY_FOR`].
-fn hand_over(store: &mut dyn ZoneStore, job: &HandOverJob) -> Result<HandOver, String> {
+fn hand_over(store: &mut dyn ZoneStore, job: &HandOverJob) -> Result<HandOver, ZoneStoreError> {
     let give_up = Instant::now() + HANDOFF_RETRY_FOR;
     loop {
         match store.hand_over(
@@ -141,7 +142,7 @@ fn hand_over(store: &mut dyn ZoneStore, job: &HandOverJob) -> Result<HandOver, S
             job.token_ttl,
         ) {
             Ok(outcome) => return Ok(outcome),
-            Err(e) if Instant::now() >= give_up => return Err(e.to_string()),
+            Err(e) if Instant::now() >= give_up => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, player = %job.player, "handoff failed; retrying");
                 std::thread::sleep(HANDOFF_RETRY);
