@@ -409,14 +409,7 @@ async fn the_page_follows_its_player_into_another_zone_and_back() {
     let driver = Driver::start();
     let redis = RedisServer::start();
     // Two zones, the border at x = 2: a player starting at (0, 0) is in the west.
-    let dir = tempfile::tempdir().unwrap();
-    let map = dir.path().join("zones.toml");
-    std::fs::write(
-        &map,
-        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
-         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n",
-    )
-    .unwrap();
+    let (_dir, map) = common::zones::zones_at(2);
     let map = map.to_str().unwrap();
     let (west_ws, east_ws) = (free_ws_addr(), free_ws_addr());
     let (west_ws_text, east_ws_text) = (west_ws.to_string(), east_ws.to_string());

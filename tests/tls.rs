@@ -8,11 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::ws::{TestCertificate, WAIT, WsClient, handshake};
-use hearth::HearthPlugins;
+use common::ws::{TestCertificate, WAIT, WsClient, demo_server, handshake};
 use hearth::config::ServerConfig;
-use hearth::demo_game::DemoGamePlugin;
-use hearth::testing::{NotStarted, ServerThread, test_config};
+use hearth::testing::{NotStarted, ServerThread};
 use hearth_components::wire::{PREAMBLE, decode_frame, decode_message, encode_message};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -23,18 +21,11 @@ fn start(
     cert: &TestCertificate,
     configure: impl FnOnce(&mut ServerConfig),
 ) -> Result<ServerThread, NotStarted> {
-    let mut config = test_config("tls");
-    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
-    config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
-    config.front_door.tls_cert = Some(cert.cert.clone());
-    config.front_door.tls_key = Some(cert.key.clone());
-    config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    configure(&mut config);
-    ServerThread::start(move || {
-        let mut app = bevy_app::App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(DemoGamePlugin);
-        app
+    let (cert_file, key_file) = (cert.cert.clone(), cert.key.clone());
+    demo_server("tls", move |config| {
+        config.front_door.tls_cert = Some(cert_file);
+        config.front_door.tls_key = Some(key_file);
+        configure(config);
     })
 }
 

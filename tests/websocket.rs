@@ -10,12 +10,10 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::ws::{WsClient, handshake};
+use common::ws::{WsClient, demo_server, handshake};
 use futures_util::{SinkExt, StreamExt};
-use hearth::HearthPlugins;
 use hearth::config::ServerConfig;
-use hearth::demo_game::DemoGamePlugin;
-use hearth::testing::{ServerThread, test_config};
+use hearth::testing::ServerThread;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -24,18 +22,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The demo game with a WebSocket listener (and metrics) on free ports, `configure`d.
 fn server(configure: impl FnOnce(&mut ServerConfig)) -> ServerThread {
-    let mut config = test_config("websocket");
-    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
-    config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
-    config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    configure(&mut config);
-    ServerThread::start(move || {
-        let mut app = bevy_app::App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(DemoGamePlugin);
-        app
-    })
-    .expect("the server starts")
+    demo_server("websocket", configure).expect("the server starts")
 }
 
 /// A logged-in client that must keep being served while another misbehaves.

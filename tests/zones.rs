@@ -7,26 +7,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::client::Client;
 use common::process::{Hearth, run_hearth, stored_record};
 use common::redis_server::{RedisServer, free_port};
+use common::zones::{walk_until_handoff, zones_at};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// A two-zone map with the border at `x = border`, in a temporary file.
-fn zones_at(border: i32) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zones.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [{border}, 1000]\n\n\
-             [[zone]]\nname = \"east\"\nmin = [{border}, -1000]\nmax = [1000, 1000]\n"
-        ),
-    )
-    .unwrap();
-    (dir, path)
-}
 
 /// A two-zone map with the border at `x = 0`.
 fn two_zones() -> (tempfile::TempDir, PathBuf) {
@@ -208,33 +193,6 @@ fn zone_settings_that_make_no_sense_are_refused_at_start() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} started");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-    }
-}
-
-/// Steps `client`'s player by `dx` once per `move` until the server hands it off, refusing
-/// at first while the source has not yet seen the destination's process (its directory is
-/// read every 500 ms); returns the `handoff`.
-fn walk_until_handoff(client: &mut Client, dx: i32) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        assert!(Instant::now() < deadline, "never handed off");
-        client.send(json!({"type": "move", "dx": dx, "dy": 0}));
-        let wait_until = Instant::now() + Duration::from_millis(150);
-        while let Some(message) = client.next(wait_until.saturating_duration_since(Instant::now()))
-        {
-            match (message["type"].as_str(), message["code"].as_str()) {
-                (Some("handoff"), _) => return message,
-                // Refused until the source's directory has seen the destination's process.
-                (Some("error"), Some("zone_unavailable")) => {}
-                // A move that arrived while the player was leaving.
-                (Some("error"), Some("not_logged_in")) => {}
-                (Some("error"), _) => panic!("{message}"),
-                _ => {}
-            }
-            if Instant::now() >= wait_until {
-                break;
-            }
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use common::client::Client;
 use common::http;
 use common::process::Hearth;
 use common::redis_server::{RedisServer, free_port};
+use common::zones::{walk_until_handoff, zones_at};
 use serde_json::{Value, json};
 
 /// How long a client waits to see something that should come within a few rounds.
@@ -22,38 +23,7 @@ const SEE_WITHIN: Duration = Duration::from_secs(10);
 /// A two-zone map with the border at `x = 2` (a new player starts at (0, 0), in west, two
 /// steps from east).
 fn zones() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zones.toml");
-    std::fs::write(
-        &path,
-        "[[zone]]\nname = \"west\"\nmin = [-1000, -1000]\nmax = [2, 1000]\n\n\
-         [[zone]]\nname = \"east\"\nmin = [2, -1000]\nmax = [1000, 1000]\n",
-    )
-    .unwrap();
-    (dir, path)
-}
-
-/// Steps east until the server hands the player over; the `handoff` message.
-fn walk_until_handoff(client: &mut Client) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        assert!(Instant::now() < deadline, "never handed off");
-        client.send(json!({"type": "move", "dx": 1, "dy": 0}));
-        let wait_until = Instant::now() + Duration::from_millis(150);
-        while let Some(message) = client.next(wait_until.saturating_duration_since(Instant::now()))
-        {
-            match (message["type"].as_str(), message["code"].as_str()) {
-                (Some("handoff"), _) => return message,
-                // Refused until west's directory has seen east's process.
-                (Some("error"), Some("zone_unavailable" | "not_logged_in")) => {}
-                (Some("error"), _) => panic!("{message}"),
-                _ => {}
-            }
-            if Instant::now() >= wait_until {
-                break;
-            }
-        }
-    }
+    zones_at(2)
 }
 
 /// Reads `client`'s updates until `done` holds of what it sees, checking after every update
@@ -150,7 +120,7 @@ fn cross_to_east(west: &Hearth, east: &Hearth, watcher: &mut Client) -> (Client,
     watch_until(watcher, "bob in west", &[bob_id], |c| {
         sees_at(c, bob_id, 0.0, 0.0)
     });
-    let handoff = walk_until_handoff(&mut bob);
+    let handoff = walk_until_handoff(&mut bob, 1);
     assert_eq!(handoff["addr"], east.addr.to_string(), "{handoff}");
     let mut bob = east.client();
     let token = handoff["resume_token"].as_str().unwrap().to_string();

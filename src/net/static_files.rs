@@ -13,33 +13,24 @@ pub struct StaticFile {
     pub body: &'static [u8],
 }
 
+/// A [`StaticFile`] of `web/` named `$name`, served as `$content_type`.
+macro_rules! web_file {
+    ($name:literal, $content_type:literal) => {
+        StaticFile {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../web/", $name)),
+        }
+    };
+}
+
 /// Every file served, by name.
 pub const STATIC_FILES: &[StaticFile] = &[
-    StaticFile {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../web/index.html"),
-    },
-    StaticFile {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../web/app.js"),
-    },
-    StaticFile {
-        name: "client.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../web/client.js"),
-    },
-    StaticFile {
-        name: "hearth-messages.d.ts",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../web/hearth-messages.d.ts"),
-    },
-    StaticFile {
-        name: "hearth-messages.schema.json",
-        content_type: "application/schema+json",
-        body: include_bytes!("../../web/hearth-messages.schema.json"),
-    },
+    web_file!("index.html", "text/html; charset=utf-8"),
+    web_file!("app.js", "text/javascript; charset=utf-8"),
+    web_file!("client.js", "text/javascript; charset=utf-8"),
+    web_file!("hearth-messages.d.ts", "text/plain; charset=utf-8"),
+    web_file!("hearth-messages.schema.json", "application/schema+json"),
 ];
 
 /// The file a request path names (`/` names `index.html`); `None` for anything else.

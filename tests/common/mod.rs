@@ -8,6 +8,7 @@ pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod ws;
+pub mod zones;
 
 use std::sync::Arc;
 

@@ -23,6 +23,25 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+/// The demo game with a WebSocket listener and metrics on free ports, `configure`d (the TLS
+/// tests add their certificate there), under the store key prefix `name`.
+pub fn demo_server(
+    name: &str,
+    configure: impl FnOnce(&mut hearth::config::ServerConfig),
+) -> Result<hearth::testing::ServerThread, hearth::testing::NotStarted> {
+    let mut config = hearth::testing::test_config(name);
+    config.front_door.listen = "127.0.0.1:0".parse().unwrap();
+    config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
+    config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    configure(&mut config);
+    hearth::testing::ServerThread::start(move || {
+        let mut app = bevy_app::App::new();
+        app.add_plugins(hearth::HearthPlugins::new(config))
+            .add_plugins(hearth::demo_game::DemoGamePlugin);
+        app
+    })
+}
+
 /// How long a client waits for a message before failing the test: a guard against a hang,
 /// not a timing assertion.
 pub const WAIT: Duration = Duration::from_secs(15);

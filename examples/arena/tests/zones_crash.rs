@@ -13,6 +13,8 @@
 #[allow(dead_code)]
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
+#[path = "../../../tests/common/rng.rs"]
+mod rng;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_server::{RedisServer, free_port};
+use rng::Rng;
 use serde_json::{Value, json};
 
 const PLAYERS: usize = 6;
@@ -31,23 +34,6 @@ const ZONES: [&str; 2] = ["west", "east"];
 /// Guards against a hang (not timing assertions): one player getting back in, the whole run.
 const REJOIN_WITHIN: Duration = Duration::from_secs(40);
 const RUN_WITHIN: Duration = Duration::from_secs(400);
-
-/// A small deterministic generator (xorshift64*), seeded from the clock and printed, so a
-/// failing run can be repeated with `HEARTH_CRASH_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One zone's `arena` process.
 struct ZoneProcess {

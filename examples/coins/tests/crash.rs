@@ -16,6 +16,8 @@ mod redis_cluster;
 #[allow(dead_code)]
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
+#[path = "../../../tests/common/rng.rs"]
+mod rng;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,6 +28,7 @@ use coins::STARTING_COINS;
 use redis::Commands;
 use redis_cluster::{RedisCluster, TestRedis};
 use redis_server::{RedisServer, free_port};
+use rng::Rng;
 use serde_json::{Value, json};
 
 const PLAYERS: usize = 6;
@@ -33,22 +36,6 @@ const CRASHES: usize = 5;
 /// A guard against a hang (a server that never listens, a login never answered), not a
 /// timing assertion.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// xorshift64*: enough randomness for choosing pairs and moments, replayable from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A `coins` server process on `redis`, with short leases and flushes (a killed server's
 /// players can log in again a second later).
