@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{Config, Encoding, Placement};
-use crate::conn::{self, Conn, Incoming, Message, Outgoing, ReadError, Writer};
+use crate::config::{Config, Encoding, Placement, Transport};
+use crate::conn::{self, Conn, Incoming, Message, Outgoing, ReadError, Reader, Writer};
 use crate::stats::Stats;
 use crate::update;
 use crate::walk::{self, Precision, Walk};
 use crate::world::World;
+use crate::zones::{Crossing, FOLLOW_TIMEOUT, ZoneStats};
 
 /// What every bot shares: the flags, the counters, the login gate and the stop signal.
 pub struct Shared {
@@ -26,6 +27,8 @@ pub struct Shared {
     pub stop: watch::Sender<bool>,
     /// The resume token of each bot's latest `logged_in`, by bot number.
     pub tokens: Mutex<Vec<Option<String>>>,
+    /// With `--zones`: the map and the zone figures.
+    pub(crate) zones: Option<ZoneStats>,
 }
 
 /// How a request failed.
@@ -140,15 +143,16 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f32, f32)), String>
                 registered = true;
             }
             Ok(message) if message.kind == "logged_in" => {
-                shared.tokens.lock().unwrap_or_else(|p| p.into_inner())[n] =
-                    message.resume_token.clone();
-                let position = message
-                    .state
-                    .as_ref()
-                    .map(|s| &s["position"])
-                    .and_then(|p| Some((p["x"].as_f64()? as f32, p["y"].as_f64()? as f32)))
-                    .unwrap_or((0.0, 0.0));
+                let position = logged_in(shared, n, &message);
                 return Ok((conn.expect("connected"), position));
+            }
+            // The player is stored in another zone: continue there.
+            Ok(message) if message.kind == "handoff" => {
+                if let Some(zones) = &shared.zones {
+                    zones.login_handoffs.fetch_add(1, Relaxed);
+                }
+                drop(conn);
+                return follow(shared, n, &message).await;
             }
             Ok(message) => return Err(format!("unexpected answer to login: {}", message.kind)),
             Err(Refused::Retry { reconnect, .. }) => {
@@ -158,6 +162,88 @@ async fn log_in(shared: &Shared, n: usize) -> Result<(Conn, (f32, f32)), String>
                 backoff.wait().await;
             }
             Err(Refused::Fatal(reason)) => return Err(reason),
+        }
+    }
+}
+
+/// Takes note of a `logged_in`: its resume token, which player the bot is; returns the
+/// player's position.
+fn logged_in(shared: &Shared, n: usize, message: &Message) -> (f32, f32) {
+    shared.tokens.lock().unwrap_or_else(|p| p.into_inner())[n] = message.resume_token.clone();
+    if let (Some(zones), Some(player)) = (&shared.zones, message.player_id) {
+        zones.player_is(player, n);
+    }
+    message
+        .state
+        .as_ref()
+        .map(|s| &s["position"])
+        .and_then(|p| Some((p["x"].as_f64()? as f32, p["y"].as_f64()? as f32)))
+        .unwrap_or((0.0, 0.0))
+}
+
+/// Follows a `handoff`: connects to the server it names and resumes with its token,
+/// retrying refusals that say "later" for up to [`FOLLOW_TIMEOUT`] (a resume answered with
+/// another `handoff` is followed on). `Err`: the player is lost, and why.
+async fn follow(
+    shared: &Shared,
+    n: usize,
+    handoff: &Message,
+) -> Result<(Conn, (f32, f32)), String> {
+    let websocket = matches!(shared.config.transport, Transport::Ws | Transport::Wss);
+    let destination = |handoff: &Message| -> Result<(String, String), String> {
+        let addr = if websocket {
+            &handoff.ws_addr
+        } else {
+            &handoff.addr
+        };
+        match (addr, &handoff.resume_token) {
+            (Some(addr), Some(token)) => Ok((addr.clone(), token.clone())),
+            _ => Err(format!(
+                "a handoff without {} or resume_token",
+                if websocket { "ws_addr" } else { "addr" }
+            )),
+        }
+    };
+    let (mut addr, mut token) = destination(handoff)?;
+    let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    let mut conn = None;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{addr} did not take the player within {FOLLOW_TIMEOUT:?}"
+            ));
+        }
+        if conn.is_none() {
+            match conn::connect_to(&shared.config, n, &addr).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        let resume = Outgoing::Resume { token: &token };
+        let answer = tokio::time::timeout_at(deadline, request(c, &resume, &shared.stats)).await;
+        match answer {
+            Err(_) => continue,
+            Ok(Ok(message)) if message.kind == "logged_in" => {
+                let position = logged_in(shared, n, &message);
+                return Ok((conn.expect("connected"), position));
+            }
+            Ok(Ok(message)) if message.kind == "handoff" => {
+                (addr, token) = destination(&message)?;
+                conn = None;
+            }
+            Ok(Ok(message)) => return Err(format!("resume at {addr} answered {}", message.kind)),
+            Ok(Err(Refused::Retry { reconnect, .. })) => {
+                if reconnect {
+                    conn = None;
+                }
+                backoff.wait().await;
+            }
+            Ok(Err(Refused::Fatal(why))) => return Err(format!("resume at {addr}: {why}")),
         }
     }
 }
@@ -269,6 +355,132 @@ async fn write_loop(
     }
 }
 
+/// With `--zones`: walks out to the bot's border (at `--walk-rate`), marks it in place, then
+/// walks back and forth across it (at `--move-rate`) and pings. Each leg keeps one direction,
+/// so the bot's check explains the server's positions cheaply. Ends when a write fails.
+async fn cross_loop(
+    mut writer: Writer,
+    mut position: (f64, f64),
+    walk: Arc<Mutex<Walk>>,
+    shared: Arc<Shared>,
+    settled: Arc<AtomicBool>,
+    crossing: Arc<Crossing>,
+) {
+    let config = &shared.config;
+    let mut moves = interval(if settled.load(Relaxed) {
+        config.move_rate
+    } else {
+        config.walk_rate
+    });
+    let mut pings = interval(config.ping_rate);
+    let mut walked_out = 0;
+    // The end of the current leg and the direction toward it.
+    let mut leg: Option<((f64, f64), (f64, f64))> = None;
+    loop {
+        let sent = tokio::select! {
+            _ = moves.tick() => {
+                if let Some(at) = crossing.take_resync() {
+                    position = at;
+                    leg = None;
+                }
+                let (end, direction) = *leg.get_or_insert_with(|| {
+                    let end = crossing.target(position);
+                    (end, step_toward(position, end))
+                });
+                let ahead = (end.0 - position.0) * direction.0 + (end.1 - position.1) * direction.1;
+                let out_of_steps = !settled.load(Relaxed) && walked_out >= config.max_walk_steps;
+                if ahead < 0.5 || out_of_steps {
+                    if !settled.swap(true, Relaxed) {
+                        shared.stats.settled.fetch_add(1, Relaxed);
+                        moves = interval(config.move_rate);
+                    }
+                    crossing.turn();
+                    leg = None;
+                    Ok(())
+                } else {
+                    walked_out += 1;
+                    send_move(&mut writer, &walk, &mut position, direction).await
+                }
+            }
+            _ = pings.tick(), if settled.load(Relaxed) => {
+                writer.send(&Outgoing::Ping { nonce: shared.stats.now_us() }).await
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the writing half of a logged-in bot at `position`: [`cross_loop`] with `--zones`,
+/// [`write_loop`] otherwise.
+fn start_writing(
+    shared: &Arc<Shared>,
+    writer: Writer,
+    position: (f32, f32),
+    walk: &Arc<Mutex<Walk>>,
+    settled: &Arc<AtomicBool>,
+    crossing: Option<&Arc<Crossing>>,
+) -> tokio::task::JoinHandle<()> {
+    let position = (f64::from(position.0), f64::from(position.1));
+    let (walk, shared, settled) = (Arc::clone(walk), Arc::clone(shared), Arc::clone(settled));
+    match crossing {
+        Some(crossing) => tokio::spawn(cross_loop(
+            writer,
+            position,
+            walk,
+            shared,
+            settled,
+            Arc::clone(crossing),
+        )),
+        None => tokio::spawn(write_loop(writer, position, walk, shared, settled)),
+    }
+}
+
+/// After a `handoff`, reads what the source still sends on the old connection for a second:
+/// an update there means the source still plays the player (a double hold).
+async fn watch_source(mut reader: Reader, shared: Arc<Shared>) {
+    let watched = async {
+        while let Ok(Some((incoming, _))) = reader.next().await {
+            if let (Incoming::Update(_), Some(zones)) = (incoming, &shared.zones) {
+                zones.updates_after_handoff.fetch_add(1, Relaxed);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), watched).await;
+}
+
+/// With `--zones`, on one round in ten of each bot (two a second): the other bots it sees
+/// in another zone than its own, at the positions this update changed (`moved`), are
+/// compared with when each saw itself there.
+fn sample_staleness(
+    shared: &Shared,
+    n: usize,
+    world: &World,
+    round: u64,
+    moved: &[(u64, (f32, f32))],
+) {
+    let Some(zones) = &shared.zones else {
+        return;
+    };
+    if round % 10 != n as u64 % 10 {
+        return;
+    }
+    let Some(own) = world.own_position() else {
+        return;
+    };
+    let here = zones.map.zone_at(own.0, own.1);
+    let now = shared.stats.now_us();
+    for &(id, at) in moved {
+        if zones.map.zone_at(at.0, at.1) == here {
+            continue;
+        }
+        if let Some(bot) = world.player_of(id).and_then(|p| zones.bot_of(p)) {
+            zones.remote_seen(bot, at, now);
+        }
+    }
+}
+
 /// Runs bot `n` until the run stops or the server closes its connection.
 pub async fn run(shared: Arc<Shared>, n: usize) {
     let stats = &shared.stats;
@@ -301,16 +513,25 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
         Encoding::Json => Precision::Exact,
         Encoding::Binary => Precision::Quantised,
     };
-    let walk = Arc::new(Mutex::new(Walk::new(position, precision)));
-    let writing = tokio::spawn(write_loop(
+    let crossing = shared
+        .zones
+        .as_ref()
+        .map(|zones| Arc::new(zones.map.crossing(n, shared.config.cross_depth)));
+    let mut walk = Arc::new(Mutex::new(Walk::new(position, precision)));
+    let mut writing = start_writing(
+        &shared,
         writer,
-        (f64::from(position.0), f64::from(position.1)),
-        Arc::clone(&walk),
-        Arc::clone(&shared),
-        Arc::clone(&settled),
-    ));
+        position,
+        &walk,
+        &settled,
+        crossing.as_ref(),
+    );
     let mut world = World::new();
     let mut last_update: Option<Instant> = None;
+    // After a handoff: when the source's last update arrived (the gap ends at the
+    // destination's first).
+    let mut handed_off_at: Option<Instant> = None;
+    let mut moved = Vec::new();
     let closed = loop {
         let next = tokio::select! {
             next = reader.next() => next,
@@ -336,15 +557,34 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
                 if let Some(last) = last_update.replace(now) {
                     stats.record_gap((now - last).as_micros() as u64);
                 }
-                let checked = match update::decode(raw, world.schema()) {
+                if let (Some(from), Some(zones)) = (handed_off_at.take(), &shared.zones) {
+                    zones.handoff_done((now - from).as_micros() as u64);
+                }
+                let (round, checked) = match update::decode(raw, world.schema()) {
                     Ok(update) => {
-                        world.apply(update, &mut walk.lock().unwrap_or_else(|p| p.into_inner()))
+                        moved.clear();
+                        if shared.zones.is_some() {
+                            moved.extend(update.changed.iter().filter_map(|e| {
+                                e.components.iter().find_map(|(_, c)| match c {
+                                    update::Component::Position(x, y) => Some((e.id, (*x, *y))),
+                                    _ => None,
+                                })
+                            }));
+                        }
+                        let round = update.round;
+                        let checked = world
+                            .apply(update, &mut walk.lock().unwrap_or_else(|p| p.into_inner()));
+                        (round, checked)
                     }
                     Err(why) => {
                         stats.record_violation(n, &why);
                         continue;
                     }
                 };
+                if let (Some(zones), Some(own)) = (&shared.zones, checked.own) {
+                    zones.own_position(n, own, stats.now_us());
+                }
+                sample_staleness(&shared, n, &world, round, &moved);
                 for why in &checked.violations {
                     stats.record_violation(n, why);
                 }
@@ -363,6 +603,45 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
             ("pong", _) => stats.record_pong(message.nonce.unwrap_or(0)),
             ("kicked", _) => {
                 stats.kicked.fetch_add(1, Relaxed);
+            }
+            ("handoff", _) => {
+                writing.abort();
+                match follow(&shared, n, &message).await {
+                    Ok((conn, position)) => {
+                        let source = std::mem::replace(&mut reader, conn.reader);
+                        tokio::spawn(watch_source(source, Arc::clone(&shared)));
+                        handed_off_at = Some(last_update.unwrap_or_else(Instant::now));
+                        walk = Arc::new(Mutex::new(Walk::new(position, precision)));
+                        writing = start_writing(
+                            &shared,
+                            conn.writer,
+                            position,
+                            &walk,
+                            &settled,
+                            crossing.as_ref(),
+                        );
+                    }
+                    Err(why) => {
+                        if let Some(zones) = &shared.zones
+                            && zones.lost.fetch_add(1, Relaxed) == 0
+                        {
+                            eprintln!("bot {n} lost in a handoff: {why}");
+                        }
+                        break true;
+                    }
+                }
+            }
+            ("error", Some("zone_unavailable")) => {
+                // Held at the border: its moves no longer explain where it is.
+                if let Some(zones) = &shared.zones {
+                    zones.zone_refusals.fetch_add(1, Relaxed);
+                }
+                walk.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .stop_checking();
+                if let (Some(crossing), Some(at)) = (&crossing, world.own_position()) {
+                    crossing.resync((f64::from(at.0), f64::from(at.1)));
+                }
             }
             ("error", Some("rate_limited")) => {
                 stats.rate_limited.fetch_add(1, Relaxed);

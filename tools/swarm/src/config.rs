@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::zones::ZoneMap;
+
 /// Where bots stand while they play: decides how many players each bot sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +156,18 @@ pub struct Config {
     /// Promise: ping round trip p99, at most.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
     pub max_rtt_p99: Duration,
+    /// A zone map (the servers' `--zones` file): bots walk back and forth across its borders
+    /// instead of standing at `--placement`, following every `handoff`; the report adds
+    /// handoffs/s, the handoff gap and remote-entity staleness. Start at any zone's server:
+    /// a login there is handed over to the zone holding the player.
+    #[arg(long, value_parser = read_zone_map)]
+    pub zones: Option<ZoneMap>,
+    /// With `--zones`: how far past its border a bot walks before it turns back.
+    #[arg(long, default_value_t = 10.0)]
+    pub cross_depth: f64,
+    /// Promise, with `--zones`: the handoff gap p99, at most.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    pub max_handoff_gap_p99: Duration,
     /// No live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -162,6 +176,10 @@ pub struct Config {
     /// the same with passwords (each wave bounded by --ramp-timeout).
     #[arg(long)]
     pub reconnect: bool,
+}
+
+fn read_zone_map(path: &str) -> Result<ZoneMap, String> {
+    ZoneMap::load(std::path::Path::new(path))
 }
 
 /// The certificate the bots trust, read from its PEM file (its path kept for the report).
@@ -240,6 +258,17 @@ impl Config {
                 "--transport {} needs --tls-ca (the server's certificate, PEM)",
                 self.transport
             ));
+        }
+        if self.zones.is_some() {
+            if !(self.cross_depth >= 1.0 && self.cross_depth <= 500.0) {
+                return Err("--cross-depth must be in [1, 500]".into());
+            }
+            if self.reconnect {
+                return Err(
+                    "--reconnect measures one server's restart: it does not combine with --zones"
+                        .into(),
+                );
+            }
         }
         if !(8..=128).contains(&self.password.len()) {
             return Err("--password must be 8-128 characters".into());

@@ -58,6 +58,11 @@ pub(crate) struct Message {
     pub(crate) nonce: Option<u64>,
     pub(crate) state: Option<serde_json::Value>,
     pub(crate) resume_token: Option<String>,
+    /// `logged_in`: the player's id.
+    pub(crate) player_id: Option<u64>,
+    /// `handoff`: where to continue (TCP or TLS), and the WebSocket listener there.
+    pub(crate) addr: Option<String>,
+    pub(crate) ws_addr: Option<String>,
     /// `replication`: the bot's own entity id.
     pub(crate) you: Option<u64>,
     /// `replication`: the replicated components, in index order.
@@ -142,13 +147,23 @@ fn target(config: &Config) -> Target {
 /// Connects bot `n` and opens the connection in the configured transport and encoding (a
 /// binary connection on a byte stream sends the preamble and reads the server's).
 pub(crate) async fn connect(config: &Config, n: usize) -> io::Result<Conn> {
+    connect_target(config, n, &target(config)).await
+}
+
+/// Connects bot `n` to another server, `addr` (`host:port`, as a `handoff` names it), through
+/// the configured transport.
+pub(crate) async fn connect_to(config: &Config, n: usize, addr: &str) -> io::Result<Conn> {
+    connect_target(config, n, &target(config).with_addr(addr)).await
+}
+
+async fn connect_target(config: &Config, n: usize, target: &Target) -> io::Result<Conn> {
     let client = ClientConfig {
         encoding: encoding(config),
         tls: config.tls(),
         bind_ip: source_ip(config, n),
         ..ClientConfig::default()
     };
-    let conn = raw::connect_raw(&target(config), &client)
+    let conn = raw::connect_raw(target, &client)
         .await
         .map_err(io::Error::other)?;
     Ok(Conn {

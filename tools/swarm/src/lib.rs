@@ -13,6 +13,7 @@ pub mod tick;
 mod update;
 mod walk;
 mod world;
+pub mod zones;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -116,12 +117,18 @@ async fn run_steps(config: Config) -> RunReport {
     let limits = Limits {
         min_update_rate: config.min_update_rate,
         max_rtt_p99_ms: config.max_rtt_p99.as_secs_f64() * 1000.0,
+        max_handoff_gap_p99_ms: config.max_handoff_gap_p99.as_secs_f64() * 1000.0,
     };
+    let bots = config.steps.last().copied().unwrap_or(0);
     let shared = Arc::new(Shared {
         logins: Semaphore::new(config.login_concurrency),
         stats: stats::Stats::new(),
         stop,
-        tokens: std::sync::Mutex::new(vec![None; config.steps.last().copied().unwrap_or(0)]),
+        tokens: std::sync::Mutex::new(vec![None; bots]),
+        zones: config
+            .zones
+            .clone()
+            .map(|map| zones::ZoneStats::new(map, bots)),
         config,
     });
     let config = &shared.config;
@@ -144,6 +151,7 @@ async fn run_steps(config: Config) -> RunReport {
         let step_start = Instant::now();
         let step_start_us = stats.now_us();
         let at_start = stats.counters();
+        let zones_at_start = shared.zones.as_ref().map(|z| z.counters());
         while spawned < target {
             tokio::spawn(bot::run(Arc::clone(&shared), spawned));
             spawned += 1;
@@ -165,6 +173,10 @@ async fn run_steps(config: Config) -> RunReport {
             / 1e6;
 
         stats.start_hold();
+        let zones_at_hold = shared.zones.as_ref().map(|z| {
+            z.start_hold();
+            z.counters()
+        });
         let hold_start = Instant::now();
         let online_at_start = stats.online.load(Relaxed);
         let at_hold = stats.counters();
@@ -223,6 +235,11 @@ async fn run_steps(config: Config) -> RunReport {
             server_rss_mib: config.server_pid.and_then(procfs::rss_mib),
             swarm_cpu_percent: procfs::percent(own, hold),
             tick,
+            zones: shared
+                .zones
+                .as_ref()
+                .zip(zones_at_start.zip(zones_at_hold))
+                .map(|(z, (at_step, at_hold))| z.figures(&at_step, &at_hold, hold)),
             broken: Vec::new(),
         };
         step.broken = report::broken_promises(&step, &limits);

@@ -17,6 +17,10 @@ fn main() {
         }
     };
     print!("{}", hearth_swarm::report::markdown(&report.steps));
+    if report.steps.iter().any(|s| s.zones.is_some()) {
+        println!();
+        print!("{}", hearth_swarm::report::zones_markdown(&report.steps));
+    }
     if !report.reconnects.is_empty() {
         println!();
         print!("{}", hearth_swarm::reconnect::markdown(&report.reconnects));

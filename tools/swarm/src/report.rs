@@ -6,6 +6,7 @@ use crate::config::{Encoding, Placement, Transport};
 use crate::procfs::ThreadCpu;
 use crate::stats::Rtt;
 use crate::tick::TickReport;
+use crate::zones::ZoneFigures;
 
 /// The figures of one step, measured over its hold (disconnects and login counters over the
 /// whole step: ramp and hold).
@@ -55,6 +56,8 @@ pub struct StepReport {
     pub swarm_cpu_percent: f64,
     /// The server's frame timing over the hold (with `--metrics-url`).
     pub tick: Option<TickReport>,
+    /// Handoffs, their gap and remote-entity staleness (with `--zones`).
+    pub zones: Option<ZoneFigures>,
     /// The promises this step broke (empty: all kept).
     pub broken: Vec<String>,
 }
@@ -64,6 +67,8 @@ pub struct StepReport {
 pub struct Limits {
     pub min_update_rate: f64,
     pub max_rtt_p99_ms: f64,
+    /// With `--zones`.
+    pub max_handoff_gap_p99_ms: f64,
 }
 
 /// Every promise `step` broke, each as a sentence saying by how much.
@@ -100,6 +105,9 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
             tick.budget_ms, tick.overruns, tick.frames
         ));
     }
+    if let Some(zones) = &step.zones {
+        broken.extend(zones_broken(zones, limits));
+    }
     match step.rtt.p99_ms {
         None => broken.push("no pong received during the hold".into()),
         Some(p99) if p99 > limits.max_rtt_p99_ms => broken.push(format!(
@@ -109,6 +117,61 @@ pub fn broken_promises(step: &StepReport, limits: &Limits) -> Vec<String> {
         Some(_) => {}
     }
     broken
+}
+
+/// The zone promises: no player lost in a handoff, no update from a source after its
+/// handoff, handoffs during the hold, and the gap's p99 within its limit.
+fn zones_broken(zones: &ZoneFigures, limits: &Limits) -> Vec<String> {
+    let mut broken = Vec::new();
+    if zones.lost > 0 {
+        broken.push(format!("{} players lost in a handoff", zones.lost));
+    }
+    if zones.updates_after_handoff > 0 {
+        broken.push(format!(
+            "{} updates from a source after its handoff (a double hold)",
+            zones.updates_after_handoff
+        ));
+    }
+    match zones.gap_p99_ms {
+        None => broken.push("no handoff completed during the hold".into()),
+        Some(p99) if p99 > limits.max_handoff_gap_p99_ms => broken.push(format!(
+            "handoff gap p99 {p99:.1} ms, above {} ms",
+            limits.max_handoff_gap_p99_ms
+        )),
+        Some(_) => {}
+    }
+    broken
+}
+
+/// The zone figures of the steps that have them, as a markdown table.
+pub fn zones_markdown(steps: &[StepReport]) -> String {
+    let mut out = String::from(
+        "| bots | handoffs/s (in the hold) | handoff gap p50 / p99 / max | remote staleness p50 / p99 / max (samples, unmatched) | lost | updates after handoff | handed off at login | zone_unavailable |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for s in steps {
+        let Some(z) = &s.zones else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} ({}) | {} / {} / {} ms | {} / {} / {} ms ({}, {}) | {} | {} | {} | {} |",
+            s.bots,
+            z.handoffs_per_s,
+            z.handoffs,
+            ms(z.gap_p50_ms),
+            ms(z.gap_p99_ms),
+            ms(z.gap_max_ms),
+            ms(z.staleness_p50_ms),
+            ms(z.staleness_p99_ms),
+            ms(z.staleness_max_ms),
+            z.staleness_samples,
+            z.staleness_unmatched,
+            z.lost,
+            z.updates_after_handoff,
+            z.login_handoffs,
+            z.zone_refusals,
+        );
+    }
+    out
 }
 
 fn ms(value: Option<f64>) -> String {
@@ -229,6 +292,7 @@ mod tests {
             server_cpu: None,
             server_rss_mib: None,
             tick: None,
+            zones: None,
             swarm_cpu_percent: 30.0,
             broken: Vec::new(),
         }
@@ -237,6 +301,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         min_update_rate: 19.0,
         max_rtt_p99_ms: 50.0,
+        max_handoff_gap_p99_ms: 100.0,
     };
 
     #[test]
@@ -283,6 +348,39 @@ mod tests {
         assert_eq!(
             broken_promises(&step, &LIMITS),
             ["no pong received during the hold"]
+        );
+    }
+
+    #[test]
+    fn zone_promises_are_named() {
+        let mut step = healthy();
+        step.zones = Some(ZoneFigures {
+            handoffs: 10,
+            handoffs_per_s: 1.0,
+            gap_p50_ms: Some(30.0),
+            gap_p99_ms: Some(120.0),
+            lost: 1,
+            updates_after_handoff: 2,
+            ..ZoneFigures::default()
+        });
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            [
+                "1 players lost in a handoff",
+                "2 updates from a source after its handoff (a double hold)",
+                "handoff gap p99 120.0 ms, above 100 ms"
+            ]
+        );
+        let table = zones_markdown(&[step]);
+        assert!(
+            table.contains("| 100 | 1.0 (10) | 30.0 / 120.0 / - ms |"),
+            "{table}"
+        );
+        step = healthy();
+        step.zones = Some(ZoneFigures::default());
+        assert_eq!(
+            broken_promises(&step, &LIMITS),
+            ["no handoff completed during the hold"]
         );
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use hearth_components::wire::decode_message;
+
 use crate::conn::ComponentInfo;
 use crate::update::{Component, Update};
 use crate::walk::{Verdict, Walk};
@@ -16,6 +18,8 @@ pub(crate) struct Checked {
     pub(crate) violations: Vec<String>,
     /// True when the bot's position could no longer be checked (too many moves in flight).
     pub(crate) unchecked: bool,
+    /// The bot's own position, when the update reported it.
+    pub(crate) own: Option<(f32, f32)>,
 }
 
 /// Entities by id with their components (by index), as the server told this bot.
@@ -48,6 +52,29 @@ impl World {
     /// The replicated components, in index order.
     pub(crate) fn schema(&self) -> &[ComponentInfo] {
         &self.schema
+    }
+
+    /// Where entity `id` is, as the server last told this bot.
+    pub(crate) fn position_of(&self, id: u64) -> Option<(f32, f32)> {
+        self.entities.get(&id)?.iter().find_map(|c| match c {
+            Some(Component::Position(x, y)) => Some((*x, *y)),
+            _ => None,
+        })
+    }
+
+    /// The bot's own position, as the server last told it.
+    pub(crate) fn own_position(&self) -> Option<(f32, f32)> {
+        self.position_of(self.you?)
+    }
+
+    /// The player entity `id` is (its `player_id` component), when the bot knows it.
+    pub(crate) fn player_of(&self, id: u64) -> Option<u64> {
+        let index = self.schema.iter().position(|c| c.name == "player_id")?;
+        match self.entities.get(&id)?.get(index)?.as_ref()? {
+            Component::Binary(payload) => decode_message::<u64>(payload).ok(),
+            Component::Json(value) => value.as_u64(),
+            Component::Position(..) => None,
+        }
     }
 
     /// Entities the bot knows of.
@@ -116,6 +143,7 @@ impl World {
                 update.round
             ));
         }
+        checked.own = own;
         if let Some(reported) = own {
             match walk.check(reported) {
                 Verdict::Agrees => {}
@@ -162,7 +190,9 @@ mod tests {
             changed: vec![],
             left: vec![],
         };
-        assert_eq!(world.apply(update, &mut walk), Checked::default());
+        let checked = world.apply(update, &mut walk);
+        assert_eq!(checked.violations, Vec::<String>::new());
+        assert_eq!(checked.own, Some((0.0, 0.0)));
         walk.sent(1.0, 0.0);
         let update = Update {
             round: 6,
@@ -170,7 +200,9 @@ mod tests {
             changed: vec![at(1, 1.0, 0.0)],
             left: vec![2],
         };
-        assert_eq!(world.apply(update, &mut walk), Checked::default());
+        let checked = world.apply(update, &mut walk);
+        assert_eq!(checked.violations, Vec::<String>::new());
+        assert_eq!(world.own_position(), Some((1.0, 0.0)));
         assert_eq!(world.len(), 1);
     }
 
