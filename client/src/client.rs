@@ -161,22 +161,43 @@ impl ClientHandle {
     }
 
     /// Logs in; the player's id and stored state. Keeps the resume token for automatic
-    /// resume.
+    /// resume. In a world cut into zones, a server whose zone does not hold the player
+    /// answers `handoff`: the client follows it to the zone's server and resumes there
+    /// ([`crate::Event::HandedOff`], then [`crate::Event::Resumed`]), and this is that login.
     pub async fn login(&self, username: &str, password: &str) -> Result<LoggedIn, ClientError> {
         let answer = self
             .core_request(ClientMessage::Login {
                 username: username.into(),
                 password: password.into(),
             })
-            .await?;
-        logged_in(answer)
+            .await;
+        logged_in(self.follow(answer).await?)
     }
 
     /// Logs in with a resume token (from [`ClientHandle::resume_token`] of an earlier
-    /// client), without the password.
+    /// client), without the password; a `handoff` is followed as by [`ClientHandle::login`].
     pub async fn resume(&self, token: ResumeToken) -> Result<LoggedIn, ClientError> {
-        let answer = self.core_request(ClientMessage::Resume { token }).await?;
-        logged_in(answer)
+        let answer = self.core_request(ClientMessage::Resume { token }).await;
+        logged_in(self.follow(answer).await?)
+    }
+
+    /// A login or resume answered `handoff`: has the session follow it, and waits for the
+    /// `logged_in` at the destination. Any other answer is returned as it is.
+    async fn follow(
+        &self,
+        answer: Result<Map<String, Value>, ClientError>,
+    ) -> Result<Map<String, Value>, ClientError> {
+        let Err(ClientError::HandedOff { addr, ws_addr, .. }) = answer else {
+            return answer;
+        };
+        let (answer, answered) = oneshot::channel();
+        self.command(Command::Follow {
+            addr,
+            ws_addr,
+            answer,
+        })
+        .await?;
+        answered.await.map_err(|_| ClientError::Closed)?
     }
 
     /// Logs out; returns once the final save is durable. No automatic resume after this.

@@ -15,9 +15,10 @@ pub enum ClientError {
     /// The server answered with an `error` (Hearth's code or the game's).
     #[error("refused: {0}")]
     Refused(Refusal),
-    /// The player's place is on another server (a world cut into zones): connect to `addr`
-    /// (its TCP listener; `ws_addr`: its WebSocket listener, if any) and `resume` with
-    /// `resume_token` there.
+    /// A request was answered `handoff`: the player's place is on another server (a world
+    /// cut into zones) at `addr` (its TCP listener; `ws_addr`: its WebSocket listener, if
+    /// any), where `resume_token` resumes it. Login and resume follow it themselves; another
+    /// request answered so returns it.
     #[error("handed off to {addr}")]
     HandedOff {
         addr: String,

@@ -59,6 +59,14 @@ pub(crate) enum Command {
         message: Outgoing,
         done: oneshot::Sender<Result<(), ClientError>>,
     },
+    /// A `login` or `resume` was answered `handoff` (the player is in another zone): follow
+    /// it to the destination's door for this transport (`addr`, or `ws_addr` over WebSocket)
+    /// and answer with the resume's `logged_in` there.
+    Follow {
+        addr: String,
+        ws_addr: Option<String>,
+        answer: oneshot::Sender<Answer>,
+    },
     /// Close the connection and end.
     Close,
 }
@@ -82,7 +90,8 @@ enum End {
 
 /// How an attempt to resume on a new connection went.
 enum Attempt {
-    Resumed(Conn),
+    /// Logged in again: the connection, and the `logged_in` answer.
+    Resumed(Conn, Map<String, Value>),
     /// Try again (the connection dropped, the player is still leaving, the server is busy).
     Retry(String),
     /// The token is refused: resuming cannot work.
@@ -105,6 +114,9 @@ pub(crate) struct Session {
     kicked: Option<hearth_components::protocol::KickCode>,
     /// Where a `handoff` pushed on the current connection sends the player.
     handed_off: Option<String>,
+    /// The caller of a login or resume answered `handoff`, waiting for the `logged_in` at
+    /// the destination ([`Command::Follow`]).
+    following: Option<oneshot::Sender<Answer>>,
 }
 
 impl Session {
@@ -124,6 +136,7 @@ impl Session {
             pending: HashMap::new(),
             kicked: None,
             handed_off: None,
+            following: None,
         }
     }
 
@@ -151,10 +164,19 @@ impl Session {
                     lock(&self.shared).world.clear();
                     self.target = self.target.with_addr(&addr);
                     self.emit(Event::HandedOff { addr }).await;
-                    conn = match self.reconnect(&mut commands).await {
-                        Some(conn) => conn,
-                        None => return,
+                    // The destination expects the player now: no pause before the first try.
+                    let resumed = self.reconnect(&mut commands, Duration::ZERO).await;
+                    let following = self.following.take();
+                    let Some((next, logged_in)) = resumed else {
+                        if let Some(answer) = following {
+                            let _ = answer.send(Err(ClientError::Disconnected));
+                        }
+                        return;
                     };
+                    if let Some(answer) = following {
+                        let _ = answer.send(Ok(logged_in));
+                    }
+                    conn = next;
                     continue;
                 }
             };
@@ -172,8 +194,9 @@ impl Session {
             if !resumable {
                 return;
             }
-            conn = match self.reconnect(&mut commands).await {
-                Some(conn) => conn,
+            let first_delay = self.config.reconnect.first_delay;
+            conn = match self.reconnect(&mut commands, first_delay).await {
+                Some((conn, _)) => conn,
                 None => return,
             };
         }
@@ -198,6 +221,25 @@ impl Session {
                             (message, None)
                         }
                         Some(Command::Send { message, done }) => (message, Some(done)),
+                        Some(Command::Follow { addr, ws_addr, answer }) => {
+                            // The destination's door of this client's transport.
+                            let next = match self.target {
+                                Target::WebSocket(_) => ws_addr,
+                                Target::Tcp(_) | Target::Tls(_) => Some(addr),
+                            };
+                            match next {
+                                Some(next) => {
+                                    self.following = Some(answer);
+                                    return End::HandedOff(next);
+                                }
+                                None => {
+                                    let _ = answer.send(Err(ClientError::Protocol(
+                                        "handed off to a server without a WebSocket listener".into(),
+                                    )));
+                                    continue;
+                                }
+                            }
+                        }
                     };
                     last_sent = Instant::now();
                     if let Err(e) = conn.outbound.send(message).await {
@@ -395,12 +437,17 @@ impl Session {
         let _ = self.events.send(event).await;
     }
 
-    /// Reconnects with backoff and resumes; `None` when the client closed or resuming failed
-    /// for good (told as [`Event::ResumeFailed`]).
-    async fn reconnect(&mut self, commands: &mut mpsc::Receiver<Command>) -> Option<Conn> {
+    /// Reconnects with backoff (the first try after `first_delay`, then the policy's) and
+    /// resumes: the connection and the `logged_in`; `None` when the client closed or resuming
+    /// failed for good (told as [`Event::ResumeFailed`]).
+    async fn reconnect(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        first_delay: Duration,
+    ) -> Option<(Conn, Map<String, Value>)> {
         let policy = self.config.reconnect.clone();
         let give_up = Instant::now() + policy.give_up_after;
-        let mut delay = policy.first_delay;
+        let mut delay = first_delay;
         let mut last = String::new();
         for attempt in 1.. {
             if Instant::now() + delay > give_up {
@@ -410,7 +457,7 @@ impl Session {
             }
             self.emit(Event::Reconnecting { attempt }).await;
             refusing(commands, tokio::time::sleep(delay)).await?;
-            delay = (delay * 2).min(policy.max_delay);
+            delay = (delay * 2).max(policy.first_delay).min(policy.max_delay);
             let conn = match refusing(commands, connect_raw(&self.target, &self.config)).await? {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -419,10 +466,10 @@ impl Session {
                 }
             };
             match self.resume_on(conn, commands).await {
-                Attempt::Resumed(conn) => {
+                Attempt::Resumed(conn, logged_in) => {
                     let player_id = lock(&self.shared).player_id.unwrap_or_default();
                     self.emit(Event::Resumed { player_id }).await;
-                    return Some(conn);
+                    return Some((conn, logged_in));
                 }
                 Attempt::Retry(reason) => last = reason,
                 Attempt::Refused(reason) => {
@@ -476,7 +523,7 @@ impl Session {
             match object.get("type").and_then(Value::as_str) {
                 Some("logged_in") => {
                     self.note_answer("logged_in", &object);
-                    return Attempt::Resumed(conn);
+                    return Attempt::Resumed(conn, object);
                 }
                 Some("queued") => {}
                 Some("error") => {
@@ -504,6 +551,9 @@ fn refuse(command: Command) {
         }
         Command::Send { done, .. } => {
             let _ = done.send(Err(ClientError::Reconnecting));
+        }
+        Command::Follow { answer, .. } => {
+            let _ = answer.send(Err(ClientError::Reconnecting));
         }
         Command::Close => {}
     }

@@ -149,6 +149,32 @@ async fn walk_into_the_other_zone(ws: bool) {
     })
     .await;
     client.close().await;
+
+    // Alice logs in again at west's door: west answers `handoff` (her place is in east), and
+    // the login follows it there and returns east's `logged_in`, past the border.
+    let again = if ws {
+        Client::connect_ws(&format!("ws://{}/ws", door(&west))).await
+    } else {
+        Client::connect(door(&west)).await
+    }
+    .unwrap();
+    let logged_in = within("a login answered by a handoff", async {
+        loop {
+            match again.login("alice", "password1").await {
+                Ok(logged_in) => return logged_in,
+                // Her previous session is still being released.
+                Err(hearth_client::ClientError::Refused(r)) if r.code == "already_online" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(logged_in.player_id, id);
+    let stored_x = logged_in.state["position"]["x"].as_f64().unwrap();
+    assert!(stored_x >= 2.0, "stored in east: {stored_x}");
+    again.close().await;
     assert_eq!(east.stop(), 0);
     assert_eq!(west.stop(), 0);
 }

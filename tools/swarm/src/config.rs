@@ -140,8 +140,10 @@ pub struct Config {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     pub max_duration: Duration,
     /// The server's process id: adds its CPU per thread and RSS to the report (from /proc).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Several, comma-separated (a world's zone processes): their CPU by thread name and
+    /// their RSS are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// The server's Prometheus endpoint (`http://127.0.0.1:9477/metrics` when it runs with
     /// `--metrics-listen 127.0.0.1:9477`): adds its frame time p99 and overruns over each hold
     /// to the report, and a tick p99 over the budget breaks a promise.

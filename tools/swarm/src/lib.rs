@@ -180,7 +180,8 @@ async fn run_steps(config: Config) -> RunReport {
         let hold_start = Instant::now();
         let online_at_start = stats.online.load(Relaxed);
         let at_hold = stats.counters();
-        let server_before = config.server_pid.map(procfs::thread_times);
+        let servers = &config.server_pid;
+        let server_before = (!servers.is_empty()).then(|| procfs::threads_of(servers));
         let own_before = procfs::own_ticks();
         let tick_before = config.metrics_url.as_deref().map(tick::scrape);
         while hold_start.elapsed() < config.hold && Instant::now() < deadline {
@@ -229,10 +230,10 @@ async fn run_steps(config: Config) -> RunReport {
             server_busy: whole_step.server_busy,
             other_errors: whole_step.other_errors,
             login_failures: whole_step.login_failures,
-            server_cpu: config.server_pid.zip(server_before).map(|(pid, before)| {
-                procfs::cpu_by_name(&before, &procfs::thread_times(pid), hold)
-            }),
-            server_rss_mib: config.server_pid.and_then(procfs::rss_mib),
+            server_cpu: server_before
+                .map(|before| procfs::cpu_by_name(&before, &procfs::threads_of(servers), hold)),
+            server_rss_mib: (!servers.is_empty())
+                .then(|| servers.iter().filter_map(|&pid| procfs::rss_mib(pid)).sum()),
             swarm_cpu_percent: procfs::percent(own, hold),
             tick,
             zones: shared

@@ -60,6 +60,11 @@ pub fn thread_times(pid: u32) -> ThreadTimes {
         .collect()
 }
 
+/// The threads of every process in `pids` (thread ids are unique across processes).
+pub fn threads_of(pids: &[u32]) -> ThreadTimes {
+    pids.iter().flat_map(|&pid| thread_times(pid)).collect()
+}
+
 /// CPU per thread name between two readings `seconds` apart, busiest first. Threads born
 /// during the window count from zero.
 pub fn cpu_by_name(before: &ThreadTimes, after: &ThreadTimes, seconds: f64) -> Vec<ThreadCpu> {

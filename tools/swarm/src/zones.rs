@@ -494,7 +494,10 @@ mod tests {
         let figures = stats.figures(&zero, &zero, 1.0);
         assert_eq!(figures.staleness_samples, 1);
         let max = figures.staleness_max_ms.expect("one sample");
-        assert!((max - 3.0).abs() < 0.01, "3 ms after its latest own report: {max}");
+        assert!(
+            (max - 3.0).abs() < 0.01,
+            "3 ms after its latest own report: {max}"
+        );
         assert_eq!(figures.staleness_unmatched, 1);
     }
 }
