@@ -341,6 +341,52 @@ fn a_zone_without_a_server_keeps_players_at_the_border() {
     );
 }
 
+/// Promise: every process of a world reads the same zone map. A neighbour registered with
+/// another map (here east thinks the border is at x = 3, west at x = 2) gets no player: a
+/// player walking toward it stays at the border, told `zone_unavailable`, and the log says
+/// why, with both maps' fingerprints; each zone's registration carries its map's.
+#[test]
+fn a_neighbour_serving_another_zone_map_gets_no_players() {
+    let redis = RedisServer::start();
+    let (_west_dir, west_map) = zones_at(2);
+    let (_east_dir, east_map) = zones_at(3);
+    let west = Hearth::start_with(
+        &redis,
+        "west-1",
+        &["--zones", west_map.to_str().unwrap(), "--zone", "west"],
+    );
+    let _east = Hearth::start_with(
+        &redis,
+        "east-1",
+        &["--zones", east_map.to_str().unwrap(), "--zone", "east"],
+    );
+    let (west_fingerprint, east_fingerprint) = (
+        zone_registration(&redis, "west").unwrap()["map"].clone(),
+        zone_registration(&redis, "east").unwrap()["map"].clone(),
+    );
+    assert!(west_fingerprint.as_str().is_some_and(|m| m.len() == 16));
+    assert_ne!(west_fingerprint, east_fingerprint);
+    west.wait_for_log("another zone map");
+
+    let mut client = west.client();
+    client.register("bob", "password1");
+    let logged_in = client.login("bob", "password1");
+    assert_eq!(
+        x_of(&logged_in),
+        0.0,
+        "new players start at the origin, in west"
+    );
+    let message = loop {
+        client.send(json!({"type": "move", "dx": 1, "dy": 0}));
+        if let Some(message) = client.next(Duration::from_millis(150))
+            && (message["type"] == "error" || message["type"] == "handoff")
+        {
+            break message;
+        }
+    };
+    assert_eq!(message["code"], "zone_unavailable", "{message}");
+}
+
 /// Promise (issue 20, item 3): a zone's process that crashed does not keep its zone for the
 /// registration's TTL (a minute here): once its liveness key is gone (`liveness_ttl`, 3 s) a
 /// replacement takes the zone over and starts, and the players stored in the zone play again.

@@ -38,6 +38,8 @@ pub struct AccountStores(pub AccountStoreFactory);
 #[derive(Resource, Clone, Debug)]
 pub struct AdvertisedZone {
     pub name: String,
+    /// The zone map's [`crate::zones::ZoneMap::digest`].
+    pub map: String,
     pub public_addr: Option<String>,
     pub public_ws_addr: Option<String>,
 }
@@ -81,6 +83,7 @@ impl Plugin for StorePlugin {
             .get_resource::<AdvertisedZone>()
             .map(|zone| ZoneRegistration {
                 name: zone.name.clone(),
+                map: zone.map.clone(),
                 public_addr: zone.public_addr.clone().unwrap_or_else(|| {
                     settings
                         .listen

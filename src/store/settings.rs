@@ -53,6 +53,8 @@ pub struct StoreSettings {
 pub struct ZoneRegistration {
     /// The zone's name in the zone map.
     pub name: String,
+    /// The zone map's fingerprint ([`crate::zones::ZoneMap::digest`]).
+    pub map: String,
     /// Where its clients connect (`host:port`): handoffs send players there.
     pub public_addr: String,
     /// Where its WebSocket clients connect (`host:port`), if it has a WebSocket listener.

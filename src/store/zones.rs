@@ -21,6 +21,8 @@ pub struct ZoneHolder {
     pub public_ws_addr: Option<String>,
     /// Whether its liveness key exists: a crashed process's registration outlives it.
     pub alive: bool,
+    /// The fingerprint of the zone map it serves by ([`crate::zones::ZoneMap::digest`]).
+    pub map: String,
 }
 
 /// What became of a handoff ([`ZoneStore::hand_over`]).

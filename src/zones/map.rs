@@ -127,6 +127,26 @@ impl ZoneMap {
         self.zones.iter().find(|zone| zone.holds([x, y], self.max))
     }
 
+    /// A fingerprint of the map (its zones' names and rectangles, in order: BLAKE2b-256,
+    /// 16 hex digits), registered with the zone: every process of a world must read the same
+    /// map, and one that meets a neighbour registered with another fingerprint refuses to
+    /// hand players to it.
+    pub fn digest(&self) -> String {
+        use blake2::{Blake2b, Digest, digest::consts::U32};
+        let mut hasher = Blake2b::<U32>::new();
+        for zone in &self.zones {
+            hasher.update(zone.name.as_bytes());
+            for v in zone.min.iter().chain(&zone.max) {
+                hasher.update(v.to_le_bytes());
+            }
+            hasher.update([0]);
+        }
+        hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The world's bounding box, `(min, max)`.
     pub fn bounds(&self) -> ([f32; 2], [f32; 2]) {
         (self.min, self.max)
@@ -262,6 +282,19 @@ mod tests {
         }
         assert_eq!(name_at(&map, 0.0, 0.0), Some("ne"));
         assert_eq!(name_at(&map, -0.5, 0.0), Some("nw"));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_zone_and_only_then() {
+        let map: ZoneMap = TWO.parse().unwrap();
+        assert_eq!(map.digest(), TWO.parse::<ZoneMap>().unwrap().digest());
+        assert_eq!(map.digest().len(), 16);
+        let moved = TWO
+            .replacen("0, 1000]", "1, 1000]", 1)
+            .replacen("[0, -1000]", "[1, -1000]", 1);
+        let moved: ZoneMap = moved.parse().unwrap();
+        assert_ne!(moved, map, "the border moved");
+        assert_ne!(moved.digest(), map.digest());
     }
 
     #[test]

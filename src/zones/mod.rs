@@ -59,6 +59,7 @@ impl Plugin for ZonesPlugin {
         };
         app.insert_resource(AdvertisedZone {
             name: zone.name.clone(),
+            map: map.digest(),
             public_addr: self.public_addr.clone(),
             public_ws_addr: self.public_ws_addr.clone(),
         });
@@ -98,8 +99,9 @@ impl Plugin for ZonesPlugin {
         };
         let zones = served.map.zones().iter().map(|z| z.name.clone()).collect();
         let own = served.zone.name.clone();
+        let map = served.map.digest();
         let directory = app.world().resource::<ZoneDirectory>().clone();
-        match ZonesWorker::start(Arc::clone(&stores.0), zones, &own, directory) {
+        match ZonesWorker::start(Arc::clone(&stores.0), zones, &own, map, directory) {
             Ok(worker) => {
                 tracing::info!(zone = %own, "serving zone");
                 app.insert_resource(worker);

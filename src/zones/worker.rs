@@ -73,11 +73,13 @@ pub struct ZonesWorker {
 }
 
 impl ZonesWorker {
-    /// Starts the worker for a process serving `own` among `zones`.
+    /// Starts the worker for a process serving `own` among `zones`, by the zone map whose
+    /// fingerprint is `map`.
     pub fn start(
         stores: ZoneStoreFactory,
         zones: Vec<String>,
         own: &str,
+        map: String,
         directory: ZoneDirectory,
     ) -> std::io::Result<Self> {
         let others: Vec<String> = zones.into_iter().filter(|z| z != own).collect();
@@ -85,7 +87,14 @@ impl ZonesWorker {
         let (done_tx, done) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("hearth-zones".into())
-            .spawn(move || run(stores(), &others, &directory, &jobs_rx, &done_tx))?;
+            .spawn(move || {
+                let mut directory = Directory {
+                    shared: directory,
+                    map,
+                    refused: HashMap::new(),
+                };
+                run(stores(), &others, &mut directory, &jobs_rx, &done_tx)
+            })?;
         Ok(Self { jobs, done })
     }
 
@@ -95,10 +104,52 @@ impl ZonesWorker {
     }
 }
 
+/// The worker's side of the directory: what it publishes, and the neighbours it refuses
+/// because they serve another zone map.
+struct Directory {
+    shared: ZoneDirectory,
+    /// This process's zone map fingerprint.
+    map: String,
+    /// Zone → the other map fingerprint its holder registered, logged once per change.
+    refused: HashMap<String, String>,
+}
+
+impl Directory {
+    /// Publishes what was read: each zone's holder, but for one serving another zone map
+    /// (the processes disagree on where the borders are: players handed to it could be
+    /// handed straight back, or land in no zone), which counts as no holder, with an error
+    /// logged once.
+    fn update(&mut self, others: &[String], holders: Vec<Option<ZoneHolder>>) {
+        let mut served = HashMap::new();
+        for (zone, holder) in others.iter().zip(holders) {
+            let Some(holder) = holder else {
+                self.refused.remove(zone);
+                continue;
+            };
+            if holder.map == self.map {
+                self.refused.remove(zone);
+                served.insert(zone.clone(), holder);
+                continue;
+            }
+            if self.refused.get(zone) != Some(&holder.map) {
+                tracing::error!(
+                    zone = %zone,
+                    holder = %holder.owner,
+                    its_map = %holder.map,
+                    our_map = %self.map,
+                    "zone {zone:?} is served by a process with another zone map: no player is handed to it until every process of the world reads the same map"
+                );
+                self.refused.insert(zone.clone(), holder.map);
+            }
+        }
+        self.shared.replace(served);
+    }
+}
+
 fn run(
     mut store: Box<dyn ZoneStore>,
     others: &[String],
-    directory: &ZoneDirectory,
+    directory: &mut Directory,
     jobs: &Receiver<HandOverJob>,
     done: &Sender<HandOverDone>,
 ) {
@@ -106,14 +157,7 @@ fn run(
     loop {
         if Instant::now() >= next_read {
             match store.read_zones(others) {
-                Ok(holders) => directory.replace(
-                    others
-                        .iter()
-                        .cloned()
-                        .zip(holders)
-                        .filter_map(|(zone, holder)| Some((zone, holder?)))
-                        .collect(),
-                ),
+                Ok(holders) => directory.update(others, holders),
                 Err(e) => tracing::debug!(error = %e, "zone directory not refreshed"),
             }
             next_read = Instant::now() + DIRECTORY_REFRESH;

@@ -98,6 +98,7 @@ impl Registration {
         let mut all = vec![instance];
         if let Some(zone) = &config.zone {
             value["zone"] = zone.name.clone().into();
+            value["map"] = zone.map.clone().into();
             value["public_addr"] = zone.public_addr.clone().into();
             value["public_ws_addr"] = zone.public_ws_addr.clone().into();
             all.push(Self {

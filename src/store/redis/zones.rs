@@ -72,6 +72,7 @@ impl ZoneStore for RedisZones {
                 public_addr,
                 public_ws_addr: fields["public_ws_addr"].as_str().map(String::from),
                 alive,
+                map: text("map"),
             }));
         }
         Ok(holders)
