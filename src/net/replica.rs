@@ -17,6 +17,8 @@ use super::encoding::Encoding;
 pub struct Replica {
     rounds: Option<watch::Receiver<Arc<ReplicationRound>>>,
     playing: Option<(PlayerId, ClientView)>,
+    /// No update written since the player joined: early rounds are for this view.
+    fresh: bool,
 }
 
 impl Replica {
@@ -25,6 +27,7 @@ impl Replica {
         Self {
             rounds,
             playing: None,
+            fresh: false,
         }
     }
 
@@ -32,6 +35,7 @@ impl Replica {
     /// update is full state, composed from the latest round right away.
     pub fn joined(&mut self, player: PlayerId) {
         self.playing = Some((player, ClientView::new()));
+        self.fresh = true;
         if let Some(rounds) = &mut self.rounds {
             rounds.mark_changed();
         }
@@ -48,15 +52,21 @@ impl Replica {
     }
 
     /// Waits for a round newer than the last one seen (only the newest: a connection that
-    /// fell behind skips the rounds in between). Never ready without a feed.
+    /// fell behind skips the rounds in between), skipping early rounds once this view has
+    /// written an update. Never ready without a feed.
     pub async fn next_round(&mut self) -> Arc<ReplicationRound> {
         let Some(rounds) = &mut self.rounds else {
             return std::future::pending().await;
         };
-        if rounds.changed().await.is_err() {
-            return std::future::pending().await;
+        loop {
+            if rounds.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let round = Arc::clone(&rounds.borrow_and_update());
+            if self.fresh || !round.is_early() {
+                return round;
+            }
         }
-        Arc::clone(&rounds.borrow_and_update())
     }
 
     /// This round's update for the player, appended to `out` in `encoding`: `None` when there
@@ -93,6 +103,7 @@ impl Replica {
     pub fn confirm(&mut self, update: Composed) {
         if let Some((_, view)) = &mut self.playing {
             view.confirm(update);
+            self.fresh = false;
         }
     }
 }

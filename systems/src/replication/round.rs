@@ -58,6 +58,9 @@ pub struct RoundEntity {
 /// Every replicated entity's state as of one round, shared by all connections.
 pub struct ReplicationRound {
     number: u64,
+    /// Taken between two rounds of the cadence because a player joined: only clients with no
+    /// update yet compose from it ([`ReplicationRound::is_early`]).
+    early: bool,
     settings: RoundSettings,
     components: Arc<[ReplicatedComponent]>,
     rule: Arc<dyn InterestRule>,
@@ -75,6 +78,7 @@ impl ReplicationRound {
     pub fn empty(settings: RoundSettings) -> Self {
         Self {
             number: 0,
+            early: false,
             settings,
             components: Arc::from(Vec::new()),
             rule: Arc::new(SharedLayer),
@@ -88,6 +92,15 @@ impl ReplicationRound {
     /// The round's number, counting from 1 (0: no round yet).
     pub fn number(&self) -> u64 {
         self.number
+    }
+
+    /// Whether this round was taken early, in the frame a player joined, between two rounds
+    /// of the cadence: a client that just joined composes its first update from it (its
+    /// player is in it), so it waits for no round period; a client that already has an
+    /// update skips it and stays at the cadence (its next round's delta covers what this one
+    /// changed, by version).
+    pub fn is_early(&self) -> bool {
+        self.early
     }
 
     /// The settings clients follow.
@@ -173,6 +186,7 @@ impl ReplicationRound {
             .collect();
         Self {
             number,
+            early: false,
             settings,
             components: Arc::from(components),
             rule,
@@ -231,6 +245,8 @@ pub struct Staging {
     rule: Arc<dyn InterestRule>,
     timer: Timer,
     due: bool,
+    /// The round due is an early one (a player joined; the cadence's timer did not fire).
+    early: bool,
     number: u64,
     slots: Vec<Option<Staged>>,
     /// The next wire id to give.
@@ -249,6 +265,7 @@ impl Staging {
                 TimerMode::Repeating,
             ),
             due: false,
+            early: false,
             number: 0,
             slots: Vec::new(),
             next_id: 0,
@@ -299,10 +316,18 @@ pub(super) fn round_due(staging: Res<Staging>) -> bool {
 }
 
 /// Advances the round clock on real time; at a round, numbers it and clears every entity's
-/// presence (the collect systems mark what they find).
-pub(super) fn advance_clock(time: Res<Time<Real>>, mut staging: ResMut<Staging>) {
+/// presence (the collect systems mark what they find). A player who joined since the last
+/// frame makes an early round this frame (see [`ReplicationRound::is_early`]): a player
+/// arriving (a login, a resume, a handoff from another zone) sees the world at once.
+pub(super) fn advance_clock(
+    time: Res<Time<Real>>,
+    mut staging: ResMut<Staging>,
+    joined: Query<(), Added<PlayerId>>,
+) {
     staging.timer.tick(time.delta());
-    staging.due = staging.timer.just_finished();
+    let cadence = staging.timer.just_finished();
+    staging.due = cadence || !joined.is_empty();
+    staging.early = !cadence;
     if staging.due {
         staging.number += 1;
         for slot in staging.slots.iter_mut().flatten() {
@@ -378,6 +403,7 @@ pub(super) fn publish(
     }
     let round = ReplicationRound {
         number: staging.number,
+        early: staging.early,
         settings: staging.settings,
         components: Arc::clone(&staging.components),
         rule: Arc::clone(&staging.rule),

@@ -535,3 +535,33 @@ fn an_encoded_replica_enters_changes_and_leaves_like_any_entity() {
     let update = view.compose(&r, PlayerId(1), BIG).unwrap();
     assert_eq!(update.left().len(), 1);
 }
+
+/// A player who joins between two rounds gets an early round in that very frame (with it in
+/// it, marked early for the clients that already have an update to skip); frames without a
+/// join or the cadence take no round.
+#[test]
+fn a_join_between_rounds_takes_an_early_round_in_that_frame() {
+    let mut app = App::new();
+    app.add_plugins(TimePlugin)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+            10,
+        )))
+        .replicate_with::<Position, QuantisedPositionEncoding>()
+        .replicate::<PlayerId>();
+    app.update(); // the first frame has no time delta
+    spawn(&mut app, 1, 0.0, 0.0);
+    let mut latest = round(&mut app);
+    assert!(latest.is_early(), "player 1 joined in that frame");
+    // Up to the next round of the cadence (every 50 ms: five frames).
+    for _ in 0..5 {
+        latest = round(&mut app);
+    }
+    assert!(!latest.is_early(), "the cadence's round");
+    let number = latest.number();
+    assert_eq!(round(&mut app).number(), number, "no join, no round");
+    spawn(&mut app, 2, 1.0, 0.0);
+    let early = round(&mut app);
+    assert_eq!(early.number(), number + 1);
+    assert!(early.is_early());
+    assert!(early.slot_of(PlayerId(2)).is_some(), "the new player is in it");
+}

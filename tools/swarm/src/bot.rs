@@ -15,7 +15,7 @@ use crate::stats::Stats;
 use crate::update;
 use crate::walk::{self, Precision, Walk};
 use crate::world::World;
-use crate::zones::{Crossing, FOLLOW_TIMEOUT, ZoneStats};
+use crate::zones::{Crossing, FOLLOW_TIMEOUT, HandoffTimes, ZoneStats};
 
 /// What every bot shares: the flags, the counters, the login gate and the stop signal.
 pub struct Shared {
@@ -528,9 +528,9 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
     );
     let mut world = World::new();
     let mut last_update: Option<Instant> = None;
-    // After a handoff: when the source's last update arrived (the gap ends at the
-    // destination's first).
-    let mut handed_off_at: Option<Instant> = None;
+    // After a handoff: when the source's last update, the handoff and the destination's
+    // `logged_in` arrived (the gap ends at the destination's first update).
+    let mut handed_off: Option<(Instant, Instant, Instant)> = None;
     let mut moved = Vec::new();
     let closed = loop {
         let next = tokio::select! {
@@ -557,8 +557,15 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
                 if let Some(last) = last_update.replace(now) {
                     stats.record_gap((now - last).as_micros() as u64);
                 }
-                if let (Some(from), Some(zones)) = (handed_off_at.take(), &shared.zones) {
-                    zones.handoff_done((now - from).as_micros() as u64);
+                if let (Some((last_update, handoff, logged_in)), Some(zones)) =
+                    (handed_off.take(), &shared.zones)
+                {
+                    zones.handoff_done(&HandoffTimes {
+                        last_update,
+                        handoff,
+                        logged_in,
+                        first_update: now,
+                    });
                 }
                 let (round, checked) = match update::decode(raw, world.schema()) {
                     Ok(update) => {
@@ -606,11 +613,13 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
             }
             ("handoff", _) => {
                 writing.abort();
+                let handoff = Instant::now();
                 match follow(&shared, n, &message).await {
                     Ok((conn, position)) => {
                         let source = std::mem::replace(&mut reader, conn.reader);
                         tokio::spawn(watch_source(source, Arc::clone(&shared)));
-                        handed_off_at = Some(last_update.unwrap_or_else(Instant::now));
+                        handed_off =
+                            Some((last_update.unwrap_or(handoff), handoff, Instant::now()));
                         walk = Arc::new(Mutex::new(Walk::new(position, precision)));
                         writing = start_writing(
                             &shared,

@@ -146,24 +146,31 @@ fn zones_broken(zones: &ZoneFigures, limits: &Limits) -> Vec<String> {
 /// The zone figures of the steps that have them, as a markdown table.
 pub fn zones_markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots | handoffs/s (in the hold) | handoff gap p50 / p99 / max | remote staleness p50 / p99 / max (samples, unmatched) | lost | updates after handoff | handed off at login | zone_unavailable |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| bots | handoffs/s (in the hold) | handoff gap p50 / p99 / max | gap parts p50 / p99: to the handoff; resume; first update | remote staleness p50 / p99 / max (samples; seen remotely first; unmatched) | lost | updates after handoff | handed off at login | zone_unavailable |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let Some(z) = &s.zones else { continue };
         let _ = writeln!(
             out,
-            "| {} | {:.1} ({}) | {} / {} / {} ms | {} / {} / {} ms ({}, {}) | {} | {} | {} | {} |",
+            "| {} | {:.1} ({}) | {} / {} / {} ms | {} / {}; {} / {}; {} / {} ms | {} / {} / {} ms ({}; {}; {}) | {} | {} | {} | {} |",
             s.bots,
             z.handoffs_per_s,
             z.handoffs,
             ms(z.gap_p50_ms),
             ms(z.gap_p99_ms),
             ms(z.gap_max_ms),
+            ms(z.to_handoff_ms[0]),
+            ms(z.to_handoff_ms[1]),
+            ms(z.follow_ms[0]),
+            ms(z.follow_ms[1]),
+            ms(z.first_update_ms[0]),
+            ms(z.first_update_ms[1]),
             ms(z.staleness_p50_ms),
             ms(z.staleness_p99_ms),
             ms(z.staleness_max_ms),
             z.staleness_samples,
+            z.staleness_remote_first,
             z.staleness_unmatched,
             z.lost,
             z.updates_after_handoff,

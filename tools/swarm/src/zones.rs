@@ -20,8 +20,8 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Deserialize;
@@ -30,8 +30,17 @@ use serde::Deserialize;
 pub(crate) const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Own positions remembered per bot for the staleness match (about 6 s of walking at 5
-/// moves/s, longer than any staleness worth measuring).
+/// moves/s).
 const HISTORY: usize = 32;
+
+/// A remote sighting and its bot's own report of the same position are matched within this
+/// long of each other (in either order); an own report older than this is an earlier
+/// loop's. So staleness above it is not measured: it counts as unmatched (the server drops a
+/// neighbour's entities after 1 s of silence anyway).
+const MATCH_WINDOW_US: u64 = 1_000_000;
+
+/// Remote sightings kept per bot while its own report of that position has not arrived.
+const PENDING: usize = 16;
 
 /// One zone of the map file.
 #[derive(Clone, Debug, Deserialize)]
@@ -144,40 +153,67 @@ impl ZoneMap {
             point,
             normal,
             depth,
-            side: AtomicI32::new(0),
+            corner: AtomicUsize::new(NO_CORNER),
             resync: Mutex::new(None),
         }
     }
 }
 
-/// A bot's course across its border: to `depth` past it on one side, then the other.
+/// A bot's course across its border: a loop through four corners, `depth` past the border
+/// on either side and one unit apart along it (across, side step, back, side step), so no
+/// position repeats within one loop (what the staleness match needs: the same position on
+/// the way out and back would be ambiguous).
 pub(crate) struct Crossing {
     point: (f64, f64),
     normal: (f64, f64),
     depth: f64,
-    /// The side it walks to now: 1 or -1 (0 before it chose).
-    side: AtomicI32,
+    /// The corner walked to now (0-3), [`NO_CORNER`] before the first leg.
+    corner: AtomicUsize,
     /// Where the server has the bot, when that differs from where its moves lead (it was
     /// held at a border): the writer walks on from there.
     resync: Mutex<Option<(f64, f64)>>,
 }
 
+const NO_CORNER: usize = usize::MAX;
+
 impl Crossing {
-    /// Where the bot walks now, from `position`: the end of its current leg. The first leg
-    /// goes to the side `position` is on.
-    pub(crate) fn target(&self, position: (f64, f64)) -> (f64, f64) {
-        let mut side = self.side.load(Relaxed);
-        if side == 0 {
-            let across = (position.0 - self.point.0) * self.normal.0
-                + (position.1 - self.point.1) * self.normal.1;
-            side = if across < 0.0 { -1 } else { 1 };
-            self.side.store(side, Relaxed);
-        }
-        let reach = self.depth * f64::from(side);
+    /// Corner `k` of the loop in world coordinates: (across, along) from the border point.
+    fn corner_at(&self, k: usize) -> (f64, f64) {
+        let (across, along) = [(-1.0, 0.0), (1.0, 0.0), (1.0, 1.0), (-1.0, 1.0)][k % 4];
+        let across = across * self.depth;
+        let tangent = (self.normal.1, self.normal.0);
         (
-            self.point.0 + self.normal.0 * reach,
-            self.point.1 + self.normal.1 * reach,
+            self.point.0 + self.normal.0 * across + tangent.0 * along,
+            self.point.1 + self.normal.1 * across + tangent.1 * along,
         )
+    }
+
+    /// Where the bot walks now, from `position`: the end of its current leg. The first leg
+    /// goes to the corner nearest `position`.
+    pub(crate) fn target(&self, position: (f64, f64)) -> (f64, f64) {
+        let mut corner = self.corner.load(Relaxed);
+        if corner == NO_CORNER {
+            let distance = |k: usize| {
+                let c = self.corner_at(k);
+                (c.0 - position.0).hypot(c.1 - position.1)
+            };
+            corner = (0..4)
+                .min_by(|&a, &b| distance(a).total_cmp(&distance(b)))
+                .unwrap_or(0);
+            self.corner.store(corner, Relaxed);
+        }
+        self.corner_at(corner)
+    }
+
+    /// The bot reached the end of its leg: on to the next corner.
+    pub(crate) fn turn(&self) {
+        let corner = self.corner.load(Relaxed);
+        let next = if corner == NO_CORNER {
+            0
+        } else {
+            (corner + 1) % 4
+        };
+        self.corner.store(next, Relaxed);
     }
 
     /// The server has the bot at `at`, not where its moves lead.
@@ -188,12 +224,6 @@ impl Crossing {
     /// Where the server has the bot, if that changed since the last call.
     pub(crate) fn take_resync(&self) -> Option<(f64, f64)> {
         self.resync.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// The bot reached the end of its leg: walk to the other side.
-    pub(crate) fn turn(&self) {
-        let side = self.side.load(Relaxed);
-        self.side.store(if side < 0 { 1 } else { -1 }, Relaxed);
     }
 }
 
@@ -210,22 +240,46 @@ pub(crate) struct ZoneStats {
     pub(crate) updates_after_handoff: AtomicU64,
     /// `zone_unavailable` refusals (a move toward a zone without a server).
     pub(crate) zone_refusals: AtomicU64,
-    /// Staleness samples whose position the watched bot never saw itself at (its own
-    /// report had not arrived, or fell out of [`HISTORY`]).
+    /// Remote sightings whose position the watched bot never saw itself at within
+    /// [`MATCH_WINDOW_US`].
     pub(crate) unmatched: AtomicU64,
+    /// Remote sightings that arrived before the bot's own report of that position (counted
+    /// as staleness 0).
+    pub(crate) remote_first: AtomicU64,
     histograms: Mutex<Windows>,
     /// Player id → bot number, as bots learn their ids.
     players: Mutex<std::collections::HashMap<u64, usize>>,
-    /// Per bot: its own positions as its server reported them, and when.
-    own: Vec<Mutex<OwnHistory>>,
+    /// Per bot: its own positions as its server reported them, and remote sightings
+    /// waiting for one.
+    own: Vec<Mutex<Own>>,
 }
 
-/// A bot's latest own positions (as `f32` bits) and when each arrived, oldest first.
-type OwnHistory = VecDeque<((u32, u32), u64)>;
+/// A position (as `f32` bits) and when it was received (µs since the run began).
+type Seen = ((u32, u32), u64);
+
+/// One bot's side of the staleness match, oldest first.
+#[derive(Default)]
+struct Own {
+    reports: VecDeque<Seen>,
+    pending: VecDeque<Seen>,
+}
 
 struct Windows {
     gap: Histogram<u64>,
+    /// The gap's parts: last source update → `handoff`; `handoff` → `logged_in` at the
+    /// destination; → its first update.
+    to_handoff: Histogram<u64>,
+    follow: Histogram<u64>,
+    first_update: Histogram<u64>,
     staleness: Histogram<u64>,
+}
+
+/// When each step of one handoff happened, as a bot saw it.
+pub(crate) struct HandoffTimes {
+    pub(crate) last_update: Instant,
+    pub(crate) handoff: Instant,
+    pub(crate) logged_in: Instant,
+    pub(crate) first_update: Instant,
 }
 
 /// The zone figures of one hold.
@@ -238,12 +292,20 @@ pub struct ZoneFigures {
     pub gap_p50_ms: Option<f64>,
     pub gap_p99_ms: Option<f64>,
     pub gap_max_ms: Option<f64>,
+    /// The gap's parts, p50 and p99: the source's last update to its `handoff`; the
+    /// `handoff` to the destination's `logged_in` (connect and resume); that to the
+    /// destination's first update.
+    pub to_handoff_ms: [Option<f64>; 2],
+    pub follow_ms: [Option<f64>; 2],
+    pub first_update_ms: [Option<f64>; 2],
     /// Remote-entity staleness, in milliseconds (see the module), and its samples.
     pub staleness_p50_ms: Option<f64>,
     pub staleness_p99_ms: Option<f64>,
     pub staleness_max_ms: Option<f64>,
     pub staleness_samples: u64,
     pub staleness_unmatched: u64,
+    /// Sightings that arrived before the watched bot's own report (counted as 0).
+    pub staleness_remote_first: u64,
     /// Over the whole step (ramp and hold).
     pub login_handoffs: u64,
     pub lost: u64,
@@ -260,6 +322,7 @@ pub(crate) struct ZoneCounters {
     updates_after_handoff: u64,
     zone_refusals: u64,
     unmatched: u64,
+    remote_first: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -285,12 +348,16 @@ impl ZoneStats {
             updates_after_handoff: AtomicU64::new(0),
             zone_refusals: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            remote_first: AtomicU64::new(0),
             histograms: Mutex::new(Windows {
                 gap: histogram(),
+                to_handoff: histogram(),
+                follow: histogram(),
+                first_update: histogram(),
                 staleness: histogram(),
             }),
             players: Mutex::new(std::collections::HashMap::new()),
-            own: (0..bots).map(|_| Mutex::new(VecDeque::new())).collect(),
+            own: (0..bots).map(|_| Mutex::new(Own::default())).collect(),
         }
     }
 
@@ -311,44 +378,88 @@ impl ZoneStats {
             .copied()
     }
 
-    /// Bot `n`'s server reported it at `at` (received at `now_us`).
-    pub(crate) fn own_position(&self, n: usize, at: (f32, f32), now_us: u64) {
-        let mut own = self.own[n].lock().unwrap_or_else(|p| p.into_inner());
-        if own.len() == HISTORY {
-            own.pop_front();
-        }
-        own.push_back((position_key(at), now_us));
-    }
-
-    /// Another bot saw bot `n` at `at` as a remote entity, at `now_us`: records how much
-    /// later than bot `n` saw itself there (the latest time it did).
-    pub(crate) fn remote_seen(&self, n: usize, at: (f32, f32), now_us: u64) {
-        let key = position_key(at);
-        let seen_own = {
-            let own = self.own[n].lock().unwrap_or_else(|p| p.into_inner());
-            own.iter().rev().find(|(k, _)| *k == key).map(|&(_, t)| t)
-        };
-        match seen_own {
-            Some(t) => self
-                .histograms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .staleness
-                .saturating_record(now_us.saturating_sub(t).max(1)),
-            None => {
-                self.unmatched.fetch_add(1, Relaxed);
-            }
-        }
-    }
-
-    /// A handoff completed after a gap of `gap_us`.
-    pub(crate) fn handoff_done(&self, gap_us: u64) {
-        self.handoffs.fetch_add(1, Relaxed);
+    fn staleness(&self, us: u64) {
         self.histograms
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .gap
-            .saturating_record(gap_us.max(1));
+            .staleness
+            .saturating_record(us.max(1));
+    }
+
+    /// Bot `n`'s server reported it at `at` (received at `now_us`); remote sightings of that
+    /// position that came first are matched now.
+    pub(crate) fn own_position(&self, n: usize, at: (f32, f32), now_us: u64) {
+        let key = position_key(at);
+        let (mut first, mut unmatched) = (0, 0);
+        {
+            let mut own = self.own[n].lock().unwrap_or_else(|p| p.into_inner());
+            if own.reports.len() == HISTORY {
+                own.reports.pop_front();
+            }
+            own.reports.push_back((key, now_us));
+            own.pending.retain(|&(k, t)| {
+                let keep = now_us.saturating_sub(t) <= MATCH_WINDOW_US;
+                if k == key && keep {
+                    first += 1;
+                    return false;
+                }
+                unmatched += u64::from(!keep);
+                keep
+            });
+        }
+        for _ in 0..first {
+            self.staleness(0);
+        }
+        self.remote_first.fetch_add(first, Relaxed);
+        self.unmatched.fetch_add(unmatched, Relaxed);
+    }
+
+    /// Another bot saw bot `n` at `at` as a remote entity, at `now_us`: records how much
+    /// later than bot `n` saw itself there, or waits for that report (see
+    /// [`MATCH_WINDOW_US`]).
+    pub(crate) fn remote_seen(&self, n: usize, at: (f32, f32), now_us: u64) {
+        let key = position_key(at);
+        let seen_own = {
+            let mut own = self.own[n].lock().unwrap_or_else(|p| p.into_inner());
+            let seen = own
+                .reports
+                .iter()
+                .rev()
+                .take_while(|&&(_, t)| now_us.saturating_sub(t) <= MATCH_WINDOW_US)
+                .find(|(k, _)| *k == key)
+                .map(|&(_, t)| t);
+            if seen.is_none() {
+                if own.pending.len() == PENDING {
+                    own.pending.pop_front();
+                    self.unmatched.fetch_add(1, Relaxed);
+                }
+                own.pending.push_back((key, now_us));
+            }
+            seen
+        };
+        if let Some(t) = seen_own {
+            self.staleness(now_us.saturating_sub(t));
+        }
+    }
+
+    /// A handoff completed.
+    pub(crate) fn handoff_done(&self, times: &HandoffTimes) {
+        let us = |from: Instant, to: Instant| (to - from).as_micros() as u64;
+        self.handoffs.fetch_add(1, Relaxed);
+        let mut guard = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let windows = &mut *guard;
+        for (histogram, from, to) in [
+            (&mut windows.gap, times.last_update, times.first_update),
+            (&mut windows.to_handoff, times.last_update, times.handoff),
+            (&mut windows.follow, times.handoff, times.logged_in),
+            (
+                &mut windows.first_update,
+                times.logged_in,
+                times.first_update,
+            ),
+        ] {
+            histogram.saturating_record(us(from, to).max(1));
+        }
     }
 
     pub(crate) fn counters(&self) -> ZoneCounters {
@@ -359,14 +470,23 @@ impl ZoneStats {
             updates_after_handoff: self.updates_after_handoff.load(Relaxed),
             zone_refusals: self.zone_refusals.load(Relaxed),
             unmatched: self.unmatched.load(Relaxed),
+            remote_first: self.remote_first.load(Relaxed),
         }
     }
 
     /// A hold starts: its gaps and staleness count from now.
     pub(crate) fn start_hold(&self) {
-        let mut windows = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        windows.gap.reset();
-        windows.staleness.reset();
+        let mut guard = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let windows = &mut *guard;
+        for histogram in [
+            &mut windows.gap,
+            &mut windows.to_handoff,
+            &mut windows.follow,
+            &mut windows.first_update,
+            &mut windows.staleness,
+        ] {
+            histogram.reset();
+        }
     }
 
     /// The figures of a hold of `hold_s` that began at `at_hold`, within a step that began at
@@ -386,11 +506,15 @@ impl ZoneStats {
             gap_p50_ms: ms(&windows.gap, 0.5),
             gap_p99_ms: ms(&windows.gap, 0.99),
             gap_max_ms: ms(&windows.gap, 1.0),
+            to_handoff_ms: [0.5, 0.99].map(|q| ms(&windows.to_handoff, q)),
+            follow_ms: [0.5, 0.99].map(|q| ms(&windows.follow, q)),
+            first_update_ms: [0.5, 0.99].map(|q| ms(&windows.first_update, q)),
             staleness_p50_ms: ms(&windows.staleness, 0.5),
             staleness_p99_ms: ms(&windows.staleness, 0.99),
             staleness_max_ms: ms(&windows.staleness, 1.0),
             staleness_samples: windows.staleness.len(),
             staleness_unmatched: now.unmatched - at_hold.unmatched,
+            staleness_remote_first: now.remote_first - at_hold.remote_first,
             login_handoffs: now.login_handoffs - at_step.login_handoffs,
             lost: now.lost - at_step.lost,
             updates_after_handoff: now.updates_after_handoff - at_step.updates_after_handoff,
@@ -468,32 +592,56 @@ mod tests {
     }
 
     #[test]
-    fn a_crossing_alternates_sides_of_its_border() {
+    fn a_crossing_loops_across_its_border_without_repeating_a_position() {
         let map = map(THREE).unwrap();
+        let zone = |p: (f64, f64)| map.zone_at(p.0 as f32, p.1 as f32);
         for n in 0..30 {
             let crossing = map.crossing(n, 10.0);
-            let start = (crossing.point.0 - 3.0 * crossing.normal.0, crossing.point.1);
-            let first = crossing.target(start);
-            let zone = |p: (f64, f64)| map.zone_at(p.0 as f32, p.1 as f32);
-            crossing.turn();
-            let second = crossing.target(first);
-            assert_ne!(zone(first), zone(second), "bot {n}: {first:?} {second:?}");
-            assert!((first.0 - second.0).hypot(first.1 - second.1) - 20.0 < 1e-9);
+            let start = crossing.corner_at(0);
+            let mut corners = vec![crossing.target((start.0 + 0.1, start.1 + 0.1))];
+            for _ in 0..4 {
+                crossing.turn();
+                corners.push(crossing.target(corners[corners.len() - 1]));
+            }
+            assert_eq!(corners[0], corners[4], "bot {n}: a loop of four corners");
+            let crossings = (0..4)
+                .filter(|&k| zone(corners[k]) != zone(corners[k + 1]))
+                .count();
+            assert_eq!(crossings, 2, "bot {n}: {corners:?}");
+            let legs: Vec<f64> = (0..4)
+                .map(|k| (corners[k].0 - corners[k + 1].0).hypot(corners[k].1 - corners[k + 1].1))
+                .collect();
+            legs.iter()
+                .zip(
+                    [20.0, 1.0, 20.0, 1.0]
+                        .iter()
+                        .cycle()
+                        .skip(legs[0].lt(&2.0) as usize),
+                )
+                .for_each(|(leg, expected)| {
+                    assert!((leg - expected).abs() < 1e-9, "bot {n}: {legs:?}")
+                });
         }
     }
 
     #[test]
-    fn staleness_is_matched_to_the_latest_own_report_of_that_position() {
+    fn staleness_is_matched_to_the_latest_own_report_of_that_position_in_either_order() {
         let stats = ZoneStats::new(map(THREE).unwrap(), 2);
         stats.own_position(0, (1.0, 2.0), 1_000);
         stats.own_position(0, (1.5, 2.0), 2_000);
         stats.own_position(0, (1.0, 2.0), 9_000);
         stats.remote_seen(0, (1.0, 2.0), 12_000);
-        stats.remote_seen(0, (7.0, 2.0), 12_000);
+        // Seen remotely before its own report came: no later than it.
+        stats.remote_seen(0, (7.0, 2.0), 13_000);
+        stats.own_position(0, (7.0, 2.0), 14_000);
+        // An own report of an earlier loop is too old to match; this one never comes.
+        stats.remote_seen(0, (1.5, 2.0), 2_000_000);
+        stats.own_position(0, (8.0, 2.0), 3_100_000);
         let zero = ZoneCounters::default();
         let figures = stats.figures(&zero, &zero, 1.0);
-        assert_eq!(figures.staleness_samples, 1);
-        let max = figures.staleness_max_ms.expect("one sample");
+        assert_eq!(figures.staleness_samples, 2);
+        assert_eq!(figures.staleness_remote_first, 1);
+        let max = figures.staleness_max_ms.expect("samples");
         assert!(
             (max - 3.0).abs() < 0.01,
             "3 ms after its latest own report: {max}"
