@@ -125,6 +125,7 @@ pub fn send_hand_overs(
                 let issued = resume::issue(d.player.0);
                 worker.submit(HandOverJob {
                     conn: d.conn,
+                    outbox: connections.handoff_outbox(d.conn),
                     player: d.player,
                     zone,
                     holder,
@@ -153,18 +154,20 @@ pub fn send_hand_overs(
     }
 }
 
-/// Tells each handed-over player's client where to go (or that it must log in again).
+/// Tells each handed-over player's client where to go (or that it must log in again); the
+/// worker sent a `handoff` itself when it could.
 pub fn finish_hand_overs(worker: Res<ZonesWorker>, mut connections: ResMut<Connections>) {
     for done in worker.done.try_iter() {
         let job = done.job;
+        if done.sent {
+            tracing::debug!(player = %job.player, zone = %job.zone, "handed over");
+            connections.handoff_answered(job.conn);
+            continue;
+        }
         let answer = match done.outcome {
             Ok(HandOver::Done) => {
                 tracing::debug!(player = %job.player, zone = %job.zone, "handed over");
-                ServerMessage::Handoff {
-                    addr: job.holder.public_addr,
-                    ws_addr: job.holder.public_ws_addr,
-                    resume_token: job.token,
-                }
+                job.message()
             }
             Ok(HandOver::Refused) => {
                 tracing::info!(player = %job.player, zone = %job.zone, "handoff refused: the player was held or written elsewhere meanwhile");

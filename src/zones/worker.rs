@@ -11,7 +11,8 @@ use bevy_ecs::resource::Resource;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hearth_components::PlayerId;
 use hearth_components::protocol::ResumeToken;
-use hearth_systems::net::ConnId;
+use hearth_components::protocol::ServerMessage;
+use hearth_systems::net::{ClientOutbox, ConnId};
 
 use crate::store::accounts::TokenHash;
 use crate::store::zones::{HandOver, ZoneHolder, ZoneStore, ZoneStoreError, ZoneStoreFactory};
@@ -49,6 +50,9 @@ impl ZoneDirectory {
 /// with there.
 pub struct HandOverJob {
     pub conn: ConnId,
+    /// The connection's outbox: the `handoff` is sent from the worker the moment the store
+    /// answered ([`Connections::handoff_outbox`]).
+    pub outbox: Option<Arc<dyn ClientOutbox>>,
     pub player: PlayerId,
     pub zone: String,
     pub holder: ZoneHolder,
@@ -62,6 +66,19 @@ pub struct HandOverJob {
 pub struct HandOverDone {
     pub job: HandOverJob,
     pub outcome: Result<HandOver, ZoneStoreError>,
+    /// The `handoff` was queued on the job's outbox already.
+    pub sent: bool,
+}
+
+impl HandOverJob {
+    /// The `handoff` its client is sent once the store moved the lease.
+    pub fn message(&self) -> ServerMessage {
+        ServerMessage::Handoff {
+            addr: self.holder.public_addr.clone(),
+            ws_addr: self.holder.public_ws_addr.clone(),
+            resume_token: self.token.clone(),
+        }
+    }
 }
 
 /// The worker's ends: handoffs in, outcomes out, and the directory it keeps. The thread
@@ -168,7 +185,12 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let outcome = hand_over(store.as_mut(), &job);
-        if done.send(HandOverDone { job, outcome }).is_err() {
+        let sent = matches!(outcome, Ok(HandOver::Done))
+            && job
+                .outbox
+                .as_ref()
+                .is_some_and(|outbox| outbox.send(job.message()).is_ok());
+        if done.send(HandOverDone { job, outcome, sent }).is_err() {
             return;
         }
     }

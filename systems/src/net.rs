@@ -227,6 +227,25 @@ impl Connections {
         queued
     }
 
+    /// The outbox of connection `conn` while it awaits a handoff's answer ([`HandoffDue`]):
+    /// the module handing the player over answers from its own thread as soon as the store
+    /// did, not a frame later, and the tick then notes it with
+    /// [`Connections::handoff_answered`].
+    pub fn handoff_outbox(&self, conn: ConnId) -> Option<Arc<dyn ClientOutbox>> {
+        let connection = self.by_conn.get(&conn)?;
+        matches!(connection.session, Session::HandingOff(_)).then(|| Arc::clone(&connection.outbox))
+    }
+
+    /// The handoff of `conn` was answered through [`Connections::handoff_outbox`]: the
+    /// connection has no player after it.
+    pub fn handoff_answered(&mut self, conn: ConnId) {
+        if let Some(connection) = self.by_conn.get_mut(&conn)
+            && matches!(connection.session, Session::HandingOff(_))
+        {
+            connection.session = Session::Anonymous;
+        }
+    }
+
     /// Queues `message` on connection `conn`. A full queue closes the connection (the
     /// caller forgets it). Returns whether it was queued; `false` too for an unknown `conn`.
     fn offer(&self, conn: ConnId, message: ServerMessage) -> bool {

@@ -563,5 +563,8 @@ fn a_join_between_rounds_takes_an_early_round_in_that_frame() {
     let early = round(&mut app);
     assert_eq!(early.number(), number + 1);
     assert!(early.is_early());
-    assert!(early.slot_of(PlayerId(2)).is_some(), "the new player is in it");
+    assert!(
+        early.slot_of(PlayerId(2)).is_some(),
+        "the new player is in it"
+    );
 }
