@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::client::Client;
 use common::http;
 use common::process::Hearth;
+use common::redis_cluster::RedisCluster;
 use common::redis_server::{RedisServer, free_port};
 use common::zones::{walk_until_handoff, zones_at};
 use serde_json::{Value, json};
@@ -210,6 +211,57 @@ fn players_see_each_other_across_the_border() {
     assert!(!alice.seen().contains_key(&bob_id));
     let (x, _) = coordinates(&bob.position().unwrap());
     assert!(x > 52.0, "bob is out of the strip: {x}");
+}
+
+/// Promise: on a Redis Cluster too, players on either side of a border see each other: the
+/// zones' channels are sharded (`SPUBLISH`/`SSUBSCRIBE`), each on the master of its slot,
+/// where `PUBSUB SHARDCHANNELS` lists it while the processes run.
+#[test]
+fn players_see_each_other_across_the_border_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let (_dir, map) = zones();
+    let map = map.to_str().unwrap();
+    let start = |zone: &str, instance: &str| {
+        Hearth::start_args(&[
+            "--store",
+            &url,
+            "--instance-id",
+            instance,
+            "--zones",
+            map,
+            "--zone",
+            zone,
+        ])
+    };
+    let (west, east) = (start("west", "west-1"), start("east", "east-1"));
+    for zone in ["west", "east"] {
+        let channel = format!("hearth:border:{{{zone}}}");
+        let master = cluster.master_of_slot(cluster.slot_of(&channel));
+        let deadline = Instant::now() + SEE_WITHIN;
+        loop {
+            // Its subscriber (the other zone's process) subscribes once that one has started.
+            let channels: Vec<String> = redis::cmd("PUBSUB")
+                .arg("SHARDCHANNELS")
+                .query(&mut cluster.connection(master))
+                .unwrap();
+            if channels.contains(&channel) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{channel} never on {master}, its slot's master: {channels:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut alice = west.client();
+    let alice_id = alice.register("alice", "password1");
+    alice.login("alice", "password1");
+    let (mut bob, _) = cross_to_east(&west, &east, &mut alice);
+    watch_until(&mut bob, "alice across the border", &[alice_id], |c| {
+        sees_at(c, alice_id, 0.0, 0.0)
+    });
 }
 
 /// Promise: a neighbour that dies takes its players out of view. East is killed (no clean

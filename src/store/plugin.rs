@@ -14,6 +14,7 @@ use crate::startup::{self, StartupFailure};
 use crate::store::ZoneRegistration;
 use crate::store::redis::accounts::RedisAccounts;
 use crate::store::redis::border::BorderBus;
+use crate::store::redis::cluster::ClusterUrl;
 use crate::store::redis::resume_undo::ResumeUndos;
 use crate::store::redis::zones::RedisZones;
 use crate::store::zones::{ZoneStore, ZoneStoreFactory};
@@ -38,7 +39,7 @@ pub struct AccountStores(pub AccountStoreFactory);
 #[derive(Resource, Clone, Debug)]
 pub struct AdvertisedZone {
     pub name: String,
-    /// The zone map's [`crate::zones::ZoneMap::digest`].
+    /// The fingerprint of the zone map (`ZoneMap::digest` in the zones module).
     pub map: String,
     pub public_addr: Option<String>,
     pub public_ws_addr: Option<String>,
@@ -178,19 +179,19 @@ fn zone_stores(settings: &StoreSettings) -> Option<ZoneStoreFactory> {
     }))
 }
 
-/// The border channels on the Redis the settings select, for a process that serves a zone on
-/// a single Redis (`None` otherwise: on a cluster, border sharing is off; see
-/// [`BorderBus`]).
+/// The border channels on the Redis (or cluster) the settings select, for a process that
+/// serves a zone (`None` otherwise).
 fn border_bus(settings: &StoreSettings) -> Option<BorderBus> {
     settings.zone.as_ref()?;
     match &settings.selection {
         StoreSelection::Redis(url) => Some(BorderBus::new(url, &settings.key_prefix)),
-        StoreSelection::RedisCluster(_) => {
-            tracing::warn!(
-                "border sharing is off: it needs a single Redis (sharded Pub/Sub on a cluster is not supported yet); players do not see across zone borders"
-            );
-            None
-        }
+        StoreSelection::RedisCluster(url) => match ClusterUrl::parse(url) {
+            Ok(cluster) => Some(BorderBus::cluster(cluster, &settings.key_prefix)),
+            Err(e) => {
+                tracing::error!(error = %e, "border sharing is off: the cluster URL does not parse");
+                None
+            }
+        },
         StoreSelection::Memory => None,
     }
 }

@@ -53,7 +53,7 @@ pub struct StoreSettings {
 pub struct ZoneRegistration {
     /// The zone's name in the zone map.
     pub name: String,
-    /// The zone map's fingerprint ([`crate::zones::ZoneMap::digest`]).
+    /// The zone map's fingerprint (`ZoneMap::digest` in the zones module).
     pub map: String,
     /// Where its clients connect (`host:port`): handoffs send players there.
     pub public_addr: String,

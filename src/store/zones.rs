@@ -21,7 +21,7 @@ pub struct ZoneHolder {
     pub public_ws_addr: Option<String>,
     /// Whether its liveness key exists: a crashed process's registration outlives it.
     pub alive: bool,
-    /// The fingerprint of the zone map it serves by ([`crate::zones::ZoneMap::digest`]).
+    /// The fingerprint of the zone map it serves by (`ZoneMap::digest` in the zones module).
     pub map: String,
 }
 

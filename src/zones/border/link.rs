@@ -1,9 +1,10 @@
-//! The border link: two threads of their own, each with its own Redis connection, so the tick
+//! The border link: threads of their own, each with its own Redis connection, so the tick
 //! never waits on the network. The publisher takes each replication round from the feed (as
 //! the connection tasks do), keeps this zone's strip and publishes it on the zone's channel;
-//! the subscriber listens on the neighbours' channels, decodes what arrives into remote
-//! entities' parts and leaves the latest snapshot of each neighbour in the [`Mailbox`], from
-//! which the tick swaps it in. Both reconnect on their own after Redis fails.
+//! a subscriber per neighbour listens on its channel (on a cluster each channel is on its own
+//! slot's master), decodes what arrives into remote entities' parts and leaves the latest
+//! snapshot of each neighbour in the [`Mailbox`], from which the tick swaps it in. All
+//! reconnect on their own after Redis fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use hearth_systems::replication::{
 use tokio::sync::watch;
 
 use super::snapshot::{BorderSnapshot, Strip, replica};
-use crate::store::redis::border::BorderBus;
+use crate::store::redis::border::{BorderBus, next_message};
 
 /// How long a reading subscriber waits before it looks whether the link stopped.
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
@@ -81,12 +82,17 @@ impl BorderLink {
         std::thread::Builder::new()
             .name("hearth-border-pub".into())
             .spawn(move || publish(&publisher_bus, &zone, &strip, rounds, &publisher_stop))?;
-        let subscriber_stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("hearth-border-sub".into())
-            .spawn(move || {
-                subscribe(&bus, &channels, &components, &mailbox, &subscriber_stop);
-            })?;
+        let components: Arc<[ReplicatedComponent]> = Arc::from(components);
+        for channel in channels {
+            let (bus, components, mailbox) =
+                (bus.clone(), Arc::clone(&components), mailbox.clone());
+            let subscriber_stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hearth-border-sub".into())
+                .spawn(move || {
+                    subscribe(&bus, &channel, &components, &mailbox, &subscriber_stop);
+                })?;
+        }
         Ok(Self { stop })
     }
 }
@@ -117,34 +123,31 @@ fn publish(
         };
         if connection.is_none() {
             connection = bus
-                .connect(READ_TIMEOUT)
+                .connect(&channel, READ_TIMEOUT)
                 .inspect_err(|e| tracing::debug!(error = %e, "border publisher cannot connect"))
                 .ok();
         }
         let Some(c) = connection.as_mut() else {
             continue;
         };
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(bytes).query(c);
-        if let Err(e) = sent {
+        if let Err(e) = bus.publish(c, &channel, &bytes) {
             tracing::debug!(error = %e, "border snapshot not published; reconnecting");
             connection = None;
         }
     }
 }
 
-/// Receives the neighbours' snapshots until the link stops, reconnecting after failures.
+/// Receives one neighbour's snapshots (on `channel`) until the link stops, reconnecting
+/// after failures (on a cluster, to the master its slot has then).
 fn subscribe(
     bus: &BorderBus,
-    channels: &[String],
+    channel: &str,
     components: &[ReplicatedComponent],
     mailbox: &Mailbox,
     stop: &AtomicBool,
 ) {
-    if channels.is_empty() {
-        return;
-    }
     while !stop.load(Ordering::Relaxed) {
-        let mut connection = match bus.connect(READ_TIMEOUT) {
+        let mut connection = match bus.connect(channel, READ_TIMEOUT) {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!(error = %e, "border subscriber cannot connect");
@@ -152,15 +155,15 @@ fn subscribe(
                 continue;
             }
         };
-        let mut pubsub = connection.as_pubsub();
-        if let Err(e) = pubsub.subscribe(channels) {
+        if let Err(e) = bus.subscribe(&mut connection, channel) {
             tracing::debug!(error = %e, "border subscriber cannot subscribe");
             std::thread::sleep(RECONNECT_AFTER);
             continue;
         }
         while !stop.load(Ordering::Relaxed) {
-            match pubsub.get_message() {
-                Ok(message) => receive(message.get_payload_bytes(), components, mailbox),
+            match next_message(&mut connection) {
+                Ok(Some(payload)) => receive(&payload, components, mailbox),
+                Ok(None) => {}
                 Err(e) if e.is_timeout() => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "border subscriber lost Redis; reconnecting");
