@@ -146,14 +146,14 @@ fn zones_broken(zones: &ZoneFigures, limits: &Limits) -> Vec<String> {
 /// The zone figures of the steps that have them, as a markdown table.
 pub fn zones_markdown(steps: &[StepReport]) -> String {
     let mut out = String::from(
-        "| bots | handoffs/s (in the hold) | handoff gap p50 / p99 / max | gap parts p50 / p99: to the handoff; resume; first update | remote staleness p50 / p99 / max (samples; seen remotely first; unmatched) | lost | updates after handoff | handed off at login | zone_unavailable |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| bots | handoffs/s (in the hold) | handoff gap p50 / p99 / max | gap parts p50 / p99: to the handoff; resume; first update | update interval without a handoff p50 / p99 | remote staleness p50 / p99 / max (samples; seen remotely first; unmatched) | lost | updates after handoff | handed off at login | zone_unavailable |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in steps {
         let Some(z) = &s.zones else { continue };
         let _ = writeln!(
             out,
-            "| {} | {:.1} ({}) | {} / {} / {} ms | {} / {}; {} / {}; {} / {} ms | {} / {} / {} ms ({}; {}; {}) | {} | {} | {} | {} |",
+            "| {} | {:.1} ({}) | {} / {} / {} ms | {} / {}; {} / {}; {} / {} ms | {} / {} ms | {} / {} / {} ms ({}; {}; {}) | {} | {} | {} | {} |",
             s.bots,
             z.handoffs_per_s,
             z.handoffs,
@@ -166,6 +166,8 @@ pub fn zones_markdown(steps: &[StepReport]) -> String {
             ms(z.follow_ms[1]),
             ms(z.first_update_ms[0]),
             ms(z.first_update_ms[1]),
+            ms(z.interval_ms[0]),
+            ms(z.interval_ms[1]),
             ms(z.staleness_p50_ms),
             ms(z.staleness_p99_ms),
             ms(z.staleness_max_ms),

@@ -271,6 +271,8 @@ struct Windows {
     to_handoff: Histogram<u64>,
     follow: Histogram<u64>,
     first_update: Histogram<u64>,
+    /// Between two updates of one connection (no handoff between): the reference.
+    interval: Histogram<u64>,
     staleness: Histogram<u64>,
 }
 
@@ -298,6 +300,9 @@ pub struct ZoneFigures {
     pub to_handoff_ms: [Option<f64>; 2],
     pub follow_ms: [Option<f64>; 2],
     pub first_update_ms: [Option<f64>; 2],
+    /// The reference, p50 and p99: the time between two updates of one connection, no
+    /// handoff between (a round period when nothing is late).
+    pub interval_ms: [Option<f64>; 2],
     /// Remote-entity staleness, in milliseconds (see the module), and its samples.
     pub staleness_p50_ms: Option<f64>,
     pub staleness_p99_ms: Option<f64>,
@@ -354,6 +359,7 @@ impl ZoneStats {
                 to_handoff: histogram(),
                 follow: histogram(),
                 first_update: histogram(),
+                interval: histogram(),
                 staleness: histogram(),
             }),
             players: Mutex::new(std::collections::HashMap::new()),
@@ -442,6 +448,15 @@ impl ZoneStats {
         }
     }
 
+    /// Two updates of one connection arrived `us` apart (no handoff between them).
+    pub(crate) fn update_interval(&self, us: u64) {
+        self.histograms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .interval
+            .saturating_record(us.max(1));
+    }
+
     /// A handoff completed.
     pub(crate) fn handoff_done(&self, times: &HandoffTimes) {
         let us = |from: Instant, to: Instant| (to - from).as_micros() as u64;
@@ -483,6 +498,7 @@ impl ZoneStats {
             &mut windows.to_handoff,
             &mut windows.follow,
             &mut windows.first_update,
+            &mut windows.interval,
             &mut windows.staleness,
         ] {
             histogram.reset();
@@ -509,6 +525,7 @@ impl ZoneStats {
             to_handoff_ms: [0.5, 0.99].map(|q| ms(&windows.to_handoff, q)),
             follow_ms: [0.5, 0.99].map(|q| ms(&windows.follow, q)),
             first_update_ms: [0.5, 0.99].map(|q| ms(&windows.first_update, q)),
+            interval_ms: [0.5, 0.99].map(|q| ms(&windows.interval, q)),
             staleness_p50_ms: ms(&windows.staleness, 0.5),
             staleness_p99_ms: ms(&windows.staleness, 0.99),
             staleness_max_ms: ms(&windows.staleness, 1.0),
