@@ -197,7 +197,7 @@ pub async fn serve<T: Transport>(
         return; // server stopping
     }
     let mut login = LoginState::new(Arc::clone(&ctx.stats));
-    let mut replica = Replica::new(ctx.replication.as_ref().map(ReplicationFeed::subscribe));
+    let mut replica = Replica::new(ctx.replication.as_ref());
     let mut refused_in_a_row = 0u32;
     // A register, login, resume or logout sent and not answered yet: nothing more is read
     // until its answer is written, so a connection's answers come in the order of its

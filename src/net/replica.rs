@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hearth_components::PlayerId;
 use hearth_systems::replication::{
-    ClientView, Composed, ReplicationRound, write_binary, write_json,
+    ClientView, Composed, ReplicationFeed, ReplicationRound, write_binary, write_json,
 };
 use tokio::sync::watch;
 
@@ -15,29 +15,45 @@ use super::encoding::Encoding;
 /// A connection's replication state: the round feed and, while a player plays on the
 /// connection, its view.
 pub struct Replica {
-    rounds: Option<watch::Receiver<Arc<ReplicationRound>>>,
+    rounds: Option<Rounds>,
     playing: Option<(PlayerId, ClientView)>,
-    /// No update written since the player joined: early rounds are for this view.
+    /// No update written since the player joined: it follows every round, early ones
+    /// included, until its first update is written.
     fresh: bool,
+    /// The number of the newest round composed from: an older one never is (a view never
+    /// goes back), which matters when the view moves from every round to the cadence's.
+    last: u64,
+}
+
+/// The feed's two cells ([`ReplicationFeed`]).
+struct Rounds {
+    cadence: watch::Receiver<Arc<ReplicationRound>>,
+    arrivals: watch::Receiver<Arc<ReplicationRound>>,
 }
 
 impl Replica {
-    /// Follows `rounds` (`None`: the game replicates nothing).
-    pub fn new(rounds: Option<watch::Receiver<Arc<ReplicationRound>>>) -> Self {
+    /// Follows `feed` (`None`: the game replicates nothing).
+    pub fn new(feed: Option<&ReplicationFeed>) -> Self {
         Self {
-            rounds,
+            rounds: feed.map(|feed| Rounds {
+                cadence: feed.subscribe(),
+                arrivals: feed.subscribe_arrivals(),
+            }),
             playing: None,
             fresh: false,
+            last: 0,
         }
     }
 
     /// A player joined on this connection (`logged_in` written): a fresh view, so its first
-    /// update is full state, composed from the latest round right away.
+    /// update is full state, composed from the latest round right away (or from the early
+    /// round of the frame it joined in, if that is newer).
     pub fn joined(&mut self, player: PlayerId) {
         self.playing = Some((player, ClientView::new()));
         self.fresh = true;
+        self.last = 0;
         if let Some(rounds) = &mut self.rounds {
-            rounds.mark_changed();
+            rounds.arrivals.mark_changed();
         }
     }
 
@@ -51,19 +67,25 @@ impl Replica {
         self.playing.is_some() && self.rounds.is_some()
     }
 
-    /// Waits for a round newer than the last one seen (only the newest: a connection that
-    /// fell behind skips the rounds in between), skipping early rounds once this view has
-    /// written an update. Never ready without a feed.
+    /// Waits for a round newer than the last one composed from (only the newest: a
+    /// connection that fell behind skips the rounds in between): every round while the view
+    /// is fresh, the cadence's after. Never ready without a feed.
     pub async fn next_round(&mut self) -> Arc<ReplicationRound> {
         let Some(rounds) = &mut self.rounds else {
             return std::future::pending().await;
         };
         loop {
-            if rounds.changed().await.is_err() {
+            let cell = if self.fresh {
+                &mut rounds.arrivals
+            } else {
+                &mut rounds.cadence
+            };
+            if cell.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            let round = Arc::clone(&rounds.borrow_and_update());
-            if self.fresh || !round.is_early() {
+            let round = Arc::clone(&cell.borrow_and_update());
+            if round.number() > self.last {
+                self.last = round.number();
                 return round;
             }
         }

@@ -114,9 +114,6 @@ fn publish(
     let mut connection = None;
     while !stop.load(Ordering::Relaxed) && runtime.block_on(rounds.changed()).is_ok() {
         let round = Arc::clone(&rounds.borrow_and_update());
-        if round.is_early() {
-            continue; // for arriving clients only: neighbours keep the cadence
-        }
         let snapshot = strip.snapshot(zone, &round, unix_us(SystemTime::now()));
         let Ok(bytes) = rmp_serde::to_vec(&snapshot) else {
             continue;

@@ -198,31 +198,48 @@ impl ReplicationRound {
     }
 }
 
-/// The latest round, for connection tasks: a `watch` cell, so a connection that is behind
-/// just sees the newest round.
+/// The latest round, for connection tasks: `watch` cells, so a connection that is behind
+/// just sees the newest round. Two of them: the cadence's rounds, which every client with an
+/// update follows (and the border link), and every round, early ones included, which only a
+/// client that just joined follows; so an early round wakes only those.
 #[derive(Resource, Clone)]
-pub struct ReplicationFeed(watch::Sender<Arc<ReplicationRound>>);
+pub struct ReplicationFeed {
+    cadence: watch::Sender<Arc<ReplicationRound>>,
+    every: watch::Sender<Arc<ReplicationRound>>,
+}
 
 impl ReplicationFeed {
     /// A feed holding an empty round.
     pub fn new(settings: RoundSettings) -> Self {
-        Self(watch::Sender::new(Arc::new(ReplicationRound::empty(
-            settings,
-        ))))
+        let empty = Arc::new(ReplicationRound::empty(settings));
+        Self {
+            cadence: watch::Sender::new(Arc::clone(&empty)),
+            every: watch::Sender::new(empty),
+        }
     }
 
-    /// A receiver of every newer round.
+    /// A receiver of every newer round of the cadence (no early round).
     pub fn subscribe(&self) -> watch::Receiver<Arc<ReplicationRound>> {
-        self.0.subscribe()
+        self.cadence.subscribe()
     }
 
-    /// The latest round.
+    /// A receiver of every newer round, early ones included (see
+    /// [`ReplicationRound::is_early`]).
+    pub fn subscribe_arrivals(&self) -> watch::Receiver<Arc<ReplicationRound>> {
+        self.every.subscribe()
+    }
+
+    /// The latest round, early or not.
     pub fn latest(&self) -> Arc<ReplicationRound> {
-        Arc::clone(&self.0.borrow())
+        Arc::clone(&self.every.borrow())
     }
 
     fn publish(&self, round: ReplicationRound) {
-        self.0.send_replace(Arc::new(round));
+        let round = Arc::new(round);
+        if !round.early {
+            self.cadence.send_replace(Arc::clone(&round));
+        }
+        self.every.send_replace(round);
     }
 }
 

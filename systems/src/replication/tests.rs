@@ -559,6 +559,8 @@ fn a_join_between_rounds_takes_an_early_round_in_that_frame() {
     assert!(!latest.is_early(), "the cadence's round");
     let number = latest.number();
     assert_eq!(round(&mut app).number(), number, "no join, no round");
+    let feed = app.world().resource::<ReplicationFeed>().clone();
+    let (cadence, mut arrivals) = (feed.subscribe(), feed.subscribe_arrivals());
     spawn(&mut app, 2, 1.0, 0.0);
     let early = round(&mut app);
     assert_eq!(early.number(), number + 1);
@@ -567,4 +569,9 @@ fn a_join_between_rounds_takes_an_early_round_in_that_frame() {
         early.slot_of(PlayerId(2)).is_some(),
         "the new player is in it"
     );
+    // Only the cell of every round has it: clients at the cadence are not woken for it.
+    assert!(arrivals.has_changed().unwrap());
+    assert_eq!(arrivals.borrow_and_update().number(), number + 1);
+    assert!(!cadence.has_changed().unwrap());
+    assert_eq!(cadence.borrow().number(), number);
 }
