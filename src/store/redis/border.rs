@@ -4,7 +4,8 @@
 //! any Redis version); on a cluster, sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7):
 //! each channel lives on the master of its slot (the `{<zone>}` hash tag), so a snapshot
 //! crosses one node, not the whole cluster bus, and its connections go to that master,
-//! looked up on a seed node (`CLUSTER SLOTS`) each time they connect.
+//! looked up with the store's slot routing ([`Nodes`], the seeds' `CLUSTER SLOTS`) each time
+//! they connect.
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use redis::Value;
 
 use super::Keys;
 use super::client::client_for;
-use super::cluster::{ClusterUrl, parse_slots, slot_of};
+use super::cluster::ClusterUrl;
+use super::nodes::{Connect, Nodes};
 
 /// How long connecting, or one write, may take before the link retries.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,7 +65,7 @@ impl BorderBus {
     ) -> redis::RedisResult<redis::Connection> {
         let url = match &self.target {
             Target::Single(url) => url.clone(),
-            Target::Cluster(cluster) => cluster.node_url(&master_of(cluster, channel)?),
+            Target::Cluster(cluster) => master_of(cluster, channel)?,
         };
         let connection = client_for(&url)?.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(read_timeout))?;
@@ -105,39 +107,35 @@ impl BorderBus {
     }
 }
 
-/// The address of the master serving `channel`'s slot, from a seed's `CLUSTER SLOTS`.
-fn master_of(cluster: &ClusterUrl, channel: &str) -> redis::RedisResult<String> {
-    let slot = slot_of(channel.as_bytes());
-    let mut last = None;
-    for seed in &cluster.seeds {
-        let slots = client_for(&cluster.node_url(seed))
-            .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT))
-            .and_then(|mut c| redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(&mut c));
-        match slots {
-            Ok(reply) => {
-                let ranges = parse_slots(reply).map_err(|e| {
-                    redis::RedisError::from((
-                        redis::ErrorKind::Parse,
-                        "not a CLUSTER SLOTS reply",
-                        e.to_string(),
-                    ))
-                })?;
-                if let Some((_, _, master)) = ranges
-                    .into_iter()
-                    .find(|&(start, end, _)| (start..=end).contains(&slot))
-                {
-                    return Ok(master);
-                }
-            }
-            Err(e) => last = Some(e),
-        }
+/// A [`Nodes`] whose "connection" to a node is its `redis://` URL: the slot routing of the
+/// store, used only to find which master serves a channel; the link connects itself.
+struct NodeUrls;
+
+impl Connect for NodeUrls {
+    type Conn = String;
+
+    fn connect(&self, url: &str, _client: redis::Client) -> String {
+        url.to_string()
     }
-    Err(last.unwrap_or_else(|| {
+}
+
+/// The `redis://` URL of the master serving `channel`'s slot, from the seeds' slot table.
+fn master_of(cluster: &ClusterUrl, channel: &str) -> redis::RedisResult<String> {
+    let mut nodes = Nodes::unread_cluster(cluster.clone(), NodeUrls);
+    nodes.refresh_from_seeds(CONNECT_TIMEOUT).map_err(|e| {
         redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "no cluster node serves the channel's slot",
+            redis::ErrorKind::Io,
+            "the cluster's slot table could not be read",
+            e.to_string(),
         ))
-    }))
+    })?;
+    if nodes.count() == 0 {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the cluster's slot table names no master",
+        )));
+    }
+    Ok(nodes.for_key(channel).clone())
 }
 
 /// The payload of the next message on a subscribed connection (a `message` or, sharded,
