@@ -98,7 +98,8 @@ pub struct Rtt {
     pub count: u64,
 }
 
-fn histogram() -> Histogram<u64> {
+/// A latency histogram in microseconds (the swarm's one shape of histogram).
+pub(crate) fn histogram() -> Histogram<u64> {
     // Microseconds, 1 µs to 10 minutes, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 
+use crate::stats::histogram;
+
 /// How long a bot tries to resume at a handoff's destination before it counts as lost.
 pub(crate) const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -328,11 +330,6 @@ pub(crate) struct ZoneCounters {
     zone_refusals: u64,
     unmatched: u64,
     remote_first: u64,
-}
-
-fn histogram() -> Histogram<u64> {
-    // Microseconds, 1 µs to 1 minute, 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 fn ms(h: &Histogram<u64>, quantile: f64) -> Option<f64> {
