@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use common::{Relay, until};
 use hearth::components::Position;
-use hearth::prelude::*;
 use hearth::testing::{ServerThread, test_config};
 use hearth_client::{Client, ClientConfig, ClientError, Encoding, Event, Target, TlsConfig};
 use serde::Serialize;
@@ -66,13 +65,7 @@ fn server(instance: &str, tls: Option<&Certificate>) -> (ServerThread, SocketAdd
         config.front_door.tls_cert = Some(tls.cert.clone());
         config.front_door.tls_key = Some(tls.key.clone());
     }
-    let server = ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the server starts");
+    let server = ServerThread::demo(config).expect("the server starts");
     let (tcp, ws) = (
         server.game_addr(),
         server.addrs().ws.expect("a WebSocket listener"),

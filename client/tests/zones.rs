@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::within;
 use hearth::components::{Position, StoreSelection};
-use hearth::prelude::*;
 use hearth::testing::{ServerThread, test_config};
 use hearth::zones::ZoneMap;
 use hearth_client::{Client, Event};
@@ -47,13 +46,7 @@ fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
     config.store.settings.selection = StoreSelection::Redis(redis.url());
     config.zones.map = Some(Arc::new(map));
     config.zones.zone = Some(zone.to_string());
-    ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the zone's server starts")
+    ServerThread::demo(config).expect("the zone's server starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

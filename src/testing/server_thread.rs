@@ -7,6 +7,9 @@ use std::thread::JoinHandle;
 
 use bevy_app::{App, AppExit};
 
+use crate::HearthPlugins;
+use crate::config::ServerConfig;
+use crate::demo_game::DemoGamePlugin;
 use crate::runner::{DrainSignal, StopSignal, finish_plugins};
 use crate::startup::{BoundAddresses, StartupFailures};
 
@@ -26,6 +29,17 @@ pub struct ServerThread {
 }
 
 impl ServerThread {
+    /// The demo game served with `config`, as the `hearth` binary runs it: the server most
+    /// client, swarm and protocol tests talk to.
+    pub fn demo(config: ServerConfig) -> Result<Self, NotStarted> {
+        Self::start(move || {
+            let mut app = App::new();
+            app.add_plugins(HearthPlugins::new(config))
+                .add_plugins(DemoGamePlugin);
+            app
+        })
+    }
+
     /// Builds the app with `build` on a new thread (an `App` stays on the thread that made
     /// it), lets its plugins open what they own, and runs it. `Err` lists what could not be
     /// opened (the store, a listener), as the runner would print it.

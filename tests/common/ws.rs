@@ -34,12 +34,7 @@ pub fn demo_server(
     config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
     config.metrics_endpoint.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     configure(&mut config);
-    hearth::testing::ServerThread::start(move || {
-        let mut app = bevy_app::App::new();
-        app.add_plugins(hearth::HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
+    hearth::testing::ServerThread::demo(config)
 }
 
 /// How long a client waits for a message before failing the test: a guard against a hang,

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hearth::prelude::*;
 use hearth::testing::{ServerThread, test_config};
 use hearth_client::{Client, Event};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,13 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn demo_server(instance: &str) -> ServerThread {
     let mut config = test_config(instance);
     config.front_door.listen = "127.0.0.1:0".parse().unwrap();
-    ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the server starts")
+    ServerThread::demo(config).expect("the server starts")
 }
 
 /// `work`, or a failure naming `what` after [`WAIT`].

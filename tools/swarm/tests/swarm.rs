@@ -10,13 +10,7 @@ use hearth_swarm::Config;
 fn start_server() -> ServerThread {
     let mut config = ServerConfig::default();
     config.front_door.listen = "127.0.0.1:0".parse().unwrap();
-    ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the server starts")
+    ServerThread::demo(config).expect("the server starts")
 }
 
 /// Twenty bots in `encoding`, in two steps, then eight again on the same accounts: every
@@ -161,13 +155,7 @@ fn websocket_bots_keep_every_promise() {
     let mut config = ServerConfig::default();
     config.front_door.listen = "127.0.0.1:0".parse().unwrap();
     config.front_door.listen_ws = Some("127.0.0.1:0".parse().unwrap());
-    let server = ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the server starts");
+    let server = ServerThread::demo(config).expect("the server starts");
     let ws = server.addrs().ws.expect("a WebSocket listener");
     let config = Config::parse_from([
         "hearth-swarm",

@@ -11,7 +11,6 @@ use std::path::Path;
 
 use clap::Parser;
 use hearth::config::Cli;
-use hearth::prelude::*;
 use hearth::testing::ServerThread;
 use hearth_swarm::Config;
 use redis_server::{RedisServer, free_port};
@@ -34,13 +33,7 @@ fn zone_server(redis: &RedisServer, map: &Path, zone: &'static str) -> ServerThr
         ("instance_id", zone),
     ]);
     let config = hearth::config::load(&cli).expect("a valid zone configuration");
-    ServerThread::start(move || {
-        let mut app = App::new();
-        app.add_plugins(HearthPlugins::new(config))
-            .add_plugins(hearth::demo_game::DemoGamePlugin);
-        app
-    })
-    .expect("the zone server starts")
+    ServerThread::demo(config).expect("the zone server starts")
 }
 
 #[test]
