@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{Client, NetServer};
 use common::redis_server::free_port;
+use common::rng::Rng;
 use hearth::config::ServerConfig;
 use hearth::prelude::*;
 use hearth::testing::test_config;
@@ -278,26 +279,6 @@ fn the_binary_under_a_low_file_limit_still_serves_a_fresh_client() {
     );
 }
 
-/// A small fixed-seed generator (xorshift64*), so the fuzz cases are the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap()
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 /// One fuzzed line (no newline): random text, truncated or deeply nested JSON, huge
 /// numbers, wrong types, unknown types.
 fn fuzz_line(rng: &mut Rng) -> String {
@@ -323,29 +304,29 @@ fn fuzz_line(rng: &mut Rng) -> String {
         "\"\\ud800\"",
         "[[[]]]",
     ];
-    match rng.below(6) {
-        0 => (0..1 + rng.below(200))
-            .map(|_| match rng.below(4) {
-                0 => char::from_u32(0x20 + u32::try_from(rng.below(0x5f)).unwrap()).unwrap(),
-                1 => char::from_u32(u32::try_from(rng.below(0xd7ff)).unwrap()).unwrap_or('?'),
+    match rng.index(6) {
+        0 => (0..1 + rng.index(200))
+            .map(|_| match rng.index(4) {
+                0 => char::from_u32(0x20 + u32::try_from(rng.index(0x5f)).unwrap()).unwrap(),
+                1 => char::from_u32(u32::try_from(rng.index(0xd7ff)).unwrap()).unwrap_or('?'),
                 2 => rng
                     .pick(&["{", "}", "\"", ":", ",", "\\", "\r", "\0"])
                     .chars()
                     .next()
                     .unwrap(),
-                _ => char::from_u32(0x1_0000 + u32::try_from(rng.below(0xffff)).unwrap())
+                _ => char::from_u32(0x1_0000 + u32::try_from(rng.index(0xffff)).unwrap())
                     .unwrap_or('?'),
             })
             .filter(|c| *c != '\n')
             .collect(),
         1 => {
             let line = rng.pick(&valid);
-            line[..rng.below(line.len())].to_string()
+            line[..rng.index(line.len())].to_string()
         }
         2 => {
-            let depth = 1 + rng.below(10_000); // within 64 KiB either way
+            let depth = 1 + rng.index(10_000); // within 64 KiB either way
             let (open, close) = rng.pick(&["[|]", "{\"a\":|}"]).split_once('|').unwrap();
-            let closed = if rng.below(2) == 0 { depth } else { 0 };
+            let closed = if rng.index(2) == 0 { depth } else { 0 };
             format!("{}1{}", open.repeat(depth), close.repeat(closed))
         }
         3 => {
@@ -367,8 +348,8 @@ fn fuzz_line(rng: &mut Rng) -> String {
             format!(r#"{{"type":"{kind}","{field}":{}}}"#, rng.pick(&values))
         }
         _ => {
-            let kind: String = (0..rng.below(40))
-                .map(|_| char::from(b'a' + u8::try_from(rng.below(26)).unwrap()))
+            let kind: String = (0..rng.index(40))
+                .map(|_| char::from(b'a' + u8::try_from(rng.index(26)).unwrap()))
                 .collect();
             format!(r#"{{"type":"{kind}","extra":{}}}"#, rng.pick(&values))
         }
@@ -396,6 +377,7 @@ fn is_a_request(line: &str) -> bool {
 fn fuzzed_input_only_ever_gets_errors_and_other_clients_are_unaffected() {
     let server = NetServer::memory(test_config("fuzz"));
     let (mut other, other_id) = player(&server, "bystander");
+    // A fixed seed: the fuzz cases are the same every run.
     let mut rng = Rng(0x4845_4152_5448_2121);
     // 4 connections x 100 fuzzed lines, each line answered bad_request, in order, and the
     // connection still serves afterwards (100 lines stay inside the per-connection burst).

@@ -7,6 +7,7 @@ pub mod http;
 pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod rng;
 pub mod ws;
 pub mod zones;
 

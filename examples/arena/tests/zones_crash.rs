@@ -13,6 +13,7 @@
 #[allow(dead_code)]
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
+#[allow(dead_code)] // The fuzz tests' part of it.
 #[path = "../../../tests/common/rng.rs"]
 mod rng;
 
@@ -358,18 +359,7 @@ fn outfit(world: &World, i: u8, rng: &mut Rng) -> (Player, BTreeMap<String, u64>
 
 #[test]
 fn items_are_conserved_and_no_player_is_held_twice_across_crossings_and_crashes() {
-    let seed = std::env::var("HEARTH_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("HEARTH_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(Rng::seed_from_env("HEARTH_CRASH_SEED"));
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("zones.toml");

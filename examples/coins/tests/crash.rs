@@ -16,6 +16,7 @@ mod redis_cluster;
 #[allow(dead_code)]
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
+#[allow(dead_code)] // The fuzz tests' part of it.
 #[path = "../../../tests/common/rng.rs"]
 mod rng;
 
@@ -191,17 +192,7 @@ fn gifts_conserve_every_coin_across_random_sigkills_on_a_redis_cluster() {
 }
 
 fn gifts_conserve_every_coin_across_random_sigkills(redis: &dyn TestRedis) {
-    let seed = std::env::var("COINS_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("COINS_CRASH_SEED={seed}");
+    let seed = Rng::seed_from_env("COINS_CRASH_SEED");
     let mut rng = Rng(seed);
     let url = redis.url();
     let names: Vec<String> = (0..PLAYERS).map(|i| format!("player{i}")).collect();
