@@ -1,7 +1,9 @@
 //! The ECS side of the front door, with fake client outboxes: a client that cannot keep up is
 //! disconnected (its player saved and released), never waited for.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use hearth::components::PlayerId;
@@ -9,7 +11,7 @@ use hearth::components::protocol::ServerMessage;
 use hearth::prelude::*;
 use hearth::systems::NetBridgePlugin;
 use hearth::systems::game_messages::ClientMessageTypes;
-use hearth::systems::net::{ClientOutbox, NetEvent, NetInbox, OutboxClosed};
+use hearth::systems::net::{ClientOutbox, NetEvent, NetInbox, OutboxClosed, ResumeGiveBack};
 use hearth::testing::{TestServer, test_config};
 
 /// An outbox that holds at most `capacity` messages and records whether it was closed.
@@ -94,6 +96,7 @@ fn a_client_whose_queue_is_full_is_disconnected_and_its_player_saved() {
             conn: 1,
             player: PlayerId(5),
             resume_token: None,
+            give_back: None,
         })
         .unwrap();
     server.advance_secs(0.3);
@@ -157,6 +160,7 @@ fn a_game_request_arriving_after_its_player_began_leaving_is_dropped() {
             conn: 3,
             player: PlayerId(9),
             resume_token: None,
+            give_back: None,
         })
         .unwrap();
     server.advance_secs(0.3);
@@ -189,4 +193,78 @@ fn a_game_request_arriving_after_its_player_began_leaving_is_dropped() {
         sent.iter()
             .any(|m| matches!(m, ServerMessage::LoggedOut {}))
     );
+}
+
+/// A give-back counting its runs.
+fn counted() -> (Arc<AtomicUsize>, Option<ResumeGiveBack>) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let give_back = ResumeGiveBack::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (runs, Some(give_back))
+}
+
+/// Promise (issue 18 item 1): a granted resume is given back (its token works again) whenever
+/// the join it was for does not happen: the join refused, the client gone before `logged_in`,
+/// or the connection unknown; and it stands, given back never, when the join happens.
+#[test]
+fn a_granted_resume_is_given_back_when_its_join_does_not_happen() {
+    use hearth::components::protocol::ErrorCode;
+    let (mut server, events) = server();
+    let resumed = |conn, player, give_back| NetEvent::Authenticated {
+        conn,
+        player: PlayerId(player),
+        resume_token: None,
+        give_back,
+    };
+    let outboxes: Vec<_> = (1..=3).map(|_| FakeOutbox::new(1000)).collect();
+    for (conn, outbox) in (1..).zip(&outboxes) {
+        let outbox = Arc::clone(outbox);
+        events.send(NetEvent::Connected { conn, outbox }).unwrap();
+    }
+    server
+        .store()
+        .force_lease(PlayerId(7), "another-server", Duration::from_secs(60));
+    let (refused, give_back) = counted();
+    events.send(resumed(1, 7, give_back)).unwrap();
+    let (joined, give_back) = counted();
+    events.send(resumed(2, 8, give_back)).unwrap();
+    let (gone, give_back) = counted();
+    events.send(resumed(3, 9, give_back)).unwrap();
+    events.send(NetEvent::Disconnected { conn: 3 }).unwrap();
+    let (unknown, give_back) = counted();
+    events.send(resumed(99, 10, give_back)).unwrap();
+    server.advance_secs(0.5);
+
+    let first = outboxes[0].sent.lock().unwrap();
+    assert!(
+        matches!(
+            &first[..],
+            [ServerMessage::Error {
+                code: ErrorCode::AlreadyOnline,
+                ..
+            }]
+        ),
+        "{first:?}"
+    );
+    assert_eq!(refused.load(Ordering::SeqCst), 1, "refused: given back");
+    assert!(matches!(
+        outboxes[1].sent.lock().unwrap()[0],
+        ServerMessage::LoggedIn { player_id: 8, .. }
+    ));
+    assert_eq!(
+        joined.load(Ordering::SeqCst),
+        0,
+        "joined: the exchange stands"
+    );
+    assert_eq!(gone.load(Ordering::SeqCst), 1, "client gone: given back");
+    assert_eq!(
+        unknown.load(Ordering::SeqCst),
+        1,
+        "no such connection: given back"
+    );
+    server.advance_secs(0.5);
+    assert_eq!(joined.load(Ordering::SeqCst), 0);
+    assert_eq!(gone.load(Ordering::SeqCst), 1, "given back once");
 }

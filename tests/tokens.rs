@@ -204,3 +204,44 @@ fn no_token_from_a_login_racing_a_password_reset_outlives_the_reset() {
         "{tokens_checked} of 12 racing logins got a token, each refused after the reset; logins: {outcomes:?}"
     );
 }
+
+/// Promise (issue 18 item 1): a resume whose join is then refused keeps its token. Here the
+/// join fails because the player's record cannot be loaded (answered `unavailable`), after
+/// `resume.lua` had exchanged the token and taken the lease: the exchange is given back, so
+/// once the record is readable again the same token resumes.
+#[test]
+fn a_resume_whose_join_is_refused_keeps_its_token() {
+    let redis = RedisServer::start();
+    let server = Hearth::start(&redis, "server-a");
+    let mut c = server.client();
+    c.register("dora", PASSWORD);
+    let logged_in = c.login("dora", PASSWORD);
+    let live = token(&logged_in);
+    let id = logged_in["player_id"].as_u64().unwrap();
+    log_out(&mut c);
+    let key = format!("hearth:player:{{{id}}}");
+    let mut redis_conn = redis.connection();
+    let record: String = redis::cmd("GET").arg(&key).query(&mut redis_conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("{not a record")
+        .query(&mut redis_conn)
+        .unwrap();
+    let refused = server
+        .client()
+        .try_enter(json!({"type": "resume", "token": live}))
+        .expect_err("a record that cannot be loaded refuses the join");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&record)
+        .query(&mut redis_conn)
+        .unwrap();
+    let mut again = server.client();
+    let resumed = again
+        .try_enter(json!({"type": "resume", "token": live}))
+        .unwrap_or_else(|e| panic!("the token was burned by the refused join: {e}"));
+    assert_eq!(resumed["player_id"], id);
+    log_out(&mut again);
+}

@@ -20,7 +20,7 @@ use crossbeam_channel::Sender;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hearth_components::PlayerId;
 use hearth_components::protocol::{ErrorCode, ResumeToken, ServerMessage};
-use hearth_systems::net::{ClientOutbox, ConnId, NetEvent};
+use hearth_systems::net::{ClientOutbox, ConnId, NetEvent, ResumeGiveBack};
 
 use super::fair_queue::{FairReceiver, FairSender, Full, fair_queue};
 use super::password::Passwords;
@@ -474,7 +474,13 @@ impl Working {
             })?;
         match outcome {
             Resumed::Stored => {
-                self.authenticated(conn, player_id, Some(fresh.token));
+                let give_back = self.accounts.give_back(
+                    player_id,
+                    &presented,
+                    &fresh.hash,
+                    self.setup.resume_ttl,
+                );
+                self.authenticated_by_resume(conn, player_id, fresh.token, give_back);
                 Ok(())
             }
             Resumed::Online => Err(ServerMessage::error(
@@ -495,8 +501,36 @@ impl Working {
                 conn,
                 player: PlayerId(player_id),
                 resume_token,
+                give_back: None,
             })
             .ok();
+    }
+
+    /// A granted resume: its token was exchanged for `fresh`, undone by `give_back` if the
+    /// join does not happen.
+    fn authenticated_by_resume(
+        &self,
+        conn: ConnId,
+        player_id: u64,
+        fresh: ResumeToken,
+        give_back: ResumeGiveBack,
+    ) {
+        let event = NetEvent::Authenticated {
+            conn,
+            player: PlayerId(player_id),
+            resume_token: Some(fresh),
+            give_back: Some(give_back),
+        };
+        if let Err(unsent) = self.setup.events.send(event) {
+            // The world is gone (shutting down): no join will come.
+            if let NetEvent::Authenticated {
+                give_back: Some(give_back),
+                ..
+            } = unsent.into_inner()
+            {
+                give_back.run();
+            }
+        }
     }
 }
 

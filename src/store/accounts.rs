@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_components::PlayerId;
+use hearth_systems::net::ResumeGiveBack;
 use serde::{Deserialize, Serialize};
 
 use super::MemoryBackend;
@@ -94,6 +95,17 @@ pub trait AccountStore: Send {
         fresh: &TokenHash,
         ttl: Duration,
     ) -> Result<Resumed, AccountError>;
+    /// What undoes a resume of `player_id` that presented `presented` and stored `fresh`
+    /// (answered `Stored`) if its join does not happen: `presented` works again (the set
+    /// lives `ttl` from then), `fresh` does not, and the short lease the resume took is let
+    /// go. It never blocks: the tick runs it.
+    fn give_back(
+        &self,
+        player_id: u64,
+        presented: &TokenHash,
+        fresh: &TokenHash,
+        ttl: Duration,
+    ) -> ResumeGiveBack;
     /// Makes the tokens of `players` (those online) live `ttl` from now.
     fn extend_resume(&mut self, players: &[u64], ttl: Duration) -> Result<(), AccountError>;
     /// Replaces the password hash of the account `username` (normalised); its player id,
@@ -194,6 +206,34 @@ impl AccountStore for MemoryAccounts {
         }
         player.expires = now + ttl;
         Ok(Resumed::Stored)
+    }
+
+    fn give_back(
+        &self,
+        player_id: u64,
+        presented: &TokenHash,
+        fresh: &TokenHash,
+        ttl: Duration,
+    ) -> ResumeGiveBack {
+        let (resume, leases) = (Arc::clone(&self.resume), self.leases.clone());
+        let (presented, fresh) = (presented.clone(), fresh.clone());
+        ResumeGiveBack::new(move || {
+            let mut all = resume.lock().unwrap_or_else(|p| p.into_inner());
+            let player = all.entry(player_id).or_insert_with(|| PlayerTokens {
+                tokens: VecDeque::new(),
+                expires: Instant::now(),
+            });
+            player.tokens.retain(|t| *t != fresh);
+            player.tokens.push_back(presented);
+            while player.tokens.len() > TOKENS_PER_PLAYER {
+                player.tokens.pop_front();
+            }
+            player.expires = Instant::now() + ttl;
+            drop(all);
+            if let Some((leases, owner)) = leases {
+                leases.release_short(PlayerId(player_id), &owner, RESUME_LEASE);
+            }
+        })
     }
 
     fn extend_resume(&mut self, players: &[u64], ttl: Duration) -> Result<(), AccountError> {

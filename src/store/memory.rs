@@ -136,6 +136,21 @@ impl MemoryBackend {
         Self::take_lease(&mut self.data(), player, owner, now, ttl, false)
     }
 
+    /// Lets go of the player's lease if `owner` holds it for at most `left` more (a
+    /// resume's short lease, not yet claimed for the full TTL by a join): `resume_undo.lua`'s
+    /// rule.
+    pub fn release_short(&self, player: PlayerId, owner: &str, left: Duration) {
+        let now = self.clock.now();
+        let mut data = self.data();
+        let short = data
+            .leases
+            .get(&player)
+            .is_some_and(|l| l.owner == owner && l.expires > now && l.expires - now <= left);
+        if short {
+            data.leases.remove(&player);
+        }
+    }
+
     /// Gives `owner` the lease for `ttl` from `now` unless a live holder refuses it: any
     /// holder, or (with `renew_own`) any holder but `owner`. The rule `claim.lua` and
     /// `resume.lua` share.

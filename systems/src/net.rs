@@ -123,11 +123,13 @@ pub enum NetEvent {
         outbox: Arc<dyn ClientOutbox>,
     },
     /// The client proved who it is (auth worker): join the world as this player. The resume
-    /// token, already stored by the auth worker, goes out with `logged_in` if the join works.
+    /// token, already stored by the auth worker, goes out with `logged_in` if the join works;
+    /// if it does not, `give_back` (a resume's) gives the client its presented token back.
     Authenticated {
         conn: ConnId,
         player: PlayerId,
         resume_token: Option<ResumeToken>,
+        give_back: Option<ResumeGiveBack>,
     },
     /// A core request that needs the world (`logout`).
     Request {
@@ -138,6 +140,32 @@ pub enum NetEvent {
     Game { conn: ConnId, request: GameRequest },
     /// The connection closed (or was closed).
     Disconnected { conn: ConnId },
+}
+
+/// Undoes a granted resume whose join does not happen (refused: draining, a record that
+/// cannot be loaded, storage unavailable; or the client gone before `logged_in`): the token
+/// it presented works again, the fresh one it stored (never delivered) does not, and the
+/// short lease it took is let go. A resume spends its token only together with a join, as
+/// one that loses a race keeps it. Made by the account store; it never blocks (the tick
+/// runs it), so a store that needs I/O queues the work and retries it.
+pub struct ResumeGiveBack(Box<dyn FnOnce() + Send + Sync>);
+
+impl ResumeGiveBack {
+    /// Wraps the store's undo.
+    pub fn new(undo: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Box::new(undo))
+    }
+
+    /// Gives the resume back.
+    pub fn run(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ResumeGiveBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeGiveBack")
+    }
 }
 
 /// The receiving end of the connections' channel.
@@ -177,6 +205,8 @@ struct Connection {
     session: Session,
     /// The token for the `logged_in` of the join in progress.
     resume_token: Option<ResumeToken>,
+    /// The join in progress came from a resume: run if the join does not happen.
+    give_back: Option<ResumeGiveBack>,
 }
 
 /// Open connections and which player entity each one drives.
@@ -305,6 +335,7 @@ impl Connections {
                 outbox,
                 session: Session::Playing(entity),
                 resume_token: None,
+                give_back: None,
             },
         );
         self.by_entity.insert(entity, conn);
@@ -315,6 +346,10 @@ impl Connections {
         let Some(connection) = self.by_conn.remove(&conn) else {
             return;
         };
+        if let Some(give_back) = connection.give_back {
+            // Gone before `logged_in`: the client never saw the fresh token.
+            give_back.run();
+        }
         if let Session::Playing(entity)
         | Session::LoggingOut(entity)
         | Session::HandingOff(entity) = connection.session
@@ -357,6 +392,7 @@ fn receive_net_events(
                         outbox,
                         session: Session::Anonymous,
                         resume_token: None,
+                        give_back: None,
                     },
                 );
             }
@@ -364,19 +400,19 @@ fn receive_net_events(
                 conn,
                 player,
                 resume_token,
-            } => {
-                let Some(connection) = connections.by_conn.get_mut(&conn) else {
-                    continue;
-                };
-                if connection.session == Session::Anonymous {
+                give_back,
+            } => match connections.by_conn.get_mut(&conn) {
+                Some(connection) if connection.session == Session::Anonymous => {
                     connection.session = Session::Joining(player);
                     connection.resume_token = resume_token;
+                    connection.give_back = give_back;
                     joins.write(JoinRequest {
                         player,
                         origin: conn,
                     });
                 }
-            }
+                _ => give_back.into_iter().for_each(ResumeGiveBack::run),
+            },
             NetEvent::Request { conn, message } => {
                 let session = connections.by_conn.get(&conn).map(|c| c.session);
                 match (message, session) {
@@ -463,6 +499,7 @@ fn answer_lifecycle(
             if let Some(c) = connections.by_conn.get_mut(&conn) {
                 c.session = Session::HandingOff(j.entity);
                 c.resume_token = None;
+                c.give_back = None; // the `handoff` brings a token of its own
             }
             connections.by_entity.insert(j.entity, conn);
             leaves.write(LeaveRequest {
@@ -481,6 +518,7 @@ fn answer_lifecycle(
         if let Some(c) = connections.by_conn.get_mut(&conn) {
             c.session = Session::Playing(j.entity);
             resume_token = c.resume_token.take();
+            c.give_back = None; // the join happened: the exchange stands
         }
         connections.by_entity.insert(j.entity, conn);
         connections.send(
@@ -514,6 +552,9 @@ fn answer_lifecycle(
         }
         c.session = Session::Anonymous;
         c.resume_token = None;
+        if let Some(give_back) = c.give_back.take() {
+            give_back.run();
+        }
         let (code, message) = match &r.reason {
             JoinRefusal::AlreadyOnline { .. } => (
                 ErrorCode::AlreadyOnline,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use hearth_components::PlayerId;
+use hearth_systems::net::ResumeGiveBack;
 use redis::{Script, Value};
 
 use super::Keys;
@@ -187,6 +188,24 @@ impl AccountStore for RedisAccounts {
                 "resume.lua answered {other:?}"
             ))),
         }
+    }
+
+    /// Queued on the undo thread (`resume_undo.lua`, retried while Redis does not answer);
+    /// without one (accounts not serving a front door) nothing is given back.
+    fn give_back(
+        &self,
+        player_id: u64,
+        presented: &TokenHash,
+        fresh: &TokenHash,
+        ttl: Duration,
+    ) -> ResumeGiveBack {
+        let undos = self.undos.clone();
+        let (presented, fresh) = (presented.clone(), fresh.clone());
+        ResumeGiveBack::new(move || {
+            if let Some(undos) = undos {
+                undos.uncertain(PlayerId(player_id), &presented, &fresh, ttl);
+            }
+        })
     }
 
     /// Each master's share is renewed on its own: a master that fails does not keep the
