@@ -233,14 +233,16 @@ fn liveness_fails_while_the_tick_stalls_and_draining_makes_the_server_unready() 
 /// the probes, hold unbounded memory or take every connection for long.
 mod abuse {
     use std::io::{ErrorKind, Read, Write};
-    use std::net::{SocketAddr, TcpStream};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
 
-    use hearth::observability::http::{MAX_CONNECTIONS, MAX_HEAD_BYTES};
+    use hearth::observability::http::{
+        MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEAD_BYTES,
+    };
     use hearth::prelude::*;
     use hearth::testing::ServerThread;
 
-    use super::common::http::{get, wait_for_status};
+    use super::common::http::{connect_from, get, get_from, wait_for_status};
 
     /// A server on the memory store with its metrics endpoint on a free port, its tick
     /// running (so `/healthz` is 200 while it lives).
@@ -380,16 +382,40 @@ mod abuse {
         assert_eq!(server.stop(), 0);
     }
 
+    /// Promise (M4): a flood of held connections from one host does not silence the probes:
+    /// that host gets its share of the slots, and a probe from another host is answered;
+    /// past the total the next connection from anywhere is answered 503; slots free as
+    /// connections close.
     #[test]
-    fn the_connection_past_the_limit_is_answered_503_and_a_slot_frees_when_one_closes() {
+    fn one_host_holding_its_share_of_connections_leaves_the_probes_answered() {
         let (server, metrics) = server();
-        let held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
-            .map(|_| TcpStream::connect(metrics).unwrap())
-            .collect();
-        let (status, body) = get(metrics, "/healthz");
+        let host = |i: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i));
+        let hold = |from| -> Vec<TcpStream> {
+            (0..MAX_CONNECTIONS_PER_ADDRESS)
+                .map(|_| connect_from(from, metrics))
+                .collect()
+        };
+        let mut held = hold(host(1));
+        let (status, body) = get_from(host(1), metrics, "/healthz");
         assert_eq!(
             (status, body.as_str()),
-            (503, "too many metrics connections\n")
+            (503, "too many metrics connections\n"),
+            "the flooding host's next connection"
+        );
+        assert_eq!(
+            get_from(host(2), metrics, "/healthz").0,
+            200,
+            "a probe from elsewhere"
+        );
+        assert_eq!(get_from(host(2), metrics, "/readyz").0, 200);
+        for i in 2..=(MAX_CONNECTIONS / MAX_CONNECTIONS_PER_ADDRESS) as u8 {
+            held.extend(hold(host(i)));
+        }
+        assert_eq!(held.len(), MAX_CONNECTIONS);
+        assert_eq!(
+            get_from(host(200), metrics, "/healthz").0,
+            503,
+            "past the total, any host"
         );
         drop(held);
         wait_for_status(metrics, "/healthz", 200, Duration::from_secs(20));

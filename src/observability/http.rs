@@ -4,14 +4,16 @@
 //!
 //! The port is reachable by whoever can reach the interface, so no client can make it hold
 //! much or for long: each connection is its own task (a client that never reads stalls only
-//! its own connection), at most [`MAX_CONNECTIONS`] are served at once (the next is answered
-//! 503 and closed), a request head is at most [`MAX_HEAD_BYTES`] in at most [`MAX_HEADERS`]
+//! its own connection), at most [`MAX_CONNECTIONS`] are served at once and at most
+//! [`MAX_CONNECTIONS_PER_ADDRESS`] from one address (the next is answered 503 and closed, so
+//! one host cannot take the slots a probe from another needs), a request head is at most [`MAX_HEAD_BYTES`] in at most [`MAX_HEADERS`]
 //! headers (else 431 and closed), and a head, a read or a write that takes longer than
 //! [`IO_TIMEOUT`] closes the connection.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,7 +28,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,10 @@ const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0;
 /// several Prometheus servers and orchestrators while bounding what a flood of connections
 /// costs (a task and a buffer each).
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// Connections served at once from one address: a flood from one host holds at most this
+/// many slots, and a probe or a scrape from another host is still answered.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
 
 /// The largest request head (request line and headers) read before answering 431: hyper's
 /// read buffer is capped at this, so a header line that never ends costs no more.
@@ -120,13 +125,13 @@ pub fn serve(
     })
 }
 
-/// Accepts connections for ever: each is served by a task of its own while a slot is free;
-/// past [`MAX_CONNECTIONS`] it is answered 503 and closed.
+/// Accepts connections for ever: each is served by a task of its own while a slot is free
+/// (in all and for its address); past either limit it is answered 503 and closed.
 async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let served = Arc::new(Mutex::new(Served::default()));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, mostly: wait rather than spin.
                 tracing::warn!(error = %e, "metrics endpoint: accepting a connection failed");
@@ -134,16 +139,59 @@ async fn accept_loop(listener: TcpListener, endpoints: Arc<Endpoints>) {
                 continue;
             }
         };
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => {
+        match Served::take(&served, peer.ip()) {
+            Some(slot) => {
                 let endpoints = Arc::clone(&endpoints);
                 tokio::spawn(async move {
                     serve_connection(stream, endpoints).await;
                     drop(slot);
                 });
             }
-            Err(_) => {
+            None => {
                 tokio::spawn(refuse(stream));
+            }
+        }
+    }
+}
+
+/// The connections being served, in all and per client address.
+#[derive(Default)]
+struct Served {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+impl Served {
+    /// A slot for a connection from `address`, if both limits allow one.
+    fn take(served: &Arc<Mutex<Served>>, address: IpAddr) -> Option<Slot> {
+        let mut now = served.lock().unwrap_or_else(|p| p.into_inner());
+        let from_address = now.by_address.get(&address).copied().unwrap_or(0);
+        if now.total >= MAX_CONNECTIONS || from_address >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        now.total += 1;
+        now.by_address.insert(address, from_address + 1);
+        Some(Slot {
+            served: Arc::clone(served),
+            address,
+        })
+    }
+}
+
+/// One connection's slot, given back when the connection ends.
+struct Slot {
+    served: Arc<Mutex<Served>>,
+    address: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut now = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        now.total -= 1;
+        if let Some(count) = now.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                now.by_address.remove(&self.address);
             }
         }
     }
