@@ -71,7 +71,8 @@ pub struct GiftReceived {
 /// Why a gift is refused: the `code` of the standard `error` the giver gets (with its
 /// request's `id`): a gift not made (`no_such_player` when the recipient is not playing here,
 /// `to_self`, `zero_amount`, `not_enough_coins`), or made in the world but not saved together
-/// (`not_saved`: the recipient left or was taken over meanwhile).
+/// (`not_saved`: the recipient or the giver was taken over by another server meanwhile; the
+/// side still here is undone, so every wallet is as it was before the gift).
 fn refusal_message(code: &str) -> &'static str {
     match code {
         "no_such_player" => "the recipient is not playing on this server",
@@ -195,7 +196,7 @@ fn give(
 fn answer_gifts(
     mut saved: MessageReader<SavedTogether>,
     mut pending: ResMut<PendingGifts>,
-    wallets: Query<&Wallet>,
+    mut wallets: Query<&mut Wallet>,
     gifted: ToClients<Gifted>,
     received: ToClients<GiftReceived>,
     refusals: Refusals,
@@ -204,9 +205,9 @@ fn answer_gifts(
         let Some(gift) = pending.gifts.remove(&answer.tag) else {
             continue;
         };
-        let coins = |entity| wallets.get(entity).map_or(0, |w| w.coins);
         match answer.outcome {
             TogetherOutcome::Saved => {
+                let coins = |entity| wallets.get(entity).map_or(0, |w| w.coins);
                 gifted.answer(
                     gift.request,
                     Gifted {
@@ -224,7 +225,19 @@ fn answer_gifts(
                     },
                 );
             }
-            TogetherOutcome::Abandoned { .. } => {
+            TogetherOutcome::Abandoned { entity: lost } => {
+                // The lost side is another server's now (or gone), as it was before the
+                // gift: undo the side still here, which saves on its own from now on.
+                let (kept, undo): (Entity, fn(&mut Wallet, u64)) = if lost == gift.recipient.0 {
+                    (gift.giver.0, |w, amount| w.coins += amount)
+                } else {
+                    (gift.recipient.0, |w, amount| {
+                        w.coins = w.coins.saturating_sub(amount)
+                    })
+                };
+                if let Ok(mut wallet) = wallets.get_mut(kept) {
+                    undo(&mut wallet, gift.amount);
+                }
                 refusals.refuse(gift.request, "not_saved", refusal_message("not_saved"));
             }
         }

@@ -4,6 +4,7 @@
 
 use coins::{Balance, CoinsPlugin, Collect, Gift, STARTING_COINS, Wallet};
 use hearth::prelude::*;
+use hearth::store::{MemoryBackend, StoreClock};
 use hearth::testing::{TestServer, test_config};
 use serde_json::json;
 
@@ -124,4 +125,42 @@ fn a_line_decodes_through_the_registry_and_a_change_is_dirty_until_saved() {
     server.flush_now();
     assert!(!server.is_dirty(e), "saved");
     assert_eq!(stored_coins(&server, PlayerId(1)), Some(STARTING_COINS + 1));
+}
+
+/// A gift whose recipient another server took over before the two wallets were saved
+/// together is abandoned: the giver is refused `not_saved` and has its coins back, so no coin
+/// is destroyed (the recipient, loaded elsewhere, never had them).
+#[test]
+fn a_gift_to_a_player_taken_over_elsewhere_is_undone() {
+    let backend = MemoryBackend::new(StoreClock::manual());
+    let mut a = TestServer::for_game_on_memory(backend.clone(), test_config("a"), CoinsPlugin);
+    let mut b = TestServer::for_game_on_memory(backend, test_config("b"), CoinsPlugin);
+    let (giver, recipient) = (PlayerId(1), PlayerId(2));
+    let g = a.join(giver);
+    a.join(recipient);
+    let to_giver = a.connect(g);
+    a.store().advance_clock(std::time::Duration::from_secs(120)); // a's leases expired
+    let on_b = b.join(recipient);
+    a.client_message(g, Gift { to: 2, amount: 3 });
+    let mut refusals = Vec::new();
+    for _ in 0..100 {
+        a.frame();
+        refusals.extend(to_giver.take());
+        if !refusals.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        refusals
+            .first()
+            .map(|r| (r["type"].clone(), r["code"].clone())),
+        Some((json!("error"), json!("not_saved"))),
+        "{refusals:?}"
+    );
+    assert_eq!(
+        a.world().get::<Wallet>(g).unwrap().coins,
+        STARTING_COINS,
+        "the giver has its coins back"
+    );
+    assert_eq!(b.world().get::<Wallet>(on_b).unwrap().coins, STARTING_COINS);
 }
