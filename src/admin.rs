@@ -385,10 +385,21 @@ impl Admin<'_> {
     ) -> Result<String, AdminError> {
         let records = self.check_import(input)?;
         let (mut written, mut skipped) = (0u64, Vec::new());
-        for record in &records {
+        for (done, record) in records.iter().enumerate() {
             // Stored as the current layout (a v1 record is written migrated), so the
             // sequence prefix save.lua reads is there.
-            match self.store.import(record, overwrite_newer)? {
+            let imported = self.store.import(record, overwrite_newer).map_err(|e| {
+                // Say exactly what is in the store: the records go in file order.
+                AdminError::Store(format!(
+                    "{e}; the first {done} of {} records are stored ({written} written, {} \
+                     kept), player {} and those after it are not; importing the same file \
+                     again is safe (records already written are then kept as equal)",
+                    records.len(),
+                    skipped.len(),
+                    record.id,
+                ))
+            })?;
+            match imported {
                 Imported::Written => written += 1,
                 Imported::Kept { stored_seq } => skipped.push(format!(
                     "player {} (stored seq {stored_seq} >= imported {})",
