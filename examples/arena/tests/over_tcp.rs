@@ -13,21 +13,26 @@ use arena::{Chat, ChatLine, HEARING, MAX_CHAT_CHARS, PickedUp, Pickup, STRIDE};
 use common::{ArenaServer, decode};
 use hearth::components::{Position, StoreSelection};
 use hearth::testing::test_config;
-use hearth_client::ClientError;
+use hearth_client::{ClientError, Encoding};
 use serde_json::json;
 
+/// Replication in the arena, in both encodings at once: alice speaks binary, bob JSON lines,
+/// and each sees the other walk (positions within the binary encoding's 1/128; these
+/// coordinates are exact in it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn players_see_each_other_walk() {
+async fn players_see_each_other_walk_in_either_encoding() {
     let server = ArenaServer::start(test_config("arena-see"));
-    let mut alice = server.client().await;
-    alice.register("alice", "password1").await;
+    let mut alice = server.client_speaking(Encoding::Binary).await;
+    let alice_id = alice.register("alice", "password1").await;
     alice.login("alice", "password1").await;
-    let bob = server.client().await;
+    let mut bob = server.client_speaking(Encoding::Json).await;
     let bob_id = bob.register("bob", "password1").await;
     bob.login("bob", "password1").await;
     alice.until_seen(bob_id, Position { x: 0.0, y: 0.0 }).await;
     bob.walk(3.0, -1.0).await;
     alice.until_seen(bob_id, Position { x: 3.0, y: -1.0 }).await;
+    alice.walk(-2.0, 1.5).await;
+    bob.until_seen(alice_id, Position { x: -2.0, y: 1.5 }).await;
     assert_eq!(server.stop(), 0);
 }
 

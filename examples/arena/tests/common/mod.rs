@@ -10,7 +10,7 @@ use arena::{ArenaPlugin, PickedUp, Pickup, Walk, Walked};
 use hearth::components::Position;
 use hearth::prelude::*;
 use hearth::testing::ServerThread;
-use hearth_client::{Client, Event, GameMessage, Refusal};
+use hearth_client::{Client, ClientConfig, Encoding, Event, GameMessage, Refusal};
 use serde_json::Value;
 
 /// How long a player waits for a message before failing the test (a guard against a hang,
@@ -42,9 +42,18 @@ impl ArenaServer {
         }
     }
 
-    /// A new player connection.
+    /// A new player connection (JSON lines).
     pub async fn client(&self) -> Player {
-        let client = Client::connect(self.addr)
+        self.client_speaking(Encoding::Json).await
+    }
+
+    /// A new player connection speaking `encoding`.
+    pub async fn client_speaking(&self, encoding: Encoding) -> Player {
+        let config = ClientConfig {
+            encoding,
+            ..ClientConfig::default()
+        };
+        let client = Client::connect_with(self.addr, config)
             .await
             .expect("connect to the arena");
         Player { client }
