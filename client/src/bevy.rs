@@ -8,6 +8,7 @@
 //! [`ReplicateFromServer::replicate_from_server`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bevy_app::{App, Plugin, PreUpdate};
 use bevy_ecs::prelude::*;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::client::{Client, ClientHandle, LoggedIn};
+use crate::codec::EncodeError;
 use crate::config::ClientConfig;
 use crate::event::{Event, GameMessage};
 use crate::{ClientError, ResumeToken, Target};
@@ -33,7 +35,8 @@ pub struct Replicated {
 pub struct You;
 
 /// What the client heard, in order: the connection's story, pushes, and the answers to the
-/// requests made through [`HearthClient`].
+/// requests made through [`HearthClient`]. A failed request carries its [`ClientError`] in an
+/// `Arc` (a message is cloned to each reader): match on it as on the async client's.
 #[derive(Message, Clone, Debug)]
 pub enum HearthEvent {
     /// The connection is open: requests can be made.
@@ -43,15 +46,15 @@ pub enum HearthEvent {
     /// Something the client heard (updates are already mirrored when this is read).
     Client(Event),
     /// The answer to [`HearthClient::register`]: the new player id.
-    Registered(Result<u64, String>),
+    Registered(Result<u64, Arc<ClientError>>),
     /// The answer to [`HearthClient::login`] or [`HearthClient::resume`].
-    LoggedIn(Result<LoggedIn, String>),
+    LoggedIn(Result<LoggedIn, Arc<ClientError>>),
     /// The answer to [`HearthClient::logout`].
-    LoggedOut(Result<(), String>),
+    LoggedOut(Result<(), Arc<ClientError>>),
     /// The answer to [`HearthClient::request`] of game message `name`.
     Answered {
         name: String,
-        answer: Result<GameMessage, String>,
+        answer: Result<GameMessage, Arc<ClientError>>,
     },
     /// A [`HearthClient::send`] of game message `name` was not written.
     SendFailed { name: String, reason: String },
@@ -121,11 +124,20 @@ impl HearthClient {
 }
 
 /// `message` as a JSON object (checked again, with the protocol's rules, by the client).
-fn fields<T: Serialize + ?Sized>(name: &str, message: &T) -> Result<Map<String, Value>, String> {
+fn fields<T: Serialize + ?Sized>(
+    name: &str,
+    message: &T,
+) -> Result<Map<String, Value>, EncodeError> {
     match serde_json::to_value(message) {
         Ok(Value::Object(fields)) => Ok(fields),
-        Ok(other) => Err(format!("a {name} message must be an object, got {other}")),
-        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(EncodeError::NotAnObject {
+            name: name.into(),
+            json: other.to_string(),
+        }),
+        Err(source) => Err(EncodeError::Serialise {
+            name: name.into(),
+            source,
+        }),
     }
 }
 
@@ -271,16 +283,18 @@ async fn bridge(
 
 /// Makes one request and sends its answer to the App.
 async fn serve(handle: ClientHandle, request: Ask, events: crossbeam_channel::Sender<HearthEvent>) {
-    let text = |e: ClientError| e.to_string();
     let event = match request {
-        Ask::Register(username, password) => {
-            HearthEvent::Registered(handle.register(&username, &password).await.map_err(text))
-        }
+        Ask::Register(username, password) => HearthEvent::Registered(
+            handle
+                .register(&username, &password)
+                .await
+                .map_err(Arc::new),
+        ),
         Ask::Login(username, password) => {
-            HearthEvent::LoggedIn(handle.login(&username, &password).await.map_err(text))
+            HearthEvent::LoggedIn(handle.login(&username, &password).await.map_err(Arc::new))
         }
-        Ask::Resume(token) => HearthEvent::LoggedIn(handle.resume(token).await.map_err(text)),
-        Ask::Logout => HearthEvent::LoggedOut(handle.logout().await.map_err(text)),
+        Ask::Resume(token) => HearthEvent::LoggedIn(handle.resume(token).await.map_err(Arc::new)),
+        Ask::Logout => HearthEvent::LoggedOut(handle.logout().await.map_err(Arc::new)),
         Ask::Send(name, fields) => match handle.send(&name, &fields).await {
             Ok(()) => return,
             Err(e) => HearthEvent::SendFailed {
@@ -289,7 +303,7 @@ async fn serve(handle: ClientHandle, request: Ask, events: crossbeam_channel::Se
             },
         },
         Ask::GameRequest(name, fields) => {
-            let answer = handle.request(&name, &fields).await.map_err(text);
+            let answer = handle.request(&name, &fields).await.map_err(Arc::new);
             HearthEvent::Answered { name, answer }
         }
     };

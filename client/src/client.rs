@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::codec::encode;
+use crate::codec::{EncodeError, encode};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::{Event, GameMessage, Refusal};
@@ -110,9 +110,8 @@ impl Client {
 
     /// The next event; `None` once the client is done (closed, or a drop that could not be
     /// resumed). Replication updates are applied to [`ClientHandle::world`] before their
-    /// event is queued. Read events (or drop the stream of them with
-    /// [`Client::into_handle`]): a client whose `event_capacity` events go unread stops
-    /// reading the server.
+    /// event is queued. Read events (or drop the stream of them, which [`Client::split`]
+    /// hands out): a client whose `event_capacity` events go unread stops reading the server.
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
@@ -224,7 +223,7 @@ impl ClientHandle {
         message: &T,
     ) -> Result<(), ClientError> {
         let object = game_object(name, message)?;
-        let message = encode(self.config.encoding, &object).map_err(ClientError::Encode)?;
+        let message = encode(self.config.encoding, &object)?;
         let (done, written) = oneshot::channel();
         self.command(Command::Send { message, done }).await?;
         written.await.map_err(|_| ClientError::Closed)?
@@ -263,11 +262,20 @@ impl ClientHandle {
         &self,
         message: ClientMessage,
     ) -> Result<Map<String, Value>, ClientError> {
+        // A core message always serialises as an object; if it ever did not, this says so.
+        let name = "core";
         match serde_json::to_value(message) {
             Ok(Value::Object(object)) => self.request_object(object).await,
-            _ => Err(ClientError::Encode(
-                "a core message did not serialise".into(),
-            )),
+            Ok(other) => Err(EncodeError::NotAnObject {
+                name: name.into(),
+                json: other.to_string(),
+            }
+            .into()),
+            Err(source) => Err(EncodeError::Serialise {
+                name: name.into(),
+                source,
+            }
+            .into()),
         }
     }
 
@@ -279,7 +287,7 @@ impl ClientHandle {
     ) -> Result<Map<String, Value>, ClientError> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         object.insert("id".into(), id.into());
-        let message = encode(self.config.encoding, &object).map_err(ClientError::Encode)?;
+        let message = encode(self.config.encoding, &object)?;
         let (answer, answered) = oneshot::channel();
         self.command(Command::Request {
             id,
@@ -315,17 +323,27 @@ fn game_object<T: Serialize + ?Sized>(
     let mut object = match serde_json::to_value(message) {
         Ok(Value::Object(object)) => object,
         Ok(other) => {
-            return Err(ClientError::Encode(format!(
-                "a {name} message must serialise as an object, got {other}"
-            )));
+            return Err(EncodeError::NotAnObject {
+                name: name.into(),
+                json: other.to_string(),
+            }
+            .into());
         }
-        Err(e) => return Err(ClientError::Encode(format!("a {name} message: {e}"))),
+        Err(source) => {
+            return Err(EncodeError::Serialise {
+                name: name.into(),
+                source,
+            }
+            .into());
+        }
     };
-    for reserved in ["type", "id"] {
-        if object.contains_key(reserved) {
-            return Err(ClientError::Encode(format!(
-                "a {name} message has a field `{reserved}`, which the protocol reserves"
-            )));
+    for field in ["type", "id"] {
+        if object.contains_key(field) {
+            return Err(EncodeError::ReservedField {
+                name: name.into(),
+                field,
+            }
+            .into());
         }
     }
     object.insert("type".into(), name.into());

@@ -1,11 +1,14 @@
 //! The two encodings of docs/protocol.md: on a byte stream (TCP, TLS) a tokio-util codec that
-//! cuts JSON lines or length-prefixed binary frames (after the preamble exchange, which
-//! [`crate::transport`] does) into [`RawMessage`]s, cancel-safe so the session can
-//! `select!` on it; then the decoding of a raw message into what it says ([`Inbound`]).
+//! cuts JSON lines or length-prefixed binary frames (after the preamble exchange, which the
+//! connection layer does when it connects) into [`RawMessage`]s, cancel-safe so the session
+//! can `select!` on it; then the decoding of a raw message into what it says ([`Inbound`]),
+//! and the encoding of a message to the server ([`Outgoing`], or why not: [`EncodeError`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 use hearth_components::protocol::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES};
-use hearth_components::wire::{self, FrameKind, UpdateFrame, WireError, decode_frame};
+use hearth_components::wire::{
+    self, FrameKind, MessageError, UpdateFrame, WireError, decode_frame,
+};
 use serde_json::{Map, Value};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -79,25 +82,53 @@ impl Outgoing {
     pub fn encode<T: serde::Serialize + ?Sized>(
         encoding: Encoding,
         message: &T,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EncodeError> {
         match encoding {
             Encoding::Json => {
-                let text = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+                let text = serde_json::to_vec(message).map_err(EncodeError::Json)?;
                 if text.len() > MAX_LINE_BYTES {
-                    return Err(format!(
-                        "a message of {} bytes is over the limit of {MAX_LINE_BYTES}",
-                        text.len()
-                    ));
+                    return Err(EncodeError::TooLong {
+                        bytes: text.len(),
+                        limit: MAX_LINE_BYTES,
+                    });
                 }
                 Ok(Self(text))
             }
             Encoding::Binary => {
                 let mut out = Vec::new();
-                wire::encode_message(message, &mut out).map_err(|e| e.to_string())?;
+                wire::encode_message(message, &mut out).map_err(EncodeError::MessagePack)?;
                 Ok(Self(out))
             }
         }
     }
+}
+
+/// Why a message cannot be sent: it is not something the protocol can carry.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// A game message that does not serialise (a failing `Serialize`, a map with keys that
+    /// are not strings).
+    #[error("a {name} message does not serialise: {source}")]
+    Serialise {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A message that serialises, but not as a JSON object, so it cannot carry a `type`.
+    #[error("a {name} message must serialise as an object, got {json}")]
+    NotAnObject { name: String, json: String },
+    /// A game message with a field the protocol reserves for itself (`type`, `id`).
+    #[error("a {name} message has a field `{field}`, which the protocol reserves")]
+    ReservedField { name: String, field: &'static str },
+    /// The message has no JSON form.
+    #[error("not encodable as JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The message has no MessagePack form, or its frame is over the protocol's limit.
+    #[error("in the binary encoding: {0}")]
+    MessagePack(#[source] MessageError),
+    /// The encoded JSON line is longer than the server reads.
+    #[error("a message of {bytes} bytes is over the limit of {limit}")]
+    TooLong { bytes: usize, limit: usize },
 }
 
 /// Why the stream cannot go on.
@@ -217,7 +248,10 @@ impl Decoder for Codec {
 }
 
 /// `message` (a JSON object, `type` included) in `encoding`.
-pub(crate) fn encode(encoding: Encoding, message: &Map<String, Value>) -> Result<Outgoing, String> {
+pub(crate) fn encode(
+    encoding: Encoding,
+    message: &Map<String, Value>,
+) -> Result<Outgoing, EncodeError> {
     Outgoing::encode(encoding, message)
 }
 

@@ -4,8 +4,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::codec::Encoding;
-use crate::session::DEFAULT_KEEPALIVE;
-use crate::transport::TlsConfig;
+use crate::tls::TlsConfig;
+
+/// How long a keep-alive waits by default: a third of the server's default idle timeout.
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// A client's settings; `ClientConfig::default()` is JSON, automatic resume on, a ping after
 /// 10 s of silence.

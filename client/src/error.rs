@@ -1,5 +1,6 @@
 //! Why a client call failed.
 
+use crate::codec::EncodeError;
 use crate::event::Refusal;
 
 /// Why a request (or a send) did not get its answer.
@@ -36,9 +37,9 @@ pub enum ClientError {
     #[error("the client is closed")]
     Closed,
     /// The message is not something the protocol can carry (not a JSON object, a field named
-    /// `type` or `id`, or not serialisable).
+    /// `type` or `id`, not serialisable, or over the protocol's limit).
     #[error("cannot send: {0}")]
-    Encode(String),
+    Encode(#[from] EncodeError),
     /// The answer came, but not as the type asked for.
     #[error("unexpected answer: expected {expected}, got {got}")]
     Unexpected { expected: String, got: String },

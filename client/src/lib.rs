@@ -46,19 +46,21 @@ mod config;
 mod error;
 mod event;
 mod session;
+mod tls;
 mod transport;
 mod world;
 
 pub use client::{Client, ClientHandle, LoggedIn, WorldRef};
-pub use transport::{Target, TlsConfig};
+pub use tls::TlsConfig;
+pub use transport::Target;
 
 /// The connection layer alone, for clients that decode with care of their own
 /// (hearth-swarm): any door, either encoding, messages not yet decoded.
 pub mod raw {
-    pub use crate::codec::{CodecError, Outgoing, RawMessage};
+    pub use crate::codec::{CodecError, EncodeError, Outgoing, RawMessage};
     pub use crate::transport::{Incoming, Outbound, RawConn, connect_raw};
 }
-pub use codec::Encoding;
+pub use codec::{EncodeError, Encoding};
 pub use config::{ClientConfig, Reconnect};
 pub use error::ClientError;
 pub use event::{Event, GameMessage, Refusal};

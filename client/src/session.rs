@@ -309,7 +309,10 @@ impl Session {
                 let components = lock(&self.shared).world.components().to_vec();
                 match Update::from_binary(frame, &components) {
                     Ok(update) => self.apply(update).await,
-                    Err(reason) => self.emit(Event::Invalid { reason }).await,
+                    Err(e) => {
+                        let reason = format!("not a valid update frame: {e}");
+                        self.emit(Event::Invalid { reason }).await;
+                    }
                 }
             }
             Inbound::Message(object) => self.on_message(object).await,
@@ -576,6 +579,3 @@ async fn refusing<T>(
         }
     }
 }
-
-/// How long a keep-alive waits by default: a third of the server's default idle timeout.
-pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use hearth_components::wire::{self, QuantisedPosition, UpdateFrame};
+use hearth_components::wire::{self, MessageError, QuantisedPosition, UpdateFrame, WireError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -44,41 +44,49 @@ impl Update {
     pub(crate) fn from_binary(
         frame: UpdateFrame,
         components: &[ComponentInfo],
-    ) -> Result<Self, String> {
-        let section = |entities: Vec<wire::EntityState>| {
-            entities
-                .into_iter()
-                .map(|entity| {
-                    let mut values = Map::new();
-                    for (index, payload) in entity.components {
-                        let info = components.get(usize::from(index)).ok_or_else(|| {
-                            format!(
-                                "entity {}: component bit {index} was not announced",
-                                entity.id
-                            )
-                        })?;
-                        let value = match info.encoding.as_str() {
-                            "position_q64" => {
-                                let (x, y) = QuantisedPosition::decode(&payload)
-                                    .map_err(|e| {
-                                        format!("entity {}: {}: {e}", entity.id, info.name)
-                                    })?
-                                    .to_world();
-                                serde_json::json!({"x": x, "y": y})
-                            }
-                            "messagepack" => wire::decode_message::<Value>(&payload)
-                                .map_err(|e| format!("entity {}: {}: {e}", entity.id, info.name))?,
-                            _ => continue,
-                        };
-                        values.insert(info.name.clone(), value);
-                    }
-                    Ok(EntityState {
-                        id: entity.id,
-                        components: values,
+    ) -> Result<Self, UpdateFrameError> {
+        let section =
+            |entities: Vec<wire::EntityState>| {
+                entities
+                    .into_iter()
+                    .map(|entity| {
+                        let mut values = Map::new();
+                        for (bit, payload) in entity.components {
+                            let info = components.get(usize::from(bit)).ok_or(
+                                UpdateFrameError::Unannounced {
+                                    entity: entity.id,
+                                    bit,
+                                },
+                            )?;
+                            let value =
+                                match info.encoding.as_str() {
+                                    "position_q64" => {
+                                        let (x, y) = QuantisedPosition::decode(&payload)
+                                            .map_err(|source| UpdateFrameError::Position {
+                                                entity: entity.id,
+                                                component: info.name.clone(),
+                                                source,
+                                            })?
+                                            .to_world();
+                                        serde_json::json!({"x": x, "y": y})
+                                    }
+                                    "messagepack" => wire::decode_message::<Value>(&payload)
+                                        .map_err(|source| UpdateFrameError::MessagePack {
+                                            entity: entity.id,
+                                            component: info.name.clone(),
+                                            source,
+                                        })?,
+                                    _ => continue,
+                                };
+                            values.insert(info.name.clone(), value);
+                        }
+                        Ok(EntityState {
+                            id: entity.id,
+                            components: values,
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, String>>()
-        };
+                    .collect::<Result<Vec<_>, UpdateFrameError>>()
+            };
         Ok(Self {
             round: frame.round,
             entered: section(frame.entered)?,
@@ -86,6 +94,31 @@ impl Update {
             left: frame.left,
         })
     }
+}
+
+/// Why a binary update frame could not be read with the `replication` message's list of
+/// components (the frame itself decoded).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpdateFrameError {
+    /// The frame carries a component by a bit the `replication` message did not announce.
+    #[error("entity {entity}: component bit {bit} was not announced")]
+    Unannounced { entity: u64, bit: u8 },
+    /// A `position_q64` component whose payload is not a quantised position.
+    #[error("entity {entity}: {component}: {source}")]
+    Position {
+        entity: u64,
+        component: String,
+        #[source]
+        source: WireError,
+    },
+    /// A `messagepack` component whose payload is not valid MessagePack.
+    #[error("entity {entity}: {component}: {source}")]
+    MessagePack {
+        entity: u64,
+        component: String,
+        #[source]
+        source: MessageError,
+    },
 }
 
 /// Why a component could not be read from the world.
@@ -299,7 +332,10 @@ mod tests {
         );
         assert_eq!(update.left, vec![7]);
         assert!(
-            Update::from_binary(frame, &components[..1]).is_err(),
+            matches!(
+                Update::from_binary(frame, &components[..1]),
+                Err(UpdateFrameError::Unannounced { entity: 51, bit: 1 })
+            ),
             "a bit never announced"
         );
     }

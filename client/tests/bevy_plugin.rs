@@ -13,6 +13,7 @@ use hearth::components::Position;
 use hearth_client::bevy::{
     HearthClient, HearthClientPlugin, HearthEvent, ReplicateFromServer, Replicated, You,
 };
+use hearth_client::{ClientError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// The client's own component for the replicated `player_id`.
@@ -131,5 +132,33 @@ fn two_client_apps_see_each_other_move() {
     assert_eq!(query.iter(alice.world()).count(), 2);
     drop(alice);
     drop(bob);
+    assert_eq!(server.stop(), 0);
+}
+
+#[test]
+fn a_refused_login_comes_as_the_clients_typed_error() {
+    let server = demo_server("bevy-refused");
+    let mut app = client_app(server.game_addr());
+    update_until(&mut app, "the connection", |w| {
+        heard(w, |e| matches!(e, HearthEvent::Connected).then_some(()))
+    });
+    app.world()
+        .resource::<HearthClient>()
+        .login("nobody", "password1");
+    let error = update_until(&mut app, "the refusal", |w| {
+        heard(w, |e| match e {
+            HearthEvent::LoggedIn(Err(error)) => Some(error.clone()),
+            _ => None,
+        })
+    });
+    assert!(
+        matches!(
+            &*error,
+            ClientError::Refused(refusal)
+                if refusal.core_code() == Some(ErrorCode::InvalidCredentials)
+        ),
+        "{error}"
+    );
+    drop(app);
     assert_eq!(server.stop(), 0);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Relay, demo_server, until, within};
 use hearth::components::Position;
-use hearth_client::{Client, ClientConfig, ClientError, Encoding, ErrorCode, Event};
+use hearth_client::{Client, ClientConfig, ClientError, EncodeError, Encoding, ErrorCode, Event};
 use serde::Serialize;
 
 /// The demo game's `move`, as a client of it would declare it.
@@ -128,7 +128,22 @@ async fn a_game_refusal_of_a_message_sent_without_waiting_is_an_event() {
     assert_eq!(code, Some(ErrorCode::NotLoggedIn));
     // A message the protocol cannot carry is refused before it is sent.
     let bad = client.send("move", &7).await.unwrap_err();
-    assert!(matches!(bad, ClientError::Encode(_)), "{bad}");
+    assert!(
+        matches!(&bad, ClientError::Encode(EncodeError::NotAnObject { name, .. }) if name == "move"),
+        "{bad}"
+    );
+    // So is one with a field the protocol reserves.
+    let bad = client
+        .send("move", &serde_json::json!({"dx": 1.0, "dy": 0.0, "id": 3}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &bad,
+            ClientError::Encode(EncodeError::ReservedField { field: "id", .. })
+        ),
+        "{bad}"
+    );
     client.close().await;
     assert_eq!(server.stop(), 0);
 }
