@@ -118,12 +118,11 @@ mod tests {
         assert_eq!(connections_that_fit(64), 32);
     }
 
-    /// Lowers the soft limit (one below the hard one) and raises it again, in a child process
-    /// of its own so no other test runs with the lowered limit. Without the lowering the
-    /// test would pass without raising anything wherever the soft limit starts at the hard one.
-    /// Lowers this process's soft limit by one (so there is something to raise, where the
-    /// soft limit already equals the hard one) and raises it back: harmless to the other
-    /// tests of the process, which end with the limit they started with or a higher one.
+    /// Sets this process's soft limit to one below the hard one (so there is something to
+    /// raise: without it the test would pass without raising anything wherever the soft limit
+    /// starts at the hard one) and raises it to the hard one. It runs in the test process
+    /// itself: harmless to the other tests, which see at most one file fewer meanwhile and end
+    /// with the limit they started with or a higher one.
     #[cfg(target_os = "linux")]
     #[test]
     fn raising_lifts_a_lowered_soft_limit_to_the_hard_one() {

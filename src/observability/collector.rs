@@ -362,7 +362,7 @@ impl HearthCollector {
         counter(
             e,
             "hearth_client_messages_received",
-            "Lines received from clients.",
+            "Messages received from clients: lines, binary frames and WebSocket messages (blank lines not counted).",
             get(&n.messages_in),
         )?;
         counter(

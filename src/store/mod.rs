@@ -30,7 +30,7 @@ pub enum OpenError {
     Redis { url: String, reason: String },
     /// Another running process is registered under this instance id.
     #[error(
-        "instance id {id:?} is in use by another running process ({holder}). A session lease belongs to one running process, so this one does not start: give each process its own --instance-id (or leave it unset to generate one). If that process is gone, its registration expires in {expires_in:?}"
+        "instance id {id:?} is in use by another running process ({holder}). A session lease belongs to one running process, so this one does not start: give each process its own --instance-id (or leave it unset to generate one). If that process is gone, start this one again after its liveness_ttl (3s by default): a dead process's registration is taken over once its liveness key expires"
     )]
     InstanceTaken {
         id: String,
@@ -39,7 +39,7 @@ pub enum OpenError {
     },
     /// Another running process serves this zone.
     #[error(
-        "zone {zone:?} is served by another running process ({holder}). One process serves a zone, so this one does not start: pick another --zone, or drain that process first. If that process is gone, its registration expires in {expires_in:?}"
+        "zone {zone:?} is served by another running process ({holder}). One process serves a zone, so this one does not start: pick another --zone, or drain that process first. If that process is gone, start this one again after its liveness_ttl (3s by default): a dead process's registration is taken over once its liveness key expires"
     )]
     ZoneTaken {
         zone: String,
