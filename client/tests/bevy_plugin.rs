@@ -127,9 +127,20 @@ fn two_client_apps_see_each_other_move() {
     update_until(&mut alice, "bob's step in alice's app", |w| {
         (mirrored(w, bob_id) == Some(east)).then_some(())
     });
-    // One entity per player: the change updated the mirror, it did not spawn another.
-    let mut query = alice.world_mut().query::<&Replicated>();
-    assert_eq!(query.iter(alice.world()).count(), 2);
+    // And the other way: alice steps, bob's app sees it.
+    alice
+        .world()
+        .resource::<HearthClient>()
+        .send("move", &Move { dx: 0.0, dy: -1.0 });
+    let south = Position { x: 0.0, y: -1.0 };
+    update_until(&mut bob, "alice's step in bob's app", |w| {
+        (mirrored(w, alice_id) == Some(south)).then_some(())
+    });
+    // One entity per player: the changes updated the mirrors, they did not spawn others.
+    for app in [&mut alice, &mut bob] {
+        let mut query = app.world_mut().query::<&Replicated>();
+        assert_eq!(query.iter(app.world()).count(), 2);
+    }
     drop(alice);
     drop(bob);
     assert_eq!(server.stop(), 0);
