@@ -324,7 +324,7 @@ fn a_zone_without_a_server_keeps_players_at_the_border() {
     let mut east = Hearth::start_with(&redis, "east-1", &["--zones", map, "--zone", "east"]);
     let handoff = walk_until_handoff(&mut client, 1);
     let mut there = east.client();
-    there
+    let in_east = there
         .try_enter(json!({"type": "resume", "token": handoff["resume_token"]}))
         .unwrap();
     there.send(json!({"type": "logout"}));
@@ -339,6 +339,25 @@ fn a_zone_without_a_server_keeps_players_at_the_border() {
         error["message"].as_str().unwrap().contains("\"east\""),
         "{error}"
     );
+    // A resume is refused the same way and keeps its token: asked again, the answer is the
+    // same `unavailable`, not an unknown token.
+    for attempt in 0..2 {
+        let error = loop {
+            let mut resuming = west.client();
+            resuming.send(json!({"type": "resume", "token": in_east["resume_token"]}));
+            let error = resuming.expect_any(&["error", "logged_in"]);
+            // The previous refusal's player is still leaving west for a moment.
+            if error["code"] != "already_online" {
+                break error;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(error["code"], "unavailable", "attempt {attempt}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("\"east\""),
+            "attempt {attempt}: {error}"
+        );
+    }
 }
 
 /// Promise: every process of a world reads the same zone map. A neighbour registered with

@@ -96,6 +96,9 @@ enum Attempt {
     Retry(String),
     /// The token is refused: resuming cannot work.
     Refused(String),
+    /// Answered `handoff`: the player is in another zone; resume there (the door of this
+    /// client's transport), with the handoff's token (already held).
+    HandedOff(String),
     Closed,
 }
 
@@ -475,6 +478,13 @@ impl Session {
                     return Some((conn, logged_in));
                 }
                 Attempt::Retry(reason) => last = reason,
+                Attempt::HandedOff(addr) => {
+                    // The destination expects the player now: no pause before trying there.
+                    lock(&self.shared).world.clear();
+                    self.target = self.target.with_addr(&addr);
+                    self.emit(Event::HandedOff { addr }).await;
+                    delay = Duration::ZERO;
+                }
                 Attempt::Refused(reason) => {
                     self.emit(Event::ResumeFailed { reason }).await;
                     return None;
@@ -529,6 +539,20 @@ impl Session {
                     return Attempt::Resumed(conn, object);
                 }
                 Some("queued") => {}
+                Some("handoff") => {
+                    self.note_answer("handoff", &object);
+                    let field = match self.target {
+                        Target::WebSocket(_) => "ws_addr",
+                        Target::Tcp(_) | Target::Tls(_) => "addr",
+                    };
+                    return match object.get(field).and_then(Value::as_str) {
+                        Some(addr) => Attempt::HandedOff(addr.to_string()),
+                        None => Attempt::Refused(
+                            "resume answered handoff to a server without a door for this transport"
+                                .into(),
+                        ),
+                    };
+                }
                 Some("error") => {
                     let refusal = Refusal::from_object(&object);
                     return match refusal.code.as_str() {

@@ -171,3 +171,133 @@ async fn walk_into_the_other_zone(ws: bool) {
     assert_eq!(east.stop(), 0);
     assert_eq!(west.stop(), 0);
 }
+
+/// A door in front of `to` that the test can cut: every connection through it is dropped, and
+/// new ones are closed at once, until it is opened again.
+struct CuttableDoor {
+    addr: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl CuttableDoor {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (is_open, cutting) = (Arc::clone(&open), Arc::clone(&cut));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let cutting = Arc::clone(&cutting);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cutting.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, open, cut }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A client whose connection drops resumes on its own; when the server it comes back to
+/// answers `handoff` (the player's stored place is now in another zone), the client follows
+/// it there and resumes, instead of giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_resume_answered_handoff_is_followed() {
+    let redis = redis_server::RedisServer::start();
+    let west = zone_server(&redis, "west");
+    let east = zone_server(&redis, "east");
+    let door = CuttableDoor::start(west.game_addr()).await;
+    let mut client = Client::connect(door.addr).await.unwrap();
+    let id = client.register("erin", "password1").await.unwrap();
+    client.login("erin", "password1").await.unwrap();
+
+    // Her connection drops; once west has saved her and let her go, her stored place is
+    // moved into east (as another zone's server would have left it).
+    door.cut();
+    let mut redis_conn = redis.connection();
+    let lease = format!("hearth:session:{{{id}}}");
+    within("west letting her go", async {
+        loop {
+            let held: Option<String> = redis::cmd("GET")
+                .arg(&lease)
+                .query(&mut redis_conn)
+                .unwrap();
+            if held.is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let key = format!("hearth:player:{{{id}}}");
+    let record: String = redis::cmd("GET").arg(&key).query(&mut redis_conn).unwrap();
+    let at = record.find("\"position\":{").expect("a position section");
+    let end = at + record[at..].find('}').unwrap() + 1;
+    let moved = format!(
+        "{}\"position\":{{\"x\":10.0,\"y\":0.0}}{}",
+        &record[..at],
+        &record[end..]
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(moved)
+        .query(&mut redis_conn)
+        .unwrap();
+    door.open();
+
+    let handed_to = within("the resume followed to east", async {
+        let mut handed_to = None;
+        loop {
+            match client.next_event().await.expect("the client") {
+                Event::HandedOff { addr } => handed_to = Some(addr),
+                Event::Resumed { player_id } if handed_to.is_some() => {
+                    assert_eq!(player_id, id);
+                    return handed_to.unwrap();
+                }
+                Event::ResumeFailed { reason } => panic!("gave up: {reason}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(handed_to, east.game_addr().to_string());
+    let x = within("her place in east's world", async {
+        loop {
+            if let Some(x) = {
+                let world = client.world();
+                world
+                    .player(id)
+                    .and_then(|e| e.get::<Position>("position").ok())
+                    .map(|p| p.x)
+            } {
+                return x;
+            }
+            client.next_event().await.expect("the client");
+        }
+    })
+    .await;
+    assert_eq!(x, 10.0);
+    client.close().await;
+    assert_eq!(west.stop(), 0);
+    assert_eq!(east.stop(), 0);
+}

@@ -250,6 +250,13 @@ impl Connections {
             return false;
         }
         connection.session = Session::Anonymous;
+        if let Some(give_back) = connection.give_back.take()
+            && !matches!(message, ServerMessage::Handoff { .. })
+        {
+            // A resume's join that could not be handed over: the client keeps its token (a
+            // `handoff` brings a token of its own).
+            give_back.run();
+        }
         let queued = self.offer(conn, message);
         if !queued {
             self.by_conn.remove(&conn);
@@ -273,6 +280,7 @@ impl Connections {
             && matches!(connection.session, Session::HandingOff(_))
         {
             connection.session = Session::Anonymous;
+            connection.give_back = None; // the `handoff` brought a token of its own
         }
     }
 
@@ -499,7 +507,6 @@ fn answer_lifecycle(
             if let Some(c) = connections.by_conn.get_mut(&conn) {
                 c.session = Session::HandingOff(j.entity);
                 c.resume_token = None;
-                c.give_back = None; // the `handoff` brings a token of its own
             }
             connections.by_entity.insert(j.entity, conn);
             leaves.write(LeaveRequest {

@@ -162,6 +162,17 @@ impl Undoer {
     }
 }
 
+/// Removes `undo` (named by its fresh digest) from `player`'s pending undos, if still there.
+fn forget(pending: &Mutex<Pending>, player: PlayerId, undo: &Uncertain) {
+    let mut pending = lock(pending);
+    if let Some(undos) = pending.get_mut(&player) {
+        undos.retain(|u| u.fresh != undo.fresh);
+        if undos.is_empty() {
+            pending.remove(&player);
+        }
+    }
+}
+
 fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -178,21 +189,28 @@ fn run(mut nodes: BlockingNodes, pending: &Mutex<Pending>, undoer: &Undoer, woke
         if woke == Err(RecvTimeoutError::Disconnected) {
             return;
         }
-        let due: Vec<(PlayerId, Vec<Uncertain>)> = lock(pending).drain().collect();
+        // Left pending while they run: a resume of the same player meanwhile settles them
+        // itself (`settle`) before it runs, rather than finding its token not yet given back.
+        // An undo run twice is harmless: the second finds the fresh token gone and changes
+        // nothing.
+        let due: Vec<(PlayerId, Vec<Uncertain>)> = lock(pending)
+            .iter()
+            .map(|(player, undos)| (*player, undos.clone()))
+            .collect();
         let now = Instant::now();
         for (player, undos) in due {
             for undo in undos {
                 match undoer.undo(&mut nodes, player, &undo) {
-                    Ok(()) => {}
+                    Ok(()) => forget(pending, player, &undo),
                     Err(_) if now >= undo.give_up_at => {
                         tracing::error!(
                             player = player.0,
                             "a resume answered `unavailable` could not be undone for {UNDO_FOR:?}: its token may stay spent (the player logs in with the password)"
                         );
+                        forget(pending, player, &undo);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, player = player.0, "undoing a resume: Redis still unavailable, retrying");
-                        lock(pending).entry(player).or_default().push(undo);
                     }
                 }
             }
