@@ -137,8 +137,22 @@ fn the_exposition_is_valid_and_moves_when_players_act_and_readiness_follows_redi
         sample(&text, "hearth_store_lane_down{lane=\"periodic\"}"),
         Some(0.0)
     );
-    assert!(sample(&text, "hearth_client_messages_received_total").unwrap() >= 3.0);
-    assert!(sample(&text, "hearth_client_messages_sent_total").unwrap() >= 3.0);
+    assert!(
+        sample(
+            &text,
+            "hearth_client_messages_received_total{transport=\"tcp\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
+    assert!(
+        sample(
+            &text,
+            "hearth_client_messages_sent_total{transport=\"tcp\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
     assert_eq!(
         sample(&text, "hearth_auth_duration_seconds_count"),
         Some(2.0)

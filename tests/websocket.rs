@@ -338,7 +338,7 @@ async fn a_drain_kicks_websocket_players_with_going_away() {
 }
 
 #[tokio::test]
-async fn connections_are_counted_by_transport() {
+async fn connections_and_messages_are_counted_by_transport() {
     let server = server(|_| {});
     let metrics = server.addrs().metrics.unwrap();
     let mut ws = WsClient::connect(server.ws_addr(), None).await;
@@ -353,6 +353,12 @@ async fn connections_are_counted_by_transport() {
         "hearth_client_connections_opened_total{transport=\"tcp\"} 1",
         "hearth_client_connections_opened_total{transport=\"wss\"} 0",
         "hearth_client_connections_by_transport{transport=\"ws\"} 1.0",
+        // One ping each, and its pong.
+        "hearth_client_messages_received_total{transport=\"ws\"} 1",
+        "hearth_client_messages_received_total{transport=\"tcp\"} 1",
+        "hearth_client_messages_sent_total{transport=\"ws\"} 1",
+        "hearth_client_messages_sent_total{transport=\"tcp\"} 1",
+        "hearth_client_messages_rate_limited_total{transport=\"ws\"} 0",
     ] {
         assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
     }

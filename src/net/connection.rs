@@ -175,6 +175,7 @@ impl Drop for LoginState {
 pub async fn serve<T: Transport>(
     conn: ConnId,
     mut transport: T,
+    kind: TransportKind,
     peer: SocketAddr,
     ctx: ConnectionContext,
 ) {
@@ -216,11 +217,11 @@ pub async fn serve<T: Transport>(
         tokio::select! {
             () = closed.cancelled() => {
                 // The world's last word (a `kicked`, say) ends the connection.
-                break write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
+                break write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats, kind).await;
             }
             () = ctx.closing.cancelled() => {
                 // What the world queued last (a logout answer, say) goes first.
-                let kicked = write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats).await;
+                let kicked = write_queued(&mut transport, &mut outbound, &mut out, &ctx.stats, kind).await;
                 break Some(kicked.unwrap_or_else(|| farewell(&ctx)));
             }
             () = &mut idle => {
@@ -233,7 +234,7 @@ pub async fn serve<T: Transport>(
             }
             Some(message) = outbound.recv() => {
                 let was_awaiting = awaiting.is_some();
-                let mut batch = Batch { transport: &mut transport, out: &mut out, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting };
+                let mut batch = Batch { transport: &mut transport, out: &mut out, outbound: &mut outbound, login: &mut login, replica: &mut replica, awaiting: &mut awaiting, kind };
                 match write_batch(&mut batch, message, conn, &ctx).await {
                     // The answer came: the client's idle time starts now.
                     Ok(None) if was_awaiting && awaiting.is_none() => {
@@ -253,14 +254,14 @@ pub async fn serve<T: Transport>(
                         break None;
                     }
                     replica.confirm(update);
-                    NetStats::count(&ctx.stats.messages_out);
+                    ctx.stats.messages_out(kind, 1);
                 }
             }
             line = transport.receive(), if awaiting.is_none() => {
                 if let Some(Ok(Received::Message(message))) = &line {
                     idle.as_mut().reset(tokio::time::Instant::now() + ctx.idle_timeout);
                     if !message.is_blank() {
-                        NetStats::count(&ctx.stats.messages_in);
+                        ctx.stats.message_in(kind);
                     }
                 }
                 let reply = match line {
@@ -276,7 +277,7 @@ pub async fn serve<T: Transport>(
                     Some(Err(IncomingError::Io(_))) => break None,
                     Some(Ok(Received::Message(message))) if message.is_blank() => None,
                     Some(Ok(received)) if !transport.rate().take() => {
-                        NetStats::count(&ctx.stats.rate_limited_messages);
+                        ctx.stats.rate_limited(kind);
                         refused_in_a_row += 1;
                         if refused_in_a_row > CLIENT_MESSAGES_PER_SECOND {
                             break Some(kicked(KickCode::Rate, &format!("more than {CLIENT_MESSAGES_PER_SECOND} messages per second, for too long")));
@@ -312,7 +313,7 @@ pub async fn serve<T: Transport>(
                     if transport.send(&out).await.is_err() {
                         break None;
                     }
-                    NetStats::count(&ctx.stats.messages_out);
+                    ctx.stats.messages_out(kind, 1);
                 }
             }
         }
@@ -369,6 +370,7 @@ async fn write_queued<T: Transport>(
     outbound: &mut mpsc::Receiver<ServerMessage>,
     out: &mut Outgoing,
     stats: &NetStats,
+    kind: TransportKind,
 ) -> Option<ServerMessage> {
     out.clear();
     let mut count: u64 = 0;
@@ -382,7 +384,7 @@ async fn write_queued<T: Transport>(
         count += 1;
     }
     if count > 0 && transport.send(out).await.is_ok() {
-        stats.messages_out.fetch_add(count, Ordering::Relaxed);
+        stats.messages_out(kind, count);
     }
     kicked
 }
@@ -401,6 +403,8 @@ struct Batch<'a, T> {
     /// The request whose answer is awaited (reading is paused meanwhile), with its id: its
     /// answer clears it and carries the id.
     awaiting: &'a mut Option<Option<RequestId>>,
+    /// The transport's kind, for the counters.
+    kind: TransportKind,
 }
 
 /// Writes `first` and whatever else the world queued for the client since (up to
@@ -465,7 +469,7 @@ async fn write_batch<T: Transport>(
     }
     if count > 0 {
         batch.transport.send(batch.out).await?;
-        ctx.stats.messages_out.fetch_add(count, Ordering::Relaxed);
+        ctx.stats.messages_out(batch.kind, count);
     }
     Ok(kicked)
 }

@@ -17,12 +17,15 @@ pub struct NetStats {
     pub refused_server_full: AtomicU64,
     /// Connections refused because their address held `max_connections_per_address`.
     pub refused_address_full: AtomicU64,
-    /// Non-empty lines received from clients.
-    pub messages_in: AtomicU64,
-    /// Messages written to clients (answers and pushes; not the last word of a close).
-    pub messages_out: AtomicU64,
-    /// Client messages dropped with `rate_limited` (over the per-connection rate).
-    pub rate_limited_messages: AtomicU64,
+    /// Messages received from clients (blank lines not counted), by transport
+    /// ([`TransportKind::ALL`] order).
+    pub messages_in: [AtomicU64; 4],
+    /// Messages written to clients (answers and pushes; not the last word of a close), by
+    /// transport.
+    pub messages_out: [AtomicU64; 4],
+    /// Client messages dropped with `rate_limited` (over the per-connection rate), by
+    /// transport.
+    pub rate_limited_messages: [AtomicU64; 4],
     /// Registrations refused with `rate_limited` (over the per-address rate).
     pub rate_limited_registrations: AtomicU64,
     /// Logins refused with `rate_limited` (address locked out after failed logins).
@@ -68,6 +71,21 @@ impl NetStats {
     /// A client connection that came in by `kind` ended.
     pub fn connection_closed(&self, kind: TransportKind) {
         self.connections_open[kind.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A message came in by `kind`.
+    pub fn message_in(&self, kind: TransportKind) {
+        Self::count(&self.messages_in[kind.index()]);
+    }
+
+    /// `count` messages were written to a client of `kind`.
+    pub fn messages_out(&self, kind: TransportKind, count: u64) {
+        self.messages_out[kind.index()].fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// A message that came in by `kind` was dropped over the rate.
+    pub fn rate_limited(&self, kind: TransportKind) {
+        Self::count(&self.rate_limited_messages[kind.index()]);
     }
 
     /// Adds one to `counter`.

@@ -143,7 +143,7 @@ pub async fn serve<R, W>(
     {
         return;
     }
-    connection::serve(conn, transport, peer, ctx).await;
+    connection::serve(conn, transport, kind, peer, ctx).await;
 }
 
 /// Tells a connection refused at the door why (`server_busy`, a JSON line), then closes it.

@@ -124,7 +124,7 @@ pub async fn serve<S>(
     };
     let _open = OpenConnection::new(&ctx, kind);
     let transport = WsTransport::new(TokioIo::new(upgraded), encoding).await;
-    connection::serve(conn, transport, peer, ctx).await;
+    connection::serve(conn, transport, kind, peer, ctx).await;
 }
 
 /// Tells a connection refused at the door why (503, the `server_busy` message as the body),

@@ -359,17 +359,32 @@ impl HearthCollector {
                 ("address_full", get(&n.refused_address_full)),
             ],
         )?;
-        counter(
+        let by_transport = |counts: &[AtomicU64; 4]| -> Vec<(&str, u64)> {
+            TransportKind::ALL
+                .iter()
+                .map(|kind| (kind.label(), get(&counts[kind.index()])))
+                .collect()
+        };
+        counters(
             e,
             "hearth_client_messages_received",
-            "Messages received from clients: lines, binary frames and WebSocket messages (blank lines not counted).",
-            get(&n.messages_in),
+            "Messages received from clients: lines, binary frames and WebSocket messages (blank lines not counted), by transport.",
+            "transport",
+            &by_transport(&n.messages_in),
         )?;
-        counter(
+        counters(
             e,
             "hearth_client_messages_sent",
-            "Messages written to clients (answers and pushes).",
-            get(&n.messages_out),
+            "Messages written to clients (answers and pushes), by transport.",
+            "transport",
+            &by_transport(&n.messages_out),
+        )?;
+        counters(
+            e,
+            "hearth_client_messages_rate_limited",
+            "Client messages dropped with rate_limited (over the per-connection rate), by transport.",
+            "transport",
+            &by_transport(&n.rate_limited_messages),
         )?;
         counters(
             e,
@@ -377,7 +392,7 @@ impl HearthCollector {
             "Requests refused with rate_limited, by limit.",
             "limit",
             &[
-                ("messages", get(&n.rate_limited_messages)),
+                ("messages", n.rate_limited_messages.iter().map(get).sum()),
                 ("registrations", get(&n.rate_limited_registrations)),
                 ("logins", get(&n.rate_limited_logins)),
             ],
