@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs redis-server, promtool and Chromium with its WebDriver
-# (Debian/Ubuntu apt) when missing: the Redis tests start their own redis-server on free
-# ports, the metrics tests check the exposition with `promtool check metrics`, the browser
-# test (tests/browser.rs) drives headless Chromium through chromedriver; none ever skips.
+# Runs the whole test suite. Installs redis-server, promtool, Chromium with its WebDriver and
+# python3 (Debian/Ubuntu apt) when missing: the Redis tests start their own redis-server on
+# free ports, the metrics tests check the exposition with `promtool check metrics`, the browser
+# test (tests/browser.rs) drives headless Chromium through chromedriver, and tests/spec_client.rs
+# runs a Python client written from docs/protocol.md alone; none ever skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -19,5 +20,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   echo "chromium or chromedriver not found; installing chromium and chromium-driver with apt-get" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 not found; installing it with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3
 fi
 cargo test --workspace "$@"

@@ -363,3 +363,136 @@ fn hostile_binary_input_gets_an_error_and_a_closed_connection() {
     json_client.send(json!({"type": "ping", "nonce": 5}));
     assert_eq!(json_client.expect("pong")["nonce"], 5);
 }
+
+/// A MessagePack fixstr (shorter than 32 bytes), for payloads written by hand.
+fn mp_str(text: &str) -> Vec<u8> {
+    assert!(text.len() < 32);
+    let mut out = vec![0xa0 | text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A MessagePack fixmap header of `entries` followed by `parts`.
+fn mp_map(entries: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![0x80 | entries];
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// docs/protocol.md, "Binary encoding": "the rules, limits and errors above hold in both
+/// encodings". Each message frame here is refused as its JSON twin line is (`bad_request`,
+/// the connection stays open), in binary terms: the message speaks of MessagePack, never of
+/// JSON, and says "not a valid MessagePack message" once.
+#[test]
+fn binary_messages_are_refused_as_their_json_twins_are() {
+    let server = NetServer::memory(test_config("repl-binary-rules"));
+    let (ty, ping, nonce) = (mp_str("type"), mp_str("ping"), mp_str("nonce"));
+    let ping_1 = mp_map(2, &[&ty, &ping, &nonce, &[1]]);
+    let with_trailing_nil = [&ping_1[..], &[0xc0]].concat();
+    let two_maps = [&ping_1[..], &ping_1[..]].concat();
+    let cases: [(&str, Vec<u8>, Option<&str>); 10] = [
+        (
+            "a repeated field",
+            mp_map(3, &[&ty, &ping, &nonce, &[1], &nonce, &[2]]),
+            Some(r#"{"type":"ping","nonce":1,"nonce":2}"#),
+        ),
+        (
+            "a repeated type",
+            mp_map(3, &[&ty, &ping, &ty, &ping, &nonce, &[1]]),
+            Some(r#"{"type":"ping","type":"ping","nonce":1}"#),
+        ),
+        (
+            "a repeated key in a nested map",
+            mp_map(
+                3,
+                &[
+                    &ty,
+                    &ping,
+                    &nonce,
+                    &[1],
+                    &mp_str("extra"),
+                    &mp_map(2, &[&ty, &[1], &ty, &[2]]),
+                ],
+            ),
+            None,
+        ),
+        (
+            "a byte after the map",
+            with_trailing_nil,
+            Some(r#"{"type":"ping","nonce":1} null"#),
+        ),
+        (
+            "a second map after the map",
+            two_maps,
+            Some(r#"{"type":"ping","nonce":1}{"type":"ping","nonce":1}"#),
+        ),
+        ("not a map", vec![0x07], Some("7")),
+        (
+            "a map cut short",
+            mp_map(3, &[&ty, &ping, &nonce, &[1]]),
+            Some(r#"{"type":"ping","nonce":1,"#),
+        ),
+        (
+            "no type",
+            mp_map(1, &[&nonce, &[1]]),
+            Some(r#"{"nonce":1}"#),
+        ),
+        (
+            "a bin value",
+            mp_map(2, &[&ty, &ping, &nonce, &[0xc4, 1, 7]]),
+            None,
+        ),
+        (
+            "a key that is not a string",
+            mp_map(2, &[&ty, &ping, &[1], &[1]]),
+            Some(r#"{"type":"ping",1:1}"#),
+        ),
+    ];
+    let mut bin = BinaryClient::connect(server.addr);
+    let mut json = server.client();
+    let mut wrong = Vec::new();
+    for (nonce, (case, payload, twin)) in (10u64..).zip(cases) {
+        let mut frame = Vec::new();
+        encode_frame(FrameKind::Message, &payload, &mut frame).unwrap();
+        bin.stream.write_all(&frame).unwrap();
+        // Then a ping: the frame's length kept the stream in step, so the connection goes
+        // on and the pong comes after the answer to the frame.
+        bin.send(json!({"type": "ping", "nonce": nonce}));
+        let mut answers = Vec::new();
+        loop {
+            match bin.next().unwrap_or_else(|| panic!("{case}: closed")) {
+                Frame::Message(m) if m["type"] == "pong" && m["nonce"] == nonce => break,
+                Frame::Message(m) if m["type"] != "replication" => answers.push(m),
+                _ => {}
+            }
+        }
+        match &answers[..] {
+            [error] if error["code"] == "bad_request" => {
+                let words = error["message"].as_str().unwrap();
+                if words.contains("JSON")
+                    || words.matches("not a valid MessagePack message").count() != 1
+                {
+                    wrong.push(format!("{case}: worded {words:?}"));
+                }
+            }
+            other => wrong.push(format!("{case}: answered {other:?}, not one bad_request")),
+        }
+        if let Some(line) = twin {
+            json.send_raw(format!("{line}\n").as_bytes());
+            json.expect_error("bad_request");
+            json.ping(nonce);
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// docs/protocol.md, "Budget and priority": 4,096 bytes a second at 20 rounds a second is
+/// 204 bytes a round (rounded down), counted as update payload bytes.
+#[test]
+fn the_default_budget_is_204_bytes_a_round() {
+    let settings = hearth_systems::replication::ReplicationPlugin::default().settings;
+    assert_eq!((settings.bytes_per_second, settings.rate_hz), (4096, 20.0));
+    assert_eq!(settings.round_budget(), 204);
+}

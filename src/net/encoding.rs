@@ -3,14 +3,16 @@
 //! client's messages ([`WireCodec`]) and to write the server's ([`write_message`]).
 //!
 //! A binary client's messages are turned into the JSON text the JSON path parses, so both
-//! encodings share one parser and refuse the same things with the same errors.
+//! encodings share one parser and refuse the same things. What the JSON text could no longer
+//! show (a repeated key, bytes after the map, a payload that is not one map with a string
+//! `type`) is refused before, by [`decode_json_message`], in MessagePack's terms.
 
 use std::io;
 
 use bytes::{Buf, BytesMut};
 use hearth_components::protocol::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES, ServerMessage};
 use hearth_components::wire::{
-    self, FrameKind, MAGIC, MessageError, PREAMBLE, WireError, decode_frame, decode_message,
+    self, FrameKind, MAGIC, MessageError, PREAMBLE, WireError, decode_frame, decode_json_message,
     encode_message,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -71,15 +73,17 @@ impl Incoming {
         matches!(self, Self::Line(line) if line.trim().is_empty())
     }
 
-    /// The message as the JSON text the parser reads; for a binary message, the reason it
-    /// has no JSON form (not MessagePack, not a map with string keys, bytes or extension
-    /// values).
+    /// The message as the JSON text the parser reads. A binary message is refused first, in
+    /// MessagePack's terms, for what its JSON text could not show: not one map with a string
+    /// `type` (bytes after it included), a repeated key, a value with no JSON form (`bin`,
+    /// `ext`, a key that is not a string, NaN), nesting past the parser's depth. The
+    /// connection answers that with `bad_request` (`not a valid MessagePack message:
+    /// <reason>`) and reads on.
     pub fn into_text(self) -> Result<String, MessageError> {
         match self {
             Self::Line(line) => Ok(line),
-            Self::Message(payload) => {
-                decode_message::<serde_json::Value>(&payload).map(|value| value.to_string())
-            }
+            Self::Message(payload) => decode_json_message(&payload)
+                .map(|object| serde_json::Value::Object(object).to_string()),
         }
     }
 }
@@ -278,7 +282,7 @@ fn packed<T: serde::Serialize>(message: &T, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use hearth_components::protocol::ErrorCode;
-    use hearth_components::wire::encode_frame;
+    use hearth_components::wire::{decode_message, encode_frame};
 
     use super::*;
 
@@ -336,6 +340,55 @@ mod tests {
             panic!("a message")
         };
         assert!(message.into_text().is_err());
+    }
+
+    #[test]
+    fn a_binary_message_is_refused_for_what_its_json_line_would_be() {
+        // {"type":"ping","nonce":1,"nonce":2}: a repeated field.
+        let repeated = b"\x83\xa4type\xa4ping\xa5nonce\x01\xa5nonce\x02".to_vec();
+        // {"type":"ping","nonce":1} then a nil: something after the object.
+        let trailing = b"\x82\xa4type\xa4ping\xa5nonce\x01\xc0".to_vec();
+        // 7: not a map.
+        let integer = vec![0x07];
+        for (payload, words) in [
+            (repeated, "duplicate field `nonce`"),
+            (trailing, "after the MessagePack value"),
+            (integer, "a MessagePack map with a string \"type\""),
+        ] {
+            let e = Incoming::Message(payload)
+                .into_text()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(words), "{e}");
+            // The connection adds "not a valid MessagePack message: " itself.
+            assert!(!e.contains("not a valid MessagePack"), "{e}");
+            assert!(!e.contains("JSON"), "{e}");
+        }
+    }
+
+    /// docs/protocol.md, "Field types": an `f32` goes out in a message frame as the float64 of
+    /// its shortest decimal (the JSON text's value), and casting that to `f32` gives it back.
+    #[test]
+    fn an_f32_travels_as_the_float64_of_its_shortest_decimal() {
+        #[derive(serde::Serialize)]
+        struct At {
+            x: f32,
+        }
+        let x = 5.999_999_5_f32;
+        let at = ServerMessage::Game(hearth_components::protocol::GameLine::new("at", At { x }));
+        let mut bin = Vec::new();
+        write_message(Encoding::Binary, &at, &mut bin);
+        let (frame, _) = decode_frame(&bin).unwrap();
+        let float = frame.payload.len() - 9;
+        assert_eq!(
+            frame.payload[float], 0xcb,
+            "a float64: {:02x?}",
+            frame.payload
+        );
+        let sent = f64::from_be_bytes(frame.payload[float + 1..].try_into().unwrap());
+        assert_eq!(sent, 5.999_999_5_f64, "the decimal's float64");
+        assert_ne!(sent, f64::from(x), "not the f32 widened");
+        assert_eq!(sent as f32, x, "cast back, the server's f32");
     }
 
     #[test]

@@ -172,8 +172,37 @@ mod tests {
             decode_frame(&[0x80; 4]),
             Err(WireError::Oversized(u64::MAX))
         );
+        // docs/protocol.md, "Frames": a length prefix that is no 64-bit varint (10 bytes
+        // without an end) when those bytes are there; 4 bytes without an end before that.
+        assert_eq!(
+            decode_frame(&[0x80; 11]),
+            Err(WireError::BadVarint),
+            "over the range"
+        );
+        assert_eq!(
+            decode_frame(&[0x80; 9]),
+            Err(WireError::Oversized(u64::MAX))
+        );
         let big = vec![0; MAX_FRAME_BYTES];
         assert!(encode_frame(FrameKind::Message, &big, &mut Vec::new()).is_err());
+    }
+
+    /// docs/protocol.md, "Frames": a non-minimal length prefix read whole is accepted.
+    #[test]
+    fn non_minimal_length_prefixes_read_whole_are_accepted() {
+        for prefix in [
+            &[0x82, 0x00][..],
+            &[0x82, 0x80, 0x00],
+            &[0x82, 0x80, 0x80, 0x00],
+        ] {
+            let mut input = prefix.to_vec();
+            input.extend_from_slice(&[0x01, 0xc0]);
+            let (frame, used) = decode_frame(&input).unwrap();
+            assert_eq!(
+                (frame.kind, frame.payload, used),
+                (FrameKind::Message, &[0xc0][..], input.len())
+            );
+        }
     }
 
     #[test]

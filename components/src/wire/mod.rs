@@ -5,7 +5,7 @@
 //! never start with NUL, so the server tells the two apart from the first byte. Then both
 //! sides exchange length-prefixed [frames](frame): a kind byte and a payload, either a
 //! MessagePack message (the same fields as the JSON form) or a replication
-//! [update](update) whose bytes are specified by hand. Decoders return typed errors
+//! [update] whose bytes are specified by hand. Decoders return typed errors
 //! ([`WireError`]) for any input and never panic.
 
 pub mod frame;
@@ -15,7 +15,9 @@ pub mod update;
 pub mod varint;
 
 pub use frame::{Frame, FrameKind, decode_frame, encode_frame, encode_frame_with, read_preamble};
-pub use message::{MessageError, decode_message, encode_message};
+pub use message::{
+    MAX_MESSAGE_DEPTH, MessageError, decode_json_message, decode_message, encode_message,
+};
 pub use position::{POSITION_UNITS_PER_WORLD_UNIT, QuantisedPosition};
 pub use update::{EntityState, UpdateFrame, UpdateWriter};
 

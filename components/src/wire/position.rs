@@ -78,4 +78,28 @@ mod tests {
         }
         assert_eq!(QuantisedPosition::from_world(f32::NAN, f32::INFINITY).x, 0);
     }
+
+    /// docs/protocol.md, `position_q64`: times 64 (exact), then the nearest unit, ties away
+    /// from zero.
+    #[test]
+    fn ties_round_away_from_zero() {
+        let unit = 1.0 / POSITION_UNITS_PER_WORLD_UNIT;
+        for (world, units) in [
+            (0.5 * unit, 1),
+            (-0.5 * unit, -1),
+            (1.5 * unit, 2),
+            (-1.5 * unit, -2),
+            (2.5 * unit, 3),
+            (0.49 * unit, 0),
+        ] {
+            assert_eq!(
+                QuantisedPosition::from_world(world, -world),
+                QuantisedPosition {
+                    x: units,
+                    y: -units
+                },
+                "{world}"
+            );
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub struct ReplicationPlugin {
 
 impl Default for ReplicationPlugin {
     /// 20 rounds a second; interest within 50 units on a ±1000 world; at most 128 candidates
-    /// per client per round; 4,096 bytes a second per client (205 a round): a 64-player crowd
+    /// per client per round; 4,096 bytes a second per client (204 a round): a 64-player crowd
     /// moving 5 times a second fits (2.3 KB/s per player in binary, measured with hearth-swarm).
     fn default() -> Self {
         Self {
