@@ -122,6 +122,30 @@ fn register_login_and_resume_while_logged_in_are_bad_requests() {
     d.register("other", "password1");
 }
 
+/// A field named twice is a `bad_request`, with a request `id` or without (a core message
+/// with an `id` is read in two steps, which once kept the last value silently).
+#[test]
+fn a_field_named_twice_is_a_bad_request_with_or_without_an_id() {
+    let server = server("twice");
+    let mut c = server.client();
+    for line in [
+        r#"{"type":"ping","nonce":1,"nonce":2}"#,
+        r#"{"type":"ping","nonce":1,"nonce":2,"id":3}"#,
+        r#"{"type":"ping","id":3,"nonce":1,"nonce":2}"#,
+    ] {
+        c.send_raw(format!("{line}\n").as_bytes());
+        let error = c.expect_error("bad_request");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate field `nonce`"),
+            "{line}: {error}"
+        );
+    }
+    c.ping(7); // the connection stays open
+}
+
 #[test]
 fn a_move_out_of_range_is_a_bad_request_naming_the_field() {
     let server = server("moves");

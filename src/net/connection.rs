@@ -705,10 +705,43 @@ fn parse_core(line: &str, has_id: bool) -> Result<Parsed, ParseError> {
             .map(Parsed::Core)
             .map_err(ParseError::Core);
     }
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(line).map_err(ParseError::Core)?;
+    let UniqueFields(mut object) = serde_json::from_str(line).map_err(ParseError::Core)?;
     object.remove("id");
     serde_json::from_value(serde_json::Value::Object(object))
         .map(Parsed::Core)
         .map_err(ParseError::Core)
+}
+
+/// A JSON object whose fields are all named once: a field named twice is refused, as the
+/// messages' own derived decoding refuses it (a map would keep the last value silently).
+struct UniqueFields(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = UniqueFields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueFields, A::Error> {
+                let mut fields = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if fields.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate field `{key}`"
+                        )));
+                    }
+                    fields.insert(key, value);
+                }
+                Ok(UniqueFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
