@@ -122,6 +122,37 @@ fn register_login_and_resume_while_logged_in_are_bad_requests() {
     d.register("other", "password1");
 }
 
+/// Promise (issue 21, "types"): a position is an f32 written as its shortest decimal, the
+/// same in `update` and in `logged_in` (once `0.70710677` in one and `0.7071067690849304`
+/// in the other). A diagonal step is (√½, √½) in f32.
+#[test]
+fn a_position_reads_the_same_in_an_update_and_in_logged_in() {
+    let server = server("f32-form");
+    let mut c = server.client();
+    c.register("fay", "password1");
+    c.login("fay", "password1");
+    let stepped = c.step(1.0, 1.0);
+    let shortest: f64 = format!("{}", std::f32::consts::FRAC_1_SQRT_2)
+        .parse()
+        .unwrap();
+    assert_eq!(stepped["x"].as_f64(), Some(shortest), "update: {stepped}");
+    assert_ne!(shortest, f64::from(std::f32::consts::FRAC_1_SQRT_2));
+    c.send(json!({"type": "logout"}));
+    c.expect("logged_out");
+    let logged_in = c.login("fay", "password1");
+    let position = &logged_in["state"]["position"];
+    assert_eq!(
+        position["x"].as_f64(),
+        Some(shortest),
+        "logged_in: {position}"
+    );
+    assert_eq!(
+        position["y"].as_f64(),
+        Some(shortest),
+        "logged_in: {position}"
+    );
+}
+
 /// A field named twice is a `bad_request`, with a request `id` or without (a core message
 /// with an `id` is read in two steps, which once kept the last value silently).
 #[test]
