@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs redis-server, promtool, Chromium with its WebDriver and
-# python3 (Debian/Ubuntu apt) when missing: the Redis tests start their own redis-server on
-# free ports, the metrics tests check the exposition with `promtool check metrics`, the browser
-# test (tests/browser.rs) drives headless Chromium through chromedriver, and tests/spec_client.rs
-# runs a Python client written from docs/protocol.md alone; none ever skips.
+# Runs the whole test suite. Installs redis-server, promtool, Chromium with its WebDriver,
+# python3 and TypeScript's tsc (Debian/Ubuntu apt) when missing: the Redis tests start their own
+# redis-server on free ports, the metrics tests check the exposition with `promtool check
+# metrics`, the browser test (tests/browser.rs) drives headless Chromium through chromedriver,
+# tests/spec_client.rs runs a Python client written from docs/protocol.md alone, and
+# tests/web_types.rs type-checks the browser client's JavaScript with tsc; none ever skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -25,5 +26,10 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 not found; installing it with apt-get" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3
+fi
+if ! command -v tsc >/dev/null 2>&1; then
+  echo "tsc not found; installing node-typescript with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq node-typescript
 fi
 cargo test --workspace "$@"
