@@ -292,7 +292,7 @@ pub async fn serve<T: Transport>(
                     Some(Ok(Received::Message(message))) => {
                         refused_in_a_row = 0;
                         match message.into_text() {
-                            Ok(text) => match handle_line(conn, peer, &text, &login, &outbox, &ctx) {
+                            Ok(text) => match handle_line(conn, peer, &text, encoding, &login, &outbox, &ctx) {
                                 Handled::Answer(answer) => Some(answer),
                                 Handled::Awaiting(pending, id) => {
                                     if let Some(state) = pending {
@@ -498,6 +498,7 @@ fn handle_line(
     conn: ConnId,
     peer: SocketAddr,
     line: &str,
+    encoding: Encoding,
     login: &LoginState,
     outbox: &Arc<dyn ClientOutbox>,
     ctx: &ConnectionContext,
@@ -506,6 +507,11 @@ fn handle_line(
         return Handled::Nothing;
     }
     let (id, parsed) = parse(line, &ctx.game_messages);
+    let parsed = parsed.map_err(|reason| match encoding {
+        Encoding::Json => reason.to_string(),
+        // Read through its JSON form: serde_json's line and column are that text's.
+        Encoding::Binary => without_json_position(reason.to_string()),
+    });
     match handle_request(conn, peer, parsed, id.clone(), login, outbox, ctx) {
         Handled::Answer(answer) => Handled::Answer(answer.answering(id)),
         Handled::Awaiting(state, _) => Handled::Awaiting(state, id),
@@ -517,7 +523,7 @@ fn handle_line(
 fn handle_request(
     conn: ConnId,
     peer: SocketAddr,
-    parsed: Result<Parsed, ParseError>,
+    parsed: Result<Parsed, String>,
     id: Option<RequestId>,
     login: &LoginState,
     outbox: &Arc<dyn ClientOutbox>,
@@ -537,10 +543,7 @@ fn handle_request(
             return Handled::Nothing;
         }
         Err(reason) => {
-            return Handled::Answer(ServerMessage::error(
-                ErrorCode::BadRequest,
-                reason.to_string(),
-            ));
+            return Handled::Answer(ServerMessage::error(ErrorCode::BadRequest, reason));
         }
     };
     let submitted = |request, state| match ctx.auth.try_submit(peer.ip(), request) {
@@ -609,6 +612,20 @@ enum Parsed {
     Core(ClientMessage),
     /// A message a game registered, decoded for the world.
     Game(hearth_systems::net::GameRequest),
+}
+
+/// `text` without the ` at line L column C` serde_json ends its errors with: for a binary
+/// client, whose message was read through its JSON form, that position means nothing.
+fn without_json_position(text: String) -> String {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(at) = text.rfind(" at line ")
+        && let Some((line, column)) = text[at + " at line ".len()..].split_once(" column ")
+        && digits(line)
+        && digits(column)
+    {
+        return text[..at].to_string();
+    }
+    text
 }
 
 /// A parse error worded for the client (answered as `bad_request`), never echoing the
@@ -743,5 +760,29 @@ impl<'de> serde::Deserialize<'de> for UniqueFields {
             }
         }
         deserializer.deserialize_map(Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_json_position;
+
+    #[test]
+    fn only_a_trailing_json_position_is_dropped() {
+        let cut = |text: &str| without_json_position(text.to_string());
+        assert_eq!(
+            cut(
+                "not a valid move: field `dx`: invalid type: string \"east\", expected f32 at line 1 column 23"
+            ),
+            "not a valid move: field `dx`: invalid type: string \"east\", expected f32"
+        );
+        assert_eq!(
+            cut("unknown message type \"x\""),
+            "unknown message type \"x\""
+        );
+        assert_eq!(
+            cut("a name at line up column 3"),
+            "a name at line up column 3"
+        );
     }
 }
