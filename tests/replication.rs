@@ -521,3 +521,66 @@ fn a_binary_clients_field_errors_carry_no_json_position() {
         assert!(!text.contains(" at line "), "{message}: {text}");
     }
 }
+
+/// Fuzzed binary input over TCP (issue 17, item 7; the decoders are also fuzzed on their
+/// own): message frames with random payloads are each answered with an `error` and the
+/// connection goes on; random bytes where frames should be get only `error`s before the
+/// connection ends (a binary stream cannot resynchronise); every frame the server sends is
+/// well formed, and a bystander plays on throughout.
+#[test]
+fn fuzzed_binary_input_gets_errors_and_a_bystander_plays_on() {
+    let server = NetServer::memory(test_config("repl-binary-fuzz"));
+    let mut bystander = BinaryClient::connect(server.addr);
+    // A fixed seed: the cases are the same every run.
+    let mut rng = common::rng::Rng(0x4249_4E41_5259_2121);
+    // 4 connections x 50 random payloads in message frames, each followed by a ping (inside
+    // the per-connection burst): everything before the pong is an error.
+    for round in 0..4u64 {
+        let mut fuzzed = BinaryClient::connect(server.addr);
+        for case in 0..50u64 {
+            let payload: Vec<u8> = (0..rng.below(40))
+                .map(|_| u8::try_from(rng.below(256)).unwrap())
+                .collect();
+            let mut frame = Vec::new();
+            encode_frame(FrameKind::Message, &payload, &mut frame).unwrap();
+            fuzzed.stream.write_all(&frame).unwrap();
+            let nonce = round * 100 + case;
+            fuzzed.send(json!({"type": "ping", "nonce": nonce}));
+            loop {
+                match fuzzed
+                    .next()
+                    .unwrap_or_else(|| panic!("closed after {payload:02x?}"))
+                {
+                    Frame::Message(m) if m["type"] == "pong" => {
+                        assert_eq!(m["nonce"], nonce, "{payload:02x?}");
+                        break;
+                    }
+                    Frame::Message(m) => assert_eq!(m["type"], "error", "{payload:02x?}: {m}"),
+                    Frame::Update(_) => panic!("an update before login"),
+                }
+            }
+        }
+    }
+    // Random bytes as the whole stream: errors only, then the end.
+    for _ in 0..16 {
+        let mut fuzzed = BinaryClient::connect(server.addr);
+        let bytes: Vec<u8> = (0..1 + rng.below(300))
+            .map(|_| u8::try_from(rng.below(256)).unwrap())
+            .collect();
+        fuzzed.stream.write_all(&bytes).unwrap();
+        fuzzed.stream.shutdown(Shutdown::Write).unwrap();
+        while let Some(frame) = fuzzed.next() {
+            match frame {
+                Frame::Message(m) => assert_eq!(m["type"], "error", "{bytes:02x?}: {m}"),
+                Frame::Update(_) => panic!("an update before login"),
+            }
+        }
+    }
+    bystander.send(json!({"type": "ping", "nonce": 7}));
+    loop {
+        match bystander.next().expect("the bystander is served") {
+            Frame::Message(m) if m["type"] == "pong" => break,
+            _ => {}
+        }
+    }
+}
