@@ -508,9 +508,8 @@ fn handle_line(
     }
     let (id, parsed) = parse(line, &ctx.game_messages);
     let parsed = parsed.map_err(|reason| match encoding {
-        Encoding::Json => reason.to_string(),
-        // Read through its JSON form: serde_json's line and column are that text's.
-        Encoding::Binary => without_json_position(reason.to_string()),
+        Encoding::Json => reason,
+        Encoding::Binary => ParseError::Binary(Box::new(reason)),
     });
     match handle_request(conn, peer, parsed, id.clone(), login, outbox, ctx) {
         Handled::Answer(answer) => Handled::Answer(answer.answering(id)),
@@ -523,7 +522,7 @@ fn handle_line(
 fn handle_request(
     conn: ConnId,
     peer: SocketAddr,
-    parsed: Result<Parsed, String>,
+    parsed: Result<Parsed, ParseError>,
     id: Option<RequestId>,
     login: &LoginState,
     outbox: &Arc<dyn ClientOutbox>,
@@ -543,7 +542,10 @@ fn handle_request(
             return Handled::Nothing;
         }
         Err(reason) => {
-            return Handled::Answer(ServerMessage::error(ErrorCode::BadRequest, reason));
+            return Handled::Answer(ServerMessage::error(
+                ErrorCode::BadRequest,
+                reason.to_string(),
+            ));
         }
     };
     let submitted = |request, state| match ctx.auth.try_submit(peer.ip(), request) {
@@ -651,6 +653,10 @@ enum ParseError {
         #[source]
         source: DecodeError,
     },
+    /// A binary client's message, read through its JSON form: the same error without the
+    /// line and column serde_json gives in that text (not what the client sent).
+    #[error("{}", without_json_position(.0.to_string()))]
+    Binary(Box<ParseError>),
     /// A `type` neither the core nor the game knows; `known` lists the known ones.
     #[error("unknown message type {kind:?}; known types: {}", known.join(", "))]
     UnknownType {
