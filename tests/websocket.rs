@@ -346,9 +346,7 @@ async fn connections_and_messages_are_counted_by_transport() {
     let mut tcp = common::client::Client::connect(server.game_addr());
     tcp.send(json!({"type": "ping", "nonce": 1}));
     tcp.expect("pong");
-    let (status, body) = common::http::get(metrics, "/metrics");
-    assert_eq!(status, 200);
-    for line in [
+    let expected = [
         "hearth_client_connections_opened_total{transport=\"ws\"} 1",
         "hearth_client_connections_opened_total{transport=\"tcp\"} 1",
         "hearth_client_connections_opened_total{transport=\"wss\"} 0",
@@ -359,8 +357,25 @@ async fn connections_and_messages_are_counted_by_transport() {
         "hearth_client_messages_sent_total{transport=\"ws\"} 1",
         "hearth_client_messages_sent_total{transport=\"tcp\"} 1",
         "hearth_client_messages_rate_limited_total{transport=\"ws\"} 0",
-    ] {
-        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    ];
+    // A message is counted once its write returned, which can be just after the client read
+    // it: scrape until the counts are there (the guard is against a hang, not a timing).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = common::http::get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|line| !body.lines().any(|l| l == **line))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {missing:?} in\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     drop(ws);
     assert_eq!(server.stop(), 0);
