@@ -256,7 +256,8 @@ mod abuse {
     use hearth::prelude::*;
     use hearth::testing::ServerThread;
 
-    use super::common::http::{connect_from, get, get_from, wait_for_status};
+    use super::common::connect_from;
+    use super::common::http::{get, get_from, wait_for_status};
 
     /// A server on the memory store with its metrics endpoint on a free port, its tick
     /// running (so `/healthz` is 200 while it lives).

@@ -49,6 +49,24 @@ fn zone_server(redis: &redis_server::RedisServer, zone: &str) -> ServerThread {
     ServerThread::demo(config).expect("the zone's server starts")
 }
 
+/// Player `id`'s x in the world the client was sent, once it is there (reading events).
+async fn x_in_own_world(client: &mut Client, id: u64, what: &str) -> f32 {
+    within(what, async {
+        loop {
+            let x = client
+                .world()
+                .player(id)
+                .and_then(|e| e.get::<Position>("position").ok())
+                .map(|p| p.x);
+            if let Some(x) = x {
+                return x;
+            }
+            client.next_event().await.expect("the client");
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_walking_into_another_zone_is_followed_there() {
     walk_into_the_other_zone(false).await;
@@ -105,21 +123,7 @@ async fn walk_into_the_other_zone(ws: bool) {
     assert_eq!(handed_to, door(&east).to_string());
 
     // Playing on in east: its world shows the player past the border, then one step more.
-    let x = within("the player in east's world", async {
-        loop {
-            if let Some(x) = {
-                let world = client.world();
-                world
-                    .player(id)
-                    .and_then(|e| e.get::<Position>("position").ok())
-                    .map(|p| p.x)
-            } {
-                return x;
-            }
-            client.next_event().await.expect("the client");
-        }
-    })
-    .await;
+    let x = x_in_own_world(&mut client, id, "the player in east's world").await;
     assert!((2.0..3.0).contains(&x), "one step past the border: {x}");
     client
         .send("move", &Move { dx: 1.0, dy: 0.0 })
@@ -281,21 +285,7 @@ async fn an_automatic_resume_answered_handoff_is_followed() {
     })
     .await;
     assert_eq!(handed_to, east.game_addr().to_string());
-    let x = within("her place in east's world", async {
-        loop {
-            if let Some(x) = {
-                let world = client.world();
-                world
-                    .player(id)
-                    .and_then(|e| e.get::<Position>("position").ok())
-                    .map(|p| p.x)
-            } {
-                return x;
-            }
-            client.next_event().await.expect("the client");
-        }
-    })
-    .await;
+    let x = x_in_own_world(&mut client, id, "her place in east's world").await;
     assert_eq!(x, 10.0);
     client.close().await;
     assert_eq!(west.stop(), 0);

@@ -143,6 +143,26 @@ struct PlayerTokens {
     expires: Instant,
 }
 
+impl PlayerTokens {
+    /// `player_id`'s tokens in `all`, an empty set if it has none.
+    fn of(all: &mut HashMap<u64, PlayerTokens>, player_id: u64, now: Instant) -> &mut Self {
+        all.entry(player_id).or_insert_with(|| PlayerTokens {
+            tokens: VecDeque::new(),
+            expires: now,
+        })
+    }
+
+    /// Adds `token` (the oldest dropped beyond [`TOKENS_PER_PLAYER`]); the set then lives
+    /// `ttl` from `now`.
+    fn store(&mut self, token: TokenHash, now: Instant, ttl: Duration) {
+        self.tokens.push_back(token);
+        while self.tokens.len() > TOKENS_PER_PLAYER {
+            self.tokens.pop_front();
+        }
+        self.expires = now + ttl;
+    }
+}
+
 impl AccountStore for MemoryAccounts {
     fn create(&mut self, username: &str, password_hash: &str) -> Result<u64, AccountError> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,10 +201,7 @@ impl AccountStore for MemoryAccounts {
         let mut all = self.resume.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         all.retain(|_, player| player.expires > now);
-        let player = all.entry(player_id).or_insert_with(|| PlayerTokens {
-            tokens: VecDeque::new(),
-            expires: now,
-        });
+        let player = PlayerTokens::of(&mut all, player_id, now);
         if let Some(presented) = presented {
             let Some(at) = player.tokens.iter().position(|t| t == presented) else {
                 return Ok(Resumed::Unknown);
@@ -200,11 +217,7 @@ impl AccountStore for MemoryAccounts {
             }
             player.tokens.remove(at);
         }
-        player.tokens.push_back(fresh.clone());
-        while player.tokens.len() > TOKENS_PER_PLAYER {
-            player.tokens.pop_front();
-        }
-        player.expires = now + ttl;
+        player.store(fresh.clone(), now, ttl);
         Ok(Resumed::Stored)
     }
 
@@ -219,16 +232,10 @@ impl AccountStore for MemoryAccounts {
         let (presented, fresh) = (presented.clone(), fresh.clone());
         ResumeGiveBack::new(move || {
             let mut all = resume.lock().unwrap_or_else(|p| p.into_inner());
-            let player = all.entry(player_id).or_insert_with(|| PlayerTokens {
-                tokens: VecDeque::new(),
-                expires: Instant::now(),
-            });
+            let now = Instant::now();
+            let player = PlayerTokens::of(&mut all, player_id, now);
             player.tokens.retain(|t| *t != fresh);
-            player.tokens.push_back(presented);
-            while player.tokens.len() > TOKENS_PER_PLAYER {
-                player.tokens.pop_front();
-            }
-            player.expires = Instant::now() + ttl;
+            player.store(presented, now, ttl);
             drop(all);
             if let Some((leases, owner)) = leases {
                 leases.release_short(PlayerId(player_id), &owner, RESUME_LEASE);

@@ -133,20 +133,7 @@ impl Client {
     /// Connects from a chosen local address (on Linux every 127.x.y.z is this machine), so
     /// a test can be several client addresses at once.
     pub fn connect_from(local: IpAddr, addr: SocketAddr) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
-        let stream = runtime.block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket
-                .bind(SocketAddr::new(local, 0))
-                .unwrap_or_else(|e| panic!("binding to {local} (loopback alias): {e}"));
-            socket.connect(addr).await.expect("connect to server")
-        });
-        let stream = stream.into_std().unwrap();
-        stream.set_nonblocking(false).unwrap();
-        Self::from_stream(stream)
+        Self::from_stream(super::connect_from(local, addr))
     }
 
     fn from_stream(stream: TcpStream) -> Self {

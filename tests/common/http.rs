@@ -12,31 +12,9 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(stream, addr, path)
 }
 
-/// Connects to `addr` from the local address `local` (on Linux every 127.x.y.z is this
-/// machine), so a test can be several hosts at once.
-pub fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::new(local, 0))
-            .unwrap_or_else(|e| panic!("binding to {local} (loopback alias): {e}"));
-        socket
-            .connect(addr)
-            .await
-            .expect("connecting to the metrics listener")
-    });
-    let stream = stream.into_std().unwrap();
-    stream.set_nonblocking(false).unwrap();
-    stream
-}
-
 /// [`get`] from the local address `local`.
 pub fn get_from(local: std::net::IpAddr, addr: SocketAddr, path: &str) -> (u16, String) {
-    request(connect_from(local, addr), addr, path)
+    request(super::connect_from(local, addr), addr, path)
 }
 
 fn request(mut stream: TcpStream, addr: SocketAddr, path: &str) -> (u16, String) {

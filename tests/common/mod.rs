@@ -11,12 +11,35 @@ pub mod rng;
 pub mod ws;
 pub mod zones;
 
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use hearth::config::ServerConfig;
 use hearth::prelude::{App, Plugin};
 use hearth::store::{MemoryBackend, StoreClock};
 use hearth::testing::{TestServer, test_config};
+
+/// Connects to `addr` from the local address `local` (on Linux every 127.x.y.z is this
+/// machine), so a test can be several client hosts at once.
+pub fn connect_from(local: IpAddr, addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .unwrap_or_else(|e| panic!("binding to {local} (loopback alias): {e}"));
+        socket
+            .connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {addr} from {local}: {e}"))
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
 
 /// Makes test servers that share one store (so two servers can contend for a lease).
 pub trait StoreFactory {
